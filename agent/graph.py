@@ -1,0 +1,422 @@
+"""The signal graph: gather -> decide -> risk -> approve -> execute -> record, one thread per signal
+(thread_id = signal id), checkpointed in the project database.
+
+Node rules that keep it safe:
+- ``approve`` calls ``interrupt()`` and does nothing else: a node re-runs from its first line when
+  resumed, so nothing with a side effect may come before the interrupt. Sending the card and
+  storing the pending signal happen in the runner, after the graph has paused.
+- ``execute`` is idempotent: it first looks for an order with client_order_id = signal id, and
+  places one only if there is none; the broker refuses a second order with the same id anyway.
+- ``record`` only writes final states that are the same however often it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypedDict
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import interrupt
+
+from agent.deps import AgentDeps
+from agent.gather import decision_input, risk_context
+from agent.policies import DecisionInput
+from storage.signals import SignalStatus
+from storage.tables import DecisionTrace, SignalRow, TradePlan
+from tools import risk as risk_gate
+from tools.models import Action, Candidate, Proposal, RiskVerdict, Signal
+from tools.risk import RiskContext
+from tools.sizing import propose, risk_based_qty
+from venues import calendars
+from venues.errors import VenueError
+from venues.models import OrderRequest, OrderStatus, OrderType, Side
+from venues.timeframes import parse_timeframe
+
+log = logging.getLogger("tradeops.agent")
+
+
+class SignalState(TypedDict, total=False):
+    signal_id: str
+    venue: str
+    symbol: str
+    timeframe: str
+    watchlist: str
+    candidate: dict[str, Any] | None
+    notes: list[str]
+    facts: dict[str, Any]
+    signal: dict[str, Any]
+    proposal: dict[str, Any]
+    verdict: dict[str, Any]
+    card: dict[str, Any]
+    decision: dict[str, Any]
+    execution: dict[str, Any]
+    outcome: str
+    reason: str
+    timings: Annotated[dict[str, float], operator.or_]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def build_card(state: SignalState, proposal: Proposal, verdict: RiskVerdict, *, expires_at: str) -> dict[str, Any]:
+    """The card's data (every transport renders it its own way)."""
+    signal = proposal.signal
+    return {
+        "signal_id": state["signal_id"],
+        "venue": proposal.venue,
+        "symbol": proposal.symbol,
+        "side": signal.action.value,
+        "timeframe": state.get("timeframe", ""),
+        "currency": proposal.currency,
+        "entry": _dec(signal.entry),
+        "stop": _dec(signal.stop),
+        "take_profits": [_dec(tp) for tp in signal.take_profits],
+        "qty": _dec(verdict.qty),
+        "notional": _dec(proposal.notional),
+        "confidence": signal.confidence,
+        "reward_risk": round(proposal.reward_risk, 2),
+        "expected_net_profit": _dec(proposal.expected_net_profit.quantize(Decimal("0.01"))),
+        "costs": _dec(proposal.fees_round_trip.quantize(Decimal("0.01"))),
+        "loss_at_stop": _dec(proposal.loss_at_stop.quantize(Decimal("0.01"))),
+        "exit_plan": [_dec(w) for w in proposal.exit_weights],
+        "horizon_bars": signal.horizon_bars,
+        "reasons": list(signal.reasons),
+        "risk_notes": list(signal.risk_notes) + list(proposal.notes),
+        "risk": [c.model_dump() for c in verdict.checks],
+        "risk_decision": verdict.decision,
+        "policy": signal.policy,
+        "expires_at": expires_at,
+    }
+
+
+SignalGraph = CompiledStateGraph[Any, Any, Any, Any]
+
+
+def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) -> SignalGraph:
+    config = deps.config
+
+    async def _risk_context(state: SignalState) -> RiskContext:
+        return await risk_context(deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"])
+
+    async def gather(state: SignalState) -> dict[str, Any]:
+        started = time.perf_counter()
+        candidate = Candidate.model_validate(state["candidate"]) if state.get("candidate") else None
+        facts = await decision_input(
+            deps,
+            signal_id=state["signal_id"],
+            venue_name=state["venue"],
+            symbol=state["symbol"],
+            timeframe=state["timeframe"],
+            candidate=candidate,
+            notes=tuple(state.get("notes") or ()),
+        )
+        return {"facts": facts.model_dump(mode="json"), "timings": {"gather": _ms(started)}}
+
+    async def decide(state: SignalState) -> dict[str, Any]:
+        started = time.perf_counter()
+        facts = DecisionInput.model_validate(state["facts"])
+        try:
+            signal = await deps.policy.decide(facts)
+        except Exception as exc:  # a failing policy abstains, with the reason: never a silent HOLD
+            log.exception("policy %s failed on %s", deps.policy.name, facts.symbol)
+            signal = Signal(
+                action=Action.ABSTAIN,
+                symbol=facts.symbol,
+                timeframe=facts.timeframe,
+                reasons=(f"policy {deps.policy.name} failed: {type(exc).__name__}: {exc}",),
+                policy=deps.policy.name,
+            )
+        if signal.symbol != facts.symbol:
+            signal = Signal(
+                action=Action.ABSTAIN,
+                symbol=facts.symbol,
+                reasons=(f"policy answered for {signal.symbol!r}, not {facts.symbol!r}",),
+                policy=deps.policy.name,
+            )
+        return {"signal": signal.model_dump(mode="json"), "timings": {"policy": _ms(started)}}
+
+    async def assess(state: SignalState) -> dict[str, Any]:
+        started = time.perf_counter()
+        signal = Signal.model_validate(state["signal"])
+        venue = deps.venue(state["venue"])
+        instrument = await venue.instrument(state["symbol"])
+        profile = config.risk_for(state["venue"])
+        context = await risk_context(
+            deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"]
+        )
+        facts = DecisionInput.model_validate(state["facts"])
+        if signal.action is Action.BUY:
+            qty, notes = risk_based_qty(
+                signal,
+                instrument,
+                equity=context.equity,
+                available_cash=facts.cash,
+                risk_per_trade_pct=profile.risk_per_trade_pct,
+                max_position_pct=profile.max_position_pct,
+                slippage_bps=config.slippage_bps,
+            )
+            proposal = propose(
+                signal,
+                instrument,
+                qty,
+                slippage_bps=config.slippage_bps,
+                exit_weights=config.exit_weights,
+                notes=tuple(notes),
+            )
+        else:
+            if signal.entry is None:
+                signal = signal.model_copy(update={"entry": Decimal(repr(facts.last_price))})
+            proposal = propose(
+                signal,
+                instrument,
+                facts.position_qty,
+                slippage_bps=config.slippage_bps,
+                avg_cost=facts.position_avg_cost,
+            )
+        verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)
+        expires_at = calendars.add_trading_time(instrument.calendar, deps.clock.now(), config.approval_timeout)
+        card = build_card(state, proposal, verdict, expires_at=expires_at.isoformat())
+        return {
+            "proposal": proposal.model_dump(mode="json"),
+            "verdict": verdict.model_dump(mode="json"),
+            "card": card,
+            "timings": {"risk": _ms(started)},
+        }
+
+    async def approve(state: SignalState) -> dict[str, Any]:
+        # Nothing before this line: the node re-runs from here when resumed.
+        decision = interrupt(state["card"])
+        return {"decision": dict(decision)}
+
+    async def execute(state: SignalState) -> dict[str, Any]:
+        started = time.perf_counter()
+        execution = await _execute(state)
+        return {"execution": execution, "timings": {"execute": _ms(started)}}
+
+    async def _execute(state: SignalState) -> dict[str, Any]:
+        signal_id = state["signal_id"]
+        venue = deps.venue(state["venue"])
+        broker = venue.broker_required()
+        existing = await broker.order(signal_id)
+        if existing is not None:  # a concurrent or earlier resume already placed it
+            return _order_result(existing)
+        proposal = Proposal.model_validate(state["proposal"])
+        signal = proposal.signal
+        instrument = await venue.instrument(state["symbol"])
+        last = await venue.bars(state["symbol"], instrument.timeframe, limit=1)
+        if last.empty:
+            return {"status": SignalStatus.ABORTED.value, "reason": "no price to check the drift against"}
+        price = Decimal(repr(float(last["close"].iloc[-1])))
+        assert signal.entry is not None
+        drift_bps = abs(price - signal.entry) / signal.entry * 10_000
+        if drift_bps > config.max_drift_bps:
+            return {
+                "status": SignalStatus.ABORTED.value,
+                "reason": f"price moved {drift_bps:.0f} bps from the entry {signal.entry} to {price}; "
+                f"the limit is {config.max_drift_bps} bps",
+            }
+        context = await risk_context(
+            deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"]
+        )
+        # The proposal already carries the size the first check allowed; judge it again on today's facts.
+        recheck, _ = risk_gate.check(
+            proposal, context, config.risk_for(state["venue"]), instrument, slippage_bps=config.slippage_bps
+        )
+        if recheck.decision == "block":
+            return {"status": SignalStatus.ABORTED.value, "reason": "risk re-check: " + "; ".join(recheck.reasons)}
+        side = Side.BUY if signal.action is Action.BUY else Side.SELL
+        try:
+            order = await venue.place_order(
+                OrderRequest(
+                    client_order_id=signal_id,
+                    symbol=state["symbol"],
+                    side=side,
+                    qty=recheck.qty,
+                    type=OrderType.MARKET,
+                    signal_id=signal_id,
+                )
+            )
+        except VenueError as exc:
+            return {"status": SignalStatus.FAILED.value, "reason": str(exc)}
+        if side is Side.BUY and order.status is not OrderStatus.REJECTED:
+            now = deps.clock.now()
+            deps.plans.create(
+                TradePlan(
+                    signal_id=signal_id,
+                    venue=state["venue"],
+                    symbol=state["symbol"],
+                    timeframe=state["timeframe"],
+                    status="entry_pending",
+                    qty_entry=order.qty,
+                    qty_open=order.qty,
+                    stop=signal.stop or Decimal(0),
+                    take_profits=[format(tp, "f") for tp in signal.take_profits],
+                    exit_weights=[format(w, "f") for w in proposal.exit_weights],
+                    time_stop_at=None,
+                    updated_at=now,
+                )
+            )
+        return _order_result(order)
+
+    async def record(state: SignalState) -> dict[str, Any]:
+        outcome, reason = _outcome(state)
+        now = deps.clock.now()
+        row = deps.signals.get(state["signal_id"])
+        if row is None:  # the walk ended before an approval: hold, abstain, blocked
+            deps.signals.create(_signal_row(state, outcome, now), reason=reason)
+        else:
+            execution = state.get("execution") or {}
+            deps.signals.set_status(
+                state["signal_id"],
+                outcome,
+                at=now,
+                actor="graph",
+                reason=reason,
+                updates={"card": {**row.card, "execution": execution}} if execution else None,
+            )
+        _write_traces(state, outcome, reason)
+        return {"outcome": outcome.value, "reason": reason}
+
+    def _write_traces(state: SignalState, outcome: SignalStatus, reason: str) -> None:
+        existing = {t.node for t in deps.signals.traces(state["signal_id"])}
+        now = deps.clock.now()
+        timings = state.get("timings", {})
+        rows = []
+        if "decide" not in existing and state.get("signal"):
+            rows.append(
+                DecisionTrace(
+                    signal_id=state["signal_id"],
+                    node="decide",
+                    policy=deps.policy.name,
+                    request=state.get("facts", {}),
+                    response=state["signal"],
+                    latency_ms=timings.get("policy", 0.0),
+                    outcome=str(state["signal"].get("action", "")),
+                    created_at=now,
+                )
+            )
+        if "risk" not in existing and state.get("verdict"):
+            rows.append(
+                DecisionTrace(
+                    signal_id=state["signal_id"],
+                    node="risk",
+                    request=state.get("proposal", {}),
+                    response=state["verdict"],
+                    latency_ms=timings.get("risk", 0.0),
+                    outcome=str(state["verdict"].get("decision", "")),
+                    created_at=now,
+                )
+            )
+        if "execute" not in existing and state.get("execution"):
+            rows.append(
+                DecisionTrace(
+                    signal_id=state["signal_id"],
+                    node="execute",
+                    request=state.get("decision", {}),
+                    response=state["execution"],
+                    latency_ms=timings.get("execute", 0.0),
+                    outcome=f"{outcome.value}: {reason}"[:500],
+                    created_at=now,
+                )
+            )
+        for trace in rows:
+            deps.signals.add_trace(trace)
+
+    def _signal_row(state: SignalState, outcome: SignalStatus, now: Any) -> SignalRow:
+        signal = state.get("signal") or {}
+        verdict = state.get("verdict") or {}
+        return SignalRow(
+            id=state["signal_id"],
+            venue=state["venue"],
+            symbol=state["symbol"],
+            side=str(signal.get("action", "")).lower() or "hold",
+            status=outcome.value,
+            policy=str(signal.get("policy", "")),
+            entry=_to_dec(signal.get("entry")),
+            stop=_to_dec(signal.get("stop")),
+            take_profits=[str(x) for x in signal.get("take_profits", [])],
+            qty=_to_dec(verdict.get("qty")),
+            confidence=signal.get("confidence"),
+            horizon=f"{signal.get('horizon_bars', 0)} bars" if signal.get("horizon_bars") else "",
+            reasons=[str(r) for r in signal.get("reasons", [])],
+            card=state.get("card") or {},
+            watchlist=state.get("watchlist"),
+            created_at=now,
+            updated_at=now,
+        )
+
+    graph = StateGraph(SignalState)
+    graph.add_node("gather", gather)
+    graph.add_node("decide", decide)
+    graph.add_node("risk", assess)
+    graph.add_node("approve", approve)
+    graph.add_node("execute", execute)
+    graph.add_node("record", record)
+    graph.add_edge(START, "gather")
+    graph.add_edge("gather", "decide")
+    graph.add_conditional_edges("decide", _after_decide, ["risk", "record"])
+    graph.add_conditional_edges("risk", _after_risk, ["approve", "record"])
+    graph.add_conditional_edges("approve", _after_approve, ["execute", "record"])
+    graph.add_edge("execute", "record")
+    graph.add_edge("record", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _after_decide(state: SignalState) -> Literal["risk", "record"]:
+    return "risk" if Action(state["signal"]["action"]).trades else "record"
+
+
+def _after_risk(state: SignalState) -> Literal["approve", "record"]:
+    return "record" if state["verdict"]["decision"] == "block" else "approve"
+
+
+def _after_approve(state: SignalState) -> Literal["execute", "record"]:
+    return "execute" if state.get("decision", {}).get("decision") == "approved" else "record"
+
+
+def _outcome(state: SignalState) -> tuple[SignalStatus, str]:
+    signal = state.get("signal") or {}
+    action = Action(signal.get("action", Action.ABSTAIN.value))
+    reasons = "; ".join(str(r) for r in signal.get("reasons", []))
+    if action is Action.HOLD:
+        return SignalStatus.HOLD, reasons
+    if action is Action.ABSTAIN:
+        return SignalStatus.ABSTAINED, reasons
+    verdict = state.get("verdict") or {}
+    if verdict.get("decision") == "block":
+        failed = [c["detail"] for c in verdict.get("checks", []) if not c["passed"]]
+        return SignalStatus.BLOCKED, "; ".join(failed)
+    decision = state.get("decision") or {}
+    kind = decision.get("decision")
+    if kind in ("rejected", "expired"):
+        return SignalStatus(kind), str(decision.get("reason", ""))
+    execution = state.get("execution") or {}
+    return SignalStatus(execution.get("status", SignalStatus.FAILED.value)), str(execution.get("reason", ""))
+
+
+def _order_result(order: Any) -> dict[str, Any]:
+    placed = order.status is not OrderStatus.REJECTED
+    return {
+        "status": SignalStatus.EXECUTED.value if placed else SignalStatus.FAILED.value,
+        "reason": f"order {order.client_order_id} {order.status.value}" + (f": {order.reason}" if order.reason else ""),
+        "order": order.model_dump(mode="json"),
+    }
+
+
+def _to_dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def time_stop_after(timeframe: str, bars: int) -> timedelta:
+    return parse_timeframe(timeframe).delta * bars

@@ -1,0 +1,227 @@
+"""Drives signal threads through the graph: starts a walk for a candidate, stores the pending card
+when the graph pauses for approval, and resumes it with a decision exactly once.
+
+Exactly once, however many answers arrive at the same time:
+1. ``SignalStore.decide`` records the decision in the approvals table, one row per signal, in one
+   transaction: the first answer wins, every later one is told what was already decided;
+2. the winner resumes the thread under a per-thread lock (an asyncio lock in this process, a
+   PostgreSQL advisory lock across processes) and only if the thread is still waiting at
+   ``approve`` (resuming a finished thread would be a silent no-op in LangGraph);
+3. the order's client_order_id is the signal id, so even a second execute could not order twice.
+A decision recorded but not yet resumed (the process stopped in between) is resumed by ``recover``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+
+from agent.deps import AgentDeps
+from agent.graph import SignalGraph
+from storage.locks import thread_lock
+from storage.signals import DecisionOutcome, SignalStatus
+from storage.tables import SignalRow
+from tools.models import Candidate
+
+log = logging.getLogger("tradeops.agent")
+
+CardHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WalkResult:
+    signal_id: str
+    status: str
+    reason: str = ""
+    card: dict[str, Any] | None = None
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class DecideResult:
+    signal_id: str
+    outcome: DecisionOutcome
+    status: str  # the signal's status after this call
+    reason: str = ""
+
+
+class SignalRunner:
+    def __init__(
+        self,
+        deps: AgentDeps,
+        graph: SignalGraph,
+        *,
+        on_card: CardHook | None = None,
+    ) -> None:
+        self.deps = deps
+        self.graph = graph
+        self.on_card = on_card
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @staticmethod
+    def _config(signal_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": signal_id}}
+
+    async def start(
+        self,
+        *,
+        signal_id: str,
+        venue: str,
+        symbol: str,
+        timeframe: str,
+        candidate: Candidate | None = None,
+        watchlist: str | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> WalkResult:
+        """Walk a new signal up to the approval (or to its end). A signal id seen before returns
+        what became of it: a scan run twice at the same bar decides once."""
+        existing = self.deps.signals.get(signal_id)
+        if existing is not None:
+            return WalkResult(signal_id, existing.status, card=existing.card or None, created=False)
+        started = time.perf_counter()
+        async with self._locks[signal_id], thread_lock(self.deps.signals.engine, signal_id):
+            config = self._config(signal_id)
+            snapshot = await self.graph.aget_state(config)
+            if snapshot.next == ("approve",):  # paused earlier, but the pending row was never written
+                card = dict(snapshot.interrupts[0].value)
+                return await self._pending(snapshot.values, card, started)
+            if snapshot.values:
+                values = snapshot.values
+            else:
+                values = await self.graph.ainvoke(
+                    {
+                        "signal_id": signal_id,
+                        "venue": venue,
+                        "symbol": symbol,
+                        "timeframe": timeframe,
+                        "watchlist": watchlist or "",
+                        "candidate": candidate.model_dump(mode="json") if candidate else None,
+                        "notes": list(notes),
+                        "timings": {},
+                    },
+                    config,
+                )
+            interrupts = values.get("__interrupt__")
+            if interrupts:
+                return await self._pending(values, dict(interrupts[0].value), started)
+        self._log_done(values, started)
+        return WalkResult(signal_id, str(values.get("outcome", "")), str(values.get("reason", "")), values.get("card"))
+
+    async def _pending(self, values: dict[str, Any], card: dict[str, Any], started: float) -> WalkResult:
+        now = self.deps.clock.now()
+        signal = values.get("signal", {})
+        row = SignalRow(
+            id=card["signal_id"],
+            venue=card["venue"],
+            symbol=card["symbol"],
+            side=card["side"].lower(),
+            status=SignalStatus.PENDING.value,
+            policy=str(card.get("policy", "")),
+            entry=_dec(card.get("entry")),
+            stop=_dec(card.get("stop")),
+            take_profits=list(card.get("take_profits", [])),
+            qty=_dec(card.get("qty")),
+            confidence=card.get("confidence"),
+            horizon=f"{signal.get('horizon_bars', 0)} bars" if signal.get("horizon_bars") else "",
+            reasons=list(card.get("reasons", [])),
+            card=card,
+            watchlist=values.get("watchlist") or None,
+            created_at=now,
+            expires_at=datetime.fromisoformat(card["expires_at"]),
+            updated_at=now,
+        )
+        stored, created = self.deps.signals.create(row, reason="awaiting approval")
+        self._log_done(values, started)
+        if created:
+            self.deps.signals.audit("graph", "signal_pending", at=now, target=row.id, detail={"symbol": row.symbol})
+            if self.on_card is not None:
+                await self.on_card(card)
+        auto = self.deps.config.auto_approve
+        equity = Decimal(str(values.get("facts", {}).get("equity", "0")))
+        if created and auto.approves(float(card.get("confidence") or 0), Decimal(card.get("notional") or 0), equity):
+            result = await self.decide(row.id, "approved", actor=f"auto:{auto.mode}", reason="auto-approve rule")
+            return WalkResult(row.id, result.status, result.reason, card)
+        return WalkResult(stored.id, stored.status, card=card, created=created)
+
+    async def decide(self, signal_id: str, decision: str, *, actor: str, reason: str = "") -> DecideResult:
+        """Approve, reject or expire a pending signal. The first answer wins; the rest are told."""
+        now = self.deps.clock.now()
+        outcome = self.deps.signals.decide(signal_id, decision, actor=actor, at=now, reason=reason)
+        if not outcome.won:
+            row = self.deps.signals.get(signal_id)
+            return DecideResult(signal_id, outcome, row.status if row else "", "already decided")
+        self.deps.signals.audit(actor, f"signal_{decision}", at=now, target=signal_id, detail={"reason": reason})
+        await self._resume(signal_id, {"decision": decision, "actor": actor, "reason": reason, "at": now.isoformat()})
+        row = self.deps.signals.get(signal_id)
+        status = row.status if row else ""
+        return DecideResult(signal_id, outcome, status, self._last_reason(signal_id))
+
+    async def _resume(self, signal_id: str, value: dict[str, Any]) -> None:
+        config = self._config(signal_id)
+        async with self._locks[signal_id], thread_lock(self.deps.signals.engine, signal_id):
+            snapshot = await self.graph.aget_state(config)
+            if snapshot.next != ("approve",):
+                return  # already resumed by someone else: nothing to do, and nothing may run twice
+            await self.graph.ainvoke(Command(resume=value), config)
+
+    async def expire_due(self) -> list[str]:
+        """Pending signals whose approval window (open-market time) has passed become rejected."""
+        expired = []
+        for row in self.deps.signals.due_for_expiry(self.deps.clock.now()):
+            result = await self.decide(
+                row.id, "expired", actor="expiry", reason="no answer before the approval expired"
+            )
+            if result.outcome.won:
+                expired.append(row.id)
+        return expired
+
+    async def recover(self) -> list[str]:
+        """Resume threads whose decision was recorded but whose resume never finished."""
+        resumed = []
+        for row in self.deps.signals.awaiting_resume():
+            approval = self.deps.signals.approval(row.id)
+            if approval is None:
+                continue
+            value = {
+                "decision": approval.decision,
+                "actor": approval.actor,
+                "reason": approval.reason,
+                "at": approval.decided_at.isoformat(),
+            }
+            await self._resume(row.id, value)
+            resumed.append(row.id)
+        return resumed
+
+    def _last_reason(self, signal_id: str) -> str:
+        history = self.deps.signals.history(signal_id)
+        return history[-1].reason if history else ""
+
+    @staticmethod
+    def _log_done(values: dict[str, Any], started: float) -> None:
+        signal = values.get("signal") or {}
+        facts = values.get("facts") or {}
+        timings = values.get("timings") or {}
+        log.info(
+            "signal_done | id=%s symbol=%s action=%s conf=%.2f bars=%s ms_policy=%.0f ms_total=%.0f",
+            values.get("signal_id"),
+            values.get("symbol"),
+            signal.get("action", "?"),
+            float(signal.get("confidence") or 0),
+            facts.get("bars", 0),
+            timings.get("policy", 0.0),
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

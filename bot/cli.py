@@ -1,0 +1,122 @@
+"""The `tradeops` command line. Imports of anything heavy (pandas, venue libraries, the database)
+happen inside the commands, so `tradeops --help` starts instantly."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+app = typer.Typer(
+    name="tradeops",
+    help="Chat-ops trading copilot: session-aware scans, a deterministic risk gate, approvals in chat, paper orders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tradeops {version('tradeops')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """tradeops: paper trading only; there is no path to a real-money order."""
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from bot.logs import setup_logging
+    from bot.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        typer.echo("invalid settings (TRADEOPS_* variables or .env):\n" + "\n".join(lines), err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or update the database schema to the latest revision."""
+    from bot.wiring import open_database
+    from storage.db import redact_url
+    from storage.migrate import upgrade
+
+    settings = _settings()
+    engine = open_database(settings, migrate=False)
+    revision = upgrade(engine)
+    typer.echo(f"database {redact_url(settings.resolved_database_url)} is at revision {revision}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the schema revision of the database and the latest one this version knows."""
+    from bot.wiring import open_database
+    from storage.db import redact_url
+    from storage.migrate import current_revision, head_revision
+
+    settings = _settings()
+    engine = open_database(settings, migrate=False)
+    current, head = current_revision(engine), head_revision()
+    state = "up to date" if current == head else "needs `tradeops db upgrade`"
+    url = redact_url(settings.resolved_database_url)
+    typer.echo(f"database {url}: revision {current or 'none'}, latest {head}: {state}")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help='One read-only SQL statement, e.g. "select * from orders".')],
+    limit: Annotated[int, typer.Option(help="At most this many rows are printed.")] = 100,
+) -> None:
+    """Run a read-only SQL query against the tradeops database and print the rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.wiring import open_database
+    from storage.db import read_only_query
+
+    settings = _settings()
+    engine = open_database(settings)
+    try:
+        columns, rows = read_only_query(engine, query, limit=limit)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)
+    typer.echo(f"{len(rows)} row(s)")
+
+
+@app.command()
+def doctor() -> None:
+    """Say what is configured and what answers: database, schema, market data, indicators."""
+    from bot.doctor import run_checks
+
+    settings = _settings()
+    failed = 0
+    for check in run_checks(settings):
+        mark = "ok  " if check.ok else "FAIL"
+        failed += not check.ok
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+    raise typer.Exit(1 if failed else 0)

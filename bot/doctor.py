@@ -1,0 +1,87 @@
+"""`tradeops doctor`: each check says what it found, in words a user can act on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from bot.settings import Settings
+
+# exchange-calendars ships sessions about a year ahead; scans stop when a calendar runs out.
+CALENDAR_MIN_DAYS_AHEAD = 30
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _run(name: str, probe: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, probe())
+    except Exception as exc:  # a doctor reports every failure instead of stopping at the first
+        return Check(name, False, f"{type(exc).__name__}: {exc}")
+
+
+def run_checks(settings: Settings) -> Iterator[Check]:
+    from storage.db import redact_url
+
+    yield Check("data dir", True, str(settings.data_dir.resolve()))
+
+    def database() -> str:
+        from bot.wiring import open_database
+        from storage.migrate import current_revision, head_revision
+
+        engine = open_database(settings, migrate=False)
+        started = time.perf_counter()
+        revision = current_revision(engine)
+        elapsed = (time.perf_counter() - started) * 1000
+        head = head_revision()
+        state = "schema up to date" if revision == head else f"schema at {revision or 'none'}, latest {head}"
+        return f"{redact_url(settings.resolved_database_url)} answers in {elapsed:.0f} ms; {state}"
+
+    yield _run("database", database)
+
+    def talib() -> str:
+        import talib as ta
+
+        c_version = ta.__ta_version__
+        c_version = c_version.decode() if isinstance(c_version, bytes) else str(c_version)
+        return f"TA-Lib {ta.__version__} (C library {c_version.split()[0]})"
+
+    yield _run("indicators", talib)
+
+    def calendars() -> str:
+        from venues.calendars import get_calendar
+        from venues.clock import RealClock
+
+        today = RealClock().now().date()
+        parts = []
+        for name in ("XSHG", "XNYS", "24/7"):
+            last = get_calendar(name).last_session.date()
+            days = (last - today).days
+            if days < CALENDAR_MIN_DAYS_AHEAD:
+                raise RuntimeError(
+                    f"{name} sessions end on {last.isoformat()}, {days} days from now: update exchange-calendars"
+                )
+            parts.append(f"{name} until {last.isoformat()}")
+        return ", ".join(parts)
+
+    yield _run("market calendars", calendars)
+
+    def replay_data() -> str:
+        from venues.clock import RealClock
+        from venues.replay import MARKETS, ReplayVenue
+
+        parts = []
+        for key in MARKETS:
+            venue = ReplayVenue(key, RealClock())
+            symbols = [s.instrument.symbol for s in MARKETS[key].series]
+            first, last = zip(*(venue.available_range(s) for s in symbols), strict=True)
+            parts.append(f"{venue.name}: {len(symbols)} symbols, {min(first):%Y-%m-%d} to {max(last):%Y-%m-%d}")
+        return "; ".join(parts)
+
+    yield _run("replay data", replay_data)

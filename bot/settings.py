@@ -1,0 +1,62 @@
+"""All settings, read once from the environment (prefix TRADEOPS_) and an optional .env file.
+
+This is the only place that reads the environment; everything below ``bot/`` receives small typed
+config objects built from these settings. Every field is documented in .env.example.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.db import sqlite_url
+from venues.paper import FillAt, PaperBrokerConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEOPS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default=Path("./var"), description="where the database, charts and logs live")
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; empty = SQLite file tradeops.db in the data dir"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    paper_fill_at: FillAt = FillAt.NEXT_OPEN
+    paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=500)
+    paper_cash_cny: Decimal = Field(default=Decimal(1_000_000), ge=0)
+    paper_cash_usd: Decimal = Field(default=Decimal(100_000), ge=0)
+    paper_cash_usdt: Decimal = Field(default=Decimal(100_000), ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None and self.database_url.get_secret_value().strip():
+            return self.database_url.get_secret_value().strip()
+        return sqlite_url(self.data_dir.resolve() / "tradeops.db")
+
+    def paper_config(self, currencies: list[str]) -> PaperBrokerConfig:
+        """Starting cash for a paper venue trading in ``currencies`` (the first is its main one)."""
+        cash = {"CNY": self.paper_cash_cny, "USD": self.paper_cash_usd, "USDT": self.paper_cash_usdt}
+        return PaperBrokerConfig(
+            starting_cash={c: cash[c] for c in currencies if c in cash},
+            fill_at=self.paper_fill_at,
+            slippage_bps=self.paper_slippage_bps,
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

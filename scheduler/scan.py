@@ -1,0 +1,160 @@
+"""One scan of a watchlist: the screen, then a graph walk per candidate, decided side by side; and
+the per-tick housekeeping (expired approvals, managed exits, equity snapshots)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agent.deps import AgentDeps
+from agent.runner import SignalRunner, WalkResult
+from scheduler.manage import PositionEvent, PositionManager
+from storage.tables import ScanRun
+from storage.watchlists import WatchlistSpec
+from tools.models import Candidate
+from tools.screen import ScreenConfig, ScreenResult, screen
+from venues.timeframes import parse_timeframe
+
+log = logging.getLogger("tradeops.scan")
+
+DEFAULT_CONCURRENCY = 4
+# Confirmation timeframes for each base timeframe, where a watchlist names none.
+CONFIRM_LADDER: dict[str, tuple[str, ...]] = {
+    "1m": ("5m", "15m", "1h"),
+    "5m": ("15m", "1h", "1d"),
+    "15m": ("1h", "4h", "1d"),
+    "30m": ("1h", "4h", "1d"),
+    "1h": ("4h", "1d"),
+    "4h": ("1d", "1w"),
+    "1d": ("1w",),
+}
+
+
+def signal_id_for(scope: str, symbol: str, bar_close: datetime) -> str:
+    """Deterministic and short enough to type: the same scan of the same bar gives the same id,
+    so a re-run decides nothing twice; lower-case base32 of a hash, 8 characters."""
+    digest = hashlib.sha256(f"{scope}|{symbol}|{bar_close.isoformat()}".encode()).digest()
+    return base64.b32encode(digest).decode().lower()[:8]
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    watchlist: str
+    venue: str
+    at: datetime
+    universe: int
+    shortlisted: int
+    candidates: tuple[Candidate, ...]
+    skipped: dict[str, str]
+    walks: tuple[WalkResult, ...] = ()
+    error: str = ""
+
+    @property
+    def pending(self) -> list[WalkResult]:
+        return [w for w in self.walks if w.status == "pending"]
+
+
+@dataclass
+class Scanner:
+    runner: SignalRunner
+    manager: PositionManager
+    concurrency: int = DEFAULT_CONCURRENCY
+    _busy: set[str] = field(default_factory=set)
+
+    @property
+    def deps(self) -> AgentDeps:
+        return self.runner.deps
+
+    def screen_config(self, watchlist: WatchlistSpec) -> ScreenConfig:
+        confirm = watchlist.confirm or CONFIRM_LADDER.get(watchlist.timeframe, ("1d",))
+        return ScreenConfig(timeframe=watchlist.timeframe, confirm=confirm, min_score=watchlist.min_score)
+
+    async def scan(self, watchlist: WatchlistSpec, *, trigger: str = "schedule") -> ScanReport:
+        """Screen the watchlist and walk each candidate up to its approval. A second scan of the
+        same watchlist while one runs is refused, not queued (the scheduler coalesces too)."""
+        now = self.deps.clock.now()
+        if watchlist.name in self._busy:
+            return ScanReport(watchlist.name, watchlist.venue, now, 0, 0, (), {}, error="a scan of it is running")
+        self._busy.add(watchlist.name)
+        run = self.deps.signals.start_scan(
+            ScanRun(watchlist=watchlist.name, venue=watchlist.venue, trigger=trigger, started_at=now)
+        )
+        assert run.id is not None
+        try:
+            venue = self.deps.venue(watchlist.venue)
+            result = await screen(venue, watchlist.symbols, self.screen_config(watchlist), now=now)
+            walks = await self._walk(watchlist, result)
+        except Exception as exc:
+            self.deps.signals.finish_scan(run.id, at=self.deps.clock.now(), status="failed", error=str(exc)[:1000])
+            log.exception("scan of %s failed", watchlist.name)
+            return ScanReport(watchlist.name, watchlist.venue, now, len(watchlist.symbols), 0, (), {}, error=str(exc))
+        finally:
+            self._busy.discard(watchlist.name)
+        self.deps.signals.finish_scan(
+            run.id,
+            at=self.deps.clock.now(),
+            status="done",
+            universe_size=result.universe,
+            candidates=len(result.candidates),
+            signals=sum(1 for w in walks if w.created),
+        )
+        return ScanReport(
+            watchlist.name,
+            watchlist.venue,
+            now,
+            result.universe,
+            len(result.shortlisted),
+            result.candidates,
+            result.skipped,
+            walks,
+        )
+
+    async def _walk(self, watchlist: WatchlistSpec, result: ScreenResult) -> tuple[WalkResult, ...]:
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(candidate: Candidate) -> WalkResult:
+            async with limit:
+                return await self.runner.start(
+                    signal_id=signal_id_for(watchlist.name, candidate.symbol, candidate.bar_close),
+                    venue=watchlist.venue,
+                    symbol=candidate.symbol,
+                    timeframe=candidate.timeframe,
+                    candidate=candidate,
+                    watchlist=watchlist.name,
+                )
+
+        return tuple(await asyncio.gather(*(one(c) for c in result.candidates)))
+
+    async def signal_now(self, venue_name: str, symbol: str, timeframe: str, *, actor: str) -> WalkResult:
+        """A decision on demand for one symbol: the screen's rules are checked on it (with no
+        minimum score), and the graph walks whatever they found, a setup or not."""
+        venue = self.deps.venue(venue_name)
+        now = self.deps.clock.now()
+        spec = WatchlistSpec(name=f"on-demand:{actor}", venue=venue_name, symbols=(symbol,), timeframe=timeframe)
+        config = self.screen_config(spec).model_copy(update={"min_score": 0.0, "top_n": 1, "shortlist": 1})
+        result = await screen(venue, [symbol], config, now=now)
+        candidate = result.candidates[0] if result.candidates else None
+        instrument = await venue.instrument(symbol)
+        used_tf = candidate.timeframe if candidate else max(timeframe, instrument.timeframe, key=_seconds)
+        signal_id = signal_id_for(f"manual:{venue_name}", symbol, now)
+        notes = () if candidate else (f"screen: {result.skipped.get(symbol, 'no setup')}",)
+        return await self.runner.start(
+            signal_id=signal_id, venue=venue_name, symbol=symbol, timeframe=used_tf, candidate=candidate, notes=notes
+        )
+
+    async def tick(self, venues: Sequence[str]) -> list[PositionEvent]:
+        """Housekeeping on every scheduler fire: expire approvals, fill orders, manage exits."""
+        await self.runner.expire_due()
+        events: list[PositionEvent] = []
+        for name in venues:
+            events.extend(await self.manager.tick(name))
+        return events
+
+
+def _seconds(name: str) -> int:
+    return parse_timeframe(name).seconds

@@ -1,0 +1,325 @@
+"""Session-aware APScheduler 3 triggers: when a bar has closed, plus a small delay for the data.
+
+The same trigger objects drive the live :class:`~apscheduler.schedulers.asyncio.AsyncIOScheduler`
+and the simulated-clock :class:`scheduler.driver.FastForwardDriver`, so a demo or a backtest fires
+exactly when live would.
+
+Contract (as APScheduler's own CronTrigger / IntervalTrigger):
+
+* ``get_next_fire_time(previous_fire_time, now)`` returns an aware datetime (always UTC here), or
+  None when there will be no more fires. Without a previous fire time the result is the first fire
+  at or after ``now``; with one it is the first fire strictly after it (even when that is before
+  ``now``: APScheduler then collects the missed fires and coalesces them).
+* ``__getstate__`` / ``__setstate__`` so a job using the trigger can be stored in a job store.
+
+Every trigger here also has ``bar_close(fire_time)``: the close of the bar a fire is for
+(``fire_time - delay``). A scan reads bars up to that moment and no further.
+
+Calendars come from exchange-calendars through :mod:`venues.calendars`: no hand-written holiday
+tables. Note that exchange-calendars only knows a calendar up to a horizon (for XSHG, the last year
+whose holidays it ships); past it :class:`SessionTrigger` returns None and logs an error, see
+:attr:`SessionTrigger.last_session`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+from apscheduler.triggers.base import BaseTrigger
+
+from venues.calendars import get_calendar, session
+from venues.clock import ensure_utc
+from venues.timeframes import parse_timeframe
+
+__all__ = [
+    "DEFAULT_DELAY",
+    "BarTrigger",
+    "CandleCloseTrigger",
+    "SessionTrigger",
+    "fire_times",
+    "trigger_for",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DELAY = timedelta(seconds=5)
+ALWAYS_OPEN = "24/7"
+_ONE_DAY = timedelta(days=1)
+_ONE_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATE_VERSION = 1
+
+
+@runtime_checkable
+class BarTrigger(Protocol):
+    """A trigger whose fires are bar closes (plus a delay)."""
+
+    every: timedelta
+    delay: timedelta
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None: ...
+
+    def bar_close(self, fire_time: datetime) -> datetime: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# argument checks and formatting
+
+
+def _as_every(every: timedelta | str) -> timedelta:
+    if isinstance(every, str):
+        every = parse_timeframe(every).delta.to_pytimedelta()
+    if not isinstance(every, timedelta):
+        raise TypeError(f"every must be a datetime.timedelta (or a timeframe such as '30m'), got {every!r}")
+    if every <= timedelta(0):
+        raise ValueError(f"every must be positive, got {_fmt(every)}")
+    if every > _ONE_DAY:
+        raise ValueError(f"every must be at most one day, got {_fmt(every)}")
+    return every
+
+
+def _as_delay(delay: timedelta) -> timedelta:
+    if not isinstance(delay, timedelta):
+        raise TypeError(f"delay must be a datetime.timedelta, got {delay!r}")
+    if delay < timedelta(0):
+        raise ValueError(f"delay must not be negative, got {_fmt(delay)}")
+    if delay >= _ONE_DAY:
+        raise ValueError(f"delay must be less than one day, got {_fmt(delay)}")
+    return delay
+
+
+def _fmt(delta: timedelta) -> str:
+    """``30m``, ``1h30m``, ``5s``, ``200ms``, ``-1s``."""
+    micros = delta // _ONE_US
+    if micros == 0:
+        return "0s"
+    sign, micros = ("-", -micros) if micros < 0 else ("", micros)
+    parts = []
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
+        count, micros = divmod(micros, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if micros:
+        parts.append(f"{micros // 1000}ms" if micros % 1000 == 0 else f"{micros}us")
+    return sign + "".join(parts)
+
+
+def _start_point(previous_fire_time: datetime | None, now: datetime) -> datetime:
+    """The earliest acceptable fire: at/after ``now`` first, strictly after the previous fire then."""
+    if previous_fire_time is not None:
+        return ensure_utc(previous_fire_time) + _ONE_US
+    return ensure_utc(now)
+
+
+# --------------------------------------------------------------------------------------------------
+# exchange sessions
+
+
+@lru_cache(maxsize=16_384)
+def _session_bar_closes(calendar: str, day: date, every: timedelta) -> tuple[datetime, ...]:
+    """Bar closes of one session, counted from the open and again from the end of the break.
+
+    The last bar of each part closes at the part's end even when it is shorter than ``every``.
+    When ``every`` covers the whole session (open to close) there is one bar: the session close.
+    """
+    sess = session(calendar, day)
+    if sess is None:
+        return ()
+    if every >= sess.close - sess.open:
+        return (sess.close,)
+    if sess.break_start is not None and sess.break_end is not None:
+        parts = [(sess.open, sess.break_start), (sess.break_end, sess.close)]
+    else:
+        parts = [(sess.open, sess.close)]
+    closes: list[datetime] = []
+    for part_open, part_close in parts:
+        if part_close <= part_open:
+            continue
+        moment = part_open + every
+        while moment < part_close:
+            closes.append(moment)
+            moment += every
+        closes.append(part_close)
+    return tuple(closes)
+
+
+def _first_session_close_at_or_after(calendar: str, every: timedelta, target: datetime) -> datetime | None:
+    cal = get_calendar(calendar)
+    first, last = cal.first_session, cal.last_session
+    # A session is labelled with its exchange-local date, which is within a day of the UTC date.
+    day = max(pd.Timestamp(target.date()) - pd.Timedelta(days=1), first)
+    if day > last:
+        _log_horizon(calendar, last, target)
+        return None
+    label = cal.date_to_session(day, direction="next")
+    while True:
+        closes = _session_bar_closes(calendar, label.date(), every)
+        if closes and closes[-1] >= target:
+            return closes[bisect.bisect_left(closes, target)]
+        if label >= last:
+            _log_horizon(calendar, last, target)
+            return None
+        label = cal.next_session(label)
+
+
+def _log_horizon(calendar: str, last: pd.Timestamp, target: datetime) -> None:
+    logger.error(
+        "market calendar %s is only known up to %s (exchange-calendars); no bar closes after %s: "
+        "the trigger stops firing. Upgrade exchange-calendars for later sessions.",
+        calendar,
+        last.date().isoformat(),
+        target.isoformat(),
+    )
+
+
+class SessionTrigger(BaseTrigger):
+    """Fires when a bar of length ``every`` has closed on an exchange calendar, plus ``delay``.
+
+    Bars are counted from the session open and again from the end of the lunch break where there is
+    one; a partial last bar (session part not a multiple of ``every``) closes at the part's end; an
+    ``every`` covering the whole session gives one bar closing at the session close. Holidays,
+    weekends and early closes come from the calendar.
+
+    XSHG, 30m: 10:00 10:30 11:00 11:30 13:30 14:00 14:30 15:00 Asia/Shanghai (+ delay).
+    XNYS, 30m: 10:00 ... 16:00 America/New_York, 10:00 ... 13:00 on an early-close day.
+    XNYS, 1h: 10:30 11:30 ... 15:30 16:00 (the last bar is half an hour).
+    """
+
+    __slots__ = ("calendar", "delay", "every")
+
+    def __init__(self, calendar: str, every: timedelta | str, delay: timedelta = DEFAULT_DELAY) -> None:
+        self.every = _as_every(every)
+        self.delay = _as_delay(delay)
+        if not isinstance(calendar, str):
+            raise TypeError(f"calendar must be a calendar name such as 'XSHG', got {calendar!r}")
+        get_calendar(calendar)  # unknown names fail here: "unknown market calendar 'X'; e.g. XSHG, ..."
+        self.calendar = calendar
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        target = _start_point(previous_fire_time, now) - self.delay
+        close = _first_session_close_at_or_after(self.calendar, self.every, target)
+        return None if close is None else close + self.delay
+
+    def bar_close(self, fire_time: datetime) -> datetime:
+        return ensure_utc(fire_time) - self.delay
+
+    @property
+    def last_session(self) -> date:
+        """The last session the calendar knows; the trigger returns None for fires after it."""
+        return get_calendar(self.calendar).last_session.date()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": _STATE_VERSION, "calendar": self.calendar, "every": self.every, "delay": self.delay}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _check_version(self, state)
+        self.calendar = state["calendar"]
+        self.every = state["every"]
+        self.delay = state["delay"]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionTrigger):
+            return NotImplemented
+        return (self.calendar, self.every, self.delay) == (other.calendar, other.every, other.delay)
+
+    def __hash__(self) -> int:
+        return hash((SessionTrigger, self.calendar, self.every, self.delay))
+
+    def __str__(self) -> str:
+        return f"session[{self.calendar} every {_fmt(self.every)} +{_fmt(self.delay)}]"
+
+    def __repr__(self) -> str:
+        return f"<SessionTrigger (calendar={self.calendar!r}, every='{_fmt(self.every)}', delay='{_fmt(self.delay)}')>"
+
+
+# --------------------------------------------------------------------------------------------------
+# 24/7 candles
+
+
+class CandleCloseTrigger(BaseTrigger):
+    """Fires at candle closes on the UTC epoch grid, plus ``delay``, for markets that never close.
+
+    ``every`` must divide one day so candles align to 00:00 UTC as exchanges' candles do:
+    1h closes at :00, 15m at :00/:15/:30/:45, 4h at 00:00/04:00/... UTC. Sub-second values are
+    allowed (tests use them).
+    """
+
+    __slots__ = ("delay", "every")
+
+    def __init__(self, every: timedelta | str, delay: timedelta = DEFAULT_DELAY) -> None:
+        every = _as_every(every)
+        if _ONE_DAY % every:
+            raise ValueError(
+                f"every must divide one day evenly so candles align to 00:00 UTC "
+                f"(e.g. 1m, 5m, 15m, 30m, 1h, 4h, 1d), got {_fmt(every)}"
+            )
+        self.every = every
+        self.delay = _as_delay(delay)
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        target = _start_point(previous_fire_time, now) - self.delay
+        candles = -((_EPOCH - target) // self.every)  # ceil((target - epoch) / every), exact integers
+        return _EPOCH + candles * self.every + self.delay
+
+    def bar_close(self, fire_time: datetime) -> datetime:
+        return ensure_utc(fire_time) - self.delay
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": _STATE_VERSION, "every": self.every, "delay": self.delay}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _check_version(self, state)
+        self.every = state["every"]
+        self.delay = state["delay"]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CandleCloseTrigger):
+            return NotImplemented
+        return (self.every, self.delay) == (other.every, other.delay)
+
+    def __hash__(self) -> int:
+        return hash((CandleCloseTrigger, self.every, self.delay))
+
+    def __str__(self) -> str:
+        return f"candle[every {_fmt(self.every)} UTC +{_fmt(self.delay)}]"
+
+    def __repr__(self) -> str:
+        return f"<CandleCloseTrigger (every='{_fmt(self.every)}', delay='{_fmt(self.delay)}')>"
+
+
+def _check_version(trigger: BaseTrigger, state: dict[str, Any]) -> None:
+    version = state.get("version", 1)
+    if version > _STATE_VERSION:
+        raise ValueError(
+            f"got serialized data for version {version} of {type(trigger).__name__}, "
+            f"but only versions up to {_STATE_VERSION} can be handled"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def trigger_for(
+    calendar: str, every: timedelta | str, delay: timedelta = DEFAULT_DELAY
+) -> SessionTrigger | CandleCloseTrigger:
+    """The trigger for a venue's calendar: candle closes for ``24/7``, exchange sessions otherwise."""
+    if calendar == ALWAYS_OPEN:
+        return CandleCloseTrigger(every, delay)
+    return SessionTrigger(calendar, every, delay)
+
+
+def fire_times(trigger: BaseTrigger, start: datetime, end: datetime) -> list[datetime]:
+    """Every fire of ``trigger`` in ``[start, end]``, as the scheduler would produce them."""
+    start, end = ensure_utc(start), ensure_utc(end)
+    out: list[datetime] = []
+    moment = trigger.get_next_fire_time(None, start)
+    while moment is not None and ensure_utc(moment) <= end:
+        out.append(ensure_utc(moment))
+        moment = trigger.get_next_fire_time(moment, moment)
+    return out

@@ -1,0 +1,291 @@
+"""The database-backed PaperLedger: the paper broker's orders, fills, positions and cash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.db import transaction
+from storage.tables import CashEntry, FillRow, OrderRow, PositionRow
+from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, Position, Side
+from venues.paper import StaleOrderError
+
+INITIAL_DEPOSIT_REF = "initial"
+
+
+def _order_from_row(row: OrderRow) -> Order:
+    return Order(
+        client_order_id=row.client_order_id,
+        venue=row.venue,
+        symbol=row.symbol,
+        side=Side(row.side),
+        type=OrderType(row.type),
+        qty=row.qty,
+        limit_price=row.limit_price,
+        status=OrderStatus(row.status),
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        filled_qty=row.filled_qty,
+        avg_fill_price=row.avg_fill_price,
+        fees=row.fees,
+        signal_id=row.signal_id,
+    )
+
+
+def _copy_order_into(row: OrderRow, order: Order) -> None:
+    row.status = order.status.value
+    row.reason = order.reason[:500]
+    row.filled_qty = order.filled_qty
+    row.avg_fill_price = order.avg_fill_price
+    row.fees = order.fees
+    row.updated_at = order.updated_at
+
+
+def _fill_from_row(row: FillRow) -> Fill:
+    return Fill(
+        client_order_id=row.client_order_id,
+        venue=row.venue,
+        symbol=row.symbol,
+        side=Side(row.side),
+        qty=row.qty,
+        price=row.price,
+        fee=row.fee,
+        liquidity=Liquidity(row.liquidity),
+        ts=row.ts,
+        trade_day=row.trade_day,
+    )
+
+
+def _position_from_row(row: PositionRow) -> Position:
+    return Position(
+        venue=row.venue,
+        symbol=row.symbol,
+        qty=row.qty,
+        avg_cost=row.avg_cost,
+        realized_pnl=row.realized_pnl,
+        opened_at=row.opened_at,
+        updated_at=row.updated_at,
+    )
+
+
+class SqlPaperLedger:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def order(self, client_order_id: str) -> Order | None:
+        with Session(self._engine) as session:
+            row = session.exec(select(OrderRow).where(OrderRow.client_order_id == client_order_id)).first()
+            return _order_from_row(row) if row else None
+
+    def add_order(self, order: Order) -> tuple[Order, bool]:
+        row = OrderRow(
+            client_order_id=order.client_order_id,
+            venue=order.venue,
+            symbol=order.symbol,
+            side=order.side.value,
+            type=order.type.value,
+            qty=order.qty,
+            limit_price=order.limit_price,
+            status=order.status.value,
+            reason=order.reason[:500],
+            filled_qty=order.filled_qty,
+            avg_fill_price=order.avg_fill_price,
+            fees=order.fees,
+            signal_id=order.signal_id,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+        try:
+            with transaction(self._engine) as session:
+                session.add(row)
+        except IntegrityError:
+            # The unique client_order_id lost a race with another writer: theirs is the order.
+            existing = self.order(order.client_order_id)
+            if existing is None:
+                raise
+            return existing, False
+        return order, True
+
+    def update_order(self, order: Order) -> None:
+        with transaction(self._engine) as session:
+            self._begin_writing(session)
+            row = self._order_row(session, order.client_order_id, for_update=True)
+            if row.status != OrderStatus.PENDING.value and row.status != order.status.value:
+                raise StaleOrderError(f"order {order.client_order_id} is already {row.status}")
+            _copy_order_into(row, order)
+            session.add(row)
+
+    def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]:
+        query = select(OrderRow).where(OrderRow.venue == venue)
+        if status is not None:
+            query = query.where(OrderRow.status == status.value)
+        with Session(self._engine) as session:
+            rows = session.exec(query.order_by(col(OrderRow.id))).all()
+            return [_order_from_row(r) for r in rows]
+
+    def fills(self, venue: str, client_order_id: str | None = None) -> list[Fill]:
+        query = select(FillRow).where(FillRow.venue == venue)
+        if client_order_id is not None:
+            query = query.where(FillRow.client_order_id == client_order_id)
+        with Session(self._engine) as session:
+            return [_fill_from_row(r) for r in session.exec(query.order_by(col(FillRow.id))).all()]
+
+    def position(self, venue: str, symbol: str) -> Position | None:
+        with Session(self._engine) as session:
+            row = self._position_row(session, venue, symbol)
+            return _position_from_row(row) if row else None
+
+    def positions(self, venue: str) -> list[Position]:
+        with Session(self._engine) as session:
+            rows = session.exec(select(PositionRow).where(PositionRow.venue == venue).order_by(col(PositionRow.symbol)))
+            return [_position_from_row(r) for r in rows.all()]
+
+    def cash(self, venue: str, currency: str) -> Decimal:
+        with Session(self._engine) as session:
+            return self._balance(session, venue, currency)
+
+    def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
+        with transaction(self._engine) as session:
+            self._lock_cash(session, venue, currency)
+            exists = session.exec(
+                select(CashEntry.id).where(
+                    CashEntry.venue == venue,
+                    CashEntry.currency == currency,
+                    CashEntry.kind == "deposit",
+                    CashEntry.ref == INITIAL_DEPOSIT_REF,
+                )
+            ).first()
+            if exists is None:
+                balance = self._balance(session, venue, currency) + amount
+                session.add(
+                    CashEntry(
+                        venue=venue,
+                        currency=currency,
+                        amount=amount,
+                        balance_after=balance,
+                        kind="deposit",
+                        ref=INITIAL_DEPOSIT_REF,
+                        ts=ts,
+                    )
+                )
+
+    def record_fill(self, order: Order, fill: Fill, position: Position, currency: str) -> None:
+        with transaction(self._engine) as session:
+            self._lock_cash(session, fill.venue, currency)
+            row = self._order_row(session, order.client_order_id, for_update=True)
+            if row.status != OrderStatus.PENDING.value:
+                # Another process filled or cancelled it first; writing again would double-count.
+                raise StaleOrderError(f"order {order.client_order_id} is no longer pending ({row.status})")
+            pos_row = self._position_row(session, position.venue, position.symbol)
+            held = pos_row.qty if pos_row else ZERO
+            held_before = position.qty - fill.qty if fill.side is Side.BUY else position.qty + fill.qty
+            if held != held_before:
+                # Another process filled on this position since the broker read it; writing the
+                # position it computed would lose that fill.
+                raise StaleOrderError(f"position in {position.symbol} changed to {held} while the fill was priced")
+            _copy_order_into(row, order)
+            session.add(row)
+            session.add(
+                FillRow(
+                    client_order_id=fill.client_order_id,
+                    venue=fill.venue,
+                    symbol=fill.symbol,
+                    side=fill.side.value,
+                    qty=fill.qty,
+                    price=fill.price,
+                    fee=fill.fee,
+                    liquidity=fill.liquidity.value,
+                    trade_day=fill.trade_day,
+                    ts=fill.ts,
+                )
+            )
+            pos_row = pos_row or PositionRow(venue=position.venue, symbol=position.symbol, updated_at=order.updated_at)
+            pos_row.qty = position.qty
+            pos_row.avg_cost = position.avg_cost
+            pos_row.realized_pnl = position.realized_pnl
+            pos_row.opened_at = position.opened_at
+            pos_row.updated_at = position.updated_at or order.updated_at
+            session.add(pos_row)
+            notional = fill.qty * fill.price
+            balance = self._balance(session, fill.venue, currency)
+            trade_amount = -notional if fill.side is Side.BUY else notional
+            for kind, amount in ((fill.side.value, trade_amount), ("fee", -fill.fee)):
+                if amount == 0:
+                    continue
+                balance += amount
+                session.add(
+                    CashEntry(
+                        venue=fill.venue,
+                        currency=currency,
+                        amount=amount,
+                        balance_after=balance,
+                        kind=kind,
+                        ref=fill.client_order_id,
+                        ts=fill.ts,
+                    )
+                )
+            if fill.side is Side.BUY and balance < 0:
+                # The broker checked a balance that another process's fill has spent since.
+                raise StaleOrderError(f"cash {currency} would go to {balance} by the fill of {order.client_order_id}")
+
+    def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(col(FillRow.qty)).where(
+                    FillRow.venue == venue,
+                    FillRow.symbol == symbol,
+                    FillRow.side == Side.BUY.value,
+                    FillRow.trade_day == trade_day,
+                )
+            ).all()
+            return sum(rows, ZERO)
+
+    # --- helpers ---
+
+    @staticmethod
+    def _begin_writing(session: Session) -> None:
+        """SQLite allows one writer at a time, but its driver only begins the transaction at the
+        first INSERT or UPDATE: the reads before it (is the order still pending? the balance?)
+        would see a state another process can change before we write. BEGIN IMMEDIATE takes the
+        write lock first, waiting out the busy timeout if another process holds it."""
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+
+    @classmethod
+    def _lock_cash(cls, session: Session, venue: str, currency: str) -> None:
+        """Serialise writers of one cash ledger, and of the positions it pays for, across processes:
+        each entry carries the running balance, so two interleaved writers would both compute from
+        the same previous balance."""
+        if session.get_bind().dialect.name == "postgresql":
+            lock = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+            session.connection().execute(lock, {"key": f"cash:{venue}:{currency}"})
+        else:
+            cls._begin_writing(session)
+
+    @staticmethod
+    def _order_row(session: Session, client_order_id: str, *, for_update: bool = False) -> OrderRow:
+        query = select(OrderRow).where(OrderRow.client_order_id == client_order_id)
+        row = session.exec(query.with_for_update() if for_update else query).first()
+        if row is None:
+            raise KeyError(f"no order {client_order_id!r}")
+        return row
+
+    @staticmethod
+    def _position_row(session: Session, venue: str, symbol: str) -> PositionRow | None:
+        return session.exec(select(PositionRow).where(PositionRow.venue == venue, PositionRow.symbol == symbol)).first()
+
+    @staticmethod
+    def _balance(session: Session, venue: str, currency: str) -> Decimal:
+        # The last entry carries the running balance: exact on SQLite, where SUM() would be a float.
+        last = session.exec(
+            select(col(CashEntry.balance_after))
+            .where(CashEntry.venue == venue, CashEntry.currency == currency)
+            .order_by(col(CashEntry.id).desc())
+            .limit(1)
+        ).first()
+        return last if last is not None else ZERO

@@ -1,0 +1,69 @@
+"""Test doubles that stand where a user's real component would be only when the test needs numbers
+it can compute by hand: a market serving a few hand-written bars under a simulated clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pandas as pd
+
+from venues.errors import UnknownSymbolError
+from venues.models import Instrument, Quote
+from venues.timeframes import BAR_COLUMNS, parse_timeframe, resample
+
+
+def bars_frame(rows: Sequence[tuple[str, float, float, float, float, float]], timeframe: str) -> pd.DataFrame:
+    """Rows of (open time ISO, open, high, low, close, volume)."""
+    index = pd.DatetimeIndex([pd.Timestamp(r[0]) for r in rows], name="ts").tz_convert("UTC")
+    frame = pd.DataFrame([r[1:] for r in rows], index=index, columns=["open", "high", "low", "close", "volume"])
+    frame["close_time"] = frame.index + parse_timeframe(timeframe).delta
+    return frame[BAR_COLUMNS]
+
+
+class FrameMarket:
+    """MarketData over in-memory bar frames, honouring the clock like the replay venue does."""
+
+    def __init__(self, name: str, clock, instruments: Sequence[Instrument], frames: dict[str, pd.DataFrame]) -> None:
+        self.name = name
+        self._clock = clock
+        self._instruments = {i.symbol: i for i in instruments}
+        self._frames = frames
+
+    async def instruments(self) -> list[Instrument]:
+        return list(self._instruments.values())
+
+    async def instrument(self, symbol: str) -> Instrument:
+        try:
+            return self._instruments[symbol]
+        except KeyError:
+            raise UnknownSymbolError(symbol, self.name, self._instruments) from None
+
+    async def snapshot(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        out = {}
+        for symbol in symbols:
+            bars = await self.bars(symbol, self._instruments[symbol].timeframe, limit=1)
+            if not bars.empty:
+                out[symbol] = Quote(symbol=symbol, ts=bars["close_time"].iloc[-1], last=float(bars["close"].iloc[-1]))
+        return out
+
+    async def bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        instrument = await self.instrument(symbol)
+        now = pd.Timestamp(self._clock.now())
+        frame = self._frames[symbol]
+        frame = frame[frame["close_time"] <= now]
+        if timeframe != instrument.timeframe:
+            frame = resample(frame, timeframe, complete_at=now)
+        if start is not None:
+            frame = frame[frame.index >= pd.Timestamp(start)]
+        if end is not None:
+            frame = frame[frame.index <= pd.Timestamp(end)]
+        return frame.iloc[-limit:] if limit else frame

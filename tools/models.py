@@ -1,0 +1,117 @@
+"""The records that travel along one signal's walk: screen candidate -> policy signal -> sized
+proposal -> risk verdict. Policies produce only a ``Signal``; every number that involves money
+(size, costs, expected profit, reward/risk) is computed by the tools from it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from venues.clock import ensure_utc
+
+
+class Action(StrEnum):
+    BUY = "BUY"  # open or add to a long position
+    SELL = "SELL"  # reduce or close a long position (spot markets: no short selling)
+    HOLD = "HOLD"  # the policy looked and wants nothing
+    ABSTAIN = "ABSTAIN"  # the policy could not decide (e.g. the LLM failed); never an order
+
+    @property
+    def trades(self) -> bool:
+        return self in (Action.BUY, Action.SELL)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Candidate(_Model):
+    """A symbol the screen found worth a decision, with the reasons in words."""
+
+    venue: str
+    symbol: str
+    timeframe: str
+    bar_close: datetime  # close time of the latest base bar the screen saw
+    last_price: float
+    score: float = Field(ge=0, le=1)
+    direction: Literal["long"] = "long"
+    reasons: tuple[str, ...] = ()
+    indicators: dict[str, float] = Field(default_factory=dict)  # latest values, e.g. RSI_14_15m
+
+    @field_validator("bar_close")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return ensure_utc(value)
+
+
+class Signal(_Model):
+    """A policy's decision. Prices are the policy's; sizes and costs are not its business."""
+
+    action: Action
+    symbol: str
+    entry: Decimal | None = None
+    stop: Decimal | None = None
+    take_profits: tuple[Decimal, ...] = ()
+    horizon_bars: int = Field(default=0, ge=0)  # time stop, in bars of the signal timeframe; 0 = none
+    timeframe: str = ""
+    confidence: float = Field(default=0.0, ge=0, le=1)
+    reasons: tuple[str, ...] = ()
+    risk_notes: tuple[str, ...] = ()
+    policy: str = ""
+
+    @model_validator(mode="after")
+    def _prices_make_sense(self) -> Signal:
+        if self.action is Action.BUY:
+            if self.entry is None or self.stop is None or not self.take_profits:
+                raise ValueError("a BUY needs an entry, a stop and at least one take-profit")
+            if not self.entry > 0:
+                raise ValueError(f"entry must be positive, got {self.entry}")
+            if not 0 < self.stop < self.entry:
+                raise ValueError(f"a BUY's stop {self.stop} must be below its entry {self.entry} and above zero")
+            if len(self.take_profits) > 3:
+                raise ValueError("at most three take-profits (TP1-TP3)")
+            previous = self.entry
+            for i, tp in enumerate(self.take_profits, 1):
+                if tp <= previous:
+                    raise ValueError(f"TP{i} {tp} must be above {'the entry' if i == 1 else f'TP{i - 1}'} {previous}")
+                previous = tp
+        if self.action is Action.SELL and self.entry is not None and not self.entry > 0:
+            raise ValueError(f"entry must be positive, got {self.entry}")
+        return self
+
+
+class Proposal(_Model):
+    """A BUY or SELL sized and costed by the tools, ready for the risk gate."""
+
+    venue: str
+    symbol: str
+    currency: str
+    signal: Signal
+    qty: Decimal
+    notional: Decimal
+    fees_round_trip: Decimal  # fees + slippage of entering and exiting at the targets
+    loss_at_stop: Decimal  # what the position loses if the stop is hit, costs included
+    expected_net_profit: Decimal  # at the take-profits with the partial-exit plan, after all costs
+    reward_risk: float
+    exit_weights: tuple[Decimal, ...] = ()  # share of the position closed at TP1, TP2, TP3
+    notes: tuple[str, ...] = ()
+
+
+class RiskCheck(_Model):
+    rule: str
+    passed: bool
+    detail: str
+
+
+class RiskVerdict(_Model):
+    decision: Literal["allow", "shrink", "block"]
+    qty: Decimal  # what may be ordered (0 when blocked)
+    checks: tuple[RiskCheck, ...] = ()
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.detail for c in self.checks if not c.passed]

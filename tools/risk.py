@@ -1,0 +1,234 @@
+"""The deterministic risk gate. It sees a sized proposal and the account's situation and may allow,
+shrink or block it, with a reason for every rule that bit. No policy, and no LLM, can bypass it:
+the graph runs it after every decision and again just before the order.
+
+Rules for a BUY, in order (each one's outcome is listed on the card):
+  kill switch, daily loss limit, trades per day, cooldown per symbol, concurrent positions,
+  minimum confidence, correlation cap with positions held on the same venue, maximum position
+  value (shrinks to the cap), minimum expected net profit after all costs, minimum reward/risk.
+A SELL reduces risk, so only the position itself is checked (T+1, quantity held): the kill switch
+stops new entries, never exits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.models import Action, Proposal, RiskCheck, RiskVerdict
+from tools.sizing import buy_increment, propose, round_down
+from venues.models import ZERO, Instrument
+
+
+class RiskProfile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    max_trades_per_day: int = Field(ge=0)
+    cooldown: timedelta
+    max_position_pct: Decimal = Field(gt=0, le=1)  # of equity
+    risk_per_trade_pct: Decimal = Field(gt=0, le=Decimal("0.1"))  # equity lost if the stop is hit
+    min_confidence: float = Field(ge=0, le=1)
+    min_reward_risk: float = Field(ge=0)
+    min_net_profit_pct: Decimal = Field(ge=0)  # expected net profit after costs, share of notional
+    max_concurrent_positions: int = Field(ge=1)
+    max_correlation: float = Field(gt=0, le=1)
+    daily_loss_limit_pct: Decimal = Field(gt=0, le=1)
+
+
+PROFILES: dict[str, RiskProfile] = {
+    p.name: p
+    for p in (
+        RiskProfile(
+            name="low",
+            max_trades_per_day=2,
+            cooldown=timedelta(hours=4),
+            max_position_pct=Decimal("0.10"),
+            risk_per_trade_pct=Decimal("0.005"),
+            min_confidence=0.7,
+            min_reward_risk=2.0,
+            min_net_profit_pct=Decimal("0.01"),
+            max_concurrent_positions=3,
+            max_correlation=0.7,
+            daily_loss_limit_pct=Decimal("0.01"),
+        ),
+        RiskProfile(
+            name="medium",
+            max_trades_per_day=5,
+            cooldown=timedelta(hours=2),
+            max_position_pct=Decimal("0.20"),
+            risk_per_trade_pct=Decimal("0.01"),
+            min_confidence=0.6,
+            min_reward_risk=1.5,
+            min_net_profit_pct=Decimal("0.005"),
+            max_concurrent_positions=5,
+            max_correlation=0.8,
+            daily_loss_limit_pct=Decimal("0.02"),
+        ),
+        RiskProfile(
+            name="high",
+            max_trades_per_day=10,
+            cooldown=timedelta(minutes=30),
+            max_position_pct=Decimal("0.35"),
+            risk_per_trade_pct=Decimal("0.02"),
+            min_confidence=0.5,
+            min_reward_risk=1.2,
+            min_net_profit_pct=Decimal("0.002"),
+            max_concurrent_positions=8,
+            max_correlation=0.9,
+            daily_loss_limit_pct=Decimal("0.04"),
+        ),
+    )
+}
+
+
+def profile(name: str) -> RiskProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown risk profile {name!r}; valid: {', '.join(PROFILES)}") from None
+
+
+class RiskContext(BaseModel):
+    """The account's situation when a proposal is judged; gathered by the graph, not by the gate."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    now: datetime
+    equity: Decimal
+    day_start_equity: Decimal
+    trades_today: int = 0  # entries ordered today on this venue
+    last_trade_at: datetime | None = None  # last entry order in this symbol
+    open_symbols: tuple[str, ...] = ()  # symbols held on this venue
+    held_qty: Decimal = ZERO
+    sellable_qty: Decimal = ZERO
+    killed: bool = False
+    kill_reason: str = ""
+    correlations: dict[str, float] = Field(default_factory=dict)  # candidate vs each held symbol
+
+
+def check(
+    proposal: Proposal,
+    context: RiskContext,
+    risk: RiskProfile,
+    instrument: Instrument,
+    *,
+    slippage_bps: Decimal,
+) -> tuple[RiskVerdict, Proposal]:
+    """Judge a proposal; returns the verdict and the proposal at the allowed size."""
+    if proposal.signal.action is Action.SELL:
+        return _check_sell(proposal, context), proposal
+    if proposal.signal.action is not Action.BUY:
+        block = RiskCheck(rule="action", passed=False, detail=f"{proposal.signal.action.value} places no order")
+        return RiskVerdict(decision="block", qty=ZERO, checks=(block,)), proposal
+
+    checks: list[RiskCheck] = []
+
+    def rule(name: str, passed: bool, detail: str) -> bool:
+        checks.append(RiskCheck(rule=name, passed=passed, detail=detail))
+        return passed
+
+    symbol = proposal.symbol
+    rule(
+        "kill_switch",
+        not context.killed,
+        f"trading is paused: {context.kill_reason or 'kill switch on'}" if context.killed else "trading is on",
+    )
+    loss_pct = (
+        (context.day_start_equity - context.equity) / context.day_start_equity if context.day_start_equity > 0 else ZERO
+    )
+    rule(
+        "daily_loss_limit",
+        loss_pct < risk.daily_loss_limit_pct,
+        f"today's loss {loss_pct:.2%} vs the limit {risk.daily_loss_limit_pct:.2%}",
+    )
+    rule(
+        "max_trades_per_day",
+        context.trades_today < risk.max_trades_per_day,
+        f"{context.trades_today} trades today, limit {risk.max_trades_per_day}",
+    )
+    if context.last_trade_at is not None:
+        since = context.now - context.last_trade_at
+        rule(
+            "cooldown",
+            since >= risk.cooldown,
+            f"last {symbol} trade {_minutes(since)} ago, cooldown {_minutes(risk.cooldown)}",
+        )
+    held = [s for s in context.open_symbols if s != symbol]
+    rule(
+        "max_concurrent_positions",
+        symbol in context.open_symbols or len(held) < risk.max_concurrent_positions,
+        f"{len(context.open_symbols)} positions open, limit {risk.max_concurrent_positions}",
+    )
+    rule(
+        "min_confidence",
+        proposal.signal.confidence >= risk.min_confidence,
+        f"confidence {proposal.signal.confidence:.2f}, minimum {risk.min_confidence:.2f}",
+    )
+    worst = max(context.correlations.items(), key=lambda kv: abs(kv[1]), default=None)
+    if worst is not None:
+        rule(
+            "correlation",
+            abs(worst[1]) <= risk.max_correlation,
+            f"correlation {worst[1]:+.2f} with {worst[0]} held, cap {risk.max_correlation:.2f}",
+        )
+
+    cap_value = context.equity * risk.max_position_pct
+    assert proposal.signal.entry is not None
+    shrunk = False
+    if proposal.notional <= cap_value:
+        rule("max_position_value", True, f"value {proposal.notional:.2f} within the cap {cap_value:.2f}")
+    else:
+        qty = round_down(cap_value / proposal.signal.entry, buy_increment(instrument))
+        shrunk = qty > 0
+        over = f"value {proposal.notional:.2f} above the cap {cap_value:.2f} {proposal.currency}"
+        rule("max_position_value", shrunk, f"{over}: shrunk to {qty}" if shrunk else f"{over}: not one lot fits")
+        if shrunk:
+            proposal = propose(
+                proposal.signal,
+                instrument,
+                qty,
+                slippage_bps=slippage_bps,
+                exit_weights=proposal.exit_weights,
+                notes=(*proposal.notes, f"shrunk by risk to {qty} (max position value)"),
+            )
+
+    if proposal.qty <= 0:
+        rule("size", False, "size is zero: " + ("; ".join(proposal.notes) or "nothing fits"))
+    else:
+        floor = proposal.notional * risk.min_net_profit_pct
+        rule(
+            "min_expected_net_profit",
+            proposal.expected_net_profit > 0 and proposal.expected_net_profit >= floor,
+            f"expected net profit {proposal.expected_net_profit:.2f} {proposal.currency} after costs "
+            f"{proposal.fees_round_trip:.2f}, minimum {floor:.2f} ({risk.min_net_profit_pct:.2%} of value)",
+        )
+        rule(
+            "min_reward_risk",
+            proposal.reward_risk >= risk.min_reward_risk,
+            f"reward/risk {proposal.reward_risk:.2f} after costs, minimum {risk.min_reward_risk:.2f}",
+        )
+    blocked = any(not c.passed for c in checks)
+    decision = "block" if blocked else ("shrink" if shrunk else "allow")
+    return RiskVerdict(decision=decision, qty=ZERO if blocked else proposal.qty, checks=tuple(checks)), proposal
+
+
+def _check_sell(proposal: Proposal, context: RiskContext) -> RiskVerdict:
+    if context.held_qty <= 0:
+        detail, ok, qty = f"no {proposal.symbol} position to sell", False, ZERO
+    elif context.sellable_qty <= 0:
+        detail, ok, qty = f"{proposal.symbol} bought today cannot be sold before the next session (T+1)", False, ZERO
+    else:
+        qty = min(proposal.qty, context.sellable_qty)
+        ok = True
+        detail = f"selling {qty} of {context.held_qty} held"
+    check_ = RiskCheck(rule="position", passed=ok, detail=detail)
+    decision = "block" if not ok else ("shrink" if qty < proposal.qty else "allow")
+    return RiskVerdict(decision=decision, qty=qty, checks=(check_,))
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"

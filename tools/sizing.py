@@ -1,0 +1,161 @@
+"""Position size, costs and expected outcome of a signal: the numbers on the card.
+
+Sizing is risk-based: the loss at the stop (costs included) is a fixed share of equity, capped by
+the largest position the profile allows and by the cash available, rounded down to what the venue
+accepts (A-share lots of 100, crypto step sizes). Exits follow a partial-exit plan (30/40/30 at
+TP1/TP2/TP3 by default); each tranche is rounded to the lot too, so a one-lot position exits whole
+at the last target, and the expected profit is computed on the real tranches.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal
+
+from tools.models import Action, Proposal, Signal
+from venues.costs import fees, slipped_price
+from venues.models import ZERO, Instrument, Side
+
+DEFAULT_EXIT_WEIGHTS = (Decimal("0.3"), Decimal("0.4"), Decimal("0.3"))
+
+
+def round_down(qty: Decimal, step: Decimal) -> Decimal:
+    if step <= 0:
+        return qty
+    return (qty / step).to_integral_value(rounding=ROUND_FLOOR) * step
+
+
+def buy_increment(instrument: Instrument) -> Decimal:
+    return max(instrument.lot_size, instrument.qty_step)
+
+
+def exit_tranches(instrument: Instrument, qty: Decimal, weights: tuple[Decimal, ...]) -> list[Decimal]:
+    """Quantities sold at each target; lot-rounded, the remainder goes to the last target."""
+    if not weights:
+        return [qty]
+    lot = buy_increment(instrument)
+    tranches = [round_down(qty * w, lot) for w in weights[:-1]]
+    tranches.append(qty - sum(tranches, ZERO))
+    return tranches
+
+
+def normalized_weights(weights: tuple[Decimal, ...], targets: int) -> tuple[Decimal, ...]:
+    """The plan's weights for the targets a signal has: with two targets 30/40/30 becomes 30/70."""
+    if targets <= 0:
+        return ()
+    used = list(weights[:targets])
+    used[-1] += sum(weights[targets:], ZERO)
+    return tuple(used)
+
+
+def risk_based_qty(
+    signal: Signal,
+    instrument: Instrument,
+    *,
+    equity: Decimal,
+    available_cash: Decimal,
+    risk_per_trade_pct: Decimal,
+    max_position_pct: Decimal,
+    slippage_bps: Decimal,
+) -> tuple[Decimal, list[str]]:
+    """How much to buy, with a note for every cap that bit."""
+    assert signal.action is Action.BUY and signal.entry is not None and signal.stop is not None
+    notes: list[str] = []
+    entry_fill = slipped_price(instrument, Side.BUY, signal.entry, slippage_bps)
+    stop_fill = slipped_price(instrument, Side.SELL, signal.stop, slippage_bps)
+    per_unit_risk = entry_fill - stop_fill
+    by_risk = equity * risk_per_trade_pct / per_unit_risk
+    by_value = equity * max_position_pct / entry_fill
+    # Leave room for the buy's own fees; 1% covers every schedule we know, minimums included.
+    by_cash = max(available_cash, ZERO) / (entry_fill * Decimal("1.01"))
+    qty = min(by_risk, by_value, by_cash)
+    if qty == by_value and by_value < by_risk:
+        notes.append(f"size capped at {max_position_pct:.0%} of equity")
+    if qty == by_cash and by_cash < min(by_risk, by_value):
+        notes.append("size capped by available cash")
+    step = buy_increment(instrument)
+    qty = round_down(qty, step)
+    if qty <= 0:
+        notes.append(f"less than one lot ({step}) fits the risk budget")
+        return ZERO, notes
+    if qty * entry_fill < instrument.min_notional:
+        notes.append(f"order value below the venue minimum of {instrument.min_notional} {instrument.currency}")
+        return ZERO, notes
+    return qty, notes
+
+
+def propose(
+    signal: Signal,
+    instrument: Instrument,
+    qty: Decimal,
+    *,
+    slippage_bps: Decimal,
+    exit_weights: tuple[Decimal, ...] = DEFAULT_EXIT_WEIGHTS,
+    avg_cost: Decimal | None = None,
+    notes: tuple[str, ...] = (),
+) -> Proposal:
+    """Costs and outcome of trading ``qty`` on ``signal``. For a SELL, ``avg_cost`` is the position's
+    cost basis and the expected profit is what closing it at the entry price realises."""
+    venue, symbol, currency = instrument.venue, instrument.symbol, instrument.currency
+    if signal.action is Action.SELL:
+        price = signal.entry or ZERO
+        fill = slipped_price(instrument, Side.SELL, price, slippage_bps)
+        sell_fee = fees(instrument, Side.SELL, qty, fill) if qty > 0 else ZERO
+        realised = (fill - (avg_cost or fill)) * qty - sell_fee
+        return Proposal(
+            venue=venue,
+            symbol=symbol,
+            currency=currency,
+            signal=signal,
+            qty=qty,
+            notional=qty * price,
+            fees_round_trip=sell_fee + (price - fill) * qty,
+            loss_at_stop=ZERO,
+            expected_net_profit=realised,
+            reward_risk=0.0,
+            notes=notes,
+        )
+    assert signal.entry is not None and signal.stop is not None
+    weights = normalized_weights(exit_weights, len(signal.take_profits))
+    if qty <= 0:
+        return Proposal(
+            venue=venue,
+            symbol=symbol,
+            currency=currency,
+            signal=signal,
+            qty=ZERO,
+            notional=ZERO,
+            fees_round_trip=ZERO,
+            loss_at_stop=ZERO,
+            expected_net_profit=ZERO,
+            reward_risk=0.0,
+            exit_weights=weights,
+            notes=notes,
+        )
+    entry_fill = slipped_price(instrument, Side.BUY, signal.entry, slippage_bps)
+    buy_fee = fees(instrument, Side.BUY, qty, entry_fill)
+    gross = ZERO
+    exit_costs = ZERO
+    for tranche, target in zip(exit_tranches(instrument, qty, weights), signal.take_profits, strict=True):
+        if tranche <= 0:
+            continue
+        exit_fill = slipped_price(instrument, Side.SELL, target, slippage_bps)
+        gross += (target - signal.entry) * tranche
+        exit_costs += fees(instrument, Side.SELL, tranche, exit_fill) + (target - exit_fill) * tranche
+    entry_costs = buy_fee + (entry_fill - signal.entry) * qty
+    expected = gross - entry_costs - exit_costs
+    stop_fill = slipped_price(instrument, Side.SELL, signal.stop, slippage_bps)
+    loss = (entry_fill - stop_fill) * qty + buy_fee + fees(instrument, Side.SELL, qty, stop_fill)
+    return Proposal(
+        venue=venue,
+        symbol=symbol,
+        currency=currency,
+        signal=signal,
+        qty=qty,
+        notional=qty * signal.entry,
+        fees_round_trip=entry_costs + exit_costs,
+        loss_at_stop=loss,
+        expected_net_profit=expected,
+        reward_risk=float(expected / loss) if loss > 0 else 0.0,
+        exit_weights=weights,
+        notes=notes,
+    )

@@ -1,0 +1,107 @@
+"""The interfaces every venue adapter implements. The domain (tools, agent, scheduler) talks to
+these and never imports an adapter module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from venues.errors import VenueError
+from venues.models import Account, Fill, Instrument, Order, OrderRequest, OrderStatus, Position, Quote
+
+
+@runtime_checkable
+class MarketData(Protocol):
+    name: str
+
+    async def instruments(self) -> list[Instrument]: ...
+
+    async def instrument(self, symbol: str) -> Instrument:
+        """The instrument, or UnknownSymbolError naming the valid symbols."""
+        ...
+
+    async def snapshot(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """Latest quote of many symbols in one batched call where the venue has one."""
+        ...
+
+    async def bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Final bars (close_time <= now) of ``symbol`` in ``[start, end]`` by open time, the last
+        ``limit`` of them when given. The frame layout is described in venues.timeframes."""
+        ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    async def place(self, request: OrderRequest) -> Order:
+        """Place an order. Idempotent by client_order_id: the same id twice places one order."""
+        ...
+
+    async def cancel(self, client_order_id: str) -> Order: ...
+
+    async def process(self) -> list[Fill]:
+        """Bring orders up to the clock's now (fills, expiries); returns the fills that happened."""
+        ...
+
+    async def orders(self, status: OrderStatus | None = None) -> list[Order]: ...
+
+    async def order(self, client_order_id: str) -> Order | None:
+        """The order with this client order id on this venue, if any."""
+        ...
+
+    async def fills(self, client_order_id: str | None = None) -> list[Fill]: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def account(self, currency: str | None = None) -> Account:
+        """Cash and positions in ``currency`` (default: the venue's main currency)."""
+        ...
+
+
+@runtime_checkable
+class Venue(MarketData, Protocol):
+    """Market data plus an order API served by a broker (the venue's paper API or PaperBroker)."""
+
+    broker: Broker | None
+
+    def broker_required(self) -> Broker:
+        """The attached broker, or VenueError saying the venue cannot take orders."""
+        ...
+
+    async def place_order(self, request: OrderRequest) -> Order: ...
+
+    async def cancel_order(self, client_order_id: str) -> Order: ...
+
+    async def list_orders(self, status: OrderStatus | None = None) -> list[Order]: ...
+
+
+class BrokeredVenue:
+    """Mixin giving a market-data class the Venue order API by delegating to ``self.broker``, which
+    the application attaches (the venue's own paper API, or a PaperBroker)."""
+
+    name: str
+    broker: Broker | None = None
+
+    def broker_required(self) -> Broker:
+        if self.broker is None:
+            raise VenueError(f"venue {self.name!r} has no broker attached, so it cannot take orders")
+        return self.broker
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        return await self.broker_required().place(request)
+
+    async def cancel_order(self, client_order_id: str) -> Order:
+        return await self.broker_required().cancel(client_order_id)
+
+    async def list_orders(self, status: OrderStatus | None = None) -> list[Order]:
+        return await self.broker_required().orders(status)

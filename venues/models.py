@@ -1,0 +1,233 @@
+"""Domain models shared by every venue. Money and quantities are Decimal; bar prices are floats
+(analytics), converted to Decimal where they are accounted (fills, cash, positions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from venues.clock import ensure_utc
+
+ZERO = Decimal(0)
+
+
+class AssetClass(StrEnum):
+    CRYPTO = "crypto"
+    CN_EQUITY = "cn_equity"
+    CN_FUTURE = "cn_future"
+    US_EQUITY = "us_equity"
+    US_OPTION = "us_option"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"  # accepted by the broker, waiting for a bar to fill on
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def is_open(self) -> bool:
+        return self is OrderStatus.PENDING
+
+
+class Liquidity(StrEnum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- Cost schedules: one per market; the broker's cost models read these numbers. ---
+
+
+class CnEquityFees(_Frozen):
+    """China A-shares. Defaults: the common retail schedule since 2023-08-28 (stamp duty halved)."""
+
+    kind: Literal["cn_equity"] = "cn_equity"
+    commission_rate: Decimal = Decimal("0.00025")
+    min_commission: Decimal = Decimal("5")
+    stamp_duty_rate: Decimal = Decimal("0.0005")  # sells only
+    transfer_fee_rate: Decimal = Decimal("0.00001")  # both sides, Shanghai and Shenzhen
+    stamp_duty_applies: bool = True  # exchange-traded funds pay no stamp duty
+
+
+class CryptoFees(_Frozen):
+    kind: Literal["crypto"] = "crypto"
+    maker_bps: Decimal = Decimal("8")
+    taker_bps: Decimal = Decimal("10")
+
+
+class UsEquityFees(_Frozen):
+    """US equities: zero commission; optional SEC section 31 fee and FINRA TAF on sells."""
+
+    kind: Literal["us_equity"] = "us_equity"
+    commission_per_share: Decimal = ZERO
+    regulatory_fees: bool = False
+    sec_fee_rate: Decimal = Decimal("0.0000278")  # per dollar of sell proceeds (2024-05 rate)
+    taf_per_share: Decimal = Decimal("0.000166")
+    taf_max: Decimal = Decimal("8.30")
+
+
+FeeSchedule = Annotated[CnEquityFees | CryptoFees | UsEquityFees, Field(discriminator="kind")]
+
+
+class Instrument(_Frozen):
+    venue: str
+    symbol: str
+    asset_class: AssetClass
+    currency: str
+    lot_size: Decimal = Decimal(1)  # buys must be a multiple (A-shares: 100)
+    qty_step: Decimal = Decimal(1)  # every quantity must be a multiple (crypto: the step size)
+    tick_size: Decimal = Decimal("0.01")
+    min_notional: Decimal = ZERO
+    fees: FeeSchedule
+    calendar: str  # exchange-calendars name: XSHG, XNYS, 24/7
+    timeframe: str  # the finest timeframe the venue serves for it
+    settlement_days: int = 0  # 1 = T+1: shares bought today cannot be sold today
+    price_limit_pct: Decimal | None = None  # daily band around the previous close (A-shares: 0.10)
+    name: str = ""
+
+
+class Bar(_Frozen):
+    ts: datetime  # open time
+    close_time: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Quote(_Frozen):
+    symbol: str
+    ts: datetime
+    last: float
+    bid: float | None = None
+    ask: float | None = None
+    volume: float | None = None  # over the current session or the last 24 h, as the venue reports
+    change_pct: float | None = None  # vs the previous session close
+
+
+def _positive_decimal(value: Decimal, what: str) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    if value <= 0:
+        raise ValueError(f"{what} must be greater than zero, got {value}")
+    return value
+
+
+class OrderRequest(_Frozen):
+    client_order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    symbol: str = Field(min_length=1, max_length=32)
+    side: Side
+    qty: Decimal
+    type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    signal_id: str | None = None
+
+    @field_validator("qty")
+    @classmethod
+    def _qty(cls, value: Decimal) -> Decimal:
+        return _positive_decimal(value, "quantity")
+
+    @field_validator("limit_price")
+    @classmethod
+    def _price(cls, value: Decimal | None) -> Decimal | None:
+        return None if value is None else _positive_decimal(value, "limit price")
+
+    @model_validator(mode="after")
+    def _limit_needs_price(self) -> OrderRequest:
+        if self.type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("a limit order needs a limit_price")
+        if self.type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError("a market order takes no limit_price")
+        return self
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: str
+    venue: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None = None
+    status: OrderStatus
+    reason: str = ""  # why rejected or cancelled
+    created_at: datetime
+    updated_at: datetime
+    filled_qty: Decimal = ZERO
+    avg_fill_price: Decimal | None = None
+    fees: Decimal = ZERO
+    signal_id: str | None = None
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return ensure_utc(value)
+
+    def same_request(self, request: OrderRequest) -> bool:
+        return (
+            self.symbol == request.symbol
+            and self.side == request.side
+            and self.type == request.type
+            and self.qty == request.qty
+            and self.limit_price == request.limit_price
+        )
+
+
+class Fill(_Frozen):
+    client_order_id: str
+    venue: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    liquidity: Liquidity
+    ts: datetime
+    trade_day: str  # exchange-local trading day, ISO date: what T+1 is counted in
+
+
+class Position(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    venue: str
+    symbol: str
+    qty: Decimal = ZERO
+    avg_cost: Decimal = ZERO  # per unit, fees included
+    realized_pnl: Decimal = ZERO  # net of fees
+    opened_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Account(_Frozen):
+    venue: str
+    currency: str
+    cash: Decimal
+    reserved_cash: Decimal  # held by open buy orders
+    positions_value: Decimal
+    equity: Decimal
+    positions: tuple[Position, ...] = ()
+
+    @property
+    def available_cash(self) -> Decimal:
+        return self.cash - self.reserved_cash

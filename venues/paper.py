@@ -1,0 +1,600 @@
+"""PaperBroker: simulated execution for every venue without a paper API of its own.
+
+How an order fills (documented for the user in the README):
+
+- ``fill_at="next_open"`` (default, backtest-honest): a market order fills at the open of the first
+  bar that opens at or after the order was placed and lies inside a trading session, moved against
+  the trader by ``slippage_bps`` and rounded to the tick against the trader. A limit order fills on
+  the first such bar that trades through its price: at the open if the open is already better
+  (taker), else at the limit (maker). Fills are whole: no partial fills.
+- ``fill_at="quote"`` (live paper trading): a market order fills at once at the latest price, plus
+  slippage; an equity order placed outside its session waits for the session to open.
+- A-shares: no fill outside the daily price-limit band around the previous close; a bar locked at
+  the limit against the order (a buy at a locked limit-up) does not fill it. Equity orders are day
+  orders: unfilled at the session close, they are cancelled with the reason. Crypto orders stay
+  open until filled or cancelled.
+
+Every check that can refuse an order runs at placement, and the money ones run again at the fill,
+because the price may have gapped. A refused order is stored with status ``rejected`` and its
+reason, so the same ``client_order_id`` sent again returns the same answer and places nothing.
+State lives in a ``PaperLedger`` (the application passes the database-backed one from
+``storage``), so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+import pandas as pd
+
+from venues import calendars
+from venues.base import MarketData
+from venues.clock import Clock
+from venues.costs import fees, round_to_tick, slipped_price
+from venues.errors import VenueError
+from venues.models import (
+    ZERO,
+    Account,
+    AssetClass,
+    Fill,
+    Instrument,
+    Liquidity,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+)
+from venues.timeframes import parse_timeframe
+
+_ONE_MICROSECOND = timedelta(microseconds=1)
+_FILL_ATTEMPTS = 5
+
+
+class StaleOrderError(VenueError):
+    """The order, or the position or cash it fills against, changed under us (another process
+    filled or cancelled first)."""
+
+
+class FillAt(StrEnum):
+    NEXT_OPEN = "next_open"
+    QUOTE = "quote"
+
+
+@dataclass(frozen=True)
+class PaperBrokerConfig:
+    starting_cash: Mapping[str, Decimal] = field(default_factory=dict)  # currency -> initial deposit
+    fill_at: FillAt = FillAt.NEXT_OPEN
+    slippage_bps: Decimal = Decimal(5)
+
+
+class PaperLedger(Protocol):
+    """Durable state of paper accounts. Each method is one transaction."""
+
+    def order(self, client_order_id: str) -> Order | None: ...
+
+    def add_order(self, order: Order) -> tuple[Order, bool]:
+        """Store a new order; if the client order id exists, return the stored one and False."""
+        ...
+
+    def update_order(self, order: Order) -> None: ...
+
+    def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]: ...
+
+    def fills(self, venue: str, client_order_id: str | None = None) -> list[Fill]: ...
+
+    def position(self, venue: str, symbol: str) -> Position | None: ...
+
+    def positions(self, venue: str) -> list[Position]: ...
+
+    def cash(self, venue: str, currency: str) -> Decimal: ...
+
+    def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
+        """The initial deposit, once: calling it again changes nothing."""
+        ...
+
+    def record_fill(self, order: Order, fill: Fill, position: Position, currency: str) -> None:
+        """Order update, fill, position and cash entries, all or nothing. Raises StaleOrderError,
+        writing nothing, when the order is no longer pending, when the stored position is not
+        ``position`` before this fill, or when a buy would take the cash below zero: another
+        process got there first."""
+        ...
+
+    def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _BarView:
+    ts: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(repr(float(value)))
+
+
+class PaperBroker:
+    def __init__(
+        self,
+        venue: str,
+        market: MarketData,
+        clock: Clock,
+        ledger: PaperLedger,
+        config: PaperBrokerConfig | None = None,
+    ) -> None:
+        self.venue = venue
+        self._market = market
+        self._clock = clock
+        self._ledger = ledger
+        self.config = config or PaperBrokerConfig()
+        self._funded = False
+        self._lock = asyncio.Lock()
+
+    # --- public API (the Broker protocol) ---
+    # One lock per broker: matching awaits market data between reading an order and writing its
+    # fill, so two coroutines of this process must not interleave there. Across processes the
+    # ledger's row checks (and the unique client order id) keep it single.
+
+    async def place(self, request: OrderRequest) -> Order:
+        async with self._lock:
+            return await self._place(request)
+
+    async def cancel(self, client_order_id: str) -> Order:
+        async with self._lock:
+            order = self._ledger.order(client_order_id)
+            if order is None or order.venue != self.venue:
+                raise VenueError(f"no order with client order id {client_order_id!r} on {self.venue}")
+            await self._process()
+            order = self._ledger.order(client_order_id) or order
+            if not order.status.is_open:
+                raise VenueError(
+                    f"order {client_order_id} is already {order.status.value}; only pending orders can be cancelled"
+                )
+            order = order.model_copy(
+                update={"status": OrderStatus.CANCELLED, "reason": "cancelled by request", "updated_at": self._now()}
+            )
+            self._ledger.update_order(order)
+            return order
+
+    async def orders(self, status: OrderStatus | None = None) -> list[Order]:
+        await self.process()
+        return self._ledger.orders(self.venue, status)
+
+    async def order(self, client_order_id: str) -> Order | None:
+        await self.process()
+        order = self._ledger.order(client_order_id)
+        return order if order is not None and order.venue == self.venue else None
+
+    async def fills(self, client_order_id: str | None = None) -> list[Fill]:
+        await self.process()
+        return self._ledger.fills(self.venue, client_order_id)
+
+    async def positions(self) -> list[Position]:
+        await self.process()
+        return [p for p in self._ledger.positions(self.venue) if p.qty != 0]
+
+    async def account(self, currency: str | None = None) -> Account:
+        async with self._lock:
+            await self._process()
+            return await self._account(currency or self._primary_currency())
+
+    async def process(self) -> list[Fill]:
+        """Fill or expire pending orders against the bars the clock has reached. Called by every
+        read, and by the scheduler on each tick so stops and exits are current."""
+        async with self._lock:
+            return await self._process()
+
+    # --- placement ---
+
+    async def _place(self, request: OrderRequest) -> Order:
+        existing = self._ledger.order(request.client_order_id)
+        if existing is not None:
+            self._same_or_conflict(existing, request)
+            # Bring it up to the clock like every read does: a re-sent order that has filled since
+            # must come back filled, not as the pending it was stored as.
+            await self._process()
+            return self._ledger.order(request.client_order_id) or existing
+        instrument = await self._market.instrument(request.symbol)
+        self._fund_once()
+        await self._process()  # earlier orders fill first, so cash and positions are current
+        now = self._now()
+        reason = await self._refusal(request, instrument, now)
+        order = Order(
+            client_order_id=request.client_order_id,
+            venue=self.venue,
+            symbol=instrument.symbol,
+            side=request.side,
+            type=request.type,
+            qty=request.qty,
+            limit_price=request.limit_price,
+            status=OrderStatus.REJECTED if reason else OrderStatus.PENDING,
+            reason=reason or "",
+            created_at=now,
+            updated_at=now,
+            signal_id=request.signal_id,
+        )
+        stored, created = self._ledger.add_order(order)
+        if not created:  # another process stored the same id between our read and our write
+            return self._same_or_conflict(stored, request)
+        if stored.status is OrderStatus.PENDING:
+            await self._match(stored, instrument)
+        return self._ledger.order(stored.client_order_id) or stored
+
+    async def _process(self) -> list[Fill]:
+        new_fills: list[Fill] = []
+        for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
+            instrument = await self._market.instrument(order.symbol)
+            fill = await self._match(order, instrument)
+            if fill is not None:
+                new_fills.append(fill)
+        return new_fills
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    async def _account(self, currency: str) -> Account:
+        self._fund_once()
+        cash = self._ledger.cash(self.venue, currency)
+        reserved = ZERO
+        for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
+            if order.side is Side.BUY:
+                instrument = await self._market.instrument(order.symbol)
+                if instrument.currency == currency:
+                    reserved += await self._estimated_cost(order.qty, order.limit_price, instrument)
+        held: list[Position] = []
+        value = ZERO
+        for position in self._ledger.positions(self.venue):
+            instrument = await self._market.instrument(position.symbol)
+            if position.qty == 0 or instrument.currency != currency:
+                continue
+            held.append(position)
+            last = await self._last_price(instrument)
+            value += position.qty * (last if last is not None else position.avg_cost)
+        return Account(
+            venue=self.venue,
+            currency=currency,
+            cash=cash,
+            reserved_cash=reserved,
+            positions_value=value,
+            equity=cash + value,
+            positions=tuple(held),
+        )
+
+    # --- placement checks ---
+
+    def _same_or_conflict(self, existing: Order, request: OrderRequest) -> Order:
+        if existing.venue == self.venue and existing.same_request(request):
+            return existing
+        raise VenueError(
+            f"client order id {request.client_order_id!r} is already used by another order "
+            f"({existing.side.value} {existing.qty} {existing.symbol} on {existing.venue}); use a new id"
+        )
+
+    async def _refusal(self, request: OrderRequest, instrument: Instrument, now: datetime) -> str | None:
+        qty = request.qty
+        symbol = instrument.symbol
+        if qty % instrument.qty_step != 0:
+            return f"quantity {qty} of {symbol} is not a multiple of its step size {instrument.qty_step}"
+        position = self._ledger.position(self.venue, symbol)
+        held = position.qty if position else ZERO
+        if instrument.lot_size > instrument.qty_step and qty % instrument.lot_size != 0:
+            if request.side is Side.BUY:
+                lot = instrument.lot_size
+                return f"{symbol} is bought in lots of {lot}: {qty} is not a multiple of {lot}"
+            if qty != held:
+                return (
+                    f"{symbol} is sold in lots of {instrument.lot_size}, or an odd remainder all at once: "
+                    f"{qty} is neither (you hold {held})"
+                )
+        if request.limit_price is not None:
+            limit = request.limit_price
+            if limit % instrument.tick_size != 0:
+                return f"limit price {limit} of {symbol} is not a multiple of its tick size {instrument.tick_size}"
+            band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, now))
+            if band and not (band[0] <= limit <= band[1]):
+                return f"limit price {limit} is outside today's price-limit band {band[0]}-{band[1]} for {symbol}"
+        reference = request.limit_price or await self._last_price(instrument)
+        if reference is None:
+            return f"no price for {symbol} yet at {now.isoformat()}: nothing has traded"
+        notional = qty * reference
+        if notional < instrument.min_notional:
+            return (
+                f"order value {notional:.2f} {instrument.currency} is below the minimum of "
+                f"{instrument.min_notional} {instrument.currency} for {symbol}"
+            )
+        if request.side is Side.SELL:
+            return await self._sell_refusal(instrument, qty, held, now)
+        need = await self._estimated_cost(qty, request.limit_price, instrument)
+        available = await self._available_cash(instrument.currency)
+        if need > available:
+            return (
+                f"insufficient cash: buying {qty} {symbol} needs about {need:.2f} {instrument.currency} "
+                f"with costs, available {available:.2f} {instrument.currency}"
+            )
+        return None
+
+    async def _sell_refusal(self, instrument: Instrument, qty: Decimal, held: Decimal, now: datetime) -> str | None:
+        symbol = instrument.symbol
+        pending = sum(
+            (
+                o.qty
+                for o in self._ledger.orders(self.venue, OrderStatus.PENDING)
+                if o.symbol == symbol and o.side is Side.SELL
+            ),
+            ZERO,
+        )
+        locked = ZERO
+        if instrument.settlement_days > 0:
+            locked = self._ledger.bought_on(
+                self.venue, symbol, calendars.trading_day(instrument.calendar, now).isoformat()
+            )
+        sellable = held - locked - pending
+        if qty <= sellable:
+            return None
+        detail = f"you hold {held} {symbol}"
+        if locked:
+            detail += f", {locked} bought today cannot be sold before the next session (T+1)"
+        if pending:
+            detail += f", {pending} already in pending sell orders"
+        return f"insufficient position: selling {qty} {symbol} but {detail}; sellable now: {max(sellable, ZERO)}"
+
+    async def _estimated_cost(self, qty: Decimal, limit: Decimal | None, instrument: Instrument) -> Decimal:
+        price = limit or await self._last_price(instrument) or ZERO
+        if limit is None:
+            price = slipped_price(instrument, Side.BUY, price, self.config.slippage_bps)
+        return qty * price + fees(instrument, Side.BUY, qty, price)
+
+    async def _available_cash(self, currency: str) -> Decimal:
+        return (await self._account(currency)).available_cash
+
+    # --- matching ---
+
+    async def _match(self, order: Order, instrument: Instrument) -> Fill | None:
+        valid_through = self._valid_through(order, instrument)
+        if self._fills_at_quote(order):
+            now = self._clock.now()
+            # An equity quote fill needs the market open on the order's day, like a bar fill: a
+            # quote after the close is that session's last price, not one anyone can trade at.
+            in_session = valid_through is None or (
+                calendars.is_open(instrument.calendar, now)
+                and calendars.trading_day(instrument.calendar, now) <= valid_through
+            )
+            bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
+            if in_session and not bars.empty:
+                bar = self._bar_view(bars.index[-1], bars.iloc[-1])
+                quote = _BarView(now, bar.close, bar.close, bar.close, bar.close)
+                fill = await self._try_fill(order, instrument, quote)
+                if fill is not None:
+                    return fill
+            if valid_through is not None:
+                self._expire_if_session_over(order, instrument.calendar, valid_through)
+            return None
+        bars = await self._market.bars(instrument.symbol, instrument.timeframe, start=order.created_at)
+        for ts, row in zip(bars.index, bars.itertuples(index=False), strict=True):
+            bar = self._bar_view(ts, row)
+            if valid_through is not None:
+                if not calendars.is_open(instrument.calendar, bar.ts):
+                    continue
+                if calendars.trading_day(instrument.calendar, bar.ts) > valid_through:
+                    break
+            fill = await self._try_fill(order, instrument, bar)
+            if (
+                fill is not None
+                or (self._ledger.order(order.client_order_id) or order).status is not OrderStatus.PENDING
+            ):
+                return fill
+        if valid_through is not None:
+            self._expire_if_session_over(order, instrument.calendar, valid_through)
+        return None
+
+    def _valid_through(self, order: Order, instrument: Instrument) -> date | None:
+        """Last session an equity (day) order may fill in; None for crypto (good till cancelled).
+        With daily bars only, an order placed during a session can first fill at the next open,
+        so it lives through the next session: the usual signal-at-close, fill-at-open rule."""
+        if instrument.asset_class is AssetClass.CRYPTO:
+            return None
+        day = calendars.trading_day(instrument.calendar, order.created_at)
+        if not self._fills_at_quote(order) and parse_timeframe(instrument.timeframe).delta >= timedelta(days=1):
+            session = calendars.session(instrument.calendar, day)
+            if session is not None and order.created_at >= session.open:
+                return calendars.next_session_day(instrument.calendar, day)
+        return day
+
+    def _fills_at_quote(self, order: Order) -> bool:
+        return self.config.fill_at is FillAt.QUOTE and order.type is OrderType.MARKET
+
+    def _expire_if_session_over(self, order: Order, calendar: str, day: date) -> None:
+        session = calendars.session(calendar, day)
+        now = self._clock.now()
+        if session is None or now < session.close:
+            return
+        order = self._ledger.order(order.client_order_id) or order
+        why = order.reason or "no bar in the session traded at an acceptable price"
+        expired = order.model_copy(
+            update={
+                "status": OrderStatus.CANCELLED,
+                "reason": f"day order expired unfilled at the {day.isoformat()} close: {why}",
+                "updated_at": now,
+            }
+        )
+        self._update_quietly(expired)
+
+    def _bar_view(self, ts: pd.Timestamp, row: object) -> _BarView:
+        return _BarView(
+            ts.to_pydatetime(),
+            _dec(row.open),  # type: ignore[attr-defined]
+            _dec(row.high),  # type: ignore[attr-defined]
+            _dec(row.low),  # type: ignore[attr-defined]
+            _dec(row.close),  # type: ignore[attr-defined]
+        )
+
+    async def _try_fill(self, order: Order, instrument: Instrument, bar: _BarView) -> Fill | None:
+        price, liquidity = self._execution_price(order, instrument, bar)
+        if price is None:
+            return None
+        band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, bar.ts))
+        if band is not None:
+            low, high = band
+            locked_against = (order.side is Side.BUY and bar.low >= high) or (
+                order.side is Side.SELL and bar.high <= low
+            )
+            if locked_against:
+                self._note(order, f"locked at limit {'up' if order.side is Side.BUY else 'down'}")
+                return None
+            price = min(max(price, low), high)
+        return self._fill(order, instrument, price, liquidity, bar.ts)
+
+    def _execution_price(self, order: Order, instrument: Instrument, bar: _BarView) -> tuple[Decimal | None, Liquidity]:
+        slip = self.config.slippage_bps
+        if order.type is OrderType.MARKET:
+            return slipped_price(instrument, order.side, bar.open, slip), Liquidity.TAKER
+        limit = order.limit_price
+        assert limit is not None  # OrderRequest guarantees it for limit orders
+        if order.side is Side.BUY:
+            if bar.open <= limit:
+                return min(slipped_price(instrument, Side.BUY, bar.open, slip), limit), Liquidity.TAKER
+            return (limit, Liquidity.MAKER) if bar.low <= limit else (None, Liquidity.MAKER)
+        if bar.open >= limit:
+            return max(slipped_price(instrument, Side.SELL, bar.open, slip), limit), Liquidity.TAKER
+        return (limit, Liquidity.MAKER) if bar.high >= limit else (None, Liquidity.MAKER)
+
+    def _note(self, order: Order, reason: str) -> None:
+        if order.reason != reason:
+            self._update_quietly(order.model_copy(update={"reason": reason}))
+
+    def _fill(
+        self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime
+    ) -> Fill | None:
+        # The ledger refuses a fill priced from a position or balance that another process has
+        # changed since we read it; then it is priced again from what is stored now.
+        for _ in range(_FILL_ATTEMPTS):
+            try:
+                return self._fill_once(order, instrument, price, liquidity, ts)
+            except StaleOrderError:
+                current = self._ledger.order(order.client_order_id)
+                if current is None or not current.status.is_open:
+                    return None  # another process filled or cancelled it first
+        raise StaleOrderError(
+            f"order {order.client_order_id} not filled: its position changed under each of {_FILL_ATTEMPTS} attempts"
+        )
+
+    def _fill_once(
+        self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime
+    ) -> Fill | None:
+        now = self._clock.now()
+        fee = fees(instrument, order.side, order.qty, price, liquidity)
+        position = self._ledger.position(self.venue, order.symbol) or Position(venue=self.venue, symbol=order.symbol)
+        cash = self._ledger.cash(self.venue, instrument.currency)
+        if order.side is Side.BUY:
+            cost = order.qty * price + fee
+            if cost > cash:
+                return self._reject_at_fill(
+                    order, f"insufficient cash at fill: {cost:.2f} {instrument.currency} needed, {cash:.2f} held"
+                )
+            new_qty = position.qty + order.qty
+            position = position.model_copy(
+                update={
+                    "qty": new_qty,
+                    "avg_cost": (position.qty * position.avg_cost + cost) / new_qty,
+                    "opened_at": position.opened_at if position.qty > 0 else ts,
+                    "updated_at": now,
+                }
+            )
+        else:
+            if order.qty > position.qty:
+                return self._reject_at_fill(order, f"insufficient position at fill: {position.qty} held")
+            realized = (price - position.avg_cost) * order.qty - fee
+            remaining = position.qty - order.qty
+            position = position.model_copy(
+                update={
+                    "qty": remaining,
+                    "avg_cost": position.avg_cost if remaining else ZERO,
+                    "realized_pnl": position.realized_pnl + realized,
+                    "opened_at": position.opened_at if remaining else None,
+                    "updated_at": now,
+                }
+            )
+        fill = Fill(
+            client_order_id=order.client_order_id,
+            venue=self.venue,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            price=price,
+            fee=fee,
+            liquidity=liquidity,
+            ts=ts,
+            trade_day=calendars.trading_day(instrument.calendar, ts).isoformat(),
+        )
+        filled = order.model_copy(
+            update={
+                "status": OrderStatus.FILLED,
+                "filled_qty": order.qty,
+                "avg_fill_price": price,
+                "fees": fee,
+                "reason": "",
+                "updated_at": now,
+            }
+        )
+        self._ledger.record_fill(filled, fill, position, instrument.currency)
+        return fill
+
+    def _reject_at_fill(self, order: Order, reason: str) -> Fill | None:
+        self._update_quietly(
+            order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason, "updated_at": self._now()})
+        )
+        return None
+
+    def _update_quietly(self, order: Order) -> None:
+        """Internal status changes lose to whatever another process already decided."""
+        with contextlib.suppress(StaleOrderError):
+            self._ledger.update_order(order)
+
+    # --- prices ---
+
+    async def _last_price(self, instrument: Instrument) -> Decimal | None:
+        bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
+        return None if bars.empty else _dec(bars["close"].iloc[-1])
+
+    async def _price_band(self, instrument: Instrument, day: date) -> tuple[Decimal, Decimal] | None:
+        """The daily price-limit band of ``day`` around the previous session's last close."""
+        if instrument.price_limit_pct is None:
+            return None
+        session = calendars.session(instrument.calendar, day)
+        if session is None:
+            return None
+        before = await self._market.bars(
+            instrument.symbol, instrument.timeframe, end=session.open - _ONE_MICROSECOND, limit=1
+        )
+        if before.empty:
+            return None  # no previous close known: the first day of the data has no band to check
+        prev_close = _dec(before["close"].iloc[-1])
+        pct = instrument.price_limit_pct
+        tick = instrument.tick_size
+        return round_to_tick(prev_close * (1 - pct), tick), round_to_tick(prev_close * (1 + pct), tick)
+
+    # --- accounts ---
+
+    def _primary_currency(self) -> str:
+        if not self.config.starting_cash:
+            raise VenueError(f"paper venue {self.venue!r} has no starting cash configured")
+        return next(iter(self.config.starting_cash))
+
+    def _fund_once(self) -> None:
+        if self._funded:
+            return
+        now = self._clock.now()
+        for currency, amount in self.config.starting_cash.items():
+            self._ledger.fund(self.venue, currency, amount, now)
+        self._funded = True
