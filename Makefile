@@ -10,6 +10,8 @@ UV := .tools/bin/uv
 endif
 export UV_COMPILE_BYTECODE := 1
 export UV_LINK_MODE := copy
+# Use the platform certificate store (corporate proxies add their CA there, not to uv's bundle).
+export UV_SYSTEM_CERTS := 1
 VENV_STAMP := .venv/.synced
 
 .PHONY: test lint typecheck pytest bench clean
