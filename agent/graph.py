@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -36,7 +35,6 @@ from tools.sizing import propose, risk_based_qty
 from venues import calendars
 from venues.errors import VenueError
 from venues.models import OrderRequest, OrderStatus, OrderType, Side
-from venues.timeframes import parse_timeframe
 
 log = logging.getLogger("tradeops.agent")
 
@@ -417,6 +415,3 @@ def _order_result(order: Any) -> dict[str, Any]:
 def _to_dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
-
-def time_stop_after(timeframe: str, bars: int) -> timedelta:
-    return parse_timeframe(timeframe).delta * bars

@@ -4,7 +4,8 @@ place anything: tools do that, and the risk gate judges the result.
 ``RulePolicy`` is deterministic and the default when no LLM is configured. For a long setup the
 screen found (or the same rules checked on demand), it proposes a BUY at the last price with the
 stop two ATRs below (or just under the recent swing low, whichever is closer, but never closer
-than one ATR), and targets at 1R, 2R and 3R. Confidence grows with the screen's score. It holds
+than one ATR), and targets at 1.5R, 2.5R and 3.5R (2.5R on average with the 30/40/30 exits,
+which leaves about 2R after costs on liquid markets). Confidence grows with the screen's score. It holds
 when the symbol is already held, when the setup is missing, or when the data is too thin.
 """
 
@@ -60,7 +61,7 @@ class Policy(Protocol):
 class RulePolicy:
     name = "rules"
 
-    def __init__(self, *, atr_stop: float = 2.0, targets_r: tuple[float, ...] = (1.0, 2.0, 3.0)) -> None:
+    def __init__(self, *, atr_stop: float = 2.0, targets_r: tuple[float, ...] = (1.5, 2.5, 3.5)) -> None:
         self.atr_stop = atr_stop
         self.targets_r = targets_r
 

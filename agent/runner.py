@@ -93,12 +93,9 @@ class SignalRunner:
             config = self._config(signal_id)
             snapshot = await self.graph.aget_state(config)
             if snapshot.next == ("approve",):  # paused earlier, but the pending row was never written
-                card = dict(snapshot.interrupts[0].value)
-                return await self._pending(snapshot.values, card, started)
-            if snapshot.values:
-                values = snapshot.values
+                values, card = dict(snapshot.values), dict(snapshot.interrupts[0].value)
             else:
-                values = await self.graph.ainvoke(
+                values = dict(snapshot.values) or await self.graph.ainvoke(
                     {
                         "signal_id": signal_id,
                         "venue": venue,
@@ -110,14 +107,29 @@ class SignalRunner:
                         "timings": {},
                     },
                     config,
+                    durability="sync",
                 )
-            interrupts = values.get("__interrupt__")
-            if interrupts:
-                return await self._pending(values, dict(interrupts[0].value), started)
+                interrupts = values.get("__interrupt__")
+                card = dict(interrupts[0].value) if interrupts else {}
+            created = await self._store_pending(values, card) if card else False
         self._log_done(values, started)
-        return WalkResult(signal_id, str(values.get("outcome", "")), str(values.get("reason", "")), values.get("card"))
+        if not card:
+            return WalkResult(
+                signal_id, str(values.get("outcome", "")), str(values.get("reason", "")), values.get("card")
+            )
+        # Outside the thread's lock: an auto-approval resumes the thread, which takes the lock again.
+        auto = self.deps.config.auto_approve
+        equity = Decimal(str(values.get("facts", {}).get("equity", "0")))
+        if created and auto.approves(float(card.get("confidence") or 0), Decimal(card.get("notional") or 0), equity):
+            result = await self.decide(signal_id, "approved", actor=f"auto:{auto.mode}", reason="auto-approve rule")
+            return WalkResult(signal_id, result.status, result.reason, card)
+        stored = self.deps.signals.get(signal_id)
+        return WalkResult(
+            signal_id, stored.status if stored else SignalStatus.PENDING.value, card=card, created=created
+        )
 
-    async def _pending(self, values: dict[str, Any], card: dict[str, Any], started: float) -> WalkResult:
+    async def _store_pending(self, values: dict[str, Any], card: dict[str, Any]) -> bool:
+        """The pending signal row, written once the graph has paused; the card goes out then."""
         now = self.deps.clock.now()
         signal = values.get("signal", {})
         row = SignalRow(
@@ -140,18 +152,12 @@ class SignalRunner:
             expires_at=datetime.fromisoformat(card["expires_at"]),
             updated_at=now,
         )
-        stored, created = self.deps.signals.create(row, reason="awaiting approval")
-        self._log_done(values, started)
+        _, created = self.deps.signals.create(row, reason="awaiting approval")
         if created:
             self.deps.signals.audit("graph", "signal_pending", at=now, target=row.id, detail={"symbol": row.symbol})
             if self.on_card is not None:
                 await self.on_card(card)
-        auto = self.deps.config.auto_approve
-        equity = Decimal(str(values.get("facts", {}).get("equity", "0")))
-        if created and auto.approves(float(card.get("confidence") or 0), Decimal(card.get("notional") or 0), equity):
-            result = await self.decide(row.id, "approved", actor=f"auto:{auto.mode}", reason="auto-approve rule")
-            return WalkResult(row.id, result.status, result.reason, card)
-        return WalkResult(stored.id, stored.status, card=card, created=created)
+        return created
 
     async def decide(self, signal_id: str, decision: str, *, actor: str, reason: str = "") -> DecideResult:
         """Approve, reject or expire a pending signal. The first answer wins; the rest are told."""
@@ -172,7 +178,7 @@ class SignalRunner:
             snapshot = await self.graph.aget_state(config)
             if snapshot.next != ("approve",):
                 return  # already resumed by someone else: nothing to do, and nothing may run twice
-            await self.graph.ainvoke(Command(resume=value), config)
+            await self.graph.ainvoke(Command(resume=value), config, durability="sync")
 
     async def expire_due(self) -> list[str]:
         """Pending signals whose approval window (open-market time) has passed become rejected."""

@@ -3,7 +3,10 @@ happen inside the commands, so `tradeops --help` starts instantly."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -38,19 +41,32 @@ def main(
     """tradeops: paper trading only; there is no path to a real-money order."""
 
 
-def _settings() -> Settings:
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Use this data directory (overrides TRADEOPS_DATA_DIR).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the structured result as JSON.")]
+
+
+def _settings(data_dir: Path | None = None, *, quiet: bool = False) -> Settings:
+    """Settings, and logging: with ``quiet`` only warnings reach the terminal, everything goes to
+    tradeops.log in the data dir."""
     from pydantic import ValidationError
 
     from bot.logs import setup_logging
     from bot.settings import load_settings
 
     try:
-        settings = load_settings()
+        settings = load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         typer.echo("invalid settings (TRADEOPS_* variables or .env):\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
-    setup_logging(settings.log_level)
+    setup_logging(
+        settings.log_level,
+        log_file=settings.data_dir / "tradeops.log" if quiet else None,
+        console_level="WARNING" if quiet else None,
+    )
     return settings
 
 
@@ -120,3 +136,83 @@ def doctor() -> None:
         failed += not check.ok
         typer.echo(f"[{mark}] {check.name}: {check.detail}")
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def chat(
+    command: Annotated[
+        str | None, typer.Option("-c", "--command", help='Run one command and exit, e.g. -c "/positions".')
+    ] = None,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The console chat: the same commands as Telegram and Discord, as the local admin."""
+    from bot.console import interactive, run_command
+    from bot.services import open_services
+
+    settings = _settings(data_dir, quiet=True)
+
+    async def main() -> int:
+        async with open_services(settings) as services:
+            if command is None:
+                await interactive(services, echo=typer.echo)
+                return 0
+            out, ok = await run_command(services, command, as_json=as_json)
+            typer.echo(out)
+            return 0 if ok else 1
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@app.command()
+def scan(
+    watchlist: Annotated[str | None, typer.Argument(help="Scan only this watchlist.")] = None,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """One scan now, of every watchlist (or one): the screen, the graph, the cards."""
+    from bot.console import run_command
+    from bot.services import open_services, seed_watchlists
+
+    settings = _settings(data_dir, quiet=True)
+
+    async def main() -> int:
+        async with open_services(settings) as services:
+            if not services.watchlists.all():
+                seed_watchlists(services)
+            out, ok = await run_command(services, f"/scan {watchlist or ''}".strip(), as_json=as_json)
+            typer.echo(out)
+            return 0 if ok else 1
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@app.command()
+def demo(
+    approve: Annotated[
+        str, typer.Option(help="ask: y/n per signal on a terminal; all: approve everything; none: decide later.")
+    ] = "ask",
+    days: Annotated[int, typer.Option(help="Days of 2021 to replay (from 2021-07-06).", min=1, max=60)] = 7,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The whole walk offline on real 2021 data: scans, signals, approvals, paper fills, exits."""
+    from bot.demo import DemoError, run_demo
+
+    if approve not in ("ask", "all", "none"):
+        typer.echo(f"error: --approve must be ask, all or none, not {approve!r}", err=True)
+        raise typer.Exit(2)
+    mode: Literal["ask", "all", "none"] = approve  # type: ignore[assignment]
+    settings = _settings(data_dir, quiet=True)
+    echo = (lambda _line: None) if as_json else typer.echo
+    try:
+        summary = asyncio.run(run_demo(settings, approve=mode, days=days, echo=echo))
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    from bot.demo import summary_text
+
+    typer.echo(summary_text(summary))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from pathlib import Path
 
 _SECRETS: set[str] = set()
 _FORMAT = "%(asctime)s %(levelname)s %(name)s | %(message)s"
@@ -25,12 +27,27 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def setup_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter(_FORMAT))
+def setup_logging(level: str = "INFO", *, log_file: Path | None = None, console_level: str | None = None) -> None:
+    """Log to stderr at ``console_level`` (default ``level``) and, when given, to ``log_file`` at
+    ``level``: interactive commands keep the terminal for the conversation and the file for the
+    record (one line per decision, every scan)."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for handler in root.handlers:
+        handler.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_RedactingFormatter(_FORMAT))
+    console.setLevel(console_level or level)
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(_RedactingFormatter(_FORMAT))
+        to_file.setLevel(level)
+        handlers.append(to_file)
+    root.handlers[:] = handlers
     root.setLevel(level)
+    # exchange-calendars reads Series.values, which pandas 3.1 deprecates: their warning, not the user's.
+    warnings.filterwarnings("ignore", message=r"(Series|DatetimeIndex)\.values returning an ndarray")
     # Third-party libraries log request URLs that may carry tokens; keep them quiet by default.
-    for noisy in ("httpx", "httpcore", "apscheduler", "alembic", "urllib3", "matplotlib"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "alembic", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -6,6 +6,7 @@ config objects built from these settings. Every field is documented in .env.exam
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,15 @@ class Settings(BaseSettings):
     paper_cash_cny: Decimal = Field(default=Decimal(1_000_000), ge=0)
     paper_cash_usd: Decimal = Field(default=Decimal(100_000), ge=0)
     paper_cash_usdt: Decimal = Field(default=Decimal(100_000), ge=0)
+
+    risk_profile: Literal["low", "medium", "high"] = "medium"
+    approval_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    auto_approve: Literal["none", "all", "rule"] = "none"
+    max_drift_bps: Decimal = Field(default=Decimal(50), ge=0, le=2000)
+
+    @property
+    def approval_timeout(self) -> timedelta:
+        return timedelta(minutes=self.approval_minutes)
 
     @field_validator("log_level", mode="before")
     @classmethod

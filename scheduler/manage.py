@@ -80,7 +80,10 @@ class PositionManager:
         # The fill happened at this bar's open: the bar's own range already counts for the exits.
         plan.checked_until = filled_at
         if horizon:
-            plan.time_stop_at = filled_at + parse_timeframe(plan.timeframe).delta * horizon
+            # Counted in bars of market time: 48 hourly bars of an exchange are a week, not two days.
+            instrument = await venue.instrument(plan.symbol)
+            duration = parse_timeframe(plan.timeframe).delta * horizon
+            plan.time_stop_at = calendars.add_trading_time(instrument.calendar, filled_at, duration)
         plan.updated_at = now
         self.plans.save(plan)
         text = f"bought {order.filled_qty} {plan.symbol} at {order.avg_fill_price}"

@@ -61,7 +61,9 @@ class Broker(Protocol):
 
     async def fills(self, client_order_id: str | None = None) -> list[Fill]: ...
 
-    async def positions(self) -> list[Position]: ...
+    async def positions(self, *, include_closed: bool = False) -> list[Position]:
+        """Open positions; with ``include_closed`` also the closed ones, which carry realized P&L."""
+        ...
 
     async def account(self, currency: str | None = None) -> Account:
         """Cash and positions in ``currency`` (default: the venue's main currency)."""

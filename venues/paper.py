@@ -180,9 +180,9 @@ class PaperBroker:
         await self.process()
         return self._ledger.fills(self.venue, client_order_id)
 
-    async def positions(self) -> list[Position]:
+    async def positions(self, *, include_closed: bool = False) -> list[Position]:
         await self.process()
-        return [p for p in self._ledger.positions(self.venue) if p.qty != 0]
+        return [p for p in self._ledger.positions(self.venue) if include_closed or p.qty != 0]
 
     async def account(self, currency: str | None = None) -> Account:
         async with self._lock:

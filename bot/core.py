@@ -1,0 +1,610 @@
+"""The transport-agnostic command core. Every chat transport (console, Telegram, Discord, the CLI)
+turns a message or a button press into ``handle(caller, text)`` and renders the ``Reply``.
+
+Deny by default: a caller is identified by platform and numeric user id, and gets the role the
+users table gives it (the local console user is admin). Every command names the role it needs,
+and a caller below it is refused with the reason. Input is treated as hostile: length-limited,
+split on whitespace, ids and symbols validated before anything is looked up, and errors answer
+with what was wrong and what would be valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
+from bot.services import Services
+from storage.signals import KILL_SWITCH_KEY, SignalStatus
+from storage.users import Role
+from storage.watchlists import WatchlistSpec, valid_name
+from tools.risk import PROFILES
+from venues import calendars
+from venues.errors import UnknownSymbolError, VenueError
+from venues.models import ZERO, OrderStatus, Side
+from venues.timeframes import TIMEFRAMES, parse_timeframe
+
+MAX_INPUT = 1000
+SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
+SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
+
+
+@dataclass(frozen=True)
+class Caller:
+    platform: str  # console | telegram | discord | cli
+    user_id: int
+    name: str = ""
+    role: Role | None = None  # set by the transport only for the local console; else looked up
+
+    @property
+    def actor(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    action: Literal["approve", "reject"]
+    signal_id: str  # the only thing a button carries: the action is looked up server side
+
+
+@dataclass
+class Reply:
+    text: str
+    ok: bool = True
+    images: list[str] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "text": self.text,
+            "images": self.images,
+            "buttons": [{"label": b.label, "action": b.action, "signal_id": b.signal_id} for b in self.buttons],
+            "data": self.data,
+        }
+
+
+class UserError(Exception):
+    """A message for the user: what was wrong and what is valid."""
+
+
+Handler = Callable[[Caller, list[str]], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    role: Role
+    usage: str
+    summary: str
+    handler: Handler
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def _money(value: Decimal, currency: str = "") -> str:
+    return f"{value:,.2f}{' ' + currency if currency else ''}"
+
+
+class CommandCore:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.commands: dict[str, Command] = {}
+        for name, role, usage, summary, handler in [
+            ("help", Role.VIEWER, "/help", "this list", self._help),
+            ("watch", Role.VIEWER, "/watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]", "watchlists", self._watch),
+            ("scan", Role.TRADER, "/scan [WATCHLIST]", "scan now (all watchlists, or one)", self._scan),
+            ("signal", Role.TRADER, "/signal SYMBOL", "a decision on one symbol now", self._signal),
+            ("signals", Role.VIEWER, "/signals [pending|today|all]", "signals and their status", self._signals),
+            (
+                "approve",
+                Role.TRADER,
+                "/approve ID",
+                "approve a pending signal: it becomes a paper order",
+                self._approve,
+            ),
+            ("reject", Role.TRADER, "/reject ID [REASON]", "reject a pending signal", self._reject),
+            ("positions", Role.VIEWER, "/positions", "open positions and their exit plans", self._positions),
+            ("orders", Role.VIEWER, "/orders", "recent paper orders", self._orders),
+            ("pnl", Role.VIEWER, "/pnl", "profit and loss, with the equity curve", self._pnl),
+            ("risk", Role.VIEWER, "/risk", "risk limits and what is used today", self._risk),
+            ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
+            ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
+            ("chart", Role.VIEWER, "/chart SYMBOL [TIMEFRAME]", "candlestick chart", self._chart),
+        ]:
+            self.commands[name] = Command(name, role, usage, summary, handler)
+
+    # --- entry point ---
+
+    async def handle(self, caller: Caller, text: str) -> Reply:
+        role = caller.role or self.s.users.role(caller.platform, caller.user_id)
+        if role is None:
+            return Reply(
+                f"You are not allowed to use this bot. Ask an admin to add your numeric id ({caller.actor}).",
+                ok=False,
+            )
+        caller = Caller(caller.platform, caller.user_id, caller.name, role)
+        text = (text or "").strip()
+        if len(text) > MAX_INPUT:
+            return Reply(f"message too long ({len(text)} characters, at most {MAX_INPUT})", ok=False)
+        words = text.split()
+        if not words or not words[0].startswith("/"):
+            return await self._help(caller, [], note="Commands start with '/'.")
+        name = words[0][1:].split("@", 1)[0].lower()  # Telegram appends @botname in groups
+        command = self.commands.get(name)
+        if command is None:
+            return await self._help(caller, [], note=f"Unknown command /{name[:32]}.")
+        if not role.allows(command.role):
+            return Reply(
+                f"refused: /{name} needs the {command.role.value} role; you are a {role.value}.",
+                ok=False,
+            )
+        try:
+            return await command.handler(caller, words[1:])
+        except UserError as exc:
+            return Reply(str(exc), ok=False)
+        except (VenueError, ValueError) as exc:
+            return Reply(f"/{name}: {exc}", ok=False)
+
+    # --- commands ---
+
+    async def _help(self, caller: Caller, args: list[str], note: str = "") -> Reply:
+        role = caller.role or Role.VIEWER
+        rows = [(c.usage, c.summary) for c in self.commands.values() if role.allows(c.role)]
+        head = f"{note}\n" if note else ""
+        return Reply(
+            f"{head}tradeops commands (you are {role.value}):\n" + table(["command", "what"], rows), ok=not note
+        )
+
+    async def _watch(self, caller: Caller, args: list[str]) -> Reply:
+        action = args[0].lower() if args else "list"
+        if action == "list":
+            rows = [
+                (w.name, w.venue, w.timeframe, w.profile, "yes" if w.enabled else "no", " ".join(w.symbols))
+                for w in self.s.watchlists.all()
+            ]
+            return Reply(
+                table(["name", "venue", "tf", "risk", "on", "symbols"], rows) if rows else "no watchlists",
+                data={"watchlists": [r[0] for r in rows]},
+            )
+        self._need(caller, Role.TRADER, "/watch add and rm")
+        if action not in ("add", "rm"):
+            raise UserError("usage: /watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]")
+        if len(args) < 2:
+            raise UserError(f"usage: /watch {action} NAME {'SYMBOL...' if action == 'add' else '[SYMBOL...]'}")
+        name = valid_name(args[1].lower())
+        symbols = [self._symbol_word(s) for s in args[2:]]
+        now = self.s.clock.now()
+        existing = self.s.watchlists.get(name)
+        if action == "rm":
+            if existing is None:
+                raise UserError(f"no watchlist {name!r}; watchlists: {self._watchlist_names()}")
+            if not symbols:
+                self.s.watchlists.delete(name)
+                self._audit(caller, "watch_rm", name)
+                return Reply(f"watchlist {name} removed")
+            missing = [s for s in symbols if s not in existing.symbols]
+            if missing:
+                raise UserError(f"{', '.join(missing)} not in {name}: it holds {' '.join(existing.symbols)}")
+            kept = tuple(s for s in existing.symbols if s not in symbols)
+            if not kept:
+                raise UserError(f"that would leave {name} empty; remove the watchlist with /watch rm {name}")
+            self.s.watchlists.set_symbols(name, kept, at=now)
+            self._audit(caller, "watch_rm_symbols", name, {"symbols": symbols})
+            return Reply(f"{name}: {' '.join(kept)}")
+        if not symbols:
+            raise UserError("usage: /watch add NAME SYMBOL...")
+        venue = existing.venue if existing else await self._venue_of(symbols[0])
+        for symbol in symbols:
+            await self.s.venues[venue].instrument(symbol)  # UnknownSymbolError lists that venue's symbols
+        if existing is None:
+            timeframe = await self._native_or(venue, symbols, "15m")
+            spec = WatchlistSpec(name=name, venue=venue, symbols=tuple(symbols), timeframe=timeframe)
+            self.s.watchlists.create(spec, at=now)
+            self._audit(caller, "watch_add", name, {"venue": venue, "symbols": symbols})
+            return Reply(f"watchlist {name} created on {venue} ({timeframe}): {' '.join(spec.symbols)}")
+        merged = existing.symbols + tuple(s for s in symbols if s not in existing.symbols)
+        self.s.watchlists.set_symbols(name, merged, at=now)
+        self._audit(caller, "watch_add_symbols", name, {"symbols": symbols})
+        return Reply(f"{name}: {' '.join(merged)}")
+
+    async def _scan(self, caller: Caller, args: list[str]) -> Reply:
+        watchlists = self.s.watchlists.all()
+        if args:
+            wanted = args[0].lower()
+            watchlists = [w for w in watchlists if w.name == wanted]
+            if not watchlists:
+                raise UserError(f"no watchlist {args[0][:32]!r}; watchlists: {self._watchlist_names()}")
+        watchlists = [w for w in watchlists if w.enabled]
+        if not watchlists:
+            raise UserError("no watchlist to scan: add one with /watch add NAME SYMBOL...")
+        self._audit(caller, "scan", ",".join(w.name for w in watchlists))
+        await self.s.scanner.tick(sorted({w.venue for w in watchlists}))
+        lines, reply = [], Reply("")
+        for watchlist in watchlists:
+            report = await self.s.scanner.scan(watchlist, trigger="manual")
+            if report.error:
+                lines.append(f"{watchlist.name}: {report.error}")
+                continue
+            lines.append(
+                f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates, "
+                + ", ".join(f"{w.signal_id} {w.status}" for w in report.walks)
+            )
+            for walk in report.walks:
+                if walk.status == SignalStatus.PENDING.value and walk.card and walk.created:
+                    await self._attach_card(reply, walk.card)
+        reply.text = (
+            f"scan at {self.s.clock.now().isoformat()}\n"
+            + "\n".join(lines)
+            + ("\n\n" + reply.text if reply.text else "")
+        )
+        reply.data["pending"] = [b.signal_id for b in reply.buttons if b.action == "approve"]
+        return reply
+
+    async def _signal(self, caller: Caller, args: list[str]) -> Reply:
+        if len(args) != 1:
+            raise UserError("usage: /signal SYMBOL, e.g. /signal 510300.SH")
+        symbol = self._symbol_word(args[0])
+        venue = await self._venue_of(symbol)
+        timeframe = await self._native_or(venue, [symbol], "15m")
+        self._audit(caller, "signal", symbol)
+        walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
+        reply = Reply(f"{symbol}: {walk.status}" + (f" ({walk.reason})" if walk.reason else ""))
+        if walk.status == SignalStatus.PENDING.value and walk.card:
+            reply.text = ""
+            await self._attach_card(reply, walk.card)
+        reply.data.update({"signal_id": walk.signal_id, "status": walk.status})
+        return reply
+
+    async def _signals(self, caller: Caller, args: list[str]) -> Reply:
+        which = args[0].lower() if args else "pending"
+        if which not in ("pending", "today", "all"):
+            raise UserError("usage: /signals [pending|today|all]")
+        await self.s.runner.expire_due()
+        if which == "pending":
+            rows = self.s.signals.recent(status=SignalStatus.PENDING, limit=50)
+        elif which == "today":
+            rows = self.s.signals.recent(since=self._today_start(), limit=100)
+        else:
+            rows = self.s.signals.recent(limit=100)
+        if not rows:
+            return Reply(f"no {which} signals", data={"signals": []})
+        reply = Reply(
+            table(
+                ["id", "symbol", "side", "status", "entry", "stop", "conf", "created", "expires"],
+                [
+                    (
+                        r.id,
+                        r.symbol,
+                        r.side,
+                        r.status,
+                        r.entry,
+                        r.stop,
+                        f"{r.confidence:.2f}" if r.confidence is not None else "",
+                        r.created_at.strftime("%m-%d %H:%M"),
+                        r.expires_at.strftime("%m-%d %H:%M") if r.expires_at and r.status == "pending" else "",
+                    )
+                    for r in rows
+                ],
+            ),
+            data={"signals": [{"id": r.id, "symbol": r.symbol, "status": r.status} for r in rows]},
+        )
+        for row in rows:
+            if row.status == SignalStatus.PENDING.value:
+                reply.buttons.extend(self._buttons(row.id))
+        return reply
+
+    async def _approve(self, caller: Caller, args: list[str]) -> Reply:
+        return await self._decide(caller, args, "approved")
+
+    async def _reject(self, caller: Caller, args: list[str]) -> Reply:
+        return await self._decide(caller, args, "rejected")
+
+    async def _decide(self, caller: Caller, args: list[str], decision: str) -> Reply:
+        verb = "approve" if decision == "approved" else "reject"
+        if not args:
+            raise UserError(f"usage: /{verb} ID. {self._pending_list()}")
+        signal_id = args[0].lower()
+        if not SIGNAL_ID.match(signal_id):
+            raise UserError(f"{args[0][:40]!r} is not a signal id (4-40 letters and digits). {self._pending_list()}")
+        await self.s.runner.expire_due()
+        row = self.s.signals.get(signal_id)
+        if row is None:
+            raise UserError(f"no signal {signal_id}. {self._pending_list()}")
+        reason = " ".join(args[1:])[:200] if decision == "rejected" else ""
+        if row.status != SignalStatus.PENDING.value:
+            return Reply(self._already(signal_id), ok=False, data={"signal_id": signal_id, "status": row.status})
+        result = await self.s.runner.decide(signal_id, decision, actor=caller.actor, reason=reason)
+        if not result.outcome.won:
+            return Reply(self._already(signal_id), ok=False, data={"signal_id": signal_id, "status": result.status})
+        text = f"{signal_id} {decision} by {caller.actor}: now {result.status}"
+        if result.reason:
+            text += f" ({result.reason})"
+        return Reply(text, data={"signal_id": signal_id, "status": result.status})
+
+    async def _positions(self, caller: Caller, args: list[str]) -> Reply:
+        rows, data = [], []
+        plans = {(p.venue, p.symbol): p for p in self.s.plans.active()}
+        for name, venue in self.s.venues.items():
+            broker = venue.broker_required()
+            for position in await broker.positions():
+                instrument = await venue.instrument(position.symbol)
+                bars = await venue.bars(position.symbol, instrument.timeframe, limit=1)
+                last = _dec(repr(float(bars["close"].iloc[-1]))) if not bars.empty else position.avg_cost
+                unrealized = (last - position.avg_cost) * position.qty
+                plan = plans.get((name, position.symbol))
+                exits = ""
+                if plan is not None:
+                    stop = plan.trailing_stop if plan.trailing_stop and plan.trailing_stop > plan.stop else plan.stop
+                    exits = f"stop {stop} TPs {'/'.join(plan.take_profits)} hit {plan.targets_hit}"
+                rows.append(
+                    (
+                        name,
+                        position.symbol,
+                        position.qty,
+                        f"{position.avg_cost:.4f}",
+                        last,
+                        _money(unrealized, instrument.currency),
+                        exits,
+                    )
+                )
+                data.append(
+                    {
+                        "venue": name,
+                        "symbol": position.symbol,
+                        "qty": str(position.qty),
+                        "avg_cost": str(position.avg_cost),
+                        "unrealized": str(unrealized),
+                    }
+                )
+        if not rows:
+            return Reply("no open positions", data={"positions": []})
+        return Reply(
+            table(["venue", "symbol", "qty", "avg cost", "last", "unrealized", "exit plan"], rows),
+            data={"positions": data},
+        )
+
+    async def _orders(self, caller: Caller, args: list[str]) -> Reply:
+        orders = []
+        for venue in self.s.venues.values():
+            orders.extend(await venue.broker_required().orders())
+        orders.sort(key=lambda o: (o.created_at, o.client_order_id), reverse=True)
+        orders = orders[:20]
+        if not orders:
+            return Reply("no orders yet", data={"orders": []})
+        return Reply(
+            table(
+                ["id", "venue", "symbol", "side", "qty", "status", "fill", "fees", "created", "reason"],
+                [
+                    (
+                        o.client_order_id,
+                        o.venue,
+                        o.symbol,
+                        o.side.value,
+                        o.qty,
+                        o.status.value,
+                        o.avg_fill_price,
+                        o.fees,
+                        o.created_at.strftime("%m-%d %H:%M"),
+                        o.reason[:60],
+                    )
+                    for o in orders
+                ],
+            ),
+            data={"orders": [{"id": o.client_order_id, "status": o.status.value} for o in orders]},
+        )
+
+    async def _pnl(self, caller: Caller, args: list[str]) -> Reply:
+        rows, data, images = [], [], []
+        for name, venue in self.s.venues.items():
+            broker = venue.broker_required()
+            positions = await broker.positions()
+            realized_all = {p.symbol: p.realized_pnl for p in await broker.positions(include_closed=True)}
+            currencies = sorted({i.currency for i in await venue.instruments()})
+            for currency in currencies:
+                account = await broker.account(currency)
+                start = self._starting_cash(currency)
+                symbols = {i.symbol for i in await venue.instruments() if i.currency == currency}
+                realized = sum((v for k, v in realized_all.items() if k in symbols), ZERO)
+                unrealized = account.positions_value - sum(
+                    (p.qty * p.avg_cost for p in positions if p.symbol in symbols), ZERO
+                )
+                rows.append(
+                    (
+                        name,
+                        currency,
+                        _money(start),
+                        _money(account.equity),
+                        _money(realized),
+                        _money(unrealized),
+                        _money(account.equity - start),
+                    )
+                )
+                data.append(
+                    {
+                        "venue": name,
+                        "currency": currency,
+                        "equity_start": str(start),
+                        "equity": str(account.equity),
+                        "realized": str(realized),
+                        "unrealized": str(unrealized),
+                    }
+                )
+                history = [(h.ts, h.equity) for h in self.s.plans.equity_history(name) if h.currency == currency]
+                if len(history) >= 2:
+                    path = self.s.charts_dir / f"equity-{name}-{currency}.png"
+                    images.append(str(await equity_chart(history, path, currency, f"{name} equity ({currency})")))
+        return Reply(
+            table(["venue", "ccy", "start", "equity", "realized", "unrealized", "change"], rows),
+            images=images,
+            data={"pnl": data},
+        )
+
+    async def _risk(self, caller: Caller, args: list[str]) -> Reply:
+        config = self.s.deps.config
+        profile = config.risk_for("")
+        kill = self.s.signals.get_value(KILL_SWITCH_KEY) or {}
+        switch = f"ON ({kill.get('reason') or 'paused'}, by {kill.get('by')})" if kill.get("paused") else "off"
+        lines = [
+            f"profile {profile.name}: {profile.max_trades_per_day} trades/day per venue, cooldown "
+            f"{int(profile.cooldown.total_seconds() // 60)} min, position <= {profile.max_position_pct:.0%} of equity, "
+            f"risk {profile.risk_per_trade_pct:.1%}/trade, confidence >= {profile.min_confidence}, "
+            f"reward/risk >= {profile.min_reward_risk}, net profit >= {profile.min_net_profit_pct:.2%} of value, "
+            f"<= {profile.max_concurrent_positions} positions, correlation <= {profile.max_correlation}, "
+            f"daily loss <= {profile.daily_loss_limit_pct:.0%}",
+            f"kill switch: {switch}",
+            f"approvals expire after {int(config.approval_timeout.total_seconds() // 60)} min of market time; "
+            f"drift limit {config.max_drift_bps} bps; auto-approve {config.auto_approve.mode}",
+            f"other profiles: {', '.join(p for p in PROFILES if p != profile.name)}",
+        ]
+        usage = []
+        now = self.s.clock.now()
+        for name, venue in self.s.venues.items():
+            instruments = await venue.instruments()
+            calendar = instruments[0].calendar if instruments else "24/7"
+            today = calendars.trading_day(calendar, now)
+            orders = await venue.broker_required().orders()
+            entries = sum(
+                1
+                for o in orders
+                if o.side is Side.BUY
+                and o.status is not OrderStatus.REJECTED
+                and calendars.trading_day(calendar, o.created_at) == today
+            )
+            held = len(await venue.broker_required().positions())
+            usage.append(
+                (
+                    name,
+                    today.isoformat(),
+                    f"{entries}/{profile.max_trades_per_day}",
+                    f"{held}/{profile.max_concurrent_positions}",
+                )
+            )
+        text = "\n".join(lines) + "\n" + table(["venue", "day", "trades", "positions"], usage)
+        return Reply(text, data={"profile": profile.name, "kill_switch": bool(kill.get("paused"))})
+
+    async def _pause(self, caller: Caller, args: list[str]) -> Reply:
+        reason = " ".join(args)[:200] or "paused by an admin"
+        now = self.s.clock.now()
+        self.s.signals.set_value(
+            KILL_SWITCH_KEY, {"paused": True, "by": caller.actor, "reason": reason, "at": now.isoformat()}, at=now
+        )
+        self._audit(caller, "pause", "", {"reason": reason})
+        return Reply(f"kill switch ON: no new entries until /resume ({reason}). Exits keep running.")
+
+    async def _resume(self, caller: Caller, args: list[str]) -> Reply:
+        now = self.s.clock.now()
+        self.s.signals.set_value(KILL_SWITCH_KEY, {"paused": False, "by": caller.actor, "at": now.isoformat()}, at=now)
+        self._audit(caller, "resume", "")
+        return Reply("kill switch off: new entries allowed again")
+
+    async def _chart(self, caller: Caller, args: list[str]) -> Reply:
+        if not args or len(args) > 2:
+            raise UserError("usage: /chart SYMBOL [TIMEFRAME], e.g. /chart BTC/USD 4h")
+        symbol = self._symbol_word(args[0])
+        venue_name = await self._venue_of(symbol)
+        venue = self.s.venues[venue_name]
+        instrument = await venue.instrument(symbol)
+        timeframe = parse_timeframe(args[1]).name if len(args) == 2 else instrument.timeframe
+        if parse_timeframe(timeframe).delta < parse_timeframe(instrument.timeframe).delta:
+            raise UserError(
+                f"{symbol} has {instrument.timeframe} bars at the finest; valid: "
+                + ", ".join(
+                    t for t, tf in TIMEFRAMES.items() if tf.delta >= parse_timeframe(instrument.timeframe).delta
+                )
+            )
+        plan = next((p for p in self.s.plans.active(venue_name) if p.symbol == symbol), None)
+        levels = None
+        if plan is not None and plan.entry_price is not None:
+            levels = {
+                "side": "long",
+                "entry": plan.entry_price,
+                "stop": plan.trailing_stop or plan.stop,
+                "take_profits": plan.take_profits,
+            }
+        path = await symbol_chart(venue, symbol, timeframe, self.s.charts_dir, instrument.calendar, levels)
+        if path is None:
+            return Reply(f"no {timeframe} bars for {symbol} yet", ok=False)
+        return Reply(f"{symbol} {timeframe}", images=[str(path)])
+
+    # --- helpers ---
+
+    def _need(self, caller: Caller, role: Role, what: str) -> None:
+        if not (caller.role and caller.role.allows(role)):
+            have = caller.role.value if caller.role else "nobody"
+            raise UserError(f"refused: {what} needs the {role.value} role; you are a {have}.")
+
+    async def _attach_card(self, reply: Reply, card: dict[str, Any]) -> None:
+        venue = self.s.venues[card["venue"]]
+        chart = await card_chart(venue, card, self.s.charts_dir, self.s.venue_calendar(card["venue"]))
+        reply.text += ("\n\n" if reply.text else "") + card_text(card)
+        if chart is not None:
+            reply.images.append(str(chart))
+        reply.buttons.extend(self._buttons(card["signal_id"]))
+        reply.data.setdefault("cards", []).append(card)
+
+    @staticmethod
+    def _buttons(signal_id: str) -> list[Button]:
+        return [Button("Approve", "approve", signal_id), Button("Reject", "reject", signal_id)]
+
+    def _pending_list(self) -> str:
+        pending = [r.id for r in self.s.signals.recent(status=SignalStatus.PENDING, limit=20)]
+        return f"Pending: {', '.join(pending)}." if pending else "Nothing is pending."
+
+    def _already(self, signal_id: str) -> str:
+        row = self.s.signals.get(signal_id)
+        approval = self.s.signals.approval(signal_id)
+        if approval is not None:
+            return (
+                f"{signal_id} was already decided: {approval.decision} by {approval.actor} at "
+                f"{approval.decided_at.isoformat()}; it is now {row.status if row else '?'}"
+            )
+        status = row.status if row else "unknown"
+        return f"{signal_id} is {status}: only pending signals can be approved or rejected"
+
+    def _watchlist_names(self) -> str:
+        return ", ".join(w.name for w in self.s.watchlists.all()) or "none"
+
+    @staticmethod
+    def _symbol_word(word: str) -> str:
+        if not SYMBOL.match(word):
+            raise UserError(f"{word[:40]!r} is not a symbol (letters, digits and . / : _ -), e.g. 600519.SH, BTC/USD")
+        return word.upper()
+
+    async def _venue_of(self, symbol: str) -> str:
+        known: list[str] = []
+        for name, venue in self.s.venues.items():
+            symbols = [i.symbol for i in await venue.instruments()]
+            if symbol in symbols:
+                return name
+            known.extend(symbols)
+        raise UnknownSymbolError(symbol, "any venue", known)
+
+    async def _native_or(self, venue: str, symbols: list[str], default: str) -> str:
+        native = max(
+            [parse_timeframe((await self.s.venues[venue].instrument(s)).timeframe) for s in symbols],
+            key=lambda tf: tf.delta,
+        )
+        return native.name if native.delta > parse_timeframe(default).delta else default
+
+    def _starting_cash(self, currency: str) -> Decimal:
+        return {
+            "CNY": self.s.settings.paper_cash_cny,
+            "USD": self.s.settings.paper_cash_usd,
+            "USDT": self.s.settings.paper_cash_usdt,
+        }.get(currency, ZERO)
+
+    def _today_start(self) -> datetime:
+        now = self.s.clock.now()
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def _audit(self, caller: Caller, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        self.s.signals.audit(caller.actor, action, at=self.s.clock.now(), target=target, detail=detail)

@@ -1,0 +1,281 @@
+"""`tradeops demo`: the whole walk, offline, on the shipped 2021 data and one simulated clock.
+
+Four watchlists on three replay venues (crypto, China A-shares, US equities) each scan on their own
+market's calendar (crypto at every 1h candle close, A-shares every 30 minutes in both sessions and
+the daily stocks at the close, US every 30 minutes in NYSE hours), driven by the same triggers the
+live scheduler uses. Each scan screens, walks the candidates through the graph (rule policy, risk
+gate, approval), and each tick fills paper orders and manages the open positions' exits.
+
+Approvals: ``ask`` prompts on a terminal (and falls back to ``all`` when there is none, saying
+so); ``all`` approves everything; ``none`` decides nothing and stops right after the first scan
+that proposed signals, so they are still pending for `tradeops chat` to act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import inspect
+from sqlmodel import Session, SQLModel, select
+
+from agent.deps import AutoApprove
+from bot.console import CONSOLE_USER
+from bot.render import card_chart, card_text, equity_chart
+from bot.services import REPLAY_START, Services, open_services, seed_watchlists
+from bot.settings import Settings
+from scheduler.driver import FastForwardDriver, ScanJob, ScanTick
+from scheduler.triggers import trigger_for
+from storage.db import make_engine, redact_url
+from storage.signals import SignalStatus
+from storage.tables import Approval, FillRow, KeyValue, OrderRow, SignalRow
+from storage.users import Role
+from storage.watchlists import WatchlistSpec
+from venues.timeframes import parse_timeframe
+
+ApproveMode = Literal["ask", "all", "none"]
+DEMO_KEY = "demo"
+MIN_SCAN_INTERVAL = timedelta(minutes=30)
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class DemoRun:
+    approve: ApproveMode
+    asked: bool
+    echo: Callable[[str], None]
+    proposed: int = 0  # pending cards seen this run
+    stop_after_scan: bool = False
+
+
+def scan_interval(watchlist: WatchlistSpec, calendar: str) -> timedelta:
+    """Crypto scans at every candle close; exchanges every 30 minutes, daily lists at the close."""
+    timeframe = parse_timeframe(watchlist.timeframe).delta
+    if calendar == "24/7":
+        return timeframe
+    return max(timeframe, MIN_SCAN_INTERVAL)
+
+
+def prepare_database(settings: Settings) -> None:
+    """A demo starts from an empty database, so the same inputs give the same run. A database that
+    an earlier demo wrote is wiped; one holding anything else is refused, never touched."""
+    url = settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        if "signals" not in tables:
+            return
+        with Session(engine) as session:
+            marker = session.get(KeyValue, DEMO_KEY)
+            has_data = session.exec(select(SignalRow.id).limit(1)).first() is not None
+            has_orders = session.exec(select(OrderRow.id).limit(1)).first() is not None
+        if marker is None and (has_data or has_orders):
+            raise DemoError(
+                f"the database {redact_url(url)} holds signals or orders that no demo wrote; the demo needs "
+                "an empty one: pass --data-dir to a new folder"
+            )
+        import storage.tables  # noqa: F401  (every table on the metadata)
+
+        with engine.begin() as connection:
+            SQLModel.metadata.drop_all(connection)
+            for table in (
+                "alembic_version",
+                "checkpoints",
+                "writes",
+                "checkpoint_blobs",
+                "checkpoint_writes",
+                "checkpoint_migrations",
+            ):
+                if table in tables:
+                    connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+    finally:
+        engine.dispose()
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    approve: ApproveMode = "ask",
+    days: int = 7,
+    echo: Callable[[str], None] = print,
+    interactive: bool | None = None,
+) -> dict[str, Any]:
+    if days < 1 or days > 60:
+        raise DemoError(f"--days must be between 1 and 60, got {days}")
+    started = time.perf_counter()
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    asked = approve == "ask"
+    if asked and not interactive:
+        echo("not on a terminal: approving every signal automatically (use --approve none to decide later)")
+        approve = "all"
+    await asyncio.to_thread(prepare_database, settings)
+    from venues.clock import SimulatedClock
+
+    clock = SimulatedClock(REPLAY_START)
+    end = REPLAY_START + timedelta(days=days)
+    run = DemoRun(approve=approve, asked=asked, echo=echo)
+    auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
+    async with open_services(settings, clock=clock, auto_approve=auto) as services:
+        services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
+        services.users.grant("console", CONSOLE_USER.user_id, Role.ADMIN, at=clock.now(), display_name="console")
+        watchlists = seed_watchlists(services)
+        jobs = [
+            ScanJob(
+                id=w.name,
+                trigger=trigger_for(
+                    services.venue_calendar(w.venue), scan_interval(w, services.venue_calendar(w.venue))
+                ),
+                func=_scan_job(services, w, run),
+            )
+            for w in watchlists
+        ]
+        driver = FastForwardDriver(clock, jobs)
+        echo(f"demo: {days} days from {REPLAY_START:%Y-%m-%d} on {len(watchlists)} watchlists, approvals: {approve}")
+        while (upcoming := driver.next_fire()) is not None and upcoming[1] <= end:
+            record = await driver.step()
+            if record is not None and record.error:
+                echo(f"  ! {record.job_id} failed: {record.error}")
+            if run.stop_after_scan:
+                break
+        if not run.stop_after_scan:
+            clock.advance_to(max(clock.now(), end))
+            await services.scanner.tick(sorted(services.venues))
+        summary = await _summary(services, run, started, days)
+    return summary
+
+
+def _scan_job(services: Services, watchlist: WatchlistSpec, run: DemoRun) -> Callable[[ScanTick], Any]:
+    async def job(tick: ScanTick) -> None:
+        events = await services.scanner.tick([watchlist.venue])
+        local = tick.fire_time.strftime("%Y-%m-%d %H:%M UTC")
+        for event in events:
+            run.echo(f"{local}  {event.venue}  {event.text}")
+        report = await services.scanner.scan(watchlist, trigger="demo")
+        for walk in report.walks:
+            if not walk.created:
+                continue
+            card = walk.card or {}
+            if walk.status == SignalStatus.BLOCKED.value:
+                run.echo(
+                    f"{local}  {watchlist.name}  {walk.signal_id} {card.get('symbol', '')} blocked by risk: "
+                    + "; ".join(c["detail"] for c in card.get("risk", []) if not c["passed"])
+                )
+                continue
+            if not card or walk.status in (SignalStatus.HOLD.value, SignalStatus.ABSTAINED.value):
+                continue
+            run.proposed += 1
+            await card_chart(
+                services.venues[watchlist.venue], card, services.charts_dir, services.venue_calendar(watchlist.venue)
+            )
+            run.echo(f"\n{local}  signal card\n{card_text(card)}")
+            if walk.status != SignalStatus.PENDING.value:
+                run.echo(
+                    f"  -> {walk.status} ({'auto-approved' if run.approve == 'all' else ''}) {walk.reason}".rstrip()
+                )
+                continue
+            if run.approve == "ask":
+                answer = await asyncio.to_thread(input, f"approve {walk.signal_id}? [y/N] ")
+                decision = "approved" if answer.strip().lower() in ("y", "yes") else "rejected"
+                result = await services.runner.decide(walk.signal_id, decision, actor=CONSOLE_USER.actor)
+                run.echo(f"  -> {result.status} {result.reason}".rstrip())
+        if run.approve == "none" and report.pending and any(w.created for w in report.pending):
+            run.stop_after_scan = True
+
+    return job
+
+
+async def _summary(services: Services, run: DemoRun, started: float, days: int) -> dict[str, Any]:
+    with Session(services.engine) as session:
+        signals = list(session.exec(select(SignalRow)).all())
+        approvals = list(session.exec(select(Approval)).all())
+        orders = list(session.exec(select(OrderRow)).all())
+        fills = list(session.exec(select(FillRow)).all())
+    trade_signals = [s for s in signals if s.side in ("buy", "sell")]
+    per_venue: dict[str, dict[str, int]] = {}
+    equity_start: dict[str, str] = {}
+    equity_end: dict[str, str] = {}
+    realized: dict[str, Decimal] = {}
+    open_positions: list[dict[str, str]] = []
+    charts: list[str] = sorted(str(p) for p in services.charts_dir.glob("signal-*.png"))
+    for name, venue in sorted(services.venues.items()):
+        broker = venue.broker_required()
+        positions = await broker.positions()
+        per_venue[name] = {
+            "signals": sum(1 for s in trade_signals if s.venue == name),
+            "orders": sum(1 for o in orders if o.venue == name),
+            "fills": sum(1 for f in fills if f.venue == name),
+            "open_positions": len(positions),
+        }
+        open_positions.extend({"venue": name, "symbol": p.symbol, "qty": str(p.qty)} for p in positions)
+        instruments = await venue.instruments()
+        for currency in sorted({i.currency for i in instruments}):
+            key = f"{name}:{currency}"
+            account = await broker.account(currency)
+            history = [h for h in services.plans.equity_history(name) if h.currency == currency]
+            equity_start[key] = str(history[0].equity if history else account.equity)
+            equity_end[key] = str(account.equity.quantize(Decimal("0.01")))
+            symbols = {i.symbol for i in instruments if i.currency == currency}
+            ledger_positions = [p for p in await broker.positions(include_closed=True) if p.symbol in symbols]
+            realized[currency] = realized.get(currency, Decimal(0)) + sum(
+                (p.realized_pnl for p in ledger_positions), Decimal(0)
+            )
+            if len(history) >= 2:
+                path = services.charts_dir / f"equity-{name}-{currency}.png"
+                points = [(h.ts, h.equity) for h in history]
+                charts.append(str(await equity_chart(points, path, currency, f"{name} equity ({currency})")))
+    decided = {a.decision: 0 for a in approvals}
+    for approval in approvals:
+        decided[approval.decision] += 1
+    summary = {
+        "approve_mode": run.approve,
+        "days": days,
+        "clock_start": REPLAY_START.isoformat(),
+        "clock_end": services.clock.now().isoformat(),
+        "signals": len(trade_signals),
+        "pending": sum(1 for s in signals if s.status == SignalStatus.PENDING.value),
+        "approved": decided.get("approved", 0),
+        "rejected": decided.get("rejected", 0),
+        "expired": decided.get("expired", 0),
+        "blocked_by_risk": sum(1 for s in signals if s.status == SignalStatus.BLOCKED.value),
+        "executed": sum(1 for s in signals if s.status == SignalStatus.EXECUTED.value),
+        "aborted": sum(1 for s in signals if s.status == SignalStatus.ABORTED.value),
+        "orders": len(orders),
+        "fills": len(fills),
+        "open_positions": open_positions,
+        "realized_pnl": {c: str(v.quantize(Decimal("0.01"))) for c, v in sorted(realized.items())},
+        "equity_start": equity_start,
+        "equity_end": equity_end,
+        "per_venue": per_venue,
+        "charts": charts,
+        "database": redact_url(services.settings.resolved_database_url),
+        "data_dir": str(services.charts_dir.parent),
+        "elapsed_seconds": round(time.perf_counter() - started, 2),
+    }
+    return summary
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    lines = [
+        "",
+        f"demo done in {summary['elapsed_seconds']} s: {summary['clock_start']} -> {summary['clock_end']}",
+        f"signals {summary['signals']}: approved {summary['approved']}, rejected {summary['rejected']}, "
+        f"expired {summary['expired']}, blocked by risk {summary['blocked_by_risk']}, pending {summary['pending']}",
+        f"orders {summary['orders']}, fills {summary['fills']}, open positions {len(summary['open_positions'])}",
+        "realized P&L: " + ", ".join(f"{v} {c}" for c, v in summary["realized_pnl"].items()),
+    ]
+    for key, end in summary["equity_end"].items():
+        lines.append(f"equity {key}: {summary['equity_start'][key]} -> {end}")
+    lines.append(f"database: {summary['database']}")
+    lines.append(f"charts: {len(summary['charts'])} in {summary['data_dir']}/charts")
+    if summary["pending"]:
+        lines.append("pending signals wait for you: tradeops chat -c '/signals pending', then /approve ID")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Plain-text rendering shared by every transport (each one escapes or formats it its own way),
+and the chart files that go with cards, /chart and /pnl."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tools.charts import equity_curve_chart, signal_chart
+from venues.base import Venue
+
+ZONES = {"XSHG": "Asia/Shanghai", "XNYS": "America/New_York"}
+
+
+def _num(value: Any, places: int | None = None) -> str:
+    if value is None or value == "":
+        return "-"
+    number = Decimal(str(value))
+    if places is not None:
+        number = number.quantize(Decimal(1).scaleb(-places))
+    text = format(number.normalize(), "f") if places is None else format(number, ",f")
+    return text
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """The signal card: what a trader needs to say yes or no, in a dozen lines."""
+    currency = card.get("currency", "")
+    tps = card.get("take_profits") or []
+    plan = card.get("exit_plan") or []
+    targets = "  ".join(
+        f"TP{i} {_num(tp)}" + (f" ({Decimal(str(plan[i - 1])) * 100:.0f}%)" if i - 1 < len(plan) else "")
+        for i, tp in enumerate(tps, 1)
+    )
+    lines = [
+        f"{card.get('side', '?')} {card.get('symbol', '?')} on {card.get('venue', '?')} [{card.get('timeframe', '')}]"
+        f"  id {card.get('signal_id', '?')}",
+        f"entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}  {targets}".rstrip(),
+        f"size {_num(card.get('qty'))} (~{_num(card.get('notional'), 2)} {currency})"
+        f"  confidence {float(card.get('confidence') or 0):.2f}  reward/risk {card.get('reward_risk', '-')}",
+        f"expected net profit {_num(card.get('expected_net_profit'), 2)} {currency} after costs "
+        f"{_num(card.get('costs'), 2)}; loss at stop {_num(card.get('loss_at_stop'), 2)}",
+    ]
+    reasons = card.get("reasons") or []
+    if reasons:
+        lines.append("why: " + "; ".join(str(r) for r in reasons[:8]))
+    notes = card.get("risk_notes") or []
+    if notes:
+        lines.append("notes: " + "; ".join(str(n) for n in notes))
+    failed = [c["detail"] for c in card.get("risk", []) if not c.get("passed")]
+    decision = card.get("risk_decision", "")
+    lines.append(f"risk: {decision}" + (": " + "; ".join(failed) if failed else " (all checks passed)"))
+    if card.get("expires_at"):
+        lines.append(f"expires {card['expires_at']} (then rejected)")
+    return "\n".join(lines)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+async def card_chart(venue: Venue, card: dict[str, Any], charts_dir: Path, calendar: str) -> Path | None:
+    """The card's chart PNG (rendered once; off the event loop, matplotlib is CPU work)."""
+    path = charts_dir / f"signal-{card['signal_id']}.png"
+    if path.exists():
+        return path
+    bars = await venue.bars(card["symbol"], card.get("timeframe") or "1h", limit=120)
+    if bars.empty or card.get("entry") is None or card.get("stop") is None:
+        return None
+    return await asyncio.to_thread(
+        signal_chart,
+        bars,
+        symbol=card["symbol"],
+        timeframe=card.get("timeframe", ""),
+        side=card.get("side", ""),
+        entry=Decimal(card["entry"]),
+        stop=Decimal(card["stop"]),
+        take_profits=[Decimal(t) for t in card.get("take_profits") or []],
+        path=path,
+        title_note=f"id {card['signal_id']}",
+        tz=ZONES.get(calendar),
+    )
+
+
+async def symbol_chart(
+    venue: Venue, symbol: str, timeframe: str, charts_dir: Path, calendar: str, levels: dict[str, Any] | None
+) -> Path | None:
+    bars = await venue.bars(symbol, timeframe, limit=120)
+    if bars.empty:
+        return None
+    last = Decimal(repr(float(bars["close"].iloc[-1])))
+    levels = levels or {}
+    safe = symbol.replace("/", "-")
+    return await asyncio.to_thread(
+        signal_chart,
+        bars,
+        symbol=symbol,
+        timeframe=timeframe,
+        side=levels.get("side", "chart"),
+        entry=Decimal(str(levels.get("entry", last))),
+        stop=Decimal(str(levels.get("stop", last))),
+        take_profits=[Decimal(str(t)) for t in levels.get("take_profits", [])],
+        path=charts_dir / f"chart-{safe}-{timeframe}.png",
+        tz=ZONES.get(calendar),
+    )
+
+
+async def equity_chart(points: list[tuple[Any, Decimal]], path: Path, currency: str, title: str) -> Path:
+    return await asyncio.to_thread(equity_curve_chart, points, path=path, currency=currency, title=title)

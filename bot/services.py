@@ -1,0 +1,153 @@
+"""The running application's objects, built from Settings in one place and closed in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from agent.deps import AgentConfig, AgentDeps, AutoApprove
+from agent.graph import build_graph
+from agent.policies import RulePolicy
+from agent.runner import CardHook, SignalRunner
+from bot.settings import Settings
+from bot.wiring import open_database
+from scheduler.manage import PositionManager
+from scheduler.scan import Scanner
+from storage.checkpoints import open_checkpointer
+from storage.paper_ledger import SqlPaperLedger
+from storage.plans import PlanStore
+from storage.signals import CLOCK_KEY, SignalStore
+from storage.users import UserStore
+from storage.watchlists import WatchlistSpec, WatchlistStore
+from venues.base import Venue
+from venues.clock import Clock, SimulatedClock
+from venues.paper import PaperBroker
+from venues.replay import MARKETS, ReplayVenue
+
+# Where a replay clock starts when the data dir remembers none: mid-2021, where every shipped
+# series overlaps (the SPY minutes begin on 2021-07-01).
+REPLAY_START = datetime(2021, 7, 6, tzinfo=UTC)
+
+DEFAULT_WATCHLISTS = (
+    WatchlistSpec(name="crypto", venue="replay-crypto", symbols=("BTC/USD", "ETH/USDT"), timeframe="1h"),
+    WatchlistSpec(name="cn-etf", venue="replay-cn", symbols=("510300.SH",), timeframe="15m"),
+    WatchlistSpec(name="cn-stocks", venue="replay-cn", symbols=("600519.SH", "601318.SH", "000001.SZ"), timeframe="1d"),
+    WatchlistSpec(name="us", venue="replay-us", symbols=("AMZN", "SPY"), timeframe="15m"),
+)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    venues: dict[str, Venue]
+    signals: SignalStore
+    plans: PlanStore
+    watchlists: WatchlistStore
+    users: UserStore
+    deps: AgentDeps
+    runner: SignalRunner
+    scanner: Scanner
+    charts_dir: Path
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def simulated(self) -> bool:
+        return isinstance(self.clock, SimulatedClock)
+
+    def remember_clock(self) -> None:
+        """Store the simulated clock, so the next process on this data dir acts at this moment."""
+        if isinstance(self.clock, SimulatedClock):
+            now = self.clock.now()
+            self.signals.set_value(CLOCK_KEY, {"mode": "simulated", "now": now.isoformat()}, at=now)
+
+    def venue_calendar(self, venue: str) -> str:
+        found = self.venues[venue]
+        return str(getattr(found, "calendar", "24/7"))
+
+
+def stored_clock(signals: SignalStore) -> SimulatedClock | None:
+    value = signals.get_value(CLOCK_KEY)
+    if value and value.get("mode") == "simulated":
+        return SimulatedClock(datetime.fromisoformat(value["now"]))
+    return None
+
+
+def replay_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+    ledger = SqlPaperLedger(engine)
+    venues: dict[str, Venue] = {}
+    for key, market in MARKETS.items():
+        venue = ReplayVenue(key, clock)
+        currencies = list(dict.fromkeys(s.instrument.currency for s in market.series))
+        venue.broker = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(currencies))
+        venues[venue.name] = venue
+    return venues
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    auto_approve: AutoApprove | None = None,
+    on_card: CardHook | None = None,
+) -> AsyncIterator[Services]:
+    """Everything wired and the database migrated; the checkpointer closes on exit."""
+    engine = await asyncio.to_thread(open_database, settings)
+    signals = SignalStore(engine)
+    plans = PlanStore(engine)
+    if clock is None:
+        clock = stored_clock(signals) or SimulatedClock(REPLAY_START)
+    venues = replay_venues(settings, clock, engine)
+    config = AgentConfig(
+        risk_profile=settings.risk_profile,
+        slippage_bps=settings.paper_slippage_bps,
+        max_drift_bps=settings.max_drift_bps,
+        approval_timeout=settings.approval_timeout,
+        auto_approve=auto_approve or AutoApprove(mode=settings.auto_approve),
+    )
+    deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
+    charts_dir = await asyncio.to_thread(_charts_dir, settings)
+    async with open_checkpointer(settings.resolved_database_url) as checkpointer:
+        graph = build_graph(deps, checkpointer)
+        runner = SignalRunner(deps, graph, on_card=on_card)
+        scanner = Scanner(runner, PositionManager(venues, plans, signals, clock))
+        services = Services(
+            settings=settings,
+            engine=engine,
+            clock=clock,
+            venues=venues,
+            signals=signals,
+            plans=plans,
+            watchlists=WatchlistStore(engine),
+            users=UserStore(engine),
+            deps=deps,
+            runner=runner,
+            scanner=scanner,
+            charts_dir=charts_dir,
+        )
+        await runner.recover()
+        try:
+            yield services
+        finally:
+            services.remember_clock()
+            engine.dispose()
+
+
+def _charts_dir(settings: Settings) -> Path:
+    path = (settings.data_dir / "charts").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def seed_watchlists(services: Services) -> list[WatchlistSpec]:
+    now = services.clock.now()
+    return [services.watchlists.ensure(spec, at=now) for spec in DEFAULT_WATCHLISTS]
