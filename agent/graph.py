@@ -414,4 +414,3 @@ def _order_result(order: Any) -> dict[str, Any]:
 
 def _to_dec(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
-
