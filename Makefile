@@ -1,4 +1,4 @@
-# The two commands of the README: `make test` and `make demo`. Each bootstraps what it needs on a
+# The two commands of the README: `make test` and `make demo` (DEMO_ARGS="--approve all --days 3"). Each bootstraps what it needs on a
 # machine that has only python3: uv (installed with pip into .tools/ when not on PATH), then the
 # locked dependencies into .venv, with bytecode compiled (without it every start pays seconds).
 
@@ -14,7 +14,7 @@ export UV_LINK_MODE := copy
 export UV_SYSTEM_CERTS := 1
 VENV_STAMP := .venv/.synced
 
-.PHONY: test lint typecheck pytest bench clean
+.PHONY: test lint typecheck pytest demo bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -35,6 +35,9 @@ pytest: $(VENV_STAMP)
 	.venv/bin/pytest
 
 test: lint typecheck pytest
+
+demo: $(VENV_STAMP)
+	.venv/bin/tradeops demo $(DEMO_ARGS)
 
 bench: $(VENV_STAMP)
 	@for script in benchmarks/*.py; do echo "== $$script"; .venv/bin/python $$script || exit 1; done

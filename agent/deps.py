@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -58,6 +59,11 @@ class AgentDeps:
     plans: PlanStore
     policy: Policy
     config: AgentConfig = field(default_factory=AgentConfig)
+    _venue_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def venue_lock(self, name: str) -> asyncio.Lock:
+        """Serialises the last risk check and the order of one venue within this process."""
+        return self._venue_locks.setdefault(name, asyncio.Lock())
 
     def venue(self, name: str) -> Venue:
         try:

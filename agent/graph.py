@@ -6,7 +6,8 @@ Node rules that keep it safe:
   resumed, so nothing with a side effect may come before the interrupt. Sending the card and
   storing the pending signal happen in the runner, after the graph has paused.
 - ``execute`` is idempotent: it first looks for an order with client_order_id = signal id, and
-  places one only if there is none; the broker refuses a second order with the same id anyway.
+  places one only if there is none (the broker refuses a second order with the same id anyway);
+  either way it makes sure the entry's trade plan is stored, once.
 - ``record`` only writes final states that are the same however often it runs.
 """
 
@@ -26,7 +27,7 @@ from langgraph.types import interrupt
 from agent.deps import AgentDeps
 from agent.gather import decision_input, risk_context
 from agent.policies import DecisionInput
-from storage.signals import SignalStatus
+from storage.signals import RISK_TRACE_NODE, SignalStatus
 from storage.tables import DecisionTrace, SignalRow, TradePlan
 from tools import risk as risk_gate
 from tools.models import Action, Candidate, Proposal, RiskVerdict, Signal
@@ -34,7 +35,7 @@ from tools.risk import RiskContext
 from tools.sizing import propose, risk_based_qty
 from venues import calendars
 from venues.errors import VenueError
-from venues.models import OrderRequest, OrderStatus, OrderType, Side
+from venues.models import Order, OrderRequest, OrderStatus, OrderType, Side
 
 log = logging.getLogger("tradeops.agent")
 
@@ -206,11 +207,14 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         signal_id = state["signal_id"]
         venue = deps.venue(state["venue"])
         broker = venue.broker_required()
-        existing = await broker.order(signal_id)
-        if existing is not None:  # a concurrent or earlier resume already placed it
-            return _order_result(existing)
         proposal = Proposal.model_validate(state["proposal"])
         signal = proposal.signal
+        existing = await broker.order(signal_id)
+        if existing is not None:
+            # A concurrent or earlier resume placed it, and may have stopped before the plan was
+            # stored: finish its work (the plan is stored once per signal), order nothing.
+            _store_plan(state, proposal, existing)
+            return _order_result(existing)
         instrument = await venue.instrument(state["symbol"])
         last = await venue.bars(state["symbol"], instrument.timeframe, limit=1)
         if last.empty:
@@ -224,48 +228,57 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 "reason": f"price moved {drift_bps:.0f} bps from the entry {signal.entry} to {price}; "
                 f"the limit is {config.max_drift_bps} bps",
             }
-        context = await risk_context(
-            deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"]
-        )
-        # The proposal already carries the size the first check allowed; judge it again on today's facts.
-        recheck, _ = risk_gate.check(
-            proposal, context, config.risk_for(state["venue"]), instrument, slippage_bps=config.slippage_bps
-        )
-        if recheck.decision == "block":
-            return {"status": SignalStatus.ABORTED.value, "reason": "risk re-check: " + "; ".join(recheck.reasons)}
-        side = Side.BUY if signal.action is Action.BUY else Side.SELL
-        try:
-            order = await venue.place_order(
-                OrderRequest(
-                    client_order_id=signal_id,
-                    symbol=state["symbol"],
-                    side=side,
-                    qty=recheck.qty,
-                    type=OrderType.MARKET,
-                    signal_id=signal_id,
-                )
+        # Re-check and order under the venue's lock: two approvals executing at once must not both
+        # pass a limit (trades per day, positions, cooldown) that only one of them fits in.
+        async with deps.venue_lock(state["venue"]):
+            context = await risk_context(
+                deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"]
             )
-        except VenueError as exc:
-            return {"status": SignalStatus.FAILED.value, "reason": str(exc)}
-        if side is Side.BUY and order.status is not OrderStatus.REJECTED:
-            now = deps.clock.now()
-            deps.plans.create(
-                TradePlan(
-                    signal_id=signal_id,
-                    venue=state["venue"],
-                    symbol=state["symbol"],
-                    timeframe=state["timeframe"],
-                    status="entry_pending",
-                    qty_entry=order.qty,
-                    qty_open=order.qty,
-                    stop=signal.stop or Decimal(0),
-                    take_profits=[format(tp, "f") for tp in signal.take_profits],
-                    exit_weights=[format(w, "f") for w in proposal.exit_weights],
-                    time_stop_at=None,
-                    updated_at=now,
-                )
+            # The proposal carries the size the first check allowed; judge it again on today's facts.
+            recheck, _ = risk_gate.check(
+                proposal, context, config.risk_for(state["venue"]), instrument, slippage_bps=config.slippage_bps
             )
+            if recheck.decision == "block":
+                reason = "risk re-check: " + "; ".join(recheck.reasons)
+                return {"status": SignalStatus.ABORTED.value, "reason": reason}
+            side = Side.BUY if signal.action is Action.BUY else Side.SELL
+            try:
+                order = await venue.place_order(
+                    OrderRequest(
+                        client_order_id=signal_id,
+                        symbol=state["symbol"],
+                        side=side,
+                        qty=recheck.qty,
+                        type=OrderType.MARKET,
+                        signal_id=signal_id,
+                    )
+                )
+            except VenueError as exc:
+                return {"status": SignalStatus.FAILED.value, "reason": str(exc)}
+        _store_plan(state, proposal, order)
         return _order_result(order)
+
+    def _store_plan(state: SignalState, proposal: Proposal, order: Order) -> None:
+        """The trade plan of an entry the broker took; a second call for the signal changes nothing."""
+        if order.side is not Side.BUY or order.status is OrderStatus.REJECTED:
+            return
+        signal = proposal.signal
+        deps.plans.create(
+            TradePlan(
+                signal_id=state["signal_id"],
+                venue=state["venue"],
+                symbol=state["symbol"],
+                timeframe=state["timeframe"],
+                status="entry_pending",
+                qty_entry=order.qty,
+                qty_open=order.qty,
+                stop=signal.stop or Decimal(0),
+                take_profits=[format(tp, "f") for tp in signal.take_profits],
+                exit_weights=[format(w, "f") for w in proposal.exit_weights],
+                time_stop_at=None,
+                updated_at=deps.clock.now(),
+            )
+        )
 
     async def record(state: SignalState) -> dict[str, Any]:
         outcome, reason = _outcome(state)
@@ -304,11 +317,12 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                     created_at=now,
                 )
             )
-        if "risk" not in existing and state.get("verdict"):
+        # SignalStore.awaiting_resume reads this trace as "the walk ended": keep it last-step only.
+        if RISK_TRACE_NODE not in existing and state.get("verdict"):
             rows.append(
                 DecisionTrace(
                     signal_id=state["signal_id"],
-                    node="risk",
+                    node=RISK_TRACE_NODE,
                     request=state.get("proposal", {}),
                     response=state["verdict"],
                     latency_ms=timings.get("risk", 0.0),

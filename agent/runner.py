@@ -5,10 +5,15 @@ Exactly once, however many answers arrive at the same time:
 1. ``SignalStore.decide`` records the decision in the approvals table, one row per signal, in one
    transaction: the first answer wins, every later one is told what was already decided;
 2. the winner resumes the thread under a per-thread lock (an asyncio lock in this process, a
-   PostgreSQL advisory lock across processes) and only if the thread is still waiting at
-   ``approve`` (resuming a finished thread would be a silent no-op in LangGraph);
+   PostgreSQL advisory lock across processes) and only if the thread has not finished: it is
+   still waiting at ``approve``, or an earlier resume stopped part-way after it (resuming a
+   finished thread would be a silent no-op in LangGraph);
 3. the order's client_order_id is the signal id, so even a second execute could not order twice.
-A decision recorded but not yet resumed (the process stopped in between) is resumed by ``recover``.
+A decision recorded but not yet resumed, or whose resume stopped part-way (the process stopped in
+between), is resumed by ``recover``; a walk that stopped before its approval (an error in a node)
+is walked on by the next ``start`` of the same signal id.
+An answer that arrives after the approval window, before any expiry sweep ran, expires the signal:
+expired means rejected, whoever answers.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from tools.models import Candidate
 log = logging.getLogger("tradeops.agent")
 
 CardHook = Callable[[dict[str, Any]], Awaitable[None]]
+EXPIRY_ACTOR = "expiry"
+EXPIRY_REASON = "no answer before the approval expired"
 
 
 @dataclass(frozen=True)
@@ -87,28 +94,39 @@ class SignalRunner:
         what became of it: a scan run twice at the same bar decides once."""
         existing = self.deps.signals.get(signal_id)
         if existing is not None:
-            return WalkResult(signal_id, existing.status, card=existing.card or None, created=False)
+            return self._seen(existing)
         started = time.perf_counter()
         async with self._locks[signal_id], thread_lock(self.deps.signals.engine, signal_id):
+            # Again under the lock: a concurrent start of the same id may have walked it meanwhile.
+            existing = self.deps.signals.get(signal_id)
+            if existing is not None:
+                return self._seen(existing)
             config = self._config(signal_id)
             snapshot = await self.graph.aget_state(config)
             if snapshot.next == ("approve",):  # paused earlier, but the pending row was never written
                 values, card = dict(snapshot.values), dict(snapshot.interrupts[0].value)
             else:
-                values = dict(snapshot.values) or await self.graph.ainvoke(
-                    {
-                        "signal_id": signal_id,
-                        "venue": venue,
-                        "symbol": symbol,
-                        "timeframe": timeframe,
-                        "watchlist": watchlist or "",
-                        "candidate": candidate.model_dump(mode="json") if candidate else None,
-                        "notes": list(notes),
-                        "timings": {},
-                    },
-                    config,
-                    durability="sync",
-                )
+                if not snapshot.values:
+                    values = await self.graph.ainvoke(
+                        {
+                            "signal_id": signal_id,
+                            "venue": venue,
+                            "symbol": symbol,
+                            "timeframe": timeframe,
+                            "watchlist": watchlist or "",
+                            "candidate": candidate.model_dump(mode="json") if candidate else None,
+                            "notes": list(notes),
+                            "timings": {},
+                        },
+                        config,
+                        durability="sync",
+                    )
+                elif snapshot.next:
+                    # A walk that stopped part-way (a node raised, the process died) goes on from its
+                    # last checkpoint: handing back its partial state would end it with no status.
+                    values = await self.graph.ainvoke(None, config, durability="sync")
+                else:
+                    values = dict(snapshot.values)
                 interrupts = values.get("__interrupt__")
                 card = dict(interrupts[0].value) if interrupts else {}
             created = await self._store_pending(values, card) if card else False
@@ -159,9 +177,24 @@ class SignalRunner:
                 await self.on_card(card)
         return created
 
+    @staticmethod
+    def _seen(row: SignalRow) -> WalkResult:
+        return WalkResult(row.id, row.status, card=row.card or None, created=False)
+
     async def decide(self, signal_id: str, decision: str, *, actor: str, reason: str = "") -> DecideResult:
         """Approve, reject or expire a pending signal. The first answer wins; the rest are told."""
         now = self.deps.clock.now()
+        if decision != "expired":
+            row = self.deps.signals.get(signal_id)
+            if (
+                row is not None
+                and row.status == SignalStatus.PENDING.value
+                and row.expires_at is not None
+                and row.expires_at <= now
+            ):
+                # The window closed before this answer: expire it first (as the next sweep would),
+                # so this answer is told it came too late instead of placing an order.
+                await self.decide(signal_id, "expired", actor=EXPIRY_ACTOR, reason=EXPIRY_REASON)
         outcome = self.deps.signals.decide(signal_id, decision, actor=actor, at=now, reason=reason)
         if not outcome.won:
             row = self.deps.signals.get(signal_id)
@@ -172,27 +205,33 @@ class SignalRunner:
         status = row.status if row else ""
         return DecideResult(signal_id, outcome, status, self._last_reason(signal_id))
 
-    async def _resume(self, signal_id: str, value: dict[str, Any]) -> None:
+    async def _resume(self, signal_id: str, value: dict[str, Any]) -> bool:
+        """Run the rest of the thread with the decision; False when there was nothing left to run."""
         config = self._config(signal_id)
         async with self._locks[signal_id], thread_lock(self.deps.signals.engine, signal_id):
             snapshot = await self.graph.aget_state(config)
-            if snapshot.next != ("approve",):
-                return  # already resumed by someone else: nothing to do, and nothing may run twice
-            await self.graph.ainvoke(Command(resume=value), config, durability="sync")
+            if snapshot.next == ("approve",):
+                await self.graph.ainvoke(Command(resume=value), config, durability="sync")
+                return True
+            if snapshot.next and snapshot.values.get("decision"):
+                # Resumed before, and stopped part-way (the process died in execute or record): go
+                # on from the last checkpoint; execute finds an order it already placed by its id.
+                await self.graph.ainvoke(None, config, durability="sync")
+                return True
+            return False  # finished (resumed by someone else): nothing may run twice
 
     async def expire_due(self) -> list[str]:
         """Pending signals whose approval window (open-market time) has passed become rejected."""
         expired = []
         for row in self.deps.signals.due_for_expiry(self.deps.clock.now()):
-            result = await self.decide(
-                row.id, "expired", actor="expiry", reason="no answer before the approval expired"
-            )
+            result = await self.decide(row.id, "expired", actor=EXPIRY_ACTOR, reason=EXPIRY_REASON)
             if result.outcome.won:
                 expired.append(row.id)
         return expired
 
     async def recover(self) -> list[str]:
-        """Resume threads whose decision was recorded but whose resume never finished."""
+        """Resume threads whose decision was recorded but whose walk never ended. One thread that
+        fails again is logged and left for the next recover: it must not keep the rest waiting."""
         resumed = []
         for row in self.deps.signals.awaiting_resume():
             approval = self.deps.signals.approval(row.id)
@@ -204,8 +243,11 @@ class SignalRunner:
                 "reason": approval.reason,
                 "at": approval.decided_at.isoformat(),
             }
-            await self._resume(row.id, value)
-            resumed.append(row.id)
+            try:
+                if await self._resume(row.id, value):
+                    resumed.append(row.id)
+            except Exception:
+                log.exception("could not resume signal %s; it stays %s", row.id, row.status)
         return resumed
 
     def _last_reason(self, signal_id: str) -> str:

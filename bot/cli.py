@@ -205,8 +205,10 @@ def demo(
     mode: Literal["ask", "all", "none"] = approve  # type: ignore[assignment]
     settings = _settings(data_dir, quiet=True)
     echo = (lambda _line: None) if as_json else typer.echo
+    # With --json, stdout is the summary alone; a fallback the user did not ask for goes to stderr.
+    warn = (lambda line: typer.echo(line, err=True)) if as_json else None
     try:
-        summary = asyncio.run(run_demo(settings, approve=mode, days=days, echo=echo))
+        summary = asyncio.run(run_demo(settings, approve=mode, days=days, echo=echo, warn=warn))
     except DemoError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -513,7 +513,7 @@ class CommandCore:
         venue_name = await self._venue_of(symbol)
         venue = self.s.venues[venue_name]
         instrument = await venue.instrument(symbol)
-        timeframe = parse_timeframe(args[1]).name if len(args) == 2 else instrument.timeframe
+        timeframe = parse_timeframe(args[1].lower()).name if len(args) == 2 else instrument.timeframe
         if parse_timeframe(timeframe).delta < parse_timeframe(instrument.timeframe).delta:
             raise UserError(
                 f"{symbol} has {instrument.timeframe} bars at the finest; valid: "

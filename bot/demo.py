@@ -17,7 +17,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -31,17 +31,16 @@ from bot.render import card_chart, card_text, equity_chart
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists
 from bot.settings import Settings
 from scheduler.driver import FastForwardDriver, ScanJob, ScanTick
+from scheduler.scan import scan_interval
 from scheduler.triggers import trigger_for
 from storage.db import make_engine, redact_url
 from storage.signals import SignalStatus
-from storage.tables import Approval, FillRow, KeyValue, OrderRow, SignalRow
+from storage.tables import Approval, AuditEntry, FillRow, KeyValue, OrderRow, SignalRow, User, Watchlist
 from storage.users import Role
 from storage.watchlists import WatchlistSpec
-from venues.timeframes import parse_timeframe
 
 ApproveMode = Literal["ask", "all", "none"]
 DEMO_KEY = "demo"
-MIN_SCAN_INTERVAL = timedelta(minutes=30)
 
 
 class DemoError(Exception):
@@ -54,20 +53,15 @@ class DemoRun:
     asked: bool
     echo: Callable[[str], None]
     proposed: int = 0  # pending cards seen this run
+    # The card charts this run drew: the charts dir may still hold an earlier run's.
+    charts: list[str] = field(default_factory=list)
     stop_after_scan: bool = False
-
-
-def scan_interval(watchlist: WatchlistSpec, calendar: str) -> timedelta:
-    """Crypto scans at every candle close; exchanges every 30 minutes, daily lists at the close."""
-    timeframe = parse_timeframe(watchlist.timeframe).delta
-    if calendar == "24/7":
-        return timeframe
-    return max(timeframe, MIN_SCAN_INTERVAL)
 
 
 def prepare_database(settings: Settings) -> None:
     """A demo starts from an empty database, so the same inputs give the same run. A database that
-    an earlier demo wrote is wiped; one holding anything else is refused, never touched."""
+    an earlier demo wrote is wiped; one holding anything a person made (users, watchlists, signals,
+    orders, audit entries) that no demo wrote is refused, never touched."""
     url = settings.resolved_database_url
     engine = make_engine(url)
     try:
@@ -76,12 +70,19 @@ def prepare_database(settings: Settings) -> None:
             return
         with Session(engine) as session:
             marker = session.get(KeyValue, DEMO_KEY)
-            has_data = session.exec(select(SignalRow.id).limit(1)).first() is not None
-            has_orders = session.exec(select(OrderRow.id).limit(1)).first() is not None
-        if marker is None and (has_data or has_orders):
+            # What someone made or decided: users and their roles, watchlists, signals, orders and
+            # the audit trail (the rest is derived from these, or is the clock and starting cash).
+            models: list[type[SQLModel]] = [User, Watchlist, SignalRow, OrderRow, AuditEntry]
+            held = [
+                name
+                for model in models
+                if (name := str(model.__tablename__)) in tables
+                and session.exec(select(model).limit(1)).first() is not None
+            ]
+        if marker is None and held:
             raise DemoError(
-                f"the database {redact_url(url)} holds signals or orders that no demo wrote; the demo needs "
-                "an empty one: pass --data-dir to a new folder"
+                f"the database {redact_url(url)} holds {', '.join(held)} that no demo wrote; the demo needs an "
+                "empty one: pass --data-dir to a new folder"
             )
         import storage.tables  # noqa: F401  (every table on the metadata)
 
@@ -108,14 +109,17 @@ async def run_demo(
     days: int = 7,
     echo: Callable[[str], None] = print,
     interactive: bool | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    """Run the demo and return its summary. ``echo`` tells the story; ``warn`` (default ``echo``)
+    gets what the user must hear even when the story is silenced, as `--json` does."""
     if days < 1 or days > 60:
         raise DemoError(f"--days must be between 1 and 60, got {days}")
     started = time.perf_counter()
     interactive = sys.stdin.isatty() if interactive is None else interactive
     asked = approve == "ask"
     if asked and not interactive:
-        echo("not on a terminal: approving every signal automatically (use --approve none to decide later)")
+        (warn or echo)("not on a terminal: approving every signal automatically (use --approve none to decide later)")
         approve = "all"
     await asyncio.to_thread(prepare_database, settings)
     from venues.clock import SimulatedClock
@@ -173,9 +177,11 @@ def _scan_job(services: Services, watchlist: WatchlistSpec, run: DemoRun) -> Cal
             if not card or walk.status in (SignalStatus.HOLD.value, SignalStatus.ABSTAINED.value):
                 continue
             run.proposed += 1
-            await card_chart(
+            chart = await card_chart(
                 services.venues[watchlist.venue], card, services.charts_dir, services.venue_calendar(watchlist.venue)
             )
+            if chart is not None:
+                run.charts.append(str(chart))
             run.echo(f"\n{local}  signal card\n{card_text(card)}")
             if walk.status != SignalStatus.PENDING.value:
                 run.echo(
@@ -205,7 +211,7 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
     equity_end: dict[str, str] = {}
     realized: dict[str, Decimal] = {}
     open_positions: list[dict[str, str]] = []
-    charts: list[str] = sorted(str(p) for p in services.charts_dir.glob("signal-*.png"))
+    charts = sorted(run.charts)
     for name, venue in sorted(services.venues.items()):
         broker = venue.broker_required()
         positions = await broker.positions()
@@ -221,7 +227,7 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
             key = f"{name}:{currency}"
             account = await broker.account(currency)
             history = [h for h in services.plans.equity_history(name) if h.currency == currency]
-            equity_start[key] = str(history[0].equity if history else account.equity)
+            equity_start[key] = str((history[0].equity if history else account.equity).quantize(Decimal("0.01")))
             equity_end[key] = str(account.equity.quantize(Decimal("0.01")))
             symbols = {i.symbol for i in instruments if i.currency == currency}
             ledger_positions = [p for p in await broker.positions(include_closed=True) if p.symbol in symbols]

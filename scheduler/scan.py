@@ -9,7 +9,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agent.deps import AgentDeps
 from agent.runner import SignalRunner, WalkResult
@@ -33,6 +33,18 @@ CONFIRM_LADDER: dict[str, tuple[str, ...]] = {
     "4h": ("1d", "1w"),
     "1d": ("1w",),
 }
+
+
+MIN_SCAN_INTERVAL = timedelta(minutes=30)
+
+
+def scan_interval(watchlist: WatchlistSpec, calendar: str) -> timedelta:
+    """How often a watchlist scans: crypto at every candle close of its timeframe; exchanges every
+    30 minutes inside the sessions (a daily watchlist once, at the close)."""
+    timeframe = parse_timeframe(watchlist.timeframe).delta
+    if calendar == "24/7":
+        return timeframe
+    return max(timeframe, MIN_SCAN_INTERVAL)
 
 
 def signal_id_for(scope: str, symbol: str, bar_close: datetime) -> str:

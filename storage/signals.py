@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, exists, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,6 +25,7 @@ from storage.tables import (
 )
 
 KILL_SWITCH_KEY = "kill_switch"  # {"paused": bool, "by": actor, "reason": str}
+RISK_TRACE_NODE = "risk"  # the decision trace of the risk gate, written when a walk ends
 CLOCK_KEY = "clock"  # {"mode": "simulated", "now": ISO time}: the demo's clock, for later sessions
 
 
@@ -206,11 +207,23 @@ class SignalStore:
         )
 
     def awaiting_resume(self) -> list[SignalRow]:
-        """Approved but neither executed nor aborted: the process stopped between recording the
-        decision and finishing the resume. The runner resumes these threads at start."""
-        query = select(SignalRow).where(SignalRow.status == SignalStatus.APPROVED.value)
+        """Decided, but the walk did not end: the process stopped between recording the decision
+        and finishing the resume. Approved signals are then neither executed, aborted nor failed;
+        rejected and expired ones (whose status is final at once) have no ``risk`` trace, which the
+        graph's last step writes for every signal that reached an approval. The runner resumes
+        these threads at start."""
+        walk_ended = exists().where(
+            col(DecisionTrace.signal_id) == col(SignalRow.id), col(DecisionTrace.node) == RISK_TRACE_NODE
+        )
+        refused = [SignalStatus.REJECTED.value, SignalStatus.EXPIRED.value]
+        query = select(SignalRow).where(
+            or_(
+                col(SignalRow.status) == SignalStatus.APPROVED.value,
+                and_(col(SignalRow.status).in_(refused), ~walk_ended),
+            )
+        )
         with Session(self.engine) as session:
-            return list(session.exec(query).all())
+            return list(session.exec(query.order_by(col(SignalRow.updated_at), col(SignalRow.id))).all())
 
     # --- traces, scans, audit ---
 

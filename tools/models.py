@@ -98,6 +98,7 @@ class Proposal(_Model):
     expected_net_profit: Decimal  # at the take-profits with the partial-exit plan, after all costs
     reward_risk: float
     exit_weights: tuple[Decimal, ...] = ()  # share of the position closed at TP1, TP2, TP3
+    avg_cost: Decimal | None = None  # a SELL's cost basis per unit (what its realised P&L is against)
     notes: tuple[str, ...] = ()
 
 

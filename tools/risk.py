@@ -5,13 +5,15 @@ the graph runs it after every decision and again just before the order.
 Rules for a BUY, in order (each one's outcome is listed on the card):
   kill switch, daily loss limit, trades per day, cooldown per symbol, concurrent positions,
   minimum confidence, correlation cap with positions held on the same venue, maximum position
-  value (shrinks to the cap), minimum expected net profit after all costs, minimum reward/risk.
-A SELL reduces risk, so only the position itself is checked (T+1, quantity held): the kill switch
-stops new entries, never exits.
+  value (shrinks to the cap; a symbol already held counts against it), minimum expected net profit
+  after all costs, minimum reward/risk.
+A SELL reduces risk, so only the position itself is checked (T+1, quantity held; shrinks to what can
+be sold now): the kill switch stops new entries, never exits.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -119,7 +121,10 @@ def check(
 ) -> tuple[RiskVerdict, Proposal]:
     """Judge a proposal; returns the verdict and the proposal at the allowed size."""
     if proposal.signal.action is Action.SELL:
-        return _check_sell(proposal, context), proposal
+        verdict = _check_sell(proposal, context)
+        if verdict.decision == "shrink":
+            proposal = _resize_sell(proposal, verdict.qty, instrument, slippage_bps)
+        return verdict, proposal
     if proposal.signal.action is not Action.BUY:
         block = RiskCheck(rule="action", passed=False, detail=f"{proposal.signal.action.value} places no order")
         return RiskVerdict(decision="block", qty=ZERO, checks=(block,)), proposal
@@ -177,13 +182,17 @@ def check(
 
     cap_value = context.equity * risk.max_position_pct
     assert proposal.signal.entry is not None
+    # The cap is on the position: buying more of a symbol already held leaves only the room above it.
+    held_value = max(context.held_qty, ZERO) * proposal.signal.entry
+    room = cap_value - held_value
+    held_note = f" ({held_value:.2f} already held)" if held_value > 0 else ""
     shrunk = False
-    if proposal.notional <= cap_value:
-        rule("max_position_value", True, f"value {proposal.notional:.2f} within the cap {cap_value:.2f}")
+    if proposal.notional <= room:
+        rule("max_position_value", True, f"value {proposal.notional:.2f} within the cap {cap_value:.2f}{held_note}")
     else:
-        qty = round_down(cap_value / proposal.signal.entry, buy_increment(instrument))
+        qty = round_down(max(room, ZERO) / proposal.signal.entry, buy_increment(instrument))
         shrunk = qty > 0
-        over = f"value {proposal.notional:.2f} above the cap {cap_value:.2f} {proposal.currency}"
+        over = f"value {proposal.notional:.2f} above the cap {cap_value:.2f} {proposal.currency}{held_note}"
         rule("max_position_value", shrunk, f"{over}: shrunk to {qty}" if shrunk else f"{over}: not one lot fits")
         if shrunk:
             proposal = propose(
@@ -197,6 +206,13 @@ def check(
 
     if proposal.qty <= 0:
         rule("size", False, "size is zero: " + ("; ".join(proposal.notes) or "nothing fits"))
+    elif shrunk and proposal.notional < instrument.min_notional:
+        rule(
+            "min_notional",
+            False,
+            f"shrunk order value {proposal.notional:.2f} is below the venue minimum "
+            f"{instrument.min_notional} {proposal.currency}",
+        )
     else:
         floor = proposal.notional * risk.min_net_profit_pct
         rule(
@@ -208,7 +224,7 @@ def check(
         rule(
             "min_reward_risk",
             proposal.reward_risk >= risk.min_reward_risk,
-            f"reward/risk {proposal.reward_risk:.2f} after costs, minimum {risk.min_reward_risk:.2f}",
+            f"reward/risk {_floor2(proposal.reward_risk)} after costs, minimum {risk.min_reward_risk:.2f}",
         )
     blocked = any(not c.passed for c in checks)
     decision = "block" if blocked else ("shrink" if shrunk else "allow")
@@ -218,6 +234,8 @@ def check(
 def _check_sell(proposal: Proposal, context: RiskContext) -> RiskVerdict:
     if context.held_qty <= 0:
         detail, ok, qty = f"no {proposal.symbol} position to sell", False, ZERO
+    elif proposal.qty <= 0:
+        detail, ok, qty = f"the proposal sells nothing ({proposal.qty} {proposal.symbol})", False, ZERO
     elif context.sellable_qty <= 0:
         detail, ok, qty = f"{proposal.symbol} bought today cannot be sold before the next session (T+1)", False, ZERO
     else:
@@ -227,6 +245,23 @@ def _check_sell(proposal: Proposal, context: RiskContext) -> RiskVerdict:
     check_ = RiskCheck(rule="position", passed=ok, detail=detail)
     decision = "block" if not ok else ("shrink" if qty < proposal.qty else "allow")
     return RiskVerdict(decision=decision, qty=qty, checks=(check_,))
+
+
+def _resize_sell(proposal: Proposal, qty: Decimal, instrument: Instrument, slippage_bps: Decimal) -> Proposal:
+    """The SELL proposal re-costed at ``qty``, against the same cost basis."""
+    return propose(
+        proposal.signal,
+        instrument,
+        qty,
+        slippage_bps=slippage_bps,
+        avg_cost=proposal.avg_cost,
+        notes=(*proposal.notes, f"shrunk to the {qty} sellable now"),
+    )
+
+
+def _floor2(value: float) -> str:
+    """Two decimals rounded down: 1.498 against a minimum of 1.50 must not read "1.50"."""
+    return f"{math.floor(value * 100) / 100:.2f}"
 
 
 def _minutes(delta: timedelta) -> str:

@@ -1,6 +1,7 @@
 """Position size, costs and expected outcome of a signal: the numbers on the card.
 
-Sizing is risk-based: the loss at the stop (costs included) is a fixed share of equity, capped by
+Sizing is risk-based: the loss at the stop (slippage included; fees, small next to it, are not) is
+a fixed share of equity, capped by
 the largest position the profile allows and by the cash available, rounded down to what the venue
 accepts (A-share lots of 100, crypto step sizes). Exits follow a partial-exit plan (30/40/30 at
 TP1/TP2/TP3 by default); each tranche is rounded to the lot too, so a one-lot position exits whole
@@ -75,7 +76,10 @@ def risk_based_qty(
     step = buy_increment(instrument)
     qty = round_down(qty, step)
     if qty <= 0:
-        notes.append(f"less than one lot ({step}) fits the risk budget")
+        if available_cash <= 0:
+            notes.append("no cash available")
+        else:
+            notes.append(f"less than one lot ({step}) fits the risk budget")
         return ZERO, notes
     if qty * entry_fill < instrument.min_notional:
         notes.append(f"order value below the venue minimum of {instrument.min_notional} {instrument.currency}")
@@ -112,6 +116,7 @@ def propose(
             loss_at_stop=ZERO,
             expected_net_profit=realised,
             reward_risk=0.0,
+            avg_cost=avg_cost,
             notes=notes,
         )
     assert signal.entry is not None and signal.stop is not None

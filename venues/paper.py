@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -140,6 +140,7 @@ class PaperBroker:
         self.config = config or PaperBrokerConfig()
         self._funded = False
         self._lock = asyncio.Lock()
+        self._processed_at: datetime | None = None
 
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
@@ -232,12 +233,18 @@ class PaperBroker:
         return self._ledger.order(stored.client_order_id) or stored
 
     async def _process(self) -> list[Fill]:
+        # Fills depend only on the bars the clock has reached: at a moment already processed there
+        # is nothing new (an order placed since is matched by its own placement).
+        now = self._now()
+        if now == self._processed_at:
+            return []
         new_fills: list[Fill] = []
         for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
             instrument = await self._market.instrument(order.symbol)
             fill = await self._match(order, instrument)
             if fill is not None:
                 new_fills.append(fill)
+        self._processed_at = now
         return new_fills
 
     def _now(self) -> datetime:
@@ -246,21 +253,29 @@ class PaperBroker:
     async def _account(self, currency: str) -> Account:
         self._fund_once()
         cash = self._ledger.cash(self.venue, currency)
-        reserved = ZERO
-        for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
-            if order.side is Side.BUY:
-                instrument = await self._market.instrument(order.symbol)
-                if instrument.currency == currency:
-                    reserved += await self._estimated_cost(order.qty, order.limit_price, instrument)
-        held: list[Position] = []
-        value = ZERO
-        for position in self._ledger.positions(self.venue):
-            instrument = await self._market.instrument(position.symbol)
-            if position.qty == 0 or instrument.currency != currency:
-                continue
-            held.append(position)
-            last = await self._last_price(instrument)
-            value += position.qty * (last if last is not None else position.avg_cost)
+        buys = [o for o in self._ledger.orders(self.venue, OrderStatus.PENDING) if o.side is Side.BUY]
+        held_all = [p for p in self._ledger.positions(self.venue) if p.qty != 0]
+        instruments = {
+            s: await self._market.instrument(s) for s in {o.symbol for o in buys} | {p.symbol for p in held_all}
+        }
+        mine = sorted(s for s, i in instruments.items() if i.currency == currency)
+        # One batched quote call for every symbol involved, not a bars call per position.
+        quotes = await self._market.snapshot(mine) if mine else {}
+
+        def last(symbol: str) -> Decimal | None:
+            quote = quotes.get(symbol)
+            return _dec(quote.last) if quote is not None else None
+
+        reserved = sum(
+            (
+                self._cost_at(o.qty, o.limit_price, instruments[o.symbol], last(o.symbol))
+                for o in buys
+                if instruments[o.symbol].currency == currency
+            ),
+            ZERO,
+        )
+        held = [p for p in held_all if instruments[p.symbol].currency == currency]
+        value = sum((p.qty * (last(p.symbol) or p.avg_cost) for p in held), ZERO)
         return Account(
             venue=self.venue,
             currency=currency,
@@ -350,7 +365,11 @@ class PaperBroker:
         return f"insufficient position: selling {qty} {symbol} but {detail}; sellable now: {max(sellable, ZERO)}"
 
     async def _estimated_cost(self, qty: Decimal, limit: Decimal | None, instrument: Instrument) -> Decimal:
-        price = limit or await self._last_price(instrument) or ZERO
+        return self._cost_at(qty, limit, instrument, None if limit else await self._last_price(instrument))
+
+    def _cost_at(self, qty: Decimal, limit: Decimal | None, instrument: Instrument, last: Decimal | None) -> Decimal:
+        """What a buy will cost with fees: at its limit, or at the last price plus slippage."""
+        price = limit or last or ZERO
         if limit is None:
             price = slipped_price(instrument, Side.BUY, price, self.config.slippage_bps)
         return qty * price + fees(instrument, Side.BUY, qty, price)
@@ -372,7 +391,7 @@ class PaperBroker:
             )
             bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
             if in_session and not bars.empty:
-                bar = self._bar_view(bars.index[-1], bars.iloc[-1])
+                bar = next(self._bar_views(bars))
                 quote = _BarView(now, bar.close, bar.close, bar.close, bar.close)
                 fill = await self._try_fill(order, instrument, quote)
                 if fill is not None:
@@ -381,8 +400,7 @@ class PaperBroker:
                 self._expire_if_session_over(order, instrument.calendar, valid_through)
             return None
         bars = await self._market.bars(instrument.symbol, instrument.timeframe, start=order.created_at)
-        for ts, row in zip(bars.index, bars.itertuples(index=False), strict=True):
-            bar = self._bar_view(ts, row)
+        for bar in self._bar_views(bars):
             if valid_through is not None:
                 if not calendars.is_open(instrument.calendar, bar.ts):
                     continue
@@ -430,14 +448,13 @@ class PaperBroker:
         )
         self._update_quietly(expired)
 
-    def _bar_view(self, ts: pd.Timestamp, row: object) -> _BarView:
-        return _BarView(
-            ts.to_pydatetime(),
-            _dec(row.open),  # type: ignore[attr-defined]
-            _dec(row.high),  # type: ignore[attr-defined]
-            _dec(row.low),  # type: ignore[attr-defined]
-            _dec(row.close),  # type: ignore[attr-defined]
-        )
+    @staticmethod
+    def _bar_views(bars: pd.DataFrame) -> Iterator[_BarView]:
+        """The bars one by one, in time order, with Decimal prices (plain arrays: a fill check runs
+        on every tick, and pandas row objects cost more than the check itself)."""
+        opens, highs, lows, closes = (bars[c].to_numpy() for c in ("open", "high", "low", "close"))
+        for i, ts in enumerate(bars.index):
+            yield _BarView(ts.to_pydatetime(), _dec(opens[i]), _dec(highs[i]), _dec(lows[i]), _dec(closes[i]))
 
     async def _try_fill(self, order: Order, instrument: Instrument, bar: _BarView) -> Fill | None:
         price, liquidity = self._execution_price(order, instrument, bar)

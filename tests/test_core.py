@@ -1,0 +1,664 @@
+"""The command core, the one place every chat transport goes through: deny by default, roles on
+every command, hostile input answered with what was wrong and what is valid (and nothing written),
+and the real flows on the shipped 2021 replay data under a simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.console import CONSOLE_USER, interactive, render
+from bot.core import MAX_INPUT, SIGNAL_ID, Button, Caller, CommandCore, Reply
+from bot.services import Services, open_services, seed_watchlists
+from bot.settings import load_settings
+from storage.signals import KILL_SWITCH_KEY, SignalStatus
+from storage.tables import OrderRow
+from storage.users import Role
+from venues.clock import SimulatedClock
+
+# The first moment of the shipped data at which ETH/USDT proposes a BUY that passes the risk gate
+# (the demo's first signal): its approval window runs to 06:15:05, so it stays pending here.
+SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
+
+VIEWER = Caller("telegram", 1001, "vera")
+TRADER = Caller("telegram", 1002, "tom")
+ADMIN = Caller("discord", 1003, "ada")
+STRANGER = Caller("telegram", 4242, "eve")
+CALLERS = {Role.VIEWER: VIEWER, Role.TRADER: TRADER, Role.ADMIN: ADMIN}
+
+# The security policy, written down once: a change to the command table that moves a command to
+# another role has to change this too, on purpose.
+POLICY = {
+    "help": Role.VIEWER,
+    "watch": Role.VIEWER,  # listing; add and rm check trader inside the command
+    "scan": Role.TRADER,
+    "signal": Role.TRADER,
+    "signals": Role.VIEWER,
+    "approve": Role.TRADER,
+    "reject": Role.TRADER,
+    "positions": Role.VIEWER,
+    "orders": Role.VIEWER,
+    "pnl": Role.VIEWER,
+    "risk": Role.VIEWER,
+    "pause": Role.ADMIN,
+    "resume": Role.ADMIN,
+    "chart": Role.VIEWER,
+}
+
+# One valid invocation per command, the text that proves its handler ran, and whether it succeeds
+# on a fresh database (approve and reject name an id that does not exist: they answer, not fail).
+EXAMPLES: dict[str, tuple[str, str, bool]] = {
+    "help": ("/help", "tradeops commands", True),
+    "watch": ("/watch list", "cn-stocks", True),
+    "scan": ("/scan crypto", "scan at 2021-07-06T06:00:05", True),
+    "signal": ("/signal BTC/USD", "BTC/USD: hold", True),
+    "signals": ("/signals pending", "no pending signals", True),
+    "approve": ("/approve abcd1234", "no signal abcd1234", False),
+    "reject": ("/reject abcd1234 too late", "no signal abcd1234", False),
+    "positions": ("/positions", "no open positions", True),
+    "orders": ("/orders", "no orders yet", True),
+    "pnl": ("/pnl", "equity", True),
+    "risk": ("/risk", "kill switch: off", True),
+    "pause": ("/pause fire drill", "kill switch ON", True),
+    "resume": ("/resume", "kill switch off", True),
+    "chart": ("/chart ETH/USDT", "ETH/USDT 1h", True),
+}
+
+# The constructor only builds the table, so it can be read at collection time to parametrise over
+# the real commands: a new command is tested for its role without anyone remembering to add it.
+COMMANDS = CommandCore(cast(Services, None)).commands
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
+    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(SIGNAL_AT)
+
+
+@pytest.fixture
+async def services(tmp_path: Path, clock: SimulatedClock) -> AsyncIterator[Services]:
+    settings = load_settings(data_dir=tmp_path / "data")
+    async with open_services(settings, clock=clock) as opened:
+        seed_watchlists(opened)
+        now = clock.now()
+        for role, caller in CALLERS.items():
+            opened.users.grant(caller.platform, caller.user_id, role, at=now, display_name=caller.name)
+        yield opened
+
+
+@pytest.fixture
+def core(services: Services) -> CommandCore:
+    return CommandCore(services)
+
+
+def database_rows(engine: Engine) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of every table, the checkpointer's included: what a refused command must not
+    change (contents, not counts: an update would not change a count)."""
+    with engine.connect() as connection:
+        return {
+            table: sorted(tuple(str(v) for v in row) for row in connection.execute(text(f'SELECT * FROM "{table}"')))
+            for table in inspect(engine).get_table_names()
+        }
+
+
+def orders_for(engine: Engine, signal_id: str) -> list[OrderRow]:
+    with Session(engine) as session:
+        return list(session.exec(select(OrderRow).where(OrderRow.signal_id == signal_id)).all())
+
+
+def assert_png(path: str) -> None:
+    file = Path(path)
+    assert file.is_file(), path
+    assert file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+
+
+async def refused_without_writes(services: Services, core: CommandCore, caller: Caller, message: str) -> Reply:
+    before = database_rows(services.engine)
+    reply = await core.handle(caller, message)
+    assert not reply.ok, reply.text
+    assert database_rows(services.engine) == before, f"{message!r} wrote to the database"
+    assert not reply.buttons and not reply.images
+    return reply
+
+
+async def eth_signal(core: CommandCore) -> str:
+    """Scan the crypto watchlist as a trader; the id of the pending ETH/USDT buy it proposes."""
+    reply = await core.handle(TRADER, "/scan crypto")
+    assert reply.ok, reply.text
+    cards = [c for c in reply.data["cards"] if c["symbol"] == "ETH/USDT"]
+    assert len(cards) == 1 and cards[0]["side"] == "BUY", reply.text
+    return str(cards[0]["signal_id"])
+
+
+# --- roles on every command ---
+
+
+def test_the_command_table_is_the_policy() -> None:
+    assert {name: command.role for name, command in COMMANDS.items()} == POLICY
+    assert set(EXAMPLES) == set(COMMANDS), "every command needs an example invocation here"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+async def test_a_caller_without_a_row_is_refused_every_command(
+    services: Services, core: CommandCore, name: str
+) -> None:
+    reply = await refused_without_writes(services, core, STRANGER, EXAMPLES[name][0])
+    assert "not allowed" in reply.text
+    assert "4242" in reply.text  # the numeric id an admin has to add
+    assert EXAMPLES[name][1] not in reply.text
+
+
+async def test_an_id_is_only_known_on_its_own_platform(services: Services, core: CommandCore) -> None:
+    impostor = Caller("discord", VIEWER.user_id, "vera?")  # same number, other platform: nobody
+    reply = await refused_without_writes(services, core, impostor, "/help")
+    assert "discord:1001" in reply.text
+
+
+@pytest.mark.parametrize("role", list(CALLERS), ids=[r.value for r in CALLERS])
+@pytest.mark.parametrize("name", list(COMMANDS))
+async def test_each_role_runs_what_it_may_and_is_refused_the_rest(
+    services: Services, core: CommandCore, name: str, role: Role
+) -> None:
+    message, ran, ok = EXAMPLES[name]
+    needed = COMMANDS[name].role
+    if role.allows(needed):
+        reply = await core.handle(CALLERS[role], message)
+        assert "refused" not in reply.text
+        assert ran in reply.text, reply.text
+        assert reply.ok is ok, reply.text
+        json.dumps(reply.to_json())  # every command's structured reply is plain JSON, no default= needed
+    else:
+        reply = await refused_without_writes(services, core, CALLERS[role], message)
+        assert reply.text == f"refused: /{name} needs the {needed.value} role; you are a {role.value}."
+        assert ran not in reply.text
+
+
+def test_who_is_refused_what() -> None:
+    """Spelled out, so the parametrised test above cannot pass by refusing nothing."""
+    refused = {
+        role: sorted(name for name, command in COMMANDS.items() if not role.allows(command.role)) for role in CALLERS
+    }
+    assert refused[Role.VIEWER] == ["approve", "pause", "reject", "resume", "scan", "signal"]
+    assert refused[Role.TRADER] == ["pause", "resume"]
+    assert refused[Role.ADMIN] == []
+
+
+async def test_a_viewer_may_list_watchlists_but_not_change_them(services: Services, core: CommandCore) -> None:
+    assert (await core.handle(VIEWER, "/watch list")).ok
+    for message in ("/watch add mine BTC/USD", "/watch rm crypto", "/watch rm crypto BTC/USD", "/watch bogus"):
+        reply = await refused_without_writes(services, core, VIEWER, message)
+        assert "needs the trader role; you are a viewer" in reply.text
+    assert services.watchlists.get("mine") is None
+    assert services.watchlists.get("crypto") is not None
+
+
+async def test_a_trader_cannot_pause_or_resume(services: Services, core: CommandCore) -> None:
+    for message in ("/pause", "/resume"):
+        reply = await refused_without_writes(services, core, TRADER, message)
+        assert "needs the admin role; you are a trader" in reply.text
+    assert services.signals.get_value(KILL_SWITCH_KEY) is None
+
+
+async def test_help_lists_only_what_the_caller_may_run(core: CommandCore) -> None:
+    viewer = (await core.handle(VIEWER, "/help")).text
+    admin = (await core.handle(ADMIN, "/help")).text
+    assert "you are viewer" in viewer and "/signals" in viewer
+    assert "/approve" not in viewer and "/pause" not in viewer
+    assert all(command.usage in admin for command in COMMANDS.values())
+
+
+# --- hostile and mistaken input ---
+
+
+async def test_unknown_command_answers_with_the_help(services: Services, core: CommandCore) -> None:
+    reply = await refused_without_writes(services, core, TRADER, "/sell everything")
+    assert reply.text.startswith("Unknown command /sell.")
+    assert "/approve ID" in reply.text
+
+
+async def test_an_overlong_unknown_command_is_not_echoed_in_full(services: Services, core: CommandCore) -> None:
+    reply = await refused_without_writes(services, core, ADMIN, "/" + "x" * 900)
+    assert "x" * 33 not in reply.text
+
+
+async def test_a_message_over_the_limit_is_refused_unread(services: Services, core: CommandCore) -> None:
+    message = "/watch add big " + " ".join(["BTC/USD"] * 200)
+    assert len(message) > MAX_INPUT
+    reply = await refused_without_writes(services, core, ADMIN, message)
+    assert reply.text == f"message too long ({len(message)} characters, at most {MAX_INPUT})"
+    assert services.watchlists.get("big") is None
+
+
+@pytest.mark.parametrize("message", ["", "   ", "\n\t", "help", "approve abcd1234", "hello /help"])
+async def test_empty_or_slashless_text_gets_the_help(services: Services, core: CommandCore, message: str) -> None:
+    reply = await refused_without_writes(services, core, TRADER, message)
+    assert reply.text.startswith("Commands start with '/'.")
+    assert "tradeops commands (you are trader)" in reply.text
+
+
+async def test_telegram_bot_suffix_is_ignored(core: CommandCore) -> None:
+    reply = await core.handle(VIEWER, "/help@tradeops_bot")
+    assert reply.ok and "tradeops commands" in reply.text
+    assert (await core.handle(VIEWER, "/SIGNALS@tradeops_bot pending")).ok
+
+
+async def test_approve_without_an_id_says_how_and_what_is_pending(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    for verb in ("approve", "reject"):
+        reply = await refused_without_writes(services, core, TRADER, f"/{verb}")
+        assert reply.text == f"usage: /{verb} ID. Pending: {signal_id}."
+
+
+async def test_usage_with_nothing_pending_says_so(services: Services, core: CommandCore) -> None:
+    reply = await refused_without_writes(services, core, TRADER, "/approve")
+    assert reply.text.endswith("Nothing is pending.")
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "../x",
+        "../../etc/passwd",
+        "';",  # the first word of "'; drop table signals; --"
+        "abc",  # too short
+        "dlbl-mdx2",
+        "ｄｌｂｌｍｄｘ２",  # full-width look-alikes
+        "١٢٣٤٥٦",  # Arabic-Indic digits: digits to Unicode, not to the id format
+        "abcd\u200b1234",  # a zero-width space inside
+        "a" * 41,
+        "z" * 500,
+    ],
+    ids=lambda s: repr(s[:12]),
+)
+async def test_malformed_signal_ids_are_refused_before_any_lookup(
+    services: Services, core: CommandCore, bad_id: str
+) -> None:
+    signal_id = await eth_signal(core)
+    for verb in ("approve", "reject"):
+        reply = await refused_without_writes(services, core, TRADER, f"/{verb} {bad_id}")
+        assert "is not a signal id (4-40 letters and digits)" in reply.text
+        assert f"Pending: {signal_id}." in reply.text
+        assert len(reply.text) < 200  # a long id is not echoed back in full
+    assert services.signals.get(signal_id) is not None
+    assert services.signals.get(signal_id).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
+
+
+async def test_sql_in_a_command_is_just_words(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    await refused_without_writes(services, core, TRADER, "/approve '; drop table signals; --")
+    await refused_without_writes(services, core, TRADER, f"/approve {signal_id}'--")
+    assert services.signals.get(signal_id) is not None
+
+
+async def test_an_unknown_id_says_so_and_lists_the_pending(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    reply = await refused_without_writes(services, core, TRADER, "/approve zzzz9999")
+    assert reply.text == f"no signal zzzz9999. Pending: {signal_id}."
+
+
+async def test_ids_are_case_insensitive(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    reply = await core.handle(TRADER, f"/reject {signal_id.upper()}")
+    assert reply.ok, reply.text
+    assert reply.data == {"signal_id": signal_id, "status": "rejected"}
+
+
+async def test_reject_keeps_the_reason(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    reply = await core.handle(TRADER, f"/reject {signal_id} chasing a 2% candle")
+    assert reply.ok and reply.text == f"{signal_id} rejected by telegram:1002: now rejected (chasing a 2% candle)"
+    approval = services.signals.approval(signal_id)
+    assert approval is not None
+    assert (approval.decision, approval.actor, approval.reason) == ("rejected", "telegram:1002", "chasing a 2% candle")
+    assert orders_for(services.engine, signal_id) == []
+    again = await refused_without_writes(services, core, TRADER, f"/approve {signal_id}")
+    assert "already decided: rejected by telegram:1002" in again.text
+
+
+@pytest.mark.parametrize("symbol", ["DOGE/USD", "NOPE"])
+async def test_signal_for_an_unknown_symbol_lists_the_valid_ones(
+    services: Services, core: CommandCore, symbol: str
+) -> None:
+    reply = await refused_without_writes(services, core, TRADER, f"/signal {symbol}")
+    assert f"unknown symbol {symbol!r}" in reply.text
+    for valid in ("BTC/USD", "ETH/USDT", "510300.SH", "600519.SH", "AMZN", "SPY"):
+        assert valid in reply.text
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("/signal", "usage: /signal SYMBOL"),
+        ("/signal BTC/USD ETH/USDT", "usage: /signal SYMBOL"),
+        ("/signal $(reboot)", "'$(reboot)' is not a symbol"),
+        ("/signal ../../x", "unknown symbol '../../X'"),  # plausible characters, still looked up, not found
+    ],
+)
+async def test_signal_needs_exactly_one_known_symbol(
+    services: Services, core: CommandCore, message: str, hint: str
+) -> None:
+    reply = await refused_without_writes(services, core, TRADER, message)
+    assert hint in reply.text, reply.text
+
+
+async def test_chart_finer_than_the_data_lists_the_valid_timeframes(services: Services, core: CommandCore) -> None:
+    reply = await refused_without_writes(services, core, VIEWER, "/chart ETH/USDT 15m")
+    assert reply.text == "ETH/USDT has 1h bars at the finest; valid: 1h, 4h, 1d, 1w"
+    daily = await refused_without_writes(services, core, VIEWER, "/chart 600519.SH 1h")
+    assert daily.text.startswith("600519.SH has 1d bars at the finest; valid: 1d")
+    assert "1h" not in daily.text.split("valid:")[1]
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("/chart", "usage: /chart SYMBOL [TIMEFRAME]"),
+        ("/chart ETH/USDT 1h extra", "usage: /chart SYMBOL [TIMEFRAME]"),
+        ("/chart ETH/USDT 7x", "unknown timeframe '7x'; valid timeframes: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w"),
+        ("/chart XRP/USD", "unknown symbol 'XRP/USD'"),
+    ],
+)
+async def test_chart_bad_arguments(services: Services, core: CommandCore, message: str, hint: str) -> None:
+    reply = await refused_without_writes(services, core, VIEWER, message)
+    assert hint in reply.text, reply.text
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("/watch add Bad!Name BTC/USD", "invalid watchlist name"),
+        ("/watch add -x BTC/USD", "invalid watchlist name"),
+        ("/watch add " + "n" * 40 + " BTC/USD", "invalid watchlist name"),
+        ("/watch add mine", "usage: /watch add NAME SYMBOL..."),
+        ("/watch add", "usage: /watch add NAME"),
+        ("/watch add mine DOGE/USD", "valid symbols"),
+        ("/watch add mine BTC/USD AMZN", "unknown symbol 'AMZN' on venue 'replay-crypto'"),  # one venue per list
+        ("/watch add mine <script>", "is not a symbol"),
+        ("/watch add crypto 600519.SH", "unknown symbol '600519.SH' on venue 'replay-crypto'"),
+        ("/watch rm nosuch", "no watchlist 'nosuch'"),
+        ("/watch rm crypto SPY", "SPY not in crypto"),
+        ("/watch rm cn-etf 510300.SH", "that would leave cn-etf empty"),
+        ("/watch frobnicate", "usage: /watch list | add"),
+    ],
+)
+async def test_watch_bad_input(services: Services, core: CommandCore, message: str, hint: str) -> None:
+    before = services.watchlists.all()
+    reply = await refused_without_writes(services, core, TRADER, message)
+    assert hint in reply.text, reply.text
+    assert services.watchlists.all() == before
+
+
+async def test_signals_with_a_bad_filter(services: Services, core: CommandCore) -> None:
+    reply = await refused_without_writes(services, core, VIEWER, "/signals bogus")
+    assert reply.text == "usage: /signals [pending|today|all]"
+
+
+async def test_scan_of_an_unknown_watchlist(services: Services, core: CommandCore) -> None:
+    reply = await refused_without_writes(services, core, TRADER, "/scan nosuch")
+    assert reply.text == "no watchlist 'nosuch'; watchlists: cn-etf, cn-stocks, crypto, us"
+
+
+# --- the flows, on the shipped replay data ---
+
+
+async def test_scan_proposes_a_card_whose_buttons_carry_only_the_id(services: Services, core: CommandCore) -> None:
+    reply = await core.handle(TRADER, "/scan")
+    assert reply.ok, reply.text
+    assert reply.text.startswith("scan at 2021-07-06T06:00:05+00:00")
+    eth = next(c for c in reply.data["cards"] if c["symbol"] == "ETH/USDT")
+    assert [eth[k] for k in ("side", "venue", "timeframe", "risk_decision")] == ["BUY", "replay-crypto", "1h", "allow"]
+    assert f"BUY ETH/USDT on replay-crypto [1h]  id {eth['signal_id']}" in reply.text
+    # A button is a label, an action and an opaque id: nothing a presser could forge a trade from.
+    assert [f.name for f in dataclasses.fields(Button)] == ["label", "action", "signal_id"]
+    pending = reply.data["pending"]
+    assert eth["signal_id"] in pending
+    assert [(b.action, b.signal_id) for b in reply.buttons] == [
+        (action, signal_id) for signal_id in pending for action in ("approve", "reject")
+    ]
+    assert all(SIGNAL_ID.match(b.signal_id) for b in reply.buttons)
+    assert len(reply.images) == len(pending)
+    for image in reply.images:
+        assert_png(image)
+    assert any(eth["signal_id"] in image for image in reply.images)
+    json.dumps(reply.to_json())  # no default=: the structured reply is plain JSON as it stands
+
+
+async def test_a_second_scan_of_the_same_bar_proposes_nothing_new(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    again = await core.handle(TRADER, "/scan crypto")
+    assert f"{signal_id} pending" in again.text
+    assert again.buttons == [] and again.data["pending"] == []  # the card went out once
+
+
+async def test_approve_executes_once_and_the_second_answer_is_told(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    reply = await core.handle(TRADER, f"/approve {signal_id}")
+    assert reply.ok, reply.text
+    assert reply.text.startswith(f"{signal_id} approved by telegram:1002: now executed")
+    assert reply.data == {"signal_id": signal_id, "status": SignalStatus.EXECUTED.value}
+    assert len(orders_for(services.engine, signal_id)) == 1
+
+    for caller, verb in ((TRADER, "approve"), (ADMIN, "approve"), (ADMIN, "reject")):
+        again = await refused_without_writes(services, core, caller, f"/{verb} {signal_id}")
+        assert again.text.startswith(f"{signal_id} was already decided: approved by telegram:1002 at ")
+        assert again.text.endswith("it is now executed")
+    assert len(orders_for(services.engine, signal_id)) == 1
+    pending = await core.handle(VIEWER, "/signals pending")
+    assert signal_id not in pending.text
+
+
+async def test_an_expired_signal_cannot_be_approved(
+    services: Services, core: CommandCore, clock: SimulatedClock
+) -> None:
+    signal_id = await eth_signal(core)
+    clock.advance_to(datetime(2021, 7, 6, 6, 20, tzinfo=UTC))  # past the 15-minute approval window
+    reply = await core.handle(TRADER, f"/approve {signal_id}")
+    assert not reply.ok
+    assert "already decided: expired by expiry" in reply.text and reply.text.endswith("it is now expired")
+    assert orders_for(services.engine, signal_id) == []
+
+
+async def test_the_kill_switch_blocks_new_entries_until_resumed(services: Services, core: CommandCore) -> None:
+    paused = await core.handle(ADMIN, "/pause fire drill")
+    assert paused.ok and "kill switch ON" in paused.text and "fire drill" in paused.text
+    risk = await core.handle(VIEWER, "/risk")
+    assert "kill switch: ON (fire drill, by discord:1003)" in risk.text and risk.data["kill_switch"] is True
+
+    scan = await core.handle(TRADER, "/scan crypto")
+    assert scan.ok and scan.buttons == [] and scan.data["pending"] == []
+    blocked = [s for s in services.signals.recent() if s.symbol == "ETH/USDT"]
+    assert [s.status for s in blocked] == [SignalStatus.BLOCKED.value]
+    assert f"{blocked[0].id} blocked" in scan.text
+    assert any(c["rule"] == "kill_switch" and not c["passed"] for c in blocked[0].card["risk"])
+
+    resumed = await core.handle(ADMIN, "/resume")
+    assert resumed.ok and "kill switch off" in resumed.text
+    assert (await core.handle(VIEWER, "/risk")).data["kill_switch"] is False
+    fresh = await core.handle(TRADER, "/signal ETH/USDT")
+    assert fresh.data["status"] == SignalStatus.PENDING.value, fresh.text
+    assert any(c["rule"] == "kill_switch" and c["passed"] for c in fresh.data["cards"][0]["risk"])
+    audit = [(a.actor, a.action) for a in services.signals.audit_log()]
+    assert ("discord:1003", "pause") in audit and ("discord:1003", "resume") in audit
+
+
+async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
+    services: Services, core: CommandCore, clock: SimulatedClock
+) -> None:
+    signal_id = await eth_signal(core)
+    assert (await core.handle(TRADER, f"/approve {signal_id}")).ok
+    orders = await core.handle(VIEWER, "/orders")
+    assert orders.data["orders"] == [{"id": signal_id, "status": "pending"}]  # fills at the next bar's open
+
+    clock.advance_to(datetime(2021, 7, 6, 8, 0, 5, tzinfo=UTC))
+    await services.scanner.tick(["replay-crypto"])
+    orders = await core.handle(VIEWER, "/orders")
+    assert orders.data["orders"] == [{"id": signal_id, "status": "filled"}], orders.text
+    assert "ETH/USDT  buy" in orders.text
+
+    positions = await core.handle(VIEWER, "/positions")
+    assert [(p["venue"], p["symbol"]) for p in positions.data["positions"]] == [("replay-crypto", "ETH/USDT")]
+    assert "stop 2245.37 TPs 2429.22/2502.76/2576.30 hit 0" in positions.text
+
+    pnl = await core.handle(VIEWER, "/pnl")
+    assert pnl.ok and pnl.images, pnl.text
+    for image in pnl.images:
+        assert_png(image)
+    usdt = next(row for row in pnl.data["pnl"] if row["currency"] == "USDT")
+    assert usdt["equity_start"] == "100000" and usdt["realized"] == "0"
+    assert usdt["equity"] != usdt["equity_start"]  # marked to market
+
+    risk = await core.handle(VIEWER, "/risk")
+    assert "profile medium" in risk.text and "kill switch: off" in risk.text
+    assert "replay-crypto  2021-07-06  1/5     1/5" in risk.text
+
+    chart = await core.handle(VIEWER, "/chart ETH/USDT 4h")
+    assert chart.ok and chart.text == "ETH/USDT 4h"
+    assert_png(chart.images[0])
+    for reply in (orders, positions, pnl, risk, chart):
+        json.dumps(reply.to_json())
+
+
+async def test_watchlist_round_trip(services: Services, core: CommandCore) -> None:
+    created = await core.handle(TRADER, "/watch add Majors btc/usd")
+    assert created.ok and created.text == "watchlist majors created on replay-crypto (1h): BTC/USD", created.text
+    grown = await core.handle(TRADER, "/watch add majors ETH/USDT BTC/USD")
+    assert grown.text == "majors: BTC/USD ETH/USDT"  # a repeat is not added twice
+    listed = await core.handle(VIEWER, "/watch list")
+    assert "majors" in listed.data["watchlists"]
+    assert "BTC/USD ETH/USDT" in listed.text
+    shrunk = await core.handle(TRADER, "/watch rm majors btc/usd")
+    assert shrunk.text == "majors: ETH/USDT"
+    assert (await core.handle(TRADER, "/scan majors")).ok
+    removed = await core.handle(TRADER, "/watch rm majors")
+    assert removed.text == "watchlist majors removed"
+    assert "majors" not in (await core.handle(VIEWER, "/watch list")).data["watchlists"]
+    actions = [a.action for a in reversed(services.signals.audit_log()) if a.actor == "telegram:1002"]
+    assert actions == ["watch_add", "watch_add_symbols", "watch_rm_symbols", "scan", "watch_rm"]
+
+
+async def test_signals_lists_pending_with_buttons_and_all_with_history(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    pending = await core.handle(VIEWER, "/signals")
+    assert {s["id"] for s in pending.data["signals"]} >= {signal_id}
+    assert Button("Approve", "approve", signal_id) in pending.buttons
+    await core.handle(TRADER, f"/reject {signal_id}")
+    every = await core.handle(VIEWER, "/signals all")
+    assert {"id": signal_id, "symbol": "ETH/USDT", "status": "rejected"} in every.data["signals"]
+    assert not any(b.signal_id == signal_id for b in every.buttons)
+    today = await core.handle(VIEWER, "/signals today")
+    assert signal_id in today.text
+
+
+async def test_the_console_user_is_the_local_admin_without_a_row(services: Services) -> None:
+    assert services.users.role(CONSOLE_USER.platform, CONSOLE_USER.user_id) is None
+    core = CommandCore(services)
+    assert (await core.handle(CONSOLE_USER, "/pause")).ok
+    assert "kill switch: ON (paused by an admin, by console:0)" in render(await core.handle(CONSOLE_USER, "/risk"))
+
+
+async def test_two_answers_at_once_first_wins(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    replies = await asyncio.gather(
+        core.handle(TRADER, f"/approve {signal_id}"),
+        CommandCore(services).handle(ADMIN, f"/reject {signal_id} no"),  # another transport's core
+    )
+    winners = [r for r in replies if r.ok]
+    assert len(winners) == 1, [r.text for r in replies]
+    loser = next(r for r in replies if not r.ok)
+    assert "already decided" in loser.text
+    approval = services.signals.approval(signal_id)
+    assert approval is not None
+    assert len(orders_for(services.engine, signal_id)) == (1 if approval.decision == "approved" else 0)
+    assert winners[0].data["status"] == services.signals.get(signal_id).status  # type: ignore[union-attr]
+
+
+async def test_the_interactive_console(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    typed = iter(["/signals", "", "   ", "/pause drill", "/quit", "/resume"])
+    monkeypatch.setattr("builtins.input", lambda _prompt="": next(typed))
+    out: list[str] = []
+    await interactive(services, echo=out.append)
+    assert out[0] == "tradeops console at 2021-07-06T06:00:05+00:00 (simulated clock)"
+    assert out[2:] == [
+        "no pending signals",
+        "kill switch ON: no new entries until /resume (drill). Exits keep running.",
+    ]
+    assert next(typed) == "/resume"  # /quit ended the session before it
+    assert services.signals.get_value(KILL_SWITCH_KEY)["paused"] is True  # type: ignore[index]
+
+    def hang_up(_prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", hang_up)
+    out.clear()
+    await interactive(services, echo=out.append)  # Ctrl-D leaves quietly
+    assert out[-1] == ""
+
+
+# --- the command line ---
+
+
+@pytest.fixture
+def quiet_logging() -> Iterator[None]:
+    """The CLI replaces the root logger's handlers (one writes into the data dir): put them back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("quiet_logging")
+def test_chat_command_prints_json(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["chat", "--data-dir", str(tmp_path / "d"), "-c", "/positions", "--json"])
+    assert result.exit_code == 0, result.output
+    reply = json.loads(result.stdout)
+    assert reply == {"ok": True, "text": "no open positions", "images": [], "buttons": [], "data": {"positions": []}}
+
+    failed = runner.invoke(app, ["chat", "--data-dir", str(tmp_path / "d"), "-c", "/approve ../x", "--json"])
+    assert failed.exit_code == 1
+    assert json.loads(failed.stdout)["ok"] is False
+
+
+@pytest.mark.usefixtures("quiet_logging")
+def test_scan_command_prints_json_and_remembers_the_clock(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data_dir = str(tmp_path / "d")
+    result = runner.invoke(app, ["scan", "--data-dir", data_dir, "--json"])
+    assert result.exit_code == 0, result.output
+    reply = json.loads(result.stdout)
+    assert reply["ok"] is True
+    assert reply["text"].startswith("scan at 2021-07-06T00:00:00+00:00")
+    for name in ("cn-etf", "cn-stocks", "crypto", "us"):
+        assert f"{name}: " in reply["text"]
+    assert set(reply["data"]["pending"]) == {b["signal_id"] for b in reply["buttons"]}
+
+    one = runner.invoke(app, ["scan", "crypto", "--data-dir", data_dir, "--json"])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["text"].splitlines()[1].startswith("crypto: ")
+    missing = runner.invoke(app, ["scan", "nosuch", "--data-dir", data_dir, "--json"])
+    assert missing.exit_code == 1
+    assert "no watchlist 'nosuch'" in json.loads(missing.stdout)["text"]

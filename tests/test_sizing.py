@@ -1,0 +1,297 @@
+"""Sizing, exit tranches and the costed proposal, against numbers worked out by hand.
+
+Every expectation has its arithmetic in a comment (fee schedules as in venues.models, slippage
+rounded to the tick against the trader as in venues.costs.slipped_price), so a wrong expectation
+is as easy to spot as a wrong result."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tools.models import Action, Signal
+from tools.sizing import DEFAULT_EXIT_WEIGHTS, exit_tranches, normalized_weights, propose, risk_based_qty
+from venues.models import AssetClass, CnEquityFees, CryptoFees, Instrument, UsEquityFees
+
+D = Decimal
+SLIP = D(10)  # bps, against the trader on both legs
+
+# Instruments as the replay catalogue builds them (venues/replay/catalog.py), written out so a
+# catalogue change cannot silently move the hand-computed numbers below.
+MOUTAI = Instrument(
+    venue="replay-cn",
+    symbol="600519.SH",
+    asset_class=AssetClass.CN_EQUITY,
+    currency="CNY",
+    lot_size=D(100),
+    qty_step=D(1),
+    tick_size=D("0.01"),
+    fees=CnEquityFees(),  # 0.025% commission (5 CNY minimum), 0.05% stamp duty on sells, 0.001% transfer
+    calendar="XSHG",
+    timeframe="1d",
+    settlement_days=1,
+    price_limit_pct=D("0.10"),
+)
+ETF = Instrument(
+    venue="replay-cn",
+    symbol="510300.SH",
+    asset_class=AssetClass.CN_EQUITY,
+    currency="CNY",
+    lot_size=D(100),
+    qty_step=D(1),
+    tick_size=D("0.001"),
+    fees=CnEquityFees(stamp_duty_applies=False, transfer_fee_rate=D(0)),  # commission only, 5 CNY minimum
+    calendar="XSHG",
+    timeframe="5m",
+    settlement_days=1,
+    price_limit_pct=D("0.10"),
+)
+BTC = Instrument(
+    venue="replay-crypto",
+    symbol="BTC/USD",
+    asset_class=AssetClass.CRYPTO,
+    currency="USD",
+    lot_size=D("0.0001"),
+    qty_step=D("0.0001"),
+    tick_size=D("0.01"),
+    min_notional=D(10),
+    fees=CryptoFees(maker_bps=D(15), taker_bps=D(25)),
+    calendar="24/7",
+    timeframe="1h",
+)
+AMZN = Instrument(
+    venue="replay-us",
+    symbol="AMZN",
+    asset_class=AssetClass.US_EQUITY,
+    currency="USD",
+    lot_size=D(1),
+    qty_step=D(1),
+    tick_size=D("0.01"),
+    fees=UsEquityFees(),  # zero commission, no regulatory fees
+    calendar="XNYS",
+    timeframe="1h",
+)
+
+
+def buy(symbol: str, entry: str, stop: str, *take_profits: str) -> Signal:
+    return Signal(
+        action=Action.BUY,
+        symbol=symbol,
+        entry=D(entry),
+        stop=D(stop),
+        take_profits=tuple(D(tp) for tp in take_profits),
+        confidence=0.8,
+    )
+
+
+def size(
+    signal: Signal,
+    instrument: Instrument,
+    *,
+    equity: str,
+    cash: str | None = None,
+    risk_pct: str = "0.01",
+    max_pct: str = "0.20",
+) -> tuple[Decimal, list[str]]:
+    return risk_based_qty(
+        signal,
+        instrument,
+        equity=D(equity),
+        available_cash=D(cash if cash is not None else equity),
+        risk_per_trade_pct=D(risk_pct),
+        max_position_pct=D(max_pct),
+        slippage_bps=SLIP,
+    )
+
+
+# --- risk-based quantity ------------------------------------------------------------------------
+
+
+def test_quantity_is_the_risk_budget_over_the_slipped_per_unit_risk() -> None:
+    # entry 100 x 1.001 = 100.10 (up to the tick); stop 95 x 0.999 = 94.905 -> 94.90 (down to the tick)
+    # per-unit risk 100.10 - 94.90 = 5.20; budget 100000 x 1% = 1000 -> 1000 / 5.20 = 192.3 -> 192
+    # (caps not binding: 20% of 100000 / 100.10 = 199.8; cash 100000 / (100.10 x 1.01) = 989)
+    qty, notes = size(buy("AMZN", "100", "95", "110"), AMZN, equity="100000")
+    assert qty == D(192)
+    assert notes == []
+
+
+def test_quantity_is_capped_by_the_max_position_share_of_equity() -> None:
+    # stop 99 x 0.999 = 98.901 -> 98.90; per-unit 1.20; by risk 1000 / 1.20 = 833.3
+    # by value 20% x 100000 / 100.10 = 199.8 -> 199, which is what may be bought
+    qty, notes = size(buy("AMZN", "100", "99", "110"), AMZN, equity="100000")
+    assert qty == D(199)
+    assert notes == ["size capped at 20% of equity"]
+
+
+def test_quantity_is_capped_by_the_cash_with_room_for_the_buy_fees() -> None:
+    # by risk 192.3 (as above), by value 199.8, by cash 5050 / (100.10 x 1.01 = 101.101) = 49.95 -> 49
+    # (without the 1% kept for fees 5050 / 100.10 = 50.4 would buy 50 and leave no cash for the fee)
+    qty, notes = size(buy("AMZN", "100", "95", "110"), AMZN, equity="100000", cash="5050")
+    assert qty == D(49)
+    assert notes == ["size capped by available cash"]
+
+
+def test_a_share_quantity_rounds_down_to_the_lot_of_100() -> None:
+    # entry 1800 x 1.001 = 1801.80; stop 1750 x 0.999 = 1748.25; per-unit 53.55
+    # by risk 1000000 x 1% / 53.55 = 186.7 -> 100 (down, never up to 200: that would risk 1.07%)
+    # by value 35% x 1000000 / 1801.80 = 194.2, not binding
+    qty, notes = size(buy("600519.SH", "1800", "1750", "1900"), MOUTAI, equity="1000000", max_pct="0.35")
+    assert qty == D(100)
+    assert notes == []
+
+
+def test_a_share_size_is_zero_with_a_note_when_not_one_lot_fits() -> None:
+    # by risk 200000 x 1% / 53.55 = 37.3 shares: less than a lot of 100
+    qty, notes = size(buy("600519.SH", "1800", "1750", "1900"), MOUTAI, equity="200000", max_pct="0.35")
+    assert qty == 0
+    assert notes == ["less than one lot (100) fits the risk budget"]
+
+
+def test_etf_value_cap_then_lot_rounding() -> None:
+    # tick 0.001: entry 4 x 1.001 = 4.004; stop 3.9 x 0.999 = 3.8961 -> 3.896; per-unit 0.108
+    # by risk 100000 x 1% / 0.108 = 9259.3; by value 35% x 100000 / 4.004 = 8741.3 -> lot -> 8700
+    qty, notes = size(buy("510300.SH", "4", "3.9", "4.2"), ETF, equity="100000", max_pct="0.35")
+    assert qty == D(8700)
+    assert notes == ["size capped at 35% of equity"]
+
+
+def test_crypto_quantity_rounds_down_to_the_step() -> None:
+    # entry 50000 x 1.001 = 50050.00; stop 45000 x 0.999 = 44955.00; per-unit 5095
+    # by risk 100000 x 1% / 5095 = 0.196270... -> step 0.0001 -> 0.1962
+    # by value 20% x 100000 / 50050 = 0.3996, not binding
+    qty, notes = size(buy("BTC/USD", "50000", "45000", "60000"), BTC, equity="100000")
+    assert qty == D("0.1962")
+    assert notes == []
+
+
+def test_crypto_order_below_the_venue_minimum_notional_is_sized_zero() -> None:
+    # A tiny account (uncapped) shows the minimum: by risk 60 x 1% / 5095 = 0.000118 -> 0.0001,
+    # worth 0.0001 x 50050 = 5.005 USD, under the venue's 10 USD minimum.
+    qty, notes = size(buy("BTC/USD", "50000", "45000", "60000"), BTC, equity="60", max_pct="1")
+    assert qty == 0
+    assert notes == ["order value below the venue minimum of 10 USD"]
+
+
+# --- exit tranches and weights -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("instrument", "qty", "expected"),
+    [
+        # 30% / 40% of 1000 are whole lots; the last target takes the remaining 300
+        (MOUTAI, "1000", ["300", "400", "300"]),
+        # 150 -> 100, 200 -> 200, remainder 500 - 300 = 200: rounding goes to the last target
+        (MOUTAI, "500", ["100", "200", "200"]),
+        # 30 and 40 shares are less than a lot: a one-lot position exits whole at the last target
+        (MOUTAI, "100", ["0", "0", "100"]),
+        # 0.02727 -> 0.0272, 0.03636 -> 0.0363, remainder 0.0909 - 0.0635 = 0.0274
+        (BTC, "0.0909", ["0.0272", "0.0363", "0.0274"]),
+        # lot 1: 3.3 -> 3, 4.4 -> 4, remainder 4
+        (AMZN, "11", ["3", "4", "4"]),
+    ],
+)
+def test_exit_tranches_are_30_40_30_lot_rounded_with_the_remainder_last(
+    instrument: Instrument, qty: str, expected: list[str]
+) -> None:
+    tranches = exit_tranches(instrument, D(qty), DEFAULT_EXIT_WEIGHTS)
+    assert tranches == [D(x) for x in expected]
+    assert sum(tranches) == D(qty)  # nothing is left behind
+
+
+def test_exit_tranches_with_two_targets_and_with_no_plan() -> None:
+    assert exit_tranches(MOUTAI, D(1000), normalized_weights(DEFAULT_EXIT_WEIGHTS, 2)) == [D(300), D(700)]
+    assert exit_tranches(MOUTAI, D(1000), ()) == [D(1000)]
+
+
+@pytest.mark.parametrize(
+    ("targets", "expected"),
+    [
+        (1, ("1.0",)),  # one target takes everything: 0.3 + 0.4 + 0.3
+        (2, ("0.3", "0.7")),  # TP2 takes its 40% and TP3's 30%
+        (3, ("0.3", "0.4", "0.3")),
+        (0, ()),
+    ],
+)
+def test_normalized_weights_fold_missing_targets_into_the_last(targets: int, expected: tuple[str, ...]) -> None:
+    weights = normalized_weights(DEFAULT_EXIT_WEIGHTS, targets)
+    assert weights == tuple(D(w) for w in expected)
+    assert not weights or sum(weights) == 1
+
+
+# --- propose(): the numbers on the card ---------------------------------------------------------
+
+
+def test_a_share_proposal_with_three_targets() -> None:
+    # 500 shares, entry 1800, stop 1750, TP 1850 / 1900 / 1950, tranches 100 / 200 / 200 (see above).
+    # Buy: fill 1800 x 1.001 = 1801.80; 500 x 1801.80 = 900900.00: commission 225.225 -> 225.23,
+    #   transfer 9.009 -> 9.01, no stamp duty on a buy: fee 234.24; slippage 1.80 x 500 = 900.00
+    #   entry costs 1134.24
+    # TP1 100 @ 1850: fill 1848.15; 184815.00: commission 46.20375 -> 46.20, stamp 92.4075 -> 92.41,
+    #   transfer 1.84815 -> 1.85: fee 140.46; slippage 1.85 x 100 = 185.00; gross 50 x 100 = 5000
+    # TP2 200 @ 1900: fill 1898.10; 379620.00: commission 94.905 -> 94.91, stamp 189.81,
+    #   transfer 3.7962 -> 3.80: fee 288.52; slippage 1.90 x 200 = 380.00; gross 100 x 200 = 20000
+    # TP3 200 @ 1950: fill 1948.05; 389610.00: commission 97.4025 -> 97.40, stamp 194.805 -> 194.81,
+    #   transfer 3.8961 -> 3.90: fee 296.11; slippage 1.95 x 200 = 390.00; gross 150 x 200 = 30000
+    # exit costs 140.46 + 185 + 288.52 + 380 + 296.11 + 390 = 1680.09
+    # expected = 55000 - 1134.24 - 1680.09 = 52185.67; costs 1134.24 + 1680.09 = 2814.33
+    # Stop: fill 1750 x 0.999 = 1748.25; (1801.80 - 1748.25) x 500 = 26775.00; sell 874125.00:
+    #   commission 218.53125 -> 218.53, stamp 437.0625 -> 437.06, transfer 8.74125 -> 8.74: 664.33
+    #   loss = 26775.00 + 234.24 + 664.33 = 27673.57
+    p = propose(buy("600519.SH", "1800", "1750", "1850", "1900", "1950"), MOUTAI, D(500), slippage_bps=SLIP)
+    assert (p.venue, p.symbol, p.currency) == ("replay-cn", "600519.SH", "CNY")
+    assert p.qty == D(500)
+    assert p.notional == D(900000)
+    assert p.expected_net_profit == D("52185.67")
+    assert p.fees_round_trip == D("2814.33")
+    assert p.loss_at_stop == D("27673.57")
+    assert p.reward_risk == pytest.approx(52185.67 / 27673.57)
+    assert p.exit_weights == DEFAULT_EXIT_WEIGHTS
+
+
+def test_etf_proposal_pays_minimum_commissions_and_whole_ticks_of_slippage() -> None:
+    # 1000 units, entry 4, stop 3.9, one target 4.2 (it takes the whole position).
+    # Buy: fill 4.004; 4004.000 x 0.025% = 1.00 -> the 5 CNY minimum; slippage 0.004 x 1000 = 4.000
+    # TP 4.2: 4.2 x 0.999 = 4.1958 -> 4.195 (down to the 0.001 tick, against the seller);
+    #   4195 x 0.025% = 1.05 -> 5 minimum; an ETF pays no stamp duty; slippage 0.005 x 1000 = 5.000
+    # expected = 200 - (5 + 4) - (5 + 5) = 181.00; costs 19.00
+    # Stop: 3.9 x 0.999 = 3.8961 -> 3.896; (4.004 - 3.896) x 1000 = 108 + 5 + 5 = 118.00
+    p = propose(buy("510300.SH", "4", "3.9", "4.2"), ETF, D(1000), slippage_bps=SLIP)
+    assert p.expected_net_profit == D("181.00")
+    assert p.fees_round_trip == D("19.00")
+    assert p.loss_at_stop == D("118.00")
+    assert p.reward_risk == pytest.approx(181 / 118)
+    assert p.exit_weights == (D("1.0"),)
+
+
+def test_crypto_proposal_charges_taker_bps_on_both_legs() -> None:
+    # 0.1 BTC, entry 50000, stop 49000, TP 52000; taker 25 bps.
+    # Buy: fill 50050.00; 5005 x 0.25% = 12.5125; slippage 50 x 0.1 = 5
+    # TP: fill 51948.00; 5194.8 x 0.25% = 12.987; slippage 52 x 0.1 = 5.2; gross 2000 x 0.1 = 200
+    # expected = 200 - 12.5125 - 5 - 12.987 - 5.2 = 164.3005
+    # Stop: fill 48951.00; 1099 x 0.1 = 109.9 + 12.5125 + 4895.1 x 0.25% = 12.23775 -> 134.65025
+    p = propose(buy("BTC/USD", "50000", "49000", "52000"), BTC, D("0.1"), slippage_bps=SLIP)
+    assert p.expected_net_profit == D("164.3005")
+    assert p.loss_at_stop == D("134.65025")
+    assert p.reward_risk == pytest.approx(164.3005 / 134.65025)
+
+
+def test_sell_proposal_realises_the_gain_over_the_cost_basis_after_stamp_duty() -> None:
+    # Sell 200 at 1900 held at an average cost of 1800: fill 1898.10; 379620.00: commission 94.91,
+    # stamp 189.81, transfer 3.80 = 288.52; realised (1898.10 - 1800) x 200 - 288.52 = 19331.48
+    # costs 288.52 + slippage 1.90 x 200 = 668.52; nothing is at risk: no stop, no reward/risk
+    sell = Signal(action=Action.SELL, symbol="600519.SH", entry=D(1900))
+    p = propose(sell, MOUTAI, D(200), slippage_bps=SLIP, avg_cost=D(1800))
+    assert p.expected_net_profit == D("19331.48")
+    assert p.fees_round_trip == D("668.52")
+    assert p.notional == D(380000)
+    assert (p.loss_at_stop, p.reward_risk) == (0, 0.0)
+
+
+def test_zero_quantity_proposal_costs_nothing_and_keeps_the_notes() -> None:
+    signal = buy("600519.SH", "1800", "1750", "1900", "2000")
+    p = propose(signal, MOUTAI, D(0), slippage_bps=SLIP, notes=("less than one lot (100) fits the risk budget",))
+    assert (p.qty, p.notional, p.expected_net_profit, p.loss_at_stop, p.reward_risk) == (0, 0, 0, 0, 0.0)
+    assert p.exit_weights == (D("0.3"), D("0.7"))
+    assert p.notes == ("less than one lot (100) fits the risk budget",)
