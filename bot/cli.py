@@ -138,6 +138,23 @@ def doctor() -> None:
     raise typer.Exit(1 if failed else 0)
 
 
+def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlists: bool = False) -> int:
+    """Run one chat command as the console user and print the reply; the exit code says if it worked."""
+    from bot.console import run_command
+    from bot.services import open_services
+    from bot.services import seed_watchlists as seed
+
+    async def main() -> int:
+        async with open_services(settings) as services:
+            if seed_watchlists and not services.watchlists.all():
+                seed(services)
+            out, ok = await run_command(services, text, as_json=as_json)
+            typer.echo(out)
+            return 0 if ok else 1
+
+    return asyncio.run(main())
+
+
 @app.command()
 def chat(
     command: Annotated[
@@ -147,21 +164,17 @@ def chat(
     data_dir: DataDirOption = None,
 ) -> None:
     """The console chat: the same commands as Telegram and Discord, as the local admin."""
-    from bot.console import interactive, run_command
+    settings = _settings(data_dir, quiet=True)
+    if command is not None:
+        raise typer.Exit(_one_command(settings, command, as_json=as_json))
+    from bot.console import interactive
     from bot.services import open_services
 
-    settings = _settings(data_dir, quiet=True)
-
-    async def main() -> int:
+    async def main() -> None:
         async with open_services(settings) as services:
-            if command is None:
-                await interactive(services, echo=typer.echo)
-                return 0
-            out, ok = await run_command(services, command, as_json=as_json)
-            typer.echo(out)
-            return 0 if ok else 1
+            await interactive(services, echo=typer.echo)
 
-    raise typer.Exit(asyncio.run(main()))
+    asyncio.run(main())
 
 
 @app.command()
@@ -171,20 +184,9 @@ def scan(
     data_dir: DataDirOption = None,
 ) -> None:
     """One scan now, of every watchlist (or one): the screen, the graph, the cards."""
-    from bot.console import run_command
-    from bot.services import open_services, seed_watchlists
-
     settings = _settings(data_dir, quiet=True)
-
-    async def main() -> int:
-        async with open_services(settings) as services:
-            if not services.watchlists.all():
-                seed_watchlists(services)
-            out, ok = await run_command(services, f"/scan {watchlist or ''}".strip(), as_json=as_json)
-            typer.echo(out)
-            return 0 if ok else 1
-
-    raise typer.Exit(asyncio.run(main()))
+    text = f"/scan {watchlist or ''}".strip()
+    raise typer.Exit(_one_command(settings, text, as_json=as_json, seed_watchlists=True))
 
 
 @app.command()

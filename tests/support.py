@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -67,3 +68,15 @@ class FrameMarket:
         if end is not None:
             frame = frame[frame.index <= pd.Timestamp(end)]
         return frame.iloc[-limit:] if limit else frame
+
+
+def replay_instrument(symbol: str, **changes: Any) -> Instrument:
+    """The shipped replay catalog's instrument for ``symbol`` (its real lot, tick, fees, calendar
+    and rules), with ``changes`` applied: the one definition tests share."""
+    from venues.replay import MARKETS
+
+    for market in MARKETS.values():
+        for series in market.series:
+            if series.instrument.symbol == symbol:
+                return series.instrument.model_copy(update=changes)
+    raise KeyError(f"{symbol} is not in the replay catalog")

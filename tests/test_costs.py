@@ -7,41 +7,19 @@ from decimal import Decimal
 
 import pytest
 
+from tests.support import replay_instrument
 from venues.costs import FeeBreakdown, fee_breakdown, fees, round_to_tick, round_trip_cost, slipped_price
-from venues.models import AssetClass, CnEquityFees, CryptoFees, Instrument, Liquidity, Side, UsEquityFees
+from venues.models import AssetClass, CryptoFees, Instrument, Liquidity, Side, UsEquityFees
 
 D = Decimal
 
 
 # The common retail schedule: 0.025% commission (5 CNY minimum), 0.05% stamp duty on sells, 0.001% transfer.
-STOCK = Instrument(
-    venue="t",
-    symbol="600519.SH",
-    asset_class=AssetClass.CN_EQUITY,
-    currency="CNY",
-    lot_size=D(100),
-    fees=CnEquityFees(),
-    calendar="XSHG",
-    timeframe="5m",
-    settlement_days=1,
-    price_limit_pct=D("0.10"),
-)
+STOCK = replay_instrument("600519.SH")
 
 
 # The replay catalogue's ETF schedule: no stamp duty, no transfer fee; ETFs quote to 0.001.
-ETF = Instrument(
-    venue="t",
-    symbol="510300.SH",
-    asset_class=AssetClass.CN_EQUITY,
-    currency="CNY",
-    lot_size=D(100),
-    tick_size=D("0.001"),
-    fees=CnEquityFees(stamp_duty_applies=False, transfer_fee_rate=D(0)),
-    calendar="XSHG",
-    timeframe="5m",
-    settlement_days=1,
-    price_limit_pct=D("0.10"),
-)
+ETF = replay_instrument("510300.SH")
 
 BTC = Instrument(
     venue="t",

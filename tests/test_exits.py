@@ -13,34 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from tests.support import bars_frame
+from tests.support import bars_frame, replay_instrument
 from tools.exits import ExitAction, PlanState, manage
 from tools.sizing import DEFAULT_EXIT_WEIGHTS
-from venues.models import AssetClass, CnEquityFees, Instrument, UsEquityFees
 
 D = Decimal
 
-AMZN = Instrument(
-    venue="replay-us",
-    symbol="AMZN",
-    asset_class=AssetClass.US_EQUITY,
-    currency="USD",
-    fees=UsEquityFees(),
-    calendar="XNYS",
-    timeframe="1h",
-)
-MOUTAI = Instrument(
-    venue="replay-cn",
-    symbol="600519.SH",
-    asset_class=AssetClass.CN_EQUITY,
-    currency="CNY",
-    lot_size=D(100),
-    fees=CnEquityFees(),
-    calendar="XSHG",
-    timeframe="1h",
-    settlement_days=1,
-    price_limit_pct=D("0.10"),
-)
+AMZN = replay_instrument("AMZN")
+MOUTAI = replay_instrument("600519.SH", timeframe="1h")
 
 
 def plan(**changes: Any) -> PlanState:

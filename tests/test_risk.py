@@ -20,40 +20,20 @@ from typing import Any
 
 import pytest
 
+from tests.support import replay_instrument
 from tools.models import Action, Proposal, RiskCheck, RiskVerdict, Signal
 from tools.risk import PROFILES, RiskContext, check, profile
 from tools.sizing import propose
-from venues.models import AssetClass, CnEquityFees, CryptoFees, Instrument, UsEquityFees
+from venues.models import Instrument, UsEquityFees
 
 D = Decimal
 SLIP = D(10)
 NOW = datetime(2021, 6, 1, 3, 0, tzinfo=UTC)
 EQUITY = D(2_000_000)
 
-MOUTAI = Instrument(
-    venue="replay-cn",
-    symbol="600519.SH",
-    asset_class=AssetClass.CN_EQUITY,
-    currency="CNY",
-    lot_size=D(100),
-    qty_step=D(1),
-    tick_size=D("0.01"),
-    fees=CnEquityFees(),
-    calendar="XSHG",
-    timeframe="1d",
-    settlement_days=1,
-    price_limit_pct=D("0.10"),
-)
+MOUTAI = replay_instrument("600519.SH")
 # Zero commission and, below, zero slippage: the boundaries of the money rules land exactly.
-AMZN = Instrument(
-    venue="replay-us",
-    symbol="AMZN",
-    asset_class=AssetClass.US_EQUITY,
-    currency="USD",
-    fees=UsEquityFees(),
-    calendar="XNYS",
-    timeframe="1h",
-)
+AMZN = replay_instrument("AMZN")
 
 
 def buy(*take_profits: str, confidence: float = 0.8, symbol: str = "600519.SH", entry: str = "1800") -> Signal:
@@ -413,19 +393,8 @@ def test_sell_of_nothing_is_blocked_even_when_a_position_is_held() -> None:
 
 
 def test_a_shrink_below_the_venue_minimum_is_blocked() -> None:
-    # A crypto pair with a 10 USD minimum: equity 40 on the medium profile caps the position at 8 USD.
-    btc = Instrument(
-        venue="replay-crypto",
-        symbol="BTC/USD",
-        asset_class=AssetClass.CRYPTO,
-        currency="USD",
-        lot_size=D("0.0001"),
-        qty_step=D("0.0001"),
-        min_notional=D(10),
-        fees=CryptoFees(maker_bps=D(15), taker_bps=D(25)),
-        calendar="24/7",
-        timeframe="1h",
-    )
+    # Equity 40 on the medium profile caps the position at 8 USD.
+    btc = replay_instrument("BTC/USD")  # 10 USD minimum
     signal = Signal(
         action=Action.BUY, symbol="BTC/USD", entry=D(40000), stop=D(39000), take_profits=(D(44000),), confidence=0.8
     )

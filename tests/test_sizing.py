@@ -10,68 +10,20 @@ from decimal import Decimal
 
 import pytest
 
+from tests.support import replay_instrument
 from tools.models import Action, Signal
 from tools.sizing import DEFAULT_EXIT_WEIGHTS, exit_tranches, normalized_weights, propose, risk_based_qty
-from venues.models import AssetClass, CnEquityFees, CryptoFees, Instrument, UsEquityFees
+from venues.models import Instrument
 
 D = Decimal
 SLIP = D(10)  # bps, against the trader on both legs
 
 # Instruments as the replay catalogue builds them (venues/replay/catalog.py), written out so a
 # catalogue change cannot silently move the hand-computed numbers below.
-MOUTAI = Instrument(
-    venue="replay-cn",
-    symbol="600519.SH",
-    asset_class=AssetClass.CN_EQUITY,
-    currency="CNY",
-    lot_size=D(100),
-    qty_step=D(1),
-    tick_size=D("0.01"),
-    fees=CnEquityFees(),  # 0.025% commission (5 CNY minimum), 0.05% stamp duty on sells, 0.001% transfer
-    calendar="XSHG",
-    timeframe="1d",
-    settlement_days=1,
-    price_limit_pct=D("0.10"),
-)
-ETF = Instrument(
-    venue="replay-cn",
-    symbol="510300.SH",
-    asset_class=AssetClass.CN_EQUITY,
-    currency="CNY",
-    lot_size=D(100),
-    qty_step=D(1),
-    tick_size=D("0.001"),
-    fees=CnEquityFees(stamp_duty_applies=False, transfer_fee_rate=D(0)),  # commission only, 5 CNY minimum
-    calendar="XSHG",
-    timeframe="5m",
-    settlement_days=1,
-    price_limit_pct=D("0.10"),
-)
-BTC = Instrument(
-    venue="replay-crypto",
-    symbol="BTC/USD",
-    asset_class=AssetClass.CRYPTO,
-    currency="USD",
-    lot_size=D("0.0001"),
-    qty_step=D("0.0001"),
-    tick_size=D("0.01"),
-    min_notional=D(10),
-    fees=CryptoFees(maker_bps=D(15), taker_bps=D(25)),
-    calendar="24/7",
-    timeframe="1h",
-)
-AMZN = Instrument(
-    venue="replay-us",
-    symbol="AMZN",
-    asset_class=AssetClass.US_EQUITY,
-    currency="USD",
-    lot_size=D(1),
-    qty_step=D(1),
-    tick_size=D("0.01"),
-    fees=UsEquityFees(),  # zero commission, no regulatory fees
-    calendar="XNYS",
-    timeframe="1h",
-)
+MOUTAI = replay_instrument("600519.SH")
+ETF = replay_instrument("510300.SH")
+BTC = replay_instrument("BTC/USD")
+AMZN = replay_instrument("AMZN")
 
 
 def buy(symbol: str, entry: str, stop: str, *take_profits: str) -> Signal:

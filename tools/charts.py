@@ -219,15 +219,8 @@ def signal_chart(
     if title_note:
         fig.text(_LEFT, 0.918, title_note, fontsize=10, fontfamily=FONT, color=MUTED, va="center")
     last = float(frame["close"].iloc[-1])
-    fig.text(
-        _RIGHT,
-        0.955,
-        f"close {_price_text(last, decimals)} at {_as_of(bars, frame, zone):%Y-%m-%d %H:%M} {_zone_name(zone)}",
-        fontsize=10,
-        fontfamily=FONT,
-        color=MUTED,
-        ha="right",
-        va="center",
+    _corner_note(
+        fig, f"close {_price_text(last, decimals)} at {_as_of(bars, frame, zone):%Y-%m-%d %H:%M} {_zone_name(zone)}"
     )
     return _write_png(canvas, path)
 
@@ -307,20 +300,16 @@ def equity_curve_chart(
     )
     ax.plot([x[-1]], [final], marker="o", markersize=5, color=colour)
     first, last = _local(rows[0][0], zone), _local(rows[-1][0], zone)
-    fig.text(
-        _RIGHT,
-        0.955,
-        f"start {_money(start, currency)} · {first:%Y-%m-%d} → {last:%Y-%m-%d} {_zone_name(zone)}",
-        fontsize=10,
-        fontfamily=FONT,
-        color=MUTED,
-        ha="right",
-        va="center",
-    )
+    _corner_note(fig, f"start {_money(start, currency)} · {first:%Y-%m-%d} → {last:%Y-%m-%d} {_zone_name(zone)}")
     return _write_png(canvas, path)
 
 
 # --- input checks -------------------------------------------------------------------------------
+
+
+def _corner_note(fig: Figure, text: str) -> None:
+    """The muted line at the top right: what the chart is as of."""
+    fig.text(_RIGHT, 0.955, text, fontsize=10, fontfamily=FONT, color=MUTED, ha="right", va="center")
 
 
 def _checked_bars(bars: pd.DataFrame) -> pd.DataFrame:
