@@ -26,7 +26,9 @@ from langgraph.types import interrupt
 
 from agent.deps import AgentDeps
 from agent.gather import decision_input, risk_context
-from agent.policies import DecisionInput
+from agent.llm.types import CallRecord
+from agent.policies import DecisionInput, PolicyOutcome
+from storage.llm import LLM_NODE_PREFIX, trace_outcome
 from storage.signals import RISK_TRACE_NODE, SignalStatus
 from storage.tables import DecisionTrace, SignalRow, TradePlan
 from tools import risk as risk_gate
@@ -57,6 +59,7 @@ class SignalState(TypedDict, total=False):
     execution: dict[str, Any]
     outcome: str
     reason: str
+    notices: list[str]
     timings: Annotated[dict[str, float], operator.or_]
 
 
@@ -126,16 +129,20 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         started = time.perf_counter()
         facts = DecisionInput.model_validate(state["facts"])
         try:
-            signal = await deps.policy.decide(facts)
+            decided = await deps.policy.decide(facts)
+            outcome = decided if isinstance(decided, PolicyOutcome) else PolicyOutcome(decided)
         except Exception as exc:  # a failing policy abstains, with the reason: never a silent HOLD
             log.exception("policy %s failed on %s", deps.policy.name, facts.symbol)
-            signal = Signal(
-                action=Action.ABSTAIN,
-                symbol=facts.symbol,
-                timeframe=facts.timeframe,
-                reasons=(f"policy {deps.policy.name} failed: {type(exc).__name__}: {exc}",),
-                policy=deps.policy.name,
+            outcome = PolicyOutcome(
+                Signal(
+                    action=Action.ABSTAIN,
+                    symbol=facts.symbol,
+                    timeframe=facts.timeframe,
+                    reasons=(f"policy {deps.policy.name} failed: {type(exc).__name__}: {exc}",),
+                    policy=deps.policy.name,
+                )
             )
+        signal = outcome.signal
         if signal.symbol != facts.symbol:
             signal = Signal(
                 action=Action.ABSTAIN,
@@ -143,7 +150,40 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 reasons=(f"policy answered for {signal.symbol!r}, not {facts.symbol!r}",),
                 policy=deps.policy.name,
             )
-        return {"signal": signal.model_dump(mode="json"), "timings": {"policy": _ms(started)}}
+        # Written now, not at the end of the walk: what the model was asked, answered and cost is
+        # part of the audit while the card waits, and counts against today's token budget at once.
+        _write_calls(state["signal_id"], outcome.calls)
+        return {
+            "signal": signal.model_dump(mode="json"),
+            "notices": list(outcome.notices),
+            "timings": {"policy": _ms(started)},
+        }
+
+    def _write_calls(signal_id: str, calls: tuple[CallRecord, ...]) -> None:
+        if not calls:
+            return
+        written = {t.node for t in deps.signals.traces(signal_id)}
+        now = deps.clock.now()
+        for i, call in enumerate(calls, 1):
+            node = f"{LLM_NODE_PREFIX}:{i}"
+            if node in written:
+                continue  # the decide step ran again after a crash: its calls are recorded
+            deps.signals.add_trace(
+                DecisionTrace(
+                    signal_id=signal_id,
+                    node=node,
+                    policy=deps.policy.name,
+                    model=call.model,
+                    request=call.request,
+                    response=call.response,
+                    prompt_tokens=call.prompt_tokens,
+                    completion_tokens=call.completion_tokens,
+                    cost_usd=call.cost_usd,
+                    latency_ms=call.latency_ms,
+                    outcome=trace_outcome(call.outcome, cached=call.cached),
+                    created_at=now,
+                )
+            )
 
     async def assess(state: SignalState) -> dict[str, Any]:
         started = time.perf_counter()

@@ -11,12 +11,14 @@ when the symbol is already held, when the setup is missing, or when the data is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.llm.types import CallRecord
 from tools.models import Action, Candidate, Signal
 from venues.costs import round_to_tick
 
@@ -52,10 +54,20 @@ class DecisionInput(BaseModel):
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """A decision with what it cost: the LLM calls behind it (for the trace) and any notice the
+    chat must see (e.g. the day's token budget ran out)."""
+
+    signal: Signal
+    calls: tuple[CallRecord, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
 class Policy(Protocol):
     name: str
 
-    async def decide(self, facts: DecisionInput) -> Signal: ...
+    async def decide(self, facts: DecisionInput) -> Signal | PolicyOutcome: ...
 
 
 class RulePolicy:

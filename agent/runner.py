@@ -52,6 +52,7 @@ class WalkResult:
     reason: str = ""
     card: dict[str, Any] | None = None
     created: bool = True
+    notices: tuple[str, ...] = ()  # for the chat, e.g. the LLM budget ran out
 
 
 @dataclass(frozen=True)
@@ -131,20 +132,24 @@ class SignalRunner:
                 card = dict(interrupts[0].value) if interrupts else {}
             created = await self._store_pending(values, card) if card else False
         self._log_done(values, started)
+        notices = tuple(values.get("notices") or ())
         if not card:
             return WalkResult(
-                signal_id, str(values.get("outcome", "")), str(values.get("reason", "")), values.get("card")
+                signal_id,
+                str(values.get("outcome", "")),
+                str(values.get("reason", "")),
+                values.get("card"),
+                notices=notices,
             )
         # Outside the thread's lock: an auto-approval resumes the thread, which takes the lock again.
         auto = self.deps.config.auto_approve
         equity = Decimal(str(values.get("facts", {}).get("equity", "0")))
         if created and auto.approves(float(card.get("confidence") or 0), Decimal(card.get("notional") or 0), equity):
             result = await self.decide(signal_id, "approved", actor=f"auto:{auto.mode}", reason="auto-approve rule")
-            return WalkResult(signal_id, result.status, result.reason, card)
+            return WalkResult(signal_id, result.status, result.reason, card, notices=notices)
         stored = self.deps.signals.get(signal_id)
-        return WalkResult(
-            signal_id, stored.status if stored else SignalStatus.PENDING.value, card=card, created=created
-        )
+        status = stored.status if stored else SignalStatus.PENDING.value
+        return WalkResult(signal_id, status, card=card, created=created, notices=notices)
 
     async def _store_pending(self, values: dict[str, Any], card: dict[str, Any]) -> bool:
         """The pending signal row, written once the graph has paused; the card goes out then."""

@@ -195,17 +195,27 @@ def demo(
         str, typer.Option(help="ask: y/n per signal on a terminal; all: approve everything; none: decide later.")
     ] = "ask",
     days: Annotated[int, typer.Option(help="Days of 2021 to replay (from 2021-07-06).", min=1, max=60)] = 7,
+    policy: Annotated[
+        str, typer.Option(help="rules: the deterministic rule policy (offline); llm: the configured LLM endpoint.")
+    ] = "rules",
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """The whole walk offline on real 2021 data: scans, signals, approvals, paper fills, exits."""
     from bot.demo import DemoError, run_demo
+    from bot.services import LLM_VARIABLES
 
     if approve not in ("ask", "all", "none"):
         typer.echo(f"error: --approve must be ask, all or none, not {approve!r}", err=True)
         raise typer.Exit(2)
+    if policy not in ("rules", "llm"):
+        typer.echo(f"error: --policy must be rules or llm, not {policy!r}", err=True)
+        raise typer.Exit(2)
     mode: Literal["ask", "all", "none"] = approve  # type: ignore[assignment]
-    settings = _settings(data_dir, quiet=True)
+    settings = _settings(data_dir, quiet=True).model_copy(update={"policy": policy})
+    if policy == "llm" and not settings.llm_config.configured:
+        typer.echo(f"error: --policy llm needs an LLM endpoint: set {LLM_VARIABLES}", err=True)
+        raise typer.Exit(2)
     echo = (lambda _line: None) if as_json else typer.echo
     # With --json, stdout is the summary alone; a fallback the user did not ask for goes to stderr.
     warn = (lambda line: typer.echo(line, err=True)) if as_json else None

@@ -17,9 +17,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from agent.llm.ask import ask
 from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
-from bot.services import Services
+from bot.services import LLM_VARIABLES, Services
+from storage.llm import LLM_NODE_PREFIX, trace_outcome, usage_since
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
+from storage.tables import DecisionTrace
 from storage.users import Role
 from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
@@ -119,6 +122,8 @@ class CommandCore:
             ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
             ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
             ("chart", Role.VIEWER, "/chart SYMBOL [TIMEFRAME]", "candlestick chart", self._chart),
+            ("ask", Role.TRADER, "/ask QUESTION", "ask the model about the markets (read-only)", self._ask),
+            ("llm", Role.VIEWER, "/llm", "the model in use and today's LLM spend", self._llm),
         ]:
             self.commands[name] = Command(name, role, usage, summary, handler)
 
@@ -235,10 +240,15 @@ class CommandCore:
                 lines.append(f"{watchlist.name}: {report.error}")
                 continue
             lines.append(
-                f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates, "
-                + ", ".join(f"{w.signal_id} {w.status}" for w in report.walks)
+                f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates"
+                + "".join(
+                    f"\n  {w.signal_id} {w.status}"
+                    + (f": {w.reason[:160]}" if w.reason and w.status != SignalStatus.PENDING.value else "")
+                    for w in report.walks
+                )
             )
             for walk in report.walks:
+                lines.extend(f"notice: {n}" for n in walk.notices)
                 if walk.status == SignalStatus.PENDING.value and walk.card and walk.created:
                     await self._attach_card(reply, walk.card)
         reply.text = (
@@ -257,9 +267,11 @@ class CommandCore:
         timeframe = await self._native_or(venue, [symbol], "15m")
         self._audit(caller, "signal", symbol)
         walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
-        reply = Reply(f"{symbol}: {walk.status}" + (f" ({walk.reason})" if walk.reason else ""))
+        notices = "".join(f"\nnotice: {n}" for n in walk.notices)
+        reply = Reply(f"{symbol}: {walk.status}" + (f" ({walk.reason})" if walk.reason else "") + notices)
         if walk.status == SignalStatus.PENDING.value and walk.card:
-            reply.text = ""
+            # The card replaces the status line, not the notices: they are shown once, so here.
+            reply.text = notices.lstrip("\n")
             await self._attach_card(reply, walk.card)
         reply.data.update({"signal_id": walk.signal_id, "status": walk.status})
         return reply
@@ -464,6 +476,7 @@ class CommandCore:
             f"approvals expire after {int(config.approval_timeout.total_seconds() // 60)} min of market time; "
             f"drift limit {config.max_drift_bps} bps; auto-approve {config.auto_approve.mode}",
             f"other profiles: {', '.join(p for p in PROFILES if p != profile.name)}",
+            self._llm_line(),
         ]
         usage = []
         now = self.s.clock.now()
@@ -534,6 +547,49 @@ class CommandCore:
         if path is None:
             return Reply(f"no {timeframe} bars for {symbol} yet", ok=False)
         return Reply(f"{symbol} {timeframe}", images=[str(path)])
+
+    async def _ask(self, caller: Caller, args: list[str]) -> Reply:
+        client = self.s.llm
+        if client is None:
+            raise UserError(f"/ask needs an LLM: set {LLM_VARIABLES}")
+        self._audit(caller, "ask", "", {"question": " ".join(args)[:200]})
+        answer = await ask(client, self.s.deps, " ".join(args), max_rounds=self.s.settings.llm_max_rounds)
+        now = self.s.clock.now()
+        for i, call in enumerate(answer.calls, 1):
+            self.s.signals.add_trace(
+                DecisionTrace(
+                    signal_id=None,
+                    node=f"{LLM_NODE_PREFIX}:ask:{i}",
+                    policy="ask",
+                    model=call.model,
+                    request=call.request,
+                    response=call.response,
+                    prompt_tokens=call.prompt_tokens,
+                    completion_tokens=call.completion_tokens,
+                    cost_usd=call.cost_usd,
+                    latency_ms=call.latency_ms,
+                    outcome=trace_outcome(call.outcome, cached=call.cached),
+                    created_at=now,
+                )
+            )
+        return Reply(answer.text, ok=answer.ok, data={"tools": list(answer.tools_used), "calls": len(answer.calls)})
+
+    async def _llm(self, caller: Caller, args: list[str]) -> Reply:
+        return Reply(self._llm_line(), data={"policy": self.s.deps.policy.name})
+
+    def _llm_line(self) -> str:
+        settings = self.s.settings
+        if self.s.llm is None:
+            return f"policy {self.s.deps.policy.name}: no LLM configured ({LLM_VARIABLES})"
+        now = self.s.clock.now()
+        used = usage_since(self.s.engine, now.replace(hour=0, minute=0, second=0, microsecond=0))
+        budget = settings.llm_daily_token_budget
+        left = f"{max(budget - used.tokens, 0):,} of {budget:,} tokens left" if budget else "no daily token budget"
+        return (
+            f"policy {self.s.deps.policy.name} ({self.s.llm.provider}); today (UTC): {used.calls} calls, "
+            f"{used.prompt_tokens:,} prompt + {used.completion_tokens:,} completion tokens, ${used.cost_usd:.4f}; "
+            f"{left}; cache {settings.llm_cache}"
+        )
 
     # --- helpers ---
 

@@ -34,8 +34,9 @@ from scheduler.driver import FastForwardDriver, ScanJob, ScanTick
 from scheduler.scan import scan_interval
 from scheduler.triggers import trigger_for
 from storage.db import make_engine, redact_url
+from storage.llm import LLMCache
 from storage.signals import SignalStatus
-from storage.tables import Approval, AuditEntry, FillRow, KeyValue, OrderRow, SignalRow, User, Watchlist
+from storage.tables import Approval, AuditEntry, FillRow, KeyValue, LLMCacheEntry, OrderRow, SignalRow, User, Watchlist
 from storage.users import Role
 from storage.watchlists import WatchlistSpec
 
@@ -58,16 +59,19 @@ class DemoRun:
     stop_after_scan: bool = False
 
 
-def prepare_database(settings: Settings) -> None:
+def prepare_database(settings: Settings) -> list[LLMCacheEntry]:
     """A demo starts from an empty database, so the same inputs give the same run. A database that
     an earlier demo wrote is wiped; one holding anything a person made (users, watchlists, signals,
-    orders, audit entries) that no demo wrote is refused, never touched."""
+    orders, audit entries) that no demo wrote is refused, never touched.
+
+    The LLM response cache survives the wipe (it is returned, to be put back): a re-run of an LLM
+    demo asks the endpoint nothing it answered before."""
     url = settings.resolved_database_url
     engine = make_engine(url)
     try:
         tables = set(inspect(engine).get_table_names())
         if "signals" not in tables:
-            return
+            return []
         with Session(engine) as session:
             marker = session.get(KeyValue, DEMO_KEY)
             # What someone made or decided: users and their roles, watchlists, signals, orders and
@@ -86,6 +90,11 @@ def prepare_database(settings: Settings) -> None:
             )
         import storage.tables  # noqa: F401  (every table on the metadata)
 
+        cached: list[LLMCacheEntry] = []
+        if LLMCacheEntry.__tablename__ in tables:
+            with Session(engine, expire_on_commit=False) as session:
+                cached = list(session.exec(select(LLMCacheEntry)).all())
+                session.expunge_all()
         with engine.begin() as connection:
             SQLModel.metadata.drop_all(connection)
             for table in (
@@ -98,6 +107,7 @@ def prepare_database(settings: Settings) -> None:
             ):
                 if table in tables:
                     connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+        return cached
     finally:
         engine.dispose()
 
@@ -121,7 +131,7 @@ async def run_demo(
     if asked and not interactive:
         (warn or echo)("not on a terminal: approving every signal automatically (use --approve none to decide later)")
         approve = "all"
-    await asyncio.to_thread(prepare_database, settings)
+    cached = await asyncio.to_thread(prepare_database, settings)
     from venues.clock import SimulatedClock
 
     clock = SimulatedClock(REPLAY_START)
@@ -130,6 +140,15 @@ async def run_demo(
     auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
     async with open_services(settings, clock=clock, auto_approve=auto) as services:
         services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
+        cache = LLMCache(services.engine)
+        for entry in cached:
+            cache.put(
+                entry.request_hash,
+                model=entry.model,
+                request=entry.request,
+                response=entry.response,
+                at=entry.created_at,
+            )
         services.users.grant("console", CONSOLE_USER.user_id, Role.ADMIN, at=clock.now(), display_name="console")
         watchlists = seed_watchlists(services)
         jobs = [
@@ -165,6 +184,8 @@ def _scan_job(services: Services, watchlist: WatchlistSpec, run: DemoRun) -> Cal
             run.echo(f"{local}  {event.venue}  {event.text}")
         report = await services.scanner.scan(watchlist, trigger="demo")
         for walk in report.walks:
+            for notice in walk.notices:
+                run.echo(f"{local}  notice: {notice}")
             if not walk.created:
                 continue
             card = walk.card or {}
@@ -243,6 +264,7 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
         decided[approval.decision] += 1
     summary = {
         "approve_mode": run.approve,
+        "policy": services.deps.policy.name,
         "days": days,
         "clock_start": REPLAY_START.isoformat(),
         "clock_end": services.clock.now().isoformat(),

@@ -85,3 +85,21 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         return "; ".join(parts)
 
     yield _run("replay data", replay_data)
+
+    llm = settings.llm_config
+    if not llm.configured:
+        from bot.services import LLM_VARIABLES
+
+        yield Check("LLM", True, f"not configured: the rule policy decides (to use an LLM, set {LLM_VARIABLES})")
+        return
+    try:
+        import asyncio
+
+        from agent.llm.client import probe
+
+        lines = asyncio.run(probe(llm))
+    except Exception as exc:  # the doctor reports; it does not stop at the first failure
+        yield Check("LLM", False, f"{type(exc).__name__}: {exc}")
+        return
+    for name, ok, detail in lines:
+        yield Check(name, ok, detail)

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine
 
 from agent.deps import AgentConfig, AgentDeps, AutoApprove
 from agent.graph import build_graph
+from agent.llm.client import OpenAICompatClient
+from agent.llm.policy import LLMPolicy
 from agent.policies import RulePolicy
 from agent.runner import CardHook, SignalRunner
 from bot.settings import Settings
 from bot.wiring import open_database
 from scheduler.manage import PositionManager
-from scheduler.scan import Scanner
+from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
 from storage.checkpoints import open_checkpointer
+from storage.llm import LLMCache, usage_since
 from storage.paper_ledger import SqlPaperLedger
 from storage.plans import PlanStore
 from storage.signals import CLOCK_KEY, SignalStore
@@ -57,7 +59,7 @@ class Services:
     runner: SignalRunner
     scanner: Scanner
     charts_dir: Path
-    extras: dict[str, Any] = field(default_factory=dict)
+    llm: OpenAICompatClient | None = None
 
     @property
     def simulated(self) -> bool:
@@ -115,11 +117,16 @@ async def open_services(
         auto_approve=auto_approve or AutoApprove(mode=settings.auto_approve),
     )
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
+    llm = llm_client(settings, clock, engine) if settings.use_llm else None
+    if llm is not None:
+        deps.policy = LLMPolicy(llm, deps, settings.llm_config)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
     async with open_checkpointer(settings.resolved_database_url) as checkpointer:
         graph = build_graph(deps, checkpointer)
         runner = SignalRunner(deps, graph, on_card=on_card)
-        scanner = Scanner(runner, PositionManager(venues, plans, signals, clock))
+        # With an LLM deciding, a scan's candidates are decided side by side, up to its concurrency.
+        concurrency = settings.llm_concurrency if llm is not None else DEFAULT_CONCURRENCY
+        scanner = Scanner(runner, PositionManager(venues, plans, signals, clock), concurrency=concurrency)
         services = Services(
             settings=settings,
             engine=engine,
@@ -133,13 +140,40 @@ async def open_services(
             runner=runner,
             scanner=scanner,
             charts_dir=charts_dir,
+            llm=llm,
         )
         await runner.recover()
         try:
             yield services
         finally:
             services.remember_clock()
+            if llm is not None:
+                await llm.aclose()
             engine.dispose()
+
+
+class ConfigError(Exception):
+    """A setting that makes the requested mode impossible; the message names what to set."""
+
+
+LLM_VARIABLES = (
+    "TRADEOPS_LLM_MODEL and TRADEOPS_LLM_API_KEY (or OPENAI_API_KEY), "
+    "and TRADEOPS_LLM_BASE_URL for a non-OpenAI endpoint"
+)
+
+
+def llm_client(settings: Settings, clock: Clock, engine: Engine) -> OpenAICompatClient:
+    """The LLM client of the configured endpoint, with the response cache and today's usage for the
+    token budget (the budget day is the UTC day of the clock)."""
+    config = settings.llm_config
+    if not config.configured:
+        raise ConfigError(f"the LLM policy needs an endpoint: set {LLM_VARIABLES}")
+
+    def spent_today() -> int:
+        now = clock.now()
+        return usage_since(engine, now.replace(hour=0, minute=0, second=0, microsecond=0)).tokens
+
+    return OpenAICompatClient(config, clock=clock, cache=LLMCache(engine), usage=spent_today)
 
 
 def _charts_dir(settings: Settings) -> Path:

@@ -11,9 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent.llm.config import LLMConfig
 from storage.db import sqlite_url
 from venues.paper import FillAt, PaperBrokerConfig
 
@@ -24,6 +25,7 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        populate_by_name=True,
     )
 
     data_dir: Path = Field(default=Path("./var"), description="where the database, charts and logs live")
@@ -42,6 +44,46 @@ class Settings(BaseSettings):
     approval_minutes: int = Field(default=15, ge=1, le=24 * 60)
     auto_approve: Literal["none", "all", "rule"] = "none"
     max_drift_bps: Decimal = Field(default=Decimal(50), ge=0, le=2000)
+
+    policy: Literal["auto", "rules", "llm"] = "auto"
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TRADEOPS_LLM_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TRADEOPS_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str | None = None
+    llm_provider: Literal["auto", "openai", "deepseek", "deepseek-reasoner", "qwen", "vllm", "ollama", "generic"] = (
+        "auto"
+    )
+    llm_timeout: float = Field(default=30.0, gt=0, le=600)
+    llm_concurrency: int = Field(default=4, ge=1, le=64)
+    llm_max_rounds: int = Field(default=3, ge=1, le=10)
+    llm_daily_token_budget: int = Field(default=0, ge=0)
+    llm_budget_fallback: Literal["rules", "abstain"] = "rules"
+    llm_cache: Literal["off", "read-write", "read-only"] = "read-write"
+    llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=dict)
+
+    @property
+    def llm_config(self) -> LLMConfig:
+        return LLMConfig(
+            base_url=(self.llm_base_url or "").strip() or None,
+            api_key=self.llm_api_key.get_secret_value().strip() if self.llm_api_key else None,
+            model=(self.llm_model or "").strip() or None,
+            provider=self.llm_provider,
+            timeout_s=self.llm_timeout,
+            concurrency=self.llm_concurrency,
+            max_rounds=self.llm_max_rounds,
+            daily_token_budget=self.llm_daily_token_budget,
+            budget_fallback=self.llm_budget_fallback,
+            cache=self.llm_cache,
+            prices=self.llm_prices,
+        )
+
+    @property
+    def use_llm(self) -> bool:
+        """The policy in use: the LLM when asked for, or by default when one is configured."""
+        return self.policy == "llm" or (self.policy == "auto" and self.llm_config.configured)
 
     @property
     def approval_timeout(self) -> timedelta:

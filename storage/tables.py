@@ -61,7 +61,7 @@ class SignalRow(SQLModel, table=True):
     symbol: str = Field(max_length=32, index=True)
     side: str = Field(max_length=8)
     status: str = Field(max_length=16)
-    policy: str = Field(default="", max_length=32)
+    policy: str = Field(default="", max_length=160)  # "llm:<model id>"
     entry: Decimal | None = _money(None, nullable=True)
     stop: Decimal | None = _money(None, nullable=True)
     take_profits: list[str] = _json(list)  # decimal strings
@@ -173,7 +173,7 @@ class DecisionTrace(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     signal_id: str | None = Field(default=None, max_length=40, index=True)
     node: str = Field(max_length=32)
-    policy: str = Field(default="", max_length=32)
+    policy: str = Field(default="", max_length=160)  # "llm:<model id>"
     model: str = Field(default="", max_length=128)
     request: dict[str, Any] = _json(dict)
     response: dict[str, Any] = _json(dict)
@@ -264,3 +264,17 @@ class EquitySnapshot(SQLModel, table=True):
     cash: Decimal = _money()
     equity: Decimal = _money()
     ts: datetime = _ts(index=True)
+
+
+class LLMCacheEntry(SQLModel, table=True):
+    """An LLM answer keyed by a hash of the exact request: a re-run asks nobody twice."""
+
+    __tablename__ = "llm_cache"
+
+    request_hash: str = Field(primary_key=True, max_length=64)
+    model: str = Field(max_length=128)
+    request: dict[str, Any] = _json(dict)
+    response: dict[str, Any] = _json(dict)
+    hits: int = 0
+    created_at: datetime = _ts()
+    last_hit_at: datetime | None = _ts(nullable=True)

@@ -56,6 +56,8 @@ POLICY = {
     "pause": Role.ADMIN,
     "resume": Role.ADMIN,
     "chart": Role.VIEWER,
+    "ask": Role.TRADER,  # spends tokens
+    "llm": Role.VIEWER,
 }
 
 # One valid invocation per command, the text that proves its handler ran, and whether it succeeds
@@ -75,6 +77,9 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     "pause": ("/pause fire drill", "kill switch ON", True),
     "resume": ("/resume", "kill switch off", True),
     "chart": ("/chart ETH/USDT", "ETH/USDT 1h", True),
+    # No endpoint is configured in these tests: the handler runs and says what to set.
+    "ask": ("/ask how is ETH doing?", "/ask needs an LLM: set TRADEOPS_LLM_MODEL", False),
+    "llm": ("/llm", "no LLM configured", True),
 }
 
 # The constructor only builds the table, so it can be read at collection time to parametrise over
@@ -198,7 +203,7 @@ def test_who_is_refused_what() -> None:
     refused = {
         role: sorted(name for name, command in COMMANDS.items() if not role.allows(command.role)) for role in CALLERS
     }
-    assert refused[Role.VIEWER] == ["approve", "pause", "reject", "resume", "scan", "signal"]
+    assert refused[Role.VIEWER] == ["approve", "ask", "pause", "reject", "resume", "scan", "signal"]
     assert refused[Role.TRADER] == ["pause", "resume"]
     assert refused[Role.ADMIN] == []
 

@@ -32,6 +32,7 @@ EXPECTED_TABLES = {
     "kv",
     "trade_plans",
     "equity_snapshots",
+    "llm_cache",
 }
 
 
@@ -124,3 +125,18 @@ def test_urls_are_normalised_and_redacted() -> None:
     assert "secret" not in redact_url("postgresql://u:secret@h/db")
     with pytest.raises(ValueError, match="unsupported database URL"):
         make_engine("mysql://u:p@h/db")
+
+
+def test_an_llm_policy_name_with_a_long_model_id_fits(engine: Engine) -> None:
+    from storage.tables import DecisionTrace, SignalRow
+
+    name = "llm:meta-llama/Llama-3.1-8B-Instruct"  # 36 characters: too long for the first schema
+    with transaction(engine) as session:
+        session.add(
+            SignalRow(
+                id="s1", venue="v", symbol="S", side="hold", status="hold", policy=name, created_at=T0, updated_at=T0
+            )
+        )
+        session.add(DecisionTrace(signal_id="s1", node="decide", policy=name, created_at=T0))
+    with Session(engine) as session:
+        assert session.exec(select(DecisionTrace.policy)).one() == name

@@ -146,6 +146,8 @@ def _resample_on_sessions(bars: pd.DataFrame, tf: Timeframe, calendar: str) -> p
     close_times = pd.DatetimeIndex(bars["close_time"]).as_unit(unit)
     # Bars that overlap the regular hours; a pre- or post-market print belongs to no exchange bar.
     inside = np.asarray((close_times > opens) & (index < closes))
+    if not inside.any():  # only pre- or post-market bars so far: no exchange bar yet
+        return empty_bars()
     if tf.delta >= pd.Timedelta(days=1):
         members = bars[inside]
         days = local_day[inside]
@@ -176,12 +178,21 @@ def _resample_on_sessions(bars: pd.DataFrame, tf: Timeframe, calendar: str) -> p
     after_break = np.asarray(brk_end.notna() & (close_times > brk_end))
     in_break = np.asarray(brk_start.notna() & (index >= brk_start) & (close_times <= brk_end))
     inside &= ~in_break
+    if not inside.any():
+        return empty_bars()
     seg_start = np.where(after_break, brk_end.asi8, opens.asi8)
     seg_end = np.where(np.asarray(brk_start.notna()) & ~after_break, brk_start.asi8, closes.asi8)
     step = int(tf.delta / pd.Timedelta(1, unit=unit))
     k = np.maximum((index.asi8 - seg_start) // step, 0)
     bucket = seg_start + k * step
     bucket_end = np.minimum(bucket + step, seg_end)
+    # A source bar may straddle a bucket's end (an hourly bar 17:00-18:00 in the US 13:30-17:30
+    # bucket): the bucket is final only when that bar is, i.e. at the end rounded up to the source
+    # bars' grid. Without this, a bucket cut at `now` before the straddler closed would be returned
+    # and then change.
+    source = int(np.median(close_times.asi8 - index.asi8)) if len(index) else 0
+    if source > 0:
+        bucket_end = -(-bucket_end // source) * source
     keys = _utc_index(bucket[inside], unit)
     members = bars[inside]
     agg = members.groupby(keys).agg(_AGGREGATION)
