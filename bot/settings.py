@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     llm_provider: Literal["auto", "openai", "deepseek", "deepseek-reasoner", "qwen", "vllm", "ollama", "generic"] = (
         "auto"
     )
+    llm_tools: Literal["auto", "on", "off"] = "auto"
     llm_timeout: float = Field(default=30.0, gt=0, le=600)
     llm_concurrency: int = Field(default=4, ge=1, le=64)
     llm_max_rounds: int = Field(default=3, ge=1, le=10)
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
             api_key=self.llm_api_key.get_secret_value().strip() if self.llm_api_key else None,
             model=(self.llm_model or "").strip() or None,
             provider=self.llm_provider,
+            tools=None if self.llm_tools == "auto" else self.llm_tools == "on",
             timeout_s=self.llm_timeout,
             concurrency=self.llm_concurrency,
             max_rounds=self.llm_max_rounds,

@@ -642,3 +642,13 @@ async def test_probe_flags_an_unknown_model_and_a_dead_endpoint(api: respx.MockR
 async def test_probe_without_settings() -> None:
     lines = await probe(LLMConfig(), clock=SimulatedClock(NOW))
     assert len(lines) == 1 and not lines[0][1] and "TRADEOPS_LLM_MODEL" in lines[0][2]
+
+
+def test_the_tools_setting_reaches_the_profile() -> None:
+    clock = SimulatedClock(datetime(2021, 7, 6, tzinfo=UTC))
+    local = LLMConfig(base_url="http://localhost:8000/v1", model="qwen2.5-7b-instruct", provider="vllm")
+    assert not OpenAICompatClient(local, clock=clock).supports_tools  # vLLM without a tool parser: off
+    on = OpenAICompatClient(LLMConfig(**{**local.__dict__, "tools": True}), clock=clock)
+    assert on.supports_tools
+    off = OpenAICompatClient(LLMConfig(base_url=None, api_key="k", model="gpt-4o-mini", tools=False), clock=clock)
+    assert not off.supports_tools

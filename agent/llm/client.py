@@ -183,7 +183,7 @@ class OpenAICompatClient:
         if not config.model:
             raise LLMFailure("config", "no LLM model configured; set TRADEOPS_LLM_MODEL")
         try:
-            self.profile = profile or detect(config.base_url, config.model, config.provider)
+            self.profile = profile or detect(config.base_url, config.model, config.provider, tools=config.tools)
         except ValueError as exc:
             raise LLMFailure("config", str(exc)) from exc
         self.config = config

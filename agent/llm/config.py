@@ -32,6 +32,7 @@ class LLMConfig:
     api_key: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     model: str | None = None
     provider: str = "auto"  # auto | openai | deepseek | qwen | vllm | ollama | generic
+    tools: bool | None = None  # None: as the provider's profile says; True/False forces tool calls on/off
     timeout_s: float = 30.0
     concurrency: int = 4
     max_rounds: int = 3
