@@ -28,13 +28,13 @@ from agent.deps import AgentDeps
 from agent.gather import decision_input, risk_context
 from agent.llm.types import CallRecord
 from agent.policies import DecisionInput, PolicyOutcome
-from storage.llm import LLM_NODE_PREFIX, trace_outcome
+from storage.llm import LLM_NODE_PREFIX
 from storage.signals import RISK_TRACE_NODE, SignalStatus
 from storage.tables import DecisionTrace, SignalRow, TradePlan
 from tools import risk as risk_gate
 from tools.models import Action, Candidate, Proposal, RiskVerdict, Signal
 from tools.risk import RiskContext
-from tools.sizing import propose, risk_based_qty
+from tools.sizing import propose, sized_buy
 from venues import calendars
 from venues.errors import VenueError
 from venues.models import Order, OrderRequest, OrderStatus, OrderType, Side
@@ -168,22 +168,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             node = f"{LLM_NODE_PREFIX}:{i}"
             if node in written:
                 continue  # the decide step ran again after a crash: its calls are recorded
-            deps.signals.add_trace(
-                DecisionTrace(
-                    signal_id=signal_id,
-                    node=node,
-                    policy=deps.policy.name,
-                    model=call.model,
-                    request=call.request,
-                    response=call.response,
-                    prompt_tokens=call.prompt_tokens,
-                    completion_tokens=call.completion_tokens,
-                    cost_usd=call.cost_usd,
-                    latency_ms=call.latency_ms,
-                    outcome=trace_outcome(call.outcome, cached=call.cached),
-                    created_at=now,
-                )
-            )
+            deps.signals.add_trace(call.trace(signal_id=signal_id, node=node, policy=deps.policy.name, at=now))
 
     async def assess(state: SignalState) -> dict[str, Any]:
         started = time.perf_counter()
@@ -196,7 +181,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         )
         facts = DecisionInput.model_validate(state["facts"])
         if signal.action is Action.BUY:
-            qty, notes = risk_based_qty(
+            proposal = sized_buy(
                 signal,
                 instrument,
                 equity=context.equity,
@@ -204,14 +189,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 risk_per_trade_pct=profile.risk_per_trade_pct,
                 max_position_pct=profile.max_position_pct,
                 slippage_bps=config.slippage_bps,
-            )
-            proposal = propose(
-                signal,
-                instrument,
-                qty,
-                slippage_bps=config.slippage_bps,
                 exit_weights=config.exit_weights,
-                notes=tuple(notes),
             )
         else:
             if signal.entry is None:

@@ -20,9 +20,8 @@ from typing import Any, Literal
 from agent.llm.ask import ask
 from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
-from storage.llm import LLM_NODE_PREFIX, trace_outcome, usage_since
+from storage.llm import LLM_NODE_PREFIX, usage_since
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
-from storage.tables import DecisionTrace
 from storage.users import Role
 from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
@@ -556,22 +555,8 @@ class CommandCore:
         answer = await ask(client, self.s.deps, " ".join(args), max_rounds=self.s.settings.llm_max_rounds)
         now = self.s.clock.now()
         for i, call in enumerate(answer.calls, 1):
-            self.s.signals.add_trace(
-                DecisionTrace(
-                    signal_id=None,
-                    node=f"{LLM_NODE_PREFIX}:ask:{i}",
-                    policy="ask",
-                    model=call.model,
-                    request=call.request,
-                    response=call.response,
-                    prompt_tokens=call.prompt_tokens,
-                    completion_tokens=call.completion_tokens,
-                    cost_usd=call.cost_usd,
-                    latency_ms=call.latency_ms,
-                    outcome=trace_outcome(call.outcome, cached=call.cached),
-                    created_at=now,
-                )
-            )
+            node = f"{LLM_NODE_PREFIX}:ask:{i}"
+            self.s.signals.add_trace(call.trace(signal_id=None, node=node, policy="ask", at=now))
         return Reply(answer.text, ok=answer.ok, data={"tools": list(answer.tools_used), "calls": len(answer.calls)})
 
     async def _llm(self, caller: Caller, args: list[str]) -> Reply:

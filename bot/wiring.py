@@ -1,4 +1,4 @@
-"""Builds the application's objects from Settings: the one place that knows every concrete class."""
+"""Opening the configured database (migrated unless told otherwise); bot/services.py builds the rest."""
 
 from __future__ import annotations
 

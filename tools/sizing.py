@@ -164,3 +164,27 @@ def propose(
         exit_weights=weights,
         notes=notes,
     )
+
+
+def sized_buy(
+    signal: Signal,
+    instrument: Instrument,
+    *,
+    equity: Decimal,
+    available_cash: Decimal,
+    risk_per_trade_pct: Decimal,
+    max_position_pct: Decimal,
+    slippage_bps: Decimal,
+    exit_weights: tuple[Decimal, ...] = DEFAULT_EXIT_WEIGHTS,
+) -> Proposal:
+    """A BUY sized by risk and costed: what the risk gate judges (the graph) or previews (a tool)."""
+    qty, notes = risk_based_qty(
+        signal,
+        instrument,
+        equity=equity,
+        available_cash=available_cash,
+        risk_per_trade_pct=risk_per_trade_pct,
+        max_position_pct=max_position_pct,
+        slippage_bps=slippage_bps,
+    )
+    return propose(signal, instrument, qty, slippage_bps=slippage_bps, exit_weights=exit_weights, notes=tuple(notes))

@@ -21,7 +21,7 @@ from agent.gather import risk_context
 from tools import risk as risk_gate
 from tools.indicators import IndicatorSpecError, compute
 from tools.models import Action, Signal
-from tools.sizing import propose, risk_based_qty
+from tools.sizing import sized_buy
 from venues import calendars
 from venues.base import Venue
 from venues.errors import VenueError
@@ -293,7 +293,7 @@ class Toolbox:
         profile = config.risk_for(venue.name)
         context = await risk_context(self.deps, venue_name=venue.name, symbol=symbol, timeframe=instrument.timeframe)
         account = await venue.broker_required().account(instrument.currency)
-        qty, notes = risk_based_qty(
+        proposal = sized_buy(
             signal,
             instrument,
             equity=context.equity,
@@ -301,14 +301,7 @@ class Toolbox:
             risk_per_trade_pct=profile.risk_per_trade_pct,
             max_position_pct=profile.max_position_pct,
             slippage_bps=config.slippage_bps,
-        )
-        proposal = propose(
-            signal,
-            instrument,
-            qty,
-            slippage_bps=config.slippage_bps,
             exit_weights=config.exit_weights,
-            notes=tuple(notes),
         )
         verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)
         return {

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
+
+from storage.llm import trace_outcome
+from storage.tables import DecisionTrace
 
 FailureKind = Literal[
     "config",  # no endpoint, key or model configured
@@ -51,6 +55,23 @@ class CallRecord:
     outcome: str  # "ok" or the failure kind
     request: dict[str, Any] = field(default_factory=dict)  # the messages and parameters sent
     response: dict[str, Any] = field(default_factory=dict)  # the completion as received
+
+    def trace(self, *, signal_id: str | None, node: str, policy: str, at: datetime) -> DecisionTrace:
+        """The decision-trace row that keeps this call: what was asked, answered, and what it cost."""
+        return DecisionTrace(
+            signal_id=signal_id,
+            node=node,
+            policy=policy,
+            model=self.model,
+            request=self.request,
+            response=self.response,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost_usd=self.cost_usd,
+            latency_ms=self.latency_ms,
+            outcome=trace_outcome(self.outcome, cached=self.cached),
+            created_at=at,
+        )
 
 
 @dataclass(frozen=True)
