@@ -3,7 +3,9 @@ it can compute by hand: a market serving a few hand-written bars under a simulat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -80,3 +82,19 @@ def replay_instrument(symbol: str, **changes: Any) -> Instrument:
             if series.instrument.symbol == symbol:
                 return series.instrument.model_copy(update=changes)
     raise KeyError(f"{symbol} is not in the replay catalog")
+
+
+@contextmanager
+def restored_logging() -> Iterator[None]:
+    """The CLI replaces the root logger's handlers (one writes into the data dir): put them back,
+    closing the ones it opened."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from bot.settings import load_settings
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
 from storage.tables import OrderRow
 from storage.users import Role
+from tests.support import restored_logging
 from venues.clock import SimulatedClock
 
 # The first moment of the shipped data at which ETH/USDT proposes a BUY that passes the risk gate
@@ -624,15 +624,8 @@ async def test_the_interactive_console(services: Services, monkeypatch: pytest.M
 
 @pytest.fixture
 def quiet_logging() -> Iterator[None]:
-    """The CLI replaces the root logger's handlers (one writes into the data dir): put them back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with restored_logging():
+        yield
 
 
 @pytest.mark.usefixtures("quiet_logging")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from bot.settings import Settings, load_settings
 from storage.db import make_engine
 from storage.tables import OrderRow, SignalRow
 from storage.users import Role
+from tests.support import restored_logging
 from venues.clock import SimulatedClock
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
@@ -57,19 +57,12 @@ VENUES = {"replay-crypto", "replay-cn", "replay-us"}
 def hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """No TRADEOPS_* variable or ./.env steers a demo here, and the CLI's logging setup (it
     replaces the root logger's handlers) is undone afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    with pytest.MonkeyPatch.context() as patch:
+    with restored_logging(), pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
             patch.delenv(name)
         cwd = tmp_path_factory.mktemp("cwd")
         patch.chdir(cwd)
         yield cwd
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

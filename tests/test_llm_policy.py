@@ -14,7 +14,6 @@ two ATRs below (2245.38), targets at 1.5R/2.5R/3.5R.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -42,6 +41,7 @@ from storage.llm import usage_since
 from storage.signals import SignalStatus
 from storage.tables import DecisionTrace, OrderRow
 from storage.users import Role
+from tests.support import restored_logging
 from tools.screen import screen
 from venues.clock import SimulatedClock
 
@@ -212,14 +212,8 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "OPENAI_"))]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with restored_logging():
+        yield
 
 
 @asynccontextmanager
