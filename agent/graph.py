@@ -32,10 +32,12 @@ from storage.llm import LLM_NODE_PREFIX
 from storage.signals import RISK_TRACE_NODE, SignalStatus
 from storage.tables import DecisionTrace, SignalRow, TradePlan
 from tools import risk as risk_gate
+from tools.exits import bracket
 from tools.models import Action, Candidate, Proposal, RiskVerdict, Signal
 from tools.risk import RiskContext
 from tools.sizing import propose, sized_buy
 from venues import calendars
+from venues.costs import round_to_tick, slipped_price
 from venues.errors import VenueError
 from venues.models import Order, OrderRequest, OrderStatus, OrderType, Side
 
@@ -71,9 +73,23 @@ def _dec(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
-def build_card(state: SignalState, proposal: Proposal, verdict: RiskVerdict, *, expires_at: str) -> dict[str, Any]:
-    """The card's data (every transport renders it its own way)."""
+def build_card(
+    state: SignalState,
+    proposal: Proposal,
+    verdict: RiskVerdict,
+    *,
+    expires_at: str,
+    opens_at: str | None = None,
+    max_drift_bps: Decimal = Decimal(50),
+) -> dict[str, Any]:
+    """The card's data (every transport renders it its own way). ``opens_at``: the market is closed
+    and opens then; the entry fills at that open, only within ``max_drift_bps`` of the card's entry."""
     signal = proposal.signal
+    notes = list(signal.risk_notes) + list(proposal.notes)
+    if opens_at is not None:
+        notes.insert(
+            0, f"market closed: fills at the next open ({opens_at}), only within {max_drift_bps} bps of the entry"
+        )
     return {
         "signal_id": state["signal_id"],
         "venue": proposal.venue,
@@ -94,7 +110,8 @@ def build_card(state: SignalState, proposal: Proposal, verdict: RiskVerdict, *, 
         "exit_plan": [_dec(w) for w in proposal.exit_weights],
         "horizon_bars": signal.horizon_bars,
         "reasons": list(signal.reasons),
-        "risk_notes": list(signal.risk_notes) + list(proposal.notes),
+        "risk_notes": notes,
+        "fills_at": f"next open {opens_at}" if opens_at is not None else "market",
         "risk": [c.model_dump() for c in verdict.checks],
         "risk_decision": verdict.decision,
         "policy": signal.policy,
@@ -202,8 +219,17 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 avg_cost=facts.position_avg_cost,
             )
         verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)
-        expires_at = calendars.add_trading_time(instrument.calendar, deps.clock.now(), config.approval_timeout)
-        card = build_card(state, proposal, verdict, expires_at=expires_at.isoformat())
+        now = deps.clock.now()
+        expires_at = calendars.add_trading_time(instrument.calendar, now, config.approval_timeout)
+        opens_at = calendars.next_open(instrument.calendar, now)
+        card = build_card(
+            state,
+            proposal,
+            verdict,
+            expires_at=expires_at.isoformat(),
+            opens_at=opens_at.isoformat() if opens_at else None,
+            max_drift_bps=config.max_drift_bps,
+        )
         return {
             "proposal": proposal.model_dump(mode="json"),
             "verdict": verdict.model_dump(mode="json"),
@@ -227,25 +253,30 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         broker = venue.broker_required()
         proposal = Proposal.model_validate(state["proposal"])
         signal = proposal.signal
+        instrument = await venue.instrument(state["symbol"])
         existing = await broker.order(signal_id)
         if existing is not None:
-            # A concurrent or earlier resume placed it, and may have stopped before the plan was
-            # stored: finish its work (the plan is stored once per signal), order nothing.
-            _store_plan(state, proposal, existing)
+            # A concurrent or earlier resume placed it, and may have stopped before its exits or the
+            # plan were stored: finish that work (each is stored once by its id), order nothing new.
+            await _place_exits(state, proposal, instrument, existing)
             return _order_result(existing)
-        instrument = await venue.instrument(state["symbol"])
-        last = await venue.bars(state["symbol"], instrument.timeframe, limit=1)
-        if last.empty:
-            return {"status": SignalStatus.ABORTED.value, "reason": "no price to check the drift against"}
-        price = Decimal(repr(float(last["close"].iloc[-1])))
         assert signal.entry is not None
-        drift_bps = abs(price - signal.entry) / signal.entry * 10_000
-        if drift_bps > config.max_drift_bps:
-            return {
-                "status": SignalStatus.ABORTED.value,
-                "reason": f"price moved {drift_bps:.0f} bps from the entry {signal.entry} to {price}; "
-                f"the limit is {config.max_drift_bps} bps",
-            }
+        side = Side.BUY if signal.action is Action.BUY else Side.SELL
+        now = deps.clock.now()
+        if calendars.is_open(instrument.calendar, now):
+            # The price this order will fill at: the last trade now (in the replay, the open of the
+            # bar that began when the decision's bar closed), moved by the slippage it will pay.
+            quote = (await venue.snapshot([state["symbol"]])).get(state["symbol"])
+            if quote is None:
+                return {"status": SignalStatus.ABORTED.value, "reason": "no price to check the drift against"}
+            fill_price = slipped_price(instrument, side, Decimal(repr(quote.last)), config.slippage_bps)
+            drift_bps = abs(fill_price - signal.entry) / signal.entry * 10_000
+            if drift_bps > config.max_drift_bps:
+                return {
+                    "status": SignalStatus.ABORTED.value,
+                    "reason": f"the order would fill near {fill_price}, {drift_bps:.0f} bps from the entry "
+                    f"{signal.entry}; the limit is {config.max_drift_bps} bps",
+                }
         # Re-check and order under the venue's lock: two approvals executing at once must not both
         # pass a limit (trades per day, positions, cooldown) that only one of them fits in.
         async with deps.venue_lock(state["venue"]):
@@ -259,7 +290,6 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             if recheck.decision == "block":
                 reason = "risk re-check: " + "; ".join(recheck.reasons)
                 return {"status": SignalStatus.ABORTED.value, "reason": reason}
-            side = Side.BUY if signal.action is Action.BUY else Side.SELL
             try:
                 order = await venue.place_order(
                     OrderRequest(
@@ -268,19 +298,37 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                         side=side,
                         qty=recheck.qty,
                         type=OrderType.MARKET,
+                        # The drift guard again at the fill: a market closed now opens who knows where.
+                        worst_price=worst_fill_price(signal.entry, side, config.max_drift_bps, instrument.tick_size),
                         signal_id=signal_id,
                     )
                 )
             except VenueError as exc:
                 return {"status": SignalStatus.FAILED.value, "reason": str(exc)}
-        _store_plan(state, proposal, order)
+        await _place_exits(state, proposal, instrument, order)
         return _order_result(order)
 
-    def _store_plan(state: SignalState, proposal: Proposal, order: Order) -> None:
-        """The trade plan of an entry the broker took; a second call for the signal changes nothing."""
+    async def _place_exits(state: SignalState, proposal: Proposal, instrument: Any, order: Order) -> None:
+        """The bracket (stop and targets, resting from the entry's fill) and the trade plan of an
+        entry the broker took; each is stored once by its id, so a second call changes nothing."""
         if order.side is not Side.BUY or order.status is OrderStatus.REJECTED:
             return
         signal = proposal.signal
+        assert signal.stop is not None
+        children = bracket(
+            state["signal_id"],
+            instrument,
+            entry_side=order.side,
+            qty=order.qty,
+            stop=signal.stop,
+            take_profits=signal.take_profits,
+            exit_weights=proposal.exit_weights,
+        )
+        venue = deps.venue(state["venue"])
+        for child in children:
+            placed = await venue.place_order(child)
+            if placed.status is OrderStatus.REJECTED:
+                log.warning("exit %s of %s refused: %s", child.client_order_id, state["symbol"], placed.reason)
         deps.plans.create(
             TradePlan(
                 signal_id=state["signal_id"],
@@ -290,9 +338,10 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 status="entry_pending",
                 qty_entry=order.qty,
                 qty_open=order.qty,
-                stop=signal.stop or Decimal(0),
+                stop=signal.stop,
                 take_profits=[format(tp, "f") for tp in signal.take_profits],
                 exit_weights=[format(w, "f") for w in proposal.exit_weights],
+                exit_orders=[c.client_order_id for c in children],
                 time_stop_at=None,
                 updated_at=deps.clock.now(),
             )
@@ -433,6 +482,15 @@ def _outcome(state: SignalState) -> tuple[SignalStatus, str]:
         return SignalStatus(kind), str(decision.get("reason", ""))
     execution = state.get("execution") or {}
     return SignalStatus(execution.get("status", SignalStatus.FAILED.value)), str(execution.get("reason", ""))
+
+
+def worst_fill_price(entry: Decimal, side: Side, max_drift_bps: Decimal, tick: Decimal) -> Decimal:
+    """The worst fill the drift guard allows: ``max_drift_bps`` from the entry, on the tick grid
+    inside the allowance (a buy's rounded down, a sell's up)."""
+    move = entry * max_drift_bps / 10_000
+    if side is Side.BUY:
+        return round_to_tick(entry + move, tick, up=False)
+    return round_to_tick(entry - move, tick, up=True)
 
 
 def _order_result(order: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
 from venues.errors import UnknownSymbolError, VenueError
-from venues.models import ZERO, OrderStatus, Side
+from venues.models import ZERO, Order, OrderStatus, OrderType, Side
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
 MAX_INPUT = 1000
@@ -90,6 +90,14 @@ class Command:
 
 def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+def _order_type(order: Order) -> str:
+    if order.type is OrderType.STOP:
+        return f"stop {order.stop_price}" + (f" trail {order.trail}" if order.trail else "")
+    if order.type is OrderType.LIMIT:
+        return f"limit {order.limit_price}"
+    return "market"
 
 
 def _money(value: Decimal, currency: str = "") -> str:
@@ -393,7 +401,7 @@ class CommandCore:
             return Reply("no orders yet", data={"orders": []})
         return Reply(
             table(
-                ["id", "venue", "symbol", "side", "qty", "status", "fill", "fees", "created", "reason"],
+                ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
                 [
                     (
                         o.client_order_id,
@@ -401,6 +409,7 @@ class CommandCore:
                         o.symbol,
                         o.side.value,
                         o.qty,
+                        _order_type(o),
                         o.status.value,
                         o.avg_fill_price,
                         o.fees,
@@ -410,7 +419,12 @@ class CommandCore:
                     for o in orders
                 ],
             ),
-            data={"orders": [{"id": o.client_order_id, "status": o.status.value} for o in orders]},
+            data={
+                "orders": [
+                    {"id": o.client_order_id, "status": o.status.value, "type": o.type.value, "parent": o.parent}
+                    for o in orders
+                ]
+            },
         )
 
     async def _pnl(self, caller: Caller, args: list[str]) -> Reply:

@@ -1,22 +1,24 @@
-"""Manages open positions on every tick: activates a plan when its entry fills, applies the exit
-rules of tools.exits to the bars that closed since the last tick, places the exit orders, closes
-the plan when everything is sold, and records the account's equity for /pnl."""
+"""Manages open positions on every tick. The exits themselves are resting orders at the broker
+(the bracket placed with the entry: see tools.exits), so a stop fills at its level on the bar that
+reaches it, not at a later tick; this manager only follows them: it opens a plan when its entry
+fills, tells the chat about every exit fill (and an A-share stop held over by T+1), moves the stop
+to break-even and makes it trail after TP1, sells what is left at the time stop, closes the plan
+when nothing is left, and records the account's equity for /pnl."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 
 from storage.plans import PlanStore
 from storage.signals import SignalStore
 from storage.tables import TradePlan
-from tools.exits import PlanState, manage
+from tools.exits import after_first_target, stop_order_id, time_exit_order_id
 from venues import calendars
-from venues.base import Venue
+from venues.base import Broker, Venue
 from venues.clock import Clock
-from venues.models import ZERO, Instrument, OrderRequest, OrderStatus, OrderType, Side
+from venues.errors import VenueError
+from venues.models import ZERO, Instrument, Order, OrderRequest, OrderStatus, OrderType, Side
 from venues.timeframes import parse_timeframe
 
 log = logging.getLogger("tradeops.manage")
@@ -27,12 +29,8 @@ class PositionEvent:
     venue: str
     symbol: str
     signal_id: str
-    kind: str  # opened | exit | closed | cancelled
+    kind: str  # opened | exit | hold | closed | cancelled
     text: str
-
-
-def _decimals(values: list[str]) -> tuple[Decimal, ...]:
-    return tuple(Decimal(v) for v in values)
 
 
 class PositionManager:
@@ -44,117 +42,132 @@ class PositionManager:
 
     async def tick(self, venue_name: str) -> list[PositionEvent]:
         venue = self.venues[venue_name]
-        await venue.broker_required().process()  # fill what the clock has reached first
+        broker = venue.broker_required()
+        await broker.process()  # fill what the clock has reached first
         events: list[PositionEvent] = []
         for plan in self.plans.active(venue_name):
             instrument = await venue.instrument(plan.symbol)
+            entry = await broker.order(plan.signal_id)
+            if entry is None:
+                continue
             if plan.status == "entry_pending":
-                events.extend(await self._activate(venue, plan))
+                events.extend(await self._activate(instrument, plan, entry))
                 if plan.status != "open":
                     continue
-            events.extend(await self._manage(venue, instrument, plan))
+            events.extend(await self._follow(broker, instrument, plan, entry))
         await self._snapshot(venue_name, venue)
         return events
 
-    async def _activate(self, venue: Venue, plan: TradePlan) -> list[PositionEvent]:
-        order = await venue.broker_required().order(plan.signal_id)
-        if order is None or order.status is OrderStatus.PENDING:
+    async def _activate(self, instrument: Instrument, plan: TradePlan, entry: Order) -> list[PositionEvent]:
+        if entry.status is OrderStatus.PENDING:
             return []
         now = self.clock.now()
-        if order.status is not OrderStatus.FILLED:
+        if entry.status is not OrderStatus.FILLED:
             plan.status = "cancelled"
-            plan.close_reason = f"entry {order.status.value}: {order.reason}"[:200]
+            plan.close_reason = f"entry {entry.status.value}: {entry.reason}"[:200]
             plan.closed_at = now
             plan.updated_at = now
             self.plans.save(plan)
             return [PositionEvent(plan.venue, plan.symbol, plan.signal_id, "cancelled", plan.close_reason)]
-        fills = await venue.broker_required().fills(plan.signal_id)
-        filled_at = fills[0].ts if fills else now
+        filled_at = entry.filled_at or now
         signal = self.signals.get(plan.signal_id)
         horizon = int((signal.card or {}).get("horizon_bars", 0)) if signal else 0
         plan.status = "open"
-        plan.qty_entry = order.filled_qty
-        plan.qty_open = order.filled_qty
-        plan.entry_price = order.avg_fill_price
+        plan.qty_entry = entry.filled_qty
+        plan.qty_open = entry.filled_qty
+        plan.entry_price = entry.avg_fill_price
         plan.opened_at = filled_at
-        # The fill happened at this bar's open: the bar's own range already counts for the exits.
         plan.checked_until = filled_at
         if horizon:
             # Counted in bars of market time: 48 hourly bars of an exchange are a week, not two days.
-            instrument = await venue.instrument(plan.symbol)
             duration = parse_timeframe(plan.timeframe).delta * horizon
             plan.time_stop_at = calendars.add_trading_time(instrument.calendar, filled_at, duration)
         plan.updated_at = now
         self.plans.save(plan)
-        text = f"bought {order.filled_qty} {plan.symbol} at {order.avg_fill_price}"
+        verb = "bought" if entry.side is Side.BUY else "sold short"
+        text = f"{verb} {entry.filled_qty} {plan.symbol} at {entry.avg_fill_price} ({filled_at.isoformat()})"
         return [PositionEvent(plan.venue, plan.symbol, plan.signal_id, "opened", text)]
 
-    async def _manage(self, venue: Venue, instrument: Instrument, plan: TradePlan) -> list[PositionEvent]:
-        broker = venue.broker_required()
+    async def _follow(
+        self, broker: Broker, instrument: Instrument, plan: TradePlan, entry: Order
+    ) -> list[PositionEvent]:
         now = self.clock.now()
-        exits = [await broker.order(coid) for coid in plan.exit_orders]
-        # What is still open follows from the orders themselves, so a refused exit is simply retried.
-        live = (OrderStatus.FILLED, OrderStatus.PENDING)
-        committed = sum((o.qty for o in exits if o is not None and o.status in live), ZERO)
-        events: list[PositionEvent] = []
-        open_qty = plan.qty_entry - committed
-        if open_qty <= 0:
-            if all(o is not None and o.status is OrderStatus.FILLED for o in exits):
-                plan.status = "closed"
-                plan.qty_open = ZERO
-                plan.closed_at = now
-                plan.updated_at = now
-                self.plans.save(plan)
-                why = plan.close_reason or "closed"
-                events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", why))
-            return events
-        assert plan.entry_price is not None and plan.checked_until is not None
-        state = PlanState(
-            qty_entry=plan.qty_entry,
-            qty_open=open_qty,
-            entry_price=plan.entry_price,
-            stop=plan.stop,
-            take_profits=_decimals(plan.take_profits),
-            exit_weights=_decimals(plan.exit_weights),
-            targets_hit=plan.targets_hit,
-            trailing_stop=plan.trailing_stop,
-            highest=plan.highest,
-            time_stop_at=plan.time_stop_at,
-            checked_until=plan.checked_until,
-        )
-        since = plan.checked_until - parse_timeframe(plan.timeframe).delta
-        bars = await venue.bars(plan.symbol, plan.timeframe, start=since)
-        state, actions = manage(state, bars, instrument, now=now, sellable_from=self._sellable_from(instrument, plan))
-        plan.targets_hit = state.targets_hit
-        plan.trailing_stop = state.trailing_stop
-        plan.highest = state.highest
-        plan.checked_until = state.checked_until
-        if actions:
-            qty = sum((a.qty for a in actions), ZERO)
-            reason = "; ".join(a.reason for a in actions)
-            coid = f"{plan.signal_id}-x{len(plan.exit_orders) + 1}"
+        exits = [o for o in [await broker.order(coid) for coid in plan.exit_orders] if o is not None]
+        events = self._announce(plan, exits)
+        sold = sum((o.filled_qty for o in exits if o.status is OrderStatus.FILLED), ZERO)
+        plan.qty_open = max(plan.qty_entry - sold, ZERO)
+        targets = [o for o in exits if o.type is OrderType.LIMIT]
+        plan.targets_hit = sum(1 for o in targets if o.status is OrderStatus.FILLED)
+        stop = next((o for o in exits if o.client_order_id == stop_order_id(plan.signal_id)), None)
+        if plan.qty_open <= 0:
+            last = max((o for o in exits if o.status is OrderStatus.FILLED), key=lambda o: o.updated_at, default=None)
+            plan.status = "closed"
+            plan.closed_at = now
+            plan.close_reason = (last.reason if last else "closed")[:200]
+            plan.updated_at = now
+            self.plans.save(plan)
+            return [*events, PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
+        if stop is not None and stop.status.is_open:
+            if plan.targets_hit > 0 and stop.trail is None and plan.entry_price is not None:
+                level, trail = after_first_target(
+                    entry_price=plan.entry_price,
+                    initial_stop=plan.stop,
+                    current_stop=stop.stop_price or plan.stop,
+                    long=entry.side is Side.BUY,
+                    tick=instrument.tick_size,
+                )
+                try:
+                    stop = await broker.amend(stop.client_order_id, stop_price=level, trail=trail)
+                    text = f"TP1 filled: stop moved to break-even {level}, trailing by {trail}"
+                    events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "exit", text))
+                except VenueError as exc:  # filled or cancelled meanwhile: the next tick sees it
+                    log.info("stop of %s not amended: %s", plan.signal_id, exc)
+            plan.trailing_stop = stop.stop_price if stop.trail is not None else None
+        time_up = plan.time_stop_at is not None and now >= plan.time_stop_at
+        time_exit = time_exit_order_id(plan.signal_id)
+        if time_up and time_exit not in plan.exit_orders:
+            # A market exit under the same entry: it fills at the next open and clips the rest.
             order = await broker.place(
-                OrderRequest(client_order_id=coid, symbol=plan.symbol, side=Side.SELL, qty=qty, type=OrderType.MARKET)
+                OrderRequest(
+                    client_order_id=time_exit,
+                    symbol=plan.symbol,
+                    side=Side.SELL if entry.side is Side.BUY else Side.BUY,
+                    qty=plan.qty_open,
+                    type=OrderType.MARKET,
+                    parent=plan.signal_id,
+                    signal_id=plan.signal_id,
+                )
             )
-            plan.exit_orders = [*plan.exit_orders, coid]
+            plan.exit_orders = [*plan.exit_orders, time_exit]
+            assert plan.time_stop_at is not None
+            text = (
+                f"time stop at {plan.time_stop_at.isoformat()}: selling {plan.qty_open} {plan.symbol} at the next open"
+            )
             if order.status is OrderStatus.REJECTED:
-                log.warning("exit for %s refused: %s", plan.symbol, order.reason)
-                text = f"exit of {qty} {plan.symbol} refused: {order.reason}"
-            else:
-                plan.close_reason = reason[:200]
-                text = f"selling {qty} {plan.symbol}: {reason}"
+                text = f"time stop exit of {plan.qty_open} {plan.symbol} refused: {order.reason}"
             events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "exit", text))
-        plan.qty_open = state.qty_open
+        plan.checked_until = now
         plan.updated_at = now
         self.plans.save(plan)
         return events
 
-    def _sellable_from(self, instrument: Instrument, plan: TradePlan) -> datetime | None:
-        """T+1: exits can act only on bars of the sessions after the entry's."""
-        if not instrument.settlement_days or plan.opened_at is None:
-            return None
-        session = calendars.session(instrument.calendar, calendars.trading_day(instrument.calendar, plan.opened_at))
-        return session.close if session else None
+    def _announce(self, plan: TradePlan, exits: list[Order]) -> list[PositionEvent]:
+        """Each exit fill once, and a stop held over by T+1 once, in the order they happened."""
+        events: list[PositionEvent] = []
+        told = set(plan.announced)
+        for order in sorted(exits, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id)):
+            if order.status is OrderStatus.FILLED and order.client_order_id not in told:
+                text = f"sold {order.filled_qty} {plan.symbol} at {order.avg_fill_price}: {order.reason or 'filled'}"
+                if order.side is Side.BUY:
+                    text = "bought back" + text.removeprefix("sold")
+                events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "exit", text))
+                told.add(order.client_order_id)
+            held = f"{order.client_order_id}@held"
+            if order.status.is_open and order.triggered_at is not None and held not in told:
+                events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "hold", order.reason))
+                told.add(held)
+        plan.announced = sorted(told)
+        return events
 
     async def _snapshot(self, venue_name: str, venue: Venue) -> None:
         broker = venue.broker_required()

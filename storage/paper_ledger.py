@@ -26,6 +26,10 @@ def _order_from_row(row: OrderRow) -> Order:
         type=OrderType(row.type),
         qty=row.qty,
         limit_price=row.limit_price,
+        stop_price=row.stop_price,
+        trail=row.trail,
+        parent=row.parent,
+        worst_price=row.worst_price,
         status=OrderStatus(row.status),
         reason=row.reason,
         created_at=row.created_at,
@@ -34,16 +38,27 @@ def _order_from_row(row: OrderRow) -> Order:
         avg_fill_price=row.avg_fill_price,
         fees=row.fees,
         signal_id=row.signal_id,
+        filled_at=row.filled_at,
+        checked_until=row.checked_until,
+        triggered_at=row.triggered_at,
     )
 
 
 def _copy_order_into(row: OrderRow, order: Order) -> None:
+    """What may change on a stored order: its state, and the quantity and stop of a resting order
+    (a bracket child is clipped, a stop moved); never what identifies the request."""
     row.status = order.status.value
     row.reason = order.reason[:500]
+    row.qty = order.qty
+    row.stop_price = order.stop_price
+    row.trail = order.trail
     row.filled_qty = order.filled_qty
     row.avg_fill_price = order.avg_fill_price
     row.fees = order.fees
     row.updated_at = order.updated_at
+    row.filled_at = order.filled_at
+    row.checked_until = order.checked_until
+    row.triggered_at = order.triggered_at
 
 
 def _fill_from_row(row: FillRow) -> Fill:
@@ -91,6 +106,10 @@ class SqlPaperLedger:
             type=order.type.value,
             qty=order.qty,
             limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            trail=order.trail,
+            parent=order.parent,
+            worst_price=order.worst_price,
             status=order.status.value,
             reason=order.reason[:500],
             filled_qty=order.filled_qty,
@@ -99,6 +118,9 @@ class SqlPaperLedger:
             signal_id=order.signal_id,
             created_at=order.created_at,
             updated_at=order.updated_at,
+            filled_at=order.filled_at,
+            checked_until=order.checked_until,
+            triggered_at=order.triggered_at,
         )
         try:
             with transaction(self._engine) as session:
@@ -126,6 +148,11 @@ class SqlPaperLedger:
             query = query.where(OrderRow.status == status.value)
         with Session(self._engine) as session:
             rows = session.exec(query.order_by(col(OrderRow.id))).all()
+            return [_order_from_row(r) for r in rows]
+
+    def children(self, parent: str) -> list[Order]:
+        with Session(self._engine) as session:
+            rows = session.exec(select(OrderRow).where(OrderRow.parent == parent).order_by(col(OrderRow.id))).all()
             return [_order_from_row(r) for r in rows]
 
     def fills(self, venue: str, client_order_id: str | None = None) -> list[Fill]:

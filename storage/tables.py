@@ -111,6 +111,10 @@ class OrderRow(SQLModel, table=True):
     type: str = Field(max_length=8)
     qty: Decimal = _money()
     limit_price: Decimal | None = _money(None, nullable=True)
+    stop_price: Decimal | None = _money(None, nullable=True)
+    trail: Decimal | None = _money(None, nullable=True)
+    parent: str | None = Field(default=None, max_length=64, index=True)  # the entry of a bracket child
+    worst_price: Decimal | None = _money(None, nullable=True)
     status: str = Field(max_length=16, index=True)
     reason: str = Field(default="", max_length=500)
     filled_qty: Decimal = _money()
@@ -119,6 +123,9 @@ class OrderRow(SQLModel, table=True):
     signal_id: str | None = Field(default=None, max_length=40, index=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    filled_at: datetime | None = _ts(nullable=True)
+    checked_until: datetime | None = _ts(nullable=True)
+    triggered_at: datetime | None = _ts(nullable=True)
 
 
 class FillRow(SQLModel, table=True):
@@ -245,7 +252,8 @@ class TradePlan(SQLModel, table=True):
     highest: Decimal | None = _money(None, nullable=True)
     time_stop_at: datetime | None = _ts(nullable=True)
     checked_until: datetime | None = _ts(nullable=True)  # bars closing up to here were already managed
-    exit_orders: list[str] = _json(list)  # client order ids of exits placed
+    exit_orders: list[str] = _json(list)  # client order ids of the bracket (stop, targets) and a time exit
+    announced: list[str] = _json(list)  # events already told to the chat (exit fills, T+1 holds), by key
     close_reason: str = Field(default="", max_length=200)
     opened_at: datetime | None = _ts(nullable=True)
     closed_at: datetime | None = _ts(nullable=True)

@@ -10,7 +10,10 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
+from storage.tables import OrderRow
 from venues.errors import UnknownSymbolError
 from venues.models import Instrument, Quote
 from venues.timeframes import BAR_COLUMNS, parse_timeframe, resample
@@ -22,6 +25,13 @@ def bars_frame(rows: Sequence[tuple[str, float, float, float, float, float]], ti
     frame = pd.DataFrame([r[1:] for r in rows], index=index, columns=["open", "high", "low", "close", "volume"])
     frame["close_time"] = frame.index + parse_timeframe(timeframe).delta
     return frame[BAR_COLUMNS]
+
+
+def entry_orders(engine: Engine, signal_id: str) -> list[OrderRow]:
+    """The entry orders of a signal (its bracket of exits left out)."""
+    with Session(engine) as session:
+        query = select(OrderRow).where(OrderRow.signal_id == signal_id, col(OrderRow.parent).is_(None))
+        return list(session.exec(query).all())
 
 
 class FrameMarket:

@@ -15,7 +15,6 @@ from typing import cast
 
 import pytest
 from sqlalchemy import Engine, inspect, text
-from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from bot.cli import app
@@ -24,9 +23,8 @@ from bot.core import MAX_INPUT, SIGNAL_ID, Button, Caller, CommandCore, Reply
 from bot.services import Services, open_services, seed_watchlists
 from bot.settings import load_settings
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
-from storage.tables import OrderRow
 from storage.users import Role
-from tests.support import restored_logging
+from tests.support import entry_orders, restored_logging
 from venues.clock import SimulatedClock
 
 # The first moment of the shipped data at which ETH/USDT proposes a BUY that passes the risk gate
@@ -124,11 +122,6 @@ def database_rows(engine: Engine) -> dict[str, list[tuple[str, ...]]]:
             table: sorted(tuple(str(v) for v in row) for row in connection.execute(text(f'SELECT * FROM "{table}"')))
             for table in inspect(engine).get_table_names()
         }
-
-
-def orders_for(engine: Engine, signal_id: str) -> list[OrderRow]:
-    with Session(engine) as session:
-        return list(session.exec(select(OrderRow).where(OrderRow.signal_id == signal_id)).all())
 
 
 def assert_png(path: str) -> None:
@@ -335,7 +328,7 @@ async def test_reject_keeps_the_reason(services: Services, core: CommandCore) ->
     approval = services.signals.approval(signal_id)
     assert approval is not None
     assert (approval.decision, approval.actor, approval.reason) == ("rejected", "telegram:1002", "chasing a 2% candle")
-    assert orders_for(services.engine, signal_id) == []
+    assert entry_orders(services.engine, signal_id) == []
     again = await refused_without_writes(services, core, TRADER, f"/approve {signal_id}")
     assert "already decided: rejected by telegram:1002" in again.text
 
@@ -461,13 +454,13 @@ async def test_approve_executes_once_and_the_second_answer_is_told(services: Ser
     assert reply.ok, reply.text
     assert reply.text.startswith(f"{signal_id} approved by telegram:1002: now executed")
     assert reply.data == {"signal_id": signal_id, "status": SignalStatus.EXECUTED.value}
-    assert len(orders_for(services.engine, signal_id)) == 1
+    assert len(entry_orders(services.engine, signal_id)) == 1
 
     for caller, verb in ((TRADER, "approve"), (ADMIN, "approve"), (ADMIN, "reject")):
         again = await refused_without_writes(services, core, caller, f"/{verb} {signal_id}")
         assert again.text.startswith(f"{signal_id} was already decided: approved by telegram:1002 at ")
         assert again.text.endswith("it is now executed")
-    assert len(orders_for(services.engine, signal_id)) == 1
+    assert len(entry_orders(services.engine, signal_id)) == 1
     pending = await core.handle(VIEWER, "/signals pending")
     assert signal_id not in pending.text
 
@@ -480,7 +473,7 @@ async def test_an_expired_signal_cannot_be_approved(
     reply = await core.handle(TRADER, f"/approve {signal_id}")
     assert not reply.ok
     assert "already decided: expired by expiry" in reply.text and reply.text.endswith("it is now expired")
-    assert orders_for(services.engine, signal_id) == []
+    assert entry_orders(services.engine, signal_id) == []
 
 
 async def test_the_kill_switch_blocks_new_entries_until_resumed(services: Services, core: CommandCore) -> None:
@@ -512,13 +505,17 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
     signal_id = await eth_signal(core)
     assert (await core.handle(TRADER, f"/approve {signal_id}")).ok
     orders = await core.handle(VIEWER, "/orders")
-    assert orders.data["orders"] == [{"id": signal_id, "status": "pending"}]  # fills at the next bar's open
+    # The entry fills when its bar is final; its bracket (stop and three targets) rests with it.
+    bracket = {f"{signal_id}-sl", f"{signal_id}-tp1", f"{signal_id}-tp2", f"{signal_id}-tp3"}
+    status = {o["id"]: o["status"] for o in orders.data["orders"]}
+    assert status == {signal_id: "pending"} | dict.fromkeys(bracket, "pending")
 
     clock.advance_to(datetime(2021, 7, 6, 8, 0, 5, tzinfo=UTC))
     await services.scanner.tick(["replay-crypto"])
     orders = await core.handle(VIEWER, "/orders")
-    assert orders.data["orders"] == [{"id": signal_id, "status": "filled"}], orders.text
-    assert "ETH/USDT  buy" in orders.text
+    status = {o["id"]: o["status"] for o in orders.data["orders"]}
+    assert status == {signal_id: "filled"} | dict.fromkeys(bracket, "pending"), orders.text
+    assert "ETH/USDT  buy" in orders.text and "stop 2245.37" in orders.text and "limit 2429.22" in orders.text
 
     positions = await core.handle(VIEWER, "/positions")
     assert [(p["venue"], p["symbol"]) for p in positions.data["positions"]] == [("replay-crypto", "ETH/USDT")]
@@ -593,7 +590,7 @@ async def test_two_answers_at_once_first_wins(services: Services, core: CommandC
     assert "already decided" in loser.text
     approval = services.signals.approval(signal_id)
     assert approval is not None
-    assert len(orders_for(services.engine, signal_id)) == (1 if approval.decision == "approved" else 0)
+    assert len(entry_orders(services.engine, signal_id)) == (1 if approval.decision == "approved" else 0)
     assert winners[0].data["status"] == services.signals.get(signal_id).status  # type: ignore[union-attr]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -27,9 +27,9 @@ from bot.demo import DemoError, run_demo, summary_text
 from bot.services import open_services
 from bot.settings import Settings, load_settings
 from storage.db import make_engine
-from storage.tables import OrderRow, SignalRow
+from storage.tables import SignalRow
 from storage.users import Role
-from tests.support import restored_logging
+from tests.support import entry_orders, restored_logging
 from venues.clock import SimulatedClock
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
@@ -96,11 +96,6 @@ def table_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
             }
     finally:
         engine.dispose()
-
-
-def orders_for(engine: Engine, signal_id: str) -> list[OrderRow]:
-    with Session(engine) as session:
-        return list(session.exec(select(OrderRow).where(OrderRow.signal_id == signal_id)).all())
 
 
 def chat(data_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
@@ -310,11 +305,11 @@ def test_approve_none_leaves_signals_for_chat_in_a_new_process(tmp_path: Path) -
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert approved.stdout.startswith(f"{signal_id} approved by console:0: now executed")
     try:
-        assert len(orders_for(engine, signal_id)) == 1
+        assert len(entry_orders(engine, signal_id)) == 1
         again = chat(data_dir, f"/approve {signal_id}")
         assert again.returncode == 1
         assert again.stdout.startswith(f"{signal_id} was already decided: approved by console:0")
-        assert len(orders_for(engine, signal_id)) == 1
+        assert len(entry_orders(engine, signal_id)) == 1
         with Session(engine) as session:
             row = session.get(SignalRow, signal_id)
             assert row is not None and row.status == "executed"

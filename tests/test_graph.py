@@ -40,6 +40,7 @@ from storage.plans import PlanStore
 from storage.signals import KILL_SWITCH_KEY, SignalStatus, SignalStore
 from storage.tables import Approval, OrderRow, TradePlan
 from storage.watchlists import WatchlistSpec
+from tests.support import entry_orders
 from tools import risk as risk_gate
 from tools.models import Action, Signal
 from tools.risk import RiskContext
@@ -128,9 +129,13 @@ class Rig:
         return self.deps.signals
 
     def orders(self, signal_id: str) -> list[OrderRow]:
-        """Every order stored for the signal, whoever placed it (any runner, any process)."""
+        """Every entry order stored for the signal, whoever placed it (any runner, any process);
+        its bracket of exits is left out (``exits``)."""
+        return entry_orders(self.engine, signal_id)
+
+    def exits(self, signal_id: str) -> list[OrderRow]:
         with Session(self.engine) as session:
-            return list(session.exec(select(OrderRow).where(OrderRow.signal_id == signal_id)).all())
+            return list(session.exec(select(OrderRow).where(OrderRow.parent == signal_id)).all())
 
     def plans(self, signal_id: str) -> list[TradePlan]:
         with Session(self.engine) as session:
@@ -393,10 +398,13 @@ async def test_price_drift_beyond_the_limit_aborts_without_an_order(engine: Engi
     clock = eth_clock()
     async with rig(db_url, clock, config=HOURS_TO_ANSWER) as app:
         walk = await eth_pending(app)
-        clock.advance_to(datetime(2021, 7, 6, 8, 0, 5, tzinfo=UTC))  # last close 2336.18: 74 bps above
+        # 08:00:05: the 08:00 bar opened at 2336.18; a buy fills there plus 5 bps of slippage.
+        clock.advance_to(datetime(2021, 7, 6, 8, 0, 5, tzinfo=UTC))
         result = await app.runner.decide(walk.signal_id, "approved", actor="telegram:1")
         assert result.outcome.won and result.status == "aborted"
-        assert result.reason == "price moved 74 bps from the entry 2318.91 to 2336.18; the limit is 50 bps"
+        assert result.reason == (
+            "the order would fill near 2337.35, 80 bps from the entry 2318.91; the limit is 50 bps"
+        )
         assert app.signals.history(walk.signal_id)[-1].reason == result.reason
         assert app.orders(walk.signal_id) == [] and app.plans(walk.signal_id) == []
 
@@ -405,7 +413,7 @@ async def test_price_drift_within_the_limit_executes(engine: Engine, db_url: str
     clock = eth_clock()
     async with rig(db_url, clock, config=HOURS_TO_ANSWER) as app:
         walk = await eth_pending(app)
-        clock.advance_to(datetime(2021, 7, 6, 7, 0, 5, tzinfo=UTC))  # last close 2318.09: 4 bps
+        clock.advance_to(datetime(2021, 7, 6, 7, 0, 5, tzinfo=UTC))  # fills near 2319.26: 1.5 bps
         result = await app.runner.decide(walk.signal_id, "approved", actor="telegram:1")
         assert result.status == "executed"
         assert len(app.orders(walk.signal_id)) == 1
@@ -413,11 +421,13 @@ async def test_price_drift_within_the_limit_executes(engine: Engine, db_url: str
 
 async def test_a_tight_drift_limit_aborts_a_small_move(engine: Engine, db_url: str) -> None:
     clock = eth_clock()
-    async with rig(db_url, clock, config=replace(HOURS_TO_ANSWER, max_drift_bps=D(2))) as app:
+    async with rig(db_url, clock, config=replace(HOURS_TO_ANSWER, max_drift_bps=D(1))) as app:
         walk = await eth_pending(app)
-        clock.advance_to(datetime(2021, 7, 6, 7, 0, 5, tzinfo=UTC))  # the 4 bps move
+        # The 07:00 open 2318.10 plus slippage is 2319.26: 1.5 bps from the entry 2318.91.
+        clock.advance_to(datetime(2021, 7, 6, 7, 0, 5, tzinfo=UTC))
         result = await app.runner.decide(walk.signal_id, "approved", actor="telegram:1")
-        assert result.status == "aborted" and "the limit is 2 bps" in result.reason
+        assert result.status == "aborted" and "near 2319.26, 2 bps" in result.reason
+        assert "the limit is 1 bps" in result.reason
         assert app.orders(walk.signal_id) == []
 
 

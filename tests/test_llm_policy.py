@@ -182,8 +182,9 @@ class App:
         return walk
 
     def orders(self) -> list[OrderRow]:
+        """Entry orders (a bracket's exits left out)."""
         with Session(self.services.engine) as session:
-            return list(session.exec(select(OrderRow)).all())
+            return list(session.exec(select(OrderRow).where(col(OrderRow.parent).is_(None))).all())
 
     def llm_traces(self, signal_id: str | None) -> list[DecisionTrace]:
         with Session(self.services.engine) as session:

@@ -155,8 +155,16 @@ async def test_daily_a_share_bar_appears_at_the_shanghai_close() -> None:
 
     quote_before = (await venue_at("cn", utc(2021, 6, 1, 6, 59)).snapshot(["600519.SH"]))["600519.SH"]
     quote_at = (await venue_at("cn", utc(2021, 6, 1, 7, 0)).snapshot(["600519.SH"]))["600519.SH"]
-    assert quote_before.ts == utc(2021, 5, 31, 7)
+    # During the session the last trade known is the day's open (the bar itself is not final);
+    # nothing of the day is counted yet, and the change is against the previous close.
+    assert quote_before.ts == utc(2021, 6, 1, 1, 30)
+    day = full("cn", "600519.SH").loc[ts("2021-06-01T01:30Z")]
+    previous = full("cn", "600519.SH").loc[ts("2021-05-31T01:30Z")]
+    assert quote_before.last == day["open"]
+    assert quote_before.volume == 0.0
+    assert quote_before.change_pct == pytest.approx((day["open"] / previous["close"] - 1) * 100)
     assert quote_at.ts == utc(2021, 6, 1, 7)
+    assert quote_at.last == day["close"]
 
 
 def test_daily_bars_sit_on_calendar_sessions() -> None:
@@ -350,8 +358,10 @@ async def test_snapshot_crypto_sums_the_utc_day() -> None:
     visible = frame[frame["close_time"] <= now]
     today = visible.loc["2021-06-01"]
     q = quotes["BTC/USD"]
-    assert q.ts == utc(2021, 6, 1, 7)  # the 06:00Z bar, final at 07:00Z
-    assert q.last == visible["close"].iloc[-1]
+    # 07:30Z: the 07:00Z bar is in progress, so the last trade known is its open; the volume
+    # counts the final bars of the day only (the 06:00Z bar is the last of them).
+    assert q.ts == utc(2021, 6, 1, 7)
+    assert q.last == frame.loc[pd.Timestamp(utc(2021, 6, 1, 7)), "open"]
     assert q.volume == pytest.approx(today["volume"].sum())
     assert len(today) == 7
     prev_close = frame.loc["2021-05-31", "close"].iloc[-1]
@@ -359,16 +369,18 @@ async def test_snapshot_crypto_sums_the_utc_day() -> None:
 
 
 async def test_snapshot_leaves_out_symbols_without_a_bar_yet() -> None:
-    # 2021-04-22 01:40Z: 510300's first two 5m bars are final; the daily stocks show yesterday's close.
+    # 2021-04-22 01:40Z: 510300's first two 5m bars are final; the daily stocks' bar of the day is
+    # in progress, so their last trade is the day's open, with nothing of the day counted yet.
     quotes = await venue_at("cn", utc(2021, 4, 22, 1, 40)).snapshot(["510300.SH", "600519.SH"])
     etf = quotes["510300.SH"]
     assert (etf.ts, etf.last, etf.volume) == (utc(2021, 4, 22, 1, 40), 5.091, 29487900 + 18135700)
     assert etf.change_pct is None  # no earlier session in the file
     maotai = quotes["600519.SH"]
-    assert maotai.ts == utc(2021, 4, 21, 7)
+    assert maotai.ts == utc(2021, 4, 22, 1, 30)
     daily = full("cn", "600519.SH")
-    assert maotai.volume == daily.loc["2021-04-21", "volume"].iloc[0]
-    prev = daily.loc["2021-04-20", "close"].iloc[0]
+    assert maotai.last == daily.loc["2021-04-22", "open"].iloc[0]
+    assert maotai.volume == 0.0
+    prev = daily.loc["2021-04-21", "close"].iloc[0]
     assert maotai.change_pct == pytest.approx((maotai.last / prev - 1) * 100)
 
     assert await venue_at("cn", utc(2021, 4, 22, 1, 34)).snapshot(["510300.SH"]) == {}

@@ -1,111 +1,91 @@
-"""Managed exits of an open position: stop loss, partial take-profits, trailing stop, time stop.
+"""Exits of a position as resting orders at the venue, placed with the entry (a bracket):
 
-Evaluated on final bars only, in time order:
-- the stop (or the trailing stop, once active) is hit when a bar's low reaches it: everything left
-  is sold. When one bar touches both the stop and a target, the stop is assumed first (the
-  conservative reading of a bar whose path inside is unknown);
-- TP1, TP2, TP3 each sell their tranche of the entry quantity (30/40/30 by default, lot-rounded;
-  the last target takes whatever is left) when a bar's high reaches them;
-- after TP1 the stop moves to break-even and then trails the highest high by the initial risk
-  (entry - stop), never moving down;
-- at the time stop, whatever is left is sold.
-Exits become market orders, which the broker fills at the next bar's open. Bars that close before
-``sellable_from`` (A-shares: the next session after the entry, T+1) are skipped for exits.
+- one stop for the whole position: it fills at the stop price, or at the open when a bar gaps
+  through it, with slippage;
+- one take-profit limit per target with its tranche of the entry (TP1/TP2/TP3, 30/40/30 by default,
+  lot-rounded; the last target takes the rest): each fills at its target, or better on a gap.
+
+The children rest at the broker from the moment the entry fills and see only prices after that fill;
+a fill clips its siblings to what is left (the stop shrinks as targets fill, and the targets are
+cancelled when the stop sells everything). After TP1 the stop moves to break-even and then trails
+the highest high by the initial risk (entry - stop): ``after_first_target`` gives that amendment.
+Live venues get the same bracket as native bracket/OCO orders where they have them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
 from decimal import Decimal
 
-import pandas as pd
-
 from tools.sizing import exit_tranches
-from venues.models import ZERO, Instrument
+from venues.costs import round_to_tick
+from venues.models import Instrument, OrderRequest, OrderType, Side
 
 
-@dataclass(frozen=True)
-class PlanState:
-    qty_entry: Decimal
-    qty_open: Decimal
-    entry_price: Decimal
-    stop: Decimal
-    take_profits: tuple[Decimal, ...]
-    exit_weights: tuple[Decimal, ...]
-    targets_hit: int = 0
-    trailing_stop: Decimal | None = None
-    highest: Decimal | None = None
-    time_stop_at: datetime | None = None
-    checked_until: datetime | None = None
-
-    @property
-    def active_stop(self) -> Decimal:
-        return max(self.stop, self.trailing_stop) if self.trailing_stop is not None else self.stop
-
-    @property
-    def trail_distance(self) -> Decimal:
-        return self.entry_price - self.stop
+def stop_order_id(entry_id: str) -> str:
+    return f"{entry_id}-sl"
 
 
-@dataclass(frozen=True)
-class ExitAction:
-    qty: Decimal
-    reason: str
-    at: datetime  # close time of the bar that triggered it
+def target_order_id(entry_id: str, number: int) -> str:
+    return f"{entry_id}-tp{number}"
 
 
-def _dec(value: float) -> Decimal:
-    return Decimal(repr(float(value)))
+def time_exit_order_id(entry_id: str) -> str:
+    return f"{entry_id}-ts"
 
 
-def manage(
-    plan: PlanState,
-    bars: pd.DataFrame,
+def bracket(
+    entry_id: str,
     instrument: Instrument,
     *,
-    now: datetime,
-    sellable_from: datetime | None = None,
-) -> tuple[PlanState, list[ExitAction]]:
-    """Walk the bars that closed after ``plan.checked_until``; return the new state and the exits."""
-    actions: list[ExitAction] = []
-    tranches = exit_tranches(instrument, plan.qty_entry, plan.exit_weights)
-    if plan.checked_until is not None:
-        bars = bars[bars["close_time"] > plan.checked_until]
-    for high_f, low_f, close_time in zip(bars["high"], bars["low"], bars["close_time"], strict=True):
-        if plan.qty_open <= 0:
-            break
-        closed_at = close_time.to_pydatetime()
-        plan = replace(plan, checked_until=closed_at)
-        if sellable_from is not None and closed_at <= sellable_from:
+    entry_side: Side,
+    qty: Decimal,
+    stop: Decimal,
+    take_profits: tuple[Decimal, ...],
+    exit_weights: tuple[Decimal, ...],
+) -> list[OrderRequest]:
+    """The stop and the take-profit orders of an entry of ``qty``; prices on the tick grid, rounded
+    away from the trader's favour for the stop (never a tighter stop than the card's) and for the
+    targets (never a fill short of the card's target)."""
+    exit_side = Side.SELL if entry_side is Side.BUY else Side.BUY
+    long = entry_side is Side.BUY
+    tick = instrument.tick_size
+    orders = [
+        OrderRequest(
+            client_order_id=stop_order_id(entry_id),
+            symbol=instrument.symbol,
+            side=exit_side,
+            qty=qty,
+            type=OrderType.STOP,
+            stop_price=round_to_tick(stop, tick, up=not long),
+            parent=entry_id,
+            signal_id=entry_id,
+        )
+    ]
+    tranches = exit_tranches(instrument, qty, exit_weights) if take_profits else []
+    for number, (tranche, target) in enumerate(zip(tranches, take_profits, strict=True), 1):
+        if tranche <= 0:
             continue
-        high, low = _dec(high_f), _dec(low_f)
-        stop = plan.active_stop
-        if low <= stop:
-            kind = "trailing stop" if plan.trailing_stop is not None and plan.trailing_stop >= plan.stop else "stop"
-            actions.append(ExitAction(plan.qty_open, f"{kind} {stop} hit (low {low})", closed_at))
-            plan = replace(plan, qty_open=ZERO)
-            break
-        while plan.targets_hit < len(plan.take_profits) and high >= plan.take_profits[plan.targets_hit]:
-            index = plan.targets_hit
-            last = index == len(plan.take_profits) - 1
-            qty = plan.qty_open if last else min(tranches[index], plan.qty_open)
-            if qty > 0:
-                target = plan.take_profits[index]
-                actions.append(ExitAction(qty, f"TP{index + 1} {target} reached (high {high})", closed_at))
-            plan = replace(
-                plan,
-                qty_open=plan.qty_open - qty,
-                targets_hit=index + 1,
-                trailing_stop=max(plan.trailing_stop or plan.entry_price, plan.entry_price),
+        orders.append(
+            OrderRequest(
+                client_order_id=target_order_id(entry_id, number),
+                symbol=instrument.symbol,
+                side=exit_side,
+                qty=tranche,
+                type=OrderType.LIMIT,
+                limit_price=round_to_tick(target, tick, up=long),
+                parent=entry_id,
+                signal_id=entry_id,
             )
-        if plan.targets_hit > 0:
-            highest = max(plan.highest or high, high)
-            trail = max(plan.trailing_stop or plan.entry_price, highest - plan.trail_distance)
-            plan = replace(plan, highest=highest, trailing_stop=trail)
-    time_up = plan.time_stop_at is not None and now >= plan.time_stop_at
-    if plan.qty_open > 0 and time_up and (sellable_from is None or now > sellable_from):
-        assert plan.time_stop_at is not None
-        actions.append(ExitAction(plan.qty_open, f"time stop at {plan.time_stop_at.isoformat()}", now))
-        plan = replace(plan, qty_open=ZERO)
-    return plan, actions
+        )
+    return orders
+
+
+def after_first_target(
+    *, entry_price: Decimal, initial_stop: Decimal, current_stop: Decimal, long: bool, tick: Decimal
+) -> tuple[Decimal, Decimal]:
+    """The stop after TP1: at break-even (the entry's fill price) or better, trailing by the initial
+    risk from then on. Returns (stop price, trail distance)."""
+    trail = abs(entry_price - initial_stop)
+    if long:
+        return max(current_stop, round_to_tick(entry_price, tick, up=True)), trail
+    return min(current_stop, round_to_tick(entry_price, tick, up=False)), trail

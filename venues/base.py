@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 import pandas as pd
@@ -48,6 +49,12 @@ class Broker(Protocol):
         ...
 
     async def cancel(self, client_order_id: str) -> Order: ...
+
+    async def amend(
+        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+    ) -> Order:
+        """Move a pending stop order, or make it trail by ``trail``; VenueError if it is not one."""
+        ...
 
     async def process(self) -> list[Fill]:
         """Bring orders up to the clock's now (fills, expiries); returns the fills that happened."""

@@ -123,3 +123,20 @@ def add_trading_time(calendar: str, start: datetime, duration: timedelta) -> dat
                 remaining -= available
         day = next_session_day(calendar, day)
     raise ValueError(f"{duration} of trading time is more than a year of {calendar} sessions")
+
+
+def next_open(calendar: str, moment: datetime) -> datetime | None:
+    """When the market next opens after ``moment``; None while it is open (and always for 24/7).
+    A lunch break counts as closed: the answer is then the end of the break."""
+    moment = ensure_utc(moment)
+    if calendar == "24/7" or is_open(calendar, moment):
+        return None
+    current = session(calendar, trading_day(calendar, moment))
+    if current is None:  # pragma: no cover - trading_day always names a session
+        return None
+    if current.break_end is not None and current.open <= moment < current.break_end:
+        return current.break_end
+    if moment < current.open:
+        return current.open
+    following = session(calendar, next_session_day(calendar, current.day))
+    return following.open if following else None

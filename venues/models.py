@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from venues.clock import ensure_utc
 
@@ -31,6 +31,7 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    STOP = "stop"  # stop-market: triggers when a trade reaches stop_price, then fills like a market order
 
 
 class OrderStatus(StrEnum):
@@ -133,12 +134,30 @@ def _positive_decimal(value: Decimal, what: str) -> Decimal:
 
 
 class OrderRequest(_Frozen):
+    """An order as the domain asks for it.
+
+    - ``limit_price``: LIMIT orders only; fills at the limit or better.
+    - ``stop_price``: STOP orders only; a sell stop triggers when a trade is at or below it (a buy
+      stop at or above), then fills at the stop price, or at the open when a bar gaps through it.
+    - ``trail``: STOP orders only; the stop follows the best price since the order became active at
+      this distance (a sell stop: highest high - trail), never moving back.
+    - ``parent``: the client order id of the entry this exit belongs to (a bracket child). It rests
+      inactive until the parent fills, then sees only prices after that fill, and its quantity is
+      clipped to what the parent bought less what its siblings sold (one-cancels-other by quantity).
+    - ``worst_price``: MARKET orders only; the drift guard at the fill: a buy that would fill above
+      it (a sell below it) is cancelled with the reason instead of filled.
+    """
+
     client_order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     symbol: str = Field(min_length=1, max_length=32)
     side: Side
     qty: Decimal
     type: OrderType = OrderType.MARKET
     limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail: Decimal | None = None
+    parent: str | None = Field(default=None, max_length=64)
+    worst_price: Decimal | None = None
     signal_id: str | None = None
 
     @field_validator("qty")
@@ -146,17 +165,25 @@ class OrderRequest(_Frozen):
     def _qty(cls, value: Decimal) -> Decimal:
         return _positive_decimal(value, "quantity")
 
-    @field_validator("limit_price")
+    @field_validator("limit_price", "stop_price", "trail", "worst_price")
     @classmethod
-    def _price(cls, value: Decimal | None) -> Decimal | None:
-        return None if value is None else _positive_decimal(value, "limit price")
+    def _price(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        return None if value is None else _positive_decimal(value, str(info.field_name).replace("_", " "))
 
     @model_validator(mode="after")
-    def _limit_needs_price(self) -> OrderRequest:
+    def _prices_fit_the_type(self) -> OrderRequest:
         if self.type is OrderType.LIMIT and self.limit_price is None:
             raise ValueError("a limit order needs a limit_price")
-        if self.type is OrderType.MARKET and self.limit_price is not None:
-            raise ValueError("a market order takes no limit_price")
+        if self.type is not OrderType.LIMIT and self.limit_price is not None:
+            raise ValueError(f"a {self.type.value} order takes no limit_price")
+        if self.type is OrderType.STOP and self.stop_price is None:
+            raise ValueError("a stop order needs a stop_price")
+        if self.type is not OrderType.STOP and (self.stop_price is not None or self.trail is not None):
+            raise ValueError(f"a {self.type.value} order takes no stop_price or trail")
+        if self.type is not OrderType.MARKET and self.worst_price is not None:
+            raise ValueError("only a market order takes a worst_price (its limit is its worst price)")
+        if self.parent is not None and self.parent == self.client_order_id:
+            raise ValueError("an order cannot be its own parent")
         return self
 
 
@@ -170,27 +197,37 @@ class Order(BaseModel):
     type: OrderType
     qty: Decimal
     limit_price: Decimal | None = None
+    stop_price: Decimal | None = None  # the current stop: a trailing stop moves it
+    trail: Decimal | None = None
+    parent: str | None = None
+    worst_price: Decimal | None = None
     status: OrderStatus
-    reason: str = ""  # why rejected or cancelled
+    reason: str = ""  # why rejected or cancelled; how it filled; a note while pending
     created_at: datetime
     updated_at: datetime
     filled_qty: Decimal = ZERO
     avg_fill_price: Decimal | None = None
     fees: Decimal = ZERO
     signal_id: str | None = None
+    filled_at: datetime | None = None  # market time of the fill (a bar's open, or the quote's time)
+    checked_until: datetime | None = None  # bars opening before this were matched and did not fill it
+    triggered_at: datetime | None = None  # a stop that triggered but could not fill yet (T+1)
 
-    @field_validator("created_at", "updated_at")
+    @field_validator("created_at", "updated_at", "filled_at", "checked_until", "triggered_at")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return ensure_utc(value)
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else ensure_utc(value)
 
     def same_request(self, request: OrderRequest) -> bool:
+        """Whether ``request`` asks for this order (the idempotent re-send of one client order id).
+        The stop price is left out: a trailing stop moves it after placement."""
         return (
             self.symbol == request.symbol
             and self.side == request.side
             and self.type == request.type
-            and self.qty == request.qty
+            and (self.qty == request.qty or self.parent is not None)  # a bracket child is clipped
             and self.limit_price == request.limit_price
+            and self.parent == request.parent
         )
 
 

@@ -74,6 +74,8 @@ class PaperBrokerConfig:
     starting_cash: Mapping[str, Decimal] = field(default_factory=dict)  # currency -> initial deposit
     fill_at: FillAt = FillAt.NEXT_OPEN
     slippage_bps: Decimal = Decimal(5)
+    # A market order placed within this long after a bar opened fills at that bar's open.
+    order_latency: timedelta = timedelta(minutes=1)
 
 
 class PaperLedger(Protocol):
@@ -110,6 +112,10 @@ class PaperLedger(Protocol):
 
     def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal: ...
 
+    def children(self, parent: str) -> list[Order]:
+        """The bracket children of the order with client order id ``parent``, oldest first."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _BarView:
@@ -118,10 +124,16 @@ class _BarView:
     high: Decimal
     low: Decimal
     close: Decimal
+    close_time: datetime
 
 
 def _dec(value: float) -> Decimal:
     return Decimal(repr(float(value)))
+
+
+def _on_tick(price: Decimal | None, tick: Decimal) -> str:
+    """A price as the venue quotes it: 428.20, not 428.2 (stored decimals lose trailing zeros)."""
+    return "-" if price is None else str(price.quantize(tick) if tick < 1 else price)
 
 
 class PaperBroker:
@@ -167,6 +179,30 @@ class PaperBroker:
             )
             self._ledger.update_order(order)
             return order
+
+    async def amend(
+        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+    ) -> Order:
+        """Move a resting stop (never past the market: a sell stop stays below the last price) and
+        optionally make it trail. Raises VenueError for an unknown, closed or non-stop order."""
+        async with self._lock:
+            await self._process()
+            order = self._ledger.order(client_order_id)
+            if order is None or order.venue != self.venue:
+                raise VenueError(f"no order with client order id {client_order_id!r} on {self.venue}")
+            if not order.status.is_open or order.type is not OrderType.STOP:
+                raise VenueError(
+                    f"order {client_order_id} is a {order.status.value} {order.type.value} order; "
+                    "only a pending stop can be amended"
+                )
+            update: dict[str, object] = {"updated_at": self._now()}
+            if stop_price is not None:
+                update["stop_price"] = stop_price
+            if trail is not None:
+                update["trail"] = trail
+            amended = order.model_copy(update=update)
+            self._ledger.update_order(amended)
+            return amended
 
     async def orders(self, status: OrderStatus | None = None) -> list[Order]:
         await self.process()
@@ -219,6 +255,10 @@ class PaperBroker:
             type=request.type,
             qty=request.qty,
             limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            trail=request.trail,
+            parent=request.parent,
+            worst_price=request.worst_price,
             status=OrderStatus.REJECTED if reason else OrderStatus.PENDING,
             reason=reason or "",
             created_at=now,
@@ -229,7 +269,10 @@ class PaperBroker:
         if not created:  # another process stored the same id between our read and our write
             return self._same_or_conflict(stored, request)
         if stored.status is OrderStatus.PENDING:
-            await self._match(stored, instrument)
+            symbol = instrument.symbol
+            await self._match_symbol(
+                instrument, [o for o in self._ledger.orders(self.venue, OrderStatus.PENDING) if o.symbol == symbol]
+            )
         return self._ledger.order(stored.client_order_id) or stored
 
     async def _process(self) -> list[Fill]:
@@ -238,12 +281,12 @@ class PaperBroker:
         now = self._now()
         if now == self._processed_at:
             return []
-        new_fills: list[Fill] = []
+        by_symbol: dict[str, list[Order]] = {}
         for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
-            instrument = await self._market.instrument(order.symbol)
-            fill = await self._match(order, instrument)
-            if fill is not None:
-                new_fills.append(fill)
+            by_symbol.setdefault(order.symbol, []).append(order)
+        new_fills: list[Fill] = []
+        for symbol, orders in by_symbol.items():
+            new_fills.extend(await self._match_symbol(await self._market.instrument(symbol), orders))
         self._processed_at = now
         return new_fills
 
@@ -301,6 +344,11 @@ class PaperBroker:
         symbol = instrument.symbol
         if qty % instrument.qty_step != 0:
             return f"quantity {qty} of {symbol} is not a multiple of its step size {instrument.qty_step}"
+        for name, price in (("stop", request.stop_price), ("worst", request.worst_price)):
+            if price is not None and price % instrument.tick_size != 0:
+                return f"{name} price {price} of {symbol} is not a multiple of its tick size {instrument.tick_size}"
+        if request.parent is not None:
+            return self._child_refusal(request, instrument)
         position = self._ledger.position(self.venue, symbol)
         held = position.qty if position else ZERO
         if instrument.lot_size > instrument.qty_step and qty % instrument.lot_size != 0:
@@ -336,6 +384,27 @@ class PaperBroker:
             return (
                 f"insufficient cash: buying {qty} {symbol} needs about {need:.2f} {instrument.currency} "
                 f"with costs, available {available:.2f} {instrument.currency}"
+            )
+        return None
+
+    def _child_refusal(self, request: OrderRequest, instrument: Instrument) -> str | None:
+        """A bracket child is judged against its entry: the position it will sell does not exist
+        until the entry fills, and the child is clipped to it then."""
+        parent = self._ledger.order(request.parent or "")
+        if parent is None or parent.venue != self.venue:
+            return f"no entry order {request.parent!r} on {self.venue} to attach this exit to"
+        if parent.symbol != instrument.symbol or parent.side is request.side:
+            verb = "sell" if parent.side is Side.BUY else "buy"
+            return f"an exit of {parent.client_order_id} must {verb} {parent.symbol}"
+        if parent.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+            return f"its entry {parent.client_order_id} is {parent.status.value}"
+        if request.qty > parent.qty:
+            return f"an exit of {request.qty} is more than its entry's {parent.qty} {parent.symbol}"
+        price = request.limit_price or request.stop_price
+        if price is not None and request.qty * price < instrument.min_notional:
+            return (
+                f"order value {request.qty * price:.2f} {instrument.currency} at {price} is below the minimum of "
+                f"{instrument.min_notional} {instrument.currency} for {instrument.symbol}"
             )
         return None
 
@@ -378,49 +447,77 @@ class PaperBroker:
         return (await self._account(currency)).available_cash
 
     # --- matching ---
+    # Orders of one symbol are matched bar by bar, all of them on each bar before the next bar:
+    # an entry that fills at a bar's open activates its bracket on that same bar, a stop and a
+    # target touched by one bar resolve stop first (the path inside a bar is unknown, so the
+    # conservative reading), and a fill clips the siblings of its bracket at once.
 
-    async def _match(self, order: Order, instrument: Instrument) -> Fill | None:
-        valid_through = self._valid_through(order, instrument)
-        if self._fills_at_quote(order):
-            now = self._clock.now()
-            # An equity quote fill needs the market open on the order's day, like a bar fill: a
-            # quote after the close is that session's last price, not one anyone can trade at.
-            in_session = valid_through is None or (
-                calendars.is_open(instrument.calendar, now)
-                and calendars.trading_day(instrument.calendar, now) <= valid_through
-            )
-            bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
-            if in_session and not bars.empty:
-                bar = next(self._bar_views(bars))
-                quote = _BarView(now, bar.close, bar.close, bar.close, bar.close)
-                fill = await self._try_fill(order, instrument, quote)
+    async def _match_symbol(self, instrument: Instrument, orders: list[Order]) -> list[Fill]:
+        fills: list[Fill] = []
+        waiting: list[Order] = []
+        for order in orders:
+            if self._fills_at_quote(order) and order.parent is None:
+                fill = await self._match_quote(order, instrument)
                 if fill is not None:
-                    return fill
+                    fills.append(fill)
+            else:
+                waiting.append(order)
+        if not waiting:
+            return fills
+        book = _Book(self, instrument, waiting)
+        start = book.earliest_start()
+        if start is not None:
+            bars = await self._market.bars(instrument.symbol, instrument.timeframe, start=start)
+            for bar in self._bar_views(bars):
+                fills.extend(await book.match_bar(bar))
+                if book.done():
+                    break
+        book.save_progress()
+        for order in book.open_entries():
+            valid_through = self._valid_through(order, instrument)
             if valid_through is not None:
                 self._expire_if_session_over(order, instrument.calendar, valid_through)
-            return None
-        bars = await self._market.bars(instrument.symbol, instrument.timeframe, start=order.created_at)
-        for bar in self._bar_views(bars):
-            if valid_through is not None:
-                if not calendars.is_open(instrument.calendar, bar.ts):
-                    continue
-                if calendars.trading_day(instrument.calendar, bar.ts) > valid_through:
-                    break
-            fill = await self._try_fill(order, instrument, bar)
-            if (
-                fill is not None
-                or (self._ledger.order(order.client_order_id) or order).status is not OrderStatus.PENDING
-            ):
+        return fills
+
+    async def _match_quote(self, order: Order, instrument: Instrument) -> Fill | None:
+        valid_through = self._valid_through(order, instrument)
+        now = self._clock.now()
+        # An equity quote fill needs the market open on the order's day, like a bar fill: a
+        # quote after the close is that session's last price, not one anyone can trade at.
+        in_session = valid_through is None or (
+            calendars.is_open(instrument.calendar, now)
+            and calendars.trading_day(instrument.calendar, now) <= valid_through
+        )
+        bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
+        if in_session and not bars.empty:
+            bar = next(self._bar_views(bars))
+            quote = _BarView(now, bar.close, bar.close, bar.close, bar.close, now)
+            fill = await self._try_fill(order, instrument, quote)
+            if fill is not None:
                 return fill
         if valid_through is not None:
             self._expire_if_session_over(order, instrument.calendar, valid_through)
         return None
 
+    def _eligible_from(self, order: Order) -> datetime:
+        """The first bar open an order may fill on. A market order reaching the broker within
+        ``order_latency`` of a bar's open fills at that open: the decision was made on the close of
+        the bar before, and its order went in as the new bar opened (one bar later would be a
+        whole bar of drift the trader never saw). Resting orders see only bars opening after they
+        were placed, since the prices inside the bar in progress are unknown."""
+        start = order.created_at
+        if order.type is OrderType.MARKET:
+            start -= self.config.order_latency
+        if order.checked_until is not None:
+            start = max(start, order.checked_until)
+        return start
+
     def _valid_through(self, order: Order, instrument: Instrument) -> date | None:
-        """Last session an equity (day) order may fill in; None for crypto (good till cancelled).
+        """Last session an equity entry (a day order) may fill in; None for crypto (good till
+        cancelled) and for bracket children, which rest until filled, clipped or cancelled.
         With daily bars only, an order placed during a session can first fill at the next open,
         so it lives through the next session: the usual signal-at-close, fill-at-open rule."""
-        if instrument.asset_class is AssetClass.CRYPTO:
+        if instrument.asset_class is AssetClass.CRYPTO or order.parent is not None:
             return None
         day = calendars.trading_day(instrument.calendar, order.created_at)
         if not self._fills_at_quote(order) and parse_timeframe(instrument.timeframe).delta >= timedelta(days=1):
@@ -438,6 +535,8 @@ class PaperBroker:
         if session is None or now < session.close:
             return
         order = self._ledger.order(order.client_order_id) or order
+        if not order.status.is_open:
+            return
         why = order.reason or "no bar in the session traded at an acceptable price"
         expired = order.model_copy(
             update={
@@ -447,17 +546,26 @@ class PaperBroker:
             }
         )
         self._update_quietly(expired)
+        self._close_children(expired)
 
     @staticmethod
     def _bar_views(bars: pd.DataFrame) -> Iterator[_BarView]:
         """The bars one by one, in time order, with Decimal prices (plain arrays: a fill check runs
         on every tick, and pandas row objects cost more than the check itself)."""
         opens, highs, lows, closes = (bars[c].to_numpy() for c in ("open", "high", "low", "close"))
+        close_times = bars["close_time"].to_numpy()
         for i, ts in enumerate(bars.index):
-            yield _BarView(ts.to_pydatetime(), _dec(opens[i]), _dec(highs[i]), _dec(lows[i]), _dec(closes[i]))
+            yield _BarView(
+                ts.to_pydatetime(),
+                _dec(opens[i]),
+                _dec(highs[i]),
+                _dec(lows[i]),
+                _dec(closes[i]),
+                pd.Timestamp(close_times[i]).to_pydatetime(),
+            )
 
     async def _try_fill(self, order: Order, instrument: Instrument, bar: _BarView) -> Fill | None:
-        price, liquidity = self._execution_price(order, instrument, bar)
+        price, liquidity, how = self._execution_price(order, instrument, bar)
         if price is None:
             return None
         band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, bar.ts))
@@ -470,34 +578,121 @@ class PaperBroker:
                 self._note(order, f"locked at limit {'up' if order.side is Side.BUY else 'down'}")
                 return None
             price = min(max(price, low), high)
-        return self._fill(order, instrument, price, liquidity, bar.ts)
+        if order.worst_price is not None and (
+            (order.side is Side.BUY and price > order.worst_price)
+            or (order.side is Side.SELL and price < order.worst_price)
+        ):
+            self._cancel(
+                order,
+                f"drift guard: would fill at {price} at the {bar.ts.isoformat()} open, beyond the worst price "
+                f"{order.worst_price} the signal allowed",
+            )
+            return None
+        return self._fill(order, instrument, price, liquidity, bar.ts, how)
 
-    def _execution_price(self, order: Order, instrument: Instrument, bar: _BarView) -> tuple[Decimal | None, Liquidity]:
+    def _execution_price(
+        self, order: Order, instrument: Instrument, bar: _BarView
+    ) -> tuple[Decimal | None, Liquidity, str]:
+        """Price, liquidity and how it happened, for ``order`` on ``bar``; None when it does not fill.
+        Market: the open plus slippage. Limit: the limit, or the open when it opened better. Stop:
+        the stop plus slippage, or the open plus slippage when the bar gapped through it."""
         slip = self.config.slippage_bps
-        if order.type is OrderType.MARKET:
-            return slipped_price(instrument, order.side, bar.open, slip), Liquidity.TAKER
+        buy = order.side is Side.BUY
+        tick = instrument.tick_size
+        if order.type is OrderType.MARKET or order.triggered_at is not None:
+            how = (
+                f"stop {_on_tick(order.stop_price, tick)} triggered earlier: filled at the open"
+                if order.triggered_at
+                else ""
+            )
+            return slipped_price(instrument, order.side, bar.open, slip), Liquidity.TAKER, how
+        if order.type is OrderType.STOP:
+            stop = order.stop_price
+            assert stop is not None  # OrderRequest guarantees it for stop orders
+            if (bar.open >= stop) if buy else (bar.open <= stop):
+                how = f"gapped through the stop {_on_tick(stop, tick)}: filled at the open {bar.open}"
+                return slipped_price(instrument, order.side, bar.open, slip), Liquidity.TAKER, how
+            if (bar.high >= stop) if buy else (bar.low <= stop):
+                extreme = f"high {bar.high}" if buy else f"low {bar.low}"
+                return (
+                    slipped_price(instrument, order.side, stop, slip),
+                    Liquidity.TAKER,
+                    f"stop {_on_tick(stop, tick)} hit ({extreme})",
+                )
+            return None, Liquidity.TAKER, ""
         limit = order.limit_price
         assert limit is not None  # OrderRequest guarantees it for limit orders
-        if order.side is Side.BUY:
+        if buy:
             if bar.open <= limit:
-                return min(slipped_price(instrument, Side.BUY, bar.open, slip), limit), Liquidity.TAKER
-            return (limit, Liquidity.MAKER) if bar.low <= limit else (None, Liquidity.MAKER)
+                return (
+                    min(slipped_price(instrument, Side.BUY, bar.open, slip), limit),
+                    Liquidity.TAKER,
+                    "opened at or below the limit",
+                )
+            return (
+                (limit, Liquidity.MAKER, f"limit {_on_tick(limit, tick)} reached (low {bar.low})")
+                if bar.low <= limit
+                else (None, Liquidity.MAKER, "")
+            )
         if bar.open >= limit:
-            return max(slipped_price(instrument, Side.SELL, bar.open, slip), limit), Liquidity.TAKER
-        return (limit, Liquidity.MAKER) if bar.high >= limit else (None, Liquidity.MAKER)
+            price = max(slipped_price(instrument, Side.SELL, bar.open, slip), limit)
+            return price, Liquidity.TAKER, f"opened above the limit {_on_tick(limit, tick)}: filled at {price}"
+        return (
+            (limit, Liquidity.MAKER, f"limit {_on_tick(limit, tick)} reached (high {bar.high})")
+            if bar.high >= limit
+            else (None, Liquidity.MAKER, "")
+        )
+
+    def _cancel(self, order: Order, reason: str) -> None:
+        cancelled = order.model_copy(
+            update={"status": OrderStatus.CANCELLED, "reason": reason, "updated_at": self._now()}
+        )
+        self._update_quietly(cancelled)
+        self._close_children(cancelled)
+
+    def _close_children(self, parent: Order) -> None:
+        """An entry that ends unfilled takes its bracket with it."""
+        for child in self._ledger.children(parent.client_order_id):
+            if child.status.is_open:
+                self._update_quietly(
+                    child.model_copy(
+                        update={
+                            "status": OrderStatus.CANCELLED,
+                            "reason": f"its entry {parent.client_order_id} is {parent.status.value}",
+                            "updated_at": self._now(),
+                        }
+                    )
+                )
+
+    def clip_children(self, parent: Order) -> list[Order]:
+        """Clip the open children of a filled entry to what is left of it: what the entry bought less
+        what its children sold. A child with nothing left is cancelled. Returns the children as stored."""
+        children = self._ledger.children(parent.client_order_id)
+        sold = sum((c.filled_qty for c in children if c.status is OrderStatus.FILLED), ZERO)
+        left = max(parent.filled_qty - sold, ZERO)
+        out = []
+        for child in children:
+            if child.status.is_open and child.qty > left:
+                update: dict[str, object] = {"qty": left, "updated_at": self._now()}
+                if left <= 0:
+                    update.update(status=OrderStatus.CANCELLED, reason="nothing left to sell: the position is closed")
+                child = child.model_copy(update=update)
+                self._update_quietly(child)
+            out.append(child)
+        return out
 
     def _note(self, order: Order, reason: str) -> None:
         if order.reason != reason:
             self._update_quietly(order.model_copy(update={"reason": reason}))
 
     def _fill(
-        self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime
+        self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime, how: str = ""
     ) -> Fill | None:
         # The ledger refuses a fill priced from a position or balance that another process has
         # changed since we read it; then it is priced again from what is stored now.
         for _ in range(_FILL_ATTEMPTS):
             try:
-                return self._fill_once(order, instrument, price, liquidity, ts)
+                return self._fill_once(order, instrument, price, liquidity, ts, how)
             except StaleOrderError:
                 current = self._ledger.order(order.client_order_id)
                 if current is None or not current.status.is_open:
@@ -507,7 +702,7 @@ class PaperBroker:
         )
 
     def _fill_once(
-        self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime
+        self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime, how: str
     ) -> Fill | None:
         now = self._clock.now()
         fee = fees(instrument, order.side, order.qty, price, liquidity)
@@ -560,17 +755,21 @@ class PaperBroker:
                 "filled_qty": order.qty,
                 "avg_fill_price": price,
                 "fees": fee,
-                "reason": "",
+                "reason": how,
                 "updated_at": now,
+                "filled_at": ts,
+                "triggered_at": None,
             }
         )
         self._ledger.record_fill(filled, fill, position, instrument.currency)
         return fill
 
     def _reject_at_fill(self, order: Order, reason: str) -> Fill | None:
-        self._update_quietly(
-            order.model_copy(update={"status": OrderStatus.REJECTED, "reason": reason, "updated_at": self._now()})
+        rejected = order.model_copy(
+            update={"status": OrderStatus.REJECTED, "reason": reason, "updated_at": self._now()}
         )
+        self._update_quietly(rejected)
+        self._close_children(rejected)
         return None
 
     def _update_quietly(self, order: Order) -> None:
@@ -615,3 +814,168 @@ class PaperBroker:
         for currency, amount in self.config.starting_cash.items():
             self._ledger.fund(self.venue, currency, amount, now)
         self._funded = True
+
+
+_CHILD_PRIORITY = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.LIMIT: 2}
+
+
+class _Book:
+    """The pending orders of one symbol during one matching pass: when each may first fill, the
+    session an A-share exit may not sell in (T+1), trailing stops, and the progress to store."""
+
+    def __init__(self, broker: PaperBroker, instrument: Instrument, orders: list[Order]) -> None:
+        self.broker = broker
+        self.instrument = instrument
+        self.calendar = instrument.calendar
+        self.exchange_hours = instrument.asset_class is not AssetClass.CRYPTO
+        self.orders = {o.client_order_id: o for o in orders}
+        self.start: dict[str, datetime | None] = {}
+        self.locked_day: dict[str, date] = {}  # T+1: the session of the entry's fill
+        self.valid_through: dict[str, date | None] = {}
+        self.changed: set[str] = set()
+        for order in orders:
+            if order.parent is None:
+                self.start[order.client_order_id] = broker._eligible_from(order)
+                self.valid_through[order.client_order_id] = broker._valid_through(order, instrument)
+            elif order.parent in self.orders:
+                self.start[order.client_order_id] = None  # waits for its entry, in this same pass
+            else:
+                parent = broker._ledger.order(order.parent)
+                if parent is None or parent.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+                    broker._update_quietly(
+                        order.model_copy(
+                            update={
+                                "status": OrderStatus.CANCELLED,
+                                "reason": f"its entry {order.parent} is {parent.status.value if parent else 'missing'}",
+                                "updated_at": broker._now(),
+                            }
+                        )
+                    )
+                    del self.orders[order.client_order_id]
+                elif parent.status is OrderStatus.FILLED:
+                    self._activate(order, parent)
+                else:
+                    self.start[order.client_order_id] = None  # its entry is pending on another pass
+        self.sequence = sorted(
+            self.orders.values(),
+            key=lambda o: (o.parent is not None, _CHILD_PRIORITY[o.type] if o.parent else 0, o.created_at),
+        )
+
+    def _activate(self, child: Order, parent: Order) -> None:
+        assert parent.filled_at is not None
+        start = parent.filled_at
+        if child.checked_until is not None:
+            start = max(start, child.checked_until)
+        self.start[child.client_order_id] = start
+        if self.instrument.settlement_days > 0 and child.side is not parent.side:
+            self.locked_day[child.client_order_id] = calendars.trading_day(self.calendar, parent.filled_at)
+
+    def earliest_start(self) -> datetime | None:
+        starts = [s for s in self.start.values() if s is not None]
+        return min(starts) if starts else None
+
+    def done(self) -> bool:
+        return not any(o.status.is_open for o in self.orders.values())
+
+    def open_entries(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.parent is None and o.status.is_open]
+
+    async def match_bar(self, bar: _BarView) -> list[Fill]:
+        fills: list[Fill] = []
+        in_session = not self.exchange_hours or calendars.is_open(self.calendar, bar.ts)
+        day = calendars.trading_day(self.calendar, bar.ts) if self.exchange_hours else None
+        for order in self.sequence:
+            coid = order.client_order_id
+            order = self.orders[coid]
+            start = self.start.get(coid)
+            if not order.status.is_open or start is None or bar.ts < start or not in_session:
+                continue
+            valid_through = self.valid_through.get(coid)
+            if valid_through is not None and day is not None and day > valid_through:
+                continue
+            if day is not None and self.locked_day.get(coid) == day:
+                self._hold_for_t1(order, bar)
+                continue
+            fill = await self._fill(order, bar)
+            if fill is None:
+                self._trail(order, bar)
+                continue
+            fills.append(fill)
+            if order.parent is None:
+                self._activate_children(self.orders[coid])
+            else:
+                parent = self.broker._ledger.order(order.parent)
+                if parent is not None:
+                    for child in self.broker.clip_children(parent):
+                        if child.client_order_id in self.orders:
+                            self.orders[child.client_order_id] = child
+        return fills
+
+    async def _fill(self, order: Order, bar: _BarView) -> Fill | None:
+        coid = order.client_order_id
+        price, _, _ = self.broker._execution_price(order, self.instrument, bar)
+        if price is None:
+            self._progress(order, bar)
+            return None
+        fill = await self.broker._try_fill(order, self.instrument, bar)
+        stored = self.broker._ledger.order(coid) or order
+        self.orders[coid] = stored
+        if fill is None and stored.status.is_open:
+            self._progress(stored, bar)
+        return fill
+
+    def _progress(self, order: Order, bar: _BarView) -> None:
+        self.orders[order.client_order_id] = order.model_copy(update={"checked_until": bar.close_time})
+        self.changed.add(order.client_order_id)
+
+    def _activate_children(self, parent: Order) -> None:
+        for child in self.orders.values():
+            if child.parent == parent.client_order_id and child.status.is_open:
+                self._activate(child, parent)
+
+    def _hold_for_t1(self, order: Order, bar: _BarView) -> None:
+        """T+1: an exit cannot sell in the session its entry bought in. A stop crossed then sells at
+        the next session's first chance (its open), whatever the price does in between."""
+        crossed = (
+            order.type is OrderType.STOP
+            and order.stop_price is not None
+            and (bar.low <= order.stop_price if order.side is Side.SELL else bar.high >= order.stop_price)
+        )
+        update: dict[str, object] = {"checked_until": bar.close_time}
+        if crossed and order.triggered_at is None:
+            session = calendars.trading_day(self.calendar, bar.ts)
+            stop = _on_tick(order.stop_price, self.instrument.tick_size)
+            update.update(
+                triggered_at=bar.ts,
+                reason=f"stop {stop} crossed on the buy day {session.isoformat()} "
+                "(T+1: cannot sell today): sells at the next session's open",
+            )
+        self.orders[order.client_order_id] = order.model_copy(update=update)
+        self.changed.add(order.client_order_id)
+
+    def _trail(self, order: Order, bar: _BarView) -> None:
+        """A trailing stop follows the best price at its distance, never back; raised after the bar
+        is judged against the old level (which came first inside the bar is unknown)."""
+        if order.type is not OrderType.STOP or order.trail is None or order.stop_price is None:
+            return
+        order = self.orders[order.client_order_id]
+        assert order.trail is not None and order.stop_price is not None
+        tick = self.instrument.tick_size
+        if order.side is Side.SELL:
+            level = round_to_tick(bar.high - order.trail, tick, up=False)
+            better = level > order.stop_price
+        else:
+            level = round_to_tick(bar.low + order.trail, tick, up=True)
+            better = level < order.stop_price
+        if better:
+            self.orders[order.client_order_id] = order.model_copy(update={"stop_price": level})
+            self.changed.add(order.client_order_id)
+
+    def save_progress(self) -> None:
+        """Store how far each open order was matched (and its trailing stop), so the next pass
+        starts there instead of walking the same bars again."""
+        now = self.broker._now()
+        for coid in self.changed:
+            order = self.orders[coid]
+            if order.status.is_open:
+                self.broker._update_quietly(order.model_copy(update={"updated_at": now}))

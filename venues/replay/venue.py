@@ -71,6 +71,8 @@ class _Series:
     timeframe: Timeframe
     calendar: str
     close: np.ndarray
+    open: np.ndarray
+    day: np.ndarray  # exchange-local session day of each bar (days since the epoch)
     session_volume: np.ndarray  # volume summed from the session's first bar up to each bar
     prev_close: np.ndarray  # last close of the previous session with bars (NaN for the first)
     _resampled: dict[str, _Frame] = field(default_factory=dict)
@@ -92,6 +94,8 @@ class _Series:
             timeframe=timeframe,
             calendar=calendar,
             close=native["close"].to_numpy(dtype="float64"),
+            open=native["open"].to_numpy(dtype="float64"),
+            day=day.to_numpy(),
             session_volume=session_volume,
             prev_close=prev_close,
         )
@@ -208,10 +212,12 @@ class ReplayVenue(BrokeredVenue):
         return frame.bars.iloc[lo:hi] if lo < hi else frame.bars.iloc[0:0]
 
     async def snapshot(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        """A quote per symbol from its latest final native bar; symbols without one yet are left out.
+        """A quote per symbol: the last traded price at the clock's now. That is the open of the
+        native bar in progress when one has opened (its first trade has happened; nothing later in
+        it is shown), else the close of the latest final bar. Symbols with no bar yet are left out.
 
-        ``volume`` is summed over that bar's session (exchange-local day; UTC day for 24/7) up to
-        the bar, ``change_pct`` is in percent against the previous session's last close.
+        ``volume`` is summed over the latest final bar's session (exchange-local day; UTC day for
+        24/7) up to that bar, ``change_pct`` is in percent against the previous session's last close.
         """
         specs = [self._spec(symbol) for symbol in symbols]  # an unknown symbol fails the whole call
         now = _to_us(self.clock.now())
@@ -221,13 +227,18 @@ class ReplayVenue(BrokeredVenue):
             i = int(np.searchsorted(series.native.close_us, now, side="right")) - 1
             if i < 0:
                 continue
-            last = float(series.close[i])
+            last, ts, volume = float(series.close[i]), series.native.close_us[i], float(series.session_volume[i])
             prev = float(series.prev_close[i])
+            opened = int(np.searchsorted(series.native.open_us, now, side="left")) - 1  # opened before now
+            if opened > i:  # a bar has opened since the last close: its open is the last trade
+                last, ts = float(series.open[opened]), series.native.open_us[opened]
+                if series.day[opened] != series.day[i]:  # a new session: nothing of it is final yet
+                    volume, prev = 0.0, float(series.close[i])
             quotes[spec.instrument.symbol] = Quote(
                 symbol=spec.instrument.symbol,
-                ts=_from_us(series.native.close_us[i]),
+                ts=_from_us(ts),
                 last=last,
-                volume=float(series.session_volume[i]),
+                volume=volume,
                 change_pct=None if math.isnan(prev) else (last / prev - 1.0) * 100.0,
             )
         return quotes
