@@ -197,6 +197,8 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"]
         )
         facts = DecisionInput.model_validate(state["facts"])
+        # Costs at the fee rates of the expected fill's trade day: this session, or the next one.
+        fill_day = calendars.trading_day(instrument.calendar, deps.clock.now())
         if signal.action is Action.BUY:
             proposal = sized_buy(
                 signal,
@@ -206,6 +208,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 risk_per_trade_pct=profile.risk_per_trade_pct,
                 max_position_pct=profile.max_position_pct,
                 slippage_bps=config.slippage_bps,
+                on=fill_day,
                 exit_weights=config.exit_weights,
             )
         else:
@@ -216,6 +219,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 instrument,
                 facts.position_qty,
                 slippage_bps=config.slippage_bps,
+                on=fill_day,
                 avg_cost=facts.position_avg_cost,
             )
         verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)

@@ -253,7 +253,10 @@ async def test_rule_policy_walk_reaches_pending_with_a_card_computed_by_the_tool
             max_position_pct=profile.max_position_pct,
             slippage_bps=slippage,
         )
-        proposal = propose(signal, instrument, qty, slippage_bps=slippage, exit_weights=app.deps.config.exit_weights)
+        fill_day = app.clock.now().date()  # crypto fees do not change with the date
+        proposal = propose(
+            signal, instrument, qty, slippage_bps=slippage, on=fill_day, exit_weights=app.deps.config.exit_weights
+        )
         context = RiskContext(now=app.clock.now(), equity=facts.equity, day_start_equity=facts.equity)
         verdict, allowed = risk_gate.check(proposal, context, profile, instrument, slippage_bps=slippage)
         assert verdict.decision == card["risk_decision"] != "block"

@@ -279,7 +279,7 @@ async def test_catalog() -> None:
     assert eth.fees == CryptoFees(maker_bps=Decimal(10), taker_bps=Decimal(10))
 
     etf = await cn.instrument("510300.SH")
-    assert etf.fees == CnEquityFees(stamp_duty_applies=False, transfer_fee_rate=Decimal(0))
+    assert etf.fees == CnEquityFees(stamp_duty_applies=False, transfer_fee_applies=False)
     assert (etf.tick_size, etf.timeframe, etf.name) == (Decimal("0.001"), "5m", "沪深300ETF")
     for inst in await cn.instruments():
         assert (inst.lot_size, inst.settlement_days, inst.price_limit_pct) == (Decimal(100), 1, Decimal("0.10"))

@@ -14,7 +14,7 @@ With 2,000,000 CNY of equity it is 9% of equity: every profile allows it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,13 +23,16 @@ import pytest
 from tests.support import replay_instrument
 from tools.models import Action, Proposal, RiskCheck, RiskVerdict, Signal
 from tools.risk import PROFILES, RiskContext, check, profile
-from tools.sizing import propose
+from tools.sizing import propose, sized_buy
 from venues.models import Instrument, UsEquityFees
 
 D = Decimal
 SLIP = D(10)
 NOW = datetime(2021, 6, 1, 3, 0, tzinfo=UTC)
 EQUITY = D(2_000_000)
+# Proposals are costed at the fee rates of this trade date (stamp duty 0.05%, transfer fee 0.001%),
+# the rates the arithmetic above uses; the gate re-costs a shrunk proposal at the same date.
+ON = date(2024, 6, 3)
 
 MOUTAI = replay_instrument("600519.SH")
 # Zero commission and, below, zero slippage: the boundaries of the money rules land exactly.
@@ -49,7 +52,7 @@ def buy(*take_profits: str, confidence: float = 0.8, symbol: str = "600519.SH", 
 
 
 def proposal(qty: int = 100, *take_profits: str, confidence: float = 0.8) -> Proposal:
-    return propose(buy(*take_profits, confidence=confidence), MOUTAI, D(qty), slippage_bps=SLIP)
+    return propose(buy(*take_profits, confidence=confidence), MOUTAI, D(qty), slippage_bps=SLIP, on=ON)
 
 
 def context(**changes: Any) -> RiskContext:
@@ -181,7 +184,7 @@ def test_max_position_value_shrinks_to_the_cap_rounded_down_to_the_lot() -> None
     # 199.80 + 4.00 = 303.70, slippage 400.00; expected 40000 - 93.69 - 360 - 303.70 - 400 = 38842.61
     assert (shrunk.qty, shrunk.notional, shrunk.expected_net_profit) == (D(200), D(360000), D("38842.61"))
     assert shrunk == propose(
-        buy(), MOUTAI, D(200), slippage_bps=SLIP, notes=("shrunk by risk to 200 (max position value)",)
+        buy(), MOUTAI, D(200), slippage_bps=SLIP, notes=("shrunk by risk to 200 (max position value)",), on=ON
     )
     passes(verdict, "min_expected_net_profit")  # 38842.61 >= 0.5% x 360,000 = 1800
     assert verdict.reasons == []
@@ -248,7 +251,7 @@ def test_a_trade_losing_money_after_costs_is_blocked_even_with_no_minimum() -> N
 def test_a_trade_earning_exactly_nothing_after_costs_is_blocked_even_with_no_minimum() -> None:
     # 10 shares, 100 -> 100.01, no slippage, 0.5 cent a share each way: gross 0.10 - 0.05 - 0.05 = 0
     per_share = AMZN.model_copy(update={"fees": UsEquityFees(commission_per_share=D("0.005"))})
-    p = propose(buy("100.01", symbol="AMZN", entry="100"), per_share, D(10), slippage_bps=D(0))
+    p = propose(buy("100.01", symbol="AMZN", entry="100"), per_share, D(10), slippage_bps=D(0), on=ON)
     assert p.expected_net_profit == 0
     no_minimum = PROFILES["high"].model_copy(update={"min_net_profit_pct": D(0)})
     ctx = context(equity=D(10_000), day_start_equity=D(10_000))
@@ -263,7 +266,7 @@ def test_a_trade_earning_exactly_nothing_after_costs_is_blocked_even_with_no_min
 def test_money_rules_pass_exactly_at_their_boundaries() -> None:
     # AMZN, no commission and no slippage: 10 shares at 100, stop 95 -> loss at stop 50.00.
     def us(tp: str) -> RiskVerdict:
-        p = propose(buy(tp, symbol="AMZN", entry="100"), AMZN, D(10), slippage_bps=D(0))
+        p = propose(buy(tp, symbol="AMZN", entry="100"), AMZN, D(10), slippage_bps=D(0), on=ON)
         verdict, _ = check(
             p, context(equity=D(10_000), day_start_equity=D(10_000)), profile("medium"), AMZN, slippage_bps=D(0)
         )
@@ -352,7 +355,7 @@ def test_same_proposal_allowed_on_high_blocked_on_low_with_the_reasons() -> None
 def sell(qty: int) -> Proposal:
     # 1900 held at 1800: fill 1898.10, 200 shares realise 19331.48 after 288.52 of fees (test_sizing)
     signal = Signal(action=Action.SELL, symbol="600519.SH", entry=D(1900))
-    return propose(signal, MOUTAI, D(qty), slippage_bps=SLIP, avg_cost=D(1800))
+    return propose(signal, MOUTAI, D(qty), slippage_bps=SLIP, avg_cost=D(1800), on=ON)
 
 
 def test_sell_is_allowed_with_the_kill_switch_on() -> None:
@@ -398,7 +401,7 @@ def test_a_shrink_below_the_venue_minimum_is_blocked() -> None:
     signal = Signal(
         action=Action.BUY, symbol="BTC/USD", entry=D(40000), stop=D(39000), take_profits=(D(44000),), confidence=0.8
     )
-    p = propose(signal, btc, D("0.0005"), slippage_bps=SLIP)  # 20 USD
+    p = propose(signal, btc, D("0.0005"), slippage_bps=SLIP, on=ON)  # 20 USD
     verdict, _ = check(p, context(equity=D(40), day_start_equity=D(40)), profile("medium"), btc, slippage_bps=SLIP)
     # 20% of 40 = 8 USD: 0.0002 BTC = 8.00 USD fits the cap but not the 10 USD minimum.
     blocked_by(verdict, "min_notional", "shrunk order value 8.00 is below the venue minimum 10 USD")
@@ -434,3 +437,98 @@ def test_hold_and_abstain_never_produce_an_order(action: Action) -> None:
         qty=D(0),
         checks=(RiskCheck(rule="action", passed=False, detail=f"{action.value} places no order"),),
     )
+
+
+# --- the exit plan: every tranche and the stop exit must be orders the venue takes ---------------
+
+BTC = replay_instrument("BTC/USD")  # step 0.0001, minimum order 10 USD, taker 25 bps
+ISSUE_SIGNAL = Signal(
+    action=Action.BUY,
+    symbol="BTC/USD",
+    entry=D(34000),
+    stop=D(33000),
+    take_profits=(D(35500), D(36500), D(37500)),
+    confidence=0.8,
+)
+
+
+def sized_btc(equity: str) -> Proposal:
+    medium = profile("medium")
+    return sized_buy(
+        ISSUE_SIGNAL,
+        BTC,
+        equity=D(equity),
+        available_cash=D(equity),
+        risk_per_trade_pct=medium.risk_per_trade_pct,
+        max_position_pct=medium.max_position_pct,
+        slippage_bps=D(5),
+        on=ON,
+    )
+
+
+def test_issue_btc_plan_on_a_60_usd_account_is_blocked_not_reshaped_because_its_stop_exit_is_under_10_usd() -> None:
+    """The issue's input: 60 USD, medium profile, BUY 34000, stop 33000, TP 35500/36500/37500, 5 bps.
+
+    Sized 0.0003 BTC (20% of 60 = 12 USD over the slipped entry 34017.00 = 0.00035 -> 0.0003), worth
+    10.20 USD at the entry, so the order itself clears the 10 USD minimum. Sold at the stop (33000 x
+    0.9995 = 32983.50) it is 9.895 USD: the venue would refuse the stop exit, and every tranche is
+    smaller still. No reshape helps: the smallest position that could be sold at the stop, 0.0004 BTC
+    (13.61 USD at the entry), is over the profile's 12 USD cap. So the gate blocks, and says why."""
+    p = sized_btc("60")
+    assert (p.qty, p.notional) == (D("0.0003"), D("10.2000"))
+    assert p.exit_qtys == (D(0), D(0), D("0.0003"))  # merged: no tranche but the whole clears anything
+    verdict, _ = check(p, context(equity=D(60), day_start_equity=D(60)), profile("medium"), BTC, slippage_bps=D(5))
+    passes(verdict, "max_position_value", "value 10.20 within the cap 12.00")
+    blocked_by(
+        verdict,
+        "exit_plan",
+        "the stop exit of 0.0003 BTC/USD at 32983.50 (the stop 33000 after 5 bps slippage) is 9.89 USD, "
+        "below the venue minimum of 10 USD",
+    )
+
+
+def test_btc_plan_on_a_200_usd_account_is_allowed_with_tp1_merged_into_tp2() -> None:
+    # 20% of 200 = 40 USD / 34017.00 = 0.001176 -> 0.0011 BTC; at the stop fill 32983.50 it is 36.28 USD.
+    # The smallest sellable tranche there is 0.0004 (10 / 32983.50 = 0.000303): 30/40/30 would be
+    # 0.0003 / 0.0004 / 0.0004, so TP1's 0.0003 is merged into TP2: 0 / 0.0007 / 0.0004.
+    p = sized_btc("200")
+    assert p.qty == D("0.0011")
+    assert p.exit_qtys == (D(0), D("0.0007"), D("0.0004"))
+    assert [f"{w:.2f}" for w in p.exit_weights] == ["0.00", "0.64", "0.36"]  # what the card shows
+    verdict, allowed = check(
+        p, context(equity=D(200), day_start_equity=D(200)), profile("medium"), BTC, slippage_bps=D(5)
+    )
+    assert (verdict.decision, verdict.qty) == ("allow", D("0.0011"))
+    passes(
+        verdict,
+        "exit_plan",
+        "the stop exit of 0.0011 BTC/USD at 32983.50 (the stop 33000 after 5 bps slippage) is 36.28 USD, "
+        "at least the venue minimum of 10 USD; exits 0 / 0.0007 / 0.0004 at the targets",
+    )
+    assert allowed == p
+
+
+def test_a_shrink_that_leaves_a_stop_exit_under_the_minimum_is_blocked() -> None:
+    # Proposed 0.0010 BTC (34.00 USD); on 55 USD the medium cap is 11 USD: shrunk to 11 / 34000 =
+    # 0.000323 -> 0.0003 BTC, 10.20 USD at the entry (over the 10 USD minimum), but 9.895 at the stop.
+    p = propose(ISSUE_SIGNAL, BTC, D("0.0010"), slippage_bps=D(5), on=ON)
+    verdict, shrunk = check(p, context(equity=D(55), day_start_equity=D(55)), profile("medium"), BTC, slippage_bps=D(5))
+    assert shrunk.qty == D("0.0003")
+    assert shrunk.planned_exit_weights == p.planned_exit_weights  # re-planned from 30/40/30, not from 0/100/0
+    blocked_by(
+        verdict,
+        "exit_plan",
+        "the stop exit of 0.0003 BTC/USD at 32983.50 (the stop 33000 after 5 bps slippage) is 9.89 USD, "
+        "below the venue minimum of 10 USD",
+    )
+
+
+def test_a_share_lots_reshape_the_plan_without_a_minimum_notional_rule() -> None:
+    # 200 shares at 30/40/30: 60 and 80 are under a lot; cumulative rounding gives 0 / 100 / 100.
+    # A-shares have no minimum notional, so the gate has no exit rule to apply: the lots are the plan.
+    p = proposal(200, "1850", "1900", "1950")
+    assert p.exit_qtys == (D(0), D(100), D(100))
+    assert p.exit_weights == (D(0), D("0.5"), D("0.5"))
+    verdict = judge(p, context())
+    assert verdict.decision == "allow"
+    assert "exit_plan" not in {c.rule for c in verdict.checks}

@@ -6,17 +6,22 @@ is as easy to spot as a wrong result."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support import replay_instrument
 from tools.models import Action, Signal
 from tools.sizing import DEFAULT_EXIT_WEIGHTS, exit_tranches, normalized_weights, propose, risk_based_qty
-from venues.models import Instrument
+from venues.models import AssetClass, CryptoFees, Instrument
 
 D = Decimal
 SLIP = D(10)  # bps, against the trader on both legs
+# Fee rates of this trade date: stamp duty 0.05%, transfer fee 0.001% (venues/fee_rates.py).
+ON = date(2024, 6, 3)
 
 # Instruments as the replay catalogue builds them (venues/replay/catalog.py), written out so a
 # catalogue change cannot silently move the hand-computed numbers below.
@@ -134,17 +139,19 @@ def test_crypto_order_below_the_venue_minimum_notional_is_sized_zero() -> None:
     [
         # 30% / 40% of 1000 are whole lots; the last target takes the remaining 300
         (MOUTAI, "1000", ["300", "400", "300"]),
-        # 150 -> 100, 200 -> 200, remainder 500 - 300 = 200: rounding goes to the last target
+        # cumulative 150 -> 100, 350 -> 300 (TP2 200), remainder 200
         (MOUTAI, "500", ["100", "200", "200"]),
         # 30 and 40 shares are less than a lot: a one-lot position exits whole at the last target
         (MOUTAI, "100", ["0", "0", "100"]),
-        # 0.02727 -> 0.0272, 0.03636 -> 0.0363, remainder 0.0909 - 0.0635 = 0.0274
-        (BTC, "0.0909", ["0.0272", "0.0363", "0.0274"]),
-        # lot 1: 3.3 -> 3, 4.4 -> 4, remainder 4
+        # cumulative 0.02727 -> 0.0272, 0.06363 -> 0.0636 (TP2 0.0364), remainder 0.0909 - 0.0636 = 0.0273
+        (BTC, "0.0909", ["0.0272", "0.0364", "0.0273"]),
+        # cumulative 60 -> 0, 140 -> 100, 200: what TP1 cannot sell rolls to TP2
+        (MOUTAI, "200", ["0", "100", "100"]),
+        # lot 1: cumulative 3.3 -> 3, 7.7 -> 7 (TP2 4), remainder 4
         (AMZN, "11", ["3", "4", "4"]),
     ],
 )
-def test_exit_tranches_are_30_40_30_lot_rounded_with_the_remainder_last(
+def test_exit_tranches_are_30_40_30_with_cumulative_lot_rounding(
     instrument: Instrument, qty: str, expected: list[str]
 ) -> None:
     tranches = exit_tranches(instrument, D(qty), DEFAULT_EXIT_WEIGHTS)
@@ -191,7 +198,7 @@ def test_a_share_proposal_with_three_targets() -> None:
     # Stop: fill 1750 x 0.999 = 1748.25; (1801.80 - 1748.25) x 500 = 26775.00; sell 874125.00:
     #   commission 218.53125 -> 218.53, stamp 437.0625 -> 437.06, transfer 8.74125 -> 8.74: 664.33
     #   loss = 26775.00 + 234.24 + 664.33 = 27673.57
-    p = propose(buy("600519.SH", "1800", "1750", "1850", "1900", "1950"), MOUTAI, D(500), slippage_bps=SLIP)
+    p = propose(buy("600519.SH", "1800", "1750", "1850", "1900", "1950"), MOUTAI, D(500), slippage_bps=SLIP, on=ON)
     assert (p.venue, p.symbol, p.currency) == ("replay-cn", "600519.SH", "CNY")
     assert p.qty == D(500)
     assert p.notional == D(900000)
@@ -199,7 +206,10 @@ def test_a_share_proposal_with_three_targets() -> None:
     assert p.fees_round_trip == D("2814.33")
     assert p.loss_at_stop == D("27673.57")
     assert p.reward_risk == pytest.approx(52185.67 / 27673.57)
-    assert p.exit_weights == DEFAULT_EXIT_WEIGHTS
+    # the card shows the real tranches' shares (100 / 200 / 200 of 500), the plan asked 30/40/30
+    assert p.exit_qtys == (D(100), D(200), D(200))
+    assert p.exit_weights == (D("0.2"), D("0.4"), D("0.4"))
+    assert p.planned_exit_weights == DEFAULT_EXIT_WEIGHTS
 
 
 def test_etf_proposal_pays_minimum_commissions_and_whole_ticks_of_slippage() -> None:
@@ -209,7 +219,7 @@ def test_etf_proposal_pays_minimum_commissions_and_whole_ticks_of_slippage() -> 
     #   4195 x 0.025% = 1.05 -> 5 minimum; an ETF pays no stamp duty; slippage 0.005 x 1000 = 5.000
     # expected = 200 - (5 + 4) - (5 + 5) = 181.00; costs 19.00
     # Stop: 3.9 x 0.999 = 3.8961 -> 3.896; (4.004 - 3.896) x 1000 = 108 + 5 + 5 = 118.00
-    p = propose(buy("510300.SH", "4", "3.9", "4.2"), ETF, D(1000), slippage_bps=SLIP)
+    p = propose(buy("510300.SH", "4", "3.9", "4.2"), ETF, D(1000), slippage_bps=SLIP, on=ON)
     assert p.expected_net_profit == D("181.00")
     assert p.fees_round_trip == D("19.00")
     assert p.loss_at_stop == D("118.00")
@@ -223,7 +233,7 @@ def test_crypto_proposal_charges_taker_bps_on_both_legs() -> None:
     # TP: fill 51948.00; 5194.8 x 0.25% = 12.987; slippage 52 x 0.1 = 5.2; gross 2000 x 0.1 = 200
     # expected = 200 - 12.5125 - 5 - 12.987 - 5.2 = 164.3005
     # Stop: fill 48951.00; 1099 x 0.1 = 109.9 + 12.5125 + 4895.1 x 0.25% = 12.23775 -> 134.65025
-    p = propose(buy("BTC/USD", "50000", "49000", "52000"), BTC, D("0.1"), slippage_bps=SLIP)
+    p = propose(buy("BTC/USD", "50000", "49000", "52000"), BTC, D("0.1"), slippage_bps=SLIP, on=ON)
     assert p.expected_net_profit == D("164.3005")
     assert p.loss_at_stop == D("134.65025")
     assert p.reward_risk == pytest.approx(164.3005 / 134.65025)
@@ -234,7 +244,7 @@ def test_sell_proposal_realises_the_gain_over_the_cost_basis_after_stamp_duty() 
     # stamp 189.81, transfer 3.80 = 288.52; realised (1898.10 - 1800) x 200 - 288.52 = 19331.48
     # costs 288.52 + slippage 1.90 x 200 = 668.52; nothing is at risk: no stop, no reward/risk
     sell = Signal(action=Action.SELL, symbol="600519.SH", entry=D(1900))
-    p = propose(sell, MOUTAI, D(200), slippage_bps=SLIP, avg_cost=D(1800))
+    p = propose(sell, MOUTAI, D(200), slippage_bps=SLIP, avg_cost=D(1800), on=ON)
     assert p.expected_net_profit == D("19331.48")
     assert p.fees_round_trip == D("668.52")
     assert p.notional == D(380000)
@@ -243,7 +253,116 @@ def test_sell_proposal_realises_the_gain_over_the_cost_basis_after_stamp_duty() 
 
 def test_zero_quantity_proposal_costs_nothing_and_keeps_the_notes() -> None:
     signal = buy("600519.SH", "1800", "1750", "1900", "2000")
-    p = propose(signal, MOUTAI, D(0), slippage_bps=SLIP, notes=("less than one lot (100) fits the risk budget",))
+    p = propose(signal, MOUTAI, D(0), slippage_bps=SLIP, notes=("less than one lot (100) fits the risk budget",), on=ON)
     assert (p.qty, p.notional, p.expected_net_profit, p.loss_at_stop, p.reward_risk) == (0, 0, 0, 0, 0.0)
     assert p.exit_weights == (D("0.3"), D("0.7"))
     assert p.notes == ("less than one lot (100) fits the risk budget",)
+
+
+# --- an exit plan the venue can execute to the end -----------------------------------------------
+
+# A futures-like instrument: one contract is the lot and the step; no minimum notional.
+FUTURE = Instrument(
+    venue="t",
+    symbol="rb2110",
+    asset_class=AssetClass.CN_FUTURE,
+    currency="CNY",
+    lot_size=D(1),
+    qty_step=D(1),
+    tick_size=D(1),
+    fees=CryptoFees(maker_bps=D(1), taker_bps=D(1)),  # a stand-in: tranches do not look at fees
+    calendar="XSHG",
+    timeframe="1d",
+)
+
+
+@pytest.mark.parametrize(
+    ("qty", "expected"),
+    [
+        ("1", ["0", "0", "1"]),  # cumulative 0.3 -> 0, 0.7 -> 0: one contract exits at TP3
+        ("2", ["0", "1", "1"]),  # cumulative 0.6 -> 0, 1.4 -> 1
+        ("5", ["1", "2", "2"]),  # cumulative 1.5 -> 1, 3.5 -> 3
+    ],
+)
+def test_futures_tranches_are_whole_contracts(qty: str, expected: list[str]) -> None:
+    assert exit_tranches(FUTURE, D(qty), DEFAULT_EXIT_WEIGHTS) == [D(x) for x in expected]
+
+
+def test_btc_tranches_below_the_minimum_at_the_stop_merge_into_the_next_target() -> None:
+    # BTC/USD: step 0.0001, 10 USD minimum. At a stop fill of 32983.50 the smallest sellable tranche
+    # is 10 / 32983.50 = 0.000303 -> 0.0004. 0.0011 BTC at 30/40/30: cumulative 0.00033 -> 0.0003,
+    # 0.00077 -> 0.0007, so 0.0003 / 0.0004 / 0.0004; TP1's 0.0003 is too small and joins TP2.
+    assert exit_tranches(BTC, D("0.0011"), DEFAULT_EXIT_WEIGHTS, stop_fill=D("32983.50")) == [
+        D(0),
+        D("0.0007"),
+        D("0.0004"),
+    ]
+    # Without the stop only the step counts: the tranches the plan would have without a minimum.
+    assert exit_tranches(BTC, D("0.0011"), DEFAULT_EXIT_WEIGHTS) == [D("0.0003"), D("0.0004"), D("0.0004")]
+    # 0.0010: 0.0003 / 0.0004 / 0.0003; TP1 joins TP2 (0.0007) and TP3's 0.0003 goes back to TP2 too.
+    assert exit_tranches(BTC, D("0.0010"), DEFAULT_EXIT_WEIGHTS, stop_fill=D("32983.50")) == [
+        D(0),
+        D("0.0010"),
+        D(0),
+    ]
+
+
+def test_the_stored_shares_of_the_real_tranches_give_back_those_tranches() -> None:
+    # What the card shows and the trade plan stores (tools/exits.py recomputes from it, without the stop).
+    p = propose(buy("BTC/USD", "34000", "33000", "35500", "36500", "37500"), BTC, D("0.0011"), slippage_bps=D(5), on=ON)
+    assert p.exit_qtys == (D(0), D("0.0007"), D("0.0004"))
+    assert p.exit_weights == (D(0), D("0.0007") / D("0.0011"), D("0.0004") / D("0.0011"))
+    assert exit_tranches(BTC, p.qty, p.exit_weights) == list(p.exit_qtys)
+
+
+def test_the_expected_profit_is_computed_on_the_merged_tranches() -> None:
+    # 0.0011 BTC, entry 34000, stop 33000, TP 35500 / 36500 / 37500, 5 bps slippage, taker 25 bps.
+    # Tranches 0 / 0.0007 / 0.0004 (above). Buy: fill 34017.00; 37.4187 x 0.25% = 0.09354675;
+    #   slippage 17 x 0.0011 = 0.0187
+    # TP2 0.0007 @ 36500: fill 36481.75; 25.537225 x 0.25% = 0.06384306 (1e-8); slippage 0.012775;
+    #   gross 2500 x 0.0007 = 1.75
+    # TP3 0.0004 @ 37500: fill 37481.25; 14.9925 x 0.25% = 0.03748125; slippage 0.0075; gross 1.40
+    # expected = 3.15 - 0.09354675 - 0.0187 - 0.06384306 - 0.012775 - 0.03748125 - 0.0075 = 2.91615394
+    p = propose(buy("BTC/USD", "34000", "33000", "35500", "36500", "37500"), BTC, D("0.0011"), slippage_bps=D(5), on=ON)
+    assert p.expected_net_profit == D("2.91615394")
+
+
+def _tranche_case() -> st.SearchStrategy[tuple[Instrument, Decimal, tuple[Decimal, ...], Decimal]]:
+    increments = st.sampled_from([D("0.0001"), D("0.001"), D("0.01"), D(1), D(100)])
+    minimums = st.sampled_from([D(0), D(1), D(5), D(10), D(100)])
+    prices = st.decimals(min_value=D("0.01"), max_value=D(100000), places=2)
+    parts = st.lists(st.integers(min_value=0, max_value=10), min_size=1, max_size=3).filter(lambda p: sum(p) > 0)
+
+    @st.composite
+    def case(draw: st.DrawFn) -> tuple[Instrument, Decimal, tuple[Decimal, ...], Decimal]:
+        increment, minimum, stop_fill = draw(increments), draw(minimums), draw(prices)
+        lots = draw(st.integers(min_value=1, max_value=5000))
+        instrument = FUTURE.model_copy(update={"lot_size": increment, "qty_step": increment, "min_notional": minimum})
+        raw = draw(parts)
+        weights = normalized_weights(tuple(D(x) / D(sum(raw)) for x in raw), len(raw))
+        return instrument, increment * lots, weights, stop_fill
+
+    return case()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tranche_case())
+def test_every_non_zero_tranche_clears_the_venue_at_the_stop_and_they_sum_to_the_entry(
+    case: tuple[Instrument, Decimal, tuple[Decimal, ...], Decimal],
+) -> None:
+    instrument, qty, weights, stop_fill = case
+    tranches = exit_tranches(instrument, qty, weights, stop_fill=stop_fill)
+    assert len(tranches) == len(weights)
+    assert sum(tranches) == qty
+    increment = instrument.lot_size
+    assert all(t >= 0 and t % increment == 0 for t in tranches)
+    sold = [t for t in tranches if t > 0]
+    if qty * stop_fill >= instrument.min_notional:
+        # the whole position can be sold at the stop, so every tranche can be sold there too
+        assert all(t * stop_fill >= instrument.min_notional for t in sold)
+    else:
+        # nothing smaller than the whole would clear the minimum: one tranche, at the last target
+        assert tranches[-1] == qty
+    # shares of the entry give the same tranches back (what tools/exits.py does with a stored plan)
+    shares = tuple(t / qty if t else D(0) for t in tranches)
+    assert exit_tranches(instrument, qty, shares) == tranches

@@ -4,7 +4,7 @@ proposal -> risk verdict. Policies produce only a ``Signal``; every number that 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
@@ -97,7 +97,13 @@ class Proposal(_Model):
     loss_at_stop: Decimal  # what the position loses if the stop is hit, costs included
     expected_net_profit: Decimal  # at the take-profits with the partial-exit plan, after all costs
     reward_risk: float
+    # The exit plan as it will run: the quantity each target sells (lot- and step-rounded, tranches
+    # too small for the venue merged) and the same as shares of the entry, which the card shows and
+    # the trade plan stores. ``planned_exit_weights`` is what was asked for (30/40/30) before that.
     exit_weights: tuple[Decimal, ...] = ()  # share of the position closed at TP1, TP2, TP3
+    exit_qtys: tuple[Decimal, ...] = ()
+    planned_exit_weights: tuple[Decimal, ...] = ()
+    costs_on: date | None = None  # trade date whose fee rates the costs use (the expected fill day)
     avg_cost: Decimal | None = None  # a SELL's cost basis per unit (what its realised P&L is against)
     notes: tuple[str, ...] = ()
 

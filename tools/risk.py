@@ -5,8 +5,10 @@ the graph runs it after every decision and again just before the order.
 Rules for a BUY, in order (each one's outcome is listed on the card):
   kill switch, daily loss limit, trades per day, cooldown per symbol, concurrent positions,
   minimum confidence, correlation cap with positions held on the same venue, maximum position
-  value (shrinks to the cap; a symbol already held counts against it), minimum expected net profit
-  after all costs, minimum reward/risk.
+  value (shrinks to the cap; a symbol already held counts against it), the exit plan (the whole
+  position sold at the slipped stop must clear the venue's minimum notional, also after a shrink;
+  smaller tranches are merged by tools.sizing.exit_tranches, so this is the one exit that can fail),
+  minimum expected net profit after all costs, minimum reward/risk.
 A SELL reduces risk, so only the position itself is checked (T+1, quantity held; shrinks to what can
 be sold now): the kill switch stops new entries, never exits.
 """
@@ -14,14 +16,15 @@ be sold now): the kill switch stops new entries, never exits.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.models import Action, Proposal, RiskCheck, RiskVerdict
 from tools.sizing import buy_increment, propose, round_down
-from venues.models import ZERO, Instrument
+from venues.costs import slipped_price
+from venues.models import ZERO, Instrument, Side
 
 
 class RiskProfile(BaseModel):
@@ -118,12 +121,16 @@ def check(
     instrument: Instrument,
     *,
     slippage_bps: Decimal,
+    on: date | None = None,
 ) -> tuple[RiskVerdict, Proposal]:
-    """Judge a proposal; returns the verdict and the proposal at the allowed size."""
+    """Judge a proposal; returns the verdict and the proposal at the allowed size. A proposal the gate
+    resizes is costed again at the fee rates of ``on``; by default the date it was costed for
+    (``Proposal.costs_on``), or the UTC day of ``context.now`` for a proposal stored without one."""
+    costs_on = on or proposal.costs_on or context.now.date()
     if proposal.signal.action is Action.SELL:
         verdict = _check_sell(proposal, context)
         if verdict.decision == "shrink":
-            proposal = _resize_sell(proposal, verdict.qty, instrument, slippage_bps)
+            proposal = _resize_sell(proposal, verdict.qty, instrument, slippage_bps, costs_on)
         return verdict, proposal
     if proposal.signal.action is not Action.BUY:
         block = RiskCheck(rule="action", passed=False, detail=f"{proposal.signal.action.value} places no order")
@@ -200,7 +207,8 @@ def check(
                 instrument,
                 qty,
                 slippage_bps=slippage_bps,
-                exit_weights=proposal.exit_weights,
+                on=costs_on,
+                exit_weights=proposal.planned_exit_weights or proposal.exit_weights,
                 notes=(*proposal.notes, f"shrunk by risk to {qty} (max position value)"),
             )
 
@@ -214,18 +222,22 @@ def check(
             f"{instrument.min_notional} {proposal.currency}",
         )
     else:
-        floor = proposal.notional * risk.min_net_profit_pct
-        rule(
-            "min_expected_net_profit",
-            proposal.expected_net_profit > 0 and proposal.expected_net_profit >= floor,
-            f"expected net profit {proposal.expected_net_profit:.2f} {proposal.currency} after costs "
-            f"{proposal.fees_round_trip:.2f}, minimum {floor:.2f} ({risk.min_net_profit_pct:.2%} of value)",
-        )
-        rule(
-            "min_reward_risk",
-            proposal.reward_risk >= risk.min_reward_risk,
-            f"reward/risk {_floor2(proposal.reward_risk)} after costs, minimum {risk.min_reward_risk:.2f}",
-        )
+        # A venue with a minimum notional must take the whole position at the stop; tranches are
+        # merged until each clears it (tools.sizing.exit_tranches), so the stop exit is the test.
+        exitable = instrument.min_notional <= 0 or rule("exit_plan", *_stop_exit(proposal, instrument, slippage_bps))
+        if exitable:
+            floor = proposal.notional * risk.min_net_profit_pct
+            rule(
+                "min_expected_net_profit",
+                proposal.expected_net_profit > 0 and proposal.expected_net_profit >= floor,
+                f"expected net profit {proposal.expected_net_profit:.2f} {proposal.currency} after costs "
+                f"{proposal.fees_round_trip:.2f}, minimum {floor:.2f} ({risk.min_net_profit_pct:.2%} of value)",
+            )
+            rule(
+                "min_reward_risk",
+                proposal.reward_risk >= risk.min_reward_risk,
+                f"reward/risk {_floor2(proposal.reward_risk)} after costs, minimum {risk.min_reward_risk:.2f}",
+            )
     blocked = any(not c.passed for c in checks)
     decision = "block" if blocked else ("shrink" if shrunk else "allow")
     return RiskVerdict(decision=decision, qty=ZERO if blocked else proposal.qty, checks=tuple(checks)), proposal
@@ -247,13 +259,32 @@ def _check_sell(proposal: Proposal, context: RiskContext) -> RiskVerdict:
     return RiskVerdict(decision=decision, qty=qty, checks=(check_,))
 
 
-def _resize_sell(proposal: Proposal, qty: Decimal, instrument: Instrument, slippage_bps: Decimal) -> Proposal:
+def _stop_exit(proposal: Proposal, instrument: Instrument, slippage_bps: Decimal) -> tuple[bool, str]:
+    """Whether the whole position, sold at the stop after slippage, is an order the venue takes."""
+    assert proposal.signal.stop is not None
+    stop = proposal.signal.stop
+    fill = slipped_price(instrument, Side.SELL, stop, slippage_bps)
+    value = proposal.qty * fill
+    minimum, currency = instrument.min_notional, proposal.currency
+    at = f"{fill}" if fill == stop else f"{fill} (the stop {stop} after {slippage_bps} bps slippage)"
+    exit_ = f"the stop exit of {proposal.qty} {proposal.symbol} at {at}"
+    if value < minimum:
+        # Rounded down: 9.996 against a minimum of 10 must not read "10.00".
+        shown = value.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+        return False, f"{exit_} is {shown} {currency}, below the venue minimum of {minimum} {currency}"
+    tranches = " / ".join(format(q, "f") for q in proposal.exit_qtys)
+    plan = f"; exits {tranches} at the targets" if tranches else ""
+    return True, f"{exit_} is {value:.2f} {currency}, at least the venue minimum of {minimum} {currency}{plan}"
+
+
+def _resize_sell(proposal: Proposal, qty: Decimal, instrument: Instrument, slippage_bps: Decimal, on: date) -> Proposal:
     """The SELL proposal re-costed at ``qty``, against the same cost basis."""
     return propose(
         proposal.signal,
         instrument,
         qty,
         slippage_bps=slippage_bps,
+        on=on,
         avg_cost=proposal.avg_cost,
         notes=(*proposal.notes, f"shrunk to the {qty} sellable now"),
     )

@@ -4,13 +4,15 @@ Sizing is risk-based: the loss at the stop (slippage included; fees, small next 
 a fixed share of equity, capped by
 the largest position the profile allows and by the cash available, rounded down to what the venue
 accepts (A-share lots of 100, crypto step sizes). Exits follow a partial-exit plan (30/40/30 at
-TP1/TP2/TP3 by default); each tranche is rounded to the lot too, so a one-lot position exits whole
-at the last target, and the expected profit is computed on the real tranches.
+TP1/TP2/TP3 by default) reshaped so the venue takes every order of it (``exit_tranches``), and the
+expected profit is computed on those real tranches. Costs are at the fee rates of the expected fill
+date, which the caller passes (``on``).
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
+from datetime import date
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from tools.models import Action, Proposal, Signal
 from venues.costs import fees, slipped_price
@@ -25,18 +27,82 @@ def round_down(qty: Decimal, step: Decimal) -> Decimal:
     return (qty / step).to_integral_value(rounding=ROUND_FLOOR) * step
 
 
+def round_up(qty: Decimal, step: Decimal) -> Decimal:
+    if step <= 0:
+        return qty
+    return (qty / step).to_integral_value(rounding=ROUND_CEILING) * step
+
+
 def buy_increment(instrument: Instrument) -> Decimal:
     return max(instrument.lot_size, instrument.qty_step)
 
 
-def exit_tranches(instrument: Instrument, qty: Decimal, weights: tuple[Decimal, ...]) -> list[Decimal]:
-    """Quantities sold at each target; lot-rounded, the remainder goes to the last target."""
+def min_exit_qty(instrument: Instrument, stop_fill: Decimal | None) -> Decimal:
+    """The smallest sell the venue takes as one order of a position bought in whole increments:
+    one lot (A-shares: 100; crypto: the step; futures: one contract), and worth at least the venue's
+    minimum notional at ``stop_fill`` (the slipped stop price: the lowest price a planned exit is
+    expected at). Without a stop price only the lot counts."""
+    increment = buy_increment(instrument)
+    if stop_fill is None or stop_fill <= 0 or instrument.min_notional <= 0:
+        return increment
+    return max(increment, round_up(instrument.min_notional / stop_fill, increment))
+
+
+def exit_tranches(
+    instrument: Instrument,
+    qty: Decimal,
+    weights: tuple[Decimal, ...],
+    *,
+    stop_fill: Decimal | None = None,
+) -> list[Decimal]:
+    """Quantities sold at each target, one per weight, summing to ``qty``.
+
+    Each target sells what its cumulative weight reaches, rounded down to whole lots (what rounding
+    leaves over rolls to the next target, the last takes the rest): 200 A-shares at 30/40/30 sell
+    0 / 100 / 100 (cumulative 60 -> 0, 140 -> 100, 200). A tranche below ``min_exit_qty`` (a lot, and
+    the minimum notional at ``stop_fill`` when given) is merged into the next target; a last one
+    that is too small, into the previous non-empty one. So every non-zero tranche is an order the
+    venue takes, unless the whole ``qty`` is below the minimum, which is then one tranche at the
+    last target (the risk gate blocks such a size). Weights that are already the real tranches'
+    shares of ``qty`` (a stored plan, ``Proposal.exit_weights``) give back those tranches exactly."""
     if not weights:
         return [qty]
     lot = buy_increment(instrument)
-    tranches = [round_down(qty * w, lot) for w in weights[:-1]]
-    tranches.append(qty - sum(tranches, ZERO))
-    return tranches
+    bounds: list[Decimal] = []
+    cumulative = ZERO
+    for weight in weights[:-1]:
+        cumulative += weight
+        bounds.append(min(round_down(_settled(qty * cumulative, lot), lot), qty))
+    bounds.append(qty)
+    tranches = [bound - previous for bound, previous in zip(bounds, [ZERO, *bounds[:-1]], strict=True)]
+    return _merge_small(tranches, min_exit_qty(instrument, stop_fill))
+
+
+def _settled(amount: Decimal, lot: Decimal) -> Decimal:
+    """``amount`` without the residue of Decimal division: a stored share of 100/300 times 300 is
+    99.99...99, which must count as the 100 it stands for and not round down to nothing."""
+    if lot <= 0:
+        return amount
+    return amount.quantize(lot.scaleb(-9), rounding=ROUND_HALF_UP)
+
+
+def _merge_small(tranches: list[Decimal], floor: Decimal) -> list[Decimal]:
+    merged: list[Decimal] = []
+    carried = ZERO
+    last = len(tranches) - 1
+    for i, tranche in enumerate(tranches):
+        tranche += carried
+        carried = ZERO
+        if i < last and ZERO < tranche < floor:
+            carried, tranche = tranche, ZERO
+        merged.append(tranche if tranche != 0 else ZERO)  # one zero, not 0.0000 and 0E+4
+    if ZERO < merged[-1] < floor:
+        for i in range(last - 1, -1, -1):
+            if merged[i] > 0:
+                merged[i] += merged[-1]
+                merged[-1] = ZERO
+                break
+    return merged
 
 
 def normalized_weights(weights: tuple[Decimal, ...], targets: int) -> tuple[Decimal, ...]:
@@ -93,17 +159,21 @@ def propose(
     qty: Decimal,
     *,
     slippage_bps: Decimal,
+    on: date,
     exit_weights: tuple[Decimal, ...] = DEFAULT_EXIT_WEIGHTS,
     avg_cost: Decimal | None = None,
     notes: tuple[str, ...] = (),
 ) -> Proposal:
-    """Costs and outcome of trading ``qty`` on ``signal``. For a SELL, ``avg_cost`` is the position's
-    cost basis and the expected profit is what closing it at the entry price realises."""
+    """Costs and outcome of trading ``qty`` on ``signal``, in the instrument's currency, with the fee
+    rates of trade date ``on`` (the expected fill day). For a SELL, ``avg_cost`` is the position's
+    cost basis and the expected profit is what closing it at the entry price realises. For a BUY the
+    exit plan ``exit_weights`` (30/40/30) is reshaped by ``exit_tranches`` at the slipped stop: the
+    proposal's ``exit_qtys`` are the real tranches and its ``exit_weights`` their shares of ``qty``."""
     venue, symbol, currency = instrument.venue, instrument.symbol, instrument.currency
     if signal.action is Action.SELL:
         price = signal.entry or ZERO
         fill = slipped_price(instrument, Side.SELL, price, slippage_bps)
-        sell_fee = fees(instrument, Side.SELL, qty, fill) if qty > 0 else ZERO
+        sell_fee = fees(instrument, Side.SELL, qty, fill, on=on) if qty > 0 else ZERO
         realised = (fill - (avg_cost or fill)) * qty - sell_fee
         return Proposal(
             venue=venue,
@@ -117,6 +187,7 @@ def propose(
             expected_net_profit=realised,
             reward_risk=0.0,
             avg_cost=avg_cost,
+            costs_on=on,
             notes=notes,
         )
     assert signal.entry is not None and signal.stop is not None
@@ -134,22 +205,25 @@ def propose(
             expected_net_profit=ZERO,
             reward_risk=0.0,
             exit_weights=weights,
+            planned_exit_weights=weights,
+            costs_on=on,
             notes=notes,
         )
     entry_fill = slipped_price(instrument, Side.BUY, signal.entry, slippage_bps)
-    buy_fee = fees(instrument, Side.BUY, qty, entry_fill)
+    stop_fill = slipped_price(instrument, Side.SELL, signal.stop, slippage_bps)
+    buy_fee = fees(instrument, Side.BUY, qty, entry_fill, on=on)
+    tranches = exit_tranches(instrument, qty, weights, stop_fill=stop_fill)
     gross = ZERO
     exit_costs = ZERO
-    for tranche, target in zip(exit_tranches(instrument, qty, weights), signal.take_profits, strict=True):
+    for tranche, target in zip(tranches, signal.take_profits, strict=True):
         if tranche <= 0:
             continue
         exit_fill = slipped_price(instrument, Side.SELL, target, slippage_bps)
         gross += (target - signal.entry) * tranche
-        exit_costs += fees(instrument, Side.SELL, tranche, exit_fill) + (target - exit_fill) * tranche
+        exit_costs += fees(instrument, Side.SELL, tranche, exit_fill, on=on) + (target - exit_fill) * tranche
     entry_costs = buy_fee + (entry_fill - signal.entry) * qty
     expected = gross - entry_costs - exit_costs
-    stop_fill = slipped_price(instrument, Side.SELL, signal.stop, slippage_bps)
-    loss = (entry_fill - stop_fill) * qty + buy_fee + fees(instrument, Side.SELL, qty, stop_fill)
+    loss = (entry_fill - stop_fill) * qty + buy_fee + fees(instrument, Side.SELL, qty, stop_fill, on=on)
     return Proposal(
         venue=venue,
         symbol=symbol,
@@ -161,7 +235,10 @@ def propose(
         loss_at_stop=loss,
         expected_net_profit=expected,
         reward_risk=float(expected / loss) if loss > 0 else 0.0,
-        exit_weights=weights,
+        exit_weights=tuple(t / qty if t != 0 else ZERO for t in tranches),
+        exit_qtys=tuple(tranches),
+        planned_exit_weights=weights,
+        costs_on=on,
         notes=notes,
     )
 
@@ -175,9 +252,11 @@ def sized_buy(
     risk_per_trade_pct: Decimal,
     max_position_pct: Decimal,
     slippage_bps: Decimal,
+    on: date,
     exit_weights: tuple[Decimal, ...] = DEFAULT_EXIT_WEIGHTS,
 ) -> Proposal:
-    """A BUY sized by risk and costed: what the risk gate judges (the graph) or previews (a tool)."""
+    """A BUY sized by risk and costed at the fee rates of ``on``, the expected fill's trade date:
+    what the risk gate judges (the graph) or previews (a tool)."""
     qty, notes = risk_based_qty(
         signal,
         instrument,
@@ -187,4 +266,6 @@ def sized_buy(
         max_position_pct=max_position_pct,
         slippage_bps=slippage_bps,
     )
-    return propose(signal, instrument, qty, slippage_bps=slippage_bps, exit_weights=exit_weights, notes=tuple(notes))
+    return propose(
+        signal, instrument, qty, slippage_bps=slippage_bps, on=on, exit_weights=exit_weights, notes=tuple(notes)
+    )

@@ -1,13 +1,22 @@
-"""Trading costs per market, from the instrument's fee schedule. Used by the paper broker to charge
-fills and by the tools to estimate the net profit of a proposal before it is made."""
+"""Trading costs per market: the broker's commission from the instrument's fee schedule plus the
+regulatory charges at the rates in force on the trade date (``venues.fee_rates``). Used by the paper
+broker to charge fills and by the tools to estimate the net profit of a proposal before it is made.
+
+Every fee computation takes the trade date ``on`` (the exchange-local day of the fill, or of the
+expected fill for an estimate). Only ``fees`` still accepts no date, for callers not yet given one
+(the paper broker): it then charges the latest rates in the table, which is what a fill today pays.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from venues.fee_rates import RateName, rate
 from venues.models import CnEquityFees, CryptoFees, Instrument, Liquidity, Side, UsEquityFees
 
+ZERO = Decimal(0)
 CENT = Decimal("0.01")
 CRYPTO_FEE_QUANTUM = Decimal("0.00000001")
 BPS = Decimal(10_000)
@@ -30,38 +39,58 @@ def _cents(amount: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
 
 
 def fee_breakdown(
-    instrument: Instrument, side: Side, qty: Decimal, price: Decimal, liquidity: Liquidity = Liquidity.TAKER
+    instrument: Instrument,
+    side: Side,
+    qty: Decimal,
+    price: Decimal,
+    liquidity: Liquidity = Liquidity.TAKER,
+    *,
+    on: date,
 ) -> FeeBreakdown:
+    """Fees of one fill of ``qty`` at ``price`` on trade date ``on``, in the instrument's currency,
+    each part rounded as it is charged (cents for equities, 1e-8 for crypto).
+
+    Raises ``ValueError`` when the table has no regulatory rate that far back, and ``TypeError`` for a
+    fee schedule without a cost model."""
     notional = qty * price
     schedule = instrument.fees
     if isinstance(schedule, CnEquityFees):
         # Brokers charge at least the minimum commission per order; the stamp duty is on sells only.
         commission = max(_cents(notional * schedule.commission_rate), schedule.min_commission)
-        stamp = _cents(notional * schedule.stamp_duty_rate) if side is Side.SELL and schedule.stamp_duty_applies else 0
-        return FeeBreakdown(
-            commission=commission,
-            stamp_duty=Decimal(stamp),
-            transfer_fee=_cents(notional * schedule.transfer_fee_rate),
-        )
+        stamp = ZERO
+        if side is Side.SELL and schedule.stamp_duty_applies:
+            stamp = _cents(notional * rate(RateName.CN_STAMP_DUTY, on))
+        transfer = _cents(notional * rate(RateName.CN_TRANSFER_FEE, on)) if schedule.transfer_fee_applies else ZERO
+        return FeeBreakdown(commission=commission, stamp_duty=stamp, transfer_fee=transfer)
     if isinstance(schedule, CryptoFees):
         bps = schedule.maker_bps if liquidity is Liquidity.MAKER else schedule.taker_bps
         return FeeBreakdown(commission=(notional * bps / BPS).quantize(CRYPTO_FEE_QUANTUM, rounding=ROUND_HALF_UP))
     if isinstance(schedule, UsEquityFees):
         commission = _cents(qty * schedule.commission_per_share)
-        regulatory = Decimal(0)
+        regulatory = ZERO
         if schedule.regulatory_fees and side is Side.SELL:
             # Both the SEC fee and the FINRA TAF are rounded up to the next cent.
-            sec = _cents(notional * schedule.sec_fee_rate, ROUND_CEILING)
-            taf = min(_cents(qty * schedule.taf_per_share, ROUND_CEILING), schedule.taf_max)
+            sec = _cents(notional * rate(RateName.US_SEC_FEE, on), ROUND_CEILING)
+            taf_cap = rate(RateName.US_TAF_MAX, on)
+            taf = min(_cents(qty * rate(RateName.US_TAF_PER_SHARE, on), ROUND_CEILING), taf_cap)
             regulatory = sec + taf
         return FeeBreakdown(commission=commission, regulatory_fee=regulatory)
     raise TypeError(f"no cost model for fee schedule {type(schedule).__name__}")
 
 
 def fees(
-    instrument: Instrument, side: Side, qty: Decimal, price: Decimal, liquidity: Liquidity = Liquidity.TAKER
+    instrument: Instrument,
+    side: Side,
+    qty: Decimal,
+    price: Decimal,
+    liquidity: Liquidity = Liquidity.TAKER,
+    *,
+    on: date | None = None,
 ) -> Decimal:
-    return fee_breakdown(instrument, side, qty, price, liquidity).total
+    """Total of ``fee_breakdown`` on trade date ``on``. Without a date it charges the latest rates in
+    the table: only for callers not yet handed the fill's date (the paper broker); an estimate or a
+    backtest must pass it."""
+    return fee_breakdown(instrument, side, qty, price, liquidity, on=date.max if on is None else on).total
 
 
 def slipped_price(instrument: Instrument, side: Side, price: Decimal, slippage_bps: Decimal) -> Decimal:
@@ -80,13 +109,20 @@ def round_to_tick(price: Decimal, tick: Decimal, *, up: bool | None = None) -> D
 
 
 def round_trip_cost(
-    instrument: Instrument, qty: Decimal, entry: Decimal, exit_: Decimal, slippage_bps: Decimal = Decimal(0)
+    instrument: Instrument,
+    qty: Decimal,
+    entry: Decimal,
+    exit_: Decimal,
+    slippage_bps: Decimal = Decimal(0),
+    *,
+    on: date,
 ) -> Decimal:
     """Fees of a buy at ``entry`` and a sell at ``exit_`` plus slippage on both legs, in the quote
     currency: what a trade must earn before it earns anything. The legs are priced as the paper
     broker fills them (slipped and rounded to the tick against the trader), so on a cheap stock
-    a few bps of slippage cost a whole tick here too."""
+    a few bps of slippage cost a whole tick here too. Both legs pay the rates of trade date ``on``."""
     buy_price = slipped_price(instrument, Side.BUY, entry, slippage_bps)
     sell_price = slipped_price(instrument, Side.SELL, exit_, slippage_bps)
     slippage = qty * (buy_price - entry) + qty * (exit_ - sell_price)
-    return fees(instrument, Side.BUY, qty, buy_price) + fees(instrument, Side.SELL, qty, sell_price) + slippage
+    buy_fee = fees(instrument, Side.BUY, qty, buy_price, on=on)
+    return buy_fee + fees(instrument, Side.SELL, qty, sell_price, on=on) + slippage

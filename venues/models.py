@@ -54,35 +54,37 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# --- Cost schedules: one per market; the broker's cost models read these numbers. ---
+# --- Cost schedules: one per market. They hold the broker's prices (commissions) and which
+# regulatory charges apply; the regulatory rates themselves change over time and live in one dated
+# table (venues/fee_rates.py), read at the fill's trade date by venues/costs.py. ---
 
 
 class CnEquityFees(_Frozen):
-    """China A-shares. Defaults: the common retail schedule since 2023-08-28 (stamp duty halved)."""
+    """China A-shares: the broker's commission (a common retail rate, 0.025% with a 5 CNY minimum per
+    order) plus, from the dated table, stamp duty on sells and the transfer fee on both sides."""
 
     kind: Literal["cn_equity"] = "cn_equity"
-    commission_rate: Decimal = Decimal("0.00025")
-    min_commission: Decimal = Decimal("5")
-    stamp_duty_rate: Decimal = Decimal("0.0005")  # sells only
-    transfer_fee_rate: Decimal = Decimal("0.00001")  # both sides, Shanghai and Shenzhen
+    commission_rate: Decimal = Decimal("0.00025")  # share of the order's value
+    min_commission: Decimal = Decimal("5")  # CNY per order
     stamp_duty_applies: bool = True  # exchange-traded funds pay no stamp duty
+    transfer_fee_applies: bool = True  # nor the A-share transfer fee
 
 
 class CryptoFees(_Frozen):
+    """The exchange's maker/taker fees in basis points of the fill's value."""
+
     kind: Literal["crypto"] = "crypto"
     maker_bps: Decimal = Decimal("8")
     taker_bps: Decimal = Decimal("10")
 
 
 class UsEquityFees(_Frozen):
-    """US equities: zero commission; optional SEC section 31 fee and FINRA TAF on sells."""
+    """US equities: the broker's commission per share (zero at the usual retail brokers) and, when
+    ``regulatory_fees`` is on, the SEC Section 31 fee and the FINRA TAF on sells at the dated rates."""
 
     kind: Literal["us_equity"] = "us_equity"
     commission_per_share: Decimal = ZERO
     regulatory_fees: bool = False
-    sec_fee_rate: Decimal = Decimal("0.0000278")  # per dollar of sell proceeds (2024-05 rate)
-    taf_per_share: Decimal = Decimal("0.000166")
-    taf_max: Decimal = Decimal("8.30")
 
 
 FeeSchedule = Annotated[CnEquityFees | CryptoFees | UsEquityFees, Field(discriminator="kind")]

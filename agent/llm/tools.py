@@ -301,6 +301,7 @@ class Toolbox:
             risk_per_trade_pct=profile.risk_per_trade_pct,
             max_position_pct=profile.max_position_pct,
             slippage_bps=config.slippage_bps,
+            on=calendars.trading_day(instrument.calendar, self.deps.clock.now()),
             exit_weights=config.exit_weights,
         )
         verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)

@@ -104,7 +104,7 @@ def _cn() -> ReplayMarket:
         )
 
     # Exchange-traded funds pay neither stamp duty nor the transfer fee.
-    etf_fees = CnEquityFees(stamp_duty_applies=False, transfer_fee_rate=Decimal(0))
+    etf_fees = CnEquityFees(stamp_duty_applies=False, transfer_fee_applies=False)
     return ReplayMarket(
         key="cn",
         venue=venue,
