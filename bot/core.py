@@ -248,6 +248,7 @@ class CommandCore:
                 continue
             lines.append(
                 f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates"
+                + "".join(f"; {note}" for note in self._market_closed(watchlist.venue))
                 + "".join(
                     f"\n  {w.signal_id} {w.status}"
                     + (f": {w.reason[:160]}" if w.reason and w.status != SignalStatus.PENDING.value else "")
@@ -274,7 +275,7 @@ class CommandCore:
         timeframe = await self._native_or(venue, [symbol], "15m")
         self._audit(caller, "signal", symbol)
         walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
-        notices = "".join(f"\nnotice: {n}" for n in walk.notices)
+        notices = "".join(f"\nnotice: {n}" for n in (*self._market_closed(venue), *walk.notices))
         reply = Reply(f"{symbol}: {walk.status}" + (f" ({walk.reason})" if walk.reason else "") + notices)
         if walk.status == SignalStatus.PENDING.value and walk.card:
             # The card replaces the status line, not the notices: they are shown once, so here.
@@ -605,6 +606,13 @@ class CommandCore:
             reply.images.append(str(chart))
         reply.buttons.extend(self._buttons(card["signal_id"]))
         reply.data.setdefault("cards", []).append(card)
+
+    def _market_closed(self, venue: str) -> tuple[str, ...]:
+        """A note when the venue's market is closed now (an entry then fills at the next open)."""
+        opens = calendars.next_open(self.s.venue_calendar(venue), self.s.clock.now())
+        if opens is None:
+            return ()
+        return (f"market closed, opens {opens.isoformat()}: entries fill at that open, within the drift limit",)
 
     @staticmethod
     def _buttons(signal_id: str) -> list[Button]:

@@ -308,11 +308,6 @@ def test_a_date_before_the_table_is_an_error_not_a_guess() -> None:
         fees(PING_AN, Side.BUY, D(100), D("30.00"), on=date(2015, 7, 31))
 
 
-def test_fees_without_a_date_charge_the_latest_rates() -> None:
-    # Only for callers not yet handed the fill's date (the paper broker): the table's last rows.
-    assert fees(PING_AN, Side.SELL, D(100), D("62.37")) == fees(PING_AN, Side.SELL, D(100), D("62.37"), on=ON)
-
-
 def test_every_rate_row_names_its_source_and_each_history_is_in_date_order() -> None:
     for name in RateName:
         rows = [r for r in REGULATORY_RATES if r.name is name]

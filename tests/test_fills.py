@@ -187,6 +187,26 @@ async def test_an_a_share_stop_crossed_on_the_buy_day_sells_at_the_next_open_and
     assert sold.reason == "stop 61.00 triggered earlier: filled at the open"
 
 
+# --- 5. the broker charges the costs in force on the fill's date ---------------------------------
+
+
+async def test_the_broker_charges_the_2021_stamp_duty_and_transfer_fee_on_a_2021_fill(engine: Engine) -> None:
+    # The input: buy 100 601318.SH on 2021-07-07, sell on 2021-07-08 at 62.37 (6,237.00 CNY):
+    # commission 5.00 (minimum) + stamp duty 6.24 (0.1% then) + transfer fee 0.12 (0.002% then).
+    clock = SimulatedClock(utc("2021-07-06T07:00:05"))
+    venue = ReplayVenue("cn", clock)
+    cfg = PaperBrokerConfig(starting_cash=CASH, slippage_bps=D(0))
+    desk = Desk(PaperBroker(venue.name, venue, clock, SqlPaperLedger(engine), cfg), clock)
+    await desk.broker.place(OrderRequest(client_order_id="b", symbol="601318.SH", side=Side.BUY, qty=D(100)))
+    desk.at("2021-07-07T07:00:05")
+    await desk.broker.place(OrderRequest(client_order_id="s", symbol="601318.SH", side=Side.SELL, qty=D(100)))
+    desk.at("2021-07-08T07:00:00")
+    (sell,) = await desk.broker.fills("s")
+    assert (sell.trade_day, sell.price, sell.fee) == ("2021-07-08", D("62.37"), D("11.36"))
+    (buy,) = await desk.broker.fills("b")
+    assert (buy.trade_day, buy.fee) == ("2021-07-07", D("5.13"))  # 5.00 + transfer 0.13, no stamp duty
+
+
 # --- 7. the market is closed: the entry fills at the open, and the drift guard applies there -------
 
 

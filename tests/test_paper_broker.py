@@ -269,8 +269,9 @@ async def the_order(rig: Rig, cid: str) -> Order:
 
 
 async def bought_monday(rig: Rig) -> None:
-    """100 MOUTAI bought at Monday's 01:35 open: 2010 x 1.0005 = 2011.005 -> 2011.01; fees 52.29
-    (commission 50.27525 -> 50.28, transfer 2.01); cash 1000000 - 201101.00 - 52.29 = 798846.71."""
+    """100 MOUTAI bought at Monday's 01:35 open: 2010 x 1.0005 = 2011.005 -> 2011.01; fees 54.30
+    (commission 50.27525 -> 50.28, transfer 0.002% 4.02202 -> 4.02); cash 1000000 - 201101.00 - 54.30
+    = 798844.70."""
     rig.at("2021-07-05T01:32")
     await rig.broker.place(buy("b1"))
     rig.at("2021-07-05T01:40")
@@ -293,8 +294,8 @@ async def test_market_order_fills_at_the_next_bar_open_plus_slippage(engine: Eng
     rig.at("2021-07-05T01:40")
     fill = await the_fill(rig, "b1")
     # 2010 (01:35 open) x 1.0005 = 2011.005 -> up to the tick 2011.01
-    # 100 x 2011.01 = 201101.00; commission 0.025% = 50.27525 -> 50.28; transfer 0.001% = 2.01; total 52.29
-    assert (fill.price, fill.fee, fill.liquidity) == (D("2011.01"), D("52.29"), Liquidity.TAKER)
+    # 100 x 2011.01 = 201101.00; commission 0.025% = 50.27525 -> 50.28; transfer 0.002% = 4.02; total 54.30
+    assert (fill.price, fill.fee, fill.liquidity) == (D("2011.01"), D("54.30"), Liquidity.TAKER)
     assert fill.ts == utc("2021-07-05T01:35")
     assert fill.trade_day == "2021-07-05"
     order = await the_order(rig, "b1")
@@ -302,7 +303,7 @@ async def test_market_order_fills_at_the_next_bar_open_plus_slippage(engine: Eng
         OrderStatus.FILLED,
         D(100),
         D("2011.01"),
-        D("52.29"),
+        D("54.30"),
     )
 
 
@@ -335,8 +336,8 @@ async def test_fill_at_quote_fills_at_once_at_the_latest_close(engine: Engine) -
     rig = make_rig(engine, "2021-07-05T01:42", fill_at=FillAt.QUOTE)
     order = await rig.broker.place(buy("b1"))
     # latest final bar: 01:35, close 2015; 2015 x 1.0005 = 2016.0075 -> 2016.01
-    # 100 x 2016.01 = 201601.00; commission 50.40025 -> 50.40; transfer 2.01601 -> 2.02; total 52.42
-    assert (order.status, order.avg_fill_price, order.fees) == (OrderStatus.FILLED, D("2016.01"), D("52.42"))
+    # 100 x 2016.01 = 201601.00; commission 50.40025 -> 50.40; transfer 4.03202 -> 4.03; total 54.43
+    assert (order.status, order.avg_fill_price, order.fees) == (OrderStatus.FILLED, D("2016.01"), D("54.43"))
     fill = await the_fill(rig, "b1")
     assert fill.ts == utc("2021-07-05T01:42")
 
@@ -566,8 +567,8 @@ async def test_with_daily_bars_an_order_placed_in_the_session_fills_at_the_next_
     rig.at("2021-07-06T07:00")
     fill = await the_fill(rig, "b1")
     # Tuesday's open 82 x 1.0005 = 82.041 -> 82.05; 100 x 82.05 = 8205.00;
-    # commission 2.05125 -> 2.05 -> minimum 5.00; transfer 0.08205 -> 0.08; total 5.08
-    assert (fill.price, fill.fee, fill.ts) == (D("82.05"), D("5.08"), utc("2021-07-06T01:30"))
+    # commission 2.05125 -> 2.05 -> minimum 5.00; transfer 0.1641 -> 0.16; total 5.16
+    assert (fill.price, fill.fee, fill.ts) == (D("82.05"), D("5.16"), utc("2021-07-06T01:30"))
 
 
 # --- crypto rules -----------------------------------------------------------------------------
@@ -613,10 +614,10 @@ async def test_insufficient_cash_at_placement(engine: Engine) -> None:
     rig = make_rig(engine, "2021-07-05T01:32", cash={"CNY": D(100_000)})
     order = await rig.broker.place(buy("b1"))
     # estimate at the last close 2000 x 1.0005 = 2001.00; 100 x 2001.00 = 200100.00;
-    # commission 50.025 -> 50.03; transfer 2.001 -> 2.00; 200152.03
+    # commission 50.025 -> 50.03; transfer 4.002 -> 4.00; 200154.03
     assert order.status is OrderStatus.REJECTED
     assert order.reason == (
-        "insufficient cash: buying 100 600519.SH needs about 200152.03 CNY with costs, available 100000.00 CNY"
+        "insufficient cash: buying 100 600519.SH needs about 200154.03 CNY with costs, available 100000.00 CNY"
     )
 
 
@@ -627,14 +628,14 @@ async def test_insufficient_cash_at_fill_after_a_gap_up(engine: Engine) -> None:
         ("2021-07-05T01:35Z", 2020, 2025, 2015, 2020, 100),
     ]
     rig = make_rig(engine, "2021-07-05T01:32", moutai=bars, cash={"CNY": D(201_000)})
-    # the estimate (200152.03, as above) fits in 201000
+    # the estimate (200154.03, as above) fits in 201000
     assert (await rig.broker.place(buy("b1"))).status is OrderStatus.PENDING
     rig.at("2021-07-05T01:40")
     order = await the_order(rig, "b1")
     # 2020 x 1.0005 = 2021.01; 100 x 2021.01 = 202101.00; commission 50.52525 -> 50.53;
-    # transfer 2.02101 -> 2.02; 202153.55 > 201000
+    # transfer 4.04202 -> 4.04; 202155.57 > 201000
     assert order.status is OrderStatus.REJECTED
-    assert order.reason == "insufficient cash at fill: 202153.55 CNY needed, 201000.00 held"
+    assert order.reason == "insufficient cash at fill: 202155.57 CNY needed, 201000.00 held"
     assert await rig.broker.fills() == []
     assert (await rig.broker.account()).cash == D(201_000)
 
@@ -669,16 +670,16 @@ async def test_pending_buys_reserve_cash(engine: Engine) -> None:
     rig = make_rig(engine, "2021-07-05T01:32", cash={"CNY": D(300_000)})
     assert (await rig.broker.place(buy("b1"))).status is OrderStatus.PENDING
     account = await rig.broker.account()
-    # the pending order's estimate: 200152.03 (as above); 300000 - 200152.03 = 99847.97
+    # the pending order's estimate: 200154.03 (as above); 300000 - 200154.03 = 99845.97
     assert (account.cash, account.reserved_cash, account.available_cash) == (
         D(300_000),
-        D("200152.03"),
-        D("99847.97"),
+        D("200154.03"),
+        D("99845.97"),
     )
-    second = await rig.broker.place(buy("b2"))  # 200152.03 would fit in 300000 without the first order
+    second = await rig.broker.place(buy("b2"))  # 200154.03 would fit in 300000 without the first order
     assert second.status is OrderStatus.REJECTED
     assert second.reason == (
-        "insufficient cash: buying 100 600519.SH needs about 200152.03 CNY with costs, available 99847.97 CNY"
+        "insufficient cash: buying 100 600519.SH needs about 200154.03 CNY with costs, available 99845.97 CNY"
     )
 
 
@@ -686,9 +687,9 @@ async def test_avg_cost_includes_buy_fees(engine: Engine) -> None:
     rig = make_rig(engine, "2021-07-05T01:32")
     await bought_monday(rig)
     (position,) = await rig.broker.positions()
-    # (201101.00 + 52.29) / 100 = 2011.5329
-    assert (position.qty, position.avg_cost, position.realized_pnl) == (D(100), D("2011.5329"), D(0))
-    assert (await rig.broker.account("CNY")).cash == D("798846.71")
+    # (201101.00 + 54.30) / 100 = 2011.553
+    assert (position.qty, position.avg_cost, position.realized_pnl) == (D(100), D("2011.553"), D(0))
+    assert (await rig.broker.account("CNY")).cash == D("798844.70")
 
 
 async def test_realized_pnl_is_net_of_fees(engine: Engine) -> None:
@@ -699,14 +700,14 @@ async def test_realized_pnl_is_net_of_fees(engine: Engine) -> None:
     rig.at("2021-07-06T01:35")
     fill = await the_fill(rig, "s1")
     # 2030 x 0.9995 = 2028.985 -> 2028.98; 100 x 2028.98 = 202898.00; commission 50.7245 -> 50.72;
-    # stamp duty 0.05% = 101.449 -> 101.45; transfer 2.02898 -> 2.03; total 154.20
-    assert (fill.price, fill.fee) == (D("2028.98"), D("154.20"))
+    # stamp duty 0.1% = 202.898 -> 202.90; transfer 0.002% = 4.05796 -> 4.06; total 257.68
+    assert (fill.price, fill.fee) == (D("2028.98"), D("257.68"))
     (position,) = [p for p in rig.ledger.positions("paper") if p.symbol == MOUTAI]
-    # (2028.98 - 2011.5329) x 100 - 154.20 = 1744.71 - 154.20 = 1590.51
-    assert (position.qty, position.realized_pnl) == (D(0), D("1590.51"))
+    # (2028.98 - 2011.553) x 100 - 257.68 = 1742.70 - 257.68 = 1485.02
+    assert (position.qty, position.realized_pnl) == (D(0), D("1485.02"))
     account = await rig.broker.account("CNY")
-    # 798846.71 + 202898.00 - 154.20 = 1001590.51: the cash gained is the realized PnL
-    assert (account.cash, account.equity, account.positions) == (D("1001590.51"), D("1001590.51"), ())
+    # 798844.70 + 202898.00 - 257.68 = 1001485.02: the cash gained is the realized PnL
+    assert (account.cash, account.equity, account.positions) == (D("1001485.02"), D("1001485.02"), ())
     assert await rig.broker.positions() == []
 
 
@@ -714,15 +715,15 @@ async def test_equity_is_cash_plus_positions_at_the_last_close(engine: Engine) -
     rig = make_rig(engine, "2021-07-05T01:32")
     await bought_monday(rig)
     account = await rig.broker.account("CNY")
-    # last final bar 01:35, close 2015: 100 x 2015 = 201500; 798846.71 + 201500 = 1000346.71
+    # last final bar 01:35, close 2015: 100 x 2015 = 201500; 798844.70 + 201500 = 1000344.70
     assert (account.cash, account.positions_value, account.equity) == (
-        D("798846.71"),
+        D("798844.70"),
         D(201500),
-        D("1000346.71"),
+        D("1000344.70"),
     )
     rig.at("2021-07-05T01:45")
-    # last final bar 01:40, close 2025: 100 x 2025 = 202500; 798846.71 + 202500 = 1001346.71
-    assert (await rig.broker.account("CNY")).equity == D("1001346.71")
+    # last final bar 01:40, close 2025: 100 x 2025 = 202500; 798844.70 + 202500 = 1001344.70
+    assert (await rig.broker.account("CNY")).equity == D("1001344.70")
 
 
 # --- idempotency --------------------------------------------------------------------------------
@@ -736,7 +737,7 @@ async def test_same_client_order_id_places_one_order(engine: Engine) -> None:
     again = await rig.broker.place(buy("sig-1"))  # after the fill: the filled order, not a new one
     assert (again.status, again.avg_fill_price) == (OrderStatus.FILLED, D("2011.01"))
     assert (rows(engine, OrderRow), rows(engine, FillRow)) == (1, 1)
-    assert (await rig.broker.account("CNY")).cash == D("798846.71")  # charged once
+    assert (await rig.broker.account("CNY")).cash == D("798844.70")  # charged once
 
 
 async def test_same_client_order_id_with_other_parameters_is_an_error(engine: Engine) -> None:
@@ -759,8 +760,8 @@ async def test_concurrent_places_with_one_id_make_one_order(engine: Engine) -> N
     assert {o.client_order_id for o in results} == {"sig-1"}
     assert {o.status for o in results} == {OrderStatus.FILLED}
     assert (rows(engine, OrderRow), rows(engine, FillRow)) == (1, 1)
-    # 2015 x 1.0005 -> 2016.01; 201601.00 + 52.42 fees = 201653.42; 1000000 - 201653.42 = 798346.58
-    assert (await rig.broker.account("CNY")).cash == D("798346.58")
+    # 2015 x 1.0005 -> 2016.01; 201601.00 + 54.43 fees = 201655.43; 1000000 - 201655.43 = 798344.57
+    assert (await rig.broker.account("CNY")).cash == D("798344.57")
 
 
 async def test_two_processes_with_one_id_make_one_order_and_one_fill(engine: Engine, db_url: str) -> None:
@@ -780,7 +781,7 @@ async def test_two_processes_with_one_id_make_one_order_and_one_fill(engine: Eng
         fills_a, fills_b = await asyncio.gather(rig.broker.process(), other.broker.process())
         assert len(fills_a) + len(fills_b) == 1
         assert rows(engine, FillRow) == 1
-        assert (await other.broker.account("CNY")).cash == D("798846.71")  # charged once
+        assert (await other.broker.account("CNY")).cash == D("798844.70")  # charged once
     finally:
         other_engine.dispose()
 
@@ -792,7 +793,7 @@ async def test_two_processes_filling_one_order_fill_it_once(engine: Engine, db_u
     fills = process_in_two_threads(rig, db_url)  # both price the fill before either writes it
     assert sorted(len(f) for f in fills) == [0, 1]
     assert rows(engine, FillRow) == 1
-    assert (await rig.broker.account("CNY")).cash == D("798846.71")  # charged once
+    assert (await rig.broker.account("CNY")).cash == D("798844.70")  # charged once
     (position,) = await rig.broker.positions()
     assert position.qty == D(100)
 
@@ -806,9 +807,9 @@ async def test_two_processes_filling_two_orders_on_one_position_lose_neither(eng
     fills = process_in_two_threads(rig, db_url)
     assert sorted(f.client_order_id for f in fills[0] + fills[1]) == ["b1", "b2"]
     (position,) = await rig.broker.positions()
-    # each 100 x 2011.01 + 52.29 = 201153.29: 200 shares at avg 2011.5329, 1000000 - 402306.58 = 597693.42
-    assert (position.qty, position.avg_cost) == (D(200), D("2011.5329"))
-    assert (await rig.broker.account("CNY")).cash == D("597693.42")
+    # each 100 x 2011.01 + 54.30 = 201155.30: 200 shares at avg 2011.553, 1000000 - 402310.60 = 597689.40
+    assert (position.qty, position.avg_cost) == (D(200), D("2011.553"))
+    assert (await rig.broker.account("CNY")).cash == D("597689.40")
 
 
 async def test_two_processes_cannot_spend_the_same_cash_twice(engine: Engine, db_url: str) -> None:
@@ -818,20 +819,20 @@ async def test_two_processes_cannot_spend_the_same_cash_twice(engine: Engine, db
         ("2021-07-05T01:35Z", 2050, 2060, 2045, 2055, 100),  # gaps up
     ]
     rig = make_rig(engine, "2021-07-05T01:32", moutai=bars, cash={"CNY": D(410_000)})
-    # each estimated at 200152.03 (see above): 400304.06 fits in 410000
+    # each estimated at 200154.03 (see above): 400308.06 fits in 410000
     assert (await rig.broker.place(buy("b1", symbol=MOUTAI))).status is OrderStatus.PENDING
     assert (await rig.broker.place(buy("b2", symbol=CMB))).status is OrderStatus.PENDING
     rig.at("2021-07-05T01:40")
     # each fills at 2050 x 1.0005 = 2051.025 -> 2051.03; 205103.00 + commission 51.27575 -> 51.28
-    # + transfer 2.05103 -> 2.05 = 205156.33; both: 410312.66 > 410000, so only one can fill, though
+    # + transfer 4.10206 -> 4.10 = 205158.38; both: 410316.76 > 410000, so only one can fill, though
     # both processes read 410000 before either paid
     fills = process_in_two_threads(rig, db_url)
     assert len(fills[0] + fills[1]) == 1
     orders = sorted(await rig.broker.orders(), key=lambda o: o.status)
     assert [o.status for o in orders] == [OrderStatus.FILLED, OrderStatus.REJECTED]
-    # 410000 - 205156.33 = 204843.67
-    assert orders[1].reason == "insufficient cash at fill: 205156.33 CNY needed, 204843.67 held"
-    assert (await rig.broker.account("CNY")).cash == D("204843.67")
+    # 410000 - 205158.38 = 204841.62
+    assert orders[1].reason == "insufficient cash at fill: 205158.38 CNY needed, 204841.62 held"
+    assert (await rig.broker.account("CNY")).cash == D("204841.62")
 
 
 # --- persistence --------------------------------------------------------------------------------
@@ -858,7 +859,7 @@ async def test_a_restart_sees_the_same_state(engine: Engine, db_url: str) -> Non
             await restarted.broker.fills(),
         )
         assert after == before
-        assert after[0].cash == D("798846.71")
+        assert after[0].cash == D("798844.70")
         assert [o.status for o in after[2]] == [OrderStatus.FILLED, OrderStatus.PENDING]
     finally:
         fresh_engine.dispose()
@@ -932,7 +933,7 @@ async def test_cancelling(engine: Engine) -> None:
     assert (await rig.broker.place(buy("b2", limit="2000.00"))).status is OrderStatus.PENDING
     cancelled = await rig.broker.cancel("b2")
     assert (cancelled.status, cancelled.reason) == (OrderStatus.CANCELLED, "cancelled by request")
-    assert (await rig.broker.account()).reserved_cash == D("200152.03")  # only b1's now
+    assert (await rig.broker.account()).reserved_cash == D("200154.03")  # only b1's now
 
     rig.at("2021-07-05T01:40")  # b1 fills
     with pytest.raises(VenueError) as caught:
@@ -961,19 +962,19 @@ async def test_round_trip_on_the_replay_venue(engine: Engine) -> None:
     clock.advance_to(utc("2021-07-06T07:00"))
     (fill,) = await broker.fills("r1")
     # 2021-07-06 open 1995.0 x 1.0005 = 1995.9975 -> 1996.00; 100 x 1996.00 = 199600.00;
-    # commission 49.90; transfer 1.996 -> 2.00; total 51.90
-    assert (fill.price, fill.fee, fill.trade_day) == (D("1996.00"), D("51.90"), "2021-07-06")
+    # commission 49.90; transfer 3.992 -> 3.99; total 53.89
+    assert (fill.price, fill.fee, fill.trade_day) == (D("1996.00"), D("53.89"), "2021-07-06")
 
     # after the close of the 6th an order is for the 7th's session, when the shares are sellable
     assert (await venue.place_order(sell("r3"))).status is OrderStatus.PENDING
     clock.advance_to(utc("2021-07-07T07:00"))
     (fill,) = await broker.fills("r3")
     # 2021-07-07 open 2010.0 x 0.9995 = 2008.995 -> 2008.99; 100 x 2008.99 = 200899.00;
-    # commission 50.22475 -> 50.22; stamp 100.4495 -> 100.45; transfer 2.00899 -> 2.01; total 152.68
-    assert (fill.price, fill.fee) == (D("2008.99"), D("152.68"))
+    # commission 50.22475 -> 50.22; stamp 0.1% 200.899 -> 200.90; transfer 4.01798 -> 4.02; total 255.14
+    assert (fill.price, fill.fee) == (D("2008.99"), D("255.14"))
     account = await broker.account()
-    # avg cost (199600 + 51.90) / 100 = 1996.519; (2008.99 - 1996.519) x 100 - 152.68 = 1094.42
-    # cash 1000000 - 199651.90 + 200899.00 - 152.68 = 1001094.42
-    assert account.cash == D("1001094.42")
+    # avg cost (199600 + 53.89) / 100 = 1996.5389; (2008.99 - 1996.5389) x 100 - 255.14 = 1245.11 - 255.14 = 989.97
+    # cash 1000000 - 199653.89 + 200899.00 - 255.14 = 1000989.97
+    assert account.cash == D("1000989.97")
     (position,) = SqlPaperLedger(engine).positions(venue.name)
-    assert position.realized_pnl == D("1094.42")
+    assert position.realized_pnl == D("989.97")

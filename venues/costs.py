@@ -85,12 +85,11 @@ def fees(
     price: Decimal,
     liquidity: Liquidity = Liquidity.TAKER,
     *,
-    on: date | None = None,
+    on: date,
 ) -> Decimal:
-    """Total of ``fee_breakdown`` on trade date ``on``. Without a date it charges the latest rates in
-    the table: only for callers not yet handed the fill's date (the paper broker); an estimate or a
-    backtest must pass it."""
-    return fee_breakdown(instrument, side, qty, price, liquidity, on=date.max if on is None else on).total
+    """Total of ``fee_breakdown`` on the exchange-local trade date ``on`` (the fill's, or for an
+    estimate the expected fill's)."""
+    return fee_breakdown(instrument, side, qty, price, liquidity, on=on).total
 
 
 def slipped_price(instrument: Instrument, side: Side, price: Decimal, slippage_bps: Decimal) -> Decimal:

@@ -441,7 +441,9 @@ class PaperBroker:
         price = limit or last or ZERO
         if limit is None:
             price = slipped_price(instrument, Side.BUY, price, self.config.slippage_bps)
-        return qty * price + fees(instrument, Side.BUY, qty, price)
+        # Charged at the rates of the session the order would fill in.
+        day = calendars.trading_day(instrument.calendar, self._clock.now())
+        return qty * price + fees(instrument, Side.BUY, qty, price, on=day)
 
     async def _available_cash(self, currency: str) -> Decimal:
         return (await self._account(currency)).available_cash
@@ -705,7 +707,8 @@ class PaperBroker:
         self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime, how: str
     ) -> Fill | None:
         now = self._clock.now()
-        fee = fees(instrument, order.side, order.qty, price, liquidity)
+        trade_day = calendars.trading_day(instrument.calendar, ts)
+        fee = fees(instrument, order.side, order.qty, price, liquidity, on=trade_day)
         position = self._ledger.position(self.venue, order.symbol) or Position(venue=self.venue, symbol=order.symbol)
         cash = self._ledger.cash(self.venue, instrument.currency)
         if order.side is Side.BUY:
@@ -747,7 +750,7 @@ class PaperBroker:
             fee=fee,
             liquidity=liquidity,
             ts=ts,
-            trade_day=calendars.trading_day(instrument.calendar, ts).isoformat(),
+            trade_day=trade_day.isoformat(),
         )
         filled = order.model_copy(
             update={
