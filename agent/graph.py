@@ -294,6 +294,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             if recheck.decision == "block":
                 reason = "risk re-check: " + "; ".join(recheck.reasons)
                 return {"status": SignalStatus.ABORTED.value, "reason": reason}
+            collar = drift_collar(signal.entry, config.max_drift_bps, instrument.tick_size)
             try:
                 order = await venue.place_order(
                     OrderRequest(
@@ -303,7 +304,8 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                         qty=recheck.qty,
                         type=OrderType.MARKET,
                         # The drift guard again at the fill: a market closed now opens who knows where.
-                        worst_price=worst_fill_price(signal.entry, side, config.max_drift_bps, instrument.tick_size),
+                        collar_low=collar[0],
+                        collar_high=collar[1],
                         signal_id=signal_id,
                     )
                 )
@@ -488,13 +490,12 @@ def _outcome(state: SignalState) -> tuple[SignalStatus, str]:
     return SignalStatus(execution.get("status", SignalStatus.FAILED.value)), str(execution.get("reason", ""))
 
 
-def worst_fill_price(entry: Decimal, side: Side, max_drift_bps: Decimal, tick: Decimal) -> Decimal:
-    """The worst fill the drift guard allows: ``max_drift_bps`` from the entry, on the tick grid
-    inside the allowance (a buy's rounded down, a sell's up)."""
+def drift_collar(entry: Decimal, max_drift_bps: Decimal, tick: Decimal) -> tuple[Decimal, Decimal]:
+    """The fills the drift guard allows: within ``max_drift_bps`` of the entry either way (a gap in
+    the trader's favour can put the entry beyond its own stop or target), on the tick grid inside
+    the allowance."""
     move = entry * max_drift_bps / 10_000
-    if side is Side.BUY:
-        return round_to_tick(entry + move, tick, up=False)
-    return round_to_tick(entry - move, tick, up=True)
+    return round_to_tick(entry - move, tick, up=True), round_to_tick(entry + move, tick, up=False)
 
 
 def _order_result(order: Any) -> dict[str, Any]:

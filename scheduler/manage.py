@@ -103,7 +103,7 @@ class PositionManager:
             last = max((o for o in exits if o.status is OrderStatus.FILLED), key=lambda o: o.updated_at, default=None)
             plan.status = "closed"
             plan.closed_at = now
-            plan.close_reason = (last.reason if last else "closed")[:200]
+            plan.close_reason = (_exit_reason(plan, last) if last else "closed")[:200]
             plan.updated_at = now
             self.plans.save(plan)
             return [*events, PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
@@ -157,7 +157,7 @@ class PositionManager:
         told = set(plan.announced)
         for order in sorted(exits, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id)):
             if order.status is OrderStatus.FILLED and order.client_order_id not in told:
-                text = f"sold {order.filled_qty} {plan.symbol} at {order.avg_fill_price}: {order.reason or 'filled'}"
+                text = f"sold {order.filled_qty} {plan.symbol} at {order.avg_fill_price}: {_exit_reason(plan, order)}"
                 if order.side is Side.BUY:
                     text = "bought back" + text.removeprefix("sold")
                 events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "exit", text))
@@ -176,3 +176,13 @@ class PositionManager:
         for currency in currencies:
             account = await broker.account(currency)
             self.plans.snapshot_equity(venue_name, currency, cash=account.cash, equity=account.equity, at=now)
+
+
+def _exit_reason(plan: TradePlan, order: Order) -> str:
+    """What closed a tranche, in the trader's words: the broker's account of the fill, named."""
+    if order.client_order_id == time_exit_order_id(plan.signal_id):
+        return f"time stop: {order.reason}"
+    if order.type is OrderType.LIMIT:
+        number = order.client_order_id.rsplit("-tp", 1)[-1]
+        return f"TP{number}: {order.reason}"
+    return order.reason or "filled"

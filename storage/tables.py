@@ -114,7 +114,8 @@ class OrderRow(SQLModel, table=True):
     stop_price: Decimal | None = _money(None, nullable=True)
     trail: Decimal | None = _money(None, nullable=True)
     parent: str | None = Field(default=None, max_length=64, index=True)  # the entry of a bracket child
-    worst_price: Decimal | None = _money(None, nullable=True)
+    collar_low: Decimal | None = _money(None, nullable=True)  # a market order fills only inside
+    collar_high: Decimal | None = _money(None, nullable=True)
     status: str = Field(max_length=16, index=True)
     reason: str = Field(default="", max_length=500)
     filled_qty: Decimal = _money()

@@ -657,3 +657,14 @@ def test_scan_command_prints_json_and_remembers_the_clock(tmp_path: Path) -> Non
     missing = runner.invoke(app, ["scan", "nosuch", "--data-dir", data_dir, "--json"])
     assert missing.exit_code == 1
     assert "no watchlist 'nosuch'" in json.loads(missing.stdout)["text"]
+
+
+async def test_scan_and_signal_say_when_the_market_is_closed_and_when_it_opens(core: CommandCore) -> None:
+    # 06:00 UTC on Tuesday 2021-07-06: New York opens at 13:30 UTC; crypto never closes.
+    note = "market closed, opens 2021-07-06T13:30:00+00:00: entries fill at that open, within the drift limit"
+    signal = await core.handle(TRADER, "/signal SPY")
+    assert f"notice: {note}" in signal.text, signal.text
+    scan = await core.handle(TRADER, "/scan us")
+    assert "us: 2 symbols" in scan.text and note in scan.text, scan.text
+    crypto = await core.handle(TRADER, "/scan crypto")
+    assert "market closed" not in crypto.text

@@ -48,7 +48,7 @@ class Desk:
         stop: str,
         targets: Sequence[str] = (),
         weights: Sequence[str] = (),
-        worst: str | None = None,
+        collar: tuple[str, str] | None = None,
     ) -> list[Order]:
         instrument = await self.broker._market.instrument(symbol)
         entry = await self.broker.place(
@@ -57,7 +57,8 @@ class Desk:
                 symbol=symbol,
                 side=Side.BUY,
                 qty=D(qty),
-                worst_price=D(worst) if worst else None,
+                collar_low=D(collar[0]) if collar else None,
+                collar_high=D(collar[1]) if collar else None,
             )
         )
         children = bracket(
@@ -184,7 +185,7 @@ async def test_an_a_share_stop_crossed_on_the_buy_day_sells_at_the_next_open_and
         D("60.44"),
         utc("2021-07-09T01:30:00"),
     )
-    assert sold.reason == "stop 61.00 triggered earlier: filled at the open"
+    assert sold.reason == "stop 61.00 triggered earlier: filled at the open 60.48"
 
 
 # --- 5. the broker charges the costs in force on the fill's date ---------------------------------
@@ -210,20 +211,25 @@ async def test_the_broker_charges_the_2021_stamp_duty_and_transfer_fee_on_a_2021
 # --- 7. the market is closed: the entry fills at the open, and the drift guard applies there -------
 
 
-async def test_an_entry_placed_while_closed_fills_at_the_open_within_its_worst_price(engine: Engine) -> None:
+async def test_an_entry_placed_while_closed_fills_at_the_open_only_inside_its_drift_collar(engine: Engine) -> None:
     desk = replay_desk(engine, "us", "2021-07-08T06:00:00")
-    await desk.broker.place(
-        OrderRequest(client_order_id="ok", symbol="SPY", side=Side.BUY, qty=D(1), worst_price=D("430.00"))
-    )
-    await desk.broker.place(
-        OrderRequest(client_order_id="gap", symbol="SPY", side=Side.BUY, qty=D(1), worst_price=D("427.12"))
-    )
+    for coid, low, high in (("ok", "427.00", "430.00"), ("up", "422.88", "427.12"), ("down", "432.83", "437.17")):
+        await desk.broker.place(
+            OrderRequest(
+                client_order_id=coid, symbol="SPY", side=Side.BUY, qty=D(1), collar_low=D(low), collar_high=D(high)
+            )
+        )
     desk.at("2021-07-08T13:35:00")
-    ok, gap = await desk.order("ok"), await desk.order("gap")
-    # The 13:30 open 428.73 plus slippage is 428.95: inside 430.00, beyond 427.12 (entry 425 + 50 bps).
+    ok, up, down = await desk.order("ok"), await desk.order("up"), await desk.order("down")
+    # The 13:30 open 428.73 plus slippage is 428.95: inside 427-430; above the collar of an entry at
+    # 425 (50 bps: 422.88-427.12), and below the collar of an entry at 435 (432.83-437.17): a long
+    # filled 1.4% under its entry would start below a 1% stop.
     assert (ok.status, ok.avg_fill_price, ok.filled_at) == (OrderStatus.FILLED, D("428.95"), utc("2021-07-08T13:30:00"))
-    assert gap.status is OrderStatus.CANCELLED
-    assert gap.reason.startswith("drift guard: would fill at 428.95 at the 2021-07-08T13:30:00+00:00 open")
+    assert up.status is OrderStatus.CANCELLED and down.status is OrderStatus.CANCELLED
+    assert up.reason == (
+        "drift guard: it would fill at 428.95 at the 2021-07-08T13:30:00+00:00 open, outside 422.88-427.12, "
+        "the drift limit around the signal's entry"
+    )
 
 
 # --- the bracket on hand-written bars: clipping, stop first, trailing -----------------------------
@@ -306,7 +312,7 @@ async def test_a_bracket_child_is_refused_without_a_live_entry(engine: Engine) -
 def test_order_requests_refuse_prices_that_do_not_fit_the_type() -> None:
     with pytest.raises(ValueError, match="a stop order needs a stop_price"):
         OrderRequest(client_order_id="a", symbol="X", side=Side.SELL, qty=D(1), type=OrderType.STOP)
-    with pytest.raises(ValueError, match="only a market order takes a worst_price"):
+    with pytest.raises(ValueError, match="only a market order takes a collar"):
         OrderRequest(
             client_order_id="a",
             symbol="X",
@@ -314,7 +320,7 @@ def test_order_requests_refuse_prices_that_do_not_fit_the_type() -> None:
             qty=D(1),
             type=OrderType.LIMIT,
             limit_price=D(1),
-            worst_price=D(1),
+            collar_low=D(1),
         )
     with pytest.raises(ValueError, match="stop price must be greater than zero"):
         OrderRequest(client_order_id="a", symbol="X", side=Side.SELL, qty=D(1), type=OrderType.STOP, stop_price=D(0))

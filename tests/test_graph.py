@@ -383,6 +383,33 @@ async def test_an_answer_after_the_window_counts_as_expired_even_before_the_expi
         assert await app.next_nodes(walk.signal_id) == ()
 
 
+async def test_a_signal_made_while_the_market_is_closed_says_so_and_fills_at_the_open_only_within_the_drift_limit(
+    engine: Engine, db_url: str
+) -> None:
+    # 06:00 UTC: New York is closed. The entry is the last (after-hours) trade; SPY opened at 13:30
+    # at 428.73, 1.3% under it, so the order is cancelled at that open instead of filled there.
+    clock = SimulatedClock(datetime(2021, 7, 8, 6, 0, tzinfo=UTC))
+    async with rig(db_url, clock, policy=FixedBuy(), config=HOURS_TO_ANSWER) as app:
+        walk = await app.runner.start(signal_id="spy0600", venue="replay-us", symbol="SPY", timeframe="15m")
+        card = walk.card
+        assert walk.status == SignalStatus.PENDING.value and card is not None
+        assert card["fills_at"] == "next open 2021-07-08T13:30:00+00:00"
+        assert card["risk_notes"][0] == (
+            "market closed: fills at the next open (2021-07-08T13:30:00+00:00), only within 50 bps of the entry"
+        )
+        result = await app.runner.decide("spy0600", "approved", actor="telegram:1")
+        assert result.status == "executed"  # placed; the drift is judged at the open
+        clock.advance_to(datetime(2021, 7, 8, 13, 35, tzinfo=UTC))
+        events = await app.scanner.tick(["replay-us"])
+        (entry,) = app.orders("spy0600")
+        assert entry.status == "cancelled"
+        assert entry.reason.startswith("drift guard: it would fill at 428.95 at the 2021-07-08T13:30:00+00:00 open")
+        (plan,) = app.plans("spy0600")
+        assert plan.status == "cancelled" and plan.close_reason.startswith("entry cancelled: drift guard")
+        assert [e.kind for e in events] == ["cancelled"]
+        assert all(o.status == "cancelled" for o in app.exits("spy0600"))
+
+
 async def test_approval_inside_the_window_across_the_lunch_break_executes(engine: Engine, db_url: str) -> None:
     clock = SimulatedClock(ETF_1125_SHANGHAI)
     async with rig(db_url, clock, policy=FixedBuy()) as app:

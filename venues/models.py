@@ -146,8 +146,9 @@ class OrderRequest(_Frozen):
     - ``parent``: the client order id of the entry this exit belongs to (a bracket child). It rests
       inactive until the parent fills, then sees only prices after that fill, and its quantity is
       clipped to what the parent bought less what its siblings sold (one-cancels-other by quantity).
-    - ``worst_price``: MARKET orders only; the drift guard at the fill: a buy that would fill above
-      it (a sell below it) is cancelled with the reason instead of filled.
+    - ``collar_low`` / ``collar_high``: MARKET orders only; the drift guard at the fill: an order
+      that would fill outside this range (an open that gapped away from the signal's entry, either
+      way) is cancelled with the reason instead of filled.
     """
 
     client_order_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
@@ -159,7 +160,8 @@ class OrderRequest(_Frozen):
     stop_price: Decimal | None = None
     trail: Decimal | None = None
     parent: str | None = Field(default=None, max_length=64)
-    worst_price: Decimal | None = None
+    collar_low: Decimal | None = None
+    collar_high: Decimal | None = None
     signal_id: str | None = None
 
     @field_validator("qty")
@@ -167,7 +169,7 @@ class OrderRequest(_Frozen):
     def _qty(cls, value: Decimal) -> Decimal:
         return _positive_decimal(value, "quantity")
 
-    @field_validator("limit_price", "stop_price", "trail", "worst_price")
+    @field_validator("limit_price", "stop_price", "trail", "collar_low", "collar_high")
     @classmethod
     def _price(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
         return None if value is None else _positive_decimal(value, str(info.field_name).replace("_", " "))
@@ -182,8 +184,11 @@ class OrderRequest(_Frozen):
             raise ValueError("a stop order needs a stop_price")
         if self.type is not OrderType.STOP and (self.stop_price is not None or self.trail is not None):
             raise ValueError(f"a {self.type.value} order takes no stop_price or trail")
-        if self.type is not OrderType.MARKET and self.worst_price is not None:
-            raise ValueError("only a market order takes a worst_price (its limit is its worst price)")
+        collar = (self.collar_low, self.collar_high)
+        if self.type is not OrderType.MARKET and collar != (None, None):
+            raise ValueError("only a market order takes a collar (a limit order's limit is its collar)")
+        if None not in collar and collar[0] > collar[1]:  # type: ignore[operator]
+            raise ValueError(f"collar_low {self.collar_low} is above collar_high {self.collar_high}")
         if self.parent is not None and self.parent == self.client_order_id:
             raise ValueError("an order cannot be its own parent")
         return self
@@ -202,7 +207,8 @@ class Order(BaseModel):
     stop_price: Decimal | None = None  # the current stop: a trailing stop moves it
     trail: Decimal | None = None
     parent: str | None = None
-    worst_price: Decimal | None = None
+    collar_low: Decimal | None = None
+    collar_high: Decimal | None = None
     status: OrderStatus
     reason: str = ""  # why rejected or cancelled; how it filled; a note while pending
     created_at: datetime

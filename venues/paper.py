@@ -258,7 +258,8 @@ class PaperBroker:
             stop_price=request.stop_price,
             trail=request.trail,
             parent=request.parent,
-            worst_price=request.worst_price,
+            collar_low=request.collar_low,
+            collar_high=request.collar_high,
             status=OrderStatus.REJECTED if reason else OrderStatus.PENDING,
             reason=reason or "",
             created_at=now,
@@ -344,7 +345,11 @@ class PaperBroker:
         symbol = instrument.symbol
         if qty % instrument.qty_step != 0:
             return f"quantity {qty} of {symbol} is not a multiple of its step size {instrument.qty_step}"
-        for name, price in (("stop", request.stop_price), ("worst", request.worst_price)):
+        for name, price in (
+            ("stop", request.stop_price),
+            ("collar", request.collar_low),
+            ("collar", request.collar_high),
+        ):
             if price is not None and price % instrument.tick_size != 0:
                 return f"{name} price {price} of {symbol} is not a multiple of its tick size {instrument.tick_size}"
         if request.parent is not None:
@@ -580,14 +585,13 @@ class PaperBroker:
                 self._note(order, f"locked at limit {'up' if order.side is Side.BUY else 'down'}")
                 return None
             price = min(max(price, low), high)
-        if order.worst_price is not None and (
-            (order.side is Side.BUY and price > order.worst_price)
-            or (order.side is Side.SELL and price < order.worst_price)
-        ):
+        floor, ceiling = order.collar_low, order.collar_high
+        if (floor is not None and price < floor) or (ceiling is not None and price > ceiling):
             self._cancel(
                 order,
-                f"drift guard: would fill at {price} at the {bar.ts.isoformat()} open, beyond the worst price "
-                f"{order.worst_price} the signal allowed",
+                f"drift guard: it would fill at {price} at the {bar.ts.isoformat()} open, outside "
+                f"{_on_tick(floor, instrument.tick_size)}-{_on_tick(ceiling, instrument.tick_size)}, "
+                "the drift limit around the signal's entry",
             )
             return None
         return self._fill(order, instrument, price, liquidity, bar.ts, how)
@@ -602,11 +606,9 @@ class PaperBroker:
         buy = order.side is Side.BUY
         tick = instrument.tick_size
         if order.type is OrderType.MARKET or order.triggered_at is not None:
-            how = (
-                f"stop {_on_tick(order.stop_price, tick)} triggered earlier: filled at the open"
-                if order.triggered_at
-                else ""
-            )
+            how = f"filled at the open {bar.open}"
+            if order.triggered_at is not None:
+                how = f"stop {_on_tick(order.stop_price, tick)} triggered earlier: {how}"
             return slipped_price(instrument, order.side, bar.open, slip), Liquidity.TAKER, how
         if order.type is OrderType.STOP:
             stop = order.stop_price
@@ -865,8 +867,12 @@ class _Book:
         )
 
     def _activate(self, child: Order, parent: Order) -> None:
+        """A child placed with its entry (a bracket) sees every price after the entry's fill; one
+        placed later (a time-stop exit) only what trades after its own placement, like any order."""
         assert parent.filled_at is not None
         start = parent.filled_at
+        if child.created_at - parent.created_at > self.broker.config.order_latency:
+            start = max(start, self.broker._eligible_from(child))
         if child.checked_until is not None:
             start = max(start, child.checked_until)
         self.start[child.client_order_id] = start

@@ -1,4 +1,4 @@
-"""resting orders: stop price, trailing distance, bracket parent, worst price, fill time, matching state
+"""resting orders: stop price, trailing distance, bracket parent, drift collar, fill time, matching state
 
 Revision ID: 0005
 Revises: 0004
@@ -25,7 +25,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('stop_price', storage.types.Money(length=64), nullable=True))
         batch_op.add_column(sa.Column('trail', storage.types.Money(length=64), nullable=True))
         batch_op.add_column(sa.Column('parent', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
-        batch_op.add_column(sa.Column('worst_price', storage.types.Money(length=64), nullable=True))
+        batch_op.add_column(sa.Column('collar_low', storage.types.Money(length=64), nullable=True))
+        batch_op.add_column(sa.Column('collar_high', storage.types.Money(length=64), nullable=True))
         batch_op.add_column(sa.Column('filled_at', storage.types.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('checked_until', storage.types.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('triggered_at', storage.types.UTCDateTime(), nullable=True))
@@ -39,5 +40,5 @@ def downgrade() -> None:
         batch_op.drop_column('announced')
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_orders_parent'))
-        for column in ('triggered_at', 'checked_until', 'filled_at', 'worst_price', 'parent', 'trail', 'stop_price'):
+        for column in ('triggered_at', 'checked_until', 'filled_at', 'collar_high', 'collar_low', 'parent', 'trail', 'stop_price'):
             batch_op.drop_column(column)
