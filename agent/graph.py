@@ -81,11 +81,15 @@ def build_card(
     expires_at: str,
     opens_at: str | None = None,
     max_drift_bps: Decimal = Decimal(50),
+    settles_next_day: bool = False,
 ) -> dict[str, Any]:
     """The card's data (every transport renders it its own way). ``opens_at``: the market is closed
-    and opens then; the entry fills at that open, only within ``max_drift_bps`` of the card's entry."""
+    and opens then; the entry fills at that open, only within ``max_drift_bps`` of the card's entry.
+    ``settles_next_day``: T+1, so the loss at the stop can be larger than the card's figure."""
     signal = proposal.signal
     notes = list(signal.risk_notes) + list(proposal.notes)
+    if settles_next_day:
+        notes.insert(0, "T+1: a stop crossed on the buy day sells at the next session's open, maybe below the stop")
     if opens_at is not None:
         notes.insert(
             0, f"market closed: fills at the next open ({opens_at}), only within {max_drift_bps} bps of the entry"
@@ -233,6 +237,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             expires_at=expires_at.isoformat(),
             opens_at=opens_at.isoformat() if opens_at else None,
             max_drift_bps=config.max_drift_bps,
+            settles_next_day=instrument.settlement_days > 0 and signal.action is Action.BUY,
         )
         return {
             "proposal": proposal.model_dump(mode="json"),

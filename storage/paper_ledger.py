@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -143,6 +144,15 @@ class SqlPaperLedger:
                 raise StaleOrderError(f"order {order.client_order_id} is already {row.status}")
             _copy_order_into(row, order)
             session.add(row)
+
+    def update_pending(self, orders: Sequence[Order]) -> None:
+        with transaction(self._engine) as session:
+            self._begin_writing(session)
+            for order in orders:
+                row = self._order_row(session, order.client_order_id, for_update=True)
+                if row.status == OrderStatus.PENDING.value:
+                    _copy_order_into(row, order)
+                    session.add(row)
 
     def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]:
         query = select(OrderRow).where(OrderRow.venue == venue)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -88,6 +88,11 @@ class PaperLedger(Protocol):
         ...
 
     def update_order(self, order: Order) -> None: ...
+
+    def update_pending(self, orders: Sequence[Order]) -> None:
+        """Store the matching state of orders that are still pending, in one transaction; one that
+        another process has filled or cancelled meanwhile is left as that process stored it."""
+        ...
 
     def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]: ...
 
@@ -984,7 +989,7 @@ class _Book:
         """Store how far each open order was matched (and its trailing stop), so the next pass
         starts there instead of walking the same bars again."""
         now = self.broker._now()
-        for coid in self.changed:
-            order = self.orders[coid]
-            if order.status.is_open:
-                self.broker._update_quietly(order.model_copy(update={"updated_at": now}))
+        changed = [self.orders[coid] for coid in sorted(self.changed)]
+        pending = [o.model_copy(update={"updated_at": now}) for o in changed if o.status.is_open]
+        if pending:
+            self.broker._ledger.update_pending(pending)
