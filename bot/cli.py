@@ -4,7 +4,9 @@ happen inside the commands, so `tradeops --help` starts instantly."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -45,6 +47,7 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Use this data directory (overrides TRADEOPS_DATA_DIR).", show_default=False),
 ]
+DATABASE_UNAVAILABLE = 3  # exit status: the database could not be reached or had no connection left
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the structured result as JSON.")]
 
 
@@ -78,8 +81,9 @@ def db_upgrade() -> None:
     from storage.migrate import upgrade
 
     settings = _settings()
-    engine = open_database(settings, migrate=False)
-    revision = upgrade(engine)
+    with _database_errors(settings):
+        engine = open_database(settings, migrate=False, one_shot=True)
+        revision = upgrade(engine)
     typer.echo(f"database {redact_url(settings.resolved_database_url)} is at revision {revision}")
 
 
@@ -91,8 +95,9 @@ def db_status() -> None:
     from storage.migrate import current_revision, head_revision
 
     settings = _settings()
-    engine = open_database(settings, migrate=False)
-    current, head = current_revision(engine), head_revision()
+    with _database_errors(settings):
+        engine = open_database(settings, migrate=False, one_shot=True)
+        current, head = current_revision(engine), head_revision()
     state = "up to date" if current == head else "needs `tradeops db upgrade`"
     url = redact_url(settings.resolved_database_url)
     typer.echo(f"database {url}: revision {current or 'none'}, latest {head}: {state}")
@@ -111,9 +116,10 @@ def sql(
     from storage.db import read_only_query
 
     settings = _settings()
-    engine = open_database(settings)
     try:
-        columns, rows = read_only_query(engine, query, limit=limit)
+        with _database_errors(settings):
+            engine = open_database(settings, one_shot=True)
+            columns, rows = read_only_query(engine, query, limit=limit)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -145,14 +151,31 @@ def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlist
     from bot.services import seed_watchlists as seed
 
     async def main() -> int:
-        async with open_services(settings) as services:
+        async with open_services(settings, one_shot=True) as services:
             if seed_watchlists and not services.watchlists.all():
                 seed(services)
             out, ok = await run_command(services, text, as_json=as_json)
             typer.echo(out)
             return 0 if ok else 1
 
-    return asyncio.run(main())
+    with _database_errors(settings):
+        return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached or has no connection left to give (PostgreSQL's "too
+    many clients") is one clear message on stderr and exit status 3, not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        from storage.db import connection_problem
+
+        problem = connection_problem(exc, settings.resolved_database_url)
+        if problem is None:
+            raise
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(DATABASE_UNAVAILABLE) from None
 
 
 @app.command()
@@ -174,7 +197,8 @@ def chat(
         async with open_services(settings) as services:
             await interactive(services, echo=typer.echo)
 
-    asyncio.run(main())
+    with _database_errors(settings):
+        asyncio.run(main())
 
 
 @app.command()

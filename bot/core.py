@@ -251,7 +251,13 @@ class CommandCore:
                 + "".join(f"; {note}" for note in self._market_closed(watchlist.venue))
                 + "".join(
                     f"\n  {w.signal_id} {w.status}"
-                    + (f": {w.reason[:160]}" if w.reason and w.status != SignalStatus.PENDING.value else "")
+                    # A pending walk's card says it all, unless it is an earlier signal this scan
+                    # did not create (the symbol already waits for an answer): then the reason.
+                    + (
+                        f": {w.reason[:200]}"
+                        if w.reason and (w.status != SignalStatus.PENDING.value or not w.created)
+                        else ""
+                    )
                     for w in report.walks
                 )
             )
@@ -277,7 +283,11 @@ class CommandCore:
         walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
         notices = "".join(f"\nnotice: {n}" for n in (*self._market_closed(venue), *walk.notices))
         reply = Reply(f"{symbol}: {walk.status}" + (f" ({walk.reason})" if walk.reason else "") + notices)
-        if walk.status == SignalStatus.PENDING.value and walk.card:
+        if walk.status == SignalStatus.PENDING.value and not walk.created and walk.reason:
+            # Another signal on this symbol waits for an answer: no new walk, that one's buttons.
+            reply.text = f"{symbol}: {walk.reason}"
+            reply.buttons.extend(self._buttons(walk.signal_id))
+        elif walk.status == SignalStatus.PENDING.value and walk.card:
             # The card replaces the status line, not the notices: they are shown once, so here.
             reply.text = notices.lstrip("\n")
             await self._attach_card(reply, walk.card)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,9 +102,11 @@ async def open_services(
     clock: Clock | None = None,
     auto_approve: AutoApprove | None = None,
     on_card: CardHook | None = None,
+    one_shot: bool = False,
 ) -> AsyncIterator[Services]:
-    """Everything wired and the database migrated; the checkpointer closes on exit."""
-    engine = await asyncio.to_thread(open_database, settings)
+    """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
+    for a command that runs once and exits (a small connection pool)."""
+    engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
     if clock is None:

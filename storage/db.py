@@ -13,6 +13,14 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# PostgreSQL connections an engine may hold: (pool_size, max_overflow). A long-running process
+# (the bot, the demo) keeps a pool; a one-shot command (``tradeops chat -c``, ``scan``, ``sql``)
+# needs one connection at a time, and fifty of them started at once must not exhaust the server.
+# A command also opens one connection for the LangGraph checkpointer and one per lock it holds
+# (storage.locks), so its peak is pool + 1 + locks held at once (at most two).
+SERVICE_POOL = (5, 10)
+ONE_SHOT_POOL = (1, 1)
+TOO_MANY_CONNECTIONS = "53300"  # PostgreSQL SQLSTATE too_many_connections (server or role limit)
 
 
 def sqlite_url(path: Path) -> str:
@@ -41,7 +49,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool: tuple[int, int] = SERVICE_POOL) -> Engine:
+    """An engine for ``url``; ``pool`` is PostgreSQL's (pool_size, max_overflow): ``ONE_SHOT_POOL``
+    for a command that runs once and exits. Raises ValueError for a URL of another database."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -57,10 +67,43 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        pool_size, max_overflow = pool
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
     raise ValueError(
         f"unsupported database URL {redact_url(url)!r}: use sqlite:///path/to/file.db or "
         "postgresql://user@host:5432/dbname"
+    )
+
+
+def connection_problem(exc: BaseException, url: str) -> str | None:
+    """What to tell a person when ``exc`` (anywhere in its cause chain) means the database could not
+    be reached or refused a new connection; None for any other error. The text says what happened
+    and what to do, with the password left out of the URL."""
+    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
+    found: BaseException | None = exc
+    while found is not None:
+        if isinstance(found, SQLAlchemyOperationalError) and isinstance(found.orig, BaseException):
+            found = found.orig
+            continue
+        if type(found).__module__.startswith("psycopg") and type(found).__name__ == "OperationalError":
+            break
+        found = found.__cause__ or found.__context__
+    if found is None:
+        return None
+    lines = [line.strip() for line in str(found).splitlines() if line.strip()]
+    detail = " ".join(lines).rstrip(".") if lines else type(found).__name__
+    where = redact_url(url)
+    if getattr(found, "sqlstate", None) == TOO_MANY_CONNECTIONS or "too many" in detail.lower():
+        return (
+            f"the database {where} refused a new connection: {detail}. Too many connections are open "
+            "(other tradeops commands or clients). Wait for some to finish and try again, or raise "
+            "the server's max_connections (or the role's CONNECTION LIMIT), or put a pooler such as "
+            "PgBouncer in front of it."
+        )
+    return (
+        f"cannot connect to the database {where}: {detail}. Is the server running and reachable, "
+        "and is TRADEOPS_DATABASE_URL right?"
     )
 
 

@@ -139,6 +139,18 @@ class SignalStore:
         with Session(self.engine) as session:
             return list(session.exec(query).all())
 
+    def pending_for(self, venue: str, symbol: str, *, now: datetime) -> SignalRow | None:
+        """The signal on ``venue`` and ``symbol`` that waits for an answer, if any (the newest). One
+        whose window has closed does not count: it is expired, whether or not a sweep said so yet."""
+        query = select(SignalRow).where(
+            SignalRow.venue == venue,
+            SignalRow.symbol == symbol,
+            SignalRow.status == SignalStatus.PENDING.value,
+            or_(col(SignalRow.expires_at).is_(None), col(SignalRow.expires_at) > now),
+        )
+        with Session(self.engine) as session:
+            return session.exec(query.order_by(col(SignalRow.created_at).desc()).limit(1)).first()
+
     def due_for_expiry(self, now: datetime) -> list[SignalRow]:
         query = select(SignalRow).where(
             SignalRow.status == SignalStatus.PENDING.value, col(SignalRow.expires_at) <= now

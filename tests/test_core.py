@@ -9,7 +9,7 @@ import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -446,6 +446,29 @@ async def test_a_second_scan_of_the_same_bar_proposes_nothing_new(services: Serv
     again = await core.handle(TRADER, "/scan crypto")
     assert f"{signal_id} pending" in again.text
     assert again.buttons == [] and again.data["pending"] == []  # the card went out once
+
+
+async def test_a_symbol_with_a_pending_signal_gets_no_second_one(services: Services, core: CommandCore) -> None:
+    """/signal then /scan of the same symbol (issue 7): one card, and the second asker is told
+    which signal to answer first."""
+    first = await core.handle(TRADER, "/signal ETH/USDT")
+    assert first.ok and first.data["status"] == "pending", first.text
+    signal_id = first.data["signal_id"]
+    scan = await core.handle(TRADER, "/scan crypto")
+    assert scan.data["pending"] == [] and [c["symbol"] for c in scan.data.get("cards", [])] != ["ETH/USDT"]
+    assert f"{signal_id} pending: ETH/USDT already has a pending BUY signal {signal_id}" in scan.text
+    assert f"answer it first: /approve {signal_id} or /reject {signal_id}" in scan.text
+    assert isinstance(services.clock, SimulatedClock)
+    services.clock.advance(timedelta(minutes=1))  # a new on-demand signal id, same symbol
+    again = await core.handle(TRADER, "/signal ETH/USDT")
+    assert again.text.startswith(f"ETH/USDT: ETH/USDT already has a pending BUY signal {signal_id}"), again.text
+    assert {b.signal_id for b in again.buttons} == {signal_id}
+    assert [r.id for r in services.signals.recent(status=SignalStatus.PENDING)] == [signal_id]
+
+    # Once it is answered, the symbol may be proposed again.
+    await core.handle(TRADER, f"/reject {signal_id}")
+    rescan = await core.handle(TRADER, "/scan crypto")
+    assert [c["symbol"] for c in rescan.data["cards"]] == ["ETH/USDT"], rescan.text
 
 
 async def test_approve_executes_once_and_the_second_answer_is_told(services: Services, core: CommandCore) -> None:

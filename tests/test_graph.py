@@ -506,7 +506,7 @@ async def test_resuming_a_finished_thread_is_a_no_op(engine: Engine, db_url: str
         assert not reject.outcome.won and reject.status == "executed"
         # Even a resume that got past the approvals table finds nothing left to run.
         value = {"decision": "approved", "actor": "x", "reason": "", "at": ""}
-        assert await app.runner._resume(walk.signal_id, value) is False
+        assert await app.runner._resume_holding(walk.signal_id, value) is False
         assert await app.runner.recover() == []
         assert len(app.orders(walk.signal_id)) == 1 and len(app.plans(walk.signal_id)) == 1
         assert len(app.signals.history(walk.signal_id)) == history
@@ -544,10 +544,15 @@ async def test_twenty_concurrent_resumes_of_one_thread_run_it_once(engine: Engin
         assert sorted(app.trace_nodes(walk.signal_id)) == ["decide", "execute", "risk"]
 
 
-async def test_answers_to_twenty_cards_at_once_all_complete(engine: Engine, db_url: str) -> None:
+async def test_answers_to_twenty_cards_at_once_all_complete(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Twenty resumes of different threads at once in one process, each holding its thread's lock
     for the whole resume: none may starve the others of the database connections they need."""
     async with rig(db_url, SimulatedClock(ETF_1125_SHANGHAI), policy=FixedBuy()) as app:
+        # Twenty cards on one symbol, as a database written before the one-pending-per-symbol rule
+        # may hold: the rule is not what this test is about.
+        monkeypatch.setattr(app.signals, "pending_for", lambda *_args, **_kwargs: None)
         ids = [f"card{i:02d}" for i in range(20)]
         for signal_id in ids:
             await etf_pending(app, signal_id)
@@ -574,6 +579,31 @@ async def test_two_runners_on_one_database_racing_place_one_order(engine: Engine
         assert len(first.plans(walk.signal_id)) == 1
         assert first.status(walk.signal_id) == "executed"
         assert await first.next_nodes(walk.signal_id) == await second.next_nodes(walk.signal_id) == ()
+
+
+async def test_two_runners_starting_signals_on_one_symbol_create_one_pending(engine: Engine, db_url: str) -> None:
+    """Two instances (own engines, own in-process locks: only the cross-process lock is shared)
+    start different signals on the same venue and symbol at once: one card; the other start is
+    refused before its walk and names the pending signal."""
+    clock = SimulatedClock(ETF_1125_SHANGHAI)
+    async with rig(db_url, clock, policy=FixedBuy()) as a, rig(db_url, clock, policy=FixedBuy()) as b:
+        first, second = await asyncio.gather(
+            a.runner.start(signal_id="etfa", venue=CN, symbol=ETF, timeframe="15m"),
+            b.runner.start(signal_id="etfb", venue=CN, symbol=ETF, timeframe="15m"),
+        )
+        created = [w for w in (first, second) if w.created]
+        refused = [w for w in (first, second) if not w.created]
+        assert len(created) == 1 and len(refused) == 1, (first, second)
+        (winner,), (loser,) = created, refused
+        assert winner.status == loser.status == "pending" and loser.signal_id == winner.signal_id
+        assert f"{ETF} already has a pending BUY signal {winner.signal_id}" in loser.reason
+        assert [r.id for r in a.signals.recent()] == [winner.signal_id]
+        # The refused one never walked: no thread, no policy call.
+        other = "etfb" if winner.signal_id == "etfa" else "etfa"
+        assert await a.next_nodes(other) == () and a.signals.traces(other) == []
+        # Another symbol is not held up by it.
+        stocks = await b.runner.start(signal_id="moutai", venue=CN, symbol="600519.SH", timeframe="1d")
+        assert stocks.created and stocks.status == "pending"
 
 
 async def test_two_runners_recovering_the_same_thread_place_one_order(engine: Engine, db_url: str) -> None:
