@@ -6,7 +6,6 @@ at the time stop, and closes the plan when nothing is left. Times are UTC."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +16,7 @@ from storage.paper_ledger import SqlPaperLedger
 from storage.plans import PlanStore
 from storage.signals import SignalStore
 from storage.tables import SignalRow, TradePlan
+from tests.test_fills import CASH, utc
 from tools.exits import bracket
 from venues.clock import SimulatedClock
 from venues.models import OrderRequest, OrderStatus, Side
@@ -24,11 +24,6 @@ from venues.paper import PaperBroker, PaperBrokerConfig
 from venues.replay import ReplayVenue
 
 D = Decimal
-CASH = {"CNY": D(1_000_000), "USD": D(100_000), "USDT": D(100_000)}
-
-
-def utc(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @dataclass

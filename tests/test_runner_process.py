@@ -202,7 +202,12 @@ async def test_an_approval_racing_processes_that_start_meanwhile_executes_once(
         history = [change.to_status for change in later.signals.history(walk.signal_id)]
         assert history == ["pending", "approved", "executed"]
         assert len(later.orders(walk.signal_id)) == 1 and len(later.approvals(walk.signal_id)) == 1
-    assert len(places.read_text().splitlines()) == 1  # the execute step placed once, in one process
+    # The execute step placed once, in one process: the entry and its bracket, each once.
+    placed = [line.split() for line in places.read_text().splitlines()]
+    assert len({pid for pid, _ in placed}) == 1
+    assert sorted(coid for _, coid in placed) == sorted(
+        [walk.signal_id, *(f"{walk.signal_id}-{leg}" for leg in ("sl", "tp1", "tp2", "tp3"))]
+    )
 
 
 # --- the child process ---
