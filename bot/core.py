@@ -92,11 +92,16 @@ def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
-def _order_type(order: Order) -> str:
+def _order_type(order: Order, tick: Decimal) -> str:
+    """How an order is priced, at the venue's tick (2576.30, as quoted, not 2576.3)."""
+
+    def price(value: Decimal | None) -> str:
+        return "-" if value is None else str(value.quantize(tick) if tick < 1 else value)
+
     if order.type is OrderType.STOP:
-        return f"stop {order.stop_price}" + (f" trail {order.trail}" if order.trail else "")
+        return f"stop {price(order.stop_price)}" + (f" trail {price(order.trail)}" if order.trail else "")
     if order.type is OrderType.LIMIT:
-        return f"limit {order.limit_price}"
+        return f"limit {price(order.limit_price)}"
     return "market"
 
 
@@ -403,9 +408,10 @@ class CommandCore:
         )
 
     async def _orders(self, caller: Caller, args: list[str]) -> Reply:
-        orders = []
+        orders, ticks = [], {}
         for venue in self.s.venues.values():
             orders.extend(await venue.broker_required().orders())
+            ticks.update({(venue.name, i.symbol): i.tick_size for i in await venue.instruments()})
         orders.sort(key=lambda o: (o.created_at, o.client_order_id), reverse=True)
         orders = orders[:20]
         if not orders:
@@ -420,7 +426,7 @@ class CommandCore:
                         o.symbol,
                         o.side.value,
                         o.qty,
-                        _order_type(o),
+                        _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
                         o.status.value,
                         o.avg_fill_price,
                         o.fees,
