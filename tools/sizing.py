@@ -149,7 +149,8 @@ def risk_based_qty(
     stop_fill = slipped_price(instrument, exit_side, signal.stop, slippage_bps)
     per_unit_risk = abs(entry_fill - stop_fill)
     by_risk = equity * risk_per_trade_pct / per_unit_risk
-    by_value = equity * max_position_pct / entry_fill
+    # The cap is on the value at the entry (what the gate checks); a buy's fill is above it.
+    by_value = equity * max_position_pct / max(entry_fill, signal.entry)
     # Leave room for the entry's own fees; 1% covers every schedule we know, minimums included.
     by_cash = max(available_cash, ZERO) / (entry_fill * (cash_share + Decimal("0.01")))
     qty = min(by_risk, by_value, by_cash)
