@@ -36,6 +36,15 @@ def venue_rules(instrument: Instrument) -> tuple[str, ...]:
         rules.append(f"daily price limit +/-{instrument.price_limit_pct:.0%} around the previous close")
     if instrument.min_notional > 0:
         rules.append(f"minimum order value {instrument.min_notional} {instrument.currency}")
+    refusal = instrument.short_refusal()
+    if refusal is not None or instrument.short is None:
+        rules.append(f"no SHORT: {refusal}")
+    else:
+        terms = instrument.short
+        rules.append(
+            f"SHORT (sell-to-open) allowed: stop above the entry, targets below; initial margin "
+            f"{terms.initial_margin:.0%} of the value; {terms.basis}"
+        )
     return tuple(rules)
 
 
@@ -107,7 +116,7 @@ async def risk_context(deps: AgentDeps, *, venue_name: str, symbol: str, timefra
     )
     trades_today, last_trade_at = await _todays_entries(venue, instrument, symbol, now)
     position_qty, _, sellable = await _position(venue, instrument, now)
-    held = [p.symbol for p in await broker.positions() if p.qty > 0]
+    held = [p.symbol for p in await broker.positions() if p.qty != 0]  # shorts count like longs
     kill = deps.signals.get_value(KILL_SWITCH_KEY) or {}
     return RiskContext(
         now=now,
@@ -125,10 +134,13 @@ async def risk_context(deps: AgentDeps, *, venue_name: str, symbol: str, timefra
 
 
 async def _position(venue: Venue, instrument: Instrument, now: datetime) -> tuple[Decimal, Decimal, Decimal]:
+    """(quantity held, negative for a short; its avg_cost; what of a long may be sold now)."""
     broker = venue.broker_required()
     position = next((p for p in await broker.positions() if p.symbol == instrument.symbol), None)
-    if position is None or position.qty <= 0:
+    if position is None or position.qty == 0:
         return ZERO, ZERO, ZERO
+    if position.qty < 0:
+        return position.qty, position.avg_cost, ZERO  # a short: nothing to sell
     sellable = position.qty
     if instrument.settlement_days:
         today = calendars.trading_day(instrument.calendar, now).isoformat()
@@ -147,13 +159,17 @@ async def _position(venue: Venue, instrument: Instrument, now: datetime) -> tupl
 async def _todays_entries(
     venue: Venue, instrument: Instrument, symbol: str, now: datetime
 ) -> tuple[int, datetime | None]:
-    """Entries (buy orders that were not refused) today on this venue, and the last one in
-    ``symbol`` at any time: the feedback loop that keeps the policy from repeating itself."""
+    """Entries (buys, and shorts: sells with a bracket, that were not refused; never a bracket's
+    exits) today on this venue, and the last one in ``symbol`` at any time: the feedback loop that
+    keeps the policy from repeating itself."""
     today = calendars.trading_day(instrument.calendar, now)
     count = 0
     last: datetime | None = None
-    for order in await venue.broker_required().orders():
-        if order.side is not Side.BUY or order.status is OrderStatus.REJECTED:
+    orders = await venue.broker_required().orders()
+    with_bracket = {o.parent for o in orders if o.parent is not None}
+    for order in orders:
+        entry = order.parent is None and (order.side is Side.BUY or order.client_order_id in with_bracket)
+        if not entry or order.status is OrderStatus.REJECTED:
             continue
         if calendars.trading_day(instrument.calendar, order.created_at) == today:
             count += 1

@@ -35,7 +35,7 @@ from tools import risk as risk_gate
 from tools.exits import bracket
 from tools.models import Action, Candidate, Proposal, RiskVerdict, Signal
 from tools.risk import RiskContext
-from tools.sizing import propose, sized_buy
+from tools.sizing import propose, sized_entry
 from venues import calendars
 from venues.costs import round_to_tick, slipped_price
 from venues.errors import VenueError
@@ -90,6 +90,8 @@ def build_card(
     notes = list(signal.risk_notes) + list(proposal.notes)
     if settles_next_day:
         notes.insert(0, "T+1: a stop crossed on the buy day sells at the next session's open, maybe below the stop")
+    if signal.action is Action.SHORT:
+        notes.insert(0, "SHORT: sells to open; the stop above buys it back, the targets below take the profit")
     if opens_at is not None:
         notes.insert(
             0, f"market closed: fills at the next open ({opens_at}), only within {max_drift_bps} bps of the entry"
@@ -110,6 +112,7 @@ def build_card(
         "reward_risk": round(proposal.reward_risk, 2),
         "expected_net_profit": _dec(proposal.expected_net_profit.quantize(Decimal("0.01"))),
         "costs": _dec(proposal.fees_round_trip.quantize(Decimal("0.01"))),
+        "carry": _dec(proposal.carry_cost.quantize(Decimal("0.01"))) if proposal.carry_cost else None,
         "loss_at_stop": _dec(proposal.loss_at_stop.quantize(Decimal("0.01"))),
         "exit_plan": [_dec(w) for w in proposal.exit_weights],
         "horizon_bars": signal.horizon_bars,
@@ -203,8 +206,8 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         facts = DecisionInput.model_validate(state["facts"])
         # Costs at the fee rates of the expected fill's trade day: this session, or the next one.
         fill_day = calendars.trading_day(instrument.calendar, deps.clock.now())
-        if signal.action is Action.BUY:
-            proposal = sized_buy(
+        if signal.action.opens:  # a BUY or a SHORT: sized by risk, with its bracket
+            proposal = sized_entry(
                 signal,
                 instrument,
                 equity=context.equity,
@@ -270,7 +273,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             await _place_exits(state, proposal, instrument, existing)
             return _order_result(existing)
         assert signal.entry is not None
-        side = Side.BUY if signal.action is Action.BUY else Side.SELL
+        side = Side.BUY if signal.action is Action.BUY else Side.SELL  # a SHORT sells to open
         now = deps.clock.now()
         if calendars.is_open(instrument.calendar, now):
             # The price this order will fill at: the last trade now (in the replay, the open of the
@@ -322,9 +325,9 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
     async def _place_exits(state: SignalState, proposal: Proposal, instrument: Any, order: Order) -> None:
         """The bracket (stop and targets, resting from the entry's fill) and the trade plan of an
         entry the broker took; each is stored once by its id, so a second call changes nothing."""
-        if order.side is not Side.BUY or order.status is OrderStatus.REJECTED:
-            return
         signal = proposal.signal
+        if not signal.action.opens or order.status is OrderStatus.REJECTED:
+            return
         assert signal.stop is not None
         children = bracket(
             state["signal_id"],

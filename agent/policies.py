@@ -43,7 +43,7 @@ class DecisionInput(BaseModel):
     bars: int = 0  # how many bars of the timeframe were gathered
     recent_closes: tuple[float, ...] = ()  # oldest first
     swing_low: float | None = None  # lowest low of the recent bars
-    position_qty: Decimal = Decimal(0)
+    position_qty: Decimal = Decimal(0)  # negative: a short
     position_avg_cost: Decimal = Decimal(0)
     sellable_qty: Decimal = Decimal(0)
     equity: Decimal = Decimal(0)
@@ -87,10 +87,9 @@ class RulePolicy:
                 policy=self.name,
             )
 
-        if facts.position_qty > 0:
-            return hold(
-                f"already holding {facts.position_qty} {facts.symbol}; the open position is managed by its plan"
-            )
+        if facts.position_qty != 0:
+            held = f"{facts.position_qty}" if facts.position_qty > 0 else f"a short of {-facts.position_qty}"
+            return hold(f"already holding {held} {facts.symbol}; the open position is managed by its plan")
         candidate = facts.candidate
         if candidate is None or candidate.direction != "long":
             return hold("no long setup on the screen's rules", *facts.notes)

@@ -378,7 +378,11 @@ class CommandCore:
                 plan = plans.get((name, position.symbol))
                 exits = ""
                 if plan is not None:
-                    stop = plan.trailing_stop if plan.trailing_stop and plan.trailing_stop > plan.stop else plan.stop
+                    # A trailing stop follows the price: up under a long, down over a short.
+                    trailed = plan.trailing_stop is not None and (
+                        plan.trailing_stop > plan.stop if position.qty > 0 else plan.trailing_stop < plan.stop
+                    )
+                    stop = plan.trailing_stop if trailed else plan.stop
                     exits = f"stop {stop} TPs {'/'.join(plan.take_profits)} hit {plan.targets_hit}"
                 rows.append(
                     (

@@ -34,14 +34,18 @@ def card_text(card: dict[str, Any]) -> str:
         f"TP{i} {_num(tp)}" + (f" ({Decimal(str(plan[i - 1])) * 100:.0f}%)" if i - 1 < len(plan) else "")
         for i, tp in enumerate(tps, 1)
     )
+    side = card.get("side", "?")
+    short = side == "SHORT"
+    above = " (above)" if short else ""
+    carry = f" (funding/borrow {_num(card.get('carry'), 2)})" if card.get("carry") else ""
     lines = [
-        f"{card.get('side', '?')} {card.get('symbol', '?')} on {card.get('venue', '?')} [{card.get('timeframe', '')}]"
-        f"  id {card.get('signal_id', '?')}",
-        f"entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}  {targets}".rstrip(),
+        f"{'SHORT (sell-to-open)' if short else side} {card.get('symbol', '?')} on {card.get('venue', '?')}"
+        f" [{card.get('timeframe', '')}]  id {card.get('signal_id', '?')}",
+        f"entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}{above}  {targets}".rstrip(),
         f"size {_num(card.get('qty'))} (~{_num(card.get('notional'), 2)} {currency})"
         f"  confidence {float(card.get('confidence') or 0):.2f}  reward/risk {card.get('reward_risk', '-')}",
         f"expected net profit {_num(card.get('expected_net_profit'), 2)} {currency} after costs "
-        f"{_num(card.get('costs'), 2)}; loss at stop {_num(card.get('loss_at_stop'), 2)}",
+        f"{_num(card.get('costs'), 2)}{carry}; loss at stop {_num(card.get('loss_at_stop'), 2)}",
     ]
     reasons = card.get("reasons") or []
     if reasons:

@@ -140,8 +140,9 @@ class PositionManager:
             )
             plan.exit_orders = [*plan.exit_orders, time_exit]
             assert plan.time_stop_at is not None
+            verb = "selling" if entry.side is Side.BUY else "buying back"
             text = (
-                f"time stop at {plan.time_stop_at.isoformat()}: selling {plan.qty_open} {plan.symbol} at the next open"
+                f"time stop at {plan.time_stop_at.isoformat()}: {verb} {plan.qty_open} {plan.symbol} at the next open"
             )
             if order.status is OrderStatus.REJECTED:
                 text = f"time stop exit of {plan.qty_open} {plan.symbol} refused: {order.reason}"

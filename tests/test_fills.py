@@ -19,7 +19,7 @@ from storage.paper_ledger import SqlPaperLedger
 from tests.support import FrameMarket, bars_frame, replay_instrument
 from tools.exits import after_first_target, bracket
 from venues.clock import SimulatedClock
-from venues.models import Order, OrderRequest, OrderStatus, OrderType, Side
+from venues.models import Instrument, Order, OrderRequest, OrderStatus, OrderType, Side
 from venues.paper import PaperBroker, PaperBrokerConfig
 from venues.replay import ReplayVenue
 
@@ -49,13 +49,14 @@ class Desk:
         targets: Sequence[str] = (),
         weights: Sequence[str] = (),
         collar: tuple[str, str] | None = None,
+        side: Side = Side.BUY,
     ) -> list[Order]:
         instrument = await self.broker._market.instrument(symbol)
         entry = await self.broker.place(
             OrderRequest(
                 client_order_id=entry_id,
                 symbol=symbol,
-                side=Side.BUY,
+                side=side,
                 qty=D(qty),
                 collar_low=D(collar[0]) if collar else None,
                 collar_high=D(collar[1]) if collar else None,
@@ -64,7 +65,7 @@ class Desk:
         children = bracket(
             entry_id,
             instrument,
-            entry_side=Side.BUY,
+            entry_side=side,
             qty=D(qty),
             stop=D(stop),
             take_profits=tuple(D(t) for t in targets),
@@ -237,13 +238,19 @@ async def test_an_entry_placed_while_closed_fills_at_the_open_only_inside_its_dr
 BTC = replay_instrument("BTC/USD")
 
 
-def frame_desk(engine: Engine, rows: Sequence[tuple[int, float, float, float, float]]) -> Desk:
-    """(hour on 2021-06-01, open, high, low, close) of BTC/USD hourly bars; the clock at 01:00:05,
-    so the 00:00 bar is the decision's and an entry fills at the 01:00 open."""
+def frame_desk(
+    engine: Engine,
+    rows: Sequence[tuple[int, float, float, float, float]],
+    *,
+    instrument: Instrument = BTC,
+    slippage_bps: Decimal = Decimal(0),
+) -> Desk:
+    """(hour on 2021-06-01, open, high, low, close) of hourly bars of ``instrument`` (BTC/USD); the
+    clock at 01:00:05, so the 00:00 bar is the decision's and an entry fills at the 01:00 open."""
     clock = SimulatedClock(utc("2021-06-01T01:00:05"))
     frame = bars_frame([(f"2021-06-01T{h:02d}:00:00+00:00", o, hi, lo, c, 10.0) for h, o, hi, lo, c in rows], "1h")
-    market = FrameMarket("paper", clock, [BTC], {"BTC/USD": frame})
-    cfg = PaperBrokerConfig(starting_cash=CASH, slippage_bps=D(0))
+    market = FrameMarket("paper", clock, [instrument], {instrument.symbol: frame})
+    cfg = PaperBrokerConfig(starting_cash=CASH, slippage_bps=slippage_bps)
     return Desk(PaperBroker("paper", market, clock, SqlPaperLedger(engine), cfg), clock)
 
 
@@ -324,3 +331,145 @@ def test_order_requests_refuse_prices_that_do_not_fit_the_type() -> None:
         )
     with pytest.raises(ValueError, match="stop price must be greater than zero"):
         OrderRequest(client_order_id="a", symbol="X", side=Side.SELL, qty=D(1), type=OrderType.STOP, stop_price=D(0))
+
+
+# --- shorts: a perpetual sold short, its bracket buying back (stop above, targets below) ---------
+
+ETH_PERP = replay_instrument("ETH/USDT")  # Binance USDT-M perpetual: may be sold short; fees 10/10 bps
+
+
+async def test_a_short_fills_at_the_next_open_less_slippage_and_its_bracket_buys_back(engine: Engine) -> None:
+    desk = frame_desk(
+        engine,
+        [(0, 2000, 2005, 1995, 2000), (1, 2000, 2010, 1940, 1950), (2, 1950, 2070, 1945, 2065)],
+        instrument=ETH_PERP,
+        slippage_bps=D(5),
+    )
+    placed = await desk.entry_with_bracket(
+        "s1", "ETH/USDT", "1", stop="2060", targets=["1950", "1900"], weights=["0.3", "0.7"], side=Side.SELL
+    )
+    assert [(o.side, o.type, o.stop_price or o.limit_price) for o in placed[1:]] == [
+        (Side.BUY, OrderType.STOP, D(2060)),
+        (Side.BUY, OrderType.LIMIT, D(1950)),
+        (Side.BUY, OrderType.LIMIT, D(1900)),
+    ]
+    desk.at("2021-06-01T02:00:00")
+    entry = await desk.order("s1")
+    # Sold at the 01:00 open 2000 less 5 bps: 1999.00; the fee 10 bps (1.999) leaves 1997.001 a unit.
+    assert (entry.status, entry.avg_fill_price, entry.filled_at) == (
+        OrderStatus.FILLED,
+        D("1999.00"),
+        utc("2021-06-01T01:00:00"),
+    )
+    tp1 = await desk.order("s1-tp1")  # a buy limit below: the 01:00 low 1940 reaches 1950
+    assert (tp1.status, tp1.filled_qty, tp1.avg_fill_price) == (OrderStatus.FILLED, D("0.3"), D(1950))
+    (short,) = await desk.broker.positions()
+    assert (short.qty, short.avg_cost) == (D("-0.7"), D("1997.001"))
+    # TP1 realised (1997.001 - 1950) x 0.3 - 0.585 fee: a profit on a fall.
+    assert short.realized_pnl == D("13.5153")
+    account = await desk.broker.account("USDT")
+    assert account.positions_value == D("-0.7") * D(1950)
+    assert account.reserved_cash == D("0.7") * D(1950) * 2  # its value plus 100% initial margin
+    desk.at("2021-06-01T03:00:00")
+    stop = await desk.order("s1-sl")
+    # A buy stop above: the 02:00 high 2070 reaches 2060; filled at 2060 plus 5 bps (2061.03).
+    assert (stop.status, stop.filled_qty, stop.avg_fill_price) == (OrderStatus.FILLED, D("0.7"), D("2061.03"))
+    assert stop.reason == "stop 2060.00 hit (high 2070.0)"
+    assert (await desk.order("s1-tp2")).status is OrderStatus.CANCELLED
+    (closed,) = await desk.broker.positions(include_closed=True)
+    # (1997.001 - 2061.03) x 0.7 - 1.442721 = -46.263021 on the stop, after +13.5153 at TP1.
+    assert (closed.qty, closed.realized_pnl) == (0, D("-32.747721"))
+    assert (await desk.broker.account("USDT")).cash == CASH["USDT"] + closed.realized_pnl
+
+
+async def test_a_short_stop_the_open_gaps_up_through_fills_at_the_open(engine: Engine) -> None:
+    desk = frame_desk(
+        engine,
+        [(0, 2000, 2005, 1995, 2000), (1, 2000, 2010, 1990, 2005), (2, 2080, 2090, 2070, 2085)],
+        instrument=ETH_PERP,
+        slippage_bps=D(5),
+    )
+    await desk.entry_with_bracket("s2", "ETH/USDT", "1", stop="2060", targets=["1900"], weights=["1"], side=Side.SELL)
+    desk.at("2021-06-01T03:00:00")
+    stop = await desk.order("s2-sl")
+    # The 02:00 bar opened at 2080, above the stop: bought back at that open plus 5 bps (2081.04).
+    assert (stop.status, stop.avg_fill_price) == (OrderStatus.FILLED, D("2081.04"))
+    assert stop.reason == "gapped through the stop 2060.00: filled at the open 2080.0"
+    (closed,) = await desk.broker.positions(include_closed=True)
+    assert closed.realized_pnl < 0
+
+
+async def test_a_short_target_fills_at_its_price_and_the_trailing_stop_follows_the_lows(engine: Engine) -> None:
+    desk = frame_desk(
+        engine,
+        [(0, 2000, 2005, 1995, 2000), (1, 2000, 2001, 1900, 1920), (2, 1920, 1925, 1850, 1860)],
+        instrument=ETH_PERP,
+    )
+    await desk.entry_with_bracket(
+        "s3", "ETH/USDT", "1", stop="2100", targets=["1950", "1500"], weights=["0.5", "0.5"], side=Side.SELL
+    )
+    desk.at("2021-06-01T02:00:00")
+    assert (await desk.order("s3-tp1")).avg_fill_price == D(1950)
+    level, trail = after_first_target(
+        entry_price=D(2000), initial_stop=D(2100), current_stop=D(2100), long=False, tick=ETH_PERP.tick_size
+    )
+    assert (level, trail) == (D(2000), D(100))  # break-even, trailing by the initial risk
+    await desk.broker.amend("s3-sl", stop_price=level, trail=trail)
+    desk.at("2021-06-01T03:00:00")
+    # The 02:00 low 1850 pulls the stop down to 1950 (low + 100); it never moves back up.
+    assert (await desk.order("s3-sl")).stop_price == D(1950)
+
+
+@pytest.mark.parametrize(
+    ("market", "symbol", "start", "qty", "reason"),
+    [
+        ("crypto", "BTC/USD", "2021-07-05T01:00:05", "0.1", "BTC/USD cannot be sold short: spot crypto"),
+        ("cn", "600519.SH", "2021-07-05T02:00:00", "100", "600519.SH cannot be sold short: A-shares"),
+        ("cn", "510300.SH", "2021-07-05T02:00:00", "100", "510300.SH cannot be sold short: A-shares and A-share ETFs"),
+    ],
+)
+async def test_the_broker_refuses_a_short_where_the_market_has_none(
+    engine: Engine, market: str, symbol: str, start: str, qty: str, reason: str
+) -> None:
+    desk = replay_desk(engine, market, start)
+    order = await desk.broker.place(OrderRequest(client_order_id="x", symbol=symbol, side=Side.SELL, qty=D(qty)))
+    assert order.status is OrderStatus.REJECTED
+    assert reason in order.reason
+
+
+async def test_a_us_equity_is_sold_short_on_the_margin_account(engine: Engine) -> None:
+    desk = replay_desk(engine, "us", "2021-07-08T13:43:05")
+    await desk.broker.place(OrderRequest(client_order_id="s", symbol="SPY", side=Side.SELL, qty=D(10)))
+    desk.at("2021-07-08T13:45:00")
+    # The 13:43 open 428.41 less 5 bps is 428.1958, rounded down (against the seller) to 428.19.
+    assert (await desk.order("s")).avg_fill_price == D("428.19")
+    (short,) = await desk.broker.positions()
+    assert (short.qty, short.avg_cost) == (D(-10), D("428.19"))  # zero commission, no fee on this sale
+    account = await desk.broker.account("USD")
+    assert account.cash == CASH["USD"] + D("4281.90")
+    assert account.equity == account.cash + account.positions_value
+    assert account.positions_value < 0
+
+
+async def test_a_short_needs_its_margin_and_a_buy_covers_it_without_turning_long(engine: Engine) -> None:
+    desk = replay_desk(engine, "crypto", "2021-07-05T01:00:05")
+    # ETH near 2,300: 60 short is worth about 138,000 USDT, more margin (100%) than the 100,000 held.
+    big = await desk.broker.place(OrderRequest(client_order_id="big", symbol="ETH/USDT", side=Side.SELL, qty=D(60)))
+    assert big.status is OrderStatus.REJECTED
+    assert big.reason.startswith("insufficient margin: selling 60 ETH/USDT short needs about ")
+    await desk.broker.place(OrderRequest(client_order_id="s", symbol="ETH/USDT", side=Side.SELL, qty=D(1)))
+    desk.at("2021-07-05T03:00:00")
+    (short,) = await desk.broker.positions()
+    assert short.qty == D(-1)
+    flip = await desk.broker.place(OrderRequest(client_order_id="f", symbol="ETH/USDT", side=Side.BUY, qty=D(2)))
+    assert flip.status is OrderStatus.REJECTED
+    assert flip.reason == "buying 2 ETH/USDT would turn the short of 1 into a long: cover 1 first"
+    cover = await desk.broker.place(OrderRequest(client_order_id="c", symbol="ETH/USDT", side=Side.BUY, qty=D(1)))
+    assert cover.status is OrderStatus.PENDING
+    desk.at("2021-07-05T04:00:00")
+    (closed,) = await desk.broker.positions(include_closed=True)
+    entry, exit_ = await desk.order("s"), await desk.order("c")
+    assert exit_.avg_fill_price is not None and entry.avg_fill_price is not None
+    # Realised: (sale price net of its fee - cover price) x 1 - the cover's fee.
+    assert closed.qty == 0
+    assert closed.realized_pnl == (entry.avg_fill_price - entry.fees) - exit_.avg_fill_price - exit_.fees

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from agent.deps import AgentConfig, AgentDeps, AutoApprove
+from agent.gather import risk_context
 from agent.graph import SignalGraph, build_graph
 from agent.policies import DecisionInput, Policy, RulePolicy
 from agent.runner import SignalRunner, WalkResult
@@ -93,6 +94,30 @@ class FixedBuy:
             horizon_bars=10,
             confidence=0.8,
             reasons=("test setup",),
+            policy=self.name,
+        )
+
+
+class FixedShort:
+    """Sells short whatever it is asked about at the last price, stop 1% above, targets at 3R/4R/5R
+    below: the mirror of FixedBuy, for the venues that may and may not short."""
+
+    name = "fixed-short"
+
+    async def decide(self, facts: DecisionInput) -> Signal:
+        tick = facts.tick_size
+        entry = round_to_tick(D(repr(facts.last_price)), tick)
+        risk = entry / 100
+        return Signal(
+            action=Action.SHORT,
+            symbol=facts.symbol,
+            entry=entry,
+            stop=round_to_tick(entry + risk, tick, up=True),
+            take_profits=tuple(round_to_tick(entry - risk * r, tick, up=False) for r in (3, 4, 5)),
+            timeframe=facts.timeframe,
+            horizon_bars=10,
+            confidence=0.8,
+            reasons=("test short setup",),
             policy=self.name,
         )
 
@@ -839,3 +864,67 @@ async def test_traces_and_the_done_log_line_once_per_decision(
         assert hold.status == "hold"
         assert app.trace_nodes(hold.signal_id) == ["decide"]
         assert len(_done_lines(caplog, hold.signal_id)) == 1
+
+
+# --- shorts: SELL-to-open where the venue may short, blocked with the reason where it may not ---
+
+
+async def test_a_short_on_the_perpetual_is_placed_with_its_bracket_and_followed_as_a_short(
+    engine: Engine, db_url: str
+) -> None:
+    async with rig(db_url, eth_clock(), policy=FixedShort()) as app:
+        walk = await app.runner.start(signal_id="ethshort", venue=CRYPTO, symbol=ETH, timeframe="1h")
+        assert walk.status == SignalStatus.PENDING.value and walk.card is not None, walk
+        card = walk.card
+        assert card["side"] == "SHORT" and D(card["stop"]) > D(card["entry"]) > D(card["take_profits"][0])
+        assert card["risk_decision"] == "allow" and D(card["carry"]) > 0
+        assert card["risk_notes"][0].startswith("SHORT: sells to open")
+        row = app.signals.get("ethshort")
+        assert row is not None and row.side == "short"
+        result = await app.runner.decide("ethshort", "approved", actor="telegram:1")
+        assert result.status == "executed", result
+        (order,) = app.orders("ethshort")
+        assert (order.side, order.qty) == ("sell", D(card["qty"]))
+        # the drift collar: 50 bps either side of the entry, inside the allowance on the tick grid
+        assert order.collar_low == round_to_tick(ETH_ENTRY * (1 - D("0.005")), D("0.01"), up=True)
+        assert order.collar_high == round_to_tick(ETH_ENTRY * (1 + D("0.005")), D("0.01"), up=False)
+        exits = app.exits("ethshort")
+        assert {(o.side, o.type) for o in exits} == {("buy", "stop"), ("buy", "limit")}
+        (plan,) = app.plans("ethshort")
+        assert plan.stop == D(card["stop"])
+
+        # The 07:00 bar's open fills it; the manager announces the short.
+        app.clock.advance_to(ETH_SETUP + timedelta(hours=1))
+        manager = PositionManager(dict(app.venues), app.deps.plans, app.signals, app.clock)
+        events = await manager.tick(CRYPTO)
+        assert [e.kind for e in events] == ["opened"]
+        assert events[0].text.startswith(f"sold short {order.qty} ETH/USDT at ")
+        (position,) = await app.venues[CRYPTO].broker_required().positions()
+        assert position.qty == -order.qty
+        # The gate's view: the short is a position held (both sides count) and today's one entry;
+        # its bracket's buy exits are not entries.
+        context = await risk_context(app.deps, venue_name=CRYPTO, symbol=ETH, timeframe="1h")
+        assert (context.open_symbols, context.held_qty, context.trades_today) == ((ETH,), -order.qty, 1)
+
+
+@pytest.mark.parametrize(
+    ("venue", "symbol", "timeframe", "reason"),
+    [
+        (CRYPTO, "BTC/USD", "1h", "BTC/USD cannot be sold short: spot crypto is never sold short here"),
+        (CN, "600519.SH", "1d", "600519.SH cannot be sold short: A-shares and A-share ETFs are long-only"),
+        (CN, ETF, "15m", "510300.SH cannot be sold short: A-shares and A-share ETFs are long-only"),
+    ],
+)
+async def test_a_short_where_the_venue_cannot_short_is_blocked_with_the_reason_on_the_card(
+    engine: Engine, db_url: str, venue: str, symbol: str, timeframe: str, reason: str
+) -> None:
+    clock = eth_clock() if venue == CRYPTO else SimulatedClock(ETF_1125_SHANGHAI)
+    async with rig(db_url, clock, policy=FixedShort()) as app:
+        walk = await app.runner.start(signal_id="noshort", venue=venue, symbol=symbol, timeframe=timeframe)
+        assert walk.status == SignalStatus.BLOCKED.value, walk
+        assert reason in walk.reason
+        row = app.signals.get("noshort")
+        assert row is not None
+        (failed,) = [c for c in row.card["risk"] if not c["passed"] and c["rule"] == "short_allowed"]
+        assert reason in failed["detail"]
+        assert app.orders("noshort") == []

@@ -368,7 +368,7 @@ FAILURES = [
     ),
     pytest.param(
         [says(decision(action="YOLO"))],
-        "LLM wrong schema: action: Input should be 'BUY', 'SELL' or 'HOLD'",
+        "LLM wrong schema: action: Input should be 'BUY', 'SELL', 'SHORT' or 'HOLD'",
         ["ok"],
         [],
         id="action-YOLO",
@@ -407,6 +407,20 @@ FAILURES = [
         ["ok"],
         [],
         id="targets-below-entry",
+    ),
+    pytest.param(
+        [says(decision(action="SHORT"))],
+        "LLM absurd values: stop 2245.38 is not above the entry 2318.91 within 30%",
+        ["ok"],
+        [],
+        id="short-stop-below-entry",
+    ),
+    pytest.param(
+        [says(decision(action="SHORT", stop=2392.44, take_profits=[2208.61, 2250.0]))],
+        "LLM absurd values: take-profits [2208.61, 2250.0] of a SHORT must fall below the entry 2318.91",
+        ["ok"],
+        [],
+        id="short-targets-not-descending",
     ),
     pytest.param(
         [says(decision(take_profits=[2429.21, LAST * 100]))],
@@ -613,6 +627,44 @@ async def test_an_obeyed_prompt_injection_is_capped_by_the_risk_gate(tmp_path: P
         (order,) = app.orders()
         assert order.qty == Decimal(card["qty"]) and order.qty < 10  # not 1,000,000; not even 10 ETH
         assert order.qty * Decimal(str(LAST)) <= cap_value
+
+
+async def test_a_short_on_the_perpetual_is_carded_approved_and_placed_with_its_bracket(tmp_path: Path) -> None:
+    # ETH/USDT is the Binance USDT-M perpetual: the model may sell it short, 2 ATR stop above.
+    answer = decision(
+        action="SHORT",
+        stop=2392.44,
+        take_profits=[2208.61, 2135.08, 2061.55],
+        reason="1h lower high under EMA20, RSI 38; stop 2 ATR above",
+    )
+    async with llm_app(tmp_path, says(answer)) as app:
+        walk = await app.scan_eth()
+        rules = app.script.context()["venue_rules"]
+        assert any(r.startswith("SHORT (sell-to-open) allowed") for r in rules), rules
+        assert walk.status == SignalStatus.PENDING.value and walk.card is not None, walk
+        card = walk.card
+        assert (card["side"], card["stop"], card["take_profits"]) == (
+            "SHORT",
+            "2392.44",
+            ["2208.61", "2135.08", "2061.55"],
+        )
+        assert Decimal(card["carry"]) > 0  # the assumed funding over the 48-bar time stop
+        assert "risk: allow" in card_text(card) and card_text(card).startswith("SHORT (sell-to-open) ETH/USDT")
+        result = await app.services.runner.decide(walk.signal_id, "approved", actor=TRADER.actor)
+        assert result.status == SignalStatus.EXECUTED.value, result
+        (entry,) = app.orders()
+        assert (entry.side, entry.qty) == ("sell", Decimal(card["qty"]))
+        with Session(app.services.engine) as session:
+            exits = session.exec(select(OrderRow).where(OrderRow.parent == walk.signal_id)).all()
+        assert [(o.side, o.type) for o in exits] == [
+            ("buy", "stop"),
+            ("buy", "limit"),
+            ("buy", "limit"),
+            ("buy", "limit"),
+        ]
+        assert exits[0].stop_price == Decimal("2392.44")
+        assert [o.limit_price for o in exits[1:]] == [Decimal("2208.61"), Decimal("2135.08"), Decimal("2061.55")]
+        assert app.services.plans.get(walk.signal_id) is not None
 
 
 # --- 4. the daily token budget ----------------------------------------------------------------------

@@ -644,14 +644,21 @@ async def test_selling_what_is_not_held_is_rejected(engine: Engine) -> None:
     rig = make_rig(engine, "2021-07-05T01:32")
     order = await rig.broker.place(sell("s1"))
     assert order.status is OrderStatus.REJECTED
-    assert order.reason == "insufficient position: selling 100 600519.SH but you hold 0 600519.SH; sellable now: 0"
+    assert order.reason == (
+        "insufficient position: selling 100 600519.SH but you hold 0 600519.SH; sellable now: 0; "
+        "600519.SH cannot be sold short: A-shares and A-share ETFs are long-only on this account "
+        "(no securities lending)"
+    )
 
 
 async def test_no_short_selling(engine: Engine) -> None:
     rig = make_rig(engine, "2021-07-05T00:30", cash={"USDT": D(100_000)})
     short = await rig.broker.place(sell("s0", "0.5", BTC))
     assert short.status is OrderStatus.REJECTED
-    assert short.reason == "insufficient position: selling 0.5 BTC/USDT but you hold 0 BTC/USDT; sellable now: 0"
+    assert short.reason == (
+        "insufficient position: selling 0.5 BTC/USDT but you hold 0 BTC/USDT; sellable now: 0; "
+        "BTC/USDT cannot be sold short: spot crypto is never sold short here (only perpetuals are)"
+    )
 
     await rig.broker.place(buy("b1", "0.5", BTC))
     rig.at("2021-07-05T02:00")

@@ -532,3 +532,122 @@ def test_a_share_lots_reshape_the_plan_without_a_minimum_notional_rule() -> None
     verdict = judge(p, context())
     assert verdict.decision == "allow"
     assert "exit_plan" not in {c.rule for c in verdict.checks}
+
+
+# --- shorts: allowed where the venue may short, blocked with the reason elsewhere; both sides count
+
+ETH = replay_instrument("ETH/USDT")  # a perpetual: may be sold short (100% margin, assumed funding)
+ETF = replay_instrument("510300.SH")
+SHORT_EQUITY = D(100_000)
+
+
+def short_signal(symbol: str = "ETH/USDT", entry: str = "2000", stop: str = "2100", *tps: str) -> Signal:
+    return Signal(
+        action=Action.SHORT,
+        symbol=symbol,
+        entry=D(entry),
+        stop=D(stop),
+        take_profits=tuple(D(tp) for tp in tps or ("1850", "1750", "1650")),
+        horizon_bars=48,
+        timeframe="1h",
+        confidence=0.8,
+    )
+
+
+def sized_short(signal: Signal, instrument: Instrument) -> Proposal:
+    medium = profile("medium")
+    return sized_buy(
+        signal,
+        instrument,
+        equity=SHORT_EQUITY,
+        available_cash=SHORT_EQUITY,
+        risk_per_trade_pct=medium.risk_per_trade_pct,
+        max_position_pct=medium.max_position_pct,
+        slippage_bps=SLIP,
+        on=ON,
+    )
+
+
+def short_context(**changes: Any) -> RiskContext:
+    return context(equity=SHORT_EQUITY, day_start_equity=SHORT_EQUITY, **changes)
+
+
+def test_a_short_on_the_perpetual_passes_every_rule() -> None:
+    # 9.6061 ETH (1000 of risk / 104.10 a unit) worth 19212.20: within the 20000 cap
+    p = sized_short(short_signal(), ETH)
+    verdict = judge(p, short_context(), instrument=ETH)
+    assert (verdict.decision, verdict.qty) == ("allow", D("9.6061"))
+    passes(verdict, "short_allowed", "ETH/USDT may be sold short on this account")
+    passes(verdict, "max_position_value", "value 19212.20 within the cap 20000.00")
+    # 0.06% funding over the 48 h time stop on 19212.20 of value, counted in the costs
+    assert p.carry_cost == D("11.527320")
+
+
+@pytest.mark.parametrize(
+    ("instrument", "signal", "reason"),
+    [
+        (
+            BTC,
+            short_signal("BTC/USD", "34000", "35000", "32000"),
+            "BTC/USD cannot be sold short: spot crypto is never sold short here (only perpetuals are)",
+        ),
+        (
+            MOUTAI,
+            short_signal("600519.SH", "1800", "1850", "1700"),
+            "600519.SH cannot be sold short: A-shares and A-share ETFs are long-only on this account "
+            "(no securities lending)",
+        ),
+        (
+            ETF,
+            short_signal("510300.SH", "5.000", "5.100", "4.800"),
+            "510300.SH cannot be sold short: A-shares and A-share ETFs are long-only on this account "
+            "(no securities lending)",
+        ),
+    ],
+)
+def test_a_short_where_the_venue_cannot_short_is_blocked_with_the_reason(
+    instrument: Instrument, signal: Signal, reason: str
+) -> None:
+    p = propose(signal, instrument, D(100), slippage_bps=SLIP, on=ON)
+    blocked_by(judge(p, short_context(), instrument=instrument), "short_allowed", reason)
+
+
+def test_a_us_equity_short_is_allowed_on_the_margin_account() -> None:
+    spy = replay_instrument("SPY")
+    p = sized_short(short_signal("SPY", "430", "435", "420", "415"), spy)
+    verdict = judge(p, short_context(), instrument=spy)
+    assert verdict.decision == "allow"
+    passes(verdict, "short_allowed")
+    assert p.carry_cost > 0  # the borrow fee over the time stop
+
+
+def test_a_short_held_counts_against_the_max_position_value_of_another_short() -> None:
+    # cap 20% of 100000 = 20000; 5 ETH short held at the 2000 entry = 10000 -> room 10000 -> 5 ETH
+    p = sized_short(short_signal(), ETH)
+    verdict, shrunk = check(p, short_context(held_qty=D(-5)), profile("medium"), ETH, slippage_bps=SLIP)
+    assert (verdict.decision, verdict.qty, shrunk.qty) == ("shrink", D(5), D(5))
+    assert outcome(verdict, "max_position_value").detail.endswith("(10000.00 already held): shrunk to 5.00")
+
+
+def test_a_short_counts_as_a_concurrent_position() -> None:
+    held = tuple(f"S{i}" for i in range(5))  # five positions, long or short, on the venue
+    p = sized_short(short_signal(), ETH)
+    blocked_by(
+        judge(p, short_context(open_symbols=held), instrument=ETH),
+        "max_concurrent_positions",
+        "5 positions open, limit 5",
+    )
+
+
+def test_no_short_against_a_long_and_no_buy_against_a_short() -> None:
+    p = sized_short(short_signal(), ETH)
+    blocked_by(
+        judge(p, short_context(held_qty=D(2)), instrument=ETH),
+        "position_side",
+        "a long of 2 ETH/USDT is held: it is closed by its own plan, not by a SHORT",
+    )
+    blocked_by(
+        judge(proposal(), context(held_qty=D(-100))),
+        "position_side",
+        "a short of 100 600519.SH is held: it is closed by its own plan, not by a BUY",
+    )

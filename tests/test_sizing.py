@@ -366,3 +366,96 @@ def test_every_non_zero_tranche_clears_the_venue_at_the_stop_and_they_sum_to_the
     # shares of the entry give the same tranches back (what tools/exits.py does with a stored plan)
     shares = tuple(t / qty if t else D(0) for t in tranches)
     assert exit_tranches(instrument, qty, shares) == tranches
+
+
+# --- shorts (sell-to-open): risk = stop - entry, targets bought back below, carry counted --------
+
+ETH = replay_instrument("ETH/USDT")  # Binance USDT-M perpetual: 10 bps both sides, step 0.0001
+SPY = replay_instrument("SPY")  # US equity on the margin account: zero commission, borrow 0.30%/yr
+
+
+def short(symbol: str, entry: str, stop: str, *take_profits: str, horizon: int = 48, tf: str = "1h") -> Signal:
+    return Signal(
+        action=Action.SHORT,
+        symbol=symbol,
+        entry=D(entry),
+        stop=D(stop),
+        take_profits=tuple(D(tp) for tp in take_profits),
+        horizon_bars=horizon,
+        timeframe=tf,
+        confidence=0.8,
+    )
+
+
+def test_a_short_is_sized_by_the_slipped_stop_above_less_the_slipped_entry() -> None:
+    # sold at 2000 x 0.999 = 1998.00; stop bought at 2100 x 1.001 = 2102.10: 104.10 a unit at risk
+    # 1000 / 104.10 = 9.60614... -> 9.6061 (value cap 20000 / 1998 = 10.01; margin 100000 / (1998 x 1.01))
+    qty, notes = size(short("ETH/USDT", "2000", "2100", "1850"), ETH, equity="100000")
+    assert (qty, notes) == (D("9.6061"), [])
+
+
+def test_a_short_is_capped_by_the_cash_its_margin_needs() -> None:
+    # 100% initial margin: 5000 / (1998 x 1.01) = 2.4777... -> 2.4777
+    qty, notes = size(short("ETH/USDT", "2000", "2100", "1850"), ETH, equity="100000", cash="5000")
+    assert qty == D("2.4777")
+    assert notes == ["size capped by available cash"]
+
+
+def test_a_short_where_the_instrument_cannot_be_shorted_sizes_to_zero_with_the_reason() -> None:
+    qty, notes = size(short("BTC/USD", "34000", "35000", "32000"), BTC, equity="100000")
+    assert qty == 0
+    assert notes == ["BTC/USD cannot be sold short: spot crypto is never sold short here (only perpetuals are)"]
+
+
+def test_a_short_proposal_buys_back_at_the_targets_and_pays_funding_over_the_time_stop() -> None:
+    # 10 ETH sold at 1998.00: fee 19.98, slippage 2.00 x 10 = 20.00 -> entry costs 39.98
+    # TP1 3 at 1850 (buy fill 1851.85): gross 150 x 3 = 450; fee 5.55555 + slippage 5.55 = 11.10555
+    # TP2 4 at 1750 (1751.75): gross 1000; fee 7.007 + 7.00 = 14.007
+    # TP3 3 at 1650 (1651.65): gross 1050; fee 4.95495 + 4.95 = 9.90495  -> exit costs 35.0175
+    # funding 0.01% per 8 h over 48 h = 0.06% of 20000 = 12.00
+    # expected 2500 - 39.98 - 35.0175 - 12 = 2413.0025
+    # loss at stop: (2102.10 - 1998.00) x 10 = 1041.00 + 19.98 + buy fee 21.021 = 1082.001
+    p = propose(short("ETH/USDT", "2000", "2100", "1850", "1750", "1650"), ETH, D(10), slippage_bps=SLIP, on=ON)
+    assert p.exit_qtys == (D(3), D(4), D(3))
+    assert p.carry_cost == D("12.00")
+    assert p.expected_net_profit == D("2413.0025")
+    assert p.fees_round_trip == D("86.9975")
+    assert p.loss_at_stop == D("1082.001")
+    assert p.reward_risk == pytest.approx(2413.0025 / 1082.001)
+    assert any(n.startswith("short funding 12.00 USDT over 48 h (assumed funding 0.01% per 8 h") for n in p.notes)
+
+
+def test_a_us_equity_short_pays_the_borrow_fee_over_the_time_stop() -> None:
+    # 100 SPY worth 43000 for 48 h at 0.30% a year: 43000 x 0.003 x 48 / 8760 = 0.7068...
+    p = propose(short("SPY", "430", "435", "420"), SPY, D(100), slippage_bps=SLIP, on=ON)
+    assert p.carry_cost.quantize(D("0.0001")) == D("0.7068")
+    assert any(n.startswith("short borrow 0.71 USD over 48 h") for n in p.notes)
+
+
+def test_a_short_without_a_time_stop_says_its_carry_is_not_counted() -> None:
+    p = propose(short("ETH/USDT", "2000", "2100", "1850", horizon=0), ETH, D(1), slippage_bps=SLIP, on=ON)
+    assert p.carry_cost == 0
+    assert any(n.startswith("short funding not counted: no time stop") for n in p.notes)
+
+
+@pytest.mark.parametrize(
+    ("stop", "targets", "message"),
+    [
+        ("1900", ("1850",), "a SHORT's stop 1900 must be above its entry 2000"),
+        ("2000", ("1850",), "a SHORT's stop 2000 must be above its entry 2000"),
+        ("2100", ("2050",), "TP1 2050 must be above zero and below the entry 2000"),
+        ("2100", ("1850", "1900"), "TP2 1900 must be above zero and below TP1 1850"),
+        ("2100", ("1850", "0"), "TP2 0 must be above zero and below TP1 1850"),
+    ],
+)
+def test_a_short_signal_needs_its_stop_above_and_its_targets_below_descending(
+    stop: str, targets: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        short("ETH/USDT", "2000", stop, *targets)
+
+
+def test_a_short_signal_needs_a_stop_and_a_target() -> None:
+    with pytest.raises(ValueError, match="a SHORT needs an entry, a stop and at least one take-profit"):
+        Signal(action=Action.SHORT, symbol="ETH/USDT", entry=D(2000), stop=D(2100))
+    assert short("ETH/USDT", "2000", "2100", "1900", "1800").long is False

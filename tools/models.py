@@ -15,14 +15,24 @@ from venues.clock import ensure_utc
 
 
 class Action(StrEnum):
+    """What a policy proposes. SELL only ever reduces or closes a long; opening a short is its own
+    action, SHORT (sell-to-open), so a close can never turn into a short by accident and a short is
+    judged as the entry it is (stop above, targets below, sized, costed, gated like a BUY)."""
+
     BUY = "BUY"  # open or add to a long position
-    SELL = "SELL"  # reduce or close a long position (spot markets: no short selling)
+    SELL = "SELL"  # reduce or close a long position
+    SHORT = "SHORT"  # sell to open (or add to) a short: where the instrument may be sold short
     HOLD = "HOLD"  # the policy looked and wants nothing
     ABSTAIN = "ABSTAIN"  # the policy could not decide (e.g. the LLM failed); never an order
 
     @property
     def trades(self) -> bool:
-        return self in (Action.BUY, Action.SELL)
+        return self in (Action.BUY, Action.SELL, Action.SHORT)
+
+    @property
+    def opens(self) -> bool:
+        """An entry with a stop and targets (a BUY or a SHORT), not a close."""
+        return self in (Action.BUY, Action.SHORT)
 
 
 class _Model(BaseModel):
@@ -63,21 +73,31 @@ class Signal(_Model):
     risk_notes: tuple[str, ...] = ()
     policy: str = ""
 
+    @property
+    def long(self) -> bool:
+        """False for a SHORT: its stop is above the entry and its targets below."""
+        return self.action is not Action.SHORT
+
     @model_validator(mode="after")
     def _prices_make_sense(self) -> Signal:
-        if self.action is Action.BUY:
+        if self.action.opens:
+            name = self.action.value
             if self.entry is None or self.stop is None or not self.take_profits:
-                raise ValueError("a BUY needs an entry, a stop and at least one take-profit")
+                raise ValueError(f"a {name} needs an entry, a stop and at least one take-profit")
             if not self.entry > 0:
                 raise ValueError(f"entry must be positive, got {self.entry}")
-            if not 0 < self.stop < self.entry:
+            if self.long and not 0 < self.stop < self.entry:
                 raise ValueError(f"a BUY's stop {self.stop} must be below its entry {self.entry} and above zero")
+            if not self.long and not self.stop > self.entry:
+                raise ValueError(f"a SHORT's stop {self.stop} must be above its entry {self.entry}")
             if len(self.take_profits) > 3:
                 raise ValueError("at most three take-profits (TP1-TP3)")
             previous = self.entry
             for i, tp in enumerate(self.take_profits, 1):
-                if tp <= previous:
-                    raise ValueError(f"TP{i} {tp} must be above {'the entry' if i == 1 else f'TP{i - 1}'} {previous}")
+                beyond = tp > previous if self.long else 0 < tp < previous
+                if not beyond:
+                    where = "above" if self.long else "above zero and below"
+                    raise ValueError(f"TP{i} {tp} must be {where} {'the entry' if i == 1 else f'TP{i - 1}'} {previous}")
                 previous = tp
         if self.action is Action.SELL and self.entry is not None and not self.entry > 0:
             raise ValueError(f"entry must be positive, got {self.entry}")
@@ -85,7 +105,8 @@ class Signal(_Model):
 
 
 class Proposal(_Model):
-    """A BUY or SELL sized and costed by the tools, ready for the risk gate."""
+    """A BUY, SHORT or SELL sized and costed by the tools, ready for the risk gate. Money is in
+    the instrument's currency; for a SHORT the targets and stop mirror a BUY's (below, above)."""
 
     venue: str
     symbol: str
@@ -93,7 +114,7 @@ class Proposal(_Model):
     signal: Signal
     qty: Decimal
     notional: Decimal
-    fees_round_trip: Decimal  # fees + slippage of entering and exiting at the targets
+    fees_round_trip: Decimal  # fees + slippage of entering and exiting at the targets (+ carry_cost)
     loss_at_stop: Decimal  # what the position loses if the stop is hit, costs included
     expected_net_profit: Decimal  # at the take-profits with the partial-exit plan, after all costs
     reward_risk: float
@@ -104,6 +125,8 @@ class Proposal(_Model):
     exit_qtys: tuple[Decimal, ...] = ()
     planned_exit_weights: tuple[Decimal, ...] = ()
     costs_on: date | None = None  # trade date whose fee rates the costs use (the expected fill day)
+    # A short's funding (perpetuals) or borrow fee (equities) over the time stop, where known.
+    carry_cost: Decimal = Decimal(0)
     avg_cost: Decimal | None = None  # a SELL's cost basis per unit (what its realised P&L is against)
     notes: tuple[str, ...] = ()
 

@@ -9,6 +9,11 @@ Rules for a BUY, in order (each one's outcome is listed on the card):
   position sold at the slipped stop must clear the venue's minimum notional, also after a shrink;
   smaller tranches are merged by tools.sizing.exit_tranches, so this is the one exit that can fail),
   minimum expected net profit after all costs, minimum reward/risk.
+A SHORT (sell-to-open) is an entry like a BUY and passes the same rules, after two of its own:
+``short_allowed`` (the instrument may be sold short on this account, else blocked with the reason:
+spot crypto, A-shares) and ``position_side`` (no short against a long held, no BUY against a short
+held: a position is closed by its plan, not flipped). Exposure counts both sides: a short's value
+counts against the maximum position value like a long's, and a short is a concurrent position.
 A SELL reduces risk, so only the position itself is checked (T+1, quantity held; shrinks to what can
 be sold now): the kill switch stops new entries, never exits.
 """
@@ -106,8 +111,8 @@ class RiskContext(BaseModel):
     day_start_equity: Decimal
     trades_today: int = 0  # entries ordered today on this venue
     last_trade_at: datetime | None = None  # last entry order in this symbol
-    open_symbols: tuple[str, ...] = ()  # symbols held on this venue
-    held_qty: Decimal = ZERO
+    open_symbols: tuple[str, ...] = ()  # symbols held on this venue, long or short
+    held_qty: Decimal = ZERO  # negative: a short
     sellable_qty: Decimal = ZERO
     killed: bool = False
     kill_reason: str = ""
@@ -132,7 +137,7 @@ def check(
         if verdict.decision == "shrink":
             proposal = _resize_sell(proposal, verdict.qty, instrument, slippage_bps, costs_on)
         return verdict, proposal
-    if proposal.signal.action is not Action.BUY:
+    if not proposal.signal.action.opens:
         block = RiskCheck(rule="action", passed=False, detail=f"{proposal.signal.action.value} places no order")
         return RiskVerdict(decision="block", qty=ZERO, checks=(block,)), proposal
 
@@ -143,6 +148,21 @@ def check(
         return passed
 
     symbol = proposal.symbol
+    long = proposal.signal.long
+    if not long:
+        refusal = instrument.short_refusal()
+        rule("short_allowed", refusal is None, refusal or f"{symbol} may be sold short on this account")
+    # Held on the proposal's side (what the cap adds to) and against it (what it would flip).
+    held_same = max(context.held_qty if long else -context.held_qty, ZERO)
+    held_against = max(-context.held_qty if long else context.held_qty, ZERO)
+    if held_against > 0:
+        side = "short" if long else "long"
+        rule(
+            "position_side",
+            False,
+            f"a {side} of {held_against} {symbol} is held: it is closed by its own plan, not by a "
+            f"{proposal.signal.action.value}",
+        )
     rule(
         "kill_switch",
         not context.killed,
@@ -189,8 +209,9 @@ def check(
 
     cap_value = context.equity * risk.max_position_pct
     assert proposal.signal.entry is not None
-    # The cap is on the position: buying more of a symbol already held leaves only the room above it.
-    held_value = max(context.held_qty, ZERO) * proposal.signal.entry
+    # The cap is on the position, long or short: adding to a symbol already held leaves only the
+    # room above it.
+    held_value = held_same * proposal.signal.entry
     room = cap_value - held_value
     held_note = f" ({held_value:.2f} already held)" if held_value > 0 else ""
     shrunk = False
@@ -260,10 +281,11 @@ def _check_sell(proposal: Proposal, context: RiskContext) -> RiskVerdict:
 
 
 def _stop_exit(proposal: Proposal, instrument: Instrument, slippage_bps: Decimal) -> tuple[bool, str]:
-    """Whether the whole position, sold at the stop after slippage, is an order the venue takes."""
+    """Whether the whole position, sold (a short: bought back) at the stop after slippage, is an
+    order the venue takes."""
     assert proposal.signal.stop is not None
     stop = proposal.signal.stop
-    fill = slipped_price(instrument, Side.SELL, stop, slippage_bps)
+    fill = slipped_price(instrument, Side.SELL if proposal.signal.long else Side.BUY, stop, slippage_bps)
     value = proposal.qty * fill
     minimum, currency = instrument.min_notional, proposal.currency
     at = f"{fill}" if fill == stop else f"{fill} (the stop {stop} after {slippage_bps} bps slippage)"

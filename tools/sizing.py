@@ -7,6 +7,13 @@ accepts (A-share lots of 100, crypto step sizes). Exits follow a partial-exit pl
 TP1/TP2/TP3 by default) reshaped so the venue takes every order of it (``exit_tranches``), and the
 expected profit is computed on those real tranches. Costs are at the fee rates of the expected fill
 date, which the caller passes (``on``).
+
+A SHORT (sell-to-open) mirrors a BUY: it sells at the entry less slippage, its risk per unit is
+the slipped stop (above) less the slipped entry, its targets below are bought back, and the cash
+it needs is its margin (value x ``ShortTerms.initial_margin``). Carrying it costs funding
+(perpetuals) or a borrow fee (US equities) over the time stop, counted in bar time
+(``horizon_bars`` x the signal's timeframe: for exchange hours a lower bound), at the instrument's
+assumed rates; without a time stop the carry is not counted, and a note says so.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from tools.models import Action, Proposal, Signal
 from venues.costs import fees, slipped_price
 from venues.models import ZERO, Instrument, Side
+from venues.timeframes import parse_timeframe
 
 DEFAULT_EXIT_WEIGHTS = (Decimal("0.3"), Decimal("0.4"), Decimal("0.3"))
 
@@ -124,16 +132,27 @@ def risk_based_qty(
     max_position_pct: Decimal,
     slippage_bps: Decimal,
 ) -> tuple[Decimal, list[str]]:
-    """How much to buy, with a note for every cap that bit."""
-    assert signal.action is Action.BUY and signal.entry is not None and signal.stop is not None
+    """How much to buy (a BUY) or sell short (a SHORT), with a note for every cap that bit. The
+    risk per unit is |slipped entry - slipped stop|; a SHORT on an instrument that cannot be sold
+    short sizes to zero with the reason."""
+    assert signal.action.opens and signal.entry is not None and signal.stop is not None
     notes: list[str] = []
-    entry_fill = slipped_price(instrument, Side.BUY, signal.entry, slippage_bps)
-    stop_fill = slipped_price(instrument, Side.SELL, signal.stop, slippage_bps)
-    per_unit_risk = entry_fill - stop_fill
+    entry_side, exit_side = _sides(signal)
+    # The cash an entry ties up per unit of its value: a buy's whole price, a short's margin.
+    cash_share = Decimal(1)
+    if not signal.long:
+        refusal = instrument.short_refusal()
+        if refusal is not None or instrument.short is None:
+            return ZERO, [refusal or f"{instrument.symbol} cannot be sold short"]
+        cash_share = instrument.short.initial_margin
+    entry_fill = slipped_price(instrument, entry_side, signal.entry, slippage_bps)
+    stop_fill = slipped_price(instrument, exit_side, signal.stop, slippage_bps)
+    per_unit_risk = abs(entry_fill - stop_fill)
     by_risk = equity * risk_per_trade_pct / per_unit_risk
-    by_value = equity * max_position_pct / entry_fill
-    # Leave room for the buy's own fees; 1% covers every schedule we know, minimums included.
-    by_cash = max(available_cash, ZERO) / (entry_fill * Decimal("1.01"))
+    # The cap is on the value at the entry (what the gate checks); a buy's fill is above it.
+    by_value = equity * max_position_pct / max(entry_fill, signal.entry)
+    # Leave room for the entry's own fees; 1% covers every schedule we know, minimums included.
+    by_cash = max(available_cash, ZERO) / (entry_fill * (cash_share + Decimal("0.01")))
     qty = min(by_risk, by_value, by_cash)
     if qty == by_value and by_value < by_risk:
         notes.append(f"size capped at {max_position_pct:.0%} of equity")
@@ -168,7 +187,10 @@ def propose(
     rates of trade date ``on`` (the expected fill day). For a SELL, ``avg_cost`` is the position's
     cost basis and the expected profit is what closing it at the entry price realises. For a BUY the
     exit plan ``exit_weights`` (30/40/30) is reshaped by ``exit_tranches`` at the slipped stop: the
-    proposal's ``exit_qtys`` are the real tranches and its ``exit_weights`` their shares of ``qty``."""
+    proposal's ``exit_qtys`` are the real tranches and its ``exit_weights`` their shares of ``qty``.
+    A SHORT is costed the mirrored way (sold at the entry, bought back at the targets or the stop),
+    plus its carry (funding or borrow over the time stop, ``Proposal.carry_cost``), which counts in
+    the costs and against the expected profit."""
     venue, symbol, currency = instrument.venue, instrument.symbol, instrument.currency
     if signal.action is Action.SELL:
         price = signal.entry or ZERO
@@ -209,21 +231,31 @@ def propose(
             costs_on=on,
             notes=notes,
         )
-    entry_fill = slipped_price(instrument, Side.BUY, signal.entry, slippage_bps)
-    stop_fill = slipped_price(instrument, Side.SELL, signal.stop, slippage_bps)
-    buy_fee = fees(instrument, Side.BUY, qty, entry_fill, on=on)
-    tranches = exit_tranches(instrument, qty, weights, stop_fill=stop_fill)
+    entry_side, exit_side = _sides(signal)
+    sign = 1 if signal.long else -1  # a short earns what the price falls
+    entry_fill = slipped_price(instrument, entry_side, signal.entry, slippage_bps)
+    stop_fill = slipped_price(instrument, exit_side, signal.stop, slippage_bps)
+    entry_fee = fees(instrument, entry_side, qty, entry_fill, on=on)
+    # The lowest price an exit is expected at, where the venue's minimum notional bites: a long's
+    # stop, a short's last target.
+    lowest_exit = (
+        stop_fill if signal.long else slipped_price(instrument, exit_side, signal.take_profits[-1], slippage_bps)
+    )
+    tranches = exit_tranches(instrument, qty, weights, stop_fill=lowest_exit)
     gross = ZERO
     exit_costs = ZERO
     for tranche, target in zip(tranches, signal.take_profits, strict=True):
         if tranche <= 0:
             continue
-        exit_fill = slipped_price(instrument, Side.SELL, target, slippage_bps)
-        gross += (target - signal.entry) * tranche
-        exit_costs += fees(instrument, Side.SELL, tranche, exit_fill, on=on) + (target - exit_fill) * tranche
-    entry_costs = buy_fee + (entry_fill - signal.entry) * qty
-    expected = gross - entry_costs - exit_costs
-    loss = (entry_fill - stop_fill) * qty + buy_fee + fees(instrument, Side.SELL, qty, stop_fill, on=on)
+        exit_fill = slipped_price(instrument, exit_side, target, slippage_bps)
+        gross += sign * (target - signal.entry) * tranche
+        exit_costs += fees(instrument, exit_side, tranche, exit_fill, on=on) + sign * (target - exit_fill) * tranche
+    entry_costs = entry_fee + sign * (entry_fill - signal.entry) * qty
+    carry, carry_note = short_carry(signal, instrument, qty * signal.entry)
+    if carry_note:
+        notes = (*notes, carry_note)
+    expected = gross - entry_costs - exit_costs - carry
+    loss = sign * (entry_fill - stop_fill) * qty + entry_fee + fees(instrument, exit_side, qty, stop_fill, on=on)
     return Proposal(
         venue=venue,
         symbol=symbol,
@@ -231,7 +263,8 @@ def propose(
         signal=signal,
         qty=qty,
         notional=qty * signal.entry,
-        fees_round_trip=entry_costs + exit_costs,
+        fees_round_trip=entry_costs + exit_costs + carry,
+        carry_cost=carry,
         loss_at_stop=loss,
         expected_net_profit=expected,
         reward_risk=float(expected / loss) if loss > 0 else 0.0,
@@ -243,7 +276,29 @@ def propose(
     )
 
 
-def sized_buy(
+def _sides(signal: Signal) -> tuple[Side, Side]:
+    """(entry side, exit side) of an entry signal."""
+    return (Side.BUY, Side.SELL) if signal.long else (Side.SELL, Side.BUY)
+
+
+def short_carry(signal: Signal, instrument: Instrument, value: Decimal) -> tuple[Decimal, str]:
+    """What carrying a SHORT of ``value`` costs over its time stop (funding or borrow at the
+    instrument's assumed rates), and a note saying how it was counted; (0, "") for a BUY."""
+    terms = instrument.short
+    if signal.long or terms is None or value <= 0:
+        return ZERO, ""
+    if terms.funding_rate_8h == 0 and terms.borrow_rate_year == 0:
+        return ZERO, ""
+    kind = "funding" if terms.funding_rate_8h else "borrow"
+    if signal.horizon_bars <= 0:
+        return ZERO, f"short {kind} not counted: no time stop to count it over ({terms.basis})"
+    bar = parse_timeframe(signal.timeframe or instrument.timeframe).delta
+    hours = Decimal(int((bar * signal.horizon_bars).total_seconds())) / 3600
+    carry = terms.carry(value, hours)
+    return carry, f"short {kind} {carry:.2f} {instrument.currency} over {hours:g} h ({terms.basis})"
+
+
+def sized_entry(
     signal: Signal,
     instrument: Instrument,
     *,
@@ -255,8 +310,8 @@ def sized_buy(
     on: date,
     exit_weights: tuple[Decimal, ...] = DEFAULT_EXIT_WEIGHTS,
 ) -> Proposal:
-    """A BUY sized by risk and costed at the fee rates of ``on``, the expected fill's trade date:
-    what the risk gate judges (the graph) or previews (a tool)."""
+    """An entry (a BUY, or a SHORT) sized by risk and costed at the fee rates of ``on``, the
+    expected fill's trade date: what the risk gate judges (the graph) or previews (a tool)."""
     qty, notes = risk_based_qty(
         signal,
         instrument,
@@ -269,3 +324,6 @@ def sized_buy(
     return propose(
         signal, instrument, qty, slippage_bps=slippage_bps, on=on, exit_weights=exit_weights, notes=tuple(notes)
     )
+
+
+sized_buy = sized_entry  # its first name, from when every entry was a BUY

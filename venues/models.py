@@ -90,6 +90,43 @@ class UsEquityFees(_Frozen):
 FeeSchedule = Annotated[CnEquityFees | CryptoFees | UsEquityFees, Field(discriminator="kind")]
 
 
+class ShortTerms(_Frozen):
+    """How an instrument may be sold short (sell-to-open) on the paper account, and what carrying
+    the short costs. Rates are shares of the short's value (0.0001 = 0.01%).
+
+    - ``initial_margin``: cash held beyond the short's own proceeds while it is open, as a share of
+      its current value (Reg T: 0.5 for US equities on a margin account; 1.0 for an unleveraged
+      perpetual). The paper broker reserves value x (1 + initial_margin) of cash for each short.
+    - ``funding_rate_8h``: a perpetual's funding per 8 hours, counted as a cost to the short.
+    - ``borrow_rate_year``: the stock-borrow fee per year of 365 days.
+    - ``basis``: where the rates come from (they are assumptions where no live rate is known).
+    """
+
+    initial_margin: Decimal = Decimal(1)
+    funding_rate_8h: Decimal = ZERO
+    borrow_rate_year: Decimal = ZERO
+    basis: str = ""
+
+    def carry(self, value: Decimal, hours: Decimal) -> Decimal:
+        """The funding and borrow a short of ``value`` pays over ``hours`` (same currency)."""
+        return value * (self.funding_rate_8h * hours / 8 + self.borrow_rate_year * hours / (365 * 24))
+
+
+# Assumed carrying costs (no live rate is read): Binance's USDT-M baseline funding (the interest
+# component, 0.01% per 8 h, paid by shorts here although a positive rate pays them: the cautious
+# reading), and an easy-to-borrow general-collateral rate for US large caps (0.30% a year).
+PERPETUAL_SHORT = ShortTerms(
+    initial_margin=Decimal(1),
+    funding_rate_8h=Decimal("0.0001"),
+    basis="assumed funding 0.01% per 8 h (Binance USDT-M baseline), charged to the short",
+)
+US_MARGIN_SHORT = ShortTerms(
+    initial_margin=Decimal("0.5"),
+    borrow_rate_year=Decimal("0.003"),
+    basis="assumed easy-to-borrow fee 0.30% a year; Reg T initial margin 50%",
+)
+
+
 class Instrument(_Frozen):
     venue: str
     symbol: str
@@ -105,6 +142,23 @@ class Instrument(_Frozen):
     settlement_days: int = 0  # 1 = T+1: shares bought today cannot be sold today
     price_limit_pct: Decimal | None = None  # daily band around the previous close (A-shares: 0.10)
     name: str = ""
+    perpetual: bool = False  # a crypto perpetual swap (no expiry, funding), not spot
+    short: ShortTerms | None = None  # None: cannot be sold short on this account
+    no_short_reason: str = ""  # why not, when ``short`` is None (a default by asset class otherwise)
+
+    def short_refusal(self) -> str | None:
+        """None when the instrument may be sold short (sell-to-open), else the reason in words."""
+        if self.short is not None:
+            return None
+        why = self.no_short_reason or _NO_SHORT.get(self.asset_class, "the account does not lend it")
+        return f"{self.symbol} cannot be sold short: {why}"
+
+
+_NO_SHORT = {
+    AssetClass.CRYPTO: "spot crypto is never sold short here (only perpetuals are)",
+    AssetClass.CN_EQUITY: "A-shares and A-share ETFs are long-only on this account (no securities lending)",
+    AssetClass.US_EQUITY: "not on the margin account's easy-to-borrow list",
+}
 
 
 class Bar(_Frozen):
@@ -257,8 +311,8 @@ class Position(BaseModel):
 
     venue: str
     symbol: str
-    qty: Decimal = ZERO
-    avg_cost: Decimal = ZERO  # per unit, fees included
+    qty: Decimal = ZERO  # negative: a short
+    avg_cost: Decimal = ZERO  # per unit, fees included; a short's: its average sale price net of fees
     realized_pnl: Decimal = ZERO  # net of fees
     opened_at: datetime | None = None
     updated_at: datetime | None = None
@@ -268,7 +322,7 @@ class Account(_Frozen):
     venue: str
     currency: str
     cash: Decimal
-    reserved_cash: Decimal  # held by open buy orders
+    reserved_cash: Decimal  # held by open buy orders, and by shorts: value x (1 + initial margin)
     positions_value: Decimal
     equity: Decimal
     positions: tuple[Position, ...] = ()

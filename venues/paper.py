@@ -9,6 +9,14 @@ How an order fills (documented for the user in the README):
   (taker), else at the limit (maker). Fills are whole: no partial fills.
 - ``fill_at="quote"`` (live paper trading): a market order fills at once at the latest price, plus
   slippage; an equity order placed outside its session waits for the session to open.
+- Shorts: a sell beyond what is held opens (or adds to) a short when the instrument allows it
+  (``Instrument.short``: crypto perpetuals, US equities on the margin account) and nothing long is
+  held; otherwise it is refused with the reason. The proceeds less fees are credited to cash, the
+  position's quantity goes negative and its ``avg_cost`` is the average sale price net of fees. While
+  a short is open its current value x (1 + initial margin) of cash is reserved (so the margin comes
+  from cash that is not its own proceeds); opening one needs that margin, value x initial margin, in
+  available cash. A buy covers it (never beyond it into a long) and realises
+  (avg_cost - price) x qty - fees. Funding and borrow are costs on the card, not accrued here.
 - A-shares: no fill outside the daily price-limit band around the previous close; a bar locked at
   the limit against the order (a buy at a locked limit-up) does not fill it. Equity orders are day
   orders: unfilled at the session close, they are cancelled with the reason. Crypto orders stay
@@ -302,10 +310,15 @@ class PaperBroker:
     async def _account(self, currency: str) -> Account:
         self._fund_once()
         cash = self._ledger.cash(self.venue, currency)
-        buys = [o for o in self._ledger.orders(self.venue, OrderStatus.PENDING) if o.side is Side.BUY]
+        pending = self._ledger.orders(self.venue, OrderStatus.PENDING)
         held_all = [p for p in self._ledger.positions(self.venue) if p.qty != 0]
+        long_held = {p.symbol for p in held_all if p.qty > 0}
+        # A bracket's buy exits cover a short: what they pay is already reserved by the short itself.
+        buys = [o for o in pending if o.side is Side.BUY and o.parent is None]
+        short_entries = [o for o in pending if o.side is Side.SELL and o.parent is None and o.symbol not in long_held]
         instruments = {
-            s: await self._market.instrument(s) for s in {o.symbol for o in buys} | {p.symbol for p in held_all}
+            s: await self._market.instrument(s)
+            for s in {o.symbol for o in (*buys, *short_entries)} | {p.symbol for p in held_all}
         }
         mine = sorted(s for s, i in instruments.items() if i.currency == currency)
         # One batched quote call for every symbol involved, not a bars call per position.
@@ -325,6 +338,14 @@ class PaperBroker:
         )
         held = [p for p in held_all if instruments[p.symbol].currency == currency]
         value = sum((p.qty * (last(p.symbol) or p.avg_cost) for p in held), ZERO)
+        for p in held:
+            if p.qty < 0:
+                reserved += -p.qty * (last(p.symbol) or p.avg_cost) * (1 + _initial_margin(instruments[p.symbol]))
+        for o in short_entries:
+            instrument = instruments[o.symbol]
+            if instrument.currency == currency and instrument.short is not None:
+                price = o.limit_price or last(o.symbol) or ZERO
+                reserved += o.qty * price * instrument.short.initial_margin
         return Account(
             venue=self.venue,
             currency=currency,
@@ -387,7 +408,18 @@ class PaperBroker:
                 f"{instrument.min_notional} {instrument.currency} for {symbol}"
             )
         if request.side is Side.SELL:
-            return await self._sell_refusal(instrument, qty, held, now)
+            refusal = await self._sell_refusal(instrument, qty, held, now)
+            if refusal is None or held > 0:
+                return refusal  # a long is reduced or closed, never flipped into a short
+            why_not = await self._short_refusal(instrument, qty, reference)
+            if why_not is None:
+                return None
+            return f"{refusal}; {why_not}" if instrument.short is None else why_not
+        if held < 0:
+            # A buy while short covers it; its cash is reserved by the short.
+            if qty > -held:
+                return f"buying {qty} {symbol} would turn the short of {-held} into a long: cover {-held} first"
+            return None
         need = await self._estimated_cost(qty, request.limit_price, instrument)
         available = await self._available_cash(instrument.currency)
         if need > available:
@@ -442,6 +474,24 @@ class PaperBroker:
         if pending:
             detail += f", {pending} already in pending sell orders"
         return f"insufficient position: selling {qty} {symbol} but {detail}; sellable now: {max(sellable, ZERO)}"
+
+    async def _short_refusal(self, instrument: Instrument, qty: Decimal, reference: Decimal) -> str | None:
+        """Why a sell-to-open of ``qty`` at about ``reference`` is refused: the instrument cannot be
+        sold short, or the available cash does not hold its margin (value x initial margin + fees)."""
+        why = instrument.short_refusal()
+        if why is not None or instrument.short is None:
+            return why
+        price = slipped_price(instrument, Side.SELL, reference, self.config.slippage_bps)
+        day = calendars.trading_day(instrument.calendar, self._clock.now())
+        need = qty * price * instrument.short.initial_margin + fees(instrument, Side.SELL, qty, price, on=day)
+        available = await self._available_cash(instrument.currency)
+        if need <= available:
+            return None
+        return (
+            f"insufficient margin: selling {qty} {instrument.symbol} short needs about {need:.2f} "
+            f"{instrument.currency} ({instrument.short.initial_margin:.0%} of its value, with fees), "
+            f"available {available:.2f} {instrument.currency}"
+        )
 
     async def _estimated_cost(self, qty: Decimal, limit: Decimal | None, instrument: Instrument) -> Decimal:
         return self._cost_at(qty, limit, instrument, None if limit else await self._last_price(instrument))
@@ -718,7 +768,17 @@ class PaperBroker:
         fee = fees(instrument, order.side, order.qty, price, liquidity, on=trade_day)
         position = self._ledger.position(self.venue, order.symbol) or Position(venue=self.venue, symbol=order.symbol)
         cash = self._ledger.cash(self.venue, instrument.currency)
-        if order.side is Side.BUY:
+        if order.side is Side.BUY and position.qty < 0:
+            covered = self._cover(order, instrument, position, price, fee, cash, now)
+            if covered is None:
+                return None
+            position = covered
+        elif order.side is Side.SELL and position.qty <= 0 and (position.qty < 0 or order.parent is None):
+            shorted = self._sell_short(order, instrument, position, price, fee, cash, ts, now)
+            if shorted is None:
+                return None
+            position = shorted
+        elif order.side is Side.BUY:
             cost = order.qty * price + fee
             if cost > cash:
                 return self._reject_at_fill(
@@ -774,6 +834,73 @@ class PaperBroker:
         self._ledger.record_fill(filled, fill, position, instrument.currency)
         return fill
 
+    def _sell_short(
+        self,
+        order: Order,
+        instrument: Instrument,
+        position: Position,
+        price: Decimal,
+        fee: Decimal,
+        cash: Decimal,
+        ts: datetime,
+        now: datetime,
+    ) -> Position | None:
+        """The position after selling ``order.qty`` short (opening or adding), or None when refused.
+        Its avg_cost is the average sale price net of fees. The margin is checked again against
+        the cash held (placement checked it against the available cash)."""
+        why = instrument.short_refusal()
+        if why is not None or instrument.short is None:
+            self._reject_at_fill(order, f"insufficient position at fill: {position.qty} held; {why}")
+            return None
+        margin = order.qty * price * instrument.short.initial_margin + fee
+        if margin > cash:
+            self._reject_at_fill(
+                order, f"insufficient margin at fill: {margin:.2f} {instrument.currency} needed, {cash:.2f} held"
+            )
+            return None
+        new_qty = position.qty - order.qty
+        proceeds = order.qty * price - fee
+        return position.model_copy(
+            update={
+                "qty": new_qty,
+                "avg_cost": (-position.qty * position.avg_cost + proceeds) / -new_qty,
+                "opened_at": position.opened_at if position.qty < 0 else ts,
+                "updated_at": now,
+            }
+        )
+
+    def _cover(
+        self,
+        order: Order,
+        instrument: Instrument,
+        position: Position,
+        price: Decimal,
+        fee: Decimal,
+        cash: Decimal,
+        now: datetime,
+    ) -> Position | None:
+        """The position after buying back ``order.qty`` of a short, or None when refused (a buy
+        beyond the short, or more than the cash held)."""
+        if order.qty > -position.qty:
+            self._reject_at_fill(order, f"a buy of {order.qty} would turn the short of {-position.qty} into a long")
+            return None
+        cost = order.qty * price + fee
+        if cost > cash:
+            self._reject_at_fill(
+                order, f"insufficient cash at fill: {cost:.2f} {instrument.currency} needed, {cash:.2f} held"
+            )
+            return None
+        remaining = position.qty + order.qty
+        return position.model_copy(
+            update={
+                "qty": remaining,
+                "avg_cost": position.avg_cost if remaining else ZERO,
+                "realized_pnl": position.realized_pnl + (position.avg_cost - price) * order.qty - fee,
+                "opened_at": position.opened_at if remaining else None,
+                "updated_at": now,
+            }
+        )
+
     def _reject_at_fill(self, order: Order, reason: str) -> Fill | None:
         rejected = order.model_copy(
             update={"status": OrderStatus.REJECTED, "reason": reason, "updated_at": self._now()}
@@ -824,6 +951,10 @@ class PaperBroker:
         for currency, amount in self.config.starting_cash.items():
             self._ledger.fund(self.venue, currency, amount, now)
         self._funded = True
+
+
+def _initial_margin(instrument: Instrument) -> Decimal:
+    return instrument.short.initial_margin if instrument.short is not None else Decimal(1)
 
 
 _CHILD_PRIORITY = {OrderType.MARKET: 0, OrderType.STOP: 1, OrderType.LIMIT: 2}
@@ -921,7 +1052,13 @@ class _Book:
                 parent = self.broker._ledger.order(order.parent)
                 if parent is not None:
                     for child in self.broker.clip_children(parent):
-                        if child.client_order_id in self.orders:
+                        seen = self.orders.get(child.client_order_id)
+                        if seen is not None:
+                            # Keep how far this pass matched it: a stop amended after this bar (to
+                            # break-even after TP1) must not be judged on the bar again.
+                            if child.status.is_open and seen.checked_until is not None:
+                                child = child.model_copy(update={"checked_until": seen.checked_until})
+                                self.changed.add(child.client_order_id)
                             self.orders[child.client_order_id] = child
         return fills
 

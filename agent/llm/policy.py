@@ -191,7 +191,10 @@ class LLMPolicy:
         if entry_note:
             notes = (*notes, entry_note)
         if answer.stop is None or not answer.take_profits:
-            raise LLMFailure("wrong_schema", "a BUY needs a stop and at least one take-profit")
+            raise LLMFailure("wrong_schema", f"a {answer.action} needs a stop and at least one take-profit")
+        if answer.action == "SHORT":
+            # Whether the venue may short it is the risk gate's to say, with the reason on the card.
+            return self._short(facts, answer, entry, tick, reasons, notes)
         stop = round_to_tick(Decimal(repr(answer.stop)), tick, up=False)
         targets = tuple(round_to_tick(Decimal(repr(t)), tick, up=True) for t in answer.take_profits)
         if not (entry * (1 - MAX_STOP_DISTANCE) <= stop < entry):
@@ -206,6 +209,47 @@ class LLMPolicy:
             )
         return Signal(
             action=Action.BUY,
+            symbol=facts.symbol,
+            entry=entry,
+            stop=stop,
+            take_profits=targets,
+            horizon_bars=answer.horizon_bars,
+            timeframe=facts.timeframe,
+            confidence=answer.confidence,
+            reasons=reasons,
+            risk_notes=notes,
+            policy=self.name,
+        )
+
+    def _short(
+        self,
+        facts: DecisionInput,
+        answer: LLMAnswer,
+        entry: Decimal,
+        tick: Decimal,
+        reasons: tuple[str, ...],
+        notes: tuple[str, ...],
+    ) -> Signal:
+        """A SHORT's prices checked like a BUY's, mirrored: the stop above the entry (within
+        MAX_STOP_DISTANCE), the targets below it and descending (down to 1/MAX_TARGET_MULTIPLE)."""
+        assert answer.stop is not None
+        stop = round_to_tick(Decimal(repr(answer.stop)), tick, up=True)
+        targets = tuple(round_to_tick(Decimal(repr(t)), tick, up=False) for t in answer.take_profits)
+        if not (entry < stop <= entry * (1 + MAX_STOP_DISTANCE)):
+            raise LLMFailure(
+                "absurd_values", f"stop {answer.stop} is not above the entry {entry} within {MAX_STOP_DISTANCE:.0%}"
+            )
+        floor = entry / MAX_TARGET_MULTIPLE
+        if any(t >= entry or t < floor or t <= 0 for t in targets) or list(targets) != sorted(
+            set(targets), reverse=True
+        ):
+            raise LLMFailure(
+                "absurd_values",
+                f"take-profits {answer.take_profits} of a SHORT must fall below the entry {entry}, "
+                f"at least 1/{MAX_TARGET_MULTIPLE} of it",
+            )
+        return Signal(
+            action=Action.SHORT,
             symbol=facts.symbol,
             entry=entry,
             stop=stop,

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from venues.models import AssetClass, CnEquityFees, CryptoFees, Instrument, UsEquityFees
+from venues.models import (
+    PERPETUAL_SHORT,
+    US_MARGIN_SHORT,
+    AssetClass,
+    CnEquityFees,
+    CryptoFees,
+    Instrument,
+    ShortTerms,
+    UsEquityFees,
+)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -33,7 +42,15 @@ class ReplayMarket:
 def _crypto() -> ReplayMarket:
     venue, calendar = "replay-crypto", "24/7"
 
-    def pair(symbol: str, name: str, currency: str, fees: CryptoFees, min_notional: int, file: str) -> ReplaySeries:
+    def pair(
+        symbol: str,
+        name: str,
+        currency: str,
+        fees: CryptoFees,
+        min_notional: int,
+        file: str,
+        short: ShortTerms | None = None,
+    ) -> ReplaySeries:
         return ReplaySeries(
             Instrument(
                 venue=venue,
@@ -48,6 +65,8 @@ def _crypto() -> ReplayMarket:
                 fees=fees,
                 calendar=calendar,
                 timeframe="1h",
+                perpetual=short is not None,
+                short=short,
             ),
             file,
         )
@@ -66,15 +85,17 @@ def _crypto() -> ReplayMarket:
                 10,
                 "BTC-USD_1h_2021_alpaca.csv",
             ),
-            # Binance spot fees; the bars are the USDT-M perpetual's, the only ETH series covering
-            # all of 2021 (see PROVENANCE.md).
+            # The bars are the USDT-M perpetual's, the only ETH series covering all of 2021 (see
+            # PROVENANCE.md), so it trades as that perpetual: it may be sold short, at an assumed
+            # funding rate. The fees stay Binance's spot 0.10% (above the perpetual's), the cautious side.
             pair(
                 "ETH/USDT",
-                "Ether / Tether (Binance)",
+                "Ether / Tether perpetual (Binance USDT-M)",
                 "USDT",
                 CryptoFees(maker_bps=Decimal(10), taker_bps=Decimal(10)),
                 5,
                 "ETH-USDT_1h_2021_binance-perp.csv",
+                short=PERPETUAL_SHORT,
             ),
         ),
     )
@@ -135,6 +156,8 @@ def _us() -> ReplayMarket:
                 fees=UsEquityFees(),
                 calendar=calendar,
                 timeframe=timeframe,
+                # The paper account is a margin account: large caps are easy to borrow.
+                short=US_MARGIN_SHORT,
             ),
             file,
         )
