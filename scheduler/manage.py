@@ -7,8 +7,10 @@ when nothing is left, and records the account's equity for /pnl."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from storage.plans import PlanStore
 from storage.signals import SignalStore
@@ -107,6 +109,9 @@ class PositionManager:
             plan.updated_at = now
             self.plans.save(plan)
             return [*events, PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
+        held = next((p.qty for p in await broker.positions() if p.symbol == plan.symbol), ZERO)
+        if held <= 0 if entry.side is Side.BUY else held >= 0:
+            return [*events, *await self._closed_elsewhere(broker, plan, exits, now)]
         if stop is not None and stop.status.is_open:
             if plan.targets_hit > 0 and stop.trail is None and plan.entry_price is not None:
                 level, trail = after_first_target(
@@ -151,6 +156,22 @@ class PositionManager:
         plan.updated_at = now
         self.plans.save(plan)
         return events
+
+    async def _closed_elsewhere(
+        self, broker: Broker, plan: TradePlan, exits: list[Order], now: datetime
+    ) -> list[PositionEvent]:
+        """The position is gone although the plan's exits have not sold it all (a manual or policy
+        sell closed it): its remaining exits are cancelled and the plan closed, with that reason."""
+        for order in exits:
+            if order.status.is_open:
+                with contextlib.suppress(VenueError):  # filled or cancelled meanwhile
+                    await broker.cancel(order.client_order_id)
+        plan.status = "closed"
+        plan.closed_at = now
+        plan.close_reason = "the position was closed by another order; the plan's exits were cancelled"
+        plan.updated_at = now
+        self.plans.save(plan)
+        return [PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
 
     def _announce(self, plan: TradePlan, exits: list[Order]) -> list[PositionEvent]:
         """Each exit fill once, and a stop held over by T+1 once, in the order they happened."""

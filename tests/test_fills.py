@@ -473,3 +473,22 @@ async def test_a_short_needs_its_margin_and_a_buy_covers_it_without_turning_long
     # Realised: (sale price net of its fee - cover price) x 1 - the cover's fee.
     assert closed.qty == 0
     assert closed.realized_pnl == (entry.avg_fill_price - entry.fees) - exit_.avg_fill_price - exit_.fees
+
+
+async def test_a_bracket_exit_never_opens_a_position_once_its_entry_was_closed_elsewhere(engine: Engine) -> None:
+    # On the ETH perpetual a plain sell could open a short; a bracket's stop must not: it only closes
+    # what its entry bought, and here a manual sell closed that first (the bracket reserves nothing).
+    desk = frame_desk(
+        engine,
+        [(0, 100, 101, 99.5, 100.5), (1, 100.5, 101, 100, 100.5), (2, 100.5, 100.6, 90, 91)],
+        instrument=replay_instrument("ETH/USDT"),
+    )
+    await desk.entry_with_bracket("e1", "ETH/USDT", "1", stop="95", targets=["120"], weights=["1"])
+    desk.at("2021-06-01T02:00:05")
+    await desk.broker.place(OrderRequest(client_order_id="manual", symbol="ETH/USDT", side=Side.SELL, qty=D(1)))
+    desk.at("2021-06-01T03:00:00")
+    assert (await desk.order("manual")).status is OrderStatus.FILLED
+    stop = await desk.order("e1-sl")
+    assert stop.status is OrderStatus.REJECTED
+    assert stop.reason == "exit of 1 ETH/USDT has nothing to close: the position is 0"
+    assert await desk.broker.positions() == []  # flat: no short was opened by the stop

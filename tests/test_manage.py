@@ -190,3 +190,29 @@ async def test_the_time_stop_sells_what_is_left_at_the_next_open(engine: Engine)
     # The 08:00 open 2336.18 less 5 bps is 2335.01.
     why = "time stop: filled at the open 2336.18"
     assert events == [f"exit: sold 1 ETH/USDT at 2335.01: {why}", f"closed: {why}"]
+
+
+async def test_a_position_closed_by_another_order_closes_the_plan_and_cancels_its_exits(engine: Engine) -> None:
+    book = await open_book(
+        engine,
+        "crypto",
+        "2021-07-06T06:00:05",
+        signal_id="eth2",
+        symbol="ETH/USDT",
+        qty="1",
+        stop="2200",
+        targets=["2600"],
+        weights=["1"],
+        timeframe="1h",
+    )
+    await book.at("2021-07-06T07:00:05")  # the entry filled at the 06:00 open
+    sell = OrderRequest(client_order_id="by-hand", symbol="ETH/USDT", side=Side.SELL, qty=D(1))
+    await book.venue.place_order(sell)
+    assert await book.at("2021-07-06T08:00:05") == [
+        "closed: the position was closed by another order; the plan's exits were cancelled"
+    ]
+    broker = book.venue.broker_required()
+    for coid in ("eth2-sl", "eth2-tp1"):
+        order = await broker.order(coid)
+        assert order is not None and order.status is OrderStatus.CANCELLED
+    assert book.plan("eth2").status == "closed"

@@ -452,11 +452,13 @@ class PaperBroker:
 
     async def _sell_refusal(self, instrument: Instrument, qty: Decimal, held: Decimal, now: datetime) -> str | None:
         symbol = instrument.symbol
+        # A bracket's exits are contingent: they give way (clipped, or refused at the fill as having
+        # nothing to close) to a sell that closes the position first, so they reserve nothing here.
         pending = sum(
             (
                 o.qty
                 for o in self._ledger.orders(self.venue, OrderStatus.PENDING)
-                if o.symbol == symbol and o.side is Side.SELL
+                if o.symbol == symbol and o.side is Side.SELL and o.parent is None
             ),
             ZERO,
         )
@@ -768,6 +770,13 @@ class PaperBroker:
         fee = fees(instrument, order.side, order.qty, price, liquidity, on=trade_day)
         position = self._ledger.position(self.venue, order.symbol) or Position(venue=self.venue, symbol=order.symbol)
         cash = self._ledger.cash(self.venue, instrument.currency)
+        # A bracket child only ever closes what its entry opened: it never opens or flips a position
+        # (the entry's position may have been closed by another order meanwhile).
+        closable = position.qty if order.side is Side.SELL else -position.qty
+        if order.parent is not None and order.qty > closable:
+            return self._reject_at_fill(
+                order, f"exit of {order.qty} {order.symbol} has nothing to close: the position is {position.qty}"
+            )
         if order.side is Side.BUY and position.qty < 0:
             covered = self._cover(order, instrument, position, price, fee, cash, now)
             if covered is None:
