@@ -164,6 +164,8 @@ class CommandCore:
                 f"refused: /{name} needs the {command.role.value} role; you are a {role.value}.",
                 ok=False,
             )
+        if len(words) > 1 and command.usage == f"/{name}":
+            return Reply(f"/{name} takes no arguments; usage: {command.usage}", ok=False)
         try:
             return await command.handler(caller, words[1:])
         except UserError as exc:

@@ -168,6 +168,19 @@ async def test_a_stop_the_open_gaps_through_fills_at_the_open(engine: Engine) ->
     assert stop.reason == "gapped through the stop 60.50: filled at the open 60.48"
 
 
+async def test_an_hourly_bar_straddling_the_open_counts_for_a_resting_stop(engine: Engine) -> None:
+    # AMZN bought at the 2021-07-07 15:00 open (185.03 + 5 bps = 185.13), stop 183.25. Its hourly bar
+    # of 13:00-14:00 UTC on 07-08 holds New York's 13:30 open and opened at 181.73, through the stop:
+    # the stop fills there (181.73 less 5 bps = 181.63), not an hour later at the 14:00 open.
+    desk = replay_desk(engine, "us", "2021-07-07T15:00:05")
+    await desk.entry_with_bracket("am1", "AMZN", "10", stop="183.25", targets=["195.00"], weights=["1"])
+    desk.at("2021-07-08T15:00:00")
+    entry, stop = await desk.order("am1"), await desk.order("am1-sl")
+    assert entry.avg_fill_price == D("185.13")
+    assert (stop.avg_fill_price, stop.filled_at) == (D("181.63"), utc("2021-07-08T13:00:00"))
+    assert stop.reason == "gapped through the stop 183.25: filled at the open 181.73"
+
+
 async def test_an_a_share_stop_crossed_on_the_buy_day_sells_at_the_next_open_and_says_so(engine: Engine) -> None:
     # Bought at the 2021-07-08 open (62.37 + 5 bps = 62.41); that day's low 60.52 crosses the stop 61.00,
     # but T+1 forbids selling shares bought today: the stop sells at the 07-09 open 60.48 (60.44).

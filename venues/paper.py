@@ -165,6 +165,7 @@ class PaperBroker:
         self.config = config or PaperBrokerConfig()
         self._funded = False
         self._lock = asyncio.Lock()
+        self._filled_entries: dict[str, Order] = {}  # a filled order never changes: read once
         self._processed_at: datetime | None = None
 
     # --- public API (the Broker protocol) ---
@@ -282,11 +283,14 @@ class PaperBroker:
         stored, created = self._ledger.add_order(order)
         if not created:  # another process stored the same id between our read and our write
             return self._same_or_conflict(stored, request)
-        if stored.status is OrderStatus.PENDING:
+        # A bracket exit of an entry still pending cannot fill yet: the entry's own matching
+        # activates it, so no matching pass is spent on it here.
+        entry = self._entry(stored.parent) if stored.parent is not None else None
+        waits_for_entry = entry is not None and entry.status is OrderStatus.PENDING
+        if stored.status is OrderStatus.PENDING and not waits_for_entry:
             symbol = instrument.symbol
-            await self._match_symbol(
-                instrument, [o for o in self._ledger.orders(self.venue, OrderStatus.PENDING) if o.symbol == symbol]
-            )
+            pending = [o for o in self._ledger.orders(self.venue, OrderStatus.PENDING) if o.symbol == symbol]
+            await self._match_symbols({symbol: pending})
         return self._ledger.order(stored.client_order_id) or stored
 
     async def _process(self) -> list[Fill]:
@@ -298,9 +302,7 @@ class PaperBroker:
         by_symbol: dict[str, list[Order]] = {}
         for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
             by_symbol.setdefault(order.symbol, []).append(order)
-        new_fills: list[Fill] = []
-        for symbol, orders in by_symbol.items():
-            new_fills.extend(await self._match_symbol(await self._market.instrument(symbol), orders))
+        new_fills = await self._match_symbols(by_symbol)
         self._processed_at = now
         return new_fills
 
@@ -516,7 +518,28 @@ class PaperBroker:
     # target touched by one bar resolve stop first (the path inside a bar is unknown, so the
     # conservative reading), and a fill clips the siblings of its bracket at once.
 
-    async def _match_symbol(self, instrument: Instrument, orders: list[Order]) -> list[Fill]:
+    def _entry(self, client_order_id: str) -> Order | None:
+        """A bracket child's entry order, cached once filled (it cannot change after that)."""
+        cached = self._filled_entries.get(client_order_id)
+        if cached is not None:
+            return cached
+        order = self._ledger.order(client_order_id)
+        if order is not None and order.status is OrderStatus.FILLED:
+            self._filled_entries[client_order_id] = order
+        return order
+
+    async def _match_symbols(self, by_symbol: Mapping[str, list[Order]]) -> list[Fill]:
+        """Match the pending orders of each symbol; the matching progress of all of them is stored
+        in one transaction at the end."""
+        fills: list[Fill] = []
+        progress: list[Order] = []
+        for symbol, orders in by_symbol.items():
+            fills.extend(await self._match_symbol(await self._market.instrument(symbol), orders, progress))
+        if progress:
+            self._ledger.update_pending(progress)
+        return fills
+
+    async def _match_symbol(self, instrument: Instrument, orders: list[Order], progress: list[Order]) -> list[Fill]:
         fills: list[Fill] = []
         waiting: list[Order] = []
         for order in orders:
@@ -536,7 +559,7 @@ class PaperBroker:
                 fills.extend(await book.match_bar(bar))
                 if book.done():
                     break
-        book.save_progress()
+        progress.extend(book.progress())
         for order in book.open_entries():
             valid_through = self._valid_through(order, instrument)
             if valid_through is not None:
@@ -685,11 +708,9 @@ class PaperBroker:
         assert limit is not None  # OrderRequest guarantees it for limit orders
         if buy:
             if bar.open <= limit:
-                return (
-                    min(slipped_price(instrument, Side.BUY, bar.open, slip), limit),
-                    Liquidity.TAKER,
-                    "opened at or below the limit",
-                )
+                price = min(slipped_price(instrument, Side.BUY, bar.open, slip), limit)
+                how = f"opened at {bar.open}, below the limit {_on_tick(limit, tick)}: filled at {price}"
+                return price, Liquidity.TAKER, how
             return (
                 (limit, Liquidity.MAKER, f"limit {_on_tick(limit, tick)} reached (low {bar.low})")
                 if bar.low <= limit
@@ -697,7 +718,8 @@ class PaperBroker:
             )
         if bar.open >= limit:
             price = max(slipped_price(instrument, Side.SELL, bar.open, slip), limit)
-            return price, Liquidity.TAKER, f"opened above the limit {_on_tick(limit, tick)}: filled at {price}"
+            how = f"opened at {bar.open}, above the limit {_on_tick(limit, tick)}: filled at {price}"
+            return price, Liquidity.TAKER, how
         return (
             (limit, Liquidity.MAKER, f"limit {_on_tick(limit, tick)} reached (high {bar.high})")
             if bar.high >= limit
@@ -990,7 +1012,7 @@ class _Book:
             elif order.parent in self.orders:
                 self.start[order.client_order_id] = None  # waits for its entry, in this same pass
             else:
-                parent = broker._ledger.order(order.parent)
+                parent = broker._entry(order.parent)
                 if parent is None or parent.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
                     broker._update_quietly(
                         order.model_copy(
@@ -1036,13 +1058,19 @@ class _Book:
 
     async def match_bar(self, bar: _BarView) -> list[Fill]:
         fills: list[Fill] = []
-        in_session = not self.exchange_hours or calendars.is_open(self.calendar, bar.ts)
+        opens_in_session = not self.exchange_hours or calendars.is_open(self.calendar, bar.ts)
+        # An hourly bar that straddles the session's open (AMZN 13:00-14:00 UTC) holds its first
+        # regular trades: a resting stop or limit sees its range (the data cannot split off the
+        # pre-market part); an order filling at a bar's open needs that open inside the session.
+        in_session = opens_in_session or calendars.is_open(self.calendar, bar.close_time - _ONE_MICROSECOND)
         day = calendars.trading_day(self.calendar, bar.ts) if self.exchange_hours else None
         for order in self.sequence:
             coid = order.client_order_id
             order = self.orders[coid]
             start = self.start.get(coid)
             if not order.status.is_open or start is None or bar.ts < start or not in_session:
+                continue
+            if not opens_in_session and (order.type is OrderType.MARKET or order.triggered_at is not None):
                 continue
             valid_through = self.valid_through.get(coid)
             if valid_through is not None and day is not None and day > valid_through:
@@ -1058,7 +1086,7 @@ class _Book:
             if order.parent is None:
                 self._activate_children(self.orders[coid])
             else:
-                parent = self.broker._ledger.order(order.parent)
+                parent = self.broker._entry(order.parent)
                 if parent is not None:
                     for child in self.broker.clip_children(parent):
                         seen = self.orders.get(child.client_order_id)
@@ -1131,11 +1159,9 @@ class _Book:
             self.orders[order.client_order_id] = order.model_copy(update={"stop_price": level})
             self.changed.add(order.client_order_id)
 
-    def save_progress(self) -> None:
-        """Store how far each open order was matched (and its trailing stop), so the next pass
-        starts there instead of walking the same bars again."""
+    def progress(self) -> list[Order]:
+        """The open orders whose matching state moved (how far they were matched, a trailing stop,
+        a T+1 hold): stored so the next pass starts there instead of walking the same bars again."""
         now = self.broker._now()
         changed = [self.orders[coid] for coid in sorted(self.changed)]
-        pending = [o.model_copy(update={"updated_at": now}) for o in changed if o.status.is_open]
-        if pending:
-            self.broker._ledger.update_pending(pending)
+        return [o.model_copy(update={"updated_at": now}) for o in changed if o.status.is_open]
