@@ -39,7 +39,7 @@ from tools.sizing import propose, sized_entry
 from venues import calendars
 from venues.costs import round_to_tick, slipped_price
 from venues.errors import VenueError
-from venues.models import Order, OrderRequest, OrderStatus, OrderType, Side
+from venues.models import Instrument, Order, OrderRequest, OrderStatus, OrderType, Side
 
 log = logging.getLogger("tradeops.agent")
 
@@ -322,7 +322,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         await _place_exits(state, proposal, instrument, order)
         return _order_result(order)
 
-    async def _place_exits(state: SignalState, proposal: Proposal, instrument: Any, order: Order) -> None:
+    async def _place_exits(state: SignalState, proposal: Proposal, instrument: Instrument, order: Order) -> None:
         """The bracket (stop and targets, resting from the entry's fill) and the trade plan of an
         entry the broker took; each is stored once by its id, so a second call changes nothing."""
         signal = proposal.signal
@@ -339,7 +339,9 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             exit_weights=proposal.exit_weights,
         )
         venue = deps.venue(state["venue"])
-        for child in children:
+        # An entry already cancelled (its open gapped out of the collar) gets no exits; its plan is
+        # still stored, so the chat is told what became of it.
+        for child in children if order.status.is_open or order.status is OrderStatus.FILLED else []:
             placed = await venue.place_order(child)
             if placed.status is OrderStatus.REJECTED:
                 log.warning("exit %s of %s refused: %s", child.client_order_id, state["symbol"], placed.reason)

@@ -102,7 +102,8 @@ class PositionManager:
         plan.targets_hit = sum(1 for o in targets if o.status is OrderStatus.FILLED)
         stop = next((o for o in exits if o.client_order_id == stop_order_id(plan.signal_id)), None)
         if plan.qty_open <= 0:
-            last = max((o for o in exits if o.status is OrderStatus.FILLED), key=lambda o: o.updated_at, default=None)
+            filled = [o for o in exits if o.status is OrderStatus.FILLED]
+            last = max(filled, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id), default=None)
             plan.status = "closed"
             plan.closed_at = now
             plan.close_reason = (_exit_reason(plan, last) if last else "closed")[:200]

@@ -2,11 +2,20 @@
 
 How an order fills (documented for the user in the README):
 
-- ``fill_at="next_open"`` (default, backtest-honest): a market order fills at the open of the first
-  bar that opens at or after the order was placed and lies inside a trading session, moved against
-  the trader by ``slippage_bps`` and rounded to the tick against the trader. A limit order fills on
-  the first such bar that trades through its price: at the open if the open is already better
-  (taker), else at the limit (maker). Fills are whole: no partial fills.
+- ``fill_at="next_open"`` (default, backtest-honest), on the venue's finest bars: a market order
+  fills at the open of the first bar inside a trading session that opened at most
+  ``order_latency`` before it was placed (a decision made on a bar's close fills at the open of the
+  bar that began then, not one bar later), moved against the trader by ``slippage_bps`` and
+  rounded to the tick against the trader; outside its collar it is cancelled instead. A limit
+  order fills on the first bar after its placement that trades through its price: at the open if
+  the open is already better (taker, with slippage, never past the limit), else at the limit
+  (maker). A stop order fills at its stop on the bar that reaches it, or at the open when the bar
+  gaps through it, with slippage either way. Fills are whole: no partial fills.
+- Brackets: exits placed with an entry (``parent``) rest until it fills, then see every price from
+  its fill on; orders of one symbol are matched bar by bar together, the stop before a target on a
+  bar that touches both, and each exit fill clips its siblings to what is left. An exit never opens
+  or flips a position. T+1 holds an A-share exit on the entry's day; a stop crossed then fills at
+  the next session's open.
 - ``fill_at="quote"`` (live paper trading): a market order fills at once at the latest price, plus
   slippage; an equity order placed outside its session waits for the session to open.
 - Shorts: a sell beyond what is held opens (or adds to) a short when the instrument allows it
