@@ -207,19 +207,7 @@ class LLMPolicy:
                 f"take-profits {answer.take_profits} must rise above the entry {entry}, "
                 f"at most {MAX_TARGET_MULTIPLE}x it",
             )
-        return Signal(
-            action=Action.BUY,
-            symbol=facts.symbol,
-            entry=entry,
-            stop=stop,
-            take_profits=targets,
-            horizon_bars=answer.horizon_bars,
-            timeframe=facts.timeframe,
-            confidence=answer.confidence,
-            reasons=reasons,
-            risk_notes=notes,
-            policy=self.name,
-        )
+        return self._entry_signal(Action.BUY, facts, answer, entry, stop, targets, reasons, notes)
 
     def _short(
         self,
@@ -248,8 +236,22 @@ class LLMPolicy:
                 f"take-profits {answer.take_profits} of a SHORT must fall below the entry {entry}, "
                 f"at least 1/{MAX_TARGET_MULTIPLE} of it",
             )
+        return self._entry_signal(Action.SHORT, facts, answer, entry, stop, targets, reasons, notes)
+
+    def _entry_signal(
+        self,
+        action: Action,
+        facts: DecisionInput,
+        answer: LLMAnswer,
+        entry: Decimal,
+        stop: Decimal,
+        targets: tuple[Decimal, ...],
+        reasons: tuple[str, ...],
+        notes: tuple[str, ...],
+    ) -> Signal:
+        """The Signal of a BUY or a SHORT whose prices were checked, on the tick grid."""
         return Signal(
-            action=Action.SHORT,
+            action=action,
             symbol=facts.symbol,
             entry=entry,
             stop=stop,
