@@ -27,7 +27,7 @@ from bot.demo import DemoError, run_demo, summary_text
 from bot.services import open_services
 from bot.settings import Settings, load_settings
 from storage.db import make_engine
-from storage.tables import SignalRow
+from storage.tables import OrderRow, SignalRow
 from storage.users import Role
 from tests.support import entry_orders, restored_logging
 from venues.clock import SimulatedClock
@@ -315,3 +315,46 @@ def test_approve_none_leaves_signals_for_chat_in_a_new_process(tmp_path: Path) -
             assert row is not None and row.status == "executed"
     finally:
         engine.dispose()
+
+
+def test_every_demo_fill_is_where_the_rules_put_it(full_run: tuple[dict[str, Any], str, Path]) -> None:
+    """The week's entries fill within the drift limit of their cards (before resting orders, a third
+    of them filled more than 50 bps away), and every stop and target fill is at its level or at a
+    gapped or T+1 open, after the entry's fill."""
+    _, _, data_dir = full_run
+    engine = make_engine(load_settings(data_dir=data_dir).resolved_database_url)
+    try:
+        with Session(engine) as session:
+            orders = {o.client_order_id: o for o in session.exec(select(OrderRow)).all()}
+            signals = {s.id: s for s in session.exec(select(SignalRow)).all()}
+    finally:
+        engine.dispose()
+    entries = [o for o in orders.values() if o.parent is None and o.status == "filled"]
+    assert len(entries) >= 8
+    for entry in entries:
+        card_entry = signals[entry.client_order_id].entry
+        assert card_entry is not None and entry.avg_fill_price is not None
+        assert abs(entry.avg_fill_price - card_entry) / card_entry <= Decimal("0.005"), entry.client_order_id
+    exits = [o for o in orders.values() if o.parent is not None and o.status == "filled"]
+    assert any(o.type == "stop" for o in exits) and any(o.type == "limit" for o in exits)
+    for exit_ in exits:
+        parent = orders[exit_.parent or ""]
+        assert exit_.filled_at is not None and parent.filled_at is not None and exit_.filled_at >= parent.filled_at
+        assert exit_.avg_fill_price is not None
+        if exit_.type == "limit":  # at the target, or better on a gapped open
+            assert exit_.limit_price is not None, exit_.client_order_id
+            better = (
+                exit_.avg_fill_price - exit_.limit_price
+                if exit_.side == "sell"
+                else exit_.limit_price - exit_.avg_fill_price
+            )
+            assert better >= 0, exit_.reason
+        elif exit_.type == "stop":
+            assert exit_.reason.startswith(("stop ", "gapped through the stop")), exit_.reason
+            assert exit_.stop_price is not None, exit_.client_order_id
+            worse = (
+                exit_.stop_price - exit_.avg_fill_price
+                if exit_.side == "sell"
+                else exit_.avg_fill_price - exit_.stop_price
+            )
+            assert worse >= 0, exit_.reason  # slippage, or a gapped open
