@@ -1,0 +1,40 @@
+"""What `tradeops run` needs of a chat transport (Telegram, Discord): the long-running process starts
+each configured transport, hands it what happens (new signal cards, decisions, fills and exits), and
+stops it on shutdown. A transport only receives, renders and sends: every command goes through the
+one ``CommandCore`` (bot/core.py), which checks who may do what.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Transport(Protocol):
+    name: str  # "telegram" | "discord": the ``platform`` of its callers
+
+    async def start(self) -> None:
+        """Connect and begin taking updates; returns once it is running. Raises TransportError
+        with a readable message when it cannot (bad token, another process polls the same token)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop taking updates, let in-flight commands finish (bounded), close connections."""
+        ...
+
+    async def push_card(self, card: dict[str, Any]) -> None:
+        """A new pending signal's card (the graph's card dict), with its chart and Approve / Reject
+        buttons, to every chat subscribed to it. A failing chat is logged and skipped."""
+        ...
+
+    async def push_decision(self, signal_id: str, status: str, text: str) -> None:
+        """A signal was decided (anywhere): edit its cards to show the outcome, remove the buttons."""
+        ...
+
+    async def push_event(self, text: str, *, kind: str) -> None:
+        """A notice for subscribed chats: ``kind`` is "fill", "exit", "error" or "summary"."""
+        ...
+
+
+class TransportError(Exception):
+    """A transport that cannot start or run; the message says what is wrong and what to do."""
