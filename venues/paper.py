@@ -758,7 +758,8 @@ class PaperBroker:
 
     def clip_children(self, parent: Order) -> list[Order]:
         """Clip the open children of a filled entry to what is left of it: what the entry bought less
-        what its children sold. A child with nothing left is cancelled. Returns the children as stored."""
+        what its children sold. A child with nothing left is cancelled (keeping the quantity it was
+        for, so /orders still says what it was). Returns the children as stored."""
         children = self._ledger.children(parent.client_order_id)
         sold = sum((c.filled_qty for c in children if c.status is OrderStatus.FILLED), ZERO)
         left = max(parent.filled_qty - sold, ZERO)
@@ -767,7 +768,11 @@ class PaperBroker:
             if child.status.is_open and child.qty > left:
                 update: dict[str, object] = {"qty": left, "updated_at": self._now()}
                 if left <= 0:
-                    update.update(status=OrderStatus.CANCELLED, reason="nothing left to sell: the position is closed")
+                    update = {
+                        "status": OrderStatus.CANCELLED,
+                        "reason": "nothing left to close: the position is closed",
+                        "updated_at": self._now(),
+                    }
                 child = child.model_copy(update=update)
                 self._update_quietly(child)
             out.append(child)
