@@ -26,7 +26,7 @@ from storage.users import Role
 from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
-from venues.errors import UnknownSymbolError, VenueError
+from venues.errors import VenueError
 from venues.models import ZERO, Order, OrderStatus, OrderType, Side
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
@@ -671,7 +671,8 @@ class CommandCore:
             if symbol in symbols:
                 return name
             known.extend(symbols)
-        raise UnknownSymbolError(symbol, "any venue", known)
+        shown = ", ".join(sorted(set(known))[:20])
+        raise UserError(f"unknown symbol {symbol[:32]!r}: no venue lists it; valid symbols: {shown}")
 
     async def _native_or(self, venue: str, symbols: list[str], default: str) -> str:
         native = max(
