@@ -16,6 +16,7 @@ from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, 
 from venues.paper import StaleOrderError
 
 INITIAL_DEPOSIT_REF = "initial"
+CARRY_KINDS = ("funding", "borrow")  # cash entries of a short's carrying costs, ref "<symbol>@<ISO time>"
 
 
 def _order_from_row(row: OrderRow) -> Order:
@@ -271,6 +272,48 @@ class SqlPaperLedger:
             if fill.side is Side.BUY and balance < 0:
                 # The broker checked a balance that another process's fill has spent since.
                 raise StaleOrderError(f"cash {currency} would go to {balance} by the fill of {order.client_order_id}")
+
+    def last_carry(self, venue: str, symbol: str, currency: str) -> datetime | None:
+        with Session(self._engine) as session:
+            return session.exec(
+                select(col(CashEntry.ts))
+                .where(
+                    CashEntry.venue == venue,
+                    CashEntry.currency == currency,
+                    col(CashEntry.kind).in_(CARRY_KINDS),
+                    col(CashEntry.ref).startswith(f"{symbol}@", autoescape=True),
+                )
+                .order_by(col(CashEntry.ts).desc())
+                .limit(1)
+            ).first()
+
+    def charge_carry(self, venue: str, symbol: str, currency: str, amount: Decimal, *, kind: str, at: datetime) -> bool:
+        if kind not in CARRY_KINDS:
+            raise ValueError(f"unknown carry kind {kind!r}; valid: {', '.join(CARRY_KINDS)}")
+        ref = f"{symbol}@{at.isoformat()}"
+        with transaction(self._engine) as session:
+            self._lock_cash(session, venue, currency)
+            done = session.exec(
+                select(CashEntry.id).where(
+                    CashEntry.venue == venue,
+                    CashEntry.currency == currency,
+                    CashEntry.kind == kind,
+                    CashEntry.ref == ref,
+                )
+            ).first()
+            if done is not None:
+                return False
+            balance = self._balance(session, venue, currency) - amount
+            session.add(
+                CashEntry(
+                    venue=venue, currency=currency, amount=-amount, balance_after=balance, kind=kind, ref=ref, ts=at
+                )
+            )
+            pos_row = self._position_row(session, venue, symbol)
+            if pos_row is not None:
+                pos_row.realized_pnl = pos_row.realized_pnl - amount
+                session.add(pos_row)
+        return True
 
     def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal:
         with Session(self._engine) as session:

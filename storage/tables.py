@@ -170,7 +170,7 @@ class CashEntry(SQLModel, table=True):
     currency: str = Field(max_length=8)
     amount: Decimal = _money()
     balance_after: Decimal = _money()
-    kind: str = Field(max_length=16)  # deposit | buy | sell | fee | adjustment
+    kind: str = Field(max_length=16)  # deposit | buy | sell | fee | funding | borrow | adjustment
     ref: str = Field(default="", max_length=64)  # client order id for trades
     ts: datetime = _ts()
 

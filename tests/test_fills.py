@@ -505,3 +505,22 @@ async def test_a_bracket_exit_never_opens_a_position_once_its_entry_was_closed_e
     assert stop.status is OrderStatus.REJECTED
     assert stop.reason == "exit of 1 ETH/USDT has nothing to close: the position is 0"
     assert await desk.broker.positions() == []  # flat: no short was opened by the stop
+
+
+async def test_a_short_on_the_perpetual_pays_funding_at_each_8_hour_mark_once(engine: Engine) -> None:
+    # Short 1 ETH at the 01:00 open (2000) and hold it to 17:00: the 08:00 and 16:00 marks each
+    # charge 0.01% of the short's value at the last close before the mark (2000): 0.2 USDT each.
+    rows = [(h, 2000, 2001, 1999, 2000) for h in range(18)]
+    desk = frame_desk(engine, rows, instrument=ETH_PERP)
+    await desk.broker.place(OrderRequest(client_order_id="sh", symbol="ETH/USDT", side=Side.SELL, qty=D(1)))
+    desk.at("2021-06-01T07:59:00")
+    cash_before = (await desk.broker.account("USDT")).cash
+    desk.at("2021-06-01T17:00:00")
+    account = await desk.broker.account("USDT")
+    assert cash_before - account.cash == D("0.4")
+    (short,) = await desk.broker.positions()
+    entry = await desk.order("sh")
+    assert short.realized_pnl == -D("0.4") and entry.fees > 0  # the carry is P&L; fees stay the fill's
+    twin = PaperBroker("paper", desk.broker._market, desk.clock, SqlPaperLedger(engine), desk.broker.config)
+    await twin.process()  # another process looking at the same moment charges nothing again
+    assert (await twin.account("USDT")).cash == account.cash

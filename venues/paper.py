@@ -25,7 +25,8 @@ How an order fills (documented for the user in the README):
   a short is open its current value x (1 + initial margin) of cash is reserved (so the margin comes
   from cash that is not its own proceeds); opening one needs that margin, value x initial margin, in
   available cash. A buy covers it (never beyond it into a long) and realises
-  (avg_cost - price) x qty - fees. Funding and borrow are costs on the card, not accrued here.
+  (avg_cost - price) x qty - fees. While a short is open its funding (perpetuals, at each 8-hour
+  mark) or borrow fee (stocks, each day at 00:00 UTC) is charged to cash and to its realized P&L.
 - A-shares: no fill outside the daily price-limit band around the previous close; a bar locked at
   the limit against the order (a buy at a locked limit-up) does not fill it. Equity orders are day
   orders: unfilled at the session close, they are cancelled with the reason. Crypto orders stay
@@ -44,7 +45,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -138,6 +139,16 @@ class PaperLedger(Protocol):
         """The bracket children of the order with client order id ``parent``, oldest first."""
         ...
 
+    def last_carry(self, venue: str, symbol: str, currency: str) -> datetime | None:
+        """When the last funding or borrow charge of ``symbol``'s position was accrued, if ever."""
+        ...
+
+    def charge_carry(self, venue: str, symbol: str, currency: str, amount: Decimal, *, kind: str, at: datetime) -> bool:
+        """Charge one funding or borrow accrual (``amount`` > 0 is paid) of the position at ``at``:
+        a cash entry and the position's realized P&L, together. False, writing nothing, when that
+        accrual is already recorded (another process charged it first)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _BarView:
@@ -151,6 +162,15 @@ class _BarView:
 
 def _dec(value: float) -> Decimal:
     return Decimal(repr(float(value)))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _next_mark(after: datetime, every: timedelta) -> datetime:
+    """The first moment after ``after`` on the UTC grid of ``every`` (8 h: 00:00, 08:00, 16:00)."""
+    steps = (after - _EPOCH) // every + 1
+    return _EPOCH + steps * every
 
 
 def _on_tick(price: Decimal | None, tick: Decimal) -> str:
@@ -312,8 +332,49 @@ class PaperBroker:
         for order in self._ledger.orders(self.venue, OrderStatus.PENDING):
             by_symbol.setdefault(order.symbol, []).append(order)
         new_fills = await self._match_symbols(by_symbol)
+        await self._accrue_carry(now)
         self._processed_at = now
         return new_fills
+
+    async def _accrue_carry(self, now: datetime) -> None:
+        """What holding a short costs, charged as it accrues: a perpetual's funding at each 8-hour
+        mark (00:00, 08:00, 16:00 UTC, as Binance and OKX settle it) and a stock's borrow fee for
+        each day at 00:00 UTC, on the short's value at the last close before that moment. The
+        rates are the instrument's (``ShortTerms``: assumptions where no live rate is known)."""
+        for position in self._ledger.positions(self.venue):
+            if position.qty >= 0 or position.opened_at is None:
+                continue
+            instrument = await self._market.instrument(position.symbol)
+            terms = instrument.short
+            if terms is None:
+                continue
+            if terms.funding_rate_8h > 0:
+                await self._accrue(instrument, position, now, "funding", timedelta(hours=8), terms.funding_rate_8h)
+            if terms.borrow_rate_year > 0:
+                await self._accrue(instrument, position, now, "borrow", timedelta(days=1), terms.borrow_rate_year / 365)
+
+    async def _accrue(
+        self, instrument: Instrument, position: Position, now: datetime, kind: str, every: timedelta, rate: Decimal
+    ) -> None:
+        assert position.opened_at is not None
+        since = max(
+            position.opened_at,
+            self._ledger.last_carry(self.venue, position.symbol, instrument.currency) or position.opened_at,
+        )
+        mark = _next_mark(since, every)
+        while mark <= now:
+            # The last bar closed by the mark (its open is before it): the price the charge is on.
+            bars = await self._market.bars(
+                instrument.symbol, instrument.timeframe, end=mark - _ONE_MICROSECOND, limit=1
+            )
+            if not bars.empty:
+                value = -position.qty * _dec(bars["close"].iloc[-1])
+                amount = (value * rate).quantize(Decimal("0.00000001"))
+                if amount > 0:
+                    self._ledger.charge_carry(
+                        self.venue, position.symbol, instrument.currency, amount, kind=kind, at=mark
+                    )
+            mark += every
 
     def _now(self) -> datetime:
         return self._clock.now()
