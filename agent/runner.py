@@ -73,6 +73,9 @@ class DecideResult:
     reason: str = ""
 
 
+DecisionHook = Callable[[DecideResult], Awaitable[None]]
+
+
 class SignalRunner:
     def __init__(
         self,
@@ -80,10 +83,15 @@ class SignalRunner:
         graph: SignalGraph,
         *,
         on_card: CardHook | None = None,
+        on_decision: DecisionHook | None = None,
     ) -> None:
         self.deps = deps
         self.graph = graph
         self.on_card = on_card
+        # Told of every decision this process makes (an answer, an auto-approval's resume, an
+        # expiry), after its walk ran: `tradeops run` shows it in every transport, not only the one
+        # whose button was pressed.
+        self.on_decision = on_decision
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @staticmethod
@@ -258,7 +266,10 @@ class SignalRunner:
         )
         row = self.deps.signals.get(signal_id)
         status = row.status if row else ""
-        return DecideResult(signal_id, outcome, status, self._last_reason(signal_id))
+        result = DecideResult(signal_id, outcome, status, self._last_reason(signal_id))
+        if self.on_decision is not None:
+            await self.on_decision(result)
+        return result
 
     async def _resume_holding(self, signal_id: str, value: dict[str, Any]) -> bool:
         """Run the rest of the thread with the decision, the thread's lock held by the caller;

@@ -254,3 +254,34 @@ def demo(
     from bot.demo import summary_text
 
     typer.echo(summary_text(summary))
+
+
+@app.command()
+def run(
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Run on the shipped 2021 replay data (the only data source for now).")
+    ] = False,
+    speed: Annotated[
+        float, typer.Option(help="With --replay: simulated seconds per real second.", min=0.001, max=1_000_000)
+    ] = 60.0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The bot: scheduled scans, approvals expiry, position management and every chat transport
+    that has a token, until Ctrl-C or SIGTERM. Exit status 2: nothing to run with, or another run
+    holds the database; 3: the database cannot be reached."""
+    from bot.run import RunRefused, TransportError, check_transports_configured, run_bot
+
+    settings = _settings(data_dir)
+    try:
+        if not replay:
+            raise RunRefused(
+                "there is no live venue yet (ccxt, alpaca and akshare land with the venues issue): "
+                "use `tradeops run --replay` for the shipped replay data"
+            )
+        check_transports_configured(settings)
+        with _database_errors(settings):
+            status = asyncio.run(run_bot(settings, speed=speed))
+    except (RunRefused, TransportError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(status)

@@ -30,9 +30,10 @@ from bot.console import CONSOLE_USER
 from bot.render import card_chart, card_text, equity_chart
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists
 from bot.settings import Settings
-from scheduler.driver import FastForwardDriver, ScanJob, ScanTick
-from scheduler.scan import scan_interval
-from scheduler.triggers import trigger_for
+from scheduler.driver import FastForwardDriver, ScanTick
+from scheduler.jobs import OnScan, watchlist_jobs
+from scheduler.manage import PositionEvent
+from scheduler.scan import ScanReport
 from storage.db import make_engine, redact_url
 from storage.llm import LLMCache
 from storage.signals import SignalStatus
@@ -151,16 +152,9 @@ async def run_demo(
             )
         services.users.grant("console", CONSOLE_USER.user_id, Role.ADMIN, at=clock.now(), display_name="console")
         watchlists = seed_watchlists(services)
-        jobs = [
-            ScanJob(
-                id=w.name,
-                trigger=trigger_for(
-                    services.venue_calendar(w.venue), scan_interval(w, services.venue_calendar(w.venue))
-                ),
-                func=_scan_job(services, w, run),
-            )
-            for w in watchlists
-        ]
+        jobs = watchlist_jobs(
+            services.scanner, watchlists, services.venue_calendar, _on_scan(services, run), trigger="demo"
+        )
         driver = FastForwardDriver(clock, jobs)
         echo(f"demo: {days} days from {REPLAY_START:%Y-%m-%d} on {len(watchlists)} watchlists, approvals: {approve}")
         while (upcoming := driver.next_fire()) is not None and upcoming[1] <= end:
@@ -176,13 +170,13 @@ async def run_demo(
     return summary
 
 
-def _scan_job(services: Services, watchlist: WatchlistSpec, run: DemoRun) -> Callable[[ScanTick], Any]:
-    async def job(tick: ScanTick) -> None:
-        events = await services.scanner.tick([watchlist.venue])
+def _on_scan(services: Services, run: DemoRun) -> OnScan:
+    async def on_scan(
+        watchlist: WatchlistSpec, tick: ScanTick, events: list[PositionEvent], report: ScanReport
+    ) -> None:
         local = tick.fire_time.strftime("%Y-%m-%d %H:%M UTC")
         for event in events:
             run.echo(f"{local}  {event.venue}  {event.text}")
-        report = await services.scanner.scan(watchlist, trigger="demo")
         for walk in report.walks:
             for notice in walk.notices:
                 run.echo(f"{local}  notice: {notice}")
@@ -217,7 +211,7 @@ def _scan_job(services: Services, watchlist: WatchlistSpec, run: DemoRun) -> Cal
         if run.approve == "none" and report.pending and any(w.created for w in report.pending):
             run.stop_after_scan = True
 
-    return job
+    return on_scan
 
 
 async def _summary(services: Services, run: DemoRun, started: float, days: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from agent.graph import build_graph
 from agent.llm.client import OpenAICompatClient
 from agent.llm.policy import LLMPolicy
 from agent.policies import RulePolicy
-from agent.runner import CardHook, SignalRunner
+from agent.runner import CardHook, DecisionHook, SignalRunner
 from bot.settings import Settings
 from bot.wiring import open_database
 from scheduler.manage import PositionManager
@@ -30,7 +30,7 @@ from storage.signals import CLOCK_KEY, SignalStore
 from storage.users import UserStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
 from venues.base import Venue
-from venues.clock import Clock, SimulatedClock
+from venues.clock import Clock, ScaledClock, SimulatedClock
 from venues.paper import PaperBroker
 from venues.replay import MARKETS, ReplayVenue
 
@@ -64,11 +64,11 @@ class Services:
 
     @property
     def simulated(self) -> bool:
-        return isinstance(self.clock, SimulatedClock)
+        return isinstance(self.clock, SimulatedClock | ScaledClock)
 
     def remember_clock(self) -> None:
         """Store the simulated clock, so the next process on this data dir acts at this moment."""
-        if isinstance(self.clock, SimulatedClock):
+        if self.simulated:
             now = self.clock.now()
             self.signals.set_value(CLOCK_KEY, {"mode": "simulated", "now": now.isoformat()}, at=now)
 
@@ -102,10 +102,12 @@ async def open_services(
     clock: Clock | None = None,
     auto_approve: AutoApprove | None = None,
     on_card: CardHook | None = None,
+    on_decision: DecisionHook | None = None,
     one_shot: bool = False,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
-    for a command that runs once and exits (a small connection pool)."""
+    for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
+    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py)."""
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
@@ -126,7 +128,7 @@ async def open_services(
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
     async with open_checkpointer(settings.resolved_database_url) as checkpointer:
         graph = build_graph(deps, checkpointer)
-        runner = SignalRunner(deps, graph, on_card=on_card)
+        runner = SignalRunner(deps, graph, on_card=on_card, on_decision=on_decision)
         # With an LLM deciding, a scan's candidates are decided side by side, up to its concurrency.
         concurrency = settings.llm_concurrency if llm is not None else DEFAULT_CONCURRENCY
         scanner = Scanner(runner, PositionManager(venues, plans, signals, clock), concurrency=concurrency)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     llm_cache: Literal["off", "read-write", "read-only"] = "read-write"
     llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=dict)
 
+    # Chat transports for `tradeops run`: a transport starts when its token is set.
+    telegram_token: SecretStr | None = Field(default=None, description="Telegram bot token from @BotFather")
+    discord_token: SecretStr | None = Field(default=None, description="Discord bot token")
+
     @property
     def llm_config(self) -> LLMConfig:
         return LLMConfig(
@@ -86,6 +90,16 @@ class Settings(BaseSettings):
     def use_llm(self) -> bool:
         """The policy in use: the LLM when asked for, or by default when one is configured."""
         return self.policy == "llm" or (self.policy == "auto" and self.llm_config.configured)
+
+    @property
+    def transport_tokens(self) -> dict[str, str]:
+        """The chat transports that have a token: {"telegram" | "discord": token}, blanks left out."""
+        tokens = {"telegram": self.telegram_token, "discord": self.discord_token}
+        return {
+            name: value.get_secret_value().strip()
+            for name, value in tokens.items()
+            if value is not None and value.get_secret_value().strip()
+        }
 
     @property
     def approval_timeout(self) -> timedelta:

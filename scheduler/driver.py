@@ -23,7 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import iscoroutinefunction_partial
 
-from venues.clock import SimulatedClock, ensure_utc
+from venues.clock import Clock, ensure_utc
 
 __all__ = [
     "SCAN_EXECUTOR",
@@ -230,7 +230,9 @@ OnFire = Callable[[FireRecord], Any]
 
 
 class FastForwardDriver:
-    """Runs scan jobs on a :class:`SimulatedClock`, jumping from one fire time to the next.
+    """Runs scan jobs on a :class:`SimulatedClock`, jumping from one fire time to the next; or on
+    any other :class:`Clock`, waiting for each fire with ``clock.sleep_until`` (a
+    :class:`~venues.clock.ScaledClock` sleeps the scaled real time: `tradeops run --replay`).
 
     Each job's next fire time is ``trigger.get_next_fire_time(previous fire, clock.now())``, asked
     of the same trigger objects the live scheduler uses and kept per job exactly as APScheduler
@@ -243,7 +245,7 @@ class FastForwardDriver:
     A job that raises is logged with its id and recorded in its :class:`FireRecord`; the run goes on.
     """
 
-    def __init__(self, clock: SimulatedClock, jobs: Sequence[ScanJob]) -> None:
+    def __init__(self, clock: Clock, jobs: Sequence[ScanJob]) -> None:
         _check_unique(jobs)
         self._clock = clock
         self._jobs = list(jobs)
@@ -252,7 +254,7 @@ class FastForwardDriver:
         """Every fire so far, in the order run."""
 
     @property
-    def clock(self) -> SimulatedClock:
+    def clock(self) -> Clock:
         return self._clock
 
     @property
@@ -284,8 +286,8 @@ class FastForwardDriver:
         if upcoming is None:
             return None
         job, scheduled = upcoming
-        if scheduled > self._clock.now():
-            self._clock.advance_to(scheduled)
+        # A simulated clock jumps there; a scaled one sleeps until it is there (and may be a little past).
+        await self._clock.sleep_until(scheduled)
         now = self._clock.now()
 
         # As APScheduler: every due fire up to now, coalesced into one run for the latest.
@@ -336,6 +338,5 @@ class FastForwardDriver:
                 outcome = on_fire(record)
                 if inspect.isawaitable(outcome):
                     await outcome
-        if end > self._clock.now():
-            self._clock.advance_to(end)
+        await self._clock.sleep_until(end)
         return records

@@ -8,6 +8,9 @@ uses it from here.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -62,3 +65,40 @@ class SimulatedClock:
         moment = ensure_utc(moment)
         if moment > self._now:
             self._now = moment
+
+
+class ScaledClock:
+    """Simulated time that runs ``speed`` times faster than real time, for `tradeops run --replay`.
+
+    ``now() = start + (monotonic() - monotonic at creation) * speed``: continuous, and never
+    backwards because the monotonic source never is (a wall-clock step, NTP or DST, changes
+    nothing). ``sleep_until(moment)`` sleeps ``(moment - now) / speed`` real seconds, and again for
+    what is left if it woke early, so it returns with ``now() >= moment``.
+
+    ``monotonic`` (seconds, float) and ``sleep`` (real seconds) are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        start: datetime,
+        speed: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not math.isfinite(speed) or speed <= 0:
+            raise ValueError(f"speed must be a positive number, got {speed}")
+        self._start = ensure_utc(start)
+        self.speed = speed
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._origin = monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(self._monotonic() - self._origin) * self.speed)
+
+    async def sleep_until(self, moment: datetime) -> None:
+        moment = ensure_utc(moment)
+        while (left := (moment - self.now()).total_seconds()) > 0:
+            # At least a microsecond of simulated time per wake: float rounding must not spin.
+            await self._sleep(max(left, 1e-6) / self.speed)

@@ -1,0 +1,267 @@
+"""`tradeops run`: the long-running bot in one asyncio process.
+
+It holds the one-bot lock of its database, starts every chat transport that has a token, schedules
+a scan job per enabled watchlist on its market's triggers (each fire: expire approvals, fill orders,
+manage exits, then scan), and hands every transport what happens: new cards, decisions made here
+(an answer in any transport, an expiry), fills and exits. SIGINT or SIGTERM stops it cleanly;
+pending approvals stay pending in the database, so their buttons work after the next start.
+
+Scheduling: the only data source today is the replay venue, on a :class:`ScaledClock` (simulated
+time running ``speed`` times real time, from the moment the data dir remembers). APScheduler cannot
+follow such a clock (its own wake-ups are wall-clock timers), so the same trigger objects are driven
+by :class:`FastForwardDriver`, which waits for each fire with ``clock.sleep_until`` (scaled real
+time) and coalesces or drops late fires as APScheduler would. Jobs run one at a time: at a high
+speed a slow scan makes the next fires late, and they coalesce, as live would on a busy machine.
+Live venues (a real clock) will use :func:`scheduler.driver.build_scheduler` when they land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent.runner import DecideResult
+from bot.logs import register_secret
+from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
+from bot.settings import Settings
+from bot.transport import Transport, TransportError
+from bot.wiring import open_database
+from scheduler.driver import FastForwardDriver, ScanTick
+from scheduler.jobs import watchlist_jobs
+from scheduler.manage import PositionEvent
+from scheduler.scan import ScanReport
+from storage.db import redact_url
+from storage.locks import process_lock
+from storage.signals import SignalStore
+from storage.watchlists import WatchlistSpec
+from venues.clock import ScaledClock
+
+log = logging.getLogger("tradeops.run")
+
+RUN_LOCK = "bot:run"  # one `tradeops run` per database (today's executor runs everything in-process)
+RUN_KEY = "run"  # {"pid": ..., "started": ...}: who holds the run lock, for the second one's message
+EXIT_REFUSED = 2  # exit status: nothing to run with, or another run holds the database
+STOP_GRACE_SECONDS = 10.0  # how long an in-flight scan and each transport's stop may take on shutdown
+DEFAULT_SPEED = 60.0
+
+TRANSPORT_VARIABLES = "TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"
+# name -> (module, class): imported only when its token is set; the class is built as cls(settings, services).
+TRANSPORT_CLASSES = {
+    "telegram": ("bot.telegram", "TelegramTransport"),
+    "discord": ("bot.discord", "DiscordTransport"),
+}
+# PositionEvent.kind -> Transport.push_event kind.
+EVENT_KINDS = {"opened": "fill", "cancelled": "fill", "exit": "exit", "hold": "exit", "closed": "exit"}
+
+TransportFactory = Callable[[Settings, Services], Sequence[Transport]]
+
+
+class RunRefused(Exception):
+    """The bot cannot run as configured; the message says why and what to do (exit status 2)."""
+
+
+def no_transport_message() -> str:
+    return (
+        f"no chat transport is configured: set {TRANSPORT_VARIABLES} to run the bot; "
+        "without one, try `tradeops chat` (the console) or `tradeops demo` (the offline walk)"
+    )
+
+
+def check_transports_configured(settings: Settings) -> None:
+    """Raises RunRefused when no transport has a token."""
+    if not settings.transport_tokens:
+        raise RunRefused(no_transport_message())
+
+
+def transports_for(settings: Settings, services: Services) -> list[Transport]:
+    """One transport per token set, each imported by name only now. Raises RunRefused when a token
+    is set for a transport that is not built yet, or none is set."""
+    check_transports_configured(settings)
+    transports: list[Transport] = []
+    for name in settings.transport_tokens:
+        module_name, class_name = TRANSPORT_CLASSES[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise  # the transport exists but something it needs is missing: a real error
+            raise RunRefused(
+                f"the {name} transport is not built yet (TRADEOPS_{name.upper()}_TOKEN is set); "
+                "until it is, try `tradeops chat` or `tradeops demo`"
+            ) from None
+        transports.append(getattr(module, class_name)(settings, services))
+    return transports
+
+
+class Fanout:
+    """Hands one event to every started transport; one that fails is logged and the rest still get it."""
+
+    def __init__(self) -> None:
+        self.transports: list[Transport] = []
+
+    async def _each(self, what: str, call: Callable[[Transport], Any]) -> None:
+        async def one(transport: Transport) -> None:
+            try:
+                await call(transport)
+            except Exception:
+                log.exception("transport %s: %s failed", transport.name, what)
+
+        await asyncio.gather(*(one(t) for t in self.transports))
+
+    async def push_card(self, card: dict[str, Any]) -> None:
+        await self._each("push_card", lambda t: t.push_card(card))
+
+    async def push_decision(self, result: DecideResult) -> None:
+        outcome = result.outcome
+        text = f"{result.status} ({outcome.decision} by {outcome.actor})" + (
+            f": {result.reason}" if result.reason else ""
+        )
+        await self._each("push_decision", lambda t: t.push_decision(result.signal_id, result.status, text))
+
+    async def push_event(self, text: str, *, kind: str) -> None:
+        await self._each("push_event", lambda t: t.push_event(text, kind=kind))
+
+
+async def run_bot(
+    settings: Settings,
+    make_transports: TransportFactory = transports_for,
+    *,
+    speed: float = DEFAULT_SPEED,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run the bot on the replay data until ``stop`` is set or SIGINT/SIGTERM arrives; returns the
+    exit status (0 after a clean stop). Raises RunRefused when another run holds the database, a
+    configured transport does not exist, or none is configured; TransportError when one cannot start.
+
+    ``speed``: simulated seconds per real second, from the moment the data dir remembers (or the
+    replay start)."""
+    url = settings.resolved_database_url
+    engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=True))
+    try:
+        async with process_lock(engine, RUN_LOCK, wait=False) as held:
+            if not held:
+                holder = await asyncio.to_thread(SignalStore(engine).get_value, RUN_KEY)
+                pid = f" (pid {holder['pid']})" if holder and holder.get("pid") else ""
+                raise RunRefused(f"another tradeops run is using {redact_url(url)}{pid}; stop it first")
+            stored = stored_clock(SignalStore(engine))
+            start = stored.now() if stored is not None else REPLAY_START
+            clock = ScaledClock(start, speed)
+            return await _run_holding_lock(settings, make_transports, clock, stop or asyncio.Event())
+    finally:
+        engine.dispose()
+
+
+async def _run_holding_lock(
+    settings: Settings, make_transports: TransportFactory, clock: ScaledClock, stop: asyncio.Event
+) -> int:
+    for token in settings.transport_tokens.values():
+        register_secret(token)
+    fanout = Fanout()
+    async with open_services(
+        settings, clock=clock, on_card=fanout.push_card, on_decision=fanout.push_decision
+    ) as services:
+        services.signals.set_value(RUN_KEY, {"pid": os.getpid(), "started": clock.now().isoformat()}, at=clock.now())
+        transports = list(make_transports(settings, services))
+        if not transports:
+            raise RunRefused(no_transport_message())
+        try:
+            for transport in transports:
+                await transport.start()
+                fanout.transports.append(transport)
+                log.info("transport %s started", transport.name)
+            await _schedule_until_stopped(services, fanout, clock, stop)
+        finally:
+            await _stop_transports(fanout.transports)
+    log.info("stopped; pending approvals stay pending until the next start")
+    return 0
+
+
+async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: ScaledClock, stop: asyncio.Event) -> None:
+    watchlists = [w for w in services.watchlists.all() if w.enabled] or [
+        w for w in seed_watchlists(services) if w.enabled
+    ]
+    jobs = watchlist_jobs(services.scanner, watchlists, services.venue_calendar, _on_scan(fanout))
+    driver = FastForwardDriver(clock, jobs)
+    log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
+    for job in jobs:
+        moment = job.trigger.get_next_fire_time(None, clock.now())
+        log.info("watchlist %s scheduled, next scan at %s", job.id, moment.isoformat() if moment else "never")
+
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no Unix signals
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+    drive = asyncio.create_task(_drive(driver, clock, stop))
+    try:
+        await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        # The wait for the next fire ends at once; a scan in flight gets the grace to finish its walks.
+        done, _ = await asyncio.wait({drive}, timeout=STOP_GRACE_SECONDS)
+        if not done:
+            log.warning("a scan was still running after %s s; cancelled", STOP_GRACE_SECONDS)
+        drive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drive
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Event) -> None:
+    """Run each fire when the clock reaches it, until ``stop``: the wait is abandoned at once, a
+    started scan runs on (the caller bounds it)."""
+    while not stop.is_set() and (upcoming := driver.next_fire()) is not None:
+        waiting = asyncio.create_task(clock.sleep_until(upcoming[1]))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        stopping.cancel()
+        if stop.is_set():
+            return
+        await driver.step()  # the clock is at the fire time: runs it now (or coalesces late ones)
+
+
+def _on_scan(fanout: Fanout) -> Callable[[WatchlistSpec, ScanTick, list[PositionEvent], ScanReport], Any]:
+    async def on_scan(
+        watchlist: WatchlistSpec, tick: ScanTick, events: list[PositionEvent], report: ScanReport
+    ) -> None:
+        for event in events:
+            await fanout.push_event(f"{event.venue} {event.text}", kind=EVENT_KINDS.get(event.kind, "exit"))
+        if report.error:
+            await fanout.push_event(f"scan of {watchlist.name} failed: {report.error}", kind="error")
+        log.info(
+            "scan %s at %s: %d candidates, %d new signals",
+            watchlist.name,
+            tick.fire_time.isoformat(),
+            len(report.candidates),
+            sum(1 for w in report.walks if w.created),
+        )
+
+    return on_scan
+
+
+async def _stop_transports(transports: Sequence[Transport]) -> None:
+    """Each transport stops (takes no more updates, lets in-flight commands finish) within the grace."""
+
+    async def one(transport: Transport) -> None:
+        try:
+            await asyncio.wait_for(transport.stop(), STOP_GRACE_SECONDS)
+            log.info("transport %s stopped", transport.name)
+        except TimeoutError:
+            log.warning("transport %s did not stop within %s s", transport.name, STOP_GRACE_SECONDS)
+        except Exception:
+            log.exception("transport %s failed to stop cleanly", transport.name)
+
+    await asyncio.gather(*(one(t) for t in transports))
+
+
+__all__ = ["RunRefused", "TransportError", "check_transports_configured", "run_bot", "transports_for"]

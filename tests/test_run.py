@@ -1,0 +1,315 @@
+"""`tradeops run`: the replay clock's arithmetic, and the whole bot on the replay data at a high speed
+with a recording transport (a test double of the Transport protocol): scheduled scans push cards, a
+decision made through the runner reaches every transport, unanswered signals expire, fills reach
+push_event; a second run on the same database is refused by a real second process; SIGTERM stops it
+cleanly with pending approvals untouched; the CLI's refusals exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.run import RunRefused, run_bot, transports_for
+from bot.services import REPLAY_START, Services
+from bot.settings import Settings
+from storage.signals import SignalStatus
+from storage.tables import SignalRow
+from tests.support import restored_logging
+from venues.clock import ScaledClock
+
+TRADEOPS = Path(sys.executable).parent / "tradeops"
+SPEED = 7200.0  # two simulated hours per real second
+WAIT_SECONDS = 60.0  # upper bound on how long a run is given to show what a test waits for
+
+
+# --------------------------------------------------------------------------------------------------
+# the replay clock
+
+
+class FakeTime:
+    """A monotonic source and a sleep that advances it (and records what was asked)."""
+
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    async def sleep(self, delay: float) -> None:
+        self.slept.append(delay)
+        self.seconds += delay
+
+
+def test_scaled_clock_runs_speed_times_real_time_and_sleeps_the_scaled_delay() -> None:
+    fake = FakeTime()
+    start = datetime(2021, 7, 6, tzinfo=UTC)
+    clock = ScaledClock(start, 60, monotonic=fake.monotonic, sleep=fake.sleep)
+    assert clock.now() == start
+    fake.seconds += 1.5
+    assert clock.now() == start + timedelta(seconds=90)
+
+    asyncio.run(clock.sleep_until(start + timedelta(hours=1, seconds=90)))
+    assert fake.slept == [60.0]  # one simulated hour at 60x is one real minute
+    assert clock.now() == start + timedelta(hours=1, seconds=90)
+
+    asyncio.run(clock.sleep_until(start))  # the past: no sleep, no going back
+    assert fake.slept == [60.0]
+    assert clock.now() == start + timedelta(hours=1, seconds=90)
+
+
+def test_scaled_clock_sleeps_again_when_woken_early_and_refuses_bad_input() -> None:
+    fake = FakeTime()
+    start = datetime(2021, 7, 6, tzinfo=UTC)
+
+    async def early(delay: float) -> None:  # wakes after half the time asked for
+        fake.slept.append(delay)
+        fake.seconds += delay / 2
+
+    clock = ScaledClock(start, 3600, monotonic=fake.monotonic, sleep=early)
+    asyncio.run(clock.sleep_until(start + timedelta(hours=2)))
+    assert fake.slept[:2] == [2.0, 1.0]
+    assert clock.now() >= start + timedelta(hours=2) - timedelta(milliseconds=1)
+    for speed in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="speed must be a positive number"):
+            ScaledClock(start, speed)
+    with pytest.raises(ValueError, match="naive datetime"):
+        ScaledClock(datetime(2021, 7, 6), 60)
+
+
+def test_scaled_clock_on_the_real_monotonic_clock_moves_forward() -> None:
+    clock = ScaledClock(REPLAY_START, 3600)
+    asyncio.run(clock.sleep_until(REPLAY_START + timedelta(seconds=36)))  # 10 ms of real time
+    assert clock.now() >= REPLAY_START + timedelta(seconds=36)
+
+
+# --------------------------------------------------------------------------------------------------
+# the bot
+
+
+class RecordingTransport:
+    """Records every push; approves the first card it is shown through the runner, as a chat user
+    pressing Approve would, and leaves the rest unanswered (they expire)."""
+
+    name = "recording"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.started = False
+        self.stopped = False
+        self.cards: list[dict[str, Any]] = []
+        self.decisions: list[tuple[str, str, str]] = []
+        self.events: list[tuple[str, str]] = []
+        self.approved: str | None = None
+        self.changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        await asyncio.gather(*self._tasks)
+        self.stopped = True
+
+    async def push_card(self, card: dict[str, Any]) -> None:
+        self.cards.append(card)
+        if self.approved is None:
+            self.approved = card["signal_id"]
+            # Not inline: the walk that pushes the card still holds its locks.
+            task = asyncio.create_task(self.services.runner.decide(card["signal_id"], "approved", actor="test:1"))
+            self._tasks.add(task)
+        self.changed.set()
+
+    async def push_decision(self, signal_id: str, status: str, text: str) -> None:
+        self.decisions.append((signal_id, status, text))
+        self.changed.set()
+
+    async def push_event(self, text: str, *, kind: str) -> None:
+        self.events.append((kind, text))
+        self.changed.set()
+
+
+@pytest.fixture
+def hermetic(tmp_path: Path) -> Iterator[None]:
+    """No TRADEOPS_* variable or ./.env steers a run here."""
+    with restored_logging(), pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
+                patch.delenv(name)
+        patch.chdir(tmp_path)
+        yield
+
+
+def _settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "var", database_url=db_url, _env_file=None)  # type: ignore[call-arg]
+
+
+class Bot:
+    """run_bot in a task with one RecordingTransport, stopped by its event."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.transports: list[RecordingTransport] = []
+        self.task: asyncio.Task[int] | None = None
+
+    def _make(self, settings: Settings, services: Services) -> list[RecordingTransport]:
+        self.transports.append(RecordingTransport(services))
+        return self.transports
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(run_bot(self.settings, self._make, speed=SPEED, stop=self.stop))
+
+    @property
+    def transport(self) -> RecordingTransport:
+        return self.transports[0]
+
+    async def until(self, condition: Callable[[RecordingTransport], bool]) -> None:
+        async def wait() -> None:
+            while not (self.transports and condition(self.transport)):
+                assert self.task is not None
+                if self.task.done():
+                    self.task.result()  # raises what the run raised
+                    raise AssertionError("the run ended before the condition held")
+                if self.transports:
+                    self.transport.changed.clear()
+                    with contextlib.suppress(TimeoutError):  # re-check the run's state now and then
+                        await asyncio.wait_for(self.transport.changed.wait(), 0.5)
+                else:
+                    await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(wait(), WAIT_SECONDS)
+
+
+def _statuses(db_url: str) -> dict[str, str]:
+    from storage.db import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return {row.id: row.status for row in session.exec(select(SignalRow)).all()}
+    finally:
+        engine.dispose()
+
+
+async def test_run_pushes_cards_decisions_expiries_and_fills_then_stops_cleanly(
+    hermetic: None, tmp_path: Path, db_url: str
+) -> None:
+    bot = Bot(_settings(tmp_path, db_url))
+    bot.start()
+
+    def everything_seen(t: RecordingTransport) -> bool:
+        kinds = {status for _, status, _ in t.decisions}
+        return (
+            t.approved is not None
+            and any(s == t.approved and status != "pending" for s, status, _ in t.decisions)
+            and "expired" in kinds
+            and any(kind == "fill" for kind, _ in t.events)
+        )
+
+    await bot.until(everything_seen)
+    # The second process: the same database is refused with a clear message naming our pid.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    env |= {"TRADEOPS_DATABASE_URL": db_url, "TRADEOPS_TELEGRAM_TOKEN": "123:abc"}
+    second = await asyncio.to_thread(
+        subprocess.run,
+        [str(TRADEOPS), "run", "--replay", "--data-dir", str(tmp_path / "var")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert second.returncode == 2, second.stderr
+    assert "another tradeops run is using" in second.stderr
+    assert f"(pid {os.getpid()})" in second.stderr
+    assert "stop it first" in second.stderr
+    assert "123:abc" not in second.stderr
+
+    bot.stop.set()
+    assert await asyncio.wait_for(bot.task, 30) == 0  # type: ignore[arg-type]
+    transport = bot.transport
+    assert transport.started and transport.stopped
+    assert all(card["symbol"] and card["signal_id"] for card in transport.cards)
+    statuses = _statuses(db_url)
+    assert {card["signal_id"] for card in transport.cards} <= set(statuses)
+    approved = [(status, text) for s, status, text in transport.decisions if s == transport.approved]
+    assert approved and "approved by test:1" in approved[0][1]
+    expired = [s for s, status, _ in transport.decisions if status == "expired"]
+    assert all(statuses[s] == "expired" for s in expired)
+    # Pending approvals at the stop are left pending: nothing decides them on shutdown.
+    decided = {s for s, _, _ in transport.decisions}
+    undecided = [c["signal_id"] for c in transport.cards if c["signal_id"] not in decided]
+    assert all(statuses[s] == SignalStatus.PENDING.value for s in undecided)
+
+    # The data dir remembers where the replay clock stopped; a restart carries on from there.
+    restarted = Bot(_settings(tmp_path, db_url))
+    restarted.start()
+    await restarted.until(lambda t: t.started)
+    clock = restarted.transport.services.clock
+    assert clock.now() > REPLAY_START + timedelta(hours=6)
+    restarted.stop.set()
+    assert await asyncio.wait_for(restarted.task, 30) == 0  # type: ignore[arg-type]
+
+
+async def test_sigterm_stops_the_run_and_leaves_pending_signals_pending(hermetic: None, tmp_path: Path) -> None:
+    from storage.db import sqlite_url
+
+    db_url = sqlite_url(tmp_path / "var" / "tradeops.db")
+    bot = Bot(_settings(tmp_path, db_url))
+    bot.start()
+    await bot.until(lambda t: len(t.cards) >= 2)  # cards come from the scheduled scans: handlers are set
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(bot.task, 30) == 0  # type: ignore[arg-type]
+    assert bot.transport.stopped
+    assert bot.stop.is_set()  # SIGTERM set the run's stop event
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is removed again
+    decided = {s for s, _, _ in bot.transport.decisions}
+    statuses = _statuses(db_url)
+    undecided = [c["signal_id"] for c in bot.transport.cards if c["signal_id"] not in decided]
+    assert undecided and all(statuses[s] == SignalStatus.PENDING.value for s in undecided)
+
+
+def test_a_token_for_a_transport_not_built_yet_is_refused(hermetic: None, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, discord_token="xyz", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(RunRefused, match="the discord transport is not built yet"):
+        transports_for(settings, None)  # type: ignore[arg-type]
+    with pytest.raises(RunRefused, match="TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"):
+        transports_for(Settings(data_dir=tmp_path, discord_token="  ", _env_file=None), None)  # type: ignore[arg-type,call-arg]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["run", "--replay"], {}, "set TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"),
+        (["run"], {"TRADEOPS_TELEGRAM_TOKEN": "1:x"}, "there is no live venue yet"),
+    ],
+)
+def test_cli_refusals_exit_2(
+    hermetic: None, tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    result = subprocess.run(
+        [str(TRADEOPS), *args, "--data-dir", str(tmp_path / "var")],
+        capture_output=True,
+        text=True,
+        env=clean | env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    if "TOKEN" in message:
+        assert "tradeops chat" in result.stderr and "tradeops demo" in result.stderr
+    assert not (tmp_path / "var" / "tradeops.db").exists()  # refused before touching the database
