@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     llm_cache: Literal["off", "read-write", "read-only"] = "read-write"
     llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=dict)
 
+    # Telegram (the bot token is read by `tradeops run` and handed to the transport).
+    telegram_api_url: str | None = Field(
+        default=None,
+        description="Bot API base URL as python-telegram-bot's base_url takes it (the token follows); "
+        "empty = https://api.telegram.org/bot; the file URL follows it",
+    )
+    telegram_allowed_users: str = Field(
+        default="", description="numeric Telegram user ids with roles, e.g. 123:admin,456:trader,789:viewer"
+    )
+
     @property
     def llm_config(self) -> LLMConfig:
         return LLMConfig(
