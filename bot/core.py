@@ -10,6 +10,7 @@ with what was wrong and what would be valid.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from agent.llm.ask import ask
 from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
+from storage.chats import ALL
 from storage.llm import LLM_NODE_PREFIX, usage_since
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
 from storage.users import Role
@@ -41,6 +43,7 @@ class Caller:
     user_id: int
     name: str = ""
     role: Role | None = None  # set by the transport only for the local console; else looked up
+    chat_id: int | None = None  # the chat the command came from (Telegram, Discord); none on the console
 
     @property
     def actor(self) -> str:
@@ -136,6 +139,20 @@ class CommandCore:
             ("chart", Role.VIEWER, "/chart SYMBOL [TIMEFRAME]", "candlestick chart", self._chart),
             ("ask", Role.TRADER, "/ask QUESTION", "ask the model about the markets (read-only)", self._ask),
             ("llm", Role.VIEWER, "/llm", "the model in use and today's LLM spend", self._llm),
+            (
+                "subscribe",
+                Role.TRADER,
+                "/subscribe WATCHLIST|all",
+                "this chat receives the watchlist's signal cards",
+                self._subscribe,
+            ),
+            (
+                "unsubscribe",
+                Role.TRADER,
+                "/unsubscribe [WATCHLIST|all]",
+                "stop one subscription of this chat, or all of them",
+                self._unsubscribe,
+            ),
         ]:
             self.commands[name] = Command(name, role, usage, summary, handler)
 
@@ -148,7 +165,7 @@ class CommandCore:
                 f"You are not allowed to use this bot. Ask an admin to add your numeric id ({caller.actor}).",
                 ok=False,
             )
-        caller = Caller(caller.platform, caller.user_id, caller.name, role)
+        caller = dataclasses.replace(caller, role=role)
         text = (text or "").strip()
         if len(text) > MAX_INPUT:
             return Reply(f"message too long ({len(text)} characters, at most {MAX_INPUT})", ok=False)
@@ -613,7 +630,53 @@ class CommandCore:
             f"{left}; cache {settings.llm_cache}"
         )
 
+    async def _subscribe(self, caller: Caller, args: list[str]) -> Reply:
+        chat_id = self._chat_of(caller, "subscribe")
+        current = self.s.chats.subscriptions(caller.platform, chat_id)
+        if len(args) != 1:
+            raise UserError(
+                f"usage: /subscribe WATCHLIST|all; watchlists: {self._watchlist_names()}; "
+                f"this chat receives: {', '.join(current) or 'nothing'}"
+            )
+        name = self._subscription_name(args[0])
+        if not self.s.chats.subscribe(caller.platform, chat_id, name, at=self.s.clock.now()):
+            return Reply(f"this chat already receives {name}", data={"subscriptions": current})
+        self._audit(caller, "subscribe", name, {"chat_id": chat_id})
+        what = "every watchlist's cards" if name == ALL else f"the cards of watchlist {name}"
+        return Reply(
+            f"this chat now receives {what}",
+            data={"subscriptions": self.s.chats.subscriptions(caller.platform, chat_id)},
+        )
+
+    async def _unsubscribe(self, caller: Caller, args: list[str]) -> Reply:
+        chat_id = self._chat_of(caller, "unsubscribe")
+        if len(args) > 1:
+            raise UserError("usage: /unsubscribe [WATCHLIST|all]")
+        name = args[0].lower() if args else None
+        removed = self.s.chats.unsubscribe(caller.platform, chat_id, name)
+        if not removed:
+            current = self.s.chats.subscriptions(caller.platform, chat_id)
+            raise UserError(
+                f"this chat does not receive {name or 'anything'}; it receives: {', '.join(current) or 'nothing'}"
+            )
+        self._audit(caller, "unsubscribe", ",".join(removed), {"chat_id": chat_id})
+        return Reply(f"this chat no longer receives: {', '.join(removed)}", data={"removed": removed})
+
     # --- helpers ---
+
+    @staticmethod
+    def _chat_of(caller: Caller, command: str) -> int:
+        if caller.chat_id is None:
+            raise UserError(f"/{command} works in a chat (Telegram, Discord): this {caller.platform} has no chat id")
+        return caller.chat_id
+
+    def _subscription_name(self, word: str) -> str:
+        name = word.lower()
+        if name == ALL:
+            return ALL
+        if self.s.watchlists.get(name) is None:
+            raise UserError(f"no watchlist {word[:32]!r}; watchlists: {self._watchlist_names()}, or all")
+        return name
 
     def _need(self, caller: Caller, role: Role, what: str) -> None:
         if not (caller.role and caller.role.allows(role)):

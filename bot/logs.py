@@ -22,6 +22,55 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Replace every registered secret in the record itself (message, arguments, traceback), so no
+    handler sees it: not ours, not a library's, not a test's capture."""
+    if not _SECRETS:
+        return record
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):  # a bad format string: the handler reports it, unredacted args stay out
+        message = redact(str(record.msg))
+        record.msg, record.args = message, None
+    clean = redact(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    return record
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+_installed = False
+
+
+def install_redaction() -> None:
+    """Redact every log record where it is made (a logger filter would miss child loggers'
+    records), and keep HTTP client loggers, which log request URLs, at WARNING: a Bot API URL
+    carries the bot's token. Idempotent."""
+    global _installed
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger(noisy).level))
+    if _installed:
+        return
+    make = logging.getLogRecordFactory()
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        return redact_record(make(*args, **kwargs))
+
+    logging.setLogRecordFactory(factory)
+    for name in ("", "httpx", "httpcore", "telegram"):
+        logging.getLogger(name).addFilter(RedactingFilter())
+    _installed = True
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

@@ -52,7 +52,7 @@ STOP_GRACE_SECONDS = 10.0  # how long an in-flight scan and each transport's sto
 DEFAULT_SPEED = 60.0
 
 TRANSPORT_VARIABLES = "TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"
-# name -> (module, class): imported only when its token is set; the class is built as cls(settings, services).
+# name -> (module, class): imported only when its token is set; built as cls(settings, services, token).
 TRANSPORT_CLASSES = {
     "telegram": ("bot.telegram", "TelegramTransport"),
     "discord": ("bot.discord", "DiscordTransport"),
@@ -85,7 +85,7 @@ def transports_for(settings: Settings, services: Services) -> list[Transport]:
     is set for a transport that is not built yet, or none is set."""
     check_transports_configured(settings)
     transports: list[Transport] = []
-    for name in settings.transport_tokens:
+    for name, token in settings.transport_tokens.items():
         module_name, class_name = TRANSPORT_CLASSES[name]
         try:
             module = importlib.import_module(module_name)
@@ -96,7 +96,7 @@ def transports_for(settings: Settings, services: Services) -> list[Transport]:
                 f"the {name} transport is not built yet (TRADEOPS_{name.upper()}_TOKEN is set); "
                 "until it is, try `tradeops chat` or `tradeops demo`"
             ) from None
-        transports.append(getattr(module, class_name)(settings, services))
+        transports.append(getattr(module, class_name)(settings, services, token))
     return transports
 
 

@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.wiring import open_database
 from scheduler.manage import PositionManager
 from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
+from storage.chats import ChatStore
 from storage.checkpoints import open_checkpointer
 from storage.llm import LLMCache, usage_since
 from storage.paper_ledger import SqlPaperLedger
@@ -60,6 +61,7 @@ class Services:
     runner: SignalRunner
     scanner: Scanner
     charts_dir: Path
+    chats: ChatStore
     llm: OpenAICompatClient | None = None
 
     @property
@@ -145,6 +147,7 @@ async def open_services(
             runner=runner,
             scanner=scanner,
             charts_dir=charts_dir,
+            chats=ChatStore(engine),
             llm=llm,
         )
         await runner.recover()

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     # Chat transports for `tradeops run`: a transport starts when its token is set.
     telegram_token: SecretStr | None = Field(default=None, description="Telegram bot token from @BotFather")
     discord_token: SecretStr | None = Field(default=None, description="Discord bot token")
+    # Telegram (the bot token is read by `tradeops run` and handed to the transport).
+    telegram_api_url: str | None = Field(
+        default=None,
+        description="Bot API base URL as python-telegram-bot's base_url takes it (the token follows); "
+        "empty = https://api.telegram.org/bot; the file URL follows it",
+    )
+    telegram_allowed_users: str = Field(
+        default="", description="numeric Telegram user ids with roles, e.g. 123:admin,456:trader,789:viewer"
+    )
 
     @property
     def llm_config(self) -> LLMConfig:

@@ -287,3 +287,32 @@ class LLMCacheEntry(SQLModel, table=True):
     hits: int = 0
     created_at: datetime = _ts()
     last_hit_at: datetime | None = _ts(nullable=True)
+
+
+class ChatSubscription(SQLModel, table=True):
+    """A chat that receives a watchlist's cards (or every watchlist's: ``watchlist == "all"``)."""
+
+    __tablename__ = "chat_subscriptions"
+    __table_args__ = (UniqueConstraint("platform", "chat_id", "watchlist"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)  # telegram | discord
+    chat_id: int = Field(sa_type=BigInteger, index=True)
+    watchlist: str = Field(max_length=64)  # a watchlist name, or "all"
+    created_at: datetime = _ts()
+
+
+class CardMessage(SQLModel, table=True):
+    """Which chat message shows which signal's card, so a decision edits it everywhere, also after a
+    restart. ``kind`` says how it is edited: "caption" (a photo's caption) or "text"."""
+
+    __tablename__ = "card_messages"
+    __table_args__ = (UniqueConstraint("platform", "chat_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    signal_id: str = Field(max_length=40, index=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    message_id: int = Field(sa_type=BigInteger)
+    kind: str = Field(default="text", max_length=16)
+    created_at: datetime = _ts()

@@ -56,6 +56,8 @@ POLICY = {
     "chart": Role.VIEWER,
     "ask": Role.TRADER,  # spends tokens
     "llm": Role.VIEWER,
+    "subscribe": Role.TRADER,
+    "unsubscribe": Role.TRADER,
 }
 
 # One valid invocation per command, the text that proves its handler ran, and whether it succeeds
@@ -78,6 +80,9 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     # No endpoint is configured in these tests: the handler runs and says what to set.
     "ask": ("/ask how is ETH doing?", "/ask needs an LLM: set TRADEOPS_LLM_MODEL", False),
     "llm": ("/llm", "no LLM configured", True),
+    # These callers come from no chat (like the console): the handler runs and says where it works.
+    "subscribe": ("/subscribe crypto", "/subscribe works in a chat", False),
+    "unsubscribe": ("/unsubscribe", "/unsubscribe works in a chat", False),
 }
 
 # The constructor only builds the table, so it can be read at collection time to parametrise over
@@ -196,7 +201,17 @@ def test_who_is_refused_what() -> None:
     refused = {
         role: sorted(name for name, command in COMMANDS.items() if not role.allows(command.role)) for role in CALLERS
     }
-    assert refused[Role.VIEWER] == ["approve", "ask", "pause", "reject", "resume", "scan", "signal"]
+    assert refused[Role.VIEWER] == [
+        "approve",
+        "ask",
+        "pause",
+        "reject",
+        "resume",
+        "scan",
+        "signal",
+        "subscribe",
+        "unsubscribe",
+    ]
     assert refused[Role.TRADER] == ["pause", "resume"]
     assert refused[Role.ADMIN] == []
 
@@ -215,6 +230,33 @@ async def test_a_trader_cannot_pause_or_resume(services: Services, core: Command
         reply = await refused_without_writes(services, core, TRADER, message)
         assert "needs the admin role; you are a trader" in reply.text
     assert services.signals.get_value(KILL_SWITCH_KEY) is None
+
+
+async def test_a_chat_subscribes_to_a_watchlist_or_all_and_unsubscribes(services: Services, core: CommandCore) -> None:
+    in_chat = dataclasses.replace(TRADER, chat_id=-100777)
+    other = dataclasses.replace(ADMIN, chat_id=-100777)  # same number on Discord: another chat
+    reply = await core.handle(in_chat, "/subscribe crypto")
+    assert reply.ok and reply.text == "this chat now receives the cards of watchlist crypto"
+    assert (await core.handle(in_chat, "/subscribe CRYPTO")).text == "this chat already receives crypto"
+    assert (await core.handle(in_chat, "/subscribe all")).ok
+    assert services.chats.subscriptions("telegram", -100777) == ["all", "crypto"]
+    assert services.chats.chats_for("telegram", "us") == [-100777]  # through "all"
+    assert services.chats.chats_for("discord", "crypto") == []
+    bad = await refused_without_writes(services, core, in_chat, "/subscribe nosuch")
+    assert "no watchlist 'nosuch'" in bad.text and "crypto" in bad.text
+    assert not (await core.handle(other, "/unsubscribe crypto")).ok  # Discord's chat has none
+    reply = await core.handle(in_chat, "/unsubscribe crypto")
+    assert reply.ok and reply.data["removed"] == ["crypto"]
+    assert services.chats.chats_for("telegram", "crypto") == [-100777]  # still "all"
+    assert (await core.handle(in_chat, "/unsubscribe")).data["removed"] == ["all"]
+    assert services.chats.chats_for("telegram", "crypto") == []
+    actions = [e.action for e in services.signals.audit_log(limit=10) if e.actor == TRADER.actor]
+    assert actions == ["unsubscribe", "unsubscribe", "subscribe", "subscribe"]
+
+
+async def test_the_console_has_no_chat_to_subscribe(services: Services) -> None:
+    reply = await CommandCore(services).handle(CONSOLE_USER, "/subscribe all")
+    assert not reply.ok and reply.text == "/subscribe works in a chat (Telegram, Discord): this console has no chat id"
 
 
 async def test_help_lists_only_what_the_caller_may_run(core: CommandCore) -> None:

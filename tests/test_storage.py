@@ -33,6 +33,8 @@ EXPECTED_TABLES = {
     "trade_plans",
     "equity_snapshots",
     "llm_cache",
+    "chat_subscriptions",
+    "card_messages",
 }
 
 

@@ -1,0 +1,332 @@
+"""The Telegram transport (python-telegram-bot 22): long polling; commands go to the one
+CommandCore as the sender (in groups the user is checked, not the chat); cards are a chart photo with
+the card as caption and Approve / Reject / Details buttons; a decision edits the card in every chat.
+
+It only receives, renders and sends. Button data is client-supplied: it names an action and an id,
+the action is looked up here and run through the core as the presser, at press time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from telegram import (
+    BotCommand,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from bot.core import Caller, CommandCore, Reply
+from bot.logs import install_redaction, redact, register_secret
+from bot.render import card_chart, card_text
+from bot.services import Services
+from bot.settings import Settings
+from bot.telegram_render import (
+    CALLBACK_ANSWER_LIMIT,
+    CAPTION_LIMIT,
+    MESSAGE_LIMIT,
+    api_urls,
+    callback_data,
+    html_parts,
+    parse_allowed_users,
+    parse_callback,
+    shorten,
+    units,
+)
+from bot.transport import TransportError
+from storage.chats import CardRef
+from storage.signals import SignalStatus
+from storage.users import Role
+
+log = logging.getLogger(__name__)
+PLATFORM = "telegram"
+REFUSAL_INTERVAL = 600.0  # seconds between two refusals to the same stranger
+
+
+class TelegramTransport:
+    name = PLATFORM
+
+    def __init__(self, settings: Settings, services: Services, token: SecretStr | str) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self.token = secret.strip()
+        if not self.token:
+            raise TransportError("TRADEOPS_TELEGRAM_TOKEN is empty: create a bot with @BotFather and set its token")
+        register_secret(self.token)
+        install_redaction()
+        self.settings = settings
+        self.s = services
+        self.core = CommandCore(services)
+        try:
+            self.allowed = parse_allowed_users(settings.telegram_allowed_users)
+            base_url, file_url = api_urls(settings.telegram_api_url)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
+        self.app: Application[Any, Any, Any, Any, Any, Any] = (
+            Application.builder()
+            .token(self.token)
+            .base_url(base_url)
+            .base_file_url(file_url)
+            .rate_limiter(AIORateLimiter(max_retries=3))  # 30/s overall, 20/min per group, RetryAfter honoured
+            .build()
+        )
+        self.app.add_handler(MessageHandler(filters.TEXT, self._on_message))
+        self.app.add_handler(CallbackQueryHandler(self._on_press))
+        self.app.add_error_handler(self._on_error)
+        self._refused: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, messages since)
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        now = self.s.clock.now()
+        for user_id, role in self.allowed.items():
+            self.s.users.grant(PLATFORM, user_id, role, at=now)
+        try:
+            await self.app.initialize()
+            await self._register_commands()
+            await self.app.start()
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(allowed_updates=["message", "callback_query"])
+        except InvalidToken:
+            raise TransportError(
+                "Telegram refused the token: check TRADEOPS_TELEGRAM_TOKEN (from @BotFather)"
+            ) from None
+        except TelegramError as exc:
+            raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
+        log.info("telegram: polling as @%s, %d allowed users", self.app.bot.username, len(self.allowed))
+
+    async def stop(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    async def _register_commands(self) -> None:
+        def listing(role: Role) -> list[BotCommand]:
+            return [
+                BotCommand(c.name, shorten(c.summary, 256)) for c in self.core.commands.values() if role.allows(c.role)
+            ]
+
+        await self.app.bot.set_my_commands(listing(Role.VIEWER), scope=BotCommandScopeDefault())
+        for user_id, role in self.allowed.items():  # a private chat's id is its user's id
+            try:
+                await self.app.bot.set_my_commands(listing(role), scope=BotCommandScopeChat(user_id))
+            except TelegramError as exc:  # the user has not opened a chat with the bot yet
+                log.info("telegram: commands for %s not set: %s", user_id, exc)
+
+    # --- pushes ---
+
+    async def push_card(self, card: dict[str, Any]) -> None:
+        signal_id = str(card["signal_id"])
+        chart = await card_chart(
+            self.s.venues[card["venue"]], card, self.s.charts_dir, self.s.venue_calendar(card["venue"])
+        )
+        row = self.s.signals.get(signal_id)  # the card dict does not name its watchlist; its row does
+        watchlist = card.get("watchlist") or (row.watchlist if row is not None else None)
+        for chat_id in self.s.chats.chats_for(PLATFORM, watchlist):
+            try:
+                await self._send_card(chat_id, signal_id, card_text(card), chart)
+            except TelegramError as exc:
+                log.warning("telegram: card %s not sent to chat %s: %s", signal_id, chat_id, exc)
+
+    async def push_decision(self, signal_id: str, status: str, text: str) -> None:
+        row = self.s.signals.get(signal_id)
+        card = card_text(row.card) if row is not None and row.card else ""
+        for ref in self.s.chats.cards(PLATFORM, signal_id):
+            await self._edit_card(ref, text, card)
+
+    async def push_event(self, text: str, *, kind: str) -> None:
+        for chat_id in self.s.chats.all_chats(PLATFORM):
+            try:
+                await self.send_text(chat_id, f"[{kind}] {text}")
+            except TelegramError as exc:
+                log.warning("telegram: %s notice not sent to chat %s: %s", kind, chat_id, exc)
+
+    # --- receiving ---
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.text is None or user.is_bot:
+            return
+        text = message.text.strip()
+        private = message.chat.type == "private"
+        if not text.startswith("/"):
+            if not private:
+                return  # group chatter is not for the bot
+        else:
+            command, _, rest = text.partition(" ")
+            name, _, addressee = command.partition("@")
+            if addressee and addressee.lower() != (self.app.bot.username or "").lower():
+                return  # another bot's command in a group
+            text = ("/help" if name.lower() == "/start" else name) + (f" {rest}" if rest else "")
+        role = self.s.users.role(PLATFORM, user.id)
+        if role is None:
+            await self._refuse_stranger(user.id, message.chat_id, text)
+            return
+        caller = Caller(PLATFORM, user.id, user.full_name[:64], chat_id=message.chat_id)
+        reply = await self.core.handle(caller, text)
+        await self.send_reply(message.chat_id, reply)
+
+    async def _refuse_stranger(self, user_id: int, chat_id: int, text: str) -> None:
+        last, since = self._refused.get(user_id, (float("-inf"), 0))
+        if time.monotonic() - last < REFUSAL_INTERVAL:
+            self._refused[user_id] = (last, since + 1)
+            return
+        self._refused[user_id] = (time.monotonic(), 0)
+        self._audit(f"{PLATFORM}:{user_id}", "refused", text.split(" ")[0][:64], {"unanswered_before": since})
+        await self.send_text(
+            chat_id,
+            f"Sorry, this bot is private. Ask its admin to add your numeric Telegram id ({user_id}).",
+        )
+
+    async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None:
+            return
+        actor = f"{PLATFORM}:{user.id}"
+        press = parse_callback(query.data)
+        if press is None:
+            self._audit(actor, "button_refused", "", {"data": (query.data or "")[:64], "why": "unknown button"})
+            await self._answer(query.answer, "unknown button")
+            return
+        role = self.s.users.role(PLATFORM, user.id)
+        needed = Role.VIEWER if press.action == "details" else Role.TRADER
+        if role is None or not role.allows(needed):
+            why = "not allowed" if role is None else f"{press.action} needs the trader role; you are a {role.value}"
+            self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": why})
+            await self._answer(query.answer, f"refused: {why}.")
+            return
+        chat_id = query.message.chat.id if query.message is not None else None
+        if press.action == "details":
+            await self._answer(query.answer, "details below" if chat_id is not None else "open the chat for details")
+            if chat_id is not None:
+                await self.send_reply(chat_id, self._details(press.signal_id))
+            return
+        caller = Caller(PLATFORM, user.id, user.full_name[:64], chat_id=chat_id)
+        reply = await self.core.handle(caller, f"/{press.action} {press.signal_id}")
+        await self._answer(query.answer, reply.text)
+        row = self.s.signals.get(press.signal_id)
+        if row is None:  # a forged id: nothing to edit
+            self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": reply.text[:200]})
+            return
+        if not reply.ok:
+            self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": reply.text[:200]})
+        if row.status != SignalStatus.PENDING.value:  # decided now or before (anywhere): show it everywhere
+            await self.push_decision(row.id, row.status, self._outcome(row.id, row.status))
+
+    def _details(self, signal_id: str) -> Reply:
+        row = self.s.signals.get(signal_id)
+        if row is None:
+            return Reply(f"no signal {signal_id}", ok=False)
+        return Reply(f"{signal_id}: {row.status}\n{card_text(row.card) if row.card else ''}".rstrip())
+
+    def _outcome(self, signal_id: str, status: str) -> str:
+        approval = self.s.signals.approval(signal_id)
+        if approval is None:
+            return f"{status.upper()} (no decision in time)" if status == "expired" else status.upper()
+        return f"{approval.decision.upper()} by {approval.actor} at {approval.decided_at.isoformat()}: now {status}"
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: handling an update failed: %s", redact(repr(context.error)), exc_info=context.error)
+
+    # --- sending ---
+
+    async def send_reply(self, chat_id: int, reply: Reply) -> None:
+        if reply.text:
+            await self.send_text(chat_id, reply.text)
+        for image in reply.images:
+            await self.app.bot.send_photo(chat_id, photo=Path(image))
+        for signal_id in dict.fromkeys(b.signal_id for b in reply.buttons):
+            sent = await self.send_text(chat_id, f"signal {signal_id}", keyboard=self._keyboard(signal_id))
+            self.s.chats.remember_card(
+                PLATFORM, signal_id, chat_id, sent.message_id, kind="text", at=self.s.clock.now()
+            )
+
+    async def send_text(self, chat_id: int, text: str, *, keyboard: InlineKeyboardMarkup | None = None) -> Message:
+        """Every part of ``text`` (split at line ends); the keyboard goes with the last part. A part
+        Telegram cannot parse as HTML is sent again as plain text: nothing is lost to formatting."""
+        parts = html_parts(text, MESSAGE_LIMIT)
+        sent: Message | None = None
+        for i, (markup, plain) in enumerate(parts):
+            buttons = keyboard if i == len(parts) - 1 else None
+            try:
+                sent = await self.app.bot.send_message(chat_id, markup, parse_mode=ParseMode.HTML, reply_markup=buttons)
+            except BadRequest as exc:
+                if "can't parse entities" not in str(exc).lower():
+                    raise
+                log.warning("telegram: HTML refused (%s); sending plain text", exc)
+                sent = await self.app.bot.send_message(chat_id, plain, reply_markup=buttons)
+        assert sent is not None
+        return sent
+
+    async def _send_card(self, chat_id: int, signal_id: str, text: str, chart: Path | None) -> None:
+        keyboard = self._keyboard(signal_id)
+        kind, sent = "text", None
+        if chart is not None and units(text) <= CAPTION_LIMIT:
+            markup, plain = html_parts(text, CAPTION_LIMIT)[0]
+            try:
+                sent = await self.app.bot.send_photo(
+                    chat_id, photo=chart, caption=markup, parse_mode=ParseMode.HTML, reply_markup=keyboard
+                )
+            except BadRequest as exc:
+                if "can't parse entities" not in str(exc).lower():
+                    raise
+                sent = await self.app.bot.send_photo(chat_id, photo=chart, caption=plain, reply_markup=keyboard)
+            kind = "caption"
+        else:
+            if chart is not None:
+                await self.app.bot.send_photo(chat_id, photo=chart)
+            sent = await self.send_text(chat_id, text, keyboard=keyboard)
+        self.s.chats.remember_card(PLATFORM, signal_id, chat_id, sent.message_id, kind=kind, at=self.s.clock.now())
+
+    async def _edit_card(self, ref: CardRef, outcome: str, card: str) -> None:
+        """Show the outcome on a card; an edit without a keyboard removes the buttons."""
+        limit = CAPTION_LIMIT if ref.kind == "caption" else MESSAGE_LIMIT
+        text = shorten(f"{outcome}\n\n{card}".rstrip(), limit)
+        markup, plain = html_parts(text, limit)[0]
+        for body, mode in ((markup, ParseMode.HTML), (plain, None)):
+            try:
+                if ref.kind == "caption":
+                    await self.app.bot.edit_message_caption(ref.chat_id, ref.message_id, caption=body, parse_mode=mode)
+                else:
+                    await self.app.bot.edit_message_text(body, ref.chat_id, ref.message_id, parse_mode=mode)
+                return
+            except BadRequest as exc:
+                reason = str(exc).lower()
+                if "message is not modified" in reason:
+                    return
+                if "can't parse entities" in reason and mode is not None:
+                    continue
+                log.warning("telegram: card in chat %s not edited: %s", ref.chat_id, exc)
+                return
+            except TelegramError as exc:
+                log.warning("telegram: card in chat %s not edited: %s", ref.chat_id, exc)
+                return
+
+    @staticmethod
+    def _keyboard(signal_id: str) -> InlineKeyboardMarkup:
+        labels: Sequence[tuple[str, str]] = (("Approve", "approve"), ("Reject", "reject"), ("Details", "details"))
+        return InlineKeyboardMarkup(
+            [[InlineKeyboardButton(label, callback_data=callback_data(action, signal_id)) for label, action in labels]]
+        )
+
+    async def _answer(self, answer: Any, text: str) -> None:
+        try:
+            await answer(shorten(text, CALLBACK_ANSWER_LIMIT))
+        except TelegramError as exc:  # a press older than Telegram keeps queries for
+            log.info("telegram: button press not answered: %s", exc)
+
+    def _audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        self.s.signals.audit(actor, action, at=self.s.clock.now(), target=target, detail=detail)

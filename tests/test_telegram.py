@@ -1,0 +1,434 @@
+"""The Telegram transport against a local fake Bot API (real HTTP on 127.0.0.1, a real
+python-telegram-bot Application polling it), fed with the published update JSON in
+tests/fixtures/telegram (see its PROVENANCE.md). No internet."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+from telegram import Update
+
+from bot.core import Caller, CommandCore
+from bot.services import Services, open_services, seed_watchlists
+from bot.settings import load_settings
+from bot.telegram import TelegramTransport
+from bot.telegram_render import AllowlistError, api_urls, html_parts, parse_allowed_users, parse_callback
+from bot.transport import Transport, TransportError
+from storage.signals import SignalStatus
+from storage.users import Role
+from tests.support import entry_orders
+from venues.clock import SimulatedClock
+
+TOKEN = "123456789:AAE-fake_token_for_tests-0123456789xyz"
+SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # ETH/USDT proposes a BUY here (see test_core)
+FIXTURES = Path(__file__).parent / "fixtures" / "telegram"
+DOCS = json.loads((FIXTURES / "telegram_updates_official_docs.json").read_text())
+TELOXIDE = json.loads((FIXTURES / "telegram_updates_teloxide.json").read_text())
+GROUP = TELOXIDE["update_supergroup_bot_command_report_with_reply"]["payload"]["message"]["chat"]["id"]
+VIEWER, TRADER, TRADER2, ADMIN, STRANGER, BLOCKED = 1001, 1002, 1003, 1004, 4242, 666
+ALLOWED = f"{VIEWER}:viewer,{TRADER}:trader,{TRADER2}:trader,{ADMIN}:admin"
+
+
+class FakeBotAPI:
+    """Answers the Bot API methods the transport uses with real-shaped JSON and records each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        self.tokens: set[str] = set()
+        self.updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.blocked: set[int] = set()
+        self.refuse_html = False
+        self.next_id = 1000
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    async def handle(self, request: web.Request) -> web.Response:
+        token, method = request.match_info["token"], request.match_info["method"]
+        form = await request.post()
+        params = {k: v if isinstance(v, str) else "<file>" for k, v in form.items()}
+        self.tokens.add(token)
+        if method != "getUpdates":
+            self.calls.append((method, params))
+        if method == "getMe":
+            return self.ok({"id": 42, "is_bot": True, "first_name": "tradeops", "username": "tradeops_test_bot"})
+        if method == "getUpdates":
+            try:
+                batch = [await asyncio.wait_for(self.updates.get(), 0.2)]
+            except TimeoutError:
+                return self.ok([])
+            while not self.updates.empty():
+                batch.append(self.updates.get_nowait())
+            return self.ok(batch)
+        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery"):
+            return self.ok(True)
+        chat_id = int(params.get("chat_id", "0"))
+        if chat_id in self.blocked:
+            return self.error(403, "Forbidden: bot was blocked by the user")
+        if self.refuse_html and params.get("parse_mode") == "HTML":
+            return self.error(400, "Bad Request: can't parse entities: unsupported start tag at byte offset 7")
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "first_name": "x", "title": "g"}
+        message: dict[str, Any] = {"message_id": self.new_id(), "date": 1625551205, "chat": chat}
+        if method in ("editMessageText", "editMessageCaption"):
+            message["message_id"] = int(params["message_id"])
+        if "text" in params:
+            message["text"] = params["text"]
+        if "caption" in params:
+            message["caption"] = params["caption"]
+        if method == "sendPhoto":
+            message["photo"] = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 60}]
+        if "reply_markup" in params:
+            message["reply_markup"] = json.loads(params["reply_markup"])
+        return self.ok(message)
+
+    @staticmethod
+    def ok(result: Any) -> web.Response:
+        return web.json_response({"ok": True, "result": result})
+
+    @staticmethod
+    def error(code: int, description: str) -> web.Response:
+        return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
+
+    def sent(self, method: str, **where: str) -> list[dict[str, str]]:
+        return [p for m, p in self.calls if m == method and all(p.get(k) == v for k, v in where.items())]
+
+    async def until(self, check: Callable[[], Any], seconds: float = 15) -> Any:
+        for _ in range(int(seconds / 0.02)):
+            if result := check():
+                return result
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out; calls: {[m for m, _ in self.calls]}")
+
+    # --- updates, from the fixtures with only ids, text and data set to the test's own ---
+
+    def message(self, user_id: int, text: str, *, group: bool = False) -> None:
+        name = "update_supergroup_bot_command_report_with_reply" if group else "update_private_text_message"
+        update = copy.deepcopy(TELOXIDE[name]["payload"])
+        update["update_id"] = self.new_id()
+        message = update["message"]
+        message["from"]["id"] = user_id
+        if not group:
+            message["chat"]["id"] = user_id
+        message["text"] = text
+        message.pop("entities", None)
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        self.updates.put_nowait(update)
+
+    def press(self, user_id: int, data: str, card: dict[str, Any]) -> dict[str, Any]:
+        query = copy.deepcopy(TELOXIDE["callback_query_object_only"]["payload"])
+        for absent in ("inline_message_id", "game_short_name"):
+            del query[absent]
+        query.update({"id": str(self.new_id()), "data": data, "message": card})
+        query["from"]["id"] = user_id
+        return {"update_id": self.new_id(), "callback_query": query}
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeBotAPI, str]]:
+    api = FakeBotAPI()
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", api.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield api, f"http://127.0.0.1:{port}/bot"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    settings = load_settings(data_dir=tmp_path / "data")
+    async with open_services(settings, clock=SimulatedClock(SIGNAL_AT)) as opened:
+        seed_watchlists(opened)
+        yield opened
+
+
+def make_transport(services: Services, url: str) -> TelegramTransport:
+    settings = load_settings(data_dir=services.settings.data_dir, telegram_api_url=url, telegram_allowed_users=ALLOWED)
+    return TelegramTransport(settings, services, SecretStr(TOKEN))
+
+
+@pytest.fixture
+async def bot(fake: tuple[FakeBotAPI, str], services: Services) -> AsyncIterator[TelegramTransport]:
+    transport = make_transport(services, fake[1])
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await transport.stop()
+
+
+async def pending_card(services: Services) -> dict[str, Any]:
+    reply = await CommandCore(services).handle(Caller("telegram", TRADER), "/scan crypto")
+    cards = [c for c in reply.data["cards"] if c["symbol"] == "ETH/USDT"]
+    assert len(cards) == 1, reply.text
+    return cards[0]
+
+
+def card_messages(api: FakeBotAPI, signal_id: str) -> dict[int, dict[str, Any]]:
+    """The card message of each chat, as the fake answered it (what a press carries)."""
+    out = {}
+    for method, params in api.calls:
+        if method == "sendPhoto" and f"a:{signal_id}" in params.get("reply_markup", ""):
+            chat = int(params["chat_id"])
+            out[chat] = {
+                "message_id": 0,
+                "date": 1625551205,
+                "chat": {"id": chat, "type": "private", "first_name": "x"},
+            }
+    return out
+
+
+# --- commands ---
+
+
+async def test_an_allowed_user_gets_the_core_reply_and_the_commands_are_registered(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
+) -> None:
+    api, _ = fake
+    assert isinstance(bot, Transport)
+    assert services.users.role("telegram", TRADER) is Role.TRADER  # the allowlist, seeded at start
+    api.message(VIEWER, "/risk")
+    sent = await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    assert "kill switch: off" in sent[0]["text"] and "<pre>venue" in sent[0]["text"]
+    assert sent[0]["parse_mode"] == "HTML"
+    default = [p for p in api.sent("setMyCommands") if '"default"' in p["scope"]]
+    trader = [p for p in api.sent("setMyCommands") if f'"chat_id": {TRADER}' in p["scope"]]
+    assert '"approve"' not in default[0]["commands"] and '"risk"' in default[0]["commands"]
+    assert '"approve"' in trader[0]["commands"] and '"pause"' not in trader[0]["commands"]
+
+
+async def test_a_stranger_is_refused_once_and_audited(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
+) -> None:
+    api, _ = fake
+    for text in ("/signals", "/approve abcd1234", "hello"):
+        api.message(STRANGER, text)
+    api.message(VIEWER, "/help")  # a marker: processed after the stranger's three
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    refusals = api.sent("sendMessage", chat_id=str(STRANGER))
+    assert len(refusals) == 1 and f"({STRANGER})" in refusals[0]["text"]
+    audit = [e for e in services.signals.audit_log() if e.actor == f"telegram:{STRANGER}"]
+    assert [e.action for e in audit] == ["refused"]
+
+
+async def test_in_a_group_the_user_is_checked_not_the_chat(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
+) -> None:
+    api, _ = fake
+    api.message(STRANGER, "/subscribe all", group=True)
+    api.message(TRADER, "/subscribe all", group=True)
+    api.message(TRADER2, "just chatting", group=True)  # group chatter is not for the bot: no answer
+    api.message(TRADER2, "/subscribe", group=True)  # a marker, answered after the chatter
+    sent = await api.until(lambda: len(api.sent("sendMessage", chat_id=str(GROUP))) >= 3 and api.sent("sendMessage"))
+    assert len(sent) == 3 and sent[2]["text"].startswith("usage: /subscribe WATCHLIST|all")
+    texts = [p["text"] for p in sent]
+    assert (
+        texts[0].startswith("Sorry, this bot is private")
+        and texts[1] == "this chat now receives every watchlist's cards"
+    )
+    assert services.chats.subscriptions("telegram", GROUP) == ["all"]
+
+
+# --- cards and buttons ---
+
+
+async def test_a_card_goes_to_every_subscribed_chat_and_one_approval_wins(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, _ = fake
+    api.blocked.add(BLOCKED)
+    now = services.clock.now()
+    for chat in (BLOCKED, TRADER, GROUP):
+        services.chats.subscribe("telegram", chat, "all", at=now)
+    card = await pending_card(services)
+    sid = card["signal_id"]
+    await bot.push_card(card)
+    photos = api.sent("sendPhoto")
+    # Sent in chat order: the blocked chat (666) fails between the two others, and is skipped.
+    assert [int(p["chat_id"]) for p in photos] == [GROUP, BLOCKED, TRADER]
+    assert "chat 666: Forbidden: bot was blocked" in caplog.text and all(p["photo"] == "<file>" for p in photos)
+    assert {ref.chat_id for ref in services.chats.cards("telegram", sid)} == {GROUP, TRADER}
+    assert sid in photos[0]["caption"] and photos[0]["parse_mode"] == "HTML"
+    buttons = json.loads(photos[0]["reply_markup"])["inline_keyboard"][0]
+    assert [(b["text"], b["callback_data"]) for b in buttons] == [
+        ("Approve", f"a:{sid}"),
+        ("Reject", f"r:{sid}"),
+        ("Details", f"d:{sid}"),
+    ]
+    message = next(iter(card_messages(api, sid).values()))
+    presses = [Update.de_json(api.press(user, f"a:{sid}", message), bot.app.bot) for user in (TRADER, TRADER2)]
+    await asyncio.gather(*(bot.app.process_update(p) for p in presses))
+    answers = [p["text"] for p in api.sent("answerCallbackQuery")]
+    assert len(answers) == 2 and sum("already decided" in a for a in answers) == 1, answers
+    assert len(entry_orders(services.engine, sid)) == 1
+    edits = api.sent("editMessageCaption")
+    assert {int(e["chat_id"]) for e in edits} == {GROUP, TRADER}
+    assert all("reply_markup" not in e for e in edits)
+    assert all("APPROVED by telegram:100" in e["caption"] and sid in e["caption"] for e in edits)
+
+
+async def test_refused_forged_and_unknown_presses_change_nothing(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
+) -> None:
+    api, _ = fake
+    services.chats.subscribe("telegram", TRADER, "crypto", at=services.clock.now())
+    card = await pending_card(services)
+    sid = card["signal_id"]
+    await bot.push_card(card)
+    message = card_messages(api, sid)[TRADER]
+    for user, data in [
+        (VIEWER, f"a:{sid}"),
+        (STRANGER, f"r:{sid}"),
+        (TRADER, "a:zzzz9999"),
+        (TRADER, "approve:" + sid),
+        (TRADER, "a:../" + "x" * 80),
+    ]:
+        await bot.app.process_update(Update.de_json(api.press(user, data, message), bot.app.bot))
+    answers = [p["text"] for p in api.sent("answerCallbackQuery")]
+    assert answers[0] == "refused: approve needs the trader role; you are a viewer."
+    assert answers[1] == "refused: not allowed."
+    assert answers[2].startswith("no signal zzzz9999")
+    assert answers[3:] == ["unknown button", "unknown button"]
+    assert services.signals.get(sid).status == SignalStatus.PENDING.value
+    assert not api.sent("editMessageCaption") and not entry_orders(services.engine, sid)
+    refused = [e for e in services.signals.audit_log() if e.action == "button_refused"]
+    assert len(refused) == 5
+
+
+async def test_buttons_work_after_a_restart_and_an_expired_signal_says_so(
+    fake: tuple[FakeBotAPI, str], services: Services
+) -> None:
+    api, url = fake
+    first = make_transport(services, url)
+    await first.start()
+    services.chats.subscribe("telegram", TRADER, "all", at=services.clock.now())
+    card = await pending_card(services)
+    await first.push_card(card)
+    await first.stop()
+    second = make_transport(services, url)
+    await second.start()
+    try:
+        assert isinstance(services.clock, SimulatedClock)
+        services.clock.advance_to(datetime.fromisoformat(card["expires_at"]) + timedelta(minutes=1))
+        message = card_messages(api, card["signal_id"])[TRADER]
+        api.updates.put_nowait(api.press(TRADER, f"a:{card['signal_id']}", message))
+        edit = await api.until(lambda: api.sent("editMessageCaption"))
+    finally:
+        await second.stop()
+    assert "expired" in api.sent("answerCallbackQuery")[0]["text"]
+    assert edit[0]["caption"].startswith("EXPIRED") and "reply_markup" not in edit[0]
+
+
+# --- formatting, length, secrets ---
+
+
+async def test_html_breaking_text_arrives_and_falls_back_to_plain(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport
+) -> None:
+    api, _ = fake
+    nasty = "/<b>&_*[🚀"
+    api.message(TRADER, nasty)
+    first = await api.until(lambda: api.sent("sendMessage", chat_id=str(TRADER)))
+    assert "Unknown command /&lt;b&gt;&amp;_*[🚀" in first[0]["text"]
+    api.refuse_html = True
+    api.message(TRADER, nasty)
+    plain = await api.until(lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if "parse_mode" not in p])
+    assert "Unknown command /<b>&_*[🚀" in plain[0]["text"]
+
+
+async def test_a_10000_character_reply_arrives_whole_in_parts(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport
+) -> None:
+    api, _ = fake
+    text = "\n".join(f"line {i:04d} " + "x" * 90 for i in range(100))
+    assert len(text) >= 10_000
+    await bot.send_text(TRADER, text)
+    parts = [p["text"] for p in api.sent("sendMessage", chat_id=str(TRADER))]
+    assert len(parts) == 3 and all(len(p) <= 4096 for p in parts)
+    assert "\n".join(parts) == text
+
+
+async def test_the_token_never_reaches_a_log_line(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    caplog.set_level(logging.DEBUG)
+    transport = make_transport(services, url)
+    for name in ("httpx", "httpcore", "telegram"):  # the worst case: every library at DEBUG
+        caplog.set_level(logging.DEBUG, logger=name)
+    await transport.start()
+    try:
+        api.message(TRADER, "/help")
+        await api.until(lambda: api.sent("sendMessage"))
+    finally:
+        await transport.stop()
+    assert api.tokens == {TOKEN}  # the token was in every request URL
+    assert "Set Bot API URL" in caplog.text and "HTTP Request: POST" in caplog.text  # DEBUG was captured
+    assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+    assert all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
+# --- configuration ---
+
+
+def test_the_allowlist_is_validated() -> None:
+    assert parse_allowed_users(" 123:admin, 456:Trader ,") == {123: Role.ADMIN, 456: Role.TRADER}
+    for bad, named in [("abc:admin", "'abc:admin'"), ("123:root", "'123:root'"), ("123", "'123'")]:
+        with pytest.raises(AllowlistError, match=named):
+            parse_allowed_users(bad)
+    with pytest.raises(AllowlistError, match="two roles"):
+        parse_allowed_users("1:admin,1:viewer")
+
+
+async def test_a_bad_setting_or_token_is_a_transport_error(services: Services) -> None:
+    with pytest.raises(TransportError, match="'7:boss'"):
+        TelegramTransport(load_settings(telegram_allowed_users="7:boss"), services, TOKEN)
+    with pytest.raises(TransportError, match="TOKEN is empty"):
+        TelegramTransport(load_settings(), services, SecretStr(" "))
+
+
+def test_the_file_url_follows_the_api_url() -> None:
+    assert api_urls(None) == ("https://api.telegram.org/bot", "https://api.telegram.org/file/bot")
+    assert api_urls("http://localhost:8081/bot") == ("http://localhost:8081/bot", "http://localhost:8081/file/bot")
+    assert api_urls("https://api.telegram.org/bot{token}/test")[1] == "https://api.telegram.org/file/bot{token}/test"
+    with pytest.raises(ValueError, match="TRADEOPS_TELEGRAM_API_URL"):
+        api_urls("localhost:8081")
+
+
+def test_callback_data_is_parsed_strictly() -> None:
+    assert parse_callback("a:abcd1234") is not None
+    for forged in (None, "", "a:ABCD1234", "x:abcd1234", "a:abc", "a:" + "a" * 41, "a:abcd1234\n", "d:abcd 1234"):
+        assert parse_callback(forged) is None
+
+
+def test_a_table_split_across_parts_stays_a_table() -> None:
+    rows = "\n".join(f"{i}  <{i}>" for i in range(600))
+    parts = html_parts("head & tail\nn    v\n---  -----\n" + rows, 4096)
+    assert len(parts) == 2
+    assert parts[0][0].startswith("head &amp; tail\n<pre>n") and parts[1][0].startswith("<pre>")
+    assert all(p[0].endswith("</pre>") for p in parts)
