@@ -432,3 +432,48 @@ def test_a_table_split_across_parts_stays_a_table() -> None:
     assert len(parts) == 2
     assert parts[0][0].startswith("head &amp; tail\n<pre>n") and parts[1][0].startswith("<pre>")
     assert all(p[0].endswith("</pre>") for p in parts)
+
+
+# --- the whole bot: tradeops run with the Telegram transport ---
+
+
+async def test_tradeops_run_pushes_scheduled_cards_to_telegram_and_an_approval_becomes_an_order(
+    fake: tuple[FakeBotAPI, str], tmp_path: Path
+) -> None:
+    """What the issue asks a person to be able to do: run the bot on the replay data with a token,
+    receive a scheduled card with its chart in a subscribed chat, approve it, see the order."""
+    from bot.run import run_bot
+
+    api, url = fake
+    settings = load_settings(
+        data_dir=tmp_path / "run",
+        telegram_token=SecretStr(TOKEN),
+        telegram_api_url=url,
+        telegram_allowed_users=ALLOWED,
+    )
+    # The data dir remembers 05:59 on 2021-07-06 (the ETH/USDT setup closes at 06:00), and a
+    # trader's chat is subscribed to every watchlist.
+    async with open_services(settings, clock=SimulatedClock(datetime(2021, 7, 6, 5, 59, tzinfo=UTC))) as opened:
+        seed_watchlists(opened)
+        opened.users.grant("telegram", TRADER, Role.TRADER, at=opened.clock.now())
+        reply = await CommandCore(opened).handle(Caller("telegram", TRADER, chat_id=TRADER), "/subscribe all")
+        assert reply.ok, reply.text
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_bot(settings, speed=60, stop=stop))  # a simulated minute a second
+    try:
+        card = await api.until(
+            lambda: [p for p in api.sent("sendPhoto", chat_id=str(TRADER)) if "a:" in p.get("reply_markup", "")], 30
+        )
+        signal_id = json.loads(card[0]["reply_markup"])["inline_keyboard"][0][0]["callback_data"].split(":", 1)[1]
+        message = {"message_id": 0, "date": 1625551205, "chat": {"id": TRADER, "type": "private", "first_name": "x"}}
+        api.updates.put_nowait(api.press(TRADER, f"a:{signal_id}", message))
+        await api.until(lambda: api.sent("editMessageCaption", chat_id=str(TRADER)))
+        api.message(TRADER, "/orders")
+        orders = await api.until(
+            lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if signal_id in p["text"]]
+        )
+        assert "ETH/USDT" in orders[-1]["text"] and "buy" in orders[-1]["text"]
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(running, 30) == 0
+    assert TOKEN not in json.dumps(api.calls)  # the token travels in the URL only
