@@ -39,7 +39,7 @@ from scheduler.manage import PositionEvent
 from scheduler.scan import ScanReport
 from storage.db import redact_url
 from storage.locks import process_lock
-from storage.signals import SignalStore
+from storage.signals import SignalStatus, SignalStore
 from storage.watchlists import WatchlistSpec
 from venues.clock import ScaledClock
 
@@ -105,6 +105,7 @@ class Fanout:
 
     def __init__(self) -> None:
         self.transports: list[Transport] = []
+        self.watched: set[str] = set()  # pending signals whose cards this run has pushed
 
     async def _each(self, what: str, call: Callable[[Transport], Any]) -> None:
         async def one(transport: Transport) -> None:
@@ -116,6 +117,7 @@ class Fanout:
         await asyncio.gather(*(one(t) for t in self.transports))
 
     async def push_card(self, card: dict[str, Any]) -> None:
+        self.watched.add(str(card["signal_id"]))
         await self._each("push_card", lambda t: t.push_card(card))
 
     async def push_decision(self, result: DecideResult) -> None:
@@ -123,7 +125,22 @@ class Fanout:
         text = f"{result.status} ({outcome.decision} by {outcome.actor})" + (
             f": {result.reason}" if result.reason else ""
         )
-        await self._each("push_decision", lambda t: t.push_decision(result.signal_id, result.status, text))
+        await self._decided(result.signal_id, result.status, text)
+
+    async def push_outside_decisions(self, signals: SignalStore) -> None:
+        """Cards answered by another process (`tradeops chat -c "/approve ID"`, a second transport's
+        process): found at each scan as pushed cards no longer pending, and edited like the rest."""
+        for signal_id in sorted(self.watched):
+            row = signals.get(signal_id)
+            if row is None or row.status == SignalStatus.PENDING.value:
+                continue
+            approval = signals.approval(signal_id)
+            by = f" ({approval.decision} by {approval.actor})" if approval is not None else ""
+            await self._decided(signal_id, row.status, f"{row.status}{by}")
+
+    async def _decided(self, signal_id: str, status: str, text: str) -> None:
+        self.watched.discard(signal_id)
+        await self._each("push_decision", lambda t: t.push_decision(signal_id, status, text))
 
     async def push_event(self, text: str, *, kind: str) -> None:
         await self._each("push_event", lambda t: t.push_event(text, kind=kind))
@@ -187,7 +204,7 @@ async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: Sca
     watchlists = [w for w in services.watchlists.all() if w.enabled] or [
         w for w in seed_watchlists(services) if w.enabled
     ]
-    jobs = watchlist_jobs(services.scanner, watchlists, services.venue_calendar, _on_scan(fanout))
+    jobs = watchlist_jobs(services.scanner, watchlists, services.venue_calendar, _on_scan(fanout, services))
     driver = FastForwardDriver(clock, jobs)
     log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
     for job in jobs:
@@ -230,10 +247,13 @@ async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Ev
         await driver.step()  # the clock is at the fire time: runs it now (or coalesces late ones)
 
 
-def _on_scan(fanout: Fanout) -> Callable[[WatchlistSpec, ScanTick, list[PositionEvent], ScanReport], Any]:
+def _on_scan(
+    fanout: Fanout, services: Services
+) -> Callable[[WatchlistSpec, ScanTick, list[PositionEvent], ScanReport], Any]:
     async def on_scan(
         watchlist: WatchlistSpec, tick: ScanTick, events: list[PositionEvent], report: ScanReport
     ) -> None:
+        await fanout.push_outside_decisions(services.signals)
         for event in events:
             await fanout.push_event(f"{event.venue} {event.text}", kind=EVENT_KINDS.get(event.kind, "exit"))
         if report.error:

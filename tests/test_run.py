@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bot.run import RunRefused, run_bot, transports_for
+from bot.run import Fanout, RunRefused, run_bot, transports_for
 from bot.services import REPLAY_START, Services
 from bot.settings import Settings
-from storage.signals import SignalStatus
+from storage.signals import SignalStatus, SignalStore
 from storage.tables import SignalRow
 from tests.support import restored_logging
 from venues.clock import ScaledClock
@@ -313,3 +314,33 @@ def test_cli_refusals_exit_2(
     if "TOKEN" in message:
         assert "tradeops chat" in result.stderr and "tradeops demo" in result.stderr
     assert not (tmp_path / "var" / "tradeops.db").exists()  # refused before touching the database
+
+
+async def test_a_card_answered_by_another_process_is_edited_at_the_next_scan(engine: Engine) -> None:
+    """`tradeops chat -c "/approve ID"` in another process while the bot runs: the bot's transports
+    learn it at the next scan (the cards it pushed that are no longer pending), once."""
+    signals = SignalStore(engine)
+    at = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
+    for signal_id in ("outside1", "stillpen"):
+        signals.create(
+            SignalRow(
+                id=signal_id,
+                venue="replay-crypto",
+                symbol="ETH/USDT",
+                side="buy",
+                status="pending",
+                created_at=at,
+                updated_at=at,
+            )
+        )
+    transport = RecordingTransport(None)  # type: ignore[arg-type]
+    transport.approved = "someone else"  # it only records here
+    fanout = Fanout()
+    fanout.transports.append(transport)
+    for signal_id in ("outside1", "stillpen"):
+        await fanout.push_card({"signal_id": signal_id})
+    signals.decide("outside1", "approved", actor="console:0", at=at)
+    await fanout.push_outside_decisions(signals)
+    assert transport.decisions == [("outside1", "approved", "approved (approved by console:0)")]
+    await fanout.push_outside_decisions(signals)  # told once
+    assert len(transport.decisions) == 1 and fanout.watched == {"stillpen"}
