@@ -258,6 +258,8 @@ def _on_scan(
             await fanout.push_event(f"{event.venue} {event.text}", kind=EVENT_KINDS.get(event.kind, "exit"))
         if report.error:
             await fanout.push_event(f"scan of {watchlist.name} failed: {report.error}", kind="error")
+        for notice in dict.fromkeys(n for walk in report.walks for n in walk.notices):
+            await fanout.push_event(notice, kind="notice")
         log.info(
             "scan %s at %s: %d candidates, %d new signals",
             watchlist.name,

@@ -32,7 +32,8 @@ class Transport(Protocol):
         ...
 
     async def push_event(self, text: str, *, kind: str) -> None:
-        """A notice for subscribed chats: ``kind`` is "fill", "exit", "error" or "summary"."""
+        """A notice for subscribed chats: ``kind`` is "fill", "exit", "error", "notice" (e.g. the
+        LLM's daily token budget is spent) or "summary"."""
         ...
 
 

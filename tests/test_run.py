@@ -344,3 +344,25 @@ async def test_a_card_answered_by_another_process_is_edited_at_the_next_scan(eng
     assert transport.decisions == [("outside1", "approved", "approved (approved by console:0)")]
     await fanout.push_outside_decisions(signals)  # told once
     assert len(transport.decisions) == 1 and fanout.watched == {"stillpen"}
+
+
+async def test_a_scan_tells_its_walks_notices_once_each_and_its_failure(engine: Engine) -> None:
+    from types import SimpleNamespace
+
+    from agent.runner import WalkResult
+    from bot.run import _on_scan
+    from scheduler.driver import ScanTick
+    from scheduler.scan import ScanReport
+    from storage.watchlists import WatchlistSpec
+
+    transport = RecordingTransport(None)  # type: ignore[arg-type]
+    fanout = Fanout()
+    fanout.transports.append(transport)
+    on_scan = _on_scan(fanout, SimpleNamespace(signals=SignalStore(engine)))  # type: ignore[arg-type]
+    at = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
+    spent = "LLM daily token budget spent: the rule policy decides until 00:00 UTC"
+    walks = (WalkResult("a", "hold", notices=(spent,)), WalkResult("b", "hold", notices=(spent,)))
+    report = ScanReport("crypto", "replay-crypto", at, 2, 2, (), {}, walks, error="venue down")
+    watchlist = WatchlistSpec(name="crypto", venue="replay-crypto", symbols=("ETH/USDT",), timeframe="1h")
+    await on_scan(watchlist, ScanTick("crypto", at, at), [], report)
+    assert transport.events == [("error", "scan of crypto failed: venue down"), ("notice", spent)]
