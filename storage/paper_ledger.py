@@ -192,15 +192,7 @@ class SqlPaperLedger:
     def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
         with transaction(self._engine) as session:
             self._lock_cash(session, venue, currency)
-            exists = session.exec(
-                select(CashEntry.id).where(
-                    CashEntry.venue == venue,
-                    CashEntry.currency == currency,
-                    CashEntry.kind == "deposit",
-                    CashEntry.ref == INITIAL_DEPOSIT_REF,
-                )
-            ).first()
-            if exists is None:
+            if not self._entry_exists(session, venue, currency, "deposit", INITIAL_DEPOSIT_REF):
                 balance = self._balance(session, venue, currency) + amount
                 session.add(
                     CashEntry(
@@ -293,15 +285,7 @@ class SqlPaperLedger:
         ref = f"{symbol}@{at.isoformat()}"
         with transaction(self._engine) as session:
             self._lock_cash(session, venue, currency)
-            done = session.exec(
-                select(CashEntry.id).where(
-                    CashEntry.venue == venue,
-                    CashEntry.currency == currency,
-                    CashEntry.kind == kind,
-                    CashEntry.ref == ref,
-                )
-            ).first()
-            if done is not None:
+            if self._entry_exists(session, venue, currency, kind, ref):
                 return False
             balance = self._balance(session, venue, currency) - amount
             session.add(
@@ -360,6 +344,15 @@ class SqlPaperLedger:
     @staticmethod
     def _position_row(session: Session, venue: str, symbol: str) -> PositionRow | None:
         return session.exec(select(PositionRow).where(PositionRow.venue == venue, PositionRow.symbol == symbol)).first()
+
+    @staticmethod
+    def _entry_exists(session: Session, venue: str, currency: str, kind: str, ref: str) -> bool:
+        """Whether the cash ledger holds an entry of ``kind`` with ``ref``: what makes a deposit or a
+        carry charge happen once, whichever process gets there first."""
+        query = select(CashEntry.id).where(
+            CashEntry.venue == venue, CashEntry.currency == currency, CashEntry.kind == kind, CashEntry.ref == ref
+        )
+        return session.exec(query).first() is not None
 
     @staticmethod
     def _balance(session: Session, venue: str, currency: str) -> Decimal:

@@ -109,6 +109,24 @@ async def open_book(
     return Book(manager, venue, clock, plans)
 
 
+async def eth_book(engine: Engine, signal_id: str, card: dict[str, Any] | None = None) -> Book:
+    """1 ETH/USDT bought at the 2021-07-06 06:00 open, stop 2200, one target 2600 (neither reached
+    that day)."""
+    return await open_book(
+        engine,
+        "crypto",
+        "2021-07-06T06:00:05",
+        signal_id=signal_id,
+        symbol="ETH/USDT",
+        qty="1",
+        stop="2200",
+        targets=["2600"],
+        weights=["1"],
+        timeframe="1h",
+        card=card,
+    )
+
+
 async def test_tp1_then_break_even_stop_then_closed_each_told_once(engine: Engine) -> None:
     # SPY bought at the 13:43 open (428.41 + 5 bps = 428.63); TP1 428.45 for 3 of 10 is reached in
     # that minute (high 428.47); the stop then moves to break-even 428.63 and trails by the initial
@@ -168,19 +186,7 @@ async def test_an_a_share_stop_held_by_t1_is_told_then_sold_at_the_next_open(eng
 async def test_the_time_stop_sells_what_is_left_at_the_next_open(engine: Engine) -> None:
     # ETH/USDT bought at the 2021-07-06 06:00 open with a 2-bar (2 h) time stop; neither the stop nor
     # the target is reached by 08:00, so the rest is sold at the next open after the time is up.
-    book = await open_book(
-        engine,
-        "crypto",
-        "2021-07-06T06:00:05",
-        signal_id="eth1",
-        symbol="ETH/USDT",
-        qty="1",
-        stop="2200",
-        targets=["2600"],
-        weights=["1"],
-        timeframe="1h",
-        card={"horizon_bars": 2},
-    )
+    book = await eth_book(engine, "eth1", card={"horizon_bars": 2})
     assert await book.at("2021-07-06T07:00:05") == ["opened: bought 1 ETH/USDT at 2320.07 (2021-07-06T06:00:00+00:00)"]
     assert book.plan("eth1").time_stop_at == utc("2021-07-06T08:00:00")
     assert await book.at("2021-07-06T08:00:05") == [
@@ -193,18 +199,7 @@ async def test_the_time_stop_sells_what_is_left_at_the_next_open(engine: Engine)
 
 
 async def test_a_position_closed_by_another_order_closes_the_plan_and_cancels_its_exits(engine: Engine) -> None:
-    book = await open_book(
-        engine,
-        "crypto",
-        "2021-07-06T06:00:05",
-        signal_id="eth2",
-        symbol="ETH/USDT",
-        qty="1",
-        stop="2200",
-        targets=["2600"],
-        weights=["1"],
-        timeframe="1h",
-    )
+    book = await eth_book(engine, "eth2")
     await book.at("2021-07-06T07:00:05")  # the entry filled at the 06:00 open
     sell = OrderRequest(client_order_id="by-hand", symbol="ETH/USDT", side=Side.SELL, qty=D(1))
     await book.venue.place_order(sell)
