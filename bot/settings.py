@@ -77,6 +77,21 @@ class Settings(BaseSettings):
     telegram_allowed_users: str = Field(
         default="", description="numeric Telegram user ids with roles, e.g. 123:admin,456:trader,789:viewer"
     )
+    # Discord (the bot token is read by `tradeops run` and handed to the transport).
+    discord_guild_id: int | None = Field(
+        default=None, gt=0, description="a server (guild) id: slash commands sync there at once; empty = global sync"
+    )
+    discord_allowed_users: str = Field(
+        default="", description="numeric Discord user ids with roles, e.g. 123:admin,456:trader,789:viewer"
+    )
+    discord_api_url: str | None = Field(
+        default=None,
+        description="REST API base URL (discord.py's Route.BASE), e.g. http://127.0.0.1:8080/api/v10; "
+        "empty = https://discord.com/api/v10",
+    )
+    discord_gateway_url: str | None = Field(
+        default=None, description="gateway URL (ws:// or wss://); empty = wss://gateway.discord.gg/"
+    )
 
     @property
     def llm_config(self) -> LLMConfig:

@@ -7,6 +7,8 @@ import html
 import re
 from dataclasses import dataclass
 
+from bot import allowlist
+from bot.allowlist import AllowlistError as AllowlistError  # re-exported: tests and callers import it here
 from storage.users import Role
 
 MESSAGE_LIMIT = 4096  # characters of a message's text after entity parsing
@@ -16,34 +18,11 @@ DEFAULT_API_URL = "https://api.telegram.org/bot"
 ACTIONS = {"a": "approve", "r": "reject", "d": "details"}
 CALLBACK = re.compile(r"^([ard]):([a-z0-9]{4,40})$")
 _RULE = re.compile(r"^-+(  -+)*$")  # the dashes under a table's header (bot/render.py table)
-_USER = re.compile(r"^(\d{1,19}):([a-z]+)$")
-
-
-class AllowlistError(ValueError):
-    """TRADEOPS_TELEGRAM_ALLOWED_USERS names an entry that is not ``id:role``."""
 
 
 def parse_allowed_users(text: str) -> dict[int, Role]:
     """``123:admin,456:trader,789:viewer`` -> {123: admin, ...}; a bad entry is named in the error."""
-    allowed: dict[int, Role] = {}
-    roles = ", ".join(r.value for r in Role)
-    for raw in (text or "").split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        match = _USER.fullmatch(entry.lower())
-        if match is None:
-            raise AllowlistError(
-                f"TRADEOPS_TELEGRAM_ALLOWED_USERS: {entry[:40]!r} is not NUMERIC_ID:ROLE "
-                f"(e.g. 123:trader; roles: {roles})"
-            )
-        user_id, role = int(match.group(1)), match.group(2)
-        if role not in {r.value for r in Role}:
-            raise AllowlistError(f"TRADEOPS_TELEGRAM_ALLOWED_USERS: {entry!r} has an unknown role; roles: {roles}")
-        if user_id in allowed and allowed[user_id] != Role(role):
-            raise AllowlistError(f"TRADEOPS_TELEGRAM_ALLOWED_USERS: user {user_id} is listed with two roles")
-        allowed[user_id] = Role(role)
-    return allowed
+    return allowlist.parse_allowed_users(text, "TRADEOPS_TELEGRAM_ALLOWED_USERS")
 
 
 def api_urls(api_url: str | None) -> tuple[str, str]:

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bot.run import Fanout, RunRefused, run_bot, transports_for
+from bot.run import TRANSPORT_CLASSES, Fanout, RunRefused, run_bot, transports_for
 from bot.services import REPLAY_START, Services
 from bot.settings import Settings
 from storage.signals import SignalStatus, SignalStore
@@ -282,7 +282,10 @@ async def test_sigterm_stops_the_run_and_leaves_pending_signals_pending(hermetic
     assert undecided and all(statuses[s] == SignalStatus.PENDING.value for s in undecided)
 
 
-def test_a_token_for_a_transport_not_built_yet_is_refused(hermetic: None, tmp_path: Path) -> None:
+def test_a_token_for_a_transport_not_built_yet_is_refused(
+    hermetic: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(TRANSPORT_CLASSES, "discord", ("bot.no_such_transport", "Missing"))  # as before issue 8
     settings = Settings(data_dir=tmp_path, discord_token="xyz", _env_file=None)  # type: ignore[call-arg]
     with pytest.raises(RunRefused, match="the discord transport is not built yet"):
         transports_for(settings, None)  # type: ignore[arg-type]

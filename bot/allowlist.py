@@ -1,0 +1,34 @@
+"""The allowlist setting every chat transport reads (TRADEOPS_TELEGRAM_ALLOWED_USERS,
+TRADEOPS_DISCORD_ALLOWED_USERS): numeric user ids with roles, seeded into the users table at start."""
+
+from __future__ import annotations
+
+import re
+
+from storage.users import Role
+
+_USER = re.compile(r"^(\d{1,19}):([a-z]+)$")
+
+
+class AllowlistError(ValueError):
+    """An allowlist entry that is not ``id:role``; the message names the setting and the entry."""
+
+
+def parse_allowed_users(text: str, setting: str) -> dict[int, Role]:
+    """``123:admin,456:trader,789:viewer`` -> {123: admin, ...}; a bad entry is named in the error."""
+    allowed: dict[int, Role] = {}
+    roles = ", ".join(r.value for r in Role)
+    for raw in (text or "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        match = _USER.fullmatch(entry.lower())
+        if match is None:
+            raise AllowlistError(f"{setting}: {entry[:40]!r} is not NUMERIC_ID:ROLE (e.g. 123:trader; roles: {roles})")
+        user_id, role = int(match.group(1)), match.group(2)
+        if role not in {r.value for r in Role}:
+            raise AllowlistError(f"{setting}: {entry!r} has an unknown role; roles: {roles}")
+        if user_id in allowed and allowed[user_id] != Role(role):
+            raise AllowlistError(f"{setting}: user {user_id} is listed with two roles")
+        allowed[user_id] = Role(role)
+    return allowed

@@ -1,0 +1,333 @@
+"""The Discord transport (discord.py 2.x): slash commands (bot/discord_commands.py) go to the one
+CommandCore as the user who ran them; cards are embeds with the chart attached and Approve / Reject /
+Details buttons; a decision edits the card in every channel. It only receives, renders and sends.
+
+Buttons are persistent: their custom_id is ``tradeops:<action>:<signal id>``, matched by a
+:class:`CardButton` (a ``DynamicItem``) that ``add_view`` of a :class:`CardView` registers at start,
+so a card sent before a restart still works, whatever its id. The custom_id is client-supplied: it is
+parsed strictly, the action is looked up here and run through the core as the presser, at press time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from pydantic import SecretStr
+
+from bot.allowlist import parse_allowed_users
+from bot.core import Caller, CommandCore, Reply
+from bot.discord_commands import add_commands
+from bot.discord_render import (
+    MESSAGE_LIMIT,
+    api_base,
+    card_embed,
+    custom_id,
+    gateway_url,
+    message_parts,
+    parse_custom_id,
+    shorten,
+)
+from bot.logs import install_redaction, redact, register_secret
+from bot.render import card_chart, card_text
+from bot.services import Services
+from bot.settings import Settings
+from bot.transport import TransportError
+from storage.signals import SignalStatus
+from storage.users import Role
+
+log = logging.getLogger(__name__)
+PLATFORM = "discord"
+REFUSAL_INTERVAL = 600.0  # seconds between two refusals to the same stranger
+READY_TIMEOUT = 30.0  # seconds from login to the gateway's READY
+STOP_TIMEOUT = 10.0
+
+
+class CardButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"tradeops:[^\s]{1,91}"):
+    """One card button. Any custom_id with our prefix lands here (also a forged one, which is then
+    answered and ignored); the transport parses it and decides."""
+
+    def __init__(self, data: str, label: str = "?", style: discord.ButtonStyle = discord.ButtonStyle.secondary) -> None:
+        super().__init__(discord.ui.Button(label=label, style=style, custom_id=data))
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> CardButton:
+        return cls(match.string)
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        transport = getattr(interaction.client, "transport", None)
+        if isinstance(transport, DiscordTransport):
+            await transport.on_press(interaction, self.custom_id)
+
+
+class CardView(discord.ui.View):
+    """A card's buttons: persistent (no timeout, a stable custom_id per button)."""
+
+    BUTTONS = (
+        ("Approve", "approve", discord.ButtonStyle.success),
+        ("Reject", "reject", discord.ButtonStyle.danger),
+        ("Details", "details", discord.ButtonStyle.secondary),
+    )
+
+    def __init__(self, signal_id: str) -> None:
+        super().__init__(timeout=None)
+        for label, action, style in self.BUTTONS:
+            self.add_item(CardButton(custom_id(action, signal_id), label, style))
+
+
+class TradeopsClient(discord.Client):
+    def __init__(self, transport: DiscordTransport) -> None:
+        super().__init__(intents=discord.Intents(guilds=True), allowed_mentions=discord.AllowedMentions.none())
+        self.transport = transport
+
+
+class DiscordTransport:
+    name = PLATFORM
+
+    def __init__(self, settings: Settings, services: Services, token: SecretStr | str) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self.token = secret.strip()
+        if not self.token:
+            raise TransportError("TRADEOPS_DISCORD_TOKEN is empty: copy the bot token from the Developer Portal")
+        register_secret(self.token)
+        install_redaction()
+        self.settings = settings
+        self.s = services
+        self.core = CommandCore(services)
+        try:
+            self.allowed = parse_allowed_users(settings.discord_allowed_users, "TRADEOPS_DISCORD_ALLOWED_USERS")
+            self.api_url = api_base(settings.discord_api_url)
+            self.gateway_url = gateway_url(settings.discord_gateway_url)
+        except ValueError as exc:
+            raise TransportError(str(exc)) from None
+        self.client = TradeopsClient(self)
+        self.tree: app_commands.CommandTree[TradeopsClient] = app_commands.CommandTree(self.client)
+        add_commands(self.tree, self)
+        self._refused: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, interactions since)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.client.event(self.on_ready)
+
+    # --- lifecycle ---
+
+    def prepare(self) -> None:
+        """What start does before connecting: URL overrides, the allowlist, the persistent view."""
+        Route.BASE = self.api_url
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
+        now = self.s.clock.now()
+        for user_id, role in self.allowed.items():
+            self.s.users.grant(PLATFORM, user_id, role, at=now)
+        self.client.add_view(CardView("0000"))  # registers CardButton for every tradeops:... custom_id
+
+    async def on_ready(self) -> None:
+        self._ready.set()
+
+    async def start(self) -> None:
+        self.prepare()
+        try:
+            await asyncio.wait_for(self.client.login(self.token), READY_TIMEOUT)
+        except discord.LoginFailure:
+            await self.stop()
+            raise TransportError(
+                "Discord refused the token: check TRADEOPS_DISCORD_TOKEN (Developer Portal > Bot > Reset Token)"
+            ) from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await self.stop()
+            raise TransportError(f"Discord did not start: {redact(str(exc)) or type(exc).__name__}") from None
+        self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait({self._task, ready}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        if not self._ready.is_set():
+            ready.cancel()
+            why = "no READY from the gateway in time"
+            if self._task.done() and self._task.exception() is not None:
+                why = redact(str(self._task.exception())) or type(self._task.exception()).__name__
+            await self.stop()
+            raise TransportError(f"Discord did not start: {why}")
+        await self._sync()
+        user = self.client.user
+        log.info("discord: connected as %s, %d allowed users", user.name if user else "?", len(self.allowed))
+
+    async def _sync(self) -> None:
+        guild_id = self.settings.discord_guild_id
+        try:
+            if guild_id:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+            else:
+                synced = await self.tree.sync()
+        except discord.HTTPException as exc:
+            await self.stop()
+            where = f"server {guild_id}" if guild_id else "Discord (global)"
+            raise TransportError(
+                f"slash commands not registered with {where}: {redact(str(exc))}; invite the bot with the "
+                "applications.commands scope (see README, Discord)"
+            ) from None
+        log.info(
+            "discord: %d slash commands synced %s", len(synced), f"to server {guild_id}" if guild_id else "globally"
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.close(), STOP_TIMEOUT)
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._task, STOP_TIMEOUT)
+            self._task = None
+
+    # --- pushes ---
+
+    def channel(self, channel_id: int) -> discord.PartialMessageable:
+        return self.client.get_partial_messageable(channel_id)
+
+    async def push_card(self, card: dict[str, Any]) -> None:
+        signal_id = str(card["signal_id"])
+        chart = await card_chart(
+            self.s.venues[card["venue"]], card, self.s.charts_dir, self.s.venue_calendar(card["venue"])
+        )
+        row = self.s.signals.get(signal_id)  # the card dict does not name its watchlist; its row does
+        watchlist = card.get("watchlist") or (row.watchlist if row is not None else None)
+        for channel_id in self.s.chats.chats_for(PLATFORM, watchlist):
+            try:
+                files = [discord.File(chart, filename=chart.name)] if chart is not None else []
+                embed = card_embed(card, chart=chart.name if chart is not None else None)
+                sent = await self.channel(channel_id).send(embed=embed, files=files, view=CardView(signal_id))
+            except (discord.HTTPException, discord.ClientException, OSError) as exc:
+                log.warning("discord: card %s not sent to channel %s: %s", signal_id, channel_id, redact(str(exc)))
+                continue
+            self.s.chats.remember_card(PLATFORM, signal_id, channel_id, sent.id, kind="embed", at=self.s.clock.now())
+
+    async def push_decision(self, signal_id: str, status: str, text: str) -> None:
+        row = self.s.signals.get(signal_id)
+        card = row.card if row is not None and row.card else {"signal_id": signal_id}
+        for ref in self.s.chats.cards(PLATFORM, signal_id):
+            message = self.channel(ref.chat_id).get_partial_message(ref.message_id)
+            try:  # a new view-less edit removes the buttons; the chart attachment stays
+                if ref.kind == "embed":
+                    await message.edit(embed=card_embed(card, outcome=text), view=None)
+                else:
+                    body = shorten(
+                        f"{text}\n\n{card_text(card) if row is not None and row.card else ''}", MESSAGE_LIMIT
+                    )
+                    await message.edit(content=message_parts(body)[0], view=None)
+            except (discord.HTTPException, discord.ClientException) as exc:
+                log.warning("discord: card in channel %s not edited: %s", ref.chat_id, redact(str(exc)))
+
+    async def push_event(self, text: str, *, kind: str) -> None:
+        for channel_id in self.s.chats.all_chats(PLATFORM):
+            try:
+                for part in message_parts(f"[{kind}] {text}"):
+                    await self.channel(channel_id).send(part)
+            except (discord.HTTPException, discord.ClientException) as exc:
+                log.warning("discord: %s notice not sent to channel %s: %s", kind, channel_id, redact(str(exc)))
+
+    # --- receiving ---
+
+    async def run_command(self, interaction: discord.Interaction[Any], text: str, *, slow: bool = False) -> None:
+        """A slash command as the core's text command, run as its user; ``slow`` ones are deferred
+        first (Discord wants an answer within 3 s), then answered with follow-ups."""
+        user = interaction.user
+        name = text.split(" ", 1)[0][1:]
+        role = self.s.users.role(PLATFORM, user.id)
+        if role is None:
+            await self._refuse_stranger(interaction, text)
+            return
+        command = self.core.commands.get(name)
+        if command is not None and not role.allows(command.role):
+            why = f"/{name} needs the {command.role.value} role; they are a {role.value}"
+            self._audit(f"{PLATFORM}:{user.id}", "refused", name, {"why": why})
+        if slow:
+            await interaction.response.defer(thinking=True)
+        caller = Caller(PLATFORM, user.id, user.display_name[:64], chat_id=interaction.channel_id)
+        reply = await self.core.handle(caller, text)
+        await self.send_reply(interaction, reply)
+
+    async def _refuse_stranger(self, interaction: discord.Interaction[Any], text: str) -> None:
+        user_id = interaction.user.id
+        last, since = self._refused.get(user_id, (float("-inf"), 0))
+        if time.monotonic() - last < REFUSAL_INTERVAL:
+            self._refused[user_id] = (last, since + 1)
+            return
+        self._refused[user_id] = (time.monotonic(), 0)
+        self._audit(f"{PLATFORM}:{user_id}", "refused", text.split(" ")[0][:64], {"unanswered_before": since})
+        await interaction.response.send_message(
+            f"Sorry, this bot is private. Ask its admin to add your numeric Discord id ({user_id}).", ephemeral=True
+        )
+
+    async def on_press(self, interaction: discord.Interaction[Any], data: str) -> None:
+        user = interaction.user
+        actor = f"{PLATFORM}:{user.id}"
+        press = parse_custom_id(data)
+        if press is None:
+            self._audit(actor, "button_refused", "", {"data": data[:100], "why": "unknown button"})
+            await interaction.response.send_message("unknown button", ephemeral=True)
+            return
+        role = self.s.users.role(PLATFORM, user.id)
+        needed = Role.VIEWER if press.action == "details" else Role.TRADER
+        if role is None or not role.allows(needed):
+            why = "not allowed" if role is None else f"{press.action} needs the trader role; you are a {role.value}"
+            self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": why})
+            await interaction.response.send_message(f"refused: {why}.", ephemeral=True)
+            return
+        if press.action == "details":
+            row = self.s.signals.get(press.signal_id)
+            text = f"{press.signal_id}: {row.status}\n{card_text(row.card) if row.card else ''}" if row else ""
+            await interaction.response.send_message(
+                message_parts(text.rstrip() or f"no signal {press.signal_id}")[0], ephemeral=True
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)  # an approval places an order
+        caller = Caller(PLATFORM, user.id, user.display_name[:64], chat_id=interaction.channel_id)
+        reply = await self.core.handle(caller, f"/{press.action} {press.signal_id}")
+        await interaction.followup.send(message_parts(reply.text)[0], ephemeral=True)
+        row = self.s.signals.get(press.signal_id)
+        if row is None or not reply.ok:  # a forged id, or too late: nothing changes
+            self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": reply.text[:200]})
+        if row is not None and row.status != SignalStatus.PENDING.value:  # decided now or before: show it everywhere
+            await self.push_decision(row.id, row.status, self._outcome(row.id, row.status))
+
+    def _outcome(self, signal_id: str, status: str) -> str:
+        approval = self.s.signals.approval(signal_id)
+        if approval is None:
+            return f"{status.upper()} (no decision in time)" if status == "expired" else status.upper()
+        return f"{approval.decision.upper()} by {approval.actor} at {approval.decided_at.isoformat()}: now {status}"
+
+    # --- sending ---
+
+    async def send_reply(self, interaction: discord.Interaction[Any], reply: Reply) -> None:
+        """The reply's text in parts, its images as attachments, a card view per signal it offers."""
+        parts = message_parts(reply.text) if reply.text else []
+        files = [discord.File(Path(image), filename=Path(image).name) for image in reply.images]
+        for i, part in enumerate(parts or [""]):
+            attach = files if i == len(parts or [""]) - 1 else []
+            if not part and not attach:
+                continue
+            if not interaction.response.is_done():
+                await interaction.response.send_message(part, files=attach)
+            else:
+                await interaction.followup.send(part, files=attach)
+        for signal_id in dict.fromkeys(b.signal_id for b in reply.buttons):
+            if not interaction.response.is_done():
+                await interaction.response.defer()
+            sent = await interaction.followup.send(f"signal {signal_id}", view=CardView(signal_id), wait=True)
+            if interaction.channel_id is not None:
+                self.s.chats.remember_card(
+                    PLATFORM, signal_id, interaction.channel_id, sent.id, kind="text", at=self.s.clock.now()
+                )
+
+    def _audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        self.s.signals.audit(actor, action, at=self.s.clock.now(), target=target, detail=detail)
