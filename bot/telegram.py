@@ -8,6 +8,8 @@ the action is looked up here and run through the core as the presser, at press t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -25,7 +27,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.core import Caller, CommandCore, Reply
@@ -53,6 +55,10 @@ from storage.users import Role
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 REFUSAL_INTERVAL = 600.0  # seconds between two refusals to the same stranger
+UPDATES = ["message", "callback_query"]
+CONFLICT = (
+    "another process is polling this bot's token (Telegram answered 409 Conflict); stop it, or use another bot token"
+)
 
 
 class TelegramTransport:
@@ -85,6 +91,7 @@ class TelegramTransport:
         self.app.add_handler(CallbackQueryHandler(self._on_press))
         self.app.add_error_handler(self._on_error)
         self._refused: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, messages since)
+        self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
 
     # --- lifecycle ---
 
@@ -94,24 +101,58 @@ class TelegramTransport:
             self.s.users.grant(PLATFORM, user_id, role, at=now)
         try:
             await self.app.initialize()
+            await self._check_no_other_poller()
             await self._register_commands()
             await self.app.start()
             assert self.app.updater is not None
-            await self.app.updater.start_polling(allowed_updates=["message", "callback_query"])
-        except InvalidToken:
-            raise TransportError(
-                "Telegram refused the token: check TRADEOPS_TELEGRAM_TOKEN (from @BotFather)"
-            ) from None
-        except TelegramError as exc:
-            raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
+            await self.app.updater.start_polling(allowed_updates=UPDATES, error_callback=self._on_polling_error)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            if isinstance(exc, InvalidToken):
+                raise TransportError(
+                    "Telegram refused the token: check TRADEOPS_TELEGRAM_TOKEN (from @BotFather)"
+                ) from None
+            if isinstance(exc, Conflict):
+                raise TransportError(CONFLICT) from None
+            if isinstance(exc, TelegramError):
+                raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
+            raise
         log.info("telegram: polling as @%s, %d allowed users", self.app.bot.username, len(self.allowed))
 
     async def stop(self) -> None:
+        if self._stopping is not None:
+            await self._stopping
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+
+    async def _check_no_other_poller(self) -> None:
+        """One getUpdates that waits for nothing and confirms nothing (no offset): Telegram answers
+        409 Conflict when another process is polling the token. A webhook set for the token is also
+        a 409; polling's start deletes it, as python-telegram-bot always does."""
+        try:
+            await self.app.bot.get_updates(timeout=0, limit=1, allowed_updates=UPDATES)
+        except Conflict as exc:
+            if "webhook" not in str(exc).lower():
+                raise
+            log.warning("telegram: a webhook was set for this bot; polling replaces it")
+
+    def _on_polling_error(self, exc: TelegramError) -> None:
+        """Called by the updater's retry loop (synchronously) for each failed getUpdates. A 409
+        Conflict means another process polls the token now: stop polling instead of fighting it."""
+        if not isinstance(exc, Conflict):
+            log.warning("telegram: polling failed, retrying: %s", redact(str(exc)))
+            return
+        if self._stopping is None:
+            log.error("telegram: %s. Polling stopped: this process takes no more Telegram updates.", CONFLICT)
+            self._stopping = asyncio.get_running_loop().create_task(self._stop_polling())
+
+    async def _stop_polling(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
 
     async def _register_commands(self) -> None:
         def listing(role: Role) -> list[BotCommand]:

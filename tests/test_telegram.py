@@ -9,6 +9,7 @@ import copy
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from telegram import Update
 from bot.core import Caller, CommandCore
 from bot.services import Services, open_services, seed_watchlists
 from bot.settings import load_settings
-from bot.telegram import TelegramTransport
+from bot.telegram import CONFLICT, TelegramTransport
 from bot.telegram_render import AllowlistError, api_urls, html_parts, parse_allowed_users, parse_callback
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
@@ -50,6 +51,9 @@ class FakeBotAPI:
         self.blocked: set[int] = set()
         self.refuse_html = False
         self.next_id = 1000
+        self.polls = 0  # getUpdates calls
+        self.conflict = False  # answer getUpdates with 409, as Telegram does when another process polls
+        self.unconfirmed: list[dict[str, Any]] = []  # delivered, not yet confirmed by a higher offset
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -65,13 +69,7 @@ class FakeBotAPI:
         if method == "getMe":
             return self.ok({"id": 42, "is_bot": True, "first_name": "tradeops", "username": "tradeops_test_bot"})
         if method == "getUpdates":
-            try:
-                batch = [await asyncio.wait_for(self.updates.get(), 0.2)]
-            except TimeoutError:
-                return self.ok([])
-            while not self.updates.empty():
-                batch.append(self.updates.get_nowait())
-            return self.ok(batch)
+            return await self.get_updates(params)
         if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery"):
             return self.ok(True)
         chat_id = int(params.get("chat_id", "0"))
@@ -92,6 +90,24 @@ class FakeBotAPI:
         if "reply_markup" in params:
             message["reply_markup"] = json.loads(params["reply_markup"])
         return self.ok(message)
+
+    async def get_updates(self, params: dict[str, str]) -> web.Response:
+        """Like Telegram: an update stays until a later offset confirms it; ``timeout`` 0 waits for
+        nothing (the long poll is shortened to 0.2 s here)."""
+        self.polls += 1
+        if self.conflict:
+            return self.error(
+                409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+            )
+        offset = int(params.get("offset") or 0)
+        self.unconfirmed = [u for u in self.unconfirmed if u["update_id"] >= offset]
+        for _ in range(10 if params.get("timeout") not in (None, "0") else 0):
+            if self.unconfirmed or not self.updates.empty():
+                break
+            await asyncio.sleep(0.02)  # a cancelled poll loses nothing: the queue is only drained below
+        while not self.updates.empty():
+            self.unconfirmed.append(self.updates.get_nowait())
+        return self.ok(self.unconfirmed[: int(params.get("limit") or 100)])
 
     @staticmethod
     def ok(result: Any) -> web.Response:
@@ -477,3 +493,49 @@ async def test_tradeops_run_pushes_scheduled_cards_to_telegram_and_an_approval_b
         stop.set()
         assert await asyncio.wait_for(running, 30) == 0
     assert TOKEN not in json.dumps(api.calls)  # the token travels in the URL only
+
+
+# --- one poller per token ---
+
+
+async def test_a_second_poller_is_refused_at_start_and_tradeops_run_exits_2(
+    fake: tuple[FakeBotAPI, str], services: Services, tmp_path: Path
+) -> None:
+    api, url = fake
+    api.conflict = True
+    transport = make_transport(services, url)
+    with pytest.raises(TransportError) as refused:
+        await transport.start()
+    assert str(refused.value) == CONFLICT and "409 Conflict" in CONFLICT
+    assert not transport.app.running and not api.sent("setMyCommands")  # nothing done before the check
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    env |= {"TRADEOPS_TELEGRAM_TOKEN": TOKEN, "TRADEOPS_TELEGRAM_API_URL": url}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tradeops"),
+        *("run", "--replay", "--data-dir", str(tmp_path / "run")),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2, stderr.decode()
+    assert f"error: {CONFLICT}" in stderr.decode() and TOKEN not in stderr.decode()
+
+
+async def test_a_conflict_while_running_stops_polling_instead_of_fighting(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, _ = fake
+    api.message(VIEWER, "/help")
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    api.conflict = True  # another process starts polling the token
+    stopping = await api.until(lambda: bot._stopping)
+    await asyncio.wait_for(asyncio.shield(stopping), 10)  # the updater's stop, its last getUpdates included
+    assert bot.app.updater is not None and not bot.app.updater.running
+    polls = api.polls
+    await asyncio.sleep(2.5)  # the retry loop would poll again after 1 s, then 1.5 s
+    assert api.polls == polls
+    errors = [r.getMessage() for r in caplog.records if r.name == "bot.telegram" and r.levelno == logging.ERROR]
+    assert errors == [f"telegram: {CONFLICT}. Polling stopped: this process takes no more Telegram updates."]
