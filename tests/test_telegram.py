@@ -24,7 +24,15 @@ from bot.core import Caller, CommandCore
 from bot.services import Services, open_services, seed_watchlists
 from bot.settings import load_settings
 from bot.telegram import CONFLICT, TelegramTransport
-from bot.telegram_render import AllowlistError, api_urls, html_parts, parse_allowed_users, parse_callback
+from bot.telegram_render import (
+    AccessPress,
+    AllowlistError,
+    api_urls,
+    html_parts,
+    parse_access,
+    parse_allowed_users,
+    parse_callback,
+)
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
@@ -81,6 +89,7 @@ class FakeBotAPI:
         message: dict[str, Any] = {"message_id": self.new_id(), "date": 1625551205, "chat": chat}
         if method in ("editMessageText", "editMessageCaption"):
             message["message_id"] = int(params["message_id"])
+        params.setdefault("message_id", str(message["message_id"]))  # recorded: what a press carries back
         if "text" in params:
             message["text"] = params["text"]
         if "caption" in params:
@@ -260,7 +269,11 @@ async def test_in_a_group_the_user_is_checked_not_the_chat(
     api.message(TRADER, "/subscribe all", group=True)
     api.message(TRADER2, "just chatting", group=True)  # group chatter is not for the bot: no answer
     api.message(TRADER2, "/subscribe", group=True)  # a marker, answered after the chatter
-    sent = await api.until(lambda: len(api.sent("sendMessage", chat_id=str(GROUP))) >= 3 and api.sent("sendMessage"))
+
+    def in_group() -> list[dict[str, str]]:
+        return api.sent("sendMessage", chat_id=str(GROUP))
+
+    sent = await api.until(lambda: len(in_group()) >= 3 and in_group())
     assert len(sent) == 3 and sent[2]["text"].startswith("usage: /subscribe WATCHLIST|all")
     texts = [p["text"] for p in sent]
     assert (
@@ -539,3 +552,86 @@ async def test_a_conflict_while_running_stops_polling_instead_of_fighting(
     assert api.polls == polls
     errors = [r.getMessage() for r in caplog.records if r.name == "bot.telegram" and r.levelno == logging.ERROR]
     assert errors == [f"telegram: {CONFLICT}. Polling stopped: this process takes no more Telegram updates."]
+
+
+# --- access requests ---
+
+
+def request_message(api: FakeBotAPI, admin: int, stranger: int) -> dict[str, Any]:
+    """The access request an admin received, as a press carries it."""
+    sent = [p for p in api.sent("sendMessage", chat_id=str(admin)) if f"g:{stranger}" in p.get("reply_markup", "")]
+    assert len(sent) == 1, sent
+    return {"message_id": int(sent[0]["message_id"]), "date": 1625551205, "chat": {"id": admin, "type": "private"}}
+
+
+async def test_a_stranger_asks_once_and_an_admin_grants_viewer_with_one_press(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
+) -> None:
+    api, _ = fake
+    services.users.grant("telegram", 7007, Role.ADMIN, at=services.clock.now())  # an admin without a chat
+    api.blocked.add(7007)
+    api.message(STRANGER, "/signals")
+    api.message(STRANGER, "/help")  # within 10 minutes: neither a refusal nor a request
+    api.message(VIEWER, "/help")  # a marker
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    requests = [p for p in api.calls if p[0] == "sendMessage" and "access request" in p[1]["text"]]
+    assert [int(p["chat_id"]) for _, p in requests] == [ADMIN, 7007]  # 7007's failed: skipped
+    body = requests[0][1]
+    assert body["text"] == f"access request from Waffle (@WaffleLapkin) (id {STRANGER})"  # the fixture's sender
+    keyboard = json.loads(body["reply_markup"])["inline_keyboard"][0]
+    assert [(b["text"], b["callback_data"]) for b in keyboard] == [
+        ("Grant viewer", f"g:{STRANGER}"),
+        ("Deny", f"n:{STRANGER}"),
+    ]
+    message = request_message(api, ADMIN, STRANGER)
+    for user, data in [(TRADER, f"g:{STRANGER}"), (STRANGER, f"g:{STRANGER}"), (ADMIN, "g:12x"), (ADMIN, "g:-5")]:
+        await bot.app.process_update(Update.de_json(api.press(user, data, message), bot.app.bot))
+    answers = [p["text"] for p in api.sent("answerCallbackQuery")]
+    assert answers == ["refused: only an admin may answer an access request."] * 2 + ["unknown button"] * 2
+    assert services.users.role("telegram", STRANGER) is None and not api.sent("editMessageText")
+
+    await bot.app.process_update(Update.de_json(api.press(ADMIN, f"g:{STRANGER}", message), bot.app.bot))
+    assert services.users.role("telegram", STRANGER) is Role.VIEWER
+    granted = api.sent("answerCallbackQuery")[-1]["text"]
+    assert granted == f"telegram:{STRANGER} added as viewer (Waffle (@WaffleLapkin))"
+    edit = api.sent("editMessageText", chat_id=str(ADMIN))
+    assert edit[0]["text"].endswith(f"GRANTED viewer by telegram:{ADMIN}") and "reply_markup" not in edit[0]
+    welcome = api.sent("sendMessage", chat_id=str(STRANGER))[-1]["text"]
+    assert welcome.startswith("You may use this bot now, as a viewer")
+    added = [e for e in services.signals.audit_log() if e.action == "users_add"]
+    assert [(e.actor, e.target, e.detail["role"]) for e in added] == [
+        (f"telegram:{ADMIN}", f"telegram:{STRANGER}", "viewer")
+    ]
+    # A second press (another admin's copy, or a double tap) changes nothing.
+    await bot.app.process_update(Update.de_json(api.press(ADMIN, f"g:{STRANGER}", message), bot.app.bot))
+    assert api.sent("answerCallbackQuery")[-1]["text"] == f"telegram:{STRANGER} is already a viewer"
+    api.message(STRANGER, "/risk")
+    await api.until(lambda: any("kill switch" in p["text"] for p in api.sent("sendMessage", chat_id=str(STRANGER))))
+
+
+async def test_deny_stops_the_requests_of_that_stranger(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, _ = fake
+    monkeypatch.setattr("bot.telegram.REFUSAL_INTERVAL", 0.0)  # every message is refused now
+    api.message(STRANGER, "hello")
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(ADMIN)))
+    message = request_message(api, ADMIN, STRANGER)
+    await bot.app.process_update(Update.de_json(api.press(ADMIN, f"n:{STRANGER}", message), bot.app.bot))
+    assert services.users.role("telegram", STRANGER) is None
+    assert api.sent("editMessageText", chat_id=str(ADMIN))[0]["text"].endswith(f"DENIED by telegram:{ADMIN}")
+    denied = [e for e in services.signals.audit_log() if e.action == "access_denied"]
+    assert [(e.actor, e.target) for e in denied] == [(f"telegram:{ADMIN}", f"telegram:{STRANGER}")]
+    api.message(STRANGER, "hello again")
+    api.message(VIEWER, "/help")  # a marker
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    assert len(api.sent("sendMessage", chat_id=str(STRANGER))) == 2  # refused again, politely
+    assert len([p for p in api.sent("sendMessage", chat_id=str(ADMIN)) if "access request" in p["text"]]) == 1
+
+
+def test_access_button_data_is_parsed_strictly() -> None:
+    assert parse_access("g:4242") == AccessPress(True, 4242)
+    assert parse_access("n:4242") == AccessPress(False, 4242)
+    for forged in ("g:0", "g:-1", "g:01", "x:1", "g:1 ", "g:99999999999999999999", "g:9223372036854775808", "", None):
+        assert parse_access(forged) is None, forged
+    assert parse_callback("g:4242") is None  # and a signal button is not an access button
