@@ -60,6 +60,7 @@ class FakeBotAPI:
         self.refuse_html = False
         self.next_id = 1000
         self.polls = 0  # getUpdates calls
+        self.revoked: set[str] = set()  # tokens answered 401 Unauthorized
         self.conflict = False  # answer getUpdates with 409, as Telegram does when another process polls
         self.unconfirmed: list[dict[str, Any]] = []  # delivered, not yet confirmed by a higher offset
 
@@ -72,6 +73,8 @@ class FakeBotAPI:
         form = await request.post()
         params = {k: v if isinstance(v, str) else "<file>" for k, v in form.items()}
         self.tokens.add(token)
+        if token in self.revoked:
+            return self.error(401, "Unauthorized")
         if method != "getUpdates":
             self.calls.append((method, params))
         if method == "getMe":
@@ -635,3 +638,48 @@ def test_access_button_data_is_parsed_strictly() -> None:
     for forged in ("g:0", "g:-1", "g:01", "x:1", "g:1 ", "g:99999999999999999999", "g:9223372036854775808", "", None):
         assert parse_access(forged) is None, forged
     assert parse_callback("g:4242") is None  # and a signal button is not an access button
+
+
+# --- tradeops doctor ---
+
+
+async def tradeops(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """The installed CLI in a subprocess (this loop keeps serving the fake meanwhile): status, stdout + stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tradeops"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=clean | env,
+        cwd=cwd,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_doctor_checks_the_telegram_token_with_get_me_and_never_prints_it(
+    fake: tuple[FakeBotAPI, str], tmp_path: Path
+) -> None:
+    api, url = fake
+    env = {"TRADEOPS_TELEGRAM_TOKEN": TOKEN, "TRADEOPS_TELEGRAM_API_URL": url, "TRADEOPS_DATA_DIR": str(tmp_path)}
+    status, out = await tradeops("doctor", env=env, cwd=tmp_path)
+    assert f"[ok  ] telegram: the token belongs to @tradeops_test_bot (getMe at {url})" in out, out
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+    assert api.sent("getMe") and api.tokens == {TOKEN}
+
+    api.revoked.add(TOKEN)
+    status, out = await tradeops("doctor", env=env, cwd=tmp_path)
+    assert status == 1
+    assert f"[FAIL] telegram: Telegram refused the token at {url}: set TRADEOPS_TELEGRAM_TOKEN" in out, out
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+    status, out = await tradeops(
+        "doctor", env=env | {"TRADEOPS_TELEGRAM_API_URL": "http://127.0.0.1:9/bot"}, cwd=tmp_path
+    )
+    assert status == 1 and "[FAIL] telegram: no answer from http://127.0.0.1:9/bot" in out, out
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+    status, out = await tradeops("doctor", env={"TRADEOPS_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert "[ok  ] chat: no transport configured" in out and "telegram:" not in out
