@@ -35,6 +35,12 @@ from venues.timeframes import TIMEFRAMES, parse_timeframe
 MAX_INPUT = 1000
 SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
+USER_PLATFORMS = ("telegram", "discord")  # where /users manages people (the console user is always admin)
+USER_REF = re.compile(r"^(?:([a-z]{1,16}):)?([0-9]{1,19})$")
+USERS_USAGE = (
+    "/users list | add [PLATFORM:]ID ROLE [NAME] | rm [PLATFORM:]ID | role [PLATFORM:]ID ROLE "
+    "(numeric ids; PLATFORM telegram or discord, default yours; ROLE viewer, trader or admin)"
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,7 @@ class CommandCore:
             ("risk", Role.VIEWER, "/risk", "risk limits and what is used today", self._risk),
             ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
             ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
+            ("users", Role.ADMIN, USERS_USAGE, "who may use the bot, and as what", self._users),
             ("chart", Role.VIEWER, "/chart SYMBOL [TIMEFRAME]", "candlestick chart", self._chart),
             ("ask", Role.TRADER, "/ask QUESTION", "ask the model about the markets (read-only)", self._ask),
             ("llm", Role.VIEWER, "/llm", "the model in use and today's LLM spend", self._llm),
@@ -571,6 +578,88 @@ class CommandCore:
         self.s.signals.set_value(KILL_SWITCH_KEY, {"paused": False, "by": caller.actor, "at": now.isoformat()}, at=now)
         self._audit(caller, "resume", "")
         return Reply("kill switch off: new entries allowed again")
+
+    async def _users(self, caller: Caller, args: list[str]) -> Reply:
+        action = args[0].lower() if args else "list"
+        if action == "list":
+            if len(args) > 1:
+                raise UserError(f"usage: {USERS_USAGE}")
+            users = self.s.users.all()
+            rows = [
+                (f"{u.platform}:{u.platform_user_id}", u.role, u.display_name, u.updated_at.isoformat()) for u in users
+            ]
+            text = table(["user", "role", "name", "changed"], rows) if rows else "no users: everyone is refused"
+            return Reply(text, data={"users": [{"user": r[0], "role": r[1]} for r in rows]})
+        shapes = {"add": "[PLATFORM:]ID ROLE [NAME]", "rm": "[PLATFORM:]ID", "role": "[PLATFORM:]ID ROLE"}
+        if action not in shapes:
+            raise UserError(f"usage: {USERS_USAGE}")
+        wanted = {"add": (3, MAX_INPUT), "rm": (2, 2), "role": (3, 3)}[action]
+        if not wanted[0] <= len(args) <= wanted[1]:
+            raise UserError(f"usage: /users {action} {shapes[action]}")
+        platform, user_id = self._user_ref(caller, args[1])
+        target = f"{platform}:{user_id}"
+        current = self.s.users.role(platform, user_id)
+        if action == "add":
+            role = self._role_word(args[2])
+            if current is not None:
+                raise UserError(f"{target} is already a {current.value}; change it with /users role {target} ROLE")
+            return self.grant_user(caller, platform, user_id, role, name=" ".join(args[3:])[:64])
+        if current is None:
+            raise UserError(f"{target} has no role (not in the users table); add one with /users add {target} ROLE")
+        yourself = (platform, user_id) == (caller.platform, caller.user_id)
+        if action == "rm":
+            if yourself:
+                raise UserError("refused: you cannot remove yourself (you would lock yourself out); ask another admin")
+            self.s.users.revoke(platform, user_id)
+            self._audit(caller, "users_rm", target, {"role": current.value})
+            return Reply(f"{target} removed (was {current.value}): refused from now on")
+        role = self._role_word(args[2])
+        if yourself and not role.allows(Role.ADMIN):
+            raise UserError("refused: you cannot demote yourself (you would lock yourself out); ask another admin")
+        if role is current:
+            return Reply(f"{target} is already a {role.value}")
+        self.s.users.grant(platform, user_id, role, at=self.s.clock.now())
+        self._audit(caller, "users_role", target, {"role": role.value, "before": current.value})
+        return Reply(f"{target} is now a {role.value} (was {current.value})")
+
+    def grant_user(self, caller: Caller, platform: str, user_id: int, role: Role, *, name: str = "") -> Reply:
+        """Give a user without a role one: ``/users add`` and an admin's Grant button. The caller must
+        be an admin (checked here too: a button press does not pass through ``handle``)."""
+        have = caller.role or self.s.users.role(caller.platform, caller.user_id)
+        if have is None or not have.allows(Role.ADMIN):
+            who = f"a {have.value}" if have else "not allowed"
+            return Reply(f"refused: adding a user needs the admin role; you are {who}.", ok=False)
+        caller = dataclasses.replace(caller, role=have)
+        target = f"{platform}:{user_id}"
+        current = self.s.users.role(platform, user_id)
+        if current is not None:
+            return Reply(f"{target} is already a {current.value}", ok=False)
+        self.s.users.grant(platform, user_id, role, at=self.s.clock.now(), display_name=name)
+        self._audit(caller, "users_add", target, {"role": role.value, "name": name})
+        return Reply(f"{target} added as {role.value}" + (f" ({name})" if name else ""))
+
+    @staticmethod
+    def _user_ref(caller: Caller, word: str) -> tuple[str, int]:
+        match = USER_REF.fullmatch(word.lower())
+        if match is None or int(match.group(2)) >= 2**63:
+            raise UserError(
+                f"{word[:40]!r} is not a user: a numeric id, or PLATFORM:ID (e.g. telegram:123456789); "
+                "names are not accepted"
+            )
+        platform = match.group(1) or caller.platform
+        if platform not in USER_PLATFORMS:
+            raise UserError(
+                f"users live on {' or '.join(USER_PLATFORMS)}: write telegram:ID or discord:ID"
+                + ("" if match.group(1) else f" (you are on the {caller.platform})")
+            )
+        return platform, int(match.group(2))
+
+    @staticmethod
+    def _role_word(word: str) -> Role:
+        try:
+            return Role(word.lower())
+        except ValueError:
+            raise UserError(f"{word[:32]!r} is not a role; roles: viewer, trader, admin") from None
 
     async def _chart(self, caller: Caller, args: list[str]) -> Reply:
         if not args or len(args) > 2:

@@ -124,6 +124,22 @@ def add_commands(tree: app_commands.CommandTree[Any], transport: DiscordTranspor
     async def unsubscribe(interaction: discord.Interaction[Any], watchlist: str | None = None) -> None:
         await run(interaction, "unsubscribe", watchlist)
 
+    @tree.command(name="users", description=summary("users"))
+    @app_commands.describe(
+        action="list, add, remove, or change a role",
+        user="a numeric user id, as PLATFORM:ID for another platform (telegram:123)",
+        role="the role to give",
+        name="a display name (add only)",
+    )
+    async def users(
+        interaction: discord.Interaction[Any],
+        action: Literal["list", "add", "rm", "role"] = "list",
+        user: str | None = None,
+        role: Literal["viewer", "trader", "admin"] | None = None,
+        name: str | None = None,
+    ) -> None:
+        await run(interaction, "users", action, user, role, name)
+
     for name in ("positions", "orders", "pnl", "risk", "resume", "llm"):  # no options
         tree.add_command(_plain(name, summary(name), run))
     missing = set(transport.core.commands) - {c.name for c in tree.get_commands()}

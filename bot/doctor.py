@@ -19,11 +19,55 @@ class Check:
     detail: str
 
 
+class Problem(Exception):
+    """A failed check already worded for the user (what is wrong, what to do)."""
+
+
 def _run(name: str, probe: Callable[[], str]) -> Check:
     try:
         return Check(name, True, probe())
+    except Problem as exc:
+        return Check(name, False, str(exc))
     except Exception as exc:  # a doctor reports every failure instead of stopping at the first
         return Check(name, False, f"{type(exc).__name__}: {exc}")
+
+
+def telegram_probe(settings: Settings, token: str) -> str:
+    """getMe with the configured token, through TRADEOPS_TELEGRAM_API_URL when set. Nothing it
+    returns or raises contains the token."""
+    import asyncio
+
+    from telegram import Bot
+    from telegram.error import InvalidToken, NetworkError, TelegramError
+
+    from bot.telegram_render import api_urls
+
+    try:
+        base_url, file_url = api_urls(settings.telegram_api_url)
+    except ValueError as exc:
+        raise Problem(str(exc)) from None
+
+    async def get_me() -> str:
+        async with Bot(token, base_url=base_url, base_file_url=file_url) as bot:  # initialize() calls getMe
+            return bot.username
+
+    def hidden(exc: Exception) -> str:
+        return str(exc).replace(token, "<token>")
+
+    try:
+        username = asyncio.run(get_me())
+    except InvalidToken:
+        raise Problem(
+            f"Telegram refused the token at {base_url}: set TRADEOPS_TELEGRAM_TOKEN to the token @BotFather "
+            "gave you (/mybots, API Token shows it again)"
+        ) from None
+    except NetworkError as exc:
+        raise Problem(
+            f"no answer from {base_url} ({hidden(exc)}): check the network, a proxy, or TRADEOPS_TELEGRAM_API_URL"
+        ) from None
+    except TelegramError as exc:
+        raise Problem(f"getMe failed at {base_url}: {hidden(exc)}") from None
+    return f"the token belongs to @{username} (getMe at {base_url})"
 
 
 def run_checks(settings: Settings) -> Iterator[Check]:
@@ -85,6 +129,16 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         return "; ".join(parts)
 
     yield _run("replay data", replay_data)
+
+    # Chat transports: each one with a token is asked who it is; a token is never printed.
+    tokens = settings.transport_tokens
+    if not tokens:
+        from bot.run import TRANSPORT_VARIABLES
+
+        yield Check("chat", True, f"no transport configured: `tradeops run` needs {TRANSPORT_VARIABLES}")
+    if "telegram" in tokens:
+        yield _run("telegram", lambda: telegram_probe(settings, tokens["telegram"]))
+    # The Discord check (the application behind TRADEOPS_DISCORD_TOKEN) comes with its transport.
 
     llm = settings.llm_config
     if not llm.configured:

@@ -8,6 +8,8 @@ the action is looked up here and run through the core as the presser, at press t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,13 +21,15 @@ from telegram import (
     BotCommand,
     BotCommandScopeChat,
     BotCommandScopeDefault,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     Update,
+    User,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.core import Caller, CommandCore, Reply
@@ -37,9 +41,12 @@ from bot.telegram_render import (
     CALLBACK_ANSWER_LIMIT,
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
+    AccessPress,
+    access_data,
     api_urls,
     callback_data,
     html_parts,
+    parse_access,
     parse_allowed_users,
     parse_callback,
     shorten,
@@ -53,6 +60,11 @@ from storage.users import Role
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 REFUSAL_INTERVAL = 600.0  # seconds between two refusals to the same stranger
+UPDATES = ["message", "callback_query"]
+MAX_OPEN_REQUESTS = 1000  # unanswered access requests remembered (to edit every admin's copy on an answer)
+CONFLICT = (
+    "another process is polling this bot's token (Telegram answered 409 Conflict); stop it, or use another bot token"
+)
 
 
 class TelegramTransport:
@@ -85,6 +97,11 @@ class TelegramTransport:
         self.app.add_handler(CallbackQueryHandler(self._on_press))
         self.app.add_error_handler(self._on_error)
         self._refused: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, messages since)
+        self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
+        # Access requests of this process: stranger -> (name, the admins' request messages); and
+        # the strangers an admin denied, who are not asked about again until a restart.
+        self._requests: dict[int, tuple[str, list[tuple[int, int]]]] = {}
+        self._denied: set[int] = set()
 
     # --- lifecycle ---
 
@@ -94,24 +111,58 @@ class TelegramTransport:
             self.s.users.grant(PLATFORM, user_id, role, at=now)
         try:
             await self.app.initialize()
+            await self._check_no_other_poller()
             await self._register_commands()
             await self.app.start()
             assert self.app.updater is not None
-            await self.app.updater.start_polling(allowed_updates=["message", "callback_query"])
-        except InvalidToken:
-            raise TransportError(
-                "Telegram refused the token: check TRADEOPS_TELEGRAM_TOKEN (from @BotFather)"
-            ) from None
-        except TelegramError as exc:
-            raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
+            await self.app.updater.start_polling(allowed_updates=UPDATES, error_callback=self._on_polling_error)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            if isinstance(exc, InvalidToken):
+                raise TransportError(
+                    "Telegram refused the token: check TRADEOPS_TELEGRAM_TOKEN (from @BotFather)"
+                ) from None
+            if isinstance(exc, Conflict):
+                raise TransportError(CONFLICT) from None
+            if isinstance(exc, TelegramError):
+                raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
+            raise
         log.info("telegram: polling as @%s, %d allowed users", self.app.bot.username, len(self.allowed))
 
     async def stop(self) -> None:
+        if self._stopping is not None:
+            await self._stopping
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+
+    async def _check_no_other_poller(self) -> None:
+        """One getUpdates that waits for nothing and confirms nothing (no offset): Telegram answers
+        409 Conflict when another process is polling the token. A webhook set for the token is also
+        a 409; polling's start deletes it, as python-telegram-bot always does."""
+        try:
+            await self.app.bot.get_updates(timeout=0, limit=1, allowed_updates=UPDATES)
+        except Conflict as exc:
+            if "webhook" not in str(exc).lower():
+                raise
+            log.warning("telegram: a webhook was set for this bot; polling replaces it")
+
+    def _on_polling_error(self, exc: TelegramError) -> None:
+        """Called by the updater's retry loop (synchronously) for each failed getUpdates. A 409
+        Conflict means another process polls the token now: stop polling instead of fighting it."""
+        if not isinstance(exc, Conflict):
+            log.warning("telegram: polling failed, retrying: %s", redact(str(exc)))
+            return
+        if self._stopping is None:
+            log.error("telegram: %s. Polling stopped: this process takes no more Telegram updates.", CONFLICT)
+            self._stopping = asyncio.get_running_loop().create_task(self._stop_polling())
+
+    async def _stop_polling(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
 
     async def _register_commands(self) -> None:
         def listing(role: Role) -> list[BotCommand]:
@@ -173,13 +224,13 @@ class TelegramTransport:
             text = ("/help" if name.lower() == "/start" else name) + (f" {rest}" if rest else "")
         role = self.s.users.role(PLATFORM, user.id)
         if role is None:
-            await self._refuse_stranger(user.id, message.chat_id, text)
+            await self._refuse_stranger(user.id, message.chat_id, text, name=self._name(user))
             return
         caller = Caller(PLATFORM, user.id, user.full_name[:64], chat_id=message.chat_id)
         reply = await self.core.handle(caller, text)
         await self.send_reply(message.chat_id, reply)
 
-    async def _refuse_stranger(self, user_id: int, chat_id: int, text: str) -> None:
+    async def _refuse_stranger(self, user_id: int, chat_id: int, text: str, *, name: str) -> None:
         last, since = self._refused.get(user_id, (float("-inf"), 0))
         if time.monotonic() - last < REFUSAL_INTERVAL:
             self._refused[user_id] = (last, since + 1)
@@ -190,6 +241,78 @@ class TelegramTransport:
             chat_id,
             f"Sorry, this bot is private. Ask its admin to add your numeric Telegram id ({user_id}).",
         )
+        if user_id not in self._denied:
+            await self._request_access(user_id, name)
+
+    async def _request_access(self, user_id: int, name: str) -> None:
+        """Each Telegram admin (their private chat's id is their user id) gets the request with
+        Grant viewer / Deny buttons; an admin who never opened a chat with the bot is skipped."""
+        keyboard = InlineKeyboardMarkup(
+            [
+                [
+                    InlineKeyboardButton("Grant viewer", callback_data=access_data(True, user_id)),
+                    InlineKeyboardButton("Deny", callback_data=access_data(False, user_id)),
+                ]
+            ]
+        )
+        sent: list[tuple[int, int]] = []
+        for admin in self._admins():
+            try:
+                message = await self.send_text(admin, f"access request from {name} (id {user_id})", keyboard=keyboard)
+                sent.append((admin, message.message_id))
+            except TelegramError as exc:
+                log.info("telegram: access request not sent to admin %s: %s", admin, exc)
+        if sent:
+            self._requests[user_id] = (name, sent + self._requests.pop(user_id, ("", []))[1])
+            while len(self._requests) > MAX_OPEN_REQUESTS:  # the oldest unanswered ones keep their buttons
+                del self._requests[next(iter(self._requests))]
+
+    def _admins(self) -> list[int]:
+        return [u.platform_user_id for u in self.s.users.all() if u.platform == PLATFORM and u.role == Role.ADMIN]
+
+    @staticmethod
+    def _name(user: User) -> str:
+        name = " ".join(user.full_name.split())[:64] or "?"
+        return f"{name} (@{user.username})" if user.username else name
+
+    async def _on_access_press(self, query: CallbackQuery, user: User, press: AccessPress) -> None:
+        actor = f"{PLATFORM}:{user.id}"
+        target = f"{PLATFORM}:{press.user_id}"
+        role = self.s.users.role(PLATFORM, user.id)
+        if role is not Role.ADMIN:
+            why = "only an admin may answer an access request"
+            self._audit(actor, "button_refused", target, {"action": "grant" if press.grant else "deny", "why": why})
+            await self._answer(query.answer, f"refused: {why}.")
+            return
+        name, messages = self._requests.get(press.user_id, ("", []))
+        if query.message is not None and (query.message.chat.id, query.message.message_id) not in messages:
+            messages = [*messages, (query.message.chat.id, query.message.message_id)]  # sent before a restart
+        caller = Caller(
+            PLATFORM, user.id, user.full_name[:64], chat_id=query.message.chat.id if query.message else None
+        )
+        if press.grant:
+            reply = self.core.grant_user(caller, PLATFORM, press.user_id, Role.VIEWER, name=name)
+            await self._answer(query.answer, reply.text)
+            if not reply.ok:
+                return
+            outcome = f"GRANTED viewer by {actor}"
+            try:
+                await self.send_text(press.user_id, "You may use this bot now, as a viewer: /help lists the commands.")
+            except TelegramError as exc:
+                log.info("telegram: %s not told of the grant: %s", target, exc)
+        else:
+            current = self.s.users.role(PLATFORM, press.user_id)
+            if current is not None:
+                await self._answer(query.answer, f"{target} is a {current.value} now; /users rm {target} removes them")
+                return
+            self._denied.add(press.user_id)
+            self._audit(actor, "access_denied", target, {"name": name})
+            await self._answer(query.answer, f"{target} denied: no more requests from them until a restart")
+            outcome = f"DENIED by {actor}"
+        self._requests.pop(press.user_id, None)
+        text = f"access request from {name or target} (id {press.user_id}): {outcome}"
+        for chat_id, message_id in messages:  # every admin's copy shows the answer, without buttons
+            await self._edit_card(CardRef(chat_id=chat_id, message_id=message_id, kind="text"), text, "")
 
     async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, user = update.callback_query, update.effective_user
@@ -197,6 +320,10 @@ class TelegramTransport:
             return
         actor = f"{PLATFORM}:{user.id}"
         press = parse_callback(query.data)
+        access = parse_access(query.data) if press is None else None
+        if access is not None:
+            await self._on_access_press(query, user, access)
+            return
         if press is None:
             self._audit(actor, "button_refused", "", {"data": (query.data or "")[:64], "why": "unknown button"})
             await self._answer(query.answer, "unknown button")

@@ -17,6 +17,7 @@ CALLBACK_ANSWER_LIMIT = 200
 DEFAULT_API_URL = "https://api.telegram.org/bot"
 ACTIONS = {"a": "approve", "r": "reject", "d": "details"}
 CALLBACK = re.compile(r"^([ard]):([a-z0-9]{4,40})$")
+ACCESS = re.compile(r"^([gn]):([1-9][0-9]{0,18})$")  # an access request's Grant viewer / Deny
 _RULE = re.compile(r"^-+(  -+)*$")  # the dashes under a table's header (bot/render.py table)
 
 
@@ -54,6 +55,26 @@ def parse_callback(data: str | None) -> Press | None:
         return None
     match = CALLBACK.fullmatch(data)
     return Press(ACTIONS[match.group(1)], match.group(2)) if match else None
+
+
+@dataclass(frozen=True)
+class AccessPress:
+    grant: bool  # Grant viewer (g), or Deny (n)
+    user_id: int  # the stranger who asked
+
+
+def access_data(grant: bool, user_id: int) -> str:
+    return f"{'g' if grant else 'n'}:{user_id}"
+
+
+def parse_access(data: str | None) -> AccessPress | None:
+    """An access request button's data (forgeable like any other): only ``g|n:<numeric id>``."""
+    if not data or len(data) > 64:
+        return None
+    match = ACCESS.fullmatch(data)
+    if match is None or int(match.group(2)) >= 2**63:
+        return None
+    return AccessPress(match.group(1) == "g", int(match.group(2)))
 
 
 def units(text: str) -> int:

@@ -53,6 +53,7 @@ POLICY = {
     "risk": Role.VIEWER,
     "pause": Role.ADMIN,
     "resume": Role.ADMIN,
+    "users": Role.ADMIN,
     "chart": Role.VIEWER,
     "ask": Role.TRADER,  # spends tokens
     "llm": Role.VIEWER,
@@ -76,6 +77,7 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     "risk": ("/risk", "kill switch: off", True),
     "pause": ("/pause fire drill", "kill switch ON", True),
     "resume": ("/resume", "kill switch off", True),
+    "users": ("/users list", "telegram:1002  trader", True),
     "chart": ("/chart ETH/USDT", "ETH/USDT 1h", True),
     # No endpoint is configured in these tests: the handler runs and says what to set.
     "ask": ("/ask how is ETH doing?", "/ask needs an LLM: set TRADEOPS_LLM_MODEL", False),
@@ -211,8 +213,9 @@ def test_who_is_refused_what() -> None:
         "signal",
         "subscribe",
         "unsubscribe",
+        "users",
     ]
-    assert refused[Role.TRADER] == ["pause", "resume"]
+    assert refused[Role.TRADER] == ["pause", "resume", "users"]
     assert refused[Role.ADMIN] == []
 
 
@@ -230,6 +233,96 @@ async def test_a_trader_cannot_pause_or_resume(services: Services, core: Command
         reply = await refused_without_writes(services, core, TRADER, message)
         assert "needs the admin role; you are a trader" in reply.text
     assert services.signals.get_value(KILL_SWITCH_KEY) is None
+
+
+# --- /users ---
+
+
+async def test_an_admin_adds_changes_and_removes_users_and_each_change_is_audited(
+    services: Services, core: CommandCore
+) -> None:
+    newcomer = Caller("telegram", 5555, "nina")
+    assert not (await core.handle(newcomer, "/help")).ok
+    reply = await core.handle(ADMIN, "/users add telegram:5555 viewer Nina K")
+    assert reply.ok and reply.text == "telegram:5555 added as viewer (Nina K)"
+    assert (await core.handle(newcomer, "/help")).ok
+    assert services.users.role("telegram", 5555) is Role.VIEWER
+    reply = await core.handle(ADMIN, "/users role telegram:5555 TRADER")
+    assert reply.ok and reply.text == "telegram:5555 is now a trader (was viewer)"
+    assert services.users.role("telegram", 5555) is Role.TRADER
+    # Without a platform, the id is on the admin's own (Discord here).
+    assert (await core.handle(ADMIN, "/users add 5555 admin")).text == "discord:5555 added as admin"
+    assert services.users.role("discord", 5555) is Role.ADMIN
+    listing = await core.handle(ADMIN, "/users list")
+    assert {"user": "telegram:5555", "role": "trader"} in listing.data["users"]
+    assert "Nina K" in listing.text
+    reply = await core.handle(ADMIN, "/users rm telegram:5555")
+    assert reply.ok and reply.text == "telegram:5555 removed (was trader): refused from now on"
+    assert services.users.role("telegram", 5555) is None
+    assert not (await core.handle(newcomer, "/help")).ok
+    audit = [(e.action, e.target, e.detail) for e in services.signals.audit_log(limit=10) if e.actor == ADMIN.actor]
+    assert audit[::-1] == [
+        ("users_add", "telegram:5555", {"role": "viewer", "name": "Nina K"}),
+        ("users_role", "telegram:5555", {"role": "trader", "before": "viewer"}),
+        ("users_add", "discord:5555", {"role": "admin", "name": ""}),
+        ("users_rm", "telegram:5555", {"role": "trader"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "answer"),
+    [
+        ("/users rm 1003", "refused: you cannot remove yourself (you would lock yourself out); ask another admin"),
+        ("/users rm discord:1003", "you cannot remove yourself"),
+        ("/users role 1003 trader", "refused: you cannot demote yourself (you would lock yourself out)"),
+        ("/users role discord:1003 viewer", "you cannot demote yourself"),
+        ("/users add telegram:1001 admin", "telegram:1001 is already a viewer; change it with /users role"),
+        ("/users role telegram:4242 viewer", "telegram:4242 has no role (not in the users table)"),
+        ("/users rm telegram:4242", "telegram:4242 has no role"),
+        ("/users add @eve viewer", "'@eve' is not a user: a numeric id, or PLATFORM:ID"),
+        ("/users add telegram:eve viewer", "is not a user"),
+        ("/users add -5 viewer", "is not a user"),
+        ("/users add 99999999999999999999 viewer", "is not a user"),
+        ("/users add 9223372036854775808 viewer", "is not a user"),  # 2**63: does not fit the column
+        ("/users add console:7 admin", "users live on telegram or discord"),
+        ("/users add slack:7 admin", "users live on telegram or discord"),
+        ("/users add 7 root", "'root' is not a role; roles: viewer, trader, admin"),
+        ("/users add 7", "usage: /users add [PLATFORM:]ID ROLE [NAME]"),
+        ("/users rm 7 now", "usage: /users rm [PLATFORM:]ID"),
+        ("/users role 7", "usage: /users role [PLATFORM:]ID ROLE"),
+        ("/users list all", "usage: /users list | add"),
+        ("/users drop 7", "usage: /users list | add"),
+    ],
+)
+async def test_users_bad_input_and_lock_out_are_refused_without_writes(
+    services: Services, core: CommandCore, message: str, answer: str
+) -> None:
+    reply = await refused_without_writes(services, core, ADMIN, message)
+    assert answer in reply.text, reply.text
+
+
+async def test_the_console_admin_names_the_platform(services: Services) -> None:
+    core = CommandCore(services)
+    reply = await core.handle(CONSOLE_USER, "/users add 77 viewer")
+    assert not reply.ok and "write telegram:ID or discord:ID (you are on the console)" in reply.text
+    assert (await core.handle(CONSOLE_USER, "/users add telegram:77 viewer")).ok
+    assert services.users.role("telegram", 77) is Role.VIEWER
+
+
+async def test_another_admin_may_demote_an_admin_and_grant_checks_the_role_itself(
+    services: Services, core: CommandCore
+) -> None:
+    other = Caller("discord", 2003, "bob")
+    services.users.grant("discord", 2003, Role.ADMIN, at=services.clock.now())
+    assert (await core.handle(other, "/users role discord:1003 viewer")).ok
+    assert services.users.role("discord", 1003) is Role.VIEWER
+    # What a button calls directly, without handle(): a demoted admin is refused there too.
+    reply = core.grant_user(ADMIN, "telegram", 9, Role.VIEWER)
+    assert not reply.ok and reply.text == "refused: adding a user needs the admin role; you are a viewer."
+    assert services.users.role("telegram", 9) is None
+    assert core.grant_user(other, "telegram", 9, Role.VIEWER).ok
+    assert not core.grant_user(other, "telegram", 9, Role.ADMIN).ok  # already a viewer: not changed
+    assert services.users.role("telegram", 9) is Role.VIEWER
 
 
 async def test_a_chat_subscribes_to_a_watchlist_or_all_and_unsubscribes(services: Services, core: CommandCore) -> None:

@@ -9,6 +9,7 @@ import copy
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +23,16 @@ from telegram import Update
 from bot.core import Caller, CommandCore
 from bot.services import Services, open_services, seed_watchlists
 from bot.settings import load_settings
-from bot.telegram import TelegramTransport
-from bot.telegram_render import AllowlistError, api_urls, html_parts, parse_allowed_users, parse_callback
+from bot.telegram import CONFLICT, TelegramTransport
+from bot.telegram_render import (
+    AccessPress,
+    AllowlistError,
+    api_urls,
+    html_parts,
+    parse_access,
+    parse_allowed_users,
+    parse_callback,
+)
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
@@ -50,6 +59,10 @@ class FakeBotAPI:
         self.blocked: set[int] = set()
         self.refuse_html = False
         self.next_id = 1000
+        self.polls = 0  # getUpdates calls
+        self.revoked: set[str] = set()  # tokens answered 401 Unauthorized
+        self.conflict = False  # answer getUpdates with 409, as Telegram does when another process polls
+        self.unconfirmed: list[dict[str, Any]] = []  # delivered, not yet confirmed by a higher offset
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -60,18 +73,14 @@ class FakeBotAPI:
         form = await request.post()
         params = {k: v if isinstance(v, str) else "<file>" for k, v in form.items()}
         self.tokens.add(token)
+        if token in self.revoked:
+            return self.error(401, "Unauthorized")
         if method != "getUpdates":
             self.calls.append((method, params))
         if method == "getMe":
             return self.ok({"id": 42, "is_bot": True, "first_name": "tradeops", "username": "tradeops_test_bot"})
         if method == "getUpdates":
-            try:
-                batch = [await asyncio.wait_for(self.updates.get(), 0.2)]
-            except TimeoutError:
-                return self.ok([])
-            while not self.updates.empty():
-                batch.append(self.updates.get_nowait())
-            return self.ok(batch)
+            return await self.get_updates(params)
         if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery"):
             return self.ok(True)
         chat_id = int(params.get("chat_id", "0"))
@@ -83,6 +92,7 @@ class FakeBotAPI:
         message: dict[str, Any] = {"message_id": self.new_id(), "date": 1625551205, "chat": chat}
         if method in ("editMessageText", "editMessageCaption"):
             message["message_id"] = int(params["message_id"])
+        params.setdefault("message_id", str(message["message_id"]))  # recorded: what a press carries back
         if "text" in params:
             message["text"] = params["text"]
         if "caption" in params:
@@ -92,6 +102,24 @@ class FakeBotAPI:
         if "reply_markup" in params:
             message["reply_markup"] = json.loads(params["reply_markup"])
         return self.ok(message)
+
+    async def get_updates(self, params: dict[str, str]) -> web.Response:
+        """Like Telegram: an update stays until a later offset confirms it; ``timeout`` 0 waits for
+        nothing (the long poll is shortened to 0.2 s here)."""
+        self.polls += 1
+        if self.conflict:
+            return self.error(
+                409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+            )
+        offset = int(params.get("offset") or 0)
+        self.unconfirmed = [u for u in self.unconfirmed if u["update_id"] >= offset]
+        for _ in range(10 if params.get("timeout") not in (None, "0") else 0):
+            if self.unconfirmed or not self.updates.empty():
+                break
+            await asyncio.sleep(0.02)  # a cancelled poll loses nothing: the queue is only drained below
+        while not self.updates.empty():
+            self.unconfirmed.append(self.updates.get_nowait())
+        return self.ok(self.unconfirmed[: int(params.get("limit") or 100)])
 
     @staticmethod
     def ok(result: Any) -> web.Response:
@@ -244,7 +272,11 @@ async def test_in_a_group_the_user_is_checked_not_the_chat(
     api.message(TRADER, "/subscribe all", group=True)
     api.message(TRADER2, "just chatting", group=True)  # group chatter is not for the bot: no answer
     api.message(TRADER2, "/subscribe", group=True)  # a marker, answered after the chatter
-    sent = await api.until(lambda: len(api.sent("sendMessage", chat_id=str(GROUP))) >= 3 and api.sent("sendMessage"))
+
+    def in_group() -> list[dict[str, str]]:
+        return api.sent("sendMessage", chat_id=str(GROUP))
+
+    sent = await api.until(lambda: len(in_group()) >= 3 and in_group())
     assert len(sent) == 3 and sent[2]["text"].startswith("usage: /subscribe WATCHLIST|all")
     texts = [p["text"] for p in sent]
     assert (
@@ -477,3 +509,177 @@ async def test_tradeops_run_pushes_scheduled_cards_to_telegram_and_an_approval_b
         stop.set()
         assert await asyncio.wait_for(running, 30) == 0
     assert TOKEN not in json.dumps(api.calls)  # the token travels in the URL only
+
+
+# --- one poller per token ---
+
+
+async def test_a_second_poller_is_refused_at_start_and_tradeops_run_exits_2(
+    fake: tuple[FakeBotAPI, str], services: Services, tmp_path: Path
+) -> None:
+    api, url = fake
+    api.conflict = True
+    transport = make_transport(services, url)
+    with pytest.raises(TransportError) as refused:
+        await transport.start()
+    assert str(refused.value) == CONFLICT and "409 Conflict" in CONFLICT
+    assert not transport.app.running and not api.sent("setMyCommands")  # nothing done before the check
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    env |= {"TRADEOPS_TELEGRAM_TOKEN": TOKEN, "TRADEOPS_TELEGRAM_API_URL": url}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tradeops"),
+        *("run", "--replay", "--data-dir", str(tmp_path / "run")),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2, stderr.decode()
+    assert f"error: {CONFLICT}" in stderr.decode() and TOKEN not in stderr.decode()
+
+
+async def test_a_conflict_while_running_stops_polling_instead_of_fighting(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, _ = fake
+    api.message(VIEWER, "/help")
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    api.conflict = True  # another process starts polling the token
+    stopping = await api.until(lambda: bot._stopping)
+    await asyncio.wait_for(asyncio.shield(stopping), 10)  # the updater's stop, its last getUpdates included
+    assert bot.app.updater is not None and not bot.app.updater.running
+    polls = api.polls
+    await asyncio.sleep(2.5)  # the retry loop would poll again after 1 s, then 1.5 s
+    assert api.polls == polls
+    errors = [r.getMessage() for r in caplog.records if r.name == "bot.telegram" and r.levelno == logging.ERROR]
+    assert errors == [f"telegram: {CONFLICT}. Polling stopped: this process takes no more Telegram updates."]
+
+
+# --- access requests ---
+
+
+def request_message(api: FakeBotAPI, admin: int, stranger: int) -> dict[str, Any]:
+    """The access request an admin received, as a press carries it."""
+    sent = [p for p in api.sent("sendMessage", chat_id=str(admin)) if f"g:{stranger}" in p.get("reply_markup", "")]
+    assert len(sent) == 1, sent
+    return {"message_id": int(sent[0]["message_id"]), "date": 1625551205, "chat": {"id": admin, "type": "private"}}
+
+
+async def test_a_stranger_asks_once_and_an_admin_grants_viewer_with_one_press(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
+) -> None:
+    api, _ = fake
+    services.users.grant("telegram", 7007, Role.ADMIN, at=services.clock.now())  # an admin without a chat
+    api.blocked.add(7007)
+    api.message(STRANGER, "/signals")
+    api.message(STRANGER, "/help")  # within 10 minutes: neither a refusal nor a request
+    api.message(VIEWER, "/help")  # a marker
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    requests = [p for p in api.calls if p[0] == "sendMessage" and "access request" in p[1]["text"]]
+    assert [int(p["chat_id"]) for _, p in requests] == [ADMIN, 7007]  # 7007's failed: skipped
+    body = requests[0][1]
+    assert body["text"] == f"access request from Waffle (@WaffleLapkin) (id {STRANGER})"  # the fixture's sender
+    keyboard = json.loads(body["reply_markup"])["inline_keyboard"][0]
+    assert [(b["text"], b["callback_data"]) for b in keyboard] == [
+        ("Grant viewer", f"g:{STRANGER}"),
+        ("Deny", f"n:{STRANGER}"),
+    ]
+    message = request_message(api, ADMIN, STRANGER)
+    for user, data in [(TRADER, f"g:{STRANGER}"), (STRANGER, f"g:{STRANGER}"), (ADMIN, "g:12x"), (ADMIN, "g:-5")]:
+        await bot.app.process_update(Update.de_json(api.press(user, data, message), bot.app.bot))
+    answers = [p["text"] for p in api.sent("answerCallbackQuery")]
+    assert answers == ["refused: only an admin may answer an access request."] * 2 + ["unknown button"] * 2
+    assert services.users.role("telegram", STRANGER) is None and not api.sent("editMessageText")
+
+    await bot.app.process_update(Update.de_json(api.press(ADMIN, f"g:{STRANGER}", message), bot.app.bot))
+    assert services.users.role("telegram", STRANGER) is Role.VIEWER
+    granted = api.sent("answerCallbackQuery")[-1]["text"]
+    assert granted == f"telegram:{STRANGER} added as viewer (Waffle (@WaffleLapkin))"
+    edit = api.sent("editMessageText", chat_id=str(ADMIN))
+    assert edit[0]["text"].endswith(f"GRANTED viewer by telegram:{ADMIN}") and "reply_markup" not in edit[0]
+    welcome = api.sent("sendMessage", chat_id=str(STRANGER))[-1]["text"]
+    assert welcome.startswith("You may use this bot now, as a viewer")
+    added = [e for e in services.signals.audit_log() if e.action == "users_add"]
+    assert [(e.actor, e.target, e.detail["role"]) for e in added] == [
+        (f"telegram:{ADMIN}", f"telegram:{STRANGER}", "viewer")
+    ]
+    # A second press (another admin's copy, or a double tap) changes nothing.
+    await bot.app.process_update(Update.de_json(api.press(ADMIN, f"g:{STRANGER}", message), bot.app.bot))
+    assert api.sent("answerCallbackQuery")[-1]["text"] == f"telegram:{STRANGER} is already a viewer"
+    api.message(STRANGER, "/risk")
+    await api.until(lambda: any("kill switch" in p["text"] for p in api.sent("sendMessage", chat_id=str(STRANGER))))
+
+
+async def test_deny_stops_the_requests_of_that_stranger(
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, _ = fake
+    monkeypatch.setattr("bot.telegram.REFUSAL_INTERVAL", 0.0)  # every message is refused now
+    api.message(STRANGER, "hello")
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(ADMIN)))
+    message = request_message(api, ADMIN, STRANGER)
+    await bot.app.process_update(Update.de_json(api.press(ADMIN, f"n:{STRANGER}", message), bot.app.bot))
+    assert services.users.role("telegram", STRANGER) is None
+    assert api.sent("editMessageText", chat_id=str(ADMIN))[0]["text"].endswith(f"DENIED by telegram:{ADMIN}")
+    denied = [e for e in services.signals.audit_log() if e.action == "access_denied"]
+    assert [(e.actor, e.target) for e in denied] == [(f"telegram:{ADMIN}", f"telegram:{STRANGER}")]
+    api.message(STRANGER, "hello again")
+    api.message(VIEWER, "/help")  # a marker
+    await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    assert len(api.sent("sendMessage", chat_id=str(STRANGER))) == 2  # refused again, politely
+    assert len([p for p in api.sent("sendMessage", chat_id=str(ADMIN)) if "access request" in p["text"]]) == 1
+
+
+def test_access_button_data_is_parsed_strictly() -> None:
+    assert parse_access("g:4242") == AccessPress(True, 4242)
+    assert parse_access("n:4242") == AccessPress(False, 4242)
+    for forged in ("g:0", "g:-1", "g:01", "x:1", "g:1 ", "g:99999999999999999999", "g:9223372036854775808", "", None):
+        assert parse_access(forged) is None, forged
+    assert parse_callback("g:4242") is None  # and a signal button is not an access button
+
+
+# --- tradeops doctor ---
+
+
+async def tradeops(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """The installed CLI in a subprocess (this loop keeps serving the fake meanwhile): status, stdout + stderr."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tradeops"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=clean | env,
+        cwd=cwd,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_doctor_checks_the_telegram_token_with_get_me_and_never_prints_it(
+    fake: tuple[FakeBotAPI, str], tmp_path: Path
+) -> None:
+    api, url = fake
+    env = {"TRADEOPS_TELEGRAM_TOKEN": TOKEN, "TRADEOPS_TELEGRAM_API_URL": url, "TRADEOPS_DATA_DIR": str(tmp_path)}
+    status, out = await tradeops("doctor", env=env, cwd=tmp_path)
+    assert f"[ok  ] telegram: the token belongs to @tradeops_test_bot (getMe at {url})" in out, out
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+    assert api.sent("getMe") and api.tokens == {TOKEN}
+
+    api.revoked.add(TOKEN)
+    status, out = await tradeops("doctor", env=env, cwd=tmp_path)
+    assert status == 1
+    assert f"[FAIL] telegram: Telegram refused the token at {url}: set TRADEOPS_TELEGRAM_TOKEN" in out, out
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+    status, out = await tradeops(
+        "doctor", env=env | {"TRADEOPS_TELEGRAM_API_URL": "http://127.0.0.1:9/bot"}, cwd=tmp_path
+    )
+    assert status == 1 and "[FAIL] telegram: no answer from http://127.0.0.1:9/bot" in out, out
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+    status, out = await tradeops("doctor", env={"TRADEOPS_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert "[ok  ] chat: no transport configured" in out and "telegram:" not in out
