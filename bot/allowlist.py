@@ -4,8 +4,11 @@ TRADEOPS_DISCORD_ALLOWED_USERS): numeric user ids with roles, seeded into the us
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from datetime import datetime
 
-from storage.users import Role
+from storage.users import Role, UserStore
 
 _USER = re.compile(r"^(\d{1,19}):([a-z]+)$")
 
@@ -32,3 +35,29 @@ def parse_allowed_users(text: str, setting: str) -> dict[int, Role]:
             raise AllowlistError(f"{setting}: user {user_id} is listed with two roles")
         allowed[user_id] = Role(role)
     return allowed
+
+
+def seed_allowlist(users: UserStore, platform: str, allowed: dict[int, Role], *, at: datetime) -> None:
+    """Write a transport's allowlist into the users table (the setting wins over earlier changes)."""
+    for user_id, role in allowed.items():
+        users.grant(platform, user_id, role, at=at)
+
+
+class StrangerRefusals:
+    """When to refuse a stranger out loud: once per ``interval_seconds`` per user, so a stranger
+    flooding the bot gets (and the audit log records) one refusal, with the count ignored since."""
+
+    def __init__(self, interval_seconds: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval_seconds
+        self._clock = clock
+        self._last: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, messages since)
+
+    def due(self, user_id: int) -> int | None:
+        """The number of messages ignored since the last refusal when one is due now, else None."""
+        now = self._clock()
+        last, since = self._last.get(user_id, (float("-inf"), 0))
+        if now - last < self.interval:
+            self._last[user_id] = (last, since + 1)
+            return None
+        self._last[user_id] = (now, 0)
+        return since

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from pydantic import SecretStr
 
-from bot.allowlist import parse_allowed_users
+from bot.allowlist import StrangerRefusals, parse_allowed_users, seed_allowlist
 from bot.core import Caller, CommandCore, Reply
 from bot.discord_commands import add_commands
 from bot.discord_render import (
@@ -116,7 +115,7 @@ class DiscordTransport:
         self.client = TradeopsClient(self)
         self.tree: app_commands.CommandTree[TradeopsClient] = app_commands.CommandTree(self.client)
         add_commands(self.tree, self)
-        self._refused: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, interactions since)
+        self._refusals = StrangerRefusals(REFUSAL_INTERVAL)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.client.event(self.on_ready)
@@ -127,9 +126,7 @@ class DiscordTransport:
         """What start does before connecting: URL overrides, the allowlist, the persistent view."""
         Route.BASE = self.api_url
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        now = self.s.clock.now()
-        for user_id, role in self.allowed.items():
-            self.s.users.grant(PLATFORM, user_id, role, at=now)
+        seed_allowlist(self.s.users, PLATFORM, self.allowed, at=self.s.clock.now())
         self.client.add_view(CardView("0000"))  # registers CardButton for every tradeops:... custom_id
 
     async def on_ready(self) -> None:
@@ -258,11 +255,9 @@ class DiscordTransport:
 
     async def _refuse_stranger(self, interaction: discord.Interaction[Any], text: str) -> None:
         user_id = interaction.user.id
-        last, since = self._refused.get(user_id, (float("-inf"), 0))
-        if time.monotonic() - last < REFUSAL_INTERVAL:
-            self._refused[user_id] = (last, since + 1)
+        since = self._refusals.due(user_id)
+        if since is None:
             return
-        self._refused[user_id] = (time.monotonic(), 0)
         self._audit(f"{PLATFORM}:{user_id}", "refused", text.split(" ")[0][:64], {"unanswered_before": since})
         await interaction.response.send_message(
             f"Sorry, this bot is private. Ask its admin to add your numeric Discord id ({user_id}).", ephemeral=True

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from bot.allowlist import StrangerRefusals, seed_allowlist
 from bot.core import Caller, CommandCore, Reply
 from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_text
@@ -96,7 +96,7 @@ class TelegramTransport:
         self.app.add_handler(MessageHandler(filters.TEXT, self._on_message))
         self.app.add_handler(CallbackQueryHandler(self._on_press))
         self.app.add_error_handler(self._on_error)
-        self._refused: dict[int, tuple[float, int]] = {}  # stranger -> (last refusal, messages since)
+        self._refusals = StrangerRefusals(REFUSAL_INTERVAL)
         self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
         # Access requests of this process: stranger -> (name, the admins' request messages); and
         # the strangers an admin denied, who are not asked about again until a restart.
@@ -106,9 +106,7 @@ class TelegramTransport:
     # --- lifecycle ---
 
     async def start(self) -> None:
-        now = self.s.clock.now()
-        for user_id, role in self.allowed.items():
-            self.s.users.grant(PLATFORM, user_id, role, at=now)
+        seed_allowlist(self.s.users, PLATFORM, self.allowed, at=self.s.clock.now())
         try:
             await self.app.initialize()
             await self._check_no_other_poller()
@@ -231,11 +229,9 @@ class TelegramTransport:
         await self.send_reply(message.chat_id, reply)
 
     async def _refuse_stranger(self, user_id: int, chat_id: int, text: str, *, name: str) -> None:
-        last, since = self._refused.get(user_id, (float("-inf"), 0))
-        if time.monotonic() - last < REFUSAL_INTERVAL:
-            self._refused[user_id] = (last, since + 1)
+        since = self._refusals.due(user_id)
+        if since is None:
             return
-        self._refused[user_id] = (time.monotonic(), 0)
         self._audit(f"{PLATFORM}:{user_id}", "refused", text.split(" ")[0][:64], {"unanswered_before": since})
         await self.send_text(
             chat_id,

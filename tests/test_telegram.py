@@ -613,10 +613,10 @@ async def test_a_stranger_asks_once_and_an_admin_grants_viewer_with_one_press(
 
 
 async def test_deny_stops_the_requests_of_that_stranger(
-    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services, monkeypatch: pytest.MonkeyPatch
+    fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
 ) -> None:
     api, _ = fake
-    monkeypatch.setattr("bot.telegram.REFUSAL_INTERVAL", 0.0)  # every message is refused now
+    bot._refusals.interval = 0.0  # every message is refused now
     api.message(STRANGER, "hello")
     await api.until(lambda: api.sent("sendMessage", chat_id=str(ADMIN)))
     message = request_message(api, ADMIN, STRANGER)
