@@ -5,13 +5,13 @@ messages."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import discord
 
 from bot.render import card_text
 from bot.telegram_render import table_lines
+from bot.transport import Press
 
 MESSAGE_LIMIT = 2000  # characters of a message's content
 EMBED_TITLE_LIMIT = 256
@@ -43,12 +43,6 @@ def gateway_url(url: str | None) -> str:
             f"TRADEOPS_DISCORD_GATEWAY_URL must be a ws(s) URL like {DEFAULT_GATEWAY_URL} or ws://127.0.0.1:8080/"
         )
     return gateway
-
-
-@dataclass(frozen=True)
-class Press:
-    action: str  # approve | reject | details
-    signal_id: str
 
 
 def custom_id(action: str, signal_id: str) -> str:

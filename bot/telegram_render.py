@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot import allowlist
 from bot.allowlist import AllowlistError as AllowlistError  # re-exported: tests and callers import it here
+from bot.transport import Press
 from storage.users import Role
 
 MESSAGE_LIMIT = 4096  # characters of a message's text after entity parsing
@@ -37,12 +38,6 @@ def api_urls(api_url: str | None) -> tuple[str, str]:
         )
     head, _, tail = base.rpartition("/bot")
     return base, f"{head}/file/bot{tail}"
-
-
-@dataclass(frozen=True)
-class Press:
-    action: str  # approve | reject | details
-    signal_id: str
 
 
 def callback_data(action: str, signal_id: str) -> str:

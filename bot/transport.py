@@ -6,6 +6,7 @@ one ``CommandCore`` (bot/core.py), which checks who may do what.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -35,6 +36,15 @@ class Transport(Protocol):
         """A notice for subscribed chats: ``kind`` is "fill", "exit", "error", "notice" (e.g. the
         LLM's daily token budget is spent) or "summary"."""
         ...
+
+
+@dataclass(frozen=True)
+class Press:
+    """A card button pressed, as parsed from the client-supplied data (never trusted beyond this:
+    the action is run through the core as the presser, at press time)."""
+
+    action: str  # approve | reject | details
+    signal_id: str
 
 
 class TransportError(Exception):

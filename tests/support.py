@@ -4,8 +4,8 @@ it can compute by hand: a market serving a few hand-written bars under a simulat
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,22 @@ def bars_frame(rows: Sequence[tuple[str, float, float, float, float, float]], ti
     frame = pd.DataFrame([r[1:] for r in rows], index=index, columns=["open", "high", "low", "close", "volume"])
     frame["close_time"] = frame.index + parse_timeframe(timeframe).delta
     return frame[BAR_COLUMNS]
+
+
+@asynccontextmanager
+async def local_http_server(app: Any) -> AsyncIterator[int]:
+    """An aiohttp ``web.Application`` served on 127.0.0.1 at a free port (yielded), for a fake of a
+    chat platform's API; stopped on exit."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
 
 
 def entry_orders(engine: Engine, signal_id: str) -> list[OrderRow]:

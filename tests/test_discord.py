@@ -34,7 +34,7 @@ from bot.settings import load_settings
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
-from tests.support import entry_orders
+from tests.support import entry_orders, local_http_server
 from venues.clock import SimulatedClock
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GfakeX.fake_discord_token_for_tests_0123456789"
@@ -405,15 +405,8 @@ async def rest_api() -> AsyncIterator[tuple[list[str], str]]:
 
     app = web.Application()
     app.router.add_get("/api/v10/users/@me", users_me)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with local_http_server(app) as port:
         yield seen, f"http://127.0.0.1:{port}/api/v10"
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_refused_token_is_a_clear_error_and_never_in_debug_logs(

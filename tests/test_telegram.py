@@ -36,7 +36,7 @@ from bot.telegram_render import (
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
-from tests.support import entry_orders
+from tests.support import entry_orders, local_http_server
 from venues.clock import SimulatedClock
 
 TOKEN = "123456789:AAE-fake_token_for_tests-0123456789xyz"
@@ -176,15 +176,8 @@ async def fake() -> AsyncIterator[tuple[FakeBotAPI, str]]:
     api = FakeBotAPI()
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", api.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with local_http_server(app) as port:
         yield api, f"http://127.0.0.1:{port}/bot"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
