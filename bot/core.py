@@ -30,6 +30,7 @@ from tools.risk import PROFILES
 from venues import calendars
 from venues.errors import VenueError
 from venues.models import ZERO, Order, OrderStatus, OrderType, Side
+from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
 MAX_INPUT = 1000
@@ -224,10 +225,12 @@ class CommandCore:
         if len(args) < 2:
             raise UserError(f"usage: /watch {action} NAME {'SYMBOL...' if action == 'add' else '[SYMBOL...]'}")
         name = valid_name(args[1].lower())
-        symbols = [self._symbol_word(s) for s in args[2:]]
+        words = [self._symbol_word(s) for s in args[2:]]
         now = self.s.clock.now()
         existing = self.s.watchlists.get(name)
         if action == "rm":
+            held = {s.upper(): s for s in existing.symbols} if existing else {}
+            symbols = [held.get(split_venue(w, self.s.venues)[1].upper(), w) for w in words]
             if existing is None:
                 raise UserError(f"no watchlist {name!r}; watchlists: {self._watchlist_names()}")
             if not symbols:
@@ -243,11 +246,17 @@ class CommandCore:
             self.s.watchlists.set_symbols(name, kept, at=now)
             self._audit(caller, "watch_rm_symbols", name, {"symbols": symbols})
             return Reply(f"{name}: {' '.join(kept)}")
-        if not symbols:
+        if not words:
             raise UserError("usage: /watch add NAME SYMBOL...")
-        venue = existing.venue if existing else await self._venue_of(symbols[0])
-        for symbol in symbols:
-            await self.s.venues[venue].instrument(symbol)  # UnknownSymbolError lists that venue's symbols
+        resolved = [await self._resolve(w, prefer=existing.venue if existing else None) for w in words]
+        venue = existing.venue if existing else resolved[0][0]
+        elsewhere = [f"{v}:{s}" for v, s in resolved if v != venue]
+        if elsewhere:
+            raise UserError(
+                f"a watchlist holds one venue's symbols; {name} is on {venue}, not {', '.join(elsewhere)}"
+                + ("" if existing else ": make one watchlist per venue")
+            )
+        symbols = list(dict.fromkeys(s for _, s in resolved))
         if existing is None:
             timeframe = await self._native_or(venue, symbols, "15m")
             spec = WatchlistSpec(name=name, venue=venue, symbols=tuple(symbols), timeframe=timeframe)
@@ -307,8 +316,7 @@ class CommandCore:
     async def _signal(self, caller: Caller, args: list[str]) -> Reply:
         if len(args) != 1:
             raise UserError("usage: /signal SYMBOL, e.g. /signal 510300.SH")
-        symbol = self._symbol_word(args[0])
-        venue = await self._venue_of(symbol)
+        venue, symbol = await self._resolve(self._symbol_word(args[0]))
         timeframe = await self._native_or(venue, [symbol], "15m")
         self._audit(caller, "signal", symbol)
         walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
@@ -664,8 +672,7 @@ class CommandCore:
     async def _chart(self, caller: Caller, args: list[str]) -> Reply:
         if not args or len(args) > 2:
             raise UserError("usage: /chart SYMBOL [TIMEFRAME], e.g. /chart BTC/USD 4h")
-        symbol = self._symbol_word(args[0])
-        venue_name = await self._venue_of(symbol)
+        venue_name, symbol = await self._resolve(self._symbol_word(args[0]))
         venue = self.s.venues[venue_name]
         instrument = await venue.instrument(symbol)
         timeframe = parse_timeframe(args[1].lower()).name if len(args) == 2 else instrument.timeframe
@@ -814,17 +821,14 @@ class CommandCore:
     def _symbol_word(word: str) -> str:
         if not SYMBOL.match(word):
             raise UserError(f"{word[:40]!r} is not a symbol (letters, digits and . / : _ -), e.g. 600519.SH, BTC/USD")
-        return word.upper()
+        return word
 
-    async def _venue_of(self, symbol: str) -> str:
-        known: list[str] = []
-        for name, venue in self.s.venues.items():
-            symbols = [i.symbol for i in await venue.instruments()]
-            if symbol in symbols:
-                return name
-            known.extend(symbols)
-        shown = ", ".join(sorted(set(known))[:20])
-        raise UserError(f"unknown symbol {symbol[:32]!r}: no venue lists it; valid symbols: {shown}")
+    async def _resolve(self, word: str, *, prefer: str | None = None) -> tuple[str, str]:
+        """(venue, the venue's spelling) of SYMBOL or VENUE:SYMBOL (venues/symbols.py)."""
+        try:
+            return await resolve_symbol(self.s.venues, word, prefer=prefer)
+        except VenueError as exc:
+            raise UserError(str(exc)) from None
 
     async def _native_or(self, venue: str, symbols: list[str], default: str) -> str:
         native = max(

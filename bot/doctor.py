@@ -70,6 +70,60 @@ def telegram_probe(settings: Settings, token: str) -> str:
     return f"the token belongs to @{username} (getMe at {base_url})"
 
 
+def venue_checks(settings: Settings) -> Iterator[Check]:
+    """Each configured real venue, built as the bot builds it and asked what answers."""
+    from bot.venues import LIVE_BUILDERS, configured_live, uses_live_data
+
+    live = configured_live(settings)
+    if not live:
+        kinds = "; ".join(f"{b.kind}: {b.variables}" for b in LIVE_BUILDERS)
+        yield Check(
+            "venues",
+            True,
+            "none configured: the shipped replay data is the market" + (f" (to add one, set {kinds})" if kinds else ""),
+        )
+        return
+    try:
+        mode = "live" if uses_live_data(settings) else "replay (TRADEOPS_MARKET_DATA=replay)"
+    except Exception as exc:
+        yield Check("venues", False, str(exc))
+        return
+    yield Check("market data", True, mode)
+    for builder in live:
+        yield _run(f"venue {builder.kind}", lambda b=builder: _venue_probe(settings, b))  # type: ignore[misc]
+
+
+def _venue_probe(settings: Settings, builder: object) -> str:
+    import asyncio
+
+    from bot.venues import LiveVenueBuilder
+    from bot.wiring import open_database
+    from storage.paper_ledger import SqlPaperLedger
+    from venues.base import LiveVenue
+    from venues.clock import RealClock
+    from venues.errors import VenueError
+
+    assert isinstance(builder, LiveVenueBuilder)
+    engine = open_database(settings)
+
+    async def probe() -> str:
+        venue = builder.build(settings, RealClock(), SqlPaperLedger(engine))
+        try:
+            if not isinstance(venue, LiveVenue):
+                return f"{venue.name}: built"
+            return f"{venue.name}: {await venue.health()}"
+        finally:
+            if isinstance(venue, LiveVenue):
+                await venue.aclose()
+
+    try:
+        return asyncio.run(probe())
+    except VenueError as exc:
+        raise Problem(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
 def run_checks(settings: Settings) -> Iterator[Check]:
     from storage.db import redact_url
 
@@ -129,6 +183,8 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         return "; ".join(parts)
 
     yield _run("replay data", replay_data)
+
+    yield from venue_checks(settings)
 
     # Chat transports: each one with a token is asked who it is; a token is never printed.
     tokens = settings.transport_tokens

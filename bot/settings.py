@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    market_data: Literal["auto", "replay", "live"] = Field(
+        default="auto",
+        description="auto = the real venues when one is configured, else the shipped replay data; replay; live",
+    )
+
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=500)
     paper_cash_cny: Decimal = Field(default=Decimal(1_000_000), ge=0)

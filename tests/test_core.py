@@ -484,7 +484,7 @@ async def test_signal_for_an_unknown_symbol_lists_the_valid_ones(
         ("/signal", "usage: /signal SYMBOL"),
         ("/signal BTC/USD ETH/USDT", "usage: /signal SYMBOL"),
         ("/signal $(reboot)", "'$(reboot)' is not a symbol"),
-        ("/signal ../../x", "unknown symbol '../../X'"),  # plausible characters, still looked up, not found
+        ("/signal ../../x", "unknown symbol '../../x'"),  # plausible characters, still looked up, not found
     ],
 )
 async def test_signal_needs_exactly_one_known_symbol(
@@ -525,9 +525,11 @@ async def test_chart_bad_arguments(services: Services, core: CommandCore, messag
         ("/watch add mine", "usage: /watch add NAME SYMBOL..."),
         ("/watch add", "usage: /watch add NAME"),
         ("/watch add mine DOGE/USD", "valid symbols"),
-        ("/watch add mine BTC/USD AMZN", "unknown symbol 'AMZN' on venue 'replay-crypto'"),  # one venue per list
+        ("/watch add mine BTC/USD AMZN", "mine is on replay-crypto, not replay-us:AMZN"),  # one venue per list
         ("/watch add mine <script>", "is not a symbol"),
-        ("/watch add crypto 600519.SH", "unknown symbol '600519.SH' on venue 'replay-crypto'"),
+        ("/watch add crypto 600519.SH", "crypto is on replay-crypto, not replay-cn:600519.SH"),
+        ("/watch add mine nosuch:BTC/USD", "unknown venue 'nosuch'; venues: replay-cn, replay-crypto, replay-us"),
+        ("/watch add mine replay-us:BTC/USD", "unknown symbol 'BTC/USD' on venue 'replay-us'"),
         ("/watch rm nosuch", "no watchlist 'nosuch'"),
         ("/watch rm crypto SPY", "SPY not in crypto"),
         ("/watch rm cn-etf 510300.SH", "that would leave cn-etf empty"),

@@ -1,0 +1,90 @@
+"""Which venues this process trades on, built from settings in one place.
+
+Two sources of market data, never mixed in one process (they run on different clocks):
+
+- replay: the shipped recorded bars (venues/replay) on a simulated clock, each with a PaperBroker;
+  the offline default (`tradeops demo`, `tradeops run --replay`, tests).
+- live: every real venue whose settings are present (ccxt, alpaca, akshare; venues/adapters), on
+  the real clock. Orders go to a venue's own paper/sandbox API where it has one and keys are set,
+  else to a PaperBroker that applies the venue's real rules. No path reaches a live account.
+
+``TRADEOPS_MARKET_DATA`` picks one: ``auto`` (live when a real venue is configured, else replay),
+``replay`` or ``live``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from bot.settings import Settings
+from storage.paper_ledger import SqlPaperLedger
+from venues.base import Venue
+from venues.clock import Clock
+from venues.paper import PaperBroker
+from venues.replay import MARKETS, ReplayVenue
+
+
+class VenueConfigError(Exception):
+    """Settings that cannot make the requested venues; the message names what to set."""
+
+
+@dataclass(frozen=True)
+class LiveVenueBuilder:
+    """One kind of real venue: ``configured`` says whether its settings are present; ``build`` makes
+    the venue (with its broker attached) from settings, the clock, and the paper ledger."""
+
+    kind: str  # "ccxt", "alpaca", "akshare"
+    variables: str  # what a user sets to configure it, for messages
+    configured: Callable[[Settings], bool]
+    build: Callable[[Settings, Clock, SqlPaperLedger], Venue]
+
+
+# Each adapter adds its builder here (bot/ may read settings; venues/adapters receive typed configs).
+LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = ()
+
+
+def configured_live(settings: Settings) -> list[LiveVenueBuilder]:
+    return [builder for builder in LIVE_BUILDERS if builder.configured(settings)]
+
+
+def uses_live_data(settings: Settings) -> bool:
+    """Whether this process runs on live venues (real clock) rather than replay (simulated clock).
+    Raises VenueConfigError when ``live`` is asked for and no real venue is configured."""
+    if settings.market_data == "replay":
+        return False
+    live = bool(configured_live(settings))
+    if settings.market_data == "live" and not live:
+        wanted = "; ".join(f"{b.kind}: {b.variables}" for b in LIVE_BUILDERS) or "none is built yet"
+        raise VenueConfigError(f"TRADEOPS_MARKET_DATA=live but no real venue is configured (set one of {wanted})")
+    return live
+
+
+def replay_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+    ledger = SqlPaperLedger(engine)
+    venues: dict[str, Venue] = {}
+    for key, market in MARKETS.items():
+        venue = ReplayVenue(key, clock)
+        currencies = list(dict.fromkeys(s.instrument.currency for s in market.series))
+        venue.broker = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(currencies))
+        venues[venue.name] = venue
+    return venues
+
+
+def live_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+    ledger = SqlPaperLedger(engine)
+    venues: dict[str, Venue] = {}
+    for builder in configured_live(settings):
+        venue = builder.build(settings, clock, ledger)
+        if venue.name in venues:
+            raise VenueConfigError(f"two configured venues are both named {venue.name!r}")
+        venues[venue.name] = venue
+    return venues
+
+
+def build_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+    if uses_live_data(settings):
+        return live_venues(settings, clock, engine)
+    return replay_venues(settings, clock, engine)
