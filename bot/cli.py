@@ -259,7 +259,8 @@ def demo(
 @app.command()
 def run(
     replay: Annotated[
-        bool, typer.Option("--replay", help="Run on the shipped 2021 replay data (the only data source for now).")
+        bool,
+        typer.Option("--replay", help="Run on the shipped 2021 replay data on a simulated clock (no venue needed)."),
     ] = False,
     speed: Annotated[
         float, typer.Option(help="With --replay: simulated seconds per real second.", min=0.001, max=1_000_000)
@@ -273,14 +274,9 @@ def run(
 
     settings = _settings(data_dir)
     try:
-        if not replay:
-            raise RunRefused(
-                "there is no live venue yet (ccxt, alpaca and akshare land with the venues issue): "
-                "use `tradeops run --replay` for the shipped replay data"
-            )
         check_transports_configured(settings)
         with _database_errors(settings):
-            status = asyncio.run(run_bot(settings, speed=speed))
+            status = asyncio.run(run_bot(settings, replay=replay, speed=speed))
     except (RunRefused, TransportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
