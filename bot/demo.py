@@ -253,6 +253,11 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
                 path = services.charts_dir / f"equity-{name}-{currency}.png"
                 points = [(h.ts, h.equity) for h in history]
                 charts.append(str(await equity_chart(points, path, currency, f"{name} equity ({currency})")))
+    abstained: dict[str, int] = {}
+    for row in signals:
+        if row.status == SignalStatus.ABSTAINED.value:
+            kind = abstain_kind(row.reasons[0] if row.reasons else "")
+            abstained[kind] = abstained.get(kind, 0) + 1
     decided = {a.decision: 0 for a in approvals}
     for approval in approvals:
         decided[approval.decision] += 1
@@ -270,6 +275,9 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
         "blocked_by_risk": sum(1 for s in signals if s.status == SignalStatus.BLOCKED.value),
         "executed": sum(1 for s in signals if s.status == SignalStatus.EXECUTED.value),
         "aborted": sum(1 for s in signals if s.status == SignalStatus.ABORTED.value),
+        # A run where every LLM call failed must not look like a quiet day.
+        "abstained": sum(abstained.values()),
+        "abstained_by_reason": dict(sorted(abstained.items(), key=lambda kv: (-kv[1], kv[0]))),
         "orders": len(orders),
         "fills": len(fills),
         "open_positions": open_positions,
@@ -285,6 +293,12 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
     return summary
 
 
+def abstain_kind(reason: str) -> str:
+    """The kind of an abstention from its reason: "LLM timeout: ..." -> "LLM timeout"."""
+    head, sep, _ = reason.partition(":")
+    return head.strip()[:60] if sep and head.strip() else (reason.strip()[:60] or "no reason given")
+
+
 def summary_text(summary: dict[str, Any]) -> str:
     lines = [
         "",
@@ -292,6 +306,14 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"signals {summary['signals']}: approved {summary['approved']}, rejected {summary['rejected']}, "
         f"expired {summary['expired']}, blocked by risk {summary['blocked_by_risk']}, pending {summary['pending']}",
         f"orders {summary['orders']}, fills {summary['fills']}, open positions {len(summary['open_positions'])}",
+        *(
+            [
+                f"abstained {summary['abstained']} (no decision made): "
+                + ", ".join(f"{kind} {n}" for kind, n in summary["abstained_by_reason"].items())
+            ]
+            if summary["abstained"]
+            else []
+        ),
         "realized P&L: " + ", ".join(f"{v} {c}" for c, v in summary["realized_pnl"].items()),
     ]
     for key, end in summary["equity_end"].items():
