@@ -26,7 +26,7 @@ from sqlalchemy import inspect
 from sqlmodel import Session, SQLModel, select
 
 from agent.deps import AutoApprove
-from bot.console import CONSOLE_USER
+from bot.console import CONSOLE_USER, ConsolePrompt
 from bot.render import card_chart, card_text, equity_chart
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists
 from bot.settings import Settings
@@ -58,6 +58,7 @@ class DemoRun:
     # The card charts this run drew: the charts dir may still hold an earlier run's.
     charts: list[str] = field(default_factory=list)
     stop_after_scan: bool = False
+    prompt: ConsolePrompt | None = None  # the y/n questions of --approve ask
 
 
 def prepare_database(settings: Settings) -> list[LLMCacheEntry]:
@@ -121,6 +122,7 @@ async def run_demo(
     echo: Callable[[str], None] = print,
     interactive: bool | None = None,
     warn: Callable[[str], None] | None = None,
+    prompt: ConsolePrompt | None = None,
 ) -> dict[str, Any]:
     """Run the demo and return its summary. ``echo`` tells the story; ``warn`` (default ``echo``)
     gets what the user must hear even when the story is silenced, as `--json` does."""
@@ -138,6 +140,8 @@ async def run_demo(
     clock = SimulatedClock(REPLAY_START)
     end = REPLAY_START + timedelta(days=days)
     run = DemoRun(approve=approve, asked=asked, echo=echo)
+    if approve == "ask":
+        run.prompt = prompt or ConsolePrompt()
     auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
     async with open_services(settings, clock=clock, auto_approve=auto) as services:
         services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
@@ -204,8 +208,9 @@ def _on_scan(services: Services, run: DemoRun) -> OnScan:
                 )
                 continue
             if run.approve == "ask":
-                answer = await asyncio.to_thread(input, f"approve {walk.signal_id}? [y/N] ")
-                decision = "approved" if answer.strip().lower() in ("y", "yes") else "rejected"
+                assert run.prompt is not None
+                yes = await run.prompt.ask_yes_no(f"approve {walk.signal_id}?")
+                decision = "approved" if yes else "rejected"
                 result = await services.runner.decide(walk.signal_id, decision, actor=CONSOLE_USER.actor)
                 run.echo(f"  -> {result.status} {result.reason}".rstrip())
         if run.approve == "none" and report.pending and any(w.created for w in report.pending):

@@ -5,20 +5,22 @@ and the real flows on the shipped 2021 replay data under a simulated clock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, inspect, text
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.console import CONSOLE_USER, interactive, render
+from bot.console import CONSOLE_USER, ConsolePrompt, interactive, render
 from bot.core import MAX_INPUT, SIGNAL_ID, Button, Caller, CommandCore, Reply
 from bot.services import Services, open_services, seed_watchlists
 from bot.settings import load_settings
@@ -754,26 +756,97 @@ async def test_two_answers_at_once_first_wins(services: Services, core: CommandC
     assert winners[0].data["status"] == services.signals.get(signal_id).status  # type: ignore[union-attr]
 
 
-async def test_the_interactive_console(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    typed = iter(["/signals", "", "   ", "/pause drill", "/quit", "/resume"])
-    monkeypatch.setattr("builtins.input", lambda _prompt="": next(typed))
+@contextlib.contextmanager
+def console_keys() -> Iterator[tuple[Any, ConsolePrompt]]:
+    """A ConsolePrompt reading a pipe (what a test types) and writing nowhere."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    with create_pipe_input() as pipe:
+        yield pipe, ConsolePrompt(pipe=pipe, output=DummyOutput())
+
+
+async def test_the_interactive_console(services: Services) -> None:
     out: list[str] = []
-    await interactive(services, echo=out.append)
+    with console_keys() as (keys, prompt):
+        keys.send_text("/signals\r\r   \r/pause drill\r/quit\r/resume\r")
+        await interactive(services, echo=out.append, prompt=prompt)
     assert out[0] == "tradeops console at 2021-07-06T06:00:05+00:00 (simulated clock)"
     assert out[2:] == [
         "no pending signals",
         "kill switch ON: no new entries until /resume (drill). Exits keep running.",
     ]
-    assert next(typed) == "/resume"  # /quit ended the session before it
-    assert services.signals.get_value(KILL_SWITCH_KEY)["paused"] is True  # type: ignore[index]
+    assert services.signals.get_value(KILL_SWITCH_KEY)["paused"] is True  # type: ignore[index]  # not resumed
 
-    def hang_up(_prompt: str = "") -> str:
-        raise EOFError
-
-    monkeypatch.setattr("builtins.input", hang_up)
     out.clear()
-    await interactive(services, echo=out.append)  # Ctrl-D leaves quietly
+    with console_keys() as (keys, prompt):
+        keys.send_text("\x04")  # Ctrl-D leaves quietly
+        await interactive(services, echo=out.append, prompt=prompt)
     assert out[-1] == ""
+
+
+async def test_console_history_and_ctrl_c_at_the_prompt(services: Services) -> None:
+    out: list[str] = []
+    with console_keys() as (keys, prompt):
+        # Ctrl-C drops a half-typed line and gives a fresh prompt; Up brings back the last command.
+        keys.send_text("/pause half typed\x03/risk\r")
+        replied = asyncio.Event()
+
+        def echo(text: str) -> None:
+            out.append(text)
+            if len(out) >= 3:
+                replied.set()
+
+        console = asyncio.create_task(interactive(services, echo=echo, prompt=prompt))
+        await asyncio.wait_for(replied.wait(), 30)
+        await asyncio.sleep(0.2)  # the next prompt has loaded its history
+        keys.send_text("\x1b[A")
+        await asyncio.sleep(0.2)
+        keys.send_text("\r/quit\r")
+        await asyncio.wait_for(console, 30)
+    replies = out[2:]
+    assert len(replies) == 2 and replies[0] == replies[1] and "profile medium" in replies[0]
+    assert services.signals.get_value(KILL_SWITCH_KEY) is None  # the interrupted /pause never ran
+    assert list(prompt.session.history.load_history_strings()) == ["/quit", "/risk"]  # newest first, a repeat kept once
+
+
+async def test_ctrl_c_cancels_the_running_command_and_returns_to_the_prompt(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = CommandCore.handle
+    started = asyncio.Event()
+
+    async def slow_scan(self: CommandCore, caller: Caller, text: str) -> Reply:
+        if text.startswith("/scan"):
+            started.set()
+            await asyncio.sleep(3600)
+        return await handle(self, caller, text)
+
+    monkeypatch.setattr(CommandCore, "handle", slow_scan)
+    out: list[str] = []
+
+    async def press_ctrl_c() -> None:
+        await started.wait()
+        os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends for Ctrl-C
+
+    with console_keys() as (keys, prompt):
+        keys.send_text("/scan\r/signals\r/quit\r")
+        pressing = asyncio.create_task(press_ctrl_c())
+        await asyncio.wait_for(interactive(services, echo=out.append, prompt=prompt), 30)
+        await pressing
+    assert out[2:] == ["cancelled", "no pending signals"]  # the console went on
+
+
+async def test_yes_no_asks_again_and_ignores_what_was_typed_ahead() -> None:
+    with console_keys() as (keys, prompt):
+        keys.send_text("maybe\r\ry\r")
+        assert await prompt.ask_yes_no("approve x?") is True  # asked three times
+        keys.send_text("y\r")  # typed while the card printed
+        await asyncio.sleep(0.05)
+        answer = asyncio.create_task(prompt.ask_yes_no("approve y?"))
+        await asyncio.sleep(0.1)
+        keys.send_text("n\r")
+        assert await answer is False
 
 
 # --- the command line ---
