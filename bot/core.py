@@ -35,6 +35,18 @@ from venues.timeframes import TIMEFRAMES, parse_timeframe
 
 MAX_INPUT = 1000
 SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
+
+
+def fold(word: str) -> str:
+    """Lower case for matching, after refusing anything outside ASCII: case folding would turn
+    look-alikes into real ids (the Kelvin sign K lowers to k, so "xtmxxbKr" would approve xtmxxbkr)."""
+    if not word.isascii():
+        raise UserError(
+            f"{word[:40]!r} has characters outside ASCII; ids, names and options are plain letters and digits"
+        )
+    return word.lower()
+
+
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
 USER_PLATFORMS = ("telegram", "discord")  # where /users manages people (the console user is always admin)
 USER_REF = re.compile(r"^(?:([a-z]{1,16}):)?([0-9]{1,19})$")
@@ -180,8 +192,9 @@ class CommandCore:
         words = text.split()
         if not words or not words[0].startswith("/"):
             return await self._help(caller, [], note="Commands start with '/'.")
-        name = words[0][1:].split("@", 1)[0].lower()  # Telegram appends @botname in groups
-        command = self.commands.get(name)
+        name = words[0][1:].split("@", 1)[0]  # Telegram appends @botname in groups
+        command = self.commands.get(name.lower()) if name.isascii() else None
+        name = name.lower() if command is not None else name
         if command is None:
             return await self._help(caller, [], note=f"Unknown command /{name[:32]}.")
         if not role.allows(command.role):
@@ -209,7 +222,7 @@ class CommandCore:
         )
 
     async def _watch(self, caller: Caller, args: list[str]) -> Reply:
-        action = args[0].lower() if args else "list"
+        action = fold(args[0]) if args else "list"
         if action == "list":
             rows = [
                 (w.name, w.venue, w.timeframe, w.profile, "yes" if w.enabled else "no", " ".join(w.symbols))
@@ -224,7 +237,7 @@ class CommandCore:
             raise UserError("usage: /watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]")
         if len(args) < 2:
             raise UserError(f"usage: /watch {action} NAME {'SYMBOL...' if action == 'add' else '[SYMBOL...]'}")
-        name = valid_name(args[1].lower())
+        name = valid_name(fold(args[1]))
         words = [self._symbol_word(s) for s in args[2:]]
         now = self.s.clock.now()
         existing = self.s.watchlists.get(name)
@@ -271,7 +284,7 @@ class CommandCore:
     async def _scan(self, caller: Caller, args: list[str]) -> Reply:
         watchlists = self.s.watchlists.all()
         if args:
-            wanted = args[0].lower()
+            wanted = fold(args[0])
             watchlists = [w for w in watchlists if w.name == wanted]
             if not watchlists:
                 raise UserError(f"no watchlist {args[0][:32]!r}; watchlists: {self._watchlist_names()}")
@@ -334,7 +347,7 @@ class CommandCore:
         return reply
 
     async def _signals(self, caller: Caller, args: list[str]) -> Reply:
-        which = args[0].lower() if args else "pending"
+        which = fold(args[0]) if args else "pending"
         if which not in ("pending", "today", "all"):
             raise UserError("usage: /signals [pending|today|all]")
         await self.s.runner.expire_due()
@@ -381,7 +394,7 @@ class CommandCore:
         verb = "approve" if decision == "approved" else "reject"
         if not args:
             raise UserError(f"usage: /{verb} ID. {self._pending_list()}")
-        signal_id = args[0].lower()
+        signal_id = args[0].lower() if args[0].isascii() else ""  # validated before folding: see fold()
         if not SIGNAL_ID.match(signal_id):
             raise UserError(f"{args[0][:40]!r} is not a signal id (4-40 letters and digits). {self._pending_list()}")
         await self.s.runner.expire_due()
@@ -588,7 +601,7 @@ class CommandCore:
         return Reply("kill switch off: new entries allowed again")
 
     async def _users(self, caller: Caller, args: list[str]) -> Reply:
-        action = args[0].lower() if args else "list"
+        action = fold(args[0]) if args else "list"
         if action == "list":
             if len(args) > 1:
                 raise UserError(f"usage: {USERS_USAGE}")
@@ -648,7 +661,7 @@ class CommandCore:
 
     @staticmethod
     def _user_ref(caller: Caller, word: str) -> tuple[str, int]:
-        match = USER_REF.fullmatch(word.lower())
+        match = USER_REF.fullmatch(fold(word))
         if match is None or int(match.group(2)) >= 2**63:
             raise UserError(
                 f"{word[:40]!r} is not a user: a numeric id, or PLATFORM:ID (e.g. telegram:123456789); "
@@ -665,7 +678,7 @@ class CommandCore:
     @staticmethod
     def _role_word(word: str) -> Role:
         try:
-            return Role(word.lower())
+            return Role(fold(word))
         except ValueError:
             raise UserError(f"{word[:32]!r} is not a role; roles: viewer, trader, admin") from None
 
@@ -675,7 +688,7 @@ class CommandCore:
         venue_name, symbol = await self._resolve(self._symbol_word(args[0]))
         venue = self.s.venues[venue_name]
         instrument = await venue.instrument(symbol)
-        timeframe = parse_timeframe(args[1].lower()).name if len(args) == 2 else instrument.timeframe
+        timeframe = parse_timeframe(fold(args[1])).name if len(args) == 2 else instrument.timeframe
         if parse_timeframe(timeframe).delta < parse_timeframe(instrument.timeframe).delta:
             raise UserError(
                 f"{symbol} has {instrument.timeframe} bars at the finest; valid: "
@@ -748,7 +761,7 @@ class CommandCore:
         chat_id = self._chat_of(caller, "unsubscribe")
         if len(args) > 1:
             raise UserError("usage: /unsubscribe [WATCHLIST|all]")
-        name = args[0].lower() if args else None
+        name = fold(args[0]) if args else None
         removed = self.s.chats.unsubscribe(caller.platform, chat_id, name)
         if not removed:
             current = self.s.chats.subscriptions(caller.platform, chat_id)
@@ -767,7 +780,7 @@ class CommandCore:
         return caller.chat_id
 
     def _subscription_name(self, word: str) -> str:
-        name = word.lower()
+        name = fold(word)
         if name == ALL:
             return ALL
         if self.s.watchlists.get(name) is None:

@@ -627,6 +627,18 @@ async def test_approve_executes_once_and_the_second_answer_is_told(services: Ser
     assert signal_id not in pending.text
 
 
+async def test_look_alike_characters_never_reach_an_id(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    kelvin = signal_id.replace("k", "\u212a") if "k" in signal_id else signal_id[:-1] + "\u212a"
+    for message in (f"/approve {kelvin}", f"/approve {signal_id.upper()}\u0131", "/\u212aill", f"/reject {kelvin} no"):
+        reply = await refused_without_writes(services, core, TRADER, message)
+        assert "is not a signal id" in reply.text or "Unknown command" in reply.text, reply.text
+    reply = await refused_without_writes(services, core, TRADER, "/watch add \u212aey BTC/USD")
+    assert "outside ASCII" in reply.text
+    assert services.signals.get(signal_id).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
+    assert (await core.handle(TRADER, f"/approve {signal_id.upper()}")).ok  # plain ASCII case still folds
+
+
 async def test_an_expired_signal_cannot_be_approved(
     services: Services, core: CommandCore, clock: SimulatedClock
 ) -> None:
