@@ -120,6 +120,7 @@ class DiscordTransport:
         self._refusals = StrangerRefusals(REFUSAL_INTERVAL)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._stopping = False
         self.client.event(self.on_connect)
 
     # --- lifecycle ---
@@ -171,7 +172,7 @@ class DiscordTransport:
     def _gateway_ended(self, task: asyncio.Task[None]) -> None:
         """The gateway loop ends by itself only on what discord.py cannot reconnect from (a token
         reset, an unexpected payload): say so, since no interaction arrives any more."""
-        if task.cancelled() or self.client.is_closed():
+        if task.cancelled() or self._stopping:
             return
         failure = task.exception()
         why = (redact(str(failure)) or type(failure).__name__) if failure else "closed"
@@ -197,6 +198,7 @@ class DiscordTransport:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.close(), STOP_TIMEOUT)
         if self._task is not None:
