@@ -88,10 +88,8 @@ def discord_probe(settings: Settings, token: str) -> str:
         base = api_base(settings.discord_api_url)
     except ValueError as exc:
         raise Problem(str(exc)) from None
-    # What the bot does in a channel: see it, send cards (embeds, the chart file), read replies' context.
-    permissions = discord.Permissions(
-        view_channel=True, send_messages=True, embed_links=True, attach_files=True, read_message_history=True
-    )
+    # What the bot does in a channel: see it, send cards (an embed and the chart file). 52224, as in the README.
+    permissions = discord.Permissions(view_channel=True, send_messages=True, embed_links=True, attach_files=True)
 
     def invite(app_id: int) -> str:
         return discord.utils.oauth_url(app_id, permissions=permissions, scopes=("bot", "applications.commands"))
