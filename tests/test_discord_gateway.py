@@ -268,6 +268,65 @@ async def test_after_a_restart_the_old_card_button_still_approves(services: Serv
         await second.stop()
 
 
+# --- the gateway connection ---
+
+
+async def test_a_gateway_reconnect_resumes_the_session_and_interactions_still_arrive(
+    bot: DiscordTransport, fake: FakeDiscord
+) -> None:
+    session = fake.current().session_id
+    await fake.current().send({"op": 7, "d": None})  # RECONNECT, as Discord asks before a restart
+    await fake.until(lambda: any(p["op"] == 6 for p in fake.received))
+    resume = next(p["d"] for p in fake.received if p["op"] == 6)
+    assert resume["session_id"] == session and resume["token"] == TOKEN and resume["seq"] >= 2
+    assert len(fake.connects) == 2 and len([p for p in fake.received if p["op"] == 2]) == 1  # no new IDENTIFY
+    help_ = await fake.slash(VIEWER, "help", CHANNEL)
+    assert "/help" in (await fake.answered(help_))[0]
+
+
+async def test_a_gateway_that_refuses_the_session_later_is_logged_as_an_error(
+    bot: DiscordTransport, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert bot._task is not None
+    await fake.current().ws.close(code=4004, message=b"Authentication failed.")  # the token was reset
+    await asyncio.wait({bot._task}, timeout=10)
+    [error] = [r.getMessage() for r in caplog.records if r.name == "bot.discord" and r.levelno == logging.ERROR]
+    assert "the gateway connection ended" in error and "no more Discord interactions" in error and TOKEN not in error
+
+
+# --- the fake keeps Discord's rules (else the tests above could not fail) ---
+
+
+async def test_the_fake_refuses_what_discord_refuses(fake: FakeDiscord, bot: DiscordTransport) -> None:
+    import aiohttp
+
+    auth = {"Authorization": f"Bot {TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+
+        async def call(method: str, path: str, body: Any = None, headers: dict[str, str] = auth) -> tuple[int, Any]:
+            async with http.request(method, fake.api_url + path, json=body, headers=headers) as response:
+                return response.status, (await response.json()) if response.status != 204 else None
+
+        assert await call("GET", "/gateway/bot") == (404, {"message": "404: Not Found", "code": 0})
+        assert fake.unknown()[-1].path == "/gateway/bot"
+        assert (await call("GET", "/users/@me", headers={}))[0] == 401
+        assert (await call("POST", f"/channels/{CHANNEL}/messages", {"content": ""}))[1]["code"] == 50006
+        assert (await call("POST", f"/channels/{CHANNEL}/messages", {"content": "x" * 2001}))[1]["code"] == 50035
+        assert (await call("POST", f"/channels/{GONE}/messages", {"content": "x"}))[1]["code"] == 50001
+        bad = [{"name": "Help", "description": "x"}]
+        assert (await call("PUT", f"/applications/{fake.app_id}/commands", bad))[1]["code"] == 50035
+        await fake.answered(await fake.slash(STRANGER, "help", CHANNEL))  # the refusal, once in 10 minutes
+        slow = await fake.slash(STRANGER, "help", CHANNEL)  # unanswered by the bot: the test answers it
+        callback = f"/interactions/{slow.id}/{slow.token}/callback"
+        followup = f"/webhooks/{fake.app_id}/{slow.token}"
+        assert (await call("POST", followup, {"content": "x"}))[1]["code"] == 10015  # no answer yet
+        slow.sent_at -= 3.1  # Discord waits 3 s for an answer
+        assert (await call("POST", callback, {"type": 4, "data": {"content": "late"}}))[1]["code"] == 10062
+        slow.sent_at += 3.1
+        assert (await call("POST", callback, {"type": 4, "data": {"content": "x"}}))[0] == 204
+        assert (await call("POST", callback, {"type": 4, "data": {"content": "x"}}))[1]["code"] == 40060
+
+
 # --- a refused token ---
 
 
