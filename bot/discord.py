@@ -145,7 +145,8 @@ class DiscordTransport:
         except BaseException:
             await self.stop()  # nothing left open: the HTTP session, the gateway
             raise
-        self._task.add_done_callback(self._gateway_ended)  # type: ignore[union-attr]
+        assert self._task is not None  # _connect returned: the gateway loop runs
+        self._task.add_done_callback(self._gateway_ended)
         user = self.client.user
         log.info("discord: connected as %s, %d allowed users", user.name if user else "?", len(self.allowed))
 

@@ -247,6 +247,18 @@ async def test_a_card_arrives_with_its_chart_and_buttons_and_a_press_approves_it
     assert len(entry_orders(services.engine, sid)) == 1
 
 
+async def test_a_notice_goes_to_every_subscribed_channel_as_text_and_a_lost_one_is_skipped(
+    bot: DiscordTransport, fake: FakeDiscord, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    for channel in (GONE, CHANNEL):
+        services.chats.subscribe("discord", channel, "crypto", at=services.clock.now())
+    await bot.push_event("filled 8.62 ETH/USDT at 2318.91 *market*", kind="fill")
+    [post] = fake.seen("POST", rf"/channels/{CHANNEL}/messages")
+    assert post.files == [] and post.body["content"] == "[fill] filled 8.62 ETH/USDT at 2318.91 \\*market\\*"
+    assert fake.seen("POST", rf"/channels/{GONE}/messages", status=403)
+    assert f"fill notice not sent to channel {GONE}" in caplog.text
+
+
 async def test_after_a_restart_the_old_card_button_still_approves(services: Services, fake: FakeDiscord) -> None:
     first = make_transport(services, fake)
     await first.start()
