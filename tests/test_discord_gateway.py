@@ -359,6 +359,22 @@ async def test_a_refused_token_is_a_clear_error_naming_the_setting_and_never_log
     assert all(wrong not in r.getMessage() for r in caplog.records)
 
 
+async def test_a_whole_session_at_debug_level_never_logs_the_token(
+    services: Services, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("discord", "discord.http", "discord.client", "discord.gateway", "discord.webhook", "aiohttp"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    transport = make_transport(services, fake)
+    await transport.start()
+    try:
+        await fake.answered(await fake.slash(VIEWER, "help", CHANNEL))
+    finally:
+        await transport.stop()
+    assert "INTERACTION_CREATE" in caplog.text and "IDENTIFY" in caplog.text  # DEBUG was captured
+    assert TOKEN not in caplog.text and all(TOKEN not in r.getMessage() for r in caplog.records)
+
+
 async def test_a_token_the_gateway_refuses_is_the_same_clear_error(services: Services, fake: FakeDiscord) -> None:
     fake.gateway_token = "another token"  # REST still takes it (e.g. reset between the two)
     transport = make_transport(services, fake)
