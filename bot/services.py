@@ -24,6 +24,7 @@ from scheduler.manage import PositionManager
 from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
 from storage.chats import ChatStore
 from storage.checkpoints import open_checkpointer
+from storage.lake import BarsLake
 from storage.llm import LLMCache, usage_since
 from storage.paper_ledger import SqlPaperLedger
 from storage.plans import PlanStore
@@ -32,6 +33,7 @@ from storage.users import UserStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
 from venues.base import Venue
 from venues.clock import Clock, ScaledClock, SimulatedClock
+from venues.lake import LakeVenue
 from venues.paper import PaperBroker
 from venues.replay import MARKETS, ReplayVenue
 
@@ -97,6 +99,29 @@ def replay_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str,
     return venues
 
 
+def lake_venue(settings: Settings, clock: Clock, engine: Engine) -> LakeVenue | None:
+    """The venue over the bars lake in the data dir (`tradeops backfill`), with a paper broker;
+    None while the lake holds no bars."""
+    series = BarsLake(settings.lake_dir).lake_series()
+    if not series:
+        return None
+    venue = LakeVenue(series, clock)
+    currencies = list(dict.fromkeys(s.instrument.currency for s in series))
+    venue.broker = PaperBroker(venue.name, venue, clock, SqlPaperLedger(engine), settings.paper_config(currencies))
+    return venue
+
+
+def open_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+    """Every venue by name: the replay ones first (a bare symbol resolves to the first venue that
+    lists it, so replay stays the default), then "lake" when the lake has bars. This is the one
+    registry `tradeops backfill` and the application share; a new venue joins here."""
+    venues = replay_venues(settings, clock, engine)
+    lake = lake_venue(settings, clock, engine)
+    if lake is not None:
+        venues[lake.name] = lake
+    return venues
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -115,7 +140,7 @@ async def open_services(
     plans = PlanStore(engine)
     if clock is None:
         clock = stored_clock(signals) or SimulatedClock(REPLAY_START)
-    venues = replay_venues(settings, clock, engine)
+    venues = open_venues(settings, clock, engine)
     config = AgentConfig(
         risk_profile=settings.risk_profile,
         slippage_bps=settings.paper_slippage_bps,
