@@ -10,10 +10,11 @@ already covered is never fetched or written again.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from venues.base import MarketData
 from venues.clock import Clock, ensure_utc
 from venues.timeframes import Timeframe, parse_timeframe, with_close_time
 
-DEFAULT_CHUNK_BARS = 1000
+DEFAULT_CHUNK_BARS = 5000  # `tradeops backfill --chunk-bars` has the same default
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
@@ -152,6 +153,9 @@ async def backfill(
                 report.chunks += 1
                 if progress is not None:
                     progress.chunk_done(report.label, ChunkDone(chunk_start, chunk_end, len(bars), part))
+                # A venue that answers without suspending (replay, the lake) would otherwise never let
+                # a cancellation (Ctrl-C under asyncio.run) in before the last chunk.
+                await asyncio.sleep(0)
             _finish(dataset, manifest, tf, report, clock)
     finally:
         if created and dataset.manifest() is None:
@@ -200,13 +204,13 @@ def _remove_empty(dataset: Dataset) -> None:
             break
 
 
-def trading_segments(calendar: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """The spans of ``[start, end)`` when the market trades: all of it for 24/7, else each
-    session's hours (split at a lunch break) from exchange-calendars."""
+def trading_segments(calendar: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime, date | None]]:
+    """The spans of ``[start, end)`` when the market trades, with their session day: all of it
+    for 24/7 (day None), else each session's hours (split at a lunch break) from exchange-calendars."""
     if start >= end:
         return []
     if calendar == "24/7":
-        return [(start, end)]
+        return [(start, end, None)]
     from venues.calendars import get_calendar
 
     cal = get_calendar(calendar)
@@ -214,7 +218,7 @@ def trading_segments(calendar: str, start: datetime, end: datetime) -> list[tupl
     first_day = pd.Timestamp(start).tz_convert(cal.tz).tz_localize(None).normalize() - pd.Timedelta(days=1)
     last_day = pd.Timestamp(end).tz_convert(cal.tz).tz_localize(None).normalize() + pd.Timedelta(days=1)
     rows = schedule[(schedule.index >= first_day) & (schedule.index <= last_day)]
-    segments: list[tuple[datetime, datetime]] = []
+    segments: list[tuple[datetime, datetime, date | None]] = []
     has_break = "break_start" in rows.columns
     for row in rows.itertuples():
         opens, closes = row.open.to_pydatetime(), row.close.to_pydatetime()
@@ -227,15 +231,32 @@ def trading_segments(calendar: str, start: datetime, end: datetime) -> list[tupl
         for span_start, span_end in spans:
             clipped = (max(span_start, start), min(span_end, end))
             if clipped[0] < clipped[1]:
-                segments.append(clipped)
+                segments.append((*clipped, row.Index.date()))
     return segments
+
+
+@dataclass(slots=True)
+class _Hole:
+    start: int  # microseconds since the epoch
+    end: int
+    trading: int  # trading time inside, microseconds
+    sessions: set[Any]  # session days (weeks for 1w) it touches
+
+    def bars(self, timeframe: Timeframe) -> int:
+        """Missing bars: sessions (or weeks) for daily and weekly bars of an exchange, else
+        trading time over the bar length."""
+        if self.sessions and timeframe.delta >= pd.Timedelta(days=1):
+            return len(self.sessions)
+        return max(1, math.ceil(self.trading / (timeframe.delta.to_pytimedelta() // _ONE_US)))
 
 
 def source_gaps(
     bars: pd.DataFrame, covered: list[tuple[datetime, datetime]], calendar: str, timeframe: Timeframe
 ) -> list[Gap]:
     """Trading time between the first bar's open and the last bar's close, inside the fetched
-    ranges, that no bar ``[open, close_time)`` covers: bars the venue itself does not have."""
+    ranges, that no bar ``[open, close_time)`` covers: bars the venue itself does not have.
+    Holes with no bar opening between them are one gap (a missing A-share day is one gap across
+    its lunch break, two missing days one gap of 2 bars)."""
     if bars.empty:
         return []
     opens = pd.DatetimeIndex(bars.index).as_unit("us").asi8
@@ -244,18 +265,25 @@ def source_gaps(
     # The union of the bars' spans: a new block starts where a bar opens after every earlier close.
     reach = np.maximum.accumulate(closes)
     starts = np.r_[True, opens[1:] > reach[:-1]]
-    block_start = opens[starts]
-    block_end = reach[np.r_[starts[1:], True]]
-    blocks = list(zip(block_start.tolist(), block_end.tolist(), strict=True))
-    gaps: list[Gap] = []
-    step = timeframe.delta.to_pytimedelta()
+    blocks = list(zip(opens[starts].tolist(), reach[np.r_[starts[1:], True]].tolist(), strict=True))
+    weekly = timeframe.name == "1w"
+    holes: list[_Hole] = []
     for have_start, have_end in merge_ranges(covered):
         lo, hi = max(have_start, first), min(have_end, last)
-        for seg_start, seg_end in trading_segments(calendar, lo, hi):
-            for gap_start, gap_end in _uncovered(_to_us(seg_start), _to_us(seg_end), blocks):
-                start, end = _from_us(gap_start), _from_us(gap_end)
-                gaps.append(Gap(start=start, end=end, bars=max(1, math.ceil((end - start) / step))))
-    return _join_gaps(gaps, step)
+        for seg_start, seg_end, day in trading_segments(calendar, lo, hi):
+            key = None if day is None else day.isocalendar()[:2] if weekly else day
+            for hole_start, hole_end in _uncovered(_to_us(seg_start), _to_us(seg_end), blocks):
+                bar_between = bool(holes) and bool(
+                    np.searchsorted(opens, hole_start) - np.searchsorted(opens, holes[-1].end)
+                )
+                if holes and not bar_between:
+                    holes[-1].end = hole_end
+                    holes[-1].trading += hole_end - hole_start
+                    holes[-1].sessions |= {key} if key is not None else set()
+                else:
+                    sessions = {key} if key is not None else set()
+                    holes.append(_Hole(hole_start, hole_end, hole_end - hole_start, sessions))
+    return [Gap(start=_from_us(h.start), end=_from_us(h.end), bars=h.bars(timeframe)) for h in holes]
 
 
 def _uncovered(start: int, end: int, blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -284,18 +312,6 @@ def _first_block(blocks: list[tuple[int, int]], moment: int) -> int:
         else:
             hi = mid
     return lo
-
-
-def _join_gaps(gaps: list[Gap], step: timedelta) -> list[Gap]:
-    """One gap where two touch (at the edge of two fetched ranges), not two."""
-    joined: list[Gap] = []
-    for gap in gaps:
-        if joined and gap.start <= joined[-1].end:
-            prev = joined[-1]
-            joined[-1] = Gap(start=prev.start, end=gap.end, bars=prev.bars + gap.bars)
-        else:
-            joined.append(gap)
-    return joined
 
 
 def _to_us(moment: datetime) -> int:
