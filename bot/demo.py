@@ -139,7 +139,8 @@ async def run_demo(
     end = REPLAY_START + timedelta(days=days)
     run = DemoRun(approve=approve, asked=asked, echo=echo)
     auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
-    async with open_services(settings, clock=clock, auto_approve=auto) as services:
+    # The shipped replay data only: a bars lake in the data dir must not change the demo's summary.
+    async with open_services(settings, clock=clock, auto_approve=auto, with_lake=False) as services:
         services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
         cache = LLMCache(services.engine)
         for entry in cached:

@@ -111,12 +111,12 @@ def lake_venue(settings: Settings, clock: Clock, engine: Engine) -> LakeVenue | 
     return venue
 
 
-def open_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+def open_venues(settings: Settings, clock: Clock, engine: Engine, *, with_lake: bool = True) -> dict[str, Venue]:
     """Every venue by name: the replay ones first (a bare symbol resolves to the first venue that
-    lists it, so replay stays the default), then "lake" when the lake has bars. This is the one
-    registry `tradeops backfill` and the application share; a new venue joins here."""
+    lists it, so replay stays the default), then "lake" when the lake has bars (and ``with_lake``).
+    This is the one registry `tradeops backfill` and the application share; a new venue joins here."""
     venues = replay_venues(settings, clock, engine)
-    lake = lake_venue(settings, clock, engine)
+    lake = lake_venue(settings, clock, engine) if with_lake else None
     if lake is not None:
         venues[lake.name] = lake
     return venues
@@ -131,16 +131,18 @@ async def open_services(
     on_card: CardHook | None = None,
     on_decision: DecisionHook | None = None,
     one_shot: bool = False,
+    with_lake: bool = True,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
     for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
-    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py)."""
+    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py).
+    ``with_lake=False`` leaves the bars lake's venue out (the demo walks the shipped data only)."""
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
     if clock is None:
         clock = stored_clock(signals) or SimulatedClock(REPLAY_START)
-    venues = open_venues(settings, clock, engine)
+    venues = open_venues(settings, clock, engine, with_lake=with_lake)
     config = AgentConfig(
         risk_profile=settings.risk_profile,
         slippage_bps=settings.paper_slippage_bps,

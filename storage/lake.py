@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime
@@ -41,6 +42,7 @@ from venues.timeframes import BAR_COLUMNS, OHLCV, empty_bars
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 COMPRESSION = "zstd"
+log = logging.getLogger(__name__)
 
 PART_SCHEMA = pa.schema(
     [
@@ -289,13 +291,18 @@ class BarsLake:
         return Dataset(self.bars_root, venue, symbol, timeframe)
 
     def datasets(self) -> list[tuple[Dataset, Manifest]]:
-        """Every dataset that has a manifest, with it, ordered by venue, symbol, timeframe."""
+        """Every dataset that has a readable manifest, with it, ordered by venue, symbol, timeframe;
+        an unreadable manifest is skipped with a warning in the log."""
         found: list[tuple[Dataset, Manifest]] = []
         for path in sorted(self.bars_root.glob(f"venue=*/symbol=*/timeframe=*/{MANIFEST}")):
             parts = [p.name.split("=", 1)[1] for p in (path.parent.parent.parent, path.parent.parent, path.parent)]
             venue, symbol, timeframe = (decode_component(p) for p in parts)
             dataset = self.dataset(venue, symbol, timeframe)
-            manifest = dataset.manifest()
+            try:
+                manifest = dataset.manifest()
+            except LakeError as exc:  # one bad dataset must not hide the others (or stop the app)
+                log.warning("skipping a lake dataset: %s", exc)
+                continue
             if manifest is not None:
                 found.append((dataset, manifest))
         return found

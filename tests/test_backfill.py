@@ -4,6 +4,7 @@ from the replay venues (real recorded bars), through the MarketData protocol, wi
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from storage.backfill import backfill, plan_chunks
-from storage.lake import BarsLake, LakeBusyError, Manifest, decode_component, encode_component
+from storage.lake import BarsLake, LakeBusyError, LakeError, Manifest, decode_component, encode_component
 from storage.lake_sql import query_lake
 from tests.lake_support import AFTER_DATA, FlakySource, fingerprint, mtimes, utc
 from venues.clock import SimulatedClock
@@ -397,3 +398,36 @@ def test_an_interrupted_backfill_process_resumes_with_no_gap_and_no_duplicate(
     assert no_duplicates(lake)
     listed = {p.file for p in dataset.manifest().parts}  # type: ignore[union-attr]
     assert {p.name for p in dataset.path.iterdir() if p.name.startswith(("part-", "."))} - {".lock"} == listed
+
+
+async def test_an_unreadable_manifest_is_a_clear_error_for_its_dataset_only(lake: BarsLake) -> None:
+    source = FlakySource("crypto")
+    for symbol in ("BTC/USD", "ETH/USDT"):
+        await backfill(lake, source, symbol, "1h", utc("2021-01-01"), utc("2021-01-03"), clock=source.clock)
+    broken = lake.dataset(source.name, "BTC/USD", "1h")
+    (broken.path / "manifest.json").write_text('{"schema_version": 99, "venue": "x"')
+    assert [d.symbol for d, _ in lake.datasets()] == ["ETH/USDT"]  # the other dataset still serves
+    assert query_lake(lake, "select distinct symbol from bars").rows == [("ETH/USDT",)]
+    with pytest.raises(LakeError, match=r"unreadable lake manifest .*manifest\.json"):
+        await backfill(lake, source, "BTC/USD", "1h", utc("2021-01-01"), utc("2021-01-05"), clock=source.clock)
+
+
+async def test_a_terminal_gets_a_progress_bar_and_no_chunk_lines(lake: BarsLake) -> None:
+    from rich.console import Console
+
+    from bot.lake_commands import BackfillRun, run_backfill
+
+    screen = io.StringIO()
+    lines: list[str] = []
+    run = BackfillRun(echo=lines.append, console=Console(file=screen, force_terminal=True, width=120))
+    source = FlakySource("crypto")
+    with run:
+        await run_backfill(
+            lake, source, ["BTC/USD"], "1h", utc("2021-01-01"), utc("2021-03-01"), clock=source.clock, run=run,
+            chunk_bars=500,
+        )  # fmt: skip
+    assert "replay-crypto BTC/USD 1h" in screen.getvalue() and "3/3" in screen.getvalue()
+    assert not any("(part-" in line for line in lines)  # the bar replaces the per-chunk lines
+    assert lines[0] == "replay-crypto BTC/USD 1h: wrote 1407 bars in 3 part(s) (3 chunk(s) of 2021-01-01 00:00 -> " + (
+        "2021-03-01 00:00 UTC)"
+    )
