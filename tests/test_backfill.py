@@ -431,3 +431,12 @@ async def test_a_terminal_gets_a_progress_bar_and_no_chunk_lines(lake: BarsLake)
     assert lines[0] == "replay-crypto BTC/USD 1h: wrote 1407 bars in 3 part(s) (3 chunk(s) of 2021-01-01 00:00 -> " + (
         "2021-03-01 00:00 UTC)"
     )
+
+
+def test_doctor_reports_the_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path / "data"))
+    lake = BarsLake(tmp_path / "data" / "lake")
+    source = FlakySource("crypto")
+    asyncio.run(backfill(lake, source, "BTC/USD", "1h", utc("2021-01-01"), utc("2021-02-01"), clock=source.clock))
+    doctor = CliRunner().invoke(app, ["doctor"])
+    assert "[ok  ] bars lake: 1 dataset(s), 735 bars, 1 gap(s) the venues have" in doctor.output
