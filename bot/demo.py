@@ -143,7 +143,8 @@ async def run_demo(
     if approve == "ask":
         run.prompt = prompt or ConsolePrompt()
     auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
-    async with open_services(settings, clock=clock, auto_approve=auto) as services:
+    # The shipped replay data only: a bars lake in the data dir must not change the demo's summary.
+    async with open_services(settings, clock=clock, auto_approve=auto, with_lake=False) as services:
         services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
         cache = LLMCache(services.engine)
         for entry in cached:

@@ -254,6 +254,22 @@ def run_checks(settings: Settings) -> Iterator[Check]:
 
     yield from venue_checks(settings)
 
+    def bars_lake() -> str:
+        from storage.lake import BarsLake
+
+        lake = BarsLake(settings.lake_dir)
+        datasets = lake.datasets()
+        if not datasets:
+            return f"empty ({lake.root.resolve()}): `tradeops backfill` fills it"
+        rows = sum(m.rows for _, m in datasets)
+        gaps = sum(len(m.gaps) for _, m in datasets)
+        return (
+            f"{len(datasets)} dataset(s), {rows} bars, {gaps} gap(s) the venues have, in {lake.root.resolve()}; "
+            "served as venue `lake`"
+        )
+
+    yield _run("bars lake", bars_lake)
+
     # Chat transports: each one with a token is asked who it is; a token is never printed.
     tokens = settings.transport_tokens
     if not tokens:

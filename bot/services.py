@@ -96,17 +96,19 @@ async def open_services(
     on_card: CardHook | None = None,
     on_decision: DecisionHook | None = None,
     one_shot: bool = False,
+    with_lake: bool = True,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
     for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
-    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py)."""
+    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py).
+    ``with_lake=False`` leaves the bars lake's venue out (the demo walks the shipped data only)."""
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
     if clock is None:
         live = uses_live_data(settings)
         clock = RealClock() if live else stored_clock(signals) or SimulatedClock(REPLAY_START)
-    venues = build_venues(settings, clock, engine)
+    venues = build_venues(settings, clock, engine, with_lake=with_lake)
     config = AgentConfig(
         risk_profile=settings.risk_profile,
         slippage_bps=settings.paper_slippage_bps,

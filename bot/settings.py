@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @property
+    def lake_dir(self) -> Path:
+        """The bars lake of `tradeops backfill` and `tradeops sql --lake`."""
+        return self.data_dir / "lake"
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url is not None and self.database_url.get_secret_value().strip():
             return self.database_url.get_secret_value().strip()

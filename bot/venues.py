@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from bot.settings import Settings
+from storage.lake import BarsLake
 from storage.paper_ledger import SqlPaperLedger
 from venues.base import Venue
 from venues.clock import Clock
+from venues.lake import LakeVenue
 from venues.paper import PaperBroker
 from venues.replay import MARKETS, ReplayVenue
 
@@ -84,7 +86,32 @@ def live_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, V
     return venues
 
 
-def build_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+def lake_venue(settings: Settings, clock: Clock, engine: Engine) -> LakeVenue | None:
+    """The venue over the bars lake in the data dir (`tradeops backfill`), with a paper broker;
+    None while the lake holds no bars."""
+    series = BarsLake(settings.lake_dir).lake_series()
+    if not series:
+        return None
+    venue = LakeVenue(series, clock)
+    currencies = list(dict.fromkeys(s.instrument.currency for s in series))
+    venue.broker = PaperBroker(venue.name, venue, clock, SqlPaperLedger(engine), settings.paper_config(currencies))
+    return venue
+
+
+def build_venues(settings: Settings, clock: Clock, engine: Engine, *, with_lake: bool = True) -> dict[str, Venue]:
+    """The venues of this process: live ones, or the replay ones first (a bare symbol resolves to
+    the first venue that lists it, so replay stays the default) then "lake" when the lake has bars
+    (and ``with_lake``)."""
     if uses_live_data(settings):
         return live_venues(settings, clock, engine)
-    return replay_venues(settings, clock, engine)
+    venues = replay_venues(settings, clock, engine)
+    lake = lake_venue(settings, clock, engine) if with_lake else None
+    if lake is not None:
+        venues[lake.name] = lake
+    return venues
+
+
+def history_sources(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
+    """Every venue `tradeops backfill` can download from: the replay ones and every configured real
+    venue, whatever TRADEOPS_MARKET_DATA says (the lake itself is where backfill writes)."""
+    return {**replay_venues(settings, clock, engine), **live_venues(settings, clock, engine)}
