@@ -1,0 +1,275 @@
+"""The alpaca adapter against a local fake of Alpaca's APIs (tests/fake_alpaca.py) through
+alpaca-py's url_override: instruments from assets, one batched snapshot, paged bars with
+continuity checks and the bars cache, faults (429 with Retry-After, 5xx, timeout, bad key, an
+unknown symbol in a batch, a paging gap), and the paper-only configuration."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
+from venues.adapters.alpaca.client import AlpacaApi
+from venues.adapters.alpaca.config import AlpacaConfig, AlpacaConfigError
+from venues.adapters.alpaca.parse import FRACTIONAL_STEP, instrument_from_asset, quote_from_snapshot
+from venues.adapters.alpaca.venue import AlpacaVenue, PagingGapError
+from venues.adapters.resilience import RetryPolicy
+from venues.clock import SimulatedClock
+from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueAuthError, VenueUnavailable
+from venues.models import US_MARGIN_SHORT
+
+# A Tuesday in the shipped bars' range, NYSE open (the day after the July 5 holiday).
+NOW = datetime(2021, 7, 6, 18, 30, 5, tzinfo=UTC)
+BAR_ROUTE = "GET /v2/stocks/bars"
+SNAP_ROUTE = "GET /v2/stocks/snapshots"
+
+
+class Sleeps:
+    """The guard's sleep: records each wait instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(NOW)
+
+
+@pytest.fixture
+def fake(clock: SimulatedClock) -> Iterator[FakeAlpaca]:
+    with FakeAlpaca(now=clock.now, page_size=100).serving() as served:
+        yield served
+
+
+def config_for(fake: FakeAlpaca, **overrides: object) -> AlpacaConfig:
+    values: dict[str, object] = {
+        "api_key": KEY_ID,
+        "secret_key": SECRET,
+        "trading_url": fake.url,
+        "data_url": fake.url,
+        "rate_per_second": 1000.0,
+        "timeout": 2.0,
+    }
+    values.update(overrides)
+    return AlpacaConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def make_venue(fake: FakeAlpaca, clock: SimulatedClock, sleeps: Sleeps, **overrides: object) -> AlpacaVenue:
+    config = config_for(fake, **overrides)
+    api = AlpacaApi(config, clock, retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02), sleep=sleeps)
+    return AlpacaVenue(config, clock, api=api)
+
+
+@pytest.fixture
+async def venue(fake: FakeAlpaca, clock: SimulatedClock, sleeps: Sleeps) -> AsyncIterator[AlpacaVenue]:
+    made = make_venue(fake, clock, sleeps)
+    yield made
+    await made.aclose()
+
+
+def bar_requests(fake: FakeAlpaca) -> list[dict[str, str]]:
+    return [query for method, path, query in fake.requests if path == "/v2/stocks/bars"]
+
+
+# --- configuration ---
+
+
+def test_a_live_trading_url_is_refused() -> None:
+    with pytest.raises(AlpacaConfigError, match=r"live trading API.*only trades paper"):
+        AlpacaConfig(api_key="k", secret_key="s", trading_url="https://api.alpaca.markets")
+
+
+def test_config_names_the_settings_and_hides_the_keys() -> None:
+    with pytest.raises(AlpacaConfigError, match="TRADEOPS_ALPACA_API_KEY and TRADEOPS_ALPACA_SECRET_KEY"):
+        AlpacaConfig(api_key="k", secret_key=" ")
+    with pytest.raises(AlpacaConfigError, match="valid: iex, sip"):
+        AlpacaConfig(api_key="k", secret_key="s", feed="otc")  # type: ignore[arg-type]
+    with pytest.raises(AlpacaConfigError, match="has a path"):
+        AlpacaConfig(api_key="k", secret_key="s", data_url="http://127.0.0.1:1/v2")
+    shown = repr(AlpacaConfig(api_key="PKSECRETKEYID", secret_key="verysecret"))
+    assert "PKSECRETKEYID" not in shown and "verysecret" not in shown
+
+
+# --- parsing (pure) ---
+
+
+def test_instrument_from_the_recorded_asset() -> None:
+    asset = recorded("trading", "get_asset")
+    apple = instrument_from_asset(asset, "alpaca")
+    assert (apple.symbol, apple.calendar, apple.currency) == ("AAPL", "XNYS", "USD")
+    assert apple.qty_step == FRACTIONAL_STEP and apple.min_notional == Decimal(1)
+    assert apple.short == US_MARGIN_SHORT and apple.fees.kind == "us_equity"
+    whole = instrument_from_asset(dict(asset, fractionable=False, easy_to_borrow=False), "alpaca")
+    assert whole.qty_step == Decimal(1) and whole.min_notional == 0
+    assert whole.short is None and "hard to borrow" in (whole.short_refusal() or "")
+    assert "does not allow shorting" in (
+        instrument_from_asset(dict(asset, shortable=False), "alpaca").short_refusal() or ""
+    )
+
+
+def test_quote_from_the_recorded_snapshot() -> None:
+    quote = quote_from_snapshot("AAPL", recorded("data", "get_snapshot")["AAPL"])
+    assert quote is not None
+    assert (quote.last, quote.bid, quote.ask, quote.volume) == (161.1998, 161.19, 161.2, 31749988.0)
+    assert quote.change_pct == pytest.approx((161.1998 / 160.62 - 1) * 100)
+    assert quote_from_snapshot("X", None) is None
+
+
+# --- market data ---
+
+
+async def test_instruments_come_from_the_asset_list_once(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    assert {i.symbol for i in await venue.instruments()} == {"AMZN", "SPY"}
+    assert (await venue.instrument("SPY")).timeframe == "1m"
+    with pytest.raises(UnknownSymbolError, match="unknown symbol 'NOPE' on venue 'alpaca'; valid symbols: AMZN, SPY"):
+        await venue.instrument("NOPE")
+    assert fake.hits["GET /v2/assets"] == 1
+
+
+async def test_snapshot_is_one_call_and_an_unknown_symbol_never_fails_the_batch(
+    venue: AlpacaVenue, fake: FakeAlpaca
+) -> None:
+    quotes = await venue.snapshot(["AMZN", "NOPE", "SPY"])
+    assert set(quotes) == {"AMZN", "SPY"}
+    assert quotes["AMZN"].last == 183.86  # the 17:00 bar's close, the last final one at 18:30
+    assert venue.left_out == {"NOPE": "alpaca does not list 'NOPE'"}
+    snaps = [q for m, p, q in fake.requests if p == "/v2/stocks/snapshots"]
+    assert len(snaps) == 1 and snaps[0]["symbols"] == "AMZN,SPY" and snaps[0]["feed"] == "iex"
+    await venue.snapshot(["AMZN", "SPY"])  # inside the quote TTL: no request
+    assert fake.hits[SNAP_ROUTE] == 1
+
+
+async def test_bars_drop_the_forming_bar_and_a_second_call_fetches_nothing(
+    venue: AlpacaVenue, fake: FakeAlpaca, clock: SimulatedClock
+) -> None:
+    bars = await venue.bars("AMZN", "1h", limit=150)
+    assert len(bars) == 150
+    assert bars.index[-1] == pd.Timestamp("2021-07-06T17:00Z")  # the 18:00 bar is still forming
+    assert (bars["close_time"] <= pd.Timestamp(NOW)).all()
+    expected = fake.frame("AMZN", "1Hour")
+    expected = expected[expected.index < pd.Timestamp("2021-07-06T18:00Z")].iloc[-150:]
+    assert bars[["open", "high", "low", "close", "volume"]].equals(expected.astype("float64"))
+    sent = fake.hits[BAR_ROUTE]
+    assert sent == 2  # 151 bars asked, 100 a page: two pages, descending
+    assert bar_requests(fake)[0]["sort"] == "desc" and bar_requests(fake)[0]["adjustment"] == "split"
+
+    again = await venue.bars("AMZN", "1h", limit=150)
+    assert again.equals(bars) and fake.hits[BAR_ROUTE] == sent  # inside the same bar: nothing sent
+
+    clock.advance_to(NOW + timedelta(hours=1))  # the 18:00 bar has closed
+    later = await venue.bars("AMZN", "1h", limit=150)
+    assert later.index[-1] == pd.Timestamp("2021-07-06T18:00Z")
+    assert fake.hits[BAR_ROUTE] == sent + 1
+    assert bar_requests(fake)[-1]["start"] == "2021-07-06T18:00:00Z"  # only what it lacks
+
+
+async def test_daily_bars_are_sessions_final_at_the_close(venue: AlpacaVenue) -> None:
+    bars = await venue.bars("AMZN", "1d", limit=3)
+    # July 5 is a holiday and July 6 is still trading at 18:30 UTC: the last final session is July 2.
+    assert list(bars.index.strftime("%Y-%m-%d")) == ["2021-06-30", "2021-07-01", "2021-07-02"]
+    assert bars["close_time"].iloc[-1] == pd.Timestamp("2021-07-02T20:00Z")
+
+
+async def test_bars_reaching_back_fetch_only_the_older_ones(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    await venue.bars("AMZN", "1h", limit=50)
+    first = await venue.bars("AMZN", "1h", limit=50)
+    more = await venue.bars("AMZN", "1h", limit=120)
+    assert len(more) == 120 and more.iloc[-50:].equals(first)
+    assert more.index.is_monotonic_increasing and not more.index.duplicated().any()
+    last = bar_requests(fake)[-1]
+    assert last["sort"] == "desc" and pd.Timestamp(last["end"]) < first.index[0]
+
+
+async def test_multi_symbol_bars_page_until_done(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    start = datetime(2021, 7, 1, 13, 0, tzinfo=UTC)
+    got = await venue.bars_many(["AMZN", "SPY"], "1h", start=start)
+    for symbol in ("AMZN", "SPY"):
+        expected = fake.frame(symbol, "1Hour")
+        expected = expected[
+            (expected.index >= pd.Timestamp(start)) & (expected.index < pd.Timestamp("2021-07-06T18:00Z"))
+        ]
+        assert got[symbol][["open", "close"]].equals(expected[["open", "close"]].astype("float64")), symbol
+    served = len(fake.frame("AMZN", "1Hour").loc[start:NOW]) + len(fake.frame("SPY", "1Hour").loc[start:NOW])
+    assert fake.hits[BAR_ROUTE] == -(-served // 100)  # every page, the limit counting across both symbols
+
+
+async def test_a_paging_gap_is_detected(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    fake.gap_once = True
+    with pytest.raises(PagingGapError, match=r"paging gap in alpaca 1h bars of AMZN.*would be skipped"):
+        await venue.bars("AMZN", "1h", start=datetime(2021, 6, 1, tzinfo=UTC))
+
+
+async def test_timeframes_alpaca_does_not_serve_are_refused(venue: AlpacaVenue) -> None:
+    with pytest.raises(UnknownTimeframeError, match="valid timeframes: 1m, 5m, 15m, 30m, 1h, 4h, 1d, 1w"):
+        await venue.bars("AMZN", "2h")
+
+
+async def test_unknown_symbol_bars_cost_no_request(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    with pytest.raises(UnknownSymbolError):
+        await venue.bars("NOPE", "1h")
+    assert fake.hits[BAR_ROUTE] == 0
+
+
+# --- faults ---
+
+
+async def test_429_waits_as_long_as_retry_after_says(venue: AlpacaVenue, fake: FakeAlpaca, sleeps: Sleeps) -> None:
+    await venue.instruments()
+    fake.fail(SNAP_ROUTE, 429, retry_after="2")
+    quotes = await venue.snapshot(["AMZN"])
+    assert "AMZN" in quotes and fake.hits[SNAP_ROUTE] == 2
+    assert sleeps.waits and sleeps.waits[0] >= 2.0
+
+
+async def test_5xx_then_success(venue: AlpacaVenue, fake: FakeAlpaca, sleeps: Sleeps) -> None:
+    fake.fail(BAR_ROUTE, 503, times=2)
+    bars = await venue.bars("AMZN", "1h", limit=20)
+    assert len(bars) == 20 and fake.hits[BAR_ROUTE] == 3 and len(sleeps.waits) == 2
+
+
+async def test_a_5xx_that_lasts_is_reported_as_unavailable(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    fake.fail(BAR_ROUTE, 500, times=10)
+    with pytest.raises(VenueUnavailable, match=r"alpaca did not answer 1h bars of AMZN: APIError.*after 3 tries"):
+        await venue.bars("AMZN", "1h", limit=20)
+
+
+async def test_a_timeout_is_retried_then_reported(fake: FakeAlpaca, clock: SimulatedClock, sleeps: Sleeps) -> None:
+    venue = make_venue(fake, clock, sleeps, timeout=0.2)
+    await venue.instruments()
+    fake.slow(SNAP_ROUTE, 1.0)
+    with pytest.raises(VenueUnavailable, match="alpaca did not answer snapshots of 1 symbols: ReadTimeout"):
+        await venue.snapshot(["AMZN"])
+    assert fake.hits[SNAP_ROUTE] == 3
+    del fake.delays[SNAP_ROUTE]
+    assert "AMZN" in await venue.snapshot(["AMZN"])
+    await venue.aclose()
+
+
+async def test_a_bad_key_names_the_settings_and_is_not_retried(
+    fake: FakeAlpaca, clock: SimulatedClock, sleeps: Sleeps
+) -> None:
+    venue = make_venue(fake, clock, sleeps, api_key="PKWRONGKEY123", secret_key="wrong-secret-456")
+    with pytest.raises(VenueAuthError) as caught:
+        await venue.instruments()
+    message = str(caught.value)
+    assert "TRADEOPS_ALPACA_API_KEY and TRADEOPS_ALPACA_SECRET_KEY" in message and "HTTP 401" in message
+    assert "PKWRONGKEY123" not in message and "wrong-secret-456" not in message
+    assert fake.hits["GET /v2/assets"] == 1 and not sleeps.waits
+    await venue.aclose()
+
+
+async def test_health_says_what_answered(venue: AlpacaVenue) -> None:
+    assert await venue.health() == "2 tradable US equities; market open; SPY 432.19 (iex feed)"
