@@ -118,6 +118,9 @@ class FakeAlpaca:
         return self._derived[key]
 
     def _visible(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        source = pd.Timedelta(self.bars[symbol].index.to_series().diff().min())
+        if timeframe != "1Day" and pd.Timedelta(_TF[timeframe]) < source:
+            return self.frame(symbol, timeframe).iloc[0:0]  # no finer bars than recorded
         frame = self.frame(symbol, timeframe)
         return frame[frame.index <= pd.Timestamp(self.now())]  # the forming bar included
 

@@ -5,13 +5,21 @@ unknown symbol in a batch, a paging gap), and the paper-only configuration."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from bot.core import Caller, CommandCore
+from bot.doctor import venue_checks
+from bot.services import Services, open_services
+from bot.settings import load_settings
+from bot.venues import uses_live_data
+from storage.users import Role
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
 from venues.adapters.alpaca.client import AlpacaApi
 from venues.adapters.alpaca.config import AlpacaConfig, AlpacaConfigError
@@ -273,3 +281,101 @@ async def test_a_bad_key_names_the_settings_and_is_not_retried(
 
 async def test_health_says_what_answered(venue: AlpacaVenue) -> None:
     assert await venue.health() == "2 tradable US equities; market open; SPY 432.19 (iex feed)"
+
+
+# --- end to end: the bot on the alpaca venue, through the command core ---
+
+E2E_AT = datetime(2021, 8, 10, 18, 30, 5, tzinfo=UTC)  # SPY's recorded 1m bars run 2021-07-01..08-13
+
+
+@pytest.fixture
+def e2e_clock() -> SimulatedClock:
+    return SimulatedClock(E2E_AT)
+
+
+@pytest.fixture
+def e2e_fake(e2e_clock: SimulatedClock) -> Iterator[FakeAlpaca]:
+    with FakeAlpaca(now=e2e_clock.now).serving() as served:
+        yield served
+
+
+@pytest.fixture
+async def alpaca_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, e2e_fake: FakeAlpaca, e2e_clock: SimulatedClock
+) -> AsyncIterator[Services]:
+    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        alpaca_api_key=KEY_ID,
+        alpaca_secret_key=SECRET,
+        alpaca_trading_url=e2e_fake.url,
+        alpaca_data_url=e2e_fake.url,
+    )
+    assert uses_live_data(settings)
+    async with open_services(settings, clock=e2e_clock) as opened:
+        opened.users.grant(TRADER.platform, TRADER.user_id, Role.TRADER, at=e2e_clock.now(), display_name="tom")
+        yield opened
+
+
+TRADER = Caller("telegram", 1002, "tom")
+
+
+async def test_scan_chart_and_signal_work_on_alpaca_as_on_replay(
+    alpaca_services: Services, e2e_fake: FakeAlpaca
+) -> None:
+    core = CommandCore(alpaca_services)
+    assert set(alpaca_services.venues) == {"alpaca"}
+
+    refused = await core.handle(TRADER, "/watch add us alpaca:NOPE")
+    assert not refused.ok and "unknown symbol 'NOPE' on venue 'alpaca'; valid symbols: AMZN, SPY" in refused.text
+    created = await core.handle(TRADER, "/watch add us alpaca:SPY AMZN")
+    assert created.ok and "watchlist us created on alpaca (15m): SPY AMZN" in created.text, created.text
+    # A symbol Alpaca stopped listing after the watchlist was made: the scan goes on without it.
+    spec = alpaca_services.watchlists.get("us")
+    assert spec is not None
+    alpaca_services.watchlists.set_symbols("us", (*spec.symbols, "NOPE"), at=E2E_AT)
+
+    report = await alpaca_services.scanner.scan(alpaca_services.watchlists.get("us"), trigger="manual")  # type: ignore[arg-type]
+    assert not report.error, report.error
+    assert report.universe == 3 and report.shortlisted == 2
+    assert report.skipped["NOPE"].startswith("unknown symbol 'NOPE' on venue 'alpaca'")
+    assert "AMZN" in report.skipped  # its recorded bars are hourly: no 15m history to screen on
+    snapshot_calls = e2e_fake.hits[SNAP_ROUTE]
+    assert snapshot_calls == 1
+    bars_sent = e2e_fake.hits[BAR_ROUTE]
+
+    reply = await core.handle(TRADER, "/scan us")
+    assert reply.ok and "us: 3 symbols" in reply.text, reply.text
+    assert e2e_fake.hits[BAR_ROUTE] == bars_sent  # a second scan inside the same bar: no bar request
+
+    chart = await core.handle(TRADER, "/chart alpaca:AMZN 1h")
+    assert chart.ok and chart.text == "AMZN 1h" and chart.images, chart.text
+    assert chart.images[0].endswith(".png")
+
+    signal = await core.handle(TRADER, "/signal alpaca:SPY")
+    assert signal.ok, signal.text
+    assert signal.text.startswith("SPY: "), signal.text
+
+
+def test_doctor_reports_the_alpaca_venue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca) -> None:
+    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("APCA_API_KEY_ID", KEY_ID)  # alpaca-py's own variable names work too
+    monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
+    monkeypatch.setenv("TRADEOPS_ALPACA_TRADING_URL", fake.url)
+    monkeypatch.setenv("TRADEOPS_ALPACA_DATA_URL", fake.url)
+    monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path / "data"))
+    checks = {c.name: c for c in venue_checks(load_settings())}
+    assert checks["venue alpaca"].ok, checks["venue alpaca"].detail
+    assert checks["venue alpaca"].detail.startswith("alpaca: 2 tradable US equities; market open; SPY 432.19")
+
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong-secret-for-doctor")
+    bad = {c.name: c for c in venue_checks(load_settings())}["venue alpaca"]
+    assert not bad.ok and "TRADEOPS_ALPACA_API_KEY" in bad.detail and "wrong-secret-for-doctor" not in bad.detail
+
+    monkeypatch.setenv("TRADEOPS_ALPACA_TRADING_URL", "https://api.alpaca.markets")
+    live = {c.name: c for c in venue_checks(load_settings())}["venue alpaca"]
+    assert not live.ok and "only trades paper" in live.detail

@@ -64,6 +64,7 @@ class _Held:
     every bar is held (None: from the first bar Alpaca has)."""
 
     since: datetime | None
+    fetched_at: datetime  # when the venue was last asked (a key with no bars is not asked again within a bar)
 
 
 class AlpacaVenue(BrokeredVenue):
@@ -206,7 +207,9 @@ class AlpacaVenue(BrokeredVenue):
         now = self.clock.now()
         held = self._held.get(key)
         frame = self._bars.get(key)
-        if held is None or frame is None:
+        if held is not None and frame is not None and frame.empty and now < held.fetched_at + tf.delta:
+            return  # Alpaca had no bar for it a moment ago, and none can have closed since
+        if held is None or frame is None or frame.empty:
             if start is not None:
                 got = await self._fetch([symbol], tf, start=start, end=now)
                 self._store(key, got.get(symbol), since=start)
@@ -243,7 +246,7 @@ class AlpacaVenue(BrokeredVenue):
     def _store(self, key: tuple[str, str], rows: pd.DataFrame | None, *, since: datetime | None) -> None:
         final = rows[rows["close_time"] <= pd.Timestamp(self.clock.now())] if rows is not None else empty_bars()
         self._bars.merge(key, final)
-        self._held[key] = _Held(since=since)
+        self._held[key] = _Held(since=since, fetched_at=self.clock.now())
 
     async def bars_many(
         self, symbols: Sequence[str], timeframe: str | Timeframe, *, start: datetime, end: datetime | None = None
