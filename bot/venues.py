@@ -44,6 +44,7 @@ class LiveVenueBuilder:
 
 
 def _build_alpaca(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Venue:
+    from venues.adapters.alpaca.broker import AlpacaBroker
     from venues.adapters.alpaca.config import AlpacaConfigError
     from venues.adapters.alpaca.venue import AlpacaVenue
 
@@ -54,7 +55,8 @@ def _build_alpaca(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> V
     register_secret(config.api_key)
     register_secret(config.secret_key)
     venue = AlpacaVenue(config, clock)
-    venue.broker = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["USD"]))
+    # Entries go to Alpaca's paper account; exits rest in the ledger and are watched on Alpaca's bars.
+    venue.broker = AlpacaBroker(venue.name, venue.api, venue, clock, ledger)
     return venue
 
 

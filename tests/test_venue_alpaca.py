@@ -13,22 +13,32 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import Engine
 
 from bot.core import Caller, CommandCore
 from bot.doctor import venue_checks
 from bot.services import Services, open_services
 from bot.settings import load_settings
 from bot.venues import uses_live_data
+from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
+from venues.adapters.alpaca.broker import AlpacaBroker, order_from_alpaca, order_status
 from venues.adapters.alpaca.client import AlpacaApi
 from venues.adapters.alpaca.config import AlpacaConfig, AlpacaConfigError
 from venues.adapters.alpaca.parse import FRACTIONAL_STEP, instrument_from_asset, quote_from_snapshot
 from venues.adapters.alpaca.venue import AlpacaVenue, PagingGapError
 from venues.adapters.resilience import RetryPolicy
 from venues.clock import SimulatedClock
-from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueAuthError, VenueUnavailable
-from venues.models import US_MARGIN_SHORT
+from venues.errors import (
+    OrderRejected,
+    UnknownSymbolError,
+    UnknownTimeframeError,
+    VenueAuthError,
+    VenueError,
+    VenueUnavailable,
+)
+from venues.models import US_MARGIN_SHORT, OrderRequest, OrderStatus, OrderType, Side
 
 # A Tuesday in the shipped bars' range, NYSE open (the day after the July 5 holiday).
 NOW = datetime(2021, 7, 6, 18, 30, 5, tzinfo=UTC)
@@ -357,6 +367,9 @@ async def test_scan_chart_and_signal_work_on_alpaca_as_on_replay(
     signal = await core.handle(TRADER, "/signal alpaca:SPY")
     assert signal.ok, signal.text
     assert signal.text.startswith("SPY: "), signal.text
+    assert isinstance(alpaca_services.venues["alpaca"].broker, AlpacaBroker)
+    positions = await core.handle(TRADER, "/positions")
+    assert positions.ok, positions.text
 
 
 def test_doctor_reports_the_alpaca_venue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca) -> None:
@@ -370,7 +383,9 @@ def test_doctor_reports_the_alpaca_venue(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path / "data"))
     checks = {c.name: c for c in venue_checks(load_settings())}
     assert checks["venue alpaca"].ok, checks["venue alpaca"].detail
-    assert checks["venue alpaca"].detail.startswith("alpaca: 2 tradable US equities; market open; SPY 432.19")
+    assert checks["venue alpaca"].detail == (
+        "alpaca: 2 tradable US equities; market open; SPY 432.19 (iex feed); paper account equity 103820.56 USD"
+    )
 
     monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong-secret-for-doctor")
     bad = {c.name: c for c in venue_checks(load_settings())}["venue alpaca"]
@@ -379,3 +394,133 @@ def test_doctor_reports_the_alpaca_venue(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TRADEOPS_ALPACA_TRADING_URL", "https://api.alpaca.markets")
     live = {c.name: c for c in venue_checks(load_settings())}["venue alpaca"]
     assert not live.ok and "only trades paper" in live.detail
+
+
+# --- orders on the paper account ---
+
+ORDER_ROUTE = "POST /v2/orders"
+
+
+@pytest.fixture
+async def broker(
+    e2e_fake: FakeAlpaca, e2e_clock: SimulatedClock, engine: Engine, sleeps: Sleeps
+) -> AsyncIterator[AlpacaBroker]:
+    venue = make_venue(e2e_fake, e2e_clock, sleeps)
+    made = AlpacaBroker(venue.name, venue.api, venue, e2e_clock, SqlPaperLedger(engine))
+    venue.broker = made
+    yield made
+    await venue.aclose()
+
+
+def test_alpaca_statuses_map_onto_ours() -> None:
+    assert order_status("new") is order_status("partially_filled") is OrderStatus.PENDING
+    assert order_status("filled") is OrderStatus.FILLED
+    assert order_status("canceled") is order_status("expired") is OrderStatus.CANCELLED
+    assert order_status("rejected") is OrderStatus.REJECTED
+    recorded_order = order_from_alpaca(recorded("trading", "limit_order"), "alpaca")
+    assert (recorded_order.type, recorded_order.limit_price, recorded_order.status) == (
+        OrderType.LIMIT,
+        Decimal(300),
+        OrderStatus.PENDING,
+    )
+
+
+async def test_a_market_order_fills_at_alpaca(broker: AlpacaBroker, e2e_fake: FakeAlpaca) -> None:
+    order = await broker.place(OrderRequest(client_order_id="sig-1", symbol="SPY", side=Side.BUY, qty=Decimal(3)))
+    assert order.status is OrderStatus.PENDING and order.client_order_id == "sig-1"
+    sent = e2e_fake.orders["sig-1"]
+    assert (sent["symbol"], sent["side"], sent["type"], sent["time_in_force"]) == ("SPY", "buy", "market", "day")
+    fills = await broker.process()
+    assert [(f.client_order_id, f.qty, f.side) for f in fills] == [("sig-1", Decimal(3), Side.BUY)]
+    assert (await broker.order("sig-1")).status is OrderStatus.FILLED  # type: ignore[union-attr]
+    positions = await broker.positions()
+    assert [(p.symbol, p.qty) for p in positions] == [("SPY", Decimal(3))]
+    account = await broker.account()
+    assert account.currency == "USD" and account.equity == Decimal("103820.56")  # the recorded account
+
+
+async def test_an_order_retried_after_a_429_is_placed_once(
+    broker: AlpacaBroker, e2e_fake: FakeAlpaca, sleeps: Sleeps
+) -> None:
+    # Alpaca took the order, then the answer was a 429 (a proxy's rate limit): the retry looks the
+    # order up by its client order id before sending it again, and finds it.
+    e2e_fake.fail(ORDER_ROUTE, 429, retry_after="1", after_work=True)
+    order = await broker.place(OrderRequest(client_order_id="sig-2", symbol="SPY", side=Side.BUY, qty=Decimal(2)))
+    assert order.client_order_id == "sig-2"
+    assert e2e_fake.hits[ORDER_ROUTE] == 1 and list(e2e_fake.orders) == ["sig-2"]
+    assert sleeps.waits[0] >= 1.0
+    again = await broker.place(OrderRequest(client_order_id="sig-2", symbol="SPY", side=Side.BUY, qty=Decimal(2)))
+    assert again.client_order_id == "sig-2" and e2e_fake.hits[ORDER_ROUTE] == 1  # the same id twice: one order
+    with pytest.raises(VenueError, match="already used by another order"):
+        await broker.place(OrderRequest(client_order_id="sig-2", symbol="SPY", side=Side.SELL, qty=Decimal(2)))
+
+
+async def test_a_limit_order_is_cancelled_at_alpaca(broker: AlpacaBroker, e2e_fake: FakeAlpaca) -> None:
+    request = OrderRequest(
+        client_order_id="sig-3",
+        symbol="SPY",
+        side=Side.BUY,
+        qty=Decimal(1),
+        type=OrderType.LIMIT,
+        limit_price=Decimal(300),
+    )
+    placed = await broker.place(request)
+    assert placed.limit_price == Decimal(300) and e2e_fake.orders["sig-3"]["limit_price"] == 300
+    cancelled = await broker.cancel("sig-3")
+    assert cancelled.status is OrderStatus.CANCELLED and e2e_fake.orders["sig-3"]["status"] == "canceled"
+    with pytest.raises(VenueError, match="already cancelled"):
+        await broker.cancel("sig-3")
+
+
+async def test_refusals_are_clear(broker: AlpacaBroker, e2e_fake: FakeAlpaca) -> None:
+    with pytest.raises(UnknownSymbolError):
+        await broker.place(OrderRequest(client_order_id="sig-4", symbol="NOPE", side=Side.BUY, qty=Decimal(1)))
+    e2e_fake.fail(ORDER_ROUTE, 403)
+    with pytest.raises(OrderRejected, match=r"alpaca refused buy 1 SPY: fake 403"):
+        await broker.place(OrderRequest(client_order_id="sig-5", symbol="SPY", side=Side.BUY, qty=Decimal(1)))
+    assert e2e_fake.hits[ORDER_ROUTE] == 1 and not e2e_fake.orders
+
+
+async def test_exits_rest_here_and_go_to_alpaca_when_a_bar_reaches_them(
+    broker: AlpacaBroker, e2e_fake: FakeAlpaca, e2e_clock: SimulatedClock
+) -> None:
+    await broker.place(OrderRequest(client_order_id="sig-6", symbol="SPY", side=Side.BUY, qty=Decimal(3)))
+    (entry,) = await broker.process()
+    spy = e2e_fake.bars["SPY"]
+    ahead = spy[(spy.index >= pd.Timestamp(E2E_AT)) & (spy.index < pd.Timestamp(E2E_AT + timedelta(minutes=30)))]
+    target_price = Decimal(str(round(float(ahead["high"].max()) - 0.01, 2)))
+    assert target_price > entry.price  # the recorded half hour reaches it
+    target = OrderRequest(
+        client_order_id="sig-6-tp1",
+        symbol="SPY",
+        side=Side.SELL,
+        qty=Decimal(1),
+        type=OrderType.LIMIT,
+        limit_price=target_price,
+        parent="sig-6",
+    )
+    stop = OrderRequest(
+        client_order_id="sig-6-sl",
+        symbol="SPY",
+        side=Side.SELL,
+        qty=Decimal(3),
+        type=OrderType.STOP,
+        stop_price=entry.price - Decimal(20),
+        parent="sig-6",
+    )
+    await broker.place(target)
+    await broker.place(stop)
+    assert set(e2e_fake.orders) == {"sig-6"}  # exits rest here, not at Alpaca
+    await broker.process()
+    assert set(e2e_fake.orders) == {"sig-6"}  # no bar after the fill yet
+
+    e2e_clock.advance_to(E2E_AT + timedelta(minutes=31))
+    await broker.process()
+    sent = e2e_fake.orders["sig-6-tp1"]
+    assert (sent["side"], sent["type"], Decimal(sent["qty"])) == ("sell", "market", Decimal(1))
+    fills = await broker.process()
+    assert [f.client_order_id for f in fills] == ["sig-6-tp1"]
+    assert (await broker.order("sig-6-sl")).status is OrderStatus.PENDING  # type: ignore[union-attr]
+    amended = await broker.amend("sig-6-sl", stop_price=entry.price)
+    assert amended.stop_price == entry.price
+    assert [(p.symbol, p.qty) for p in await broker.positions()] == [("SPY", Decimal(2))]
