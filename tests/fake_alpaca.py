@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import threading
 import uuid
 from collections import Counter
@@ -153,6 +154,7 @@ class FakeAlpaca:
         r.add_delete("/v2/orders/{order_id}", self._cancel)
         r.add_get("/v2/stocks/bars", self._stock_bars)
         r.add_get("/v2/stocks/snapshots", self._snapshots)
+        r.add_get("/v1beta1/options/snapshots/{underlying}", self._option_chain)
         return app
 
     @web.middleware
@@ -377,6 +379,49 @@ class FakeAlpaca:
             out[symbol] = snap
         return web.json_response(out)
 
+    async def _option_chain(self, request: web.Request) -> web.Response:
+        """No chain was recorded: one is made in the documented shape (latestQuote, latestTrade,
+        impliedVolatility, greeks) around the underlying's last price, priced by Black-Scholes at
+        a flat 20% volatility, for the next two Friday expiries, strikes +-5 in 1 USD steps."""
+        underlying = request.match_info["underlying"]
+        if (refused := self._unknown([underlying])) is not None:
+            return refused
+        q = request.query
+        spot = self._last_price(underlying)
+        now = pd.Timestamp(self.now())
+        fridays = [
+            d.date() for d in pd.date_range(now.normalize() + pd.Timedelta(days=1), periods=14) if d.weekday() == 4
+        ]
+        out: dict[str, Any] = {}
+        for expiry in fridays[:2]:
+            years = (
+                max((pd.Timestamp(expiry, tz="UTC") + pd.Timedelta(hours=20) - now).total_seconds(), 60) / 31_557_600
+            )
+            for strike in range(round(spot) - 5, round(spot) + 6):
+                for right in ("C", "P"):
+                    symbol = f"{underlying}{expiry:%y%m%d}{right}{strike * 1000:08d}"
+                    if "type" in q and q["type"][0].upper() != right:
+                        continue
+                    if "strike_price_gte" in q and strike < float(q["strike_price_gte"]):
+                        continue
+                    if "strike_price_lte" in q and strike > float(q["strike_price_lte"]):
+                        continue
+                    if "expiration_date" in q and q["expiration_date"] != expiry.isoformat():
+                        continue
+                    price, delta = _black_scholes(spot, strike, years, 0.2, right == "C")
+                    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    out[symbol] = {
+                        "latestQuote": {
+                            "t": stamp,
+                            "bp": round(max(price - 0.05, 0.01), 2),
+                            "ap": round(price + 0.05, 2),
+                        },
+                        "latestTrade": {"t": stamp, "p": round(price, 2), "s": 1},
+                        "impliedVolatility": 0.2,
+                        "greeks": {"delta": round(delta, 4), "gamma": 0.05, "theta": -0.1, "vega": 0.2, "rho": 0.01},
+                    }
+        return web.json_response({"snapshots": out, "next_page_token": None})
+
     @contextmanager
     def serving(self) -> Iterator[FakeAlpaca]:
         """Serve on 127.0.0.1 (a free port, then in ``url``) from a thread; stopped on exit."""
@@ -407,3 +452,13 @@ class FakeAlpaca:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             loop.close()
+
+
+def _black_scholes(spot: float, strike: float, years: float, vol: float, call: bool) -> tuple[float, float]:
+    """(price, delta) of a European option at zero rates."""
+    d1 = (math.log(spot / strike) + vol * vol * years / 2) / (vol * math.sqrt(years))
+    d2 = d1 - vol * math.sqrt(years)
+    cdf = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
+    if call:
+        return spot * cdf(d1) - strike * cdf(d2), cdf(d1)
+    return strike * cdf(-d2) - spot * cdf(-d1), cdf(d1) - 1

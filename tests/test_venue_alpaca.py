@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from venues.errors import (
     VenueUnavailable,
 )
 from venues.models import US_MARGIN_SHORT, OrderRequest, OrderStatus, OrderType, Side
+from venues.options import OptionRight
 
 # A Tuesday in the shipped bars' range, NYSE open (the day after the July 5 holiday).
 NOW = datetime(2021, 7, 6, 18, 30, 5, tzinfo=UTC)
@@ -524,3 +525,23 @@ async def test_exits_rest_here_and_go_to_alpaca_when_a_bar_reaches_them(
     amended = await broker.amend("sig-6-sl", stop_price=entry.price)
     assert amended.stop_price == entry.price
     assert [(p.symbol, p.qty) for p in await broker.positions()] == [("SPY", Decimal(2))]
+
+
+# --- options ---
+
+
+async def test_the_option_chain_has_greeks_and_iv(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    chain = await venue.option_chain("SPY")
+    assert len(chain) == 2 * 11 * 2  # two expiries, 11 strikes, calls and puts
+    assert chain == sorted(chain, key=lambda q: (q.expiry, q.strike, q.right.value))
+    first = chain[0]
+    assert first.underlying == "SPY" and first.expiry == date(2021, 7, 9)  # the next Friday after July 6
+    assert first.implied_volatility == 0.2 and first.delta is not None and first.bid is not None
+    puts = await venue.option_chain("SPY", right=OptionRight.PUT, strike_min=Decimal(430), strike_max=Decimal(432))
+    assert len(puts) == 6  # two expiries x strikes 430, 431, 432
+    assert {(q.right, q.strike) for q in puts} == {(OptionRight.PUT, Decimal(k)) for k in (430, 431, 432)}
+    assert all(q.delta is not None and q.delta < 0 for q in puts)
+    last = [p for m, p, q in fake.requests if p.startswith("/v1beta1/options/snapshots/")][-1]
+    assert last == "/v1beta1/options/snapshots/SPY"
+    with pytest.raises(UnknownSymbolError):
+        await venue.option_chain("NOPE")

@@ -23,6 +23,7 @@ import pandas as pd
 from venues.calendars import session, sessions_between
 from venues.errors import UnknownTimeframeError
 from venues.models import US_MARGIN_SHORT, AssetClass, Instrument, Quote, UsEquityFees
+from venues.options import OccSymbol, OptionQuote
 from venues.timeframes import BAR_COLUMNS, Timeframe, empty_bars
 
 CALENDAR = "XNYS"
@@ -182,3 +183,34 @@ def iso(moment: datetime | date) -> str:
     if isinstance(moment, datetime):
         return pd.Timestamp(moment).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
     return moment.isoformat()
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def option_quote(symbol: str, snap: Mapping[str, Any] | None) -> OptionQuote:
+    """An option snapshot of Alpaca's chain (``latestQuote``, ``latestTrade``,
+    ``impliedVolatility``, ``greeks``) as an OptionQuote; the contract terms come from the OCC
+    symbol (OccSymbolError if it is not one)."""
+    occ = OccSymbol.parse(symbol)
+    snap = snap or {}
+    quote = snap.get("latestQuote") or {}
+    trade = snap.get("latestTrade") or {}
+    greeks = snap.get("greeks") or {}
+    return OptionQuote(
+        symbol=occ.format(),
+        underlying=occ.underlying,
+        expiry=occ.expiry,
+        right=occ.right,
+        strike=occ.strike,
+        bid=_number(quote.get("bp")) or None,
+        ask=_number(quote.get("ap")) or None,
+        last=_number(trade.get("p")),
+        implied_volatility=_number(snap.get("impliedVolatility")),
+        delta=_number(greeks.get("delta")),
+        gamma=_number(greeks.get("gamma")),
+        theta=_number(greeks.get("theta")),
+        vega=_number(greeks.get("vega")),
+        rho=_number(greeks.get("rho")),
+    )

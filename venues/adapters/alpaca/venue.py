@@ -15,15 +15,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 from alpaca.common.enums import Sort
 from alpaca.data.enums import DataFeed
-from alpaca.data.requests import StockSnapshotRequest
+from alpaca.data.requests import OptionChainRequest, StockSnapshotRequest
 from alpaca.trading.enums import AssetClass as AlpacaAssetClass
-from alpaca.trading.enums import AssetStatus
+from alpaca.trading.enums import AssetStatus, ContractType
 from alpaca.trading.requests import GetAssetsRequest
 
 from venues.adapters.alpaca.client import AlpacaApi
@@ -36,6 +37,7 @@ from venues.adapters.alpaca.parse import (
     instrument_from_asset,
     is_tradable_equity,
     iso,
+    option_quote,
     page_token_position,
     quote_from_snapshot,
 )
@@ -44,6 +46,7 @@ from venues.base import BrokeredVenue
 from venues.clock import Clock, ensure_utc
 from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
 from venues.models import Instrument, Quote
+from venues.options import OptionQuote, OptionRight
 from venues.timeframes import Timeframe, empty_bars, parse_timeframe
 
 log = logging.getLogger(__name__)
@@ -340,6 +343,34 @@ class AlpacaVenue(BrokeredVenue):
             raise UnknownTimeframeError(str(timeframe), TIMEFRAMES) from None
         alpaca_timeframe(tf)
         return tf
+
+    # --- options ---
+
+    async def option_chain(
+        self,
+        underlying: str,
+        *,
+        expiry: date | None = None,
+        right: OptionRight | None = None,
+        strike_min: Decimal | None = None,
+        strike_max: Decimal | None = None,
+    ) -> list[OptionQuote]:
+        """The option chain of a listed ``underlying`` with quotes, IV and Greeks (Alpaca's option
+        snapshots, the indicative feed on a free plan), filtered as asked, sorted by expiry, strike
+        and right. alpaca-py pages the chain (1,000 contracts a page) inside this one call."""
+        await self.instrument(underlying)
+        query = OptionChainRequest(
+            underlying_symbol=underlying,
+            expiration_date=expiry,
+            type=ContractType(right.value) if right is not None else None,
+            strike_price_gte=float(strike_min) if strike_min is not None else None,
+            strike_price_lte=float(strike_max) if strike_max is not None else None,
+        )
+        raw: Any = await self.api.call(
+            f"the option chain of {underlying}", functools.partial(self.api.options.get_option_chain, query)
+        )
+        quotes = [option_quote(symbol, snap) for symbol, snap in (raw or {}).items()]
+        return sorted(quotes, key=lambda q: (q.expiry, q.strike, q.right.value))
 
     # --- LiveVenue ---
 
