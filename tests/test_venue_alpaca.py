@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
+from agent.llm.tools import Toolbox
 from bot.core import Caller, CommandCore
 from bot.doctor import venue_checks
 from bot.services import Services, open_services
@@ -545,3 +546,18 @@ async def test_the_option_chain_has_greeks_and_iv(venue: AlpacaVenue, fake: Fake
     assert last == "/v1beta1/options/snapshots/SPY"
     with pytest.raises(UnknownSymbolError):
         await venue.option_chain("NOPE")
+
+
+async def test_the_llm_may_read_the_option_chain(alpaca_services: Services) -> None:
+    toolbox = Toolbox(alpaca_services.deps, "alpaca", "SPY")
+    assert "option_chain" in {spec["function"]["name"] for spec in toolbox.specs()}
+    answer = await toolbox.call("option_chain", '{"right": "put", "band_pct": 1}')
+    assert answer["underlying"] == "SPY" and answer["expiry"] == "2021-08-13", answer
+    assert answer["columns"] == "symbol,right,strike,bid,ask,iv,delta,gamma,theta,vega"
+    assert answer["contracts"] and all(row[1] == "put" and row[6] < 0 for row in answer["contracts"])
+    last = answer["last"]
+    assert all(abs(row[2] - last) <= last * 0.01 for row in answer["contracts"])
+    bad = await toolbox.call("option_chain", '{"right": "straddle"}')
+    assert bad["error"].startswith("bad arguments for option_chain")
+    other = await toolbox.call("option_chain", '{"underlying": "NOPE"}')
+    assert other["error"].startswith("unknown symbol 'NOPE'")
