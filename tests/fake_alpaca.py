@@ -36,6 +36,7 @@ from aiohttp import web
 
 from venues.adapters.alpaca.parse import make_page_token, page_token_position
 from venues.calendars import get_calendar
+from venues.options import is_occ_symbol
 from venues.replay.catalog import DATA_DIR
 from venues.replay.loader import load_bar_file
 
@@ -236,7 +237,7 @@ class FakeAlpaca:
         """Alpaca's paper account fills a market order at once in market hours; here, at the
         last final bar's close when it is next looked at."""
         for order in self.orders.values():
-            if order["status"] in ("accepted", "new") and order["type"] == "market":
+            if order["status"] in ("accepted", "new") and order["type"] == "market" and order["symbol"] in self.bars:
                 price = self._last_price(order["symbol"])
                 stamp = pd.Timestamp(self.now()).isoformat()
                 order.update(
@@ -249,18 +250,20 @@ class FakeAlpaca:
         client_id = body.get("client_order_id") or str(uuid.uuid4())
         if client_id in self.orders:
             return web.json_response({"code": 40010001, "message": "client_order_id must be unique"}, status=422)
-        if body.get("symbol") not in self.bars and body.get("symbol") not in self.extra_assets:
-            return web.json_response(
-                {"code": 42210000, "message": f'asset "{body.get("symbol")}" not found'}, status=422
-            )
+        symbols = [leg["symbol"] for leg in body.get("legs") or []] or [body.get("symbol")]
+        for symbol in symbols:
+            root = str(symbol)[:-15] if is_occ_symbol(str(symbol)) else symbol
+            if root not in self.bars and root not in self.extra_assets:
+                return web.json_response({"code": 42210000, "message": f'asset "{symbol}" not found'}, status=422)
         order = recorded("trading", "market_order")
         stamp = pd.Timestamp(self.now()).isoformat()
         order.update(
             id=str(uuid.uuid4()),
             client_order_id=client_id,
-            symbol=body["symbol"],
+            symbol=body.get("symbol") or "",
+            legs=body.get("legs"),
             qty=str(body.get("qty")),
-            side=body["side"],
+            side=body.get("side") or "buy",  # an mleg order has sides per leg
             type=body["type"],
             order_type=body["type"],
             order_class=body.get("order_class") or "simple",

@@ -24,6 +24,7 @@ from bot.venues import uses_live_data
 from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
+from tools.options import VerticalSpread, spread_card_lines
 from venues.adapters.alpaca.broker import AlpacaBroker, order_from_alpaca, order_status
 from venues.adapters.alpaca.client import AlpacaApi
 from venues.adapters.alpaca.config import AlpacaConfig, AlpacaConfigError
@@ -40,7 +41,7 @@ from venues.errors import (
     VenueUnavailable,
 )
 from venues.models import US_MARGIN_SHORT, OrderRequest, OrderStatus, OrderType, Side
-from venues.options import OptionRight
+from venues.options import OccSymbol, OptionLeg, OptionRight
 
 # A Tuesday in the shipped bars' range, NYSE open (the day after the July 5 holiday).
 NOW = datetime(2021, 7, 6, 18, 30, 5, tzinfo=UTC)
@@ -561,3 +562,32 @@ async def test_the_llm_may_read_the_option_chain(alpaca_services: Services) -> N
     assert bad["error"].startswith("bad arguments for option_chain")
     other = await toolbox.call("option_chain", '{"underlying": "NOPE"}')
     assert other["error"].startswith("unknown symbol 'NOPE'")
+
+
+async def test_option_paper_orders_single_and_multi_leg(
+    broker: AlpacaBroker, e2e_fake: FakeAlpaca, sleeps: Sleeps
+) -> None:
+    put = "SPY210820P00440000"
+    contract = await broker._market.instrument(put)  # a contract of a listed underlying
+    assert (contract.asset_class.value, contract.name) == ("us_option", "SPY 2021-08-20 440 put")
+    single = await broker.place(OrderRequest(client_order_id="opt-1", symbol=put, side=Side.BUY, qty=Decimal(1)))
+    assert single.symbol == put and e2e_fake.orders["opt-1"]["symbol"] == put
+
+    spread = VerticalSpread(
+        OccSymbol.parse("SPY210820C00440000"), OccSymbol.parse("SPY210820C00445000"), contracts=2, net=Decimal("1.85")
+    )
+    assert spread_card_lines(spread)[-1] == "  max loss 370.00 USD, max gain 630.00 USD, breakeven 441.85"
+    legs = [OptionLeg(spread.long_leg, buy=True), OptionLeg(spread.short_leg, buy=False)]
+    e2e_fake.fail(ORDER_ROUTE, 429, retry_after="1", after_work=True)
+    placed = await broker.place_legs("opt-2", legs, spread.contracts, limit_price=spread.net)
+    assert placed["client_order_id"] == "opt-2" and e2e_fake.hits[ORDER_ROUTE] == 2  # opt-1, then opt-2 once
+    sent = e2e_fake.orders["opt-2"]
+    assert (sent["order_class"], sent["type"], sent["limit_price"], Decimal(sent["qty"])) == ("mleg", "limit", 1.85, 2)
+    assert [(leg["symbol"], leg["side"], leg["ratio_qty"]) for leg in sent["legs"]] == [
+        ("SPY210820C00440000", "buy", 1.0),
+        ("SPY210820C00445000", "sell", 1.0),
+    ]
+    with pytest.raises(UnknownSymbolError):
+        await broker.place_legs("opt-3", [OptionLeg(OccSymbol.parse("NOPE210820C00001000"), buy=True)] * 2, 1)
+    with pytest.raises(OrderRejected, match="2 to 4 legs"):
+        await broker.place_legs("opt-4", legs[:1], 1)

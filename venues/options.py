@@ -76,6 +76,16 @@ class OccSymbol:
         return f"{self.underlying} {self.expiry.isoformat()} {self.strike.normalize():f} {self.right.value}"
 
 
+@dataclass(frozen=True, slots=True)
+class OptionLeg:
+    """One leg of a multi-leg option order: ``ratio`` contracts of ``contract`` per unit of the
+    order's quantity, bought or sold (``buy``)."""
+
+    contract: OccSymbol
+    buy: bool
+    ratio: int = 1
+
+
 def is_occ_symbol(text: str) -> bool:
     return bool(_OCC.match(text.strip().upper()))
 

@@ -27,8 +27,14 @@ from typing import Any
 
 import pandas as pd
 from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest, StopOrderRequest
+from alpaca.trading.enums import OrderClass, OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import (
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    OptionLegRequest,
+    StopOrderRequest,
+)
 
 from venues.adapters.alpaca.client import AlpacaApi, AlpacaApiError
 from venues.base import MarketData
@@ -47,6 +53,7 @@ from venues.models import (
     Position,
     Side,
 )
+from venues.options import OptionLeg
 from venues.paper import PaperLedger
 
 _PENDING = {
@@ -425,6 +432,51 @@ class AlpacaBroker:
             equity=equity,
             positions=positions,
         )
+
+    async def place_legs(
+        self, client_order_id: str, legs: list[OptionLeg], quantity: int, limit_price: Decimal | None = None
+    ) -> dict[str, Any]:
+        """A multi-leg option order (Alpaca's ``mleg`` class, 2-4 legs, e.g. a vertical spread):
+        ``quantity`` units of the legs' ratios, at ``limit_price`` per unit (the net debit, > 0,
+        or the net credit, < 0), or at market. Placed once per client order id, like ``place``.
+        Returns Alpaca's order (raw): a spread is one order at Alpaca and no single symbol here."""
+        if not 2 <= len(legs) <= 4:
+            raise OrderRejected(f"a multi-leg order has 2 to 4 legs, got {len(legs)}")
+        if quantity < 1:
+            raise OrderRejected(f"a multi-leg order's quantity is 1 or more contracts, got {quantity}")
+        for leg in legs:
+            await self._market.instrument(leg.contract.format())  # the underlying must be listed
+        common: dict[str, Any] = {
+            "qty": quantity,
+            "time_in_force": TimeInForce.DAY,
+            "client_order_id": client_order_id,
+            "order_class": OrderClass.MLEG,
+            "legs": [
+                OptionLegRequest(
+                    symbol=leg.contract.format(),
+                    ratio_qty=leg.ratio,
+                    side=OrderSide.BUY if leg.buy else OrderSide.SELL,
+                )
+                for leg in legs
+            ],
+        }
+        request = (
+            LimitOrderRequest(limit_price=float(limit_price), **common)
+            if limit_price is not None
+            else MarketOrderRequest(**common)
+        )
+        what = " / ".join(f"{'buy' if leg.buy else 'sell'} {leg.ratio} {leg.contract}" for leg in legs)
+
+        def send() -> dict[str, Any]:
+            found = self._lookup_sync(client_order_id)
+            if found is not None:
+                return found
+            return dict(self.api.trading.submit_order(request))
+
+        try:
+            return await self.api.call(f"order {client_order_id}", send)
+        except AlpacaApiError as exc:
+            raise OrderRejected(f"alpaca refused the {quantity} x ({what}) order: {exc.detail}") from exc
 
     async def orders_at_alpaca(self) -> list[dict[str, Any]]:
         """Every order Alpaca holds for the account (raw), for doctor and tests."""

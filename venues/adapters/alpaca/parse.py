@@ -82,6 +82,23 @@ def instrument_from_asset(asset: Mapping[str, Any], venue: str) -> Instrument:
     )
 
 
+def option_instrument(occ: OccSymbol, venue: str) -> Instrument:
+    """A US equity option contract (whole contracts, price ticks of 0.01, no commission at Alpaca;
+    never sold short here: a short option is a spread's leg, not a standalone order)."""
+    return Instrument(
+        venue=venue,
+        symbol=occ.format(),
+        name=occ.describe(),
+        asset_class=AssetClass.US_OPTION,
+        currency="USD",
+        tick_size=PENNY,
+        fees=UsEquityFees(regulatory_fees=True),
+        calendar=CALENDAR,
+        timeframe="1m",
+        no_short_reason="options are sold only as the short leg of a spread",
+    )
+
+
 def is_tradable_equity(asset: Mapping[str, Any]) -> bool:
     return asset.get("class") == "us_equity" and bool(asset.get("tradable")) and asset.get("status") == "active"
 

@@ -37,6 +37,7 @@ from venues.adapters.alpaca.parse import (
     instrument_from_asset,
     is_tradable_equity,
     iso,
+    option_instrument,
     option_quote,
     page_token_position,
     quote_from_snapshot,
@@ -46,7 +47,7 @@ from venues.base import BrokeredVenue
 from venues.clock import Clock, ensure_utc
 from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
 from venues.models import Instrument, Quote
-from venues.options import OptionQuote, OptionRight
+from venues.options import OccSymbol, OptionQuote, OptionRight, is_occ_symbol
 from venues.timeframes import Timeframe, empty_bars, parse_timeframe
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,10 @@ class AlpacaVenue(BrokeredVenue):
     async def instrument(self, symbol: str) -> Instrument:
         listed = await self._load_instruments()
         found = listed.get(symbol)
+        if found is None and is_occ_symbol(symbol):
+            occ = OccSymbol.parse(symbol)
+            if occ.underlying in listed:
+                return option_instrument(occ, self.name)  # a contract of a listed stock
         if found is None:
             raise UnknownSymbolError(symbol, self.name, listed)
         return found
