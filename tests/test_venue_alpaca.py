@@ -23,6 +23,7 @@ from bot.settings import load_settings
 from bot.venues import uses_live_data
 from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
+from storage.watchlists import WatchlistSpec
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
 from tools.options import VerticalSpread, spread_card_lines
 from venues.adapters.alpaca.broker import AlpacaBroker, order_from_alpaca, order_status
@@ -591,3 +592,39 @@ async def test_option_paper_orders_single_and_multi_leg(
         await broker.place_legs("opt-3", [OptionLeg(OccSymbol.parse("NOPE210820C00001000"), buy=True)] * 2, 1)
     with pytest.raises(OrderRejected, match="2 to 4 legs"):
         await broker.place_legs("opt-4", legs[:1], 1)
+
+
+async def test_an_approved_signal_is_ordered_at_alpaca_with_its_exits_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    clock = SimulatedClock(datetime(2021, 7, 20, 15, 15, 5, tzinfo=UTC))  # SPY proposes a buy here
+    with FakeAlpaca(now=clock.now).serving() as fake:
+        settings = load_settings(
+            data_dir=tmp_path / "data",
+            alpaca_api_key=KEY_ID,
+            alpaca_secret_key=SECRET,
+            alpaca_trading_url=fake.url,
+            alpaca_data_url=fake.url,
+            risk_profile="high",
+        )
+        async with open_services(settings, clock=clock) as services:
+            services.users.grant(TRADER.platform, TRADER.user_id, Role.TRADER, at=clock.now(), display_name="tom")
+            spec = WatchlistSpec(name="us", venue="alpaca", symbols=("SPY",), timeframe="15m", min_score=0.5)
+            services.watchlists.create(spec, at=clock.now())
+            core = CommandCore(services)
+            report = await services.scanner.scan(spec, trigger="manual")  # its min_score, 0.5
+            assert len(report.pending) == 1, (report.skipped, report.walks)
+            signal_id = report.pending[0].signal_id
+            approved = await core.handle(TRADER, f"/approve {signal_id}")
+            assert approved.ok, approved.text
+            entries = [o for o in fake.orders.values() if o["symbol"] == "SPY"]
+            assert [o["client_order_id"] for o in entries] == [signal_id], fake.orders
+            broker = services.venues["alpaca"].broker
+            assert isinstance(broker, AlpacaBroker)
+            await broker.process()
+            exits = [o for o in await broker.orders() if o.parent == signal_id]
+            assert exits and all(o.status is OrderStatus.PENDING for o in exits)  # resting here
+            assert set(fake.orders) == {signal_id}  # not at Alpaca
