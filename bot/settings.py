@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=None, description="alpaca-py url_override of the market data API; empty = data.alpaca.markets"
     )
     alpaca_feed: Literal["iex", "sip"] = Field(default="iex", description="stock data feed: iex (free) or sip")
+    alpaca_rate_per_second: float = Field(
+        default=3.0, gt=0, le=100, description="requests a second to Alpaca (its basic plan allows 200 a minute)"
+    )
 
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=500)
@@ -164,6 +167,7 @@ class Settings(BaseSettings):
             trading_url=(self.alpaca_trading_url or "").strip() or None,
             data_url=(self.alpaca_data_url or "").strip() or None,
             feed=self.alpaca_feed,
+            rate_per_second=self.alpaca_rate_per_second,
         )
 
     @property

@@ -326,6 +326,7 @@ async def alpaca_services(
         alpaca_secret_key=SECRET,
         alpaca_trading_url=e2e_fake.url,
         alpaca_data_url=e2e_fake.url,
+        alpaca_rate_per_second=100.0,
     )
     assert uses_live_data(settings)
     async with open_services(settings, clock=e2e_clock) as opened:
@@ -608,6 +609,7 @@ async def test_an_approved_signal_is_ordered_at_alpaca_with_its_exits_here(
             alpaca_secret_key=SECRET,
             alpaca_trading_url=fake.url,
             alpaca_data_url=fake.url,
+            alpaca_rate_per_second=100.0,
             risk_profile="high",
         )
         async with open_services(settings, clock=clock) as services:
