@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from bot.logs import register_secret
 from bot.settings import Settings
 from storage.lake import BarsLake
 from storage.paper_ledger import SqlPaperLedger
@@ -44,8 +45,32 @@ class LiveVenueBuilder:
     build: Callable[[Settings, Clock, SqlPaperLedger], Venue]
 
 
+def _build_alpaca(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Venue:
+    from venues.adapters.alpaca.broker import AlpacaBroker
+    from venues.adapters.alpaca.config import AlpacaConfigError
+    from venues.adapters.alpaca.venue import AlpacaVenue
+
+    try:
+        config = settings.alpaca_config
+    except AlpacaConfigError as exc:
+        raise VenueConfigError(str(exc)) from None
+    register_secret(config.api_key)
+    register_secret(config.secret_key)
+    venue = AlpacaVenue(config, clock)
+    # Entries go to Alpaca's paper account; exits rest in the ledger and are watched on Alpaca's bars.
+    venue.broker = AlpacaBroker(venue.name, venue.api, venue, clock, ledger)
+    return venue
+
+
+ALPACA = LiveVenueBuilder(
+    kind="alpaca",
+    variables="TRADEOPS_ALPACA_API_KEY and TRADEOPS_ALPACA_SECRET_KEY",
+    configured=lambda settings: settings.alpaca_configured,
+    build=_build_alpaca,
+)
+
 # Each adapter adds its builder here (bot/ may read settings; venues/adapters receive typed configs).
-LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = ()
+LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = (ALPACA,)
 
 
 def configured_live(settings: Settings) -> list[LiveVenueBuilder]:

@@ -31,7 +31,7 @@ from venues.clock import ScaledClock
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
 SPEED = 7200.0  # two simulated hours per real second
-WAIT_SECONDS = 60.0  # upper bound on how long a run is given to show what a test waits for
+WAIT_SECONDS = 120.0  # upper bound on how long a run is given to show what a test waits for
 
 
 # --------------------------------------------------------------------------------------------------
