@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.llm.config import LLMConfig
 from storage.db import sqlite_url
+from venues.adapters.akshare.config import AkshareConfig
 from venues.paper import FillAt, PaperBrokerConfig
 
 
@@ -37,6 +38,15 @@ class Settings(BaseSettings):
     market_data: Literal["auto", "replay", "live"] = Field(
         default="auto",
         description="auto = the real venues when one is configured, else the shipped replay data; replay; live",
+    )
+
+    # akshare (China A-shares, ETFs and SHFE main contracts through Eastmoney and Sina; no keys).
+    akshare: bool = Field(default=False, description="serve the akshare venue (live A-share and SHFE data)")
+    akshare_rate: float = Field(
+        default=1.0, gt=0, le=10, description="requests per second to Eastmoney/Sina; they ban IPs that call faster"
+    )
+    akshare_adjust: Literal["qfq", "none"] = Field(
+        default="qfq", description="A-share bar prices: qfq (forward-adjusted, for signals) or none (as traded)"
     )
 
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
@@ -119,6 +129,10 @@ class Settings(BaseSettings):
     def use_llm(self) -> bool:
         """The policy in use: the LLM when asked for, or by default when one is configured."""
         return self.policy == "llm" or (self.policy == "auto" and self.llm_config.configured)
+
+    @property
+    def akshare_config(self) -> AkshareConfig:
+        return AkshareConfig(rate_per_second=self.akshare_rate, adjust="" if self.akshare_adjust == "none" else "qfq")
 
     @property
     def transport_tokens(self) -> dict[str, str]:

@@ -62,6 +62,7 @@ class Fault:
     status: int = 0  # 0: a timeout
     headers: dict[str, str] | None = None
     body: str = ""
+    only: dict[str, str] | None = None  # the request parameters it applies to (None: any request)
 
 
 class FakeAkshareApi:
@@ -86,9 +87,19 @@ class FakeAkshareApi:
         # Raw kline rows replacing the recorded bars for one (secid, klt, fqt) (the docs' sample).
         self.raw_klines: dict[tuple[str, str, str], list[str]] = {}
 
-    def fail(self, kind: str, status: int = 0, headers: dict[str, str] | None = None, *, times: int = 1) -> None:
+    def fail(
+        self,
+        kind: str,
+        status: int = 0,
+        headers: dict[str, str] | None = None,
+        *,
+        times: int = 1,
+        only: dict[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests of ``kind`` (with the parameters ``only``) fail: with
+        ``status`` and ``headers``, or a read timeout for status 0."""
         for _ in range(times):
-            self.faults[kind].append(Fault(status, headers))
+            self.faults[kind].append(Fault(status, headers, only=only))
 
     # --- installation ---
 
@@ -116,8 +127,12 @@ class FakeAkshareApi:
             self.calls[kind] += 1
             params = {k: v[0] for k, v in parse_qs(urlsplit(str(request.url)).query, keep_blank_values=True).items()}
             self.params.append(params)
-            if self.faults[kind]:
-                fault = self.faults[kind].popleft()
+            fault = next(
+                (f for f in self.faults[kind] if not f.only or f.only.items() <= params.items()),
+                None,
+            )
+            if fault is not None:
+                self.faults[kind].remove(fault)
                 if fault.status == 0:
                     raise requests.exceptions.ReadTimeout(f"read timed out ({kind})")
                 return fault.status, fault.headers or {}, fault.body

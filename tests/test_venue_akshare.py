@@ -8,14 +8,19 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import responses
 
+from bot.core import Caller, CommandCore
+from bot.services import Services, open_services
+from bot.settings import load_settings
+from storage.users import Role
 from tests.akshare_fake import FIXTURES, FakeAkshareApi, minute_rows
 from venues.adapters.akshare import AkshareConfig, AkshareVenue
 from venues.adapters.akshare.config import Adjust
@@ -24,6 +29,8 @@ from venues.clock import SimulatedClock
 from venues.costs import fee_breakdown
 from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError, VenueUnavailable
 from venues.models import AssetClass, CnEquityFees, Side
+
+TRADER = Caller("telegram", 1002, "tom")
 
 # Wednesday 2021-12-15, 10:07 in Shanghai: the morning session is running.
 NOW = datetime(2021, 12, 15, 10, 7, tzinfo=SHANGHAI).astimezone(UTC)
@@ -337,3 +344,64 @@ async def test_health_says_what_answered(venue: AkshareVenue) -> None:
 async def test_concurrent_first_calls_load_the_universe_once(venue: AkshareVenue, api: FakeAkshareApi) -> None:
     await asyncio.gather(venue.instruments(), venue.instrument("600519.SH"), venue.snapshot(["510300.SH"]))
     assert api.calls["listing"] == 3
+
+
+# --- end to end: the command core on the akshare venue ---
+
+
+def is_png(path: str) -> bool:
+    return Path(path).read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.fixture
+async def live_services(tmp_path: Path, api: FakeAkshareApi, clock: SimulatedClock) -> AsyncIterator[Services]:
+    settings = load_settings(data_dir=tmp_path / "data", akshare=True, akshare_rate=10, market_data="live")
+    async with open_services(settings, clock=clock) as opened:
+        opened.users.grant(TRADER.platform, TRADER.user_id, Role.TRADER, at=clock.now(), display_name=TRADER.name)
+        yield opened
+
+
+async def test_scan_chart_and_signal_on_akshare_through_the_core(
+    live_services: Services, api: FakeAkshareApi, clock: SimulatedClock
+) -> None:
+    assert list(live_services.venues) == ["akshare"]
+    venue = live_services.venues["akshare"]
+    assert isinstance(venue, AkshareVenue) and venue.broker is not None
+    core = CommandCore(live_services)
+    created = await core.handle(TRADER, "/watch add cnlive akshare:510300.SH 600519.SH")
+    assert created.ok, created.text
+    assert created.text == "watchlist cnlive created on akshare (15m): 510300.SH 600519.SH"
+
+    scan = await core.handle(TRADER, "/scan cnlive")
+    assert scan.ok, scan.text
+    assert "cnlive: 2 symbols" in scan.text, scan.text
+    sent = api.calls["kline"]
+    again = await core.handle(TRADER, "/scan cnlive")  # the same bar: every bar is held
+    assert again.ok, again.text
+    assert api.calls["kline"] == sent
+
+    chart = await core.handle(TRADER, "/chart akshare:510300.SH 1h")
+    assert chart.ok, chart.text
+    assert chart.text.startswith("510300.SH 1h"), chart.text
+    assert is_png(chart.images[0])
+
+    signal = await core.handle(TRADER, "/signal akshare:600519.SH")
+    assert signal.ok, signal.text
+    assert signal.text.startswith("600519.SH: "), signal.text
+
+
+async def test_a_symbol_the_venue_fails_on_is_reported_and_the_scan_goes_on(
+    venue: AkshareVenue, api: FakeAkshareApi
+) -> None:
+    from tools.screen import ScreenConfig, screen
+
+    await venue.instruments()
+    # 600519's first bar request meets four 503s (every try); 510300's are answered.
+    api.fail("kline", 503, times=4, only={"secid": "1.600519"})
+    result = await screen(venue, ["600519.SH", "510300.SH"], ScreenConfig(timeframe="15m"), now=NOW)
+    assert result.universe == 2 and set(result.shortlisted) == {"600519.SH", "510300.SH"}
+    assert result.skipped["600519.SH"].startswith(
+        "no 15m bars: akshare did not answer 15m bars of 600519.SH: HTTPError: 503"
+    ), result.skipped
+    # 510300 was screened on its bars: its reason is a rule's, not the venue's.
+    assert result.skipped["510300.SH"].startswith("trend rule failed on 15m"), result.skipped

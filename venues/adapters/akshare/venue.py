@@ -75,6 +75,7 @@ class AkshareVenue(BrokeredVenue):
         self._universe_at: datetime | None = None
         self._universe_lock = asyncio.Lock()
         self._asked_from: dict[tuple[str, str], datetime] = {}
+        self._empty_at: dict[tuple[str, str], datetime] = {}  # when the venue last had no bars at all
 
     def __repr__(self) -> str:
         return f"AkshareVenue(rate={self.config.rate_per_second}/s, adjust={self.config.adjust or 'none'!r})"
@@ -279,9 +280,15 @@ class AkshareVenue(BrokeredVenue):
         key = (instrument.symbol, tf.name)
         held = self.bars_cache.get(key)
         if held is None or held.empty:
+            empty_at = self._empty_at.get(key)
+            if held is not None and empty_at is not None and now < empty_at + tf.delta:
+                return held  # the venue had none a moment ago: no new bar can have closed since
             page = await self._fetch(instrument, tf, need_from, now)
             self._asked_from[key] = need_from
-            return self.bars_cache.merge(key, _final(page, now))
+            frame = self.bars_cache.merge(key, _final(page, now))
+            if frame.empty:
+                self._empty_at[key] = now
+            return frame
         is_window = instrument.asset_class is AssetClass.CN_FUTURE and tf.name != "1d"
         first = held.index[0].to_pydatetime()
         if not is_window and need_from < self._asked_from.get(key, first) and need_from < first:
