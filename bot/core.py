@@ -14,13 +14,14 @@ import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from agent.llm.ask import ask
 from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
+from bot.trading_days import assumption_warning
 from storage.chats import ALL
 from storage.llm import LLM_NODE_PREFIX, usage_since
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
@@ -122,6 +123,7 @@ def _money(value: Decimal, currency: str = "") -> str:
 class CommandCore:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._calendar_warned: dict[str, date] = {}  # calendar -> the day its weekday warning was shown
         self.commands: dict[str, Command] = {}
         for name, role, usage, summary, handler in [
             ("help", Role.VIEWER, "/help", "this list", self._help),
@@ -789,11 +791,19 @@ class CommandCore:
         reply.data.setdefault("cards", []).append(card)
 
     def _market_closed(self, venue: str) -> tuple[str, ...]:
-        """A note when the venue's market is closed now (an entry then fills at the next open)."""
-        opens = calendars.next_open(self.s.venue_calendar(venue), self.s.clock.now())
-        if opens is None:
-            return ()
-        return (f"market closed, opens {opens.isoformat()}: entries fill at that open, within the drift limit",)
+        """A note when the venue's market is closed now (an entry then fills at the next open), and
+        once a day one when its sessions are assumed weekdays (past the calendar's horizon)."""
+        calendar, now = self.s.venue_calendar(venue), self.s.clock.now()
+        notes: list[str] = []
+        opens = calendars.next_open(calendar, now)
+        if opens is not None:
+            notes.append(f"market closed, opens {opens.isoformat()}: entries fill at that open, within the drift limit")
+        soon = now.date() + timedelta(days=7)
+        assumed = any(day <= soon for day in calendars.assumed_weekdays(calendar))
+        if assumed and self._calendar_warned.get(calendar) != now.date():
+            self._calendar_warned[calendar] = now.date()
+            notes.append(assumption_warning(calendar))
+        return tuple(notes)
 
     @staticmethod
     def _buttons(signal_id: str) -> list[Button]:

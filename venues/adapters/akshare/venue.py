@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -329,6 +329,22 @@ class AkshareVenue(BrokeredVenue):
         bar = None if tf.name == "1d" else tf.delta.to_pytimedelta()
         return eastmoney_klines(lines, bar, what=what)
 
+    # --- trade calendar ---
+
+    async def trade_days(self) -> list[date]:
+        """A-share trading days since 1990 and through the year the exchange has published, from
+        akshare's trade calendar (Sina's file, decoded by akshare: tool_trade_date_hist_sina)."""
+        try:
+            frame = await self._request("the A-share trade calendar", _trade_calendar)
+        except VenueError:
+            raise
+        except Exception as exc:  # akshare's decoder met something that is not Sina's calendar
+            raise VenueError(f"akshare: the trade calendar could not be read: {type(exc).__name__}: {exc}") from exc
+        try:
+            return sorted({pd.Timestamp(value).date() for value in frame["trade_date"]})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise VenueError(f"akshare: the trade calendar has no trade_date dates: {exc}") from exc
+
     # --- LiveVenue ---
 
     async def health(self) -> str:
@@ -344,6 +360,13 @@ class AkshareVenue(BrokeredVenue):
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.http.close)
+
+
+def _trade_calendar() -> pd.DataFrame:
+    # akshare's package import is heavy (seconds): only when the calendar is asked for.
+    from akshare.tool.trade_date_hist import tool_trade_date_hist_sina
+
+    return tool_trade_date_hist_sina()
 
 
 def _final(bars: pd.DataFrame, now: datetime) -> pd.DataFrame:
