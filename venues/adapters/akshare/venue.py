@@ -219,7 +219,7 @@ class AkshareVenue(BrokeredVenue):
                     last=float(bars["close"].iloc[-1]),
                 )
         for symbol in (s for s in missing if s not in fresh):
-            log.warning("akshare: no quote for %s (suspended, or not traded yet)", symbol)
+            log.info("akshare: no quote for %s (suspended, or not traded yet)", symbol)
         self.quotes.put_many(fresh)
         return {s: q for s in wanted if (q := found.get(s) or fresh.get(s)) is not None}
 
