@@ -134,3 +134,35 @@ async def test_a_position_beyond_the_margin_is_refused(broker: PaperBroker) -> N
     assert short.reason.startswith("insufficient margin: selling 100 cu0 short needs about 3501750.00 CNY"), (
         short.reason
     )
+
+
+def test_sizing_counts_the_contract_multiplier() -> None:
+    from tools.models import Action, Signal
+    from tools.sizing import propose, risk_based_qty
+
+    signal = Signal(
+        action=Action.BUY,
+        symbol="cu0",
+        entry=D(70000),
+        stop=D(69500),
+        take_profits=(D(71000),),
+        confidence=0.8,
+    )
+    # Risk 1% of 2,000,000 = 20,000 over 500 CNY/t x 5 t = 2,500 a lot: 8 lots by risk; but one lot
+    # is 350,000 CNY of copper and 20% of equity is 400,000: one lot, capped by value.
+    qty, notes = risk_based_qty(
+        signal,
+        CU,
+        equity=D(2_000_000),
+        available_cash=D(2_000_000),
+        risk_per_trade_pct=D("0.01"),
+        max_position_pct=D("0.20"),
+        slippage_bps=D(0),
+    )
+    assert qty == 1 and notes == ["size capped at 20% of equity"]
+    proposal = propose(signal, CU, qty, slippage_bps=D(0), on=datetime(2021, 7, 5).date())
+    assert proposal.notional == D(350_000)
+    # At the stop: 500 x 5 = 2,500 lost, plus 17.50 in and 17.375 -> 17.38 out.
+    assert proposal.loss_at_stop == D("2534.88")
+    # At the target: 1,000 x 5 = 5,000 gained, less 17.50 in and 17.75 out.
+    assert proposal.expected_net_profit == D("4964.75")
