@@ -405,3 +405,23 @@ async def test_a_symbol_the_venue_fails_on_is_reported_and_the_scan_goes_on(
     ), result.skipped
     # 510300 was screened on its bars: its reason is a rule's, not the venue's.
     assert result.skipped["510300.SH"].startswith("trend rule failed on 15m"), result.skipped
+
+
+def test_doctor_reports_the_akshare_venue_and_a_ban(tmp_path: Path) -> None:
+    from bot.doctor import venue_checks
+    from venues.clock import RealClock
+
+    settings = load_settings(data_dir=tmp_path / "data", akshare=True, akshare_rate=10)
+    api = FakeAkshareApi(RealClock(), settings.akshare_config)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        api.install(mock)
+        checks = {check.name: check for check in venue_checks(settings)}
+        assert checks["market data"].detail == "live"
+        venue = checks["venue akshare"]
+        assert venue.ok, venue.detail
+        assert venue.detail.startswith("akshare: 8 A-shares and ETFs listed, SHFE cu0, au0, ag0; 600519.SH last ")
+        # Eastmoney refusing the IP: said with the fix, no traceback.
+        api.fail("listing", 403)
+        banned = {check.name: check for check in venue_checks(settings)}["venue akshare"]
+    assert not banned.ok
+    assert "HTTP 403" in banned.detail and "lower TRADEOPS_AKSHARE_RATE" in banned.detail
