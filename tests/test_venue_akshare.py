@@ -425,3 +425,18 @@ def test_doctor_reports_the_akshare_venue_and_a_ban(tmp_path: Path) -> None:
         banned = {check.name: check for check in venue_checks(settings)}["venue akshare"]
     assert not banned.ok
     assert "HTTP 403" in banned.detail and "lower TRADEOPS_AKSHARE_RATE" in banned.detail
+
+
+async def test_readjusted_prices_are_fetched_again_not_joined(
+    venue: AkshareVenue, api: FakeAkshareApi, clock: SimulatedClock
+) -> None:
+    first = await venue.bars("510300.SH", "15m", limit=40)
+    # An ex-dividend day rebases every earlier forward-adjusted price (here by 1%).
+    recorded = api.bars[("1.510300", "15m")]
+    api.bars[("1.510300", "15m")] = recorded.assign(**{c: recorded[c] * 0.99 for c in ("open", "high", "low", "close")})
+    clock.advance(timedelta(minutes=9))  # 10:16: the next bar has closed
+    sent = api.calls["kline"]
+    later = await venue.bars("510300.SH", "15m", limit=40)
+    assert api.calls["kline"] == sent + 2  # the new bar showed the change; then the whole depth again
+    assert later["close"].iloc[-2] == pytest.approx(first["close"].iloc[-1] * 0.99, rel=1e-3)
+    assert venue.gaps == []

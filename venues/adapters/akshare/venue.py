@@ -6,7 +6,8 @@ IP that calls too often); the universe listing is kept for a day, quotes for 3 s
 for good (BarsCache), so a second scan inside one bar sends no bar request at all.
 
 Bars continue the held ones only when the venue's answer contains the last bar held (each answer is
-asked from that bar on); an answer that starts later left a hole (Sina serves only its latest ~1000
+asked from that bar on) at the same price (forward-adjusted prices move back in time at each
+ex-dividend day: then the whole depth is asked again); an answer that starts later left a hole (Sina serves only its latest ~1000
 minute bars, Eastmoney only some months of minute bars): the hole is logged and kept in ``gaps``,
 and the held bars are replaced by the answer rather than joined across it.
 """
@@ -305,6 +306,13 @@ class AkshareVenue(BrokeredVenue):
         if len(page) and last not in page.index:
             self._gap(instrument.symbol, tf, f"held bars end at {last}, the venue's answer starts at {page.index[0]}")
             self.bars_cache.drop(key)
+        elif last in page.index and not math.isclose(page.at[last, "close"], held.at[last, "close"], rel_tol=1e-9):
+            # Forward-adjusted (qfq) prices are rebased at each ex-dividend day: every held bar is
+            # stale then, so the whole depth is asked again rather than joined at a price jump.
+            log.info("akshare: %s %s prices were re-adjusted; fetching them again", instrument.symbol, tf.name)
+            self.bars_cache.drop(key)
+            since = self._asked_from.get(key, held.index[0].to_pydatetime())
+            page = _final(await self._fetch(instrument, tf, since, now), now)
         return self.bars_cache.merge(key, page)
 
     def _gap(self, symbol: str, tf: Timeframe, detail: str) -> None:
