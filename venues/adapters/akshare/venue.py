@@ -7,9 +7,10 @@ for good (BarsCache), so a second scan inside one bar sends no bar request at al
 
 Bars continue the held ones only when the venue's answer contains the last bar held (each answer is
 asked from that bar on) at the same price (forward-adjusted prices move back in time at each
-ex-dividend day: then the whole depth is asked again); an answer that starts later left a hole (Sina serves only its latest ~1000
-minute bars, Eastmoney only some months of minute bars): the hole is logged and kept in ``gaps``,
-and the held bars are replaced by the answer rather than joined across it.
+ex-dividend day: then the whole depth is asked again). An answer that starts later left a hole
+(Sina serves only its latest ~1000 minute bars, Eastmoney only some months of minute bars): the
+hole is logged and kept in ``gaps``, and the held bars are replaced by the answer rather than
+joined across it.
 """
 
 from __future__ import annotations
