@@ -186,6 +186,7 @@ def sessions_between(calendar: str, start: date, end: date) -> list[Session]:
     return found
 
 
+@cache
 def _library_close(calendar: str) -> datetime:
     last = _library_session(calendar, library_last_session(calendar))
     assert last is not None
