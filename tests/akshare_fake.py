@@ -162,7 +162,7 @@ class FakeAkshareApi:
         if final is None or final.empty:
             return row | {"f2": "-", "f3": "-", "f5": "-", "f18": "-"}
         daily = self.bars[(secid, "1d")]
-        prev = daily[daily["close_time"] <= now - pd.Timedelta(hours=0)]
+        prev = daily[daily["close_time"] <= now]
         today = final.index[-1].tz_convert(SHANGHAI).date()
         prev = prev[[ts.tz_convert(SHANGHAI).date() < today for ts in prev.index]]
         prev_close = float(prev["close"].iloc[-1]) if len(prev) else math.nan
@@ -170,7 +170,7 @@ class FakeAkshareApi:
         session = final[[ts.tz_convert(SHANGHAI).date() == today for ts in final.index]]
         return row | {
             "f2": last,
-            "f3": round((last / prev_close - 1) * 100, 2) if prev_close == prev_close else "-",
+            "f3": "-" if math.isnan(prev_close) else round((last / prev_close - 1) * 100, 2),
             "f5": float(session["volume"].sum()) / 100,
             "f18": prev_close,
             "f124": int(final["close_time"].iloc[-1].timestamp()),
