@@ -410,7 +410,7 @@ class CommandCore:
                 instrument = await venue.instrument(position.symbol)
                 bars = await venue.bars(position.symbol, instrument.timeframe, limit=1)
                 last = _dec(repr(float(bars["close"].iloc[-1]))) if not bars.empty else position.avg_cost
-                unrealized = (last - position.avg_cost) * position.qty
+                unrealized = (last - position.avg_cost) * position.qty * instrument.multiplier
                 plan = plans.get((name, position.symbol))
                 exits = ""
                 if plan is not None:
@@ -490,14 +490,17 @@ class CommandCore:
             broker = venue.broker_required()
             positions = await broker.positions()
             realized_all = {p.symbol: p.realized_pnl for p in await broker.positions(include_closed=True)}
-            currencies = sorted({i.currency for i in await venue.instruments()})
+            listed = await venue.instruments()
+            # A margined futures position's value is already its unrealised P&L (venues/paper.py).
+            margined = {i.symbol for i in listed if i.margin_rate is not None}
+            currencies = sorted({i.currency for i in listed})
             for currency in currencies:
                 account = await broker.account(currency)
                 start = self._starting_cash(currency)
-                symbols = {i.symbol for i in await venue.instruments() if i.currency == currency}
+                symbols = {i.symbol for i in listed if i.currency == currency}
                 realized = sum((v for k, v in realized_all.items() if k in symbols), ZERO)
                 unrealized = account.positions_value - sum(
-                    (p.qty * p.avg_cost for p in positions if p.symbol in symbols), ZERO
+                    (p.qty * p.avg_cost for p in positions if p.symbol in symbols and p.symbol not in margined), ZERO
                 )
                 rows.append(
                     (

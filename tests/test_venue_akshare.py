@@ -440,3 +440,31 @@ async def test_readjusted_prices_are_fetched_again_not_joined(
     assert api.calls["kline"] == sent + 2  # the new bar showed the change; then the whole depth again
     assert later["close"].iloc[-2] == pytest.approx(first["close"].iloc[-1] * 0.99, rel=1e-3)
     assert venue.gaps == []
+
+
+async def test_a_copper_position_through_the_core_counts_the_multiplier(
+    live_services: Services, api: FakeAkshareApi, clock: SimulatedClock
+) -> None:
+    from venues.models import OrderRequest
+
+    # Copper minute bars ending 10:00 to 10:12 Shanghai, up 10 CNY/t a minute from 70,000.
+    api.sina[("CU0", "1")] = minute_rows(datetime(2021, 12, 15, 10, 0, tzinfo=SHANGHAI), 13, 70000, step=10)
+    venue = live_services.venues["akshare"]
+    broker = venue.broker_required()
+    # At 10:07 the bar that opened at 10:06 is within the order latency: it fills at its open.
+    placed = await broker.place(OrderRequest(client_order_id="cu-1", symbol="cu0", side=Side.BUY, qty=Decimal(1)))
+    assert placed.status.value == "filled", placed.reason
+    (fill,) = await broker.fills("cu-1")
+    assert fill.price == Decimal(70060) + 40  # 70,060 and 5 bps of slippage, up to the 10 CNY tick
+    clock.advance_to(datetime(2021, 12, 15, 10, 11, tzinfo=SHANGHAI))
+    await broker.process()
+    core = CommandCore(live_services)
+    positions = await core.handle(TRADER, "/positions")
+    assert positions.ok, positions.text
+    (row,) = positions.data["positions"]
+    # The last final bar (label 10:11) closed at 70,110: the move from the fill, times 5 t.
+    assert Decimal(row["unrealized"]) == (Decimal(70110) - fill.price) * 5
+    pnl = await core.handle(TRADER, "/pnl")
+    (cny,) = [r for r in pnl.data["pnl"] if r["currency"] == "CNY"]
+    assert Decimal(cny["unrealized"]) == Decimal(row["unrealized"])
+    assert Decimal(cny["equity"]) == Decimal(cny["equity_start"]) - fill.fee + Decimal(row["unrealized"])
