@@ -14,13 +14,14 @@ import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from agent.llm.ask import ask
 from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
+from bot.trading_days import assumption_warning
 from storage.chats import ALL
 from storage.llm import LLM_NODE_PREFIX, usage_since
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
@@ -134,6 +135,7 @@ def _money(value: Decimal, currency: str = "") -> str:
 class CommandCore:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._calendar_warned: dict[str, date] = {}  # calendar -> the day its weekday warning was shown
         self.commands: dict[str, Command] = {}
         for name, role, usage, summary, handler in [
             ("help", Role.VIEWER, "/help", "this list", self._help),
@@ -421,7 +423,7 @@ class CommandCore:
                 instrument = await venue.instrument(position.symbol)
                 bars = await venue.bars(position.symbol, instrument.timeframe, limit=1)
                 last = _dec(repr(float(bars["close"].iloc[-1]))) if not bars.empty else position.avg_cost
-                unrealized = (last - position.avg_cost) * position.qty
+                unrealized = (last - position.avg_cost) * position.qty * instrument.multiplier
                 plan = plans.get((name, position.symbol))
                 exits = ""
                 if plan is not None:
@@ -501,14 +503,17 @@ class CommandCore:
             broker = venue.broker_required()
             positions = await broker.positions()
             realized_all = {p.symbol: p.realized_pnl for p in await broker.positions(include_closed=True)}
-            currencies = sorted({i.currency for i in await venue.instruments()})
+            listed = await venue.instruments()
+            # A margined futures position's value is already its unrealised P&L (venues/paper.py).
+            margined = {i.symbol for i in listed if i.margin_rate is not None}
+            currencies = sorted({i.currency for i in listed})
             for currency in currencies:
                 account = await broker.account(currency)
                 start = self._starting_cash(currency)
-                symbols = {i.symbol for i in await venue.instruments() if i.currency == currency}
+                symbols = {i.symbol for i in listed if i.currency == currency}
                 realized = sum((v for k, v in realized_all.items() if k in symbols), ZERO)
                 unrealized = account.positions_value - sum(
-                    (p.qty * p.avg_cost for p in positions if p.symbol in symbols), ZERO
+                    (p.qty * p.avg_cost for p in positions if p.symbol in symbols and p.symbol not in margined), ZERO
                 )
                 rows.append(
                     (
@@ -802,11 +807,19 @@ class CommandCore:
         reply.data.setdefault("cards", []).append(card)
 
     def _market_closed(self, venue: str) -> tuple[str, ...]:
-        """A note when the venue's market is closed now (an entry then fills at the next open)."""
-        opens = calendars.next_open(self.s.venue_calendar(venue), self.s.clock.now())
-        if opens is None:
-            return ()
-        return (f"market closed, opens {opens.isoformat()}: entries fill at that open, within the drift limit",)
+        """A note when the venue's market is closed now (an entry then fills at the next open), and
+        once a day one when its sessions are assumed weekdays (past the calendar's horizon)."""
+        calendar, now = self.s.venue_calendar(venue), self.s.clock.now()
+        notes: list[str] = []
+        opens = calendars.next_open(calendar, now)
+        if opens is not None:
+            notes.append(f"market closed, opens {opens.isoformat()}: entries fill at that open, within the drift limit")
+        soon = now.date() + timedelta(days=7)
+        assumed = any(day <= soon for day in calendars.assumed_weekdays(calendar))
+        if assumed and self._calendar_warned.get(calendar) != now.date():
+            self._calendar_warned[calendar] = now.date()
+            notes.append(assumption_warning(calendar))
+        return tuple(notes)
 
     @staticmethod
     def _buttons(signal_id: str) -> list[Button]:

@@ -221,19 +221,32 @@ def run_checks(settings: Settings) -> Iterator[Check]:
     yield _run("indicators", talib)
 
     def calendars() -> str:
-        from venues.calendars import get_calendar
+        from bot.trading_days import CALENDAR, assumption_warning, register_stored
+        from bot.wiring import open_database
+        from venues import calendars as cals
         from venues.clock import RealClock
 
         today = RealClock().now().date()
+        engine = open_database(settings, migrate=False)
+        try:
+            register_stored(engine, CALENDAR)  # A-share trading days stored from akshare's calendar
+        except Exception:
+            pass
+        finally:
+            engine.dispose()
         parts = []
         for name in ("XSHG", "XNYS", "24/7"):
-            last = get_calendar(name).last_session.date()
+            last, source = cals.known_until(name) if name != "24/7" else (cals.library_last_session(name), "")
             days = (last - today).days
             if days < CALENDAR_MIN_DAYS_AHEAD:
-                raise RuntimeError(
+                if name == CALENDAR:
+                    raise Problem(
+                        f"{name} sessions end on {last.isoformat()}, {days} days from now. {assumption_warning()}"
+                    )
+                raise Problem(
                     f"{name} sessions end on {last.isoformat()}, {days} days from now: update exchange-calendars"
                 )
-            parts.append(f"{name} until {last.isoformat()}")
+            parts.append(f"{name} until {last.isoformat()}" + (f" ({source})" if source else ""))
         return ", ".join(parts)
 
     yield _run("market calendars", calendars)

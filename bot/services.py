@@ -20,6 +20,7 @@ from agent.llm.policy import LLMPolicy
 from agent.policies import RulePolicy
 from agent.runner import CardHook, DecisionHook, SignalRunner
 from bot.settings import Settings
+from bot.trading_days import load_trading_days
 from bot.venues import build_venues, uses_live_data
 from bot.wiring import open_database
 from scheduler.manage import PositionManager
@@ -109,6 +110,8 @@ async def open_services(
         live = uses_live_data(settings)
         clock = RealClock() if live else stored_clock(signals) or SimulatedClock(REPLAY_START)
     venues = build_venues(settings, clock, engine, with_lake=with_lake)
+    # A-share sessions past exchange-calendars' horizon: stored ones, refreshed from akshare when due.
+    log.info("%s", await load_trading_days(engine, venues, clock.now()))
     config = AgentConfig(
         risk_profile=settings.risk_profile,
         slippage_bps=settings.paper_slippage_bps,

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.llm.config import LLMConfig
 from storage.db import sqlite_url
+from venues.adapters.akshare.config import AkshareConfig
 from venues.adapters.alpaca.config import AlpacaConfig
 from venues.paper import FillAt, PaperBrokerConfig
 
@@ -57,6 +58,14 @@ class Settings(BaseSettings):
     alpaca_feed: Literal["iex", "sip"] = Field(default="iex", description="stock data feed: iex (free) or sip")
     alpaca_rate_per_second: float = Field(
         default=3.0, gt=0, le=100, description="requests a second to Alpaca (its basic plan allows 200 a minute)"
+    )
+    # akshare (China A-shares, ETFs and SHFE main contracts through Eastmoney and Sina; no keys).
+    akshare: bool = Field(default=False, description="serve the akshare venue (live A-share and SHFE data)")
+    akshare_rate: float = Field(
+        default=1.0, gt=0, le=10, description="requests per second to Eastmoney/Sina; they ban IPs that call faster"
+    )
+    akshare_adjust: Literal["qfq", "none"] = Field(
+        default="qfq", description="A-share bar prices: qfq (forward-adjusted, for signals) or none (as traded)"
     )
 
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
@@ -139,6 +148,10 @@ class Settings(BaseSettings):
     def use_llm(self) -> bool:
         """The policy in use: the LLM when asked for, or by default when one is configured."""
         return self.policy == "llm" or (self.policy == "auto" and self.llm_config.configured)
+
+    @property
+    def akshare_config(self) -> AkshareConfig:
+        return AkshareConfig(rate_per_second=self.akshare_rate, adjust="" if self.akshare_adjust == "none" else "qfq")
 
     @property
     def transport_tokens(self) -> dict[str, str]:

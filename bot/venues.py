@@ -69,8 +69,19 @@ ALPACA = LiveVenueBuilder(
     build=_build_alpaca,
 )
 
+
+def _build_akshare(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Venue:
+    from venues.adapters.akshare import AkshareVenue
+
+    venue = AkshareVenue(settings.akshare_config, clock)
+    # No paper API at Eastmoney: orders go to the PaperBroker with the A-share and SHFE rules.
+    venue.broker = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["CNY"]))
+    return venue
+
+
 # Each adapter adds its builder here (bot/ may read settings; venues/adapters receive typed configs).
-LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = (ALPACA,)
+AKSHARE = LiveVenueBuilder("akshare", "TRADEOPS_AKSHARE=true", lambda settings: settings.akshare, _build_akshare)
+LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = (ALPACA, AKSHARE)
 
 
 def configured_live(settings: Settings) -> list[LiveVenueBuilder]:

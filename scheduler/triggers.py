@@ -16,9 +16,9 @@ Every trigger here also has ``bar_close(fire_time)``: the close of the bar a fir
 (``fire_time - delay``). A scan reads bars up to that moment and no further.
 
 Calendars come from exchange-calendars through :mod:`venues.calendars`: no hand-written holiday
-tables. Note that exchange-calendars only knows a calendar up to a horizon (for XSHG, the last year
-whose holidays it ships); past it :class:`SessionTrigger` returns None and logs an error, see
-:attr:`SessionTrigger.last_session`.
+tables. exchange-calendars only knows a calendar up to a horizon (for XSHG, the last year whose
+holidays it ships, :attr:`SessionTrigger.last_session`); past it the sessions are the trading days
+the application registered (akshare's trade calendar) or else weekdays (see venues.calendars).
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
-import pandas as pd
 from apscheduler.triggers.base import BaseTrigger
 
-from venues.calendars import get_calendar, session
+from venues.calendars import get_calendar, next_session_day, session, session_on_or_after
 from venues.clock import ensure_utc
 from venues.timeframes import parse_timeframe
 
@@ -149,32 +148,18 @@ def _session_bar_closes(calendar: str, day: date, every: timedelta) -> tuple[dat
 
 
 def _first_session_close_at_or_after(calendar: str, every: timedelta, target: datetime) -> datetime | None:
-    cal = get_calendar(calendar)
-    first, last = cal.first_session, cal.last_session
+    first = get_calendar(calendar).first_session.date()
     # A session is labelled with its exchange-local date, which is within a day of the UTC date.
-    day = max(pd.Timestamp(target.date()) - pd.Timedelta(days=1), first)
-    if day > last:
-        _log_horizon(calendar, last, target)
-        return None
-    label = cal.date_to_session(day, direction="next")
-    while True:
-        closes = _session_bar_closes(calendar, label.date(), every)
+    day = session_on_or_after(calendar, max(target.date() - timedelta(days=1), first))
+    # Past exchange-calendars' last session, sessions come from the registered trading days or,
+    # failing those, weekdays (venues.calendars): the trigger keeps firing either way.
+    for _ in range(400):
+        closes = _session_bar_closes(calendar, day, every)
         if closes and closes[-1] >= target:
             return closes[bisect.bisect_left(closes, target)]
-        if label >= last:
-            _log_horizon(calendar, last, target)
-            return None
-        label = cal.next_session(label)
-
-
-def _log_horizon(calendar: str, last: pd.Timestamp, target: datetime) -> None:
-    logger.error(
-        "market calendar %s is only known up to %s (exchange-calendars); no bar closes after %s: "
-        "the trigger stops firing. Upgrade exchange-calendars for later sessions.",
-        calendar,
-        last.date().isoformat(),
-        target.isoformat(),
-    )
+        day = next_session_day(calendar, day)
+    logger.error("no %s session within 400 sessions of %s: the trigger stops firing", calendar, target.isoformat())
+    return None
 
 
 class SessionTrigger(BaseTrigger):
@@ -210,7 +195,8 @@ class SessionTrigger(BaseTrigger):
 
     @property
     def last_session(self) -> date:
-        """The last session the calendar knows; the trigger returns None for fires after it."""
+        """The last session exchange-calendars knows; later sessions come from venues.calendars'
+        registered trading days, or weekdays."""
         return get_calendar(self.calendar).last_session.date()
 
     def __getstate__(self) -> dict[str, Any]:

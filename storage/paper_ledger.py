@@ -206,7 +206,9 @@ class SqlPaperLedger:
                     )
                 )
 
-    def record_fill(self, order: Order, fill: Fill, position: Position, currency: str) -> None:
+    def record_fill(
+        self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
+    ) -> None:
         with transaction(self._engine) as session:
             self._lock_cash(session, fill.venue, currency)
             row = self._order_row(session, order.client_order_id, for_update=True)
@@ -245,7 +247,8 @@ class SqlPaperLedger:
             session.add(pos_row)
             notional = fill.qty * fill.price
             balance = self._balance(session, fill.venue, currency)
-            trade_amount = -notional if fill.side is Side.BUY else notional
+            if trade_amount is None:
+                trade_amount = -notional if fill.side is Side.BUY else notional
             for kind, amount in ((fill.side.value, trade_amount), ("fee", -fill.fee)):
                 if amount == 0:
                     continue

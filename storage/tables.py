@@ -3,7 +3,7 @@ defaults to the wall clock), so the demo and backtests write their simulated tim
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -316,3 +316,15 @@ class CardMessage(SQLModel, table=True):
     message_id: int = Field(sa_type=BigInteger)
     kind: str = Field(default="text", max_length=16)
     created_at: datetime = _ts()
+
+
+class TradingDay(SQLModel, table=True):
+    """A trading day of an exchange calendar from a venue's own trade calendar (akshare's, for
+    XSHG), kept so that sessions past exchange-calendars' horizon survive a restart offline."""
+
+    __tablename__ = "trading_days"
+
+    calendar: str = Field(primary_key=True, max_length=16)  # exchange-calendars name: XSHG
+    day: date = Field(primary_key=True)
+    source: str = Field(max_length=64)  # where it came from: "akshare tool_trade_date_hist_sina"
+    fetched_at: datetime = _ts()

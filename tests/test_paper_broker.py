@@ -171,11 +171,13 @@ class GatedLedger(SqlPaperLedger):
         found = super().orders(venue, status)
         return found[::-1] if self._reverse else found
 
-    def record_fill(self, order: Order, fill: Fill, position: Position, currency: str) -> None:
+    def record_fill(
+        self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
+    ) -> None:
         if not self._waited:
             self._waited = True
             self._gate.wait()
-        super().record_fill(order, fill, position, currency)
+        super().record_fill(order, fill, position, currency, trade_amount=trade_amount)
 
 
 def process_in_two_threads(rig: Rig, db_url: str) -> list[list[Fill]]:

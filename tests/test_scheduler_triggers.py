@@ -19,7 +19,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
 from scheduler.driver import FastForwardDriver, FireRecord, ScanJob, ScanTick, build_scheduler, misfire_grace
 from scheduler.triggers import CandleCloseTrigger, SessionTrigger, fire_times, trigger_for
-from venues.calendars import get_calendar
+from venues.calendars import get_calendar, unregister_sessions
 from venues.clock import SimulatedClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -109,13 +109,14 @@ def test_next_fire_time_contract() -> None:
     assert trigger.bar_close(fire) == datetime(2021, 9, 30, 2, 0, tzinfo=UTC)
 
 
-def test_past_the_calendar_horizon_there_are_no_more_fires(caplog: pytest.LogCaptureFixture) -> None:
+def test_past_the_calendar_horizon_fires_go_on_at_weekday_sessions() -> None:
     trigger = SessionTrigger("XSHG", M30)
-    beyond = datetime.combine(trigger.last_session + timedelta(days=3), datetime.min.time(), UTC)
-    with caplog.at_level(logging.ERROR, logger="scheduler.triggers"):
-        assert trigger.get_next_fire_time(None, beyond) is None
-    assert "XSHG is only known up to" in caplog.text
-    assert trigger.last_session == get_calendar("XSHG").last_session.date()
+    assert trigger.last_session == get_calendar("XSHG").last_session.date() == date(2026, 12, 31)
+    # Sunday 2027-01-03 with no trade calendar registered: the next weekday is taken as a session
+    # at XSHG's hours; its first 30-minute bar closes at 10:00 Shanghai (02:00 UTC).
+    unregister_sessions("XSHG")
+    sunday = datetime(2027, 1, 3, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, sunday) == datetime(2027, 1, 4, 2, 0, 5, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def _stop_exit(proposal: Proposal, instrument: Instrument, slippage_bps: Decimal
     assert proposal.signal.stop is not None
     stop = proposal.signal.stop
     fill = slipped_price(instrument, Side.SELL if proposal.signal.long else Side.BUY, stop, slippage_bps)
-    value = proposal.qty * fill
+    value = proposal.qty * fill * instrument.multiplier
     minimum, currency = instrument.min_notional, proposal.currency
     at = f"{fill}" if fill == stop else f"{fill} (the stop {stop} after {slippage_bps} bps slippage)"
     exit_ = f"the stop exit of {proposal.qty} {proposal.symbol} at {at}"

@@ -53,7 +53,7 @@ def min_exit_qty(instrument: Instrument, stop_fill: Decimal | None) -> Decimal:
     increment = buy_increment(instrument)
     if stop_fill is None or stop_fill <= 0 or instrument.min_notional <= 0:
         return increment
-    return max(increment, round_up(instrument.min_notional / stop_fill, increment))
+    return max(increment, round_up(instrument.min_notional / (stop_fill * instrument.multiplier), increment))
 
 
 def exit_tranches(
@@ -138,21 +138,26 @@ def risk_based_qty(
     assert signal.action.opens and signal.entry is not None and signal.stop is not None
     notes: list[str] = []
     entry_side, exit_side = _sides(signal)
-    # The cash an entry ties up per unit of its value: a buy's whole price, a short's margin.
+    # The cash an entry ties up per unit of its value: a buy's whole price, a short's margin, a
+    # futures contract's margin either way.
     cash_share = Decimal(1)
     if not signal.long:
         refusal = instrument.short_refusal()
         if refusal is not None or instrument.short is None:
             return ZERO, [refusal or f"{instrument.symbol} cannot be sold short"]
         cash_share = instrument.short.initial_margin
+    if instrument.margin_rate is not None:
+        cash_share = instrument.margin_rate
+    # A futures contract is ``multiplier`` units of its underlying (the price is per unit).
+    units = instrument.multiplier
     entry_fill = slipped_price(instrument, entry_side, signal.entry, slippage_bps)
     stop_fill = slipped_price(instrument, exit_side, signal.stop, slippage_bps)
-    per_unit_risk = abs(entry_fill - stop_fill)
+    per_unit_risk = abs(entry_fill - stop_fill) * units
     by_risk = equity * risk_per_trade_pct / per_unit_risk
     # The cap is on the value at the entry (what the gate checks); a buy's fill is above it.
-    by_value = equity * max_position_pct / max(entry_fill, signal.entry)
+    by_value = equity * max_position_pct / (max(entry_fill, signal.entry) * units)
     # Leave room for the entry's own fees; 1% covers every schedule we know, minimums included.
-    by_cash = max(available_cash, ZERO) / (entry_fill * (cash_share + Decimal("0.01")))
+    by_cash = max(available_cash, ZERO) / (entry_fill * units * (cash_share + Decimal("0.01")))
     qty = min(by_risk, by_value, by_cash)
     if qty == by_value and by_value < by_risk:
         notes.append(f"size capped at {max_position_pct:.0%} of equity")
@@ -166,7 +171,7 @@ def risk_based_qty(
         else:
             notes.append(f"less than one lot ({step}) fits the risk budget")
         return ZERO, notes
-    if qty * entry_fill < instrument.min_notional:
+    if qty * entry_fill * units < instrument.min_notional:
         notes.append(f"order value below the venue minimum of {instrument.min_notional} {instrument.currency}")
         return ZERO, notes
     return qty, notes
@@ -192,19 +197,20 @@ def propose(
     plus its carry (funding or borrow over the time stop, ``Proposal.carry_cost``), which counts in
     the costs and against the expected profit."""
     venue, symbol, currency = instrument.venue, instrument.symbol, instrument.currency
+    units = instrument.multiplier  # value and P&L per price point of one contract (1 but for futures)
     if signal.action is Action.SELL:
         price = signal.entry or ZERO
         fill = slipped_price(instrument, Side.SELL, price, slippage_bps)
         sell_fee = fees(instrument, Side.SELL, qty, fill, on=on) if qty > 0 else ZERO
-        realised = (fill - (avg_cost or fill)) * qty - sell_fee
+        realised = (fill - (avg_cost or fill)) * qty * units - sell_fee
         return Proposal(
             venue=venue,
             symbol=symbol,
             currency=currency,
             signal=signal,
             qty=qty,
-            notional=qty * price,
-            fees_round_trip=sell_fee + (price - fill) * qty,
+            notional=qty * price * units,
+            fees_round_trip=sell_fee + (price - fill) * qty * units,
             loss_at_stop=ZERO,
             expected_net_profit=realised,
             reward_risk=0.0,
@@ -248,21 +254,24 @@ def propose(
         if tranche <= 0:
             continue
         exit_fill = slipped_price(instrument, exit_side, target, slippage_bps)
-        gross += sign * (target - signal.entry) * tranche
-        exit_costs += fees(instrument, exit_side, tranche, exit_fill, on=on) + sign * (target - exit_fill) * tranche
-    entry_costs = entry_fee + sign * (entry_fill - signal.entry) * qty
-    carry, carry_note = short_carry(signal, instrument, qty * signal.entry)
+        gross += sign * (target - signal.entry) * tranche * units
+        slip = sign * (target - exit_fill) * tranche * units
+        exit_costs += fees(instrument, exit_side, tranche, exit_fill, on=on) + slip
+    entry_costs = entry_fee + sign * (entry_fill - signal.entry) * qty * units
+    carry, carry_note = short_carry(signal, instrument, qty * signal.entry * units)
     if carry_note:
         notes = (*notes, carry_note)
     expected = gross - entry_costs - exit_costs - carry
-    loss = sign * (entry_fill - stop_fill) * qty + entry_fee + fees(instrument, exit_side, qty, stop_fill, on=on)
+    loss = (
+        sign * (entry_fill - stop_fill) * qty * units + entry_fee + fees(instrument, exit_side, qty, stop_fill, on=on)
+    )
     return Proposal(
         venue=venue,
         symbol=symbol,
         currency=currency,
         signal=signal,
         qty=qty,
-        notional=qty * signal.entry,
+        notional=qty * signal.entry * units,
         fees_round_trip=entry_costs + exit_costs + carry,
         carry_cost=carry,
         loss_at_stop=loss,

@@ -2,13 +2,21 @@
 
 Sessions are identified by their exchange-local date (a ``datetime.date``). The 24/7 calendar's
 session is the UTC day, which is what crypto venues report daily bars in.
+
+Beyond a calendar's last session (exchange-calendars ships about a year ahead: XSHG ends on
+2026-12-31 in the installed release) sessions come from trading days registered by the
+application (``register_sessions``: A-share trading days from akshare's trade calendar, stored in the
+database by bot/), at the hours of the calendar's last known session. Where none are registered,
+every weekday is taken as a session: ``assumed_weekdays`` says so, for `tradeops doctor` and the
+chat to warn (holidays would be traded on).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from functools import cache
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -36,6 +44,51 @@ class Session:
         return not (self.break_start and self.break_end and self.break_start <= moment < self.break_end)
 
 
+# Trading days registered beyond a library calendar's last session, per calendar name.
+_REGISTERED: dict[str, frozenset[date]] = {}
+_REGISTERED_SOURCE: dict[str, str] = {}
+# Days beyond the library and the registered days that were taken as weekday sessions.
+_ASSUMED: dict[str, set[date]] = {}
+
+
+def register_sessions(calendar: str, days: Iterable[date], *, source: str) -> int:
+    """Trading days of ``calendar`` to use after its library's last session (earlier ones are
+    ignored: the library stays the authority there). Replaces what was registered. Returns how
+    many days are beyond the library's last session."""
+    last = library_last_session(calendar)
+    beyond = frozenset(d for d in days if d > last)
+    _REGISTERED[calendar] = beyond
+    _REGISTERED_SOURCE[calendar] = source
+    _ASSUMED.pop(calendar, None)
+    _session_cached.cache_clear()
+    return len(beyond)
+
+
+def unregister_sessions(calendar: str) -> None:
+    """Forget the registered trading days (and the weekdays assumed so far) of ``calendar``."""
+    _REGISTERED.pop(calendar, None)
+    _REGISTERED_SOURCE.pop(calendar, None)
+    _ASSUMED.pop(calendar, None)
+    _session_cached.cache_clear()
+
+
+def library_last_session(calendar: str) -> date:
+    return get_calendar(calendar).last_session.date()
+
+
+def known_until(calendar: str) -> tuple[date, str]:
+    """(the last day whose sessions are known, where they come from)."""
+    registered = _REGISTERED.get(calendar)
+    if registered:
+        return max(registered), _REGISTERED_SOURCE[calendar]
+    return library_last_session(calendar), "exchange-calendars"
+
+
+def assumed_weekdays(calendar: str) -> list[date]:
+    """The days asked about so far that had to be taken as weekday sessions (no calendar knows them)."""
+    return sorted(_ASSUMED.get(calendar, ()))
+
+
 @cache
 def get_calendar(name: str) -> exchange_calendars.ExchangeCalendar:
     import exchange_calendars as xcals  # heavy import: only when a calendar is used
@@ -56,8 +109,7 @@ def _label(day: date) -> pd.Timestamp:
     return pd.Timestamp(day)
 
 
-def session(calendar: str, day: date) -> Session | None:
-    """The session on ``day`` or None when the market does not trade that day."""
+def _library_session(calendar: str, day: date) -> Session | None:
     cal = get_calendar(calendar)
     label = _label(day)
     if not cal.is_session(label):
@@ -67,20 +119,97 @@ def session(calendar: str, day: date) -> Session | None:
     return Session(day, _utc(open_), _utc(close), _utc(brk_start), _utc(brk_end))  # type: ignore[arg-type]
 
 
+def _beyond(calendar: str, day: date) -> bool:
+    return calendar != "24/7" and day > library_last_session(calendar)
+
+
+@cache
+def _hours(calendar: str) -> tuple[time, time, time | None, time | None]:
+    """Exchange-local open, close and break of the library's last session: the hours assumed after it."""
+    cal = get_calendar(calendar)
+    last = library_last_session(calendar)
+    known = _library_session(calendar, last)
+    assert known is not None
+
+    def local(moment: datetime | None) -> time | None:
+        return None if moment is None else moment.astimezone(cal.tz).time()
+
+    return local(known.open), local(known.close), local(known.break_start), local(known.break_end)  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4096)
+def _session_cached(calendar: str, day: date) -> Session | None:
+    registered = _REGISTERED.get(calendar)
+    if registered and day <= max(registered):
+        trades = day in registered
+    else:
+        trades = day.weekday() < 5
+        _ASSUMED.setdefault(calendar, set()).add(day)
+    if not trades:
+        return None
+    tz = get_calendar(calendar).tz
+    open_, close, brk_start, brk_end = _hours(calendar)
+
+    def at(moment: time | None) -> datetime | None:
+        return None if moment is None else datetime.combine(day, moment, tz).astimezone(UTC)
+
+    return Session(day, at(open_), at(close), at(brk_start), at(brk_end))  # type: ignore[arg-type]
+
+
+def session(calendar: str, day: date) -> Session | None:
+    """The session on ``day`` or None when the market does not trade that day."""
+    if _beyond(calendar, day):
+        return _session_cached(calendar, day)
+    return _library_session(calendar, day)
+
+
+def _next_day_with_session(calendar: str, day: date, step: int) -> date:
+    for _ in range(370):  # holidays never last a year
+        day += timedelta(days=step)
+        if session(calendar, day) is not None:
+            return day
+    raise ValueError(f"no {calendar} session within a year of {day.isoformat()}")
+
+
 def sessions_between(calendar: str, start: date, end: date) -> list[Session]:
     cal = get_calendar(calendar)
-    labels = cal.sessions_in_range(_label(start), _label(end))
-    return [s for s in (session(calendar, label.date()) for label in labels) if s is not None]
+    last = library_last_session(calendar) if calendar != "24/7" else end
+    found: list[Session] = []
+    if start <= last:
+        labels = cal.sessions_in_range(_label(start), _label(min(end, last)))
+        found = [s for s in (session(calendar, label.date()) for label in labels) if s is not None]
+    day = max(start, last + timedelta(days=1))
+    while day <= end:
+        if (extra := session(calendar, day)) is not None:
+            found.append(extra)
+        day += timedelta(days=1)
+    return found
+
+
+@cache
+def _library_close(calendar: str) -> datetime:
+    last = _library_session(calendar, library_last_session(calendar))
+    assert last is not None
+    return last.close
 
 
 def trading_day(calendar: str, moment: datetime) -> date:
     """The session a moment belongs to: the current one while open, else the next one."""
+    moment = ensure_utc(moment)
     cal = get_calendar(calendar)
-    ts = pd.Timestamp(ensure_utc(moment)).floor("min")
-    return cal.minute_to_session(ts, direction="next").date()
+    if calendar == "24/7" or moment < _library_close(calendar):
+        ts = pd.Timestamp(moment).floor("min")
+        return cal.minute_to_session(ts, direction="next").date()
+    day = pd.Timestamp(moment).tz_convert(cal.tz).date()
+    current = session(calendar, day)
+    if current is not None and moment < current.close:
+        return day
+    return _next_day_with_session(calendar, day, 1)
 
 
 def previous_session(calendar: str, day: date) -> Session | None:
+    if _beyond(calendar, day):
+        return session(calendar, _next_day_with_session(calendar, day, -1))
     cal = get_calendar(calendar)
     label = cal.date_to_session(_label(day), direction="next")
     prev = cal.previous_session(label)
@@ -88,14 +217,44 @@ def previous_session(calendar: str, day: date) -> Session | None:
 
 
 def is_open(calendar: str, moment: datetime) -> bool:
+    moment = ensure_utc(moment)
+    if calendar != "24/7" and moment >= _library_close(calendar):
+        current = session(calendar, pd.Timestamp(moment).tz_convert(get_calendar(calendar).tz).date())
+        return current is not None and current.is_open_at(moment)
     cal = get_calendar(calendar)
-    return bool(cal.is_trading_minute(pd.Timestamp(ensure_utc(moment))))
+    return bool(cal.is_trading_minute(pd.Timestamp(moment)))
+
+
+def session_on_or_after(calendar: str, day: date) -> date:
+    """``day`` when it has a session, else the first day after it that has one."""
+    return day if session(calendar, day) is not None else _next_day_with_session(calendar, day, 1)
 
 
 def next_session_day(calendar: str, day: date) -> date:
+    if calendar != "24/7" and day >= library_last_session(calendar):
+        return _next_day_with_session(calendar, day, 1)
     cal = get_calendar(calendar)
     label = cal.date_to_session(_label(day), direction="next")
     return cal.next_session(label).date()
+
+
+def schedule(calendar: str, days: pd.DatetimeIndex) -> pd.DataFrame:
+    """Sessions of exchange-local ``days`` (naive midnight labels, as exchange-calendars indexes
+    its schedule) with columns open, close, break_start, break_end (UTC; NaT when no session):
+    the library's schedule, extended past its last session as ``session`` does."""
+    cal = get_calendar(calendar)
+    frame = cal.schedule.reindex(days)
+    if calendar == "24/7":
+        return frame
+    last = library_last_session(calendar)
+    for label in days[days > pd.Timestamp(last)].unique():
+        extra = session(calendar, label.date())
+        if extra is not None:
+            row = [extra.open, extra.close, extra.break_start, extra.break_end]
+            frame.loc[label, ["open", "close", "break_start", "break_end"]] = [
+                pd.NaT if v is None else pd.Timestamp(v) for v in row
+            ]
+    return frame
 
 
 def add_trading_time(calendar: str, start: datetime, duration: timedelta) -> datetime:

@@ -14,7 +14,7 @@ from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from venues.fee_rates import RateName, rate
-from venues.models import CnEquityFees, CryptoFees, Instrument, Liquidity, Side, UsEquityFees
+from venues.models import CnEquityFees, CnFutureFees, CryptoFees, Instrument, Liquidity, Side, UsEquityFees
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
@@ -52,7 +52,7 @@ def fee_breakdown(
 
     Raises ``ValueError`` when the table has no regulatory rate that far back, and ``TypeError`` for a
     fee schedule without a cost model."""
-    notional = qty * price
+    notional = qty * price * instrument.multiplier
     schedule = instrument.fees
     if isinstance(schedule, CnEquityFees):
         # Brokers charge at least the minimum commission per order; the stamp duty is on sells only.
@@ -75,6 +75,8 @@ def fee_breakdown(
             taf = min(_cents(qty * rate(RateName.US_TAF_PER_SHARE, on), ROUND_CEILING), taf_cap)
             regulatory = sec + taf
         return FeeBreakdown(commission=commission, regulatory_fee=regulatory)
+    if isinstance(schedule, CnFutureFees):
+        return FeeBreakdown(commission=_cents(qty * schedule.per_lot + notional * schedule.rate))
     raise TypeError(f"no cost model for fee schedule {type(schedule).__name__}")
 
 
@@ -122,6 +124,6 @@ def round_trip_cost(
     a few bps of slippage cost a whole tick here too. Both legs pay the rates of trade date ``on``."""
     buy_price = slipped_price(instrument, Side.BUY, entry, slippage_bps)
     sell_price = slipped_price(instrument, Side.SELL, exit_, slippage_bps)
-    slippage = qty * (buy_price - entry) + qty * (exit_ - sell_price)
+    slippage = (qty * (buy_price - entry) + qty * (exit_ - sell_price)) * instrument.multiplier
     buy_fee = fees(instrument, Side.BUY, qty, buy_price, on=on)
     return buy_fee + fees(instrument, Side.SELL, qty, sell_price, on=on) + slippage

@@ -87,7 +87,18 @@ class UsEquityFees(_Frozen):
     regulatory_fees: bool = False
 
 
-FeeSchedule = Annotated[CnEquityFees | CryptoFees | UsEquityFees, Field(discriminator="kind")]
+class CnFutureFees(_Frozen):
+    """China futures: the exchange's trading fee per side, per lot (``per_lot`` CNY) or as a share
+    of the contract value (``rate``; value = lots x price x multiplier), as the exchange publishes
+    it for the product; ``basis`` names the source."""
+
+    kind: Literal["cn_future"] = "cn_future"
+    per_lot: Decimal = ZERO
+    rate: Decimal = ZERO
+    basis: str = ""
+
+
+FeeSchedule = Annotated[CnEquityFees | CryptoFees | UsEquityFees | CnFutureFees, Field(discriminator="kind")]
 
 
 class ShortTerms(_Frozen):
@@ -145,6 +156,24 @@ class Instrument(_Frozen):
     perpetual: bool = False  # a crypto perpetual swap (no expiry, funding), not spot
     short: ShortTerms | None = None  # None: cannot be sold short on this account
     no_short_reason: str = ""  # why not, when ``short`` is None (a default by asset class otherwise)
+    # Futures: units of the underlying per contract (SHFE copper: 5 t); value and P&L = qty x price
+    # x multiplier. 1 for everything that is not a contract.
+    multiplier: Decimal = Decimal(1)
+    # Futures: margin held while a position is open, as a share of its value, longs and shorts
+    # alike; None = the position is paid in full (cash instruments).
+    margin_rate: Decimal | None = None
+
+    @field_validator("multiplier")
+    @classmethod
+    def _multiplier(cls, value: Decimal) -> Decimal:
+        return _positive_decimal(value, "multiplier")
+
+    @field_validator("margin_rate")
+    @classmethod
+    def _margin_rate(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not (0 < value <= 1):
+            raise ValueError(f"margin_rate must be above 0 and at most 1, got {value}")
+        return value
 
     def short_refusal(self) -> str | None:
         """None when the instrument may be sold short (sell-to-open), else the reason in words."""

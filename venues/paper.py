@@ -27,6 +27,13 @@ How an order fills (documented for the user in the README):
   available cash. A buy covers it (never beyond it into a long) and realises
   (avg_cost - price) x qty - fees. While a short is open its funding (perpetuals, at each 8-hour
   mark) or borrow fee (stocks, each day at 00:00 UTC) is charged to cash and to its realized P&L.
+- Futures (``Instrument.margin_rate`` set: SHFE main contracts): quantities are contracts; value,
+  P&L and value-based fees are price x quantity x ``multiplier``. A position is margined, not
+  paid for: opening or adding moves only the fee out of cash, closing moves the realised P&L
+  (entry to exit x quantity x multiplier) and the fee; while open, value x ``margin_rate`` of cash
+  is reserved at the last price and the unrealised P&L counts in equity. ``avg_cost`` is the
+  average entry price (fees are paid as they fall). Longs and shorts alike, no T+1; a sell
+  beyond a long (or a buy beyond a short) is refused, as for other instruments.
 - A-shares: no fill outside the daily price-limit band around the previous close; a bar locked at
   the limit against the order (a buy at a locked limit-up) does not fill it. Equity orders are day
   orders: unfilled at the session close, they are cancelled with the reason. Crypto orders stay
@@ -126,11 +133,15 @@ class PaperLedger(Protocol):
         """The initial deposit, once: calling it again changes nothing."""
         ...
 
-    def record_fill(self, order: Order, fill: Fill, position: Position, currency: str) -> None:
+    def record_fill(
+        self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
+    ) -> None:
         """Order update, fill, position and cash entries, all or nothing. Raises StaleOrderError,
         writing nothing, when the order is no longer pending, when the stored position is not
         ``position`` before this fill, or when a buy would take the cash below zero: another
-        process got there first."""
+        process got there first. ``trade_amount``: the cash the trade moves besides its fee
+        (a margined futures fill: zero to open, the realised P&L to close); None = the fill's
+        value, paid on a buy and received on a sell."""
         ...
 
     def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal: ...
@@ -409,15 +420,21 @@ class PaperBroker:
             ZERO,
         )
         held = [p for p in held_all if instruments[p.symbol].currency == currency]
-        value = sum((p.qty * (last(p.symbol) or p.avg_cost) for p in held), ZERO)
+        value = ZERO
         for p in held:
+            instrument, mark = instruments[p.symbol], last(p.symbol) or p.avg_cost
+            if instrument.margin_rate is not None:  # margined: its unrealised P&L, and the margin held
+                value += p.qty * (mark - p.avg_cost) * instrument.multiplier
+                reserved += abs(p.qty) * mark * instrument.multiplier * instrument.margin_rate
+                continue
+            value += p.qty * mark
             if p.qty < 0:
-                reserved += -p.qty * (last(p.symbol) or p.avg_cost) * (1 + _initial_margin(instruments[p.symbol]))
+                reserved += -p.qty * mark * (1 + _initial_margin(instrument))
         for o in short_entries:
             instrument = instruments[o.symbol]
             if instrument.currency == currency and instrument.short is not None:
                 price = o.limit_price or last(o.symbol) or ZERO
-                reserved += o.qty * price * instrument.short.initial_margin
+                reserved += o.qty * price * instrument.multiplier * instrument.short.initial_margin
         return Account(
             venue=self.venue,
             currency=currency,
@@ -473,7 +490,7 @@ class PaperBroker:
         reference = request.limit_price or await self._last_price(instrument)
         if reference is None:
             return f"no price for {symbol} yet at {now.isoformat()}: nothing has traded"
-        notional = qty * reference
+        notional = qty * reference * instrument.multiplier
         if notional < instrument.min_notional:
             return (
                 f"order value {notional:.2f} {instrument.currency} is below the minimum of "
@@ -557,7 +574,9 @@ class PaperBroker:
             return why
         price = slipped_price(instrument, Side.SELL, reference, self.config.slippage_bps)
         day = calendars.trading_day(instrument.calendar, self._clock.now())
-        need = qty * price * instrument.short.initial_margin + fees(instrument, Side.SELL, qty, price, on=day)
+        need = qty * price * instrument.multiplier * instrument.short.initial_margin + fees(
+            instrument, Side.SELL, qty, price, on=day
+        )
         available = await self._available_cash(instrument.currency)
         if need <= available:
             return None
@@ -577,7 +596,9 @@ class PaperBroker:
             price = slipped_price(instrument, Side.BUY, price, self.config.slippage_bps)
         # Charged at the rates of the session the order would fill in.
         day = calendars.trading_day(instrument.calendar, self._clock.now())
-        return qty * price + fees(instrument, Side.BUY, qty, price, on=day)
+        # A margined contract holds its margin, not its value.
+        share = instrument.margin_rate if instrument.margin_rate is not None else Decimal(1)
+        return qty * price * instrument.multiplier * share + fees(instrument, Side.BUY, qty, price, on=day)
 
     async def _available_cash(self, currency: str) -> Decimal:
         return (await self._account(currency)).available_cash
@@ -874,7 +895,13 @@ class PaperBroker:
             return self._reject_at_fill(
                 order, f"exit of {order.qty} {order.symbol} has nothing to close: the position is {position.qty}"
             )
-        if order.side is Side.BUY and position.qty < 0:
+        trade_amount: Decimal | None = None
+        if instrument.margin_rate is not None:
+            margined = self._fill_margined(order, instrument, position, price, fee, cash, ts, now)
+            if margined is None:
+                return None
+            position, trade_amount = margined
+        elif order.side is Side.BUY and position.qty < 0:
             covered = self._cover(order, instrument, position, price, fee, cash, now)
             if covered is None:
                 return None
@@ -937,8 +964,68 @@ class PaperBroker:
                 "triggered_at": None,
             }
         )
-        self._ledger.record_fill(filled, fill, position, instrument.currency)
+        if trade_amount is None:
+            self._ledger.record_fill(filled, fill, position, instrument.currency)
+        else:
+            self._ledger.record_fill(filled, fill, position, instrument.currency, trade_amount=trade_amount)
         return fill
+
+    def _fill_margined(
+        self,
+        order: Order,
+        instrument: Instrument,
+        position: Position,
+        price: Decimal,
+        fee: Decimal,
+        cash: Decimal,
+        ts: datetime,
+        now: datetime,
+    ) -> tuple[Position, Decimal] | None:
+        """A futures fill: (the position after it, the cash it moves besides the fee), or None when
+        refused. Opening or adding moves no cash but needs the margin (value x margin_rate) and
+        the fee in cash; reducing realises (exit - entry) x qty x multiplier (the other way for a
+        short). A fill never flips a position through zero."""
+        assert instrument.margin_rate is not None
+        sign = Decimal(1) if order.side is Side.BUY else Decimal(-1)
+        if position.qty * sign >= 0:  # opening or adding, long (buy) or short (sell)
+            if order.side is Side.SELL:
+                why = instrument.short_refusal()
+                if why is not None:
+                    self._reject_at_fill(order, f"insufficient position at fill: {position.qty} held; {why}")
+                    return None
+            need = order.qty * price * instrument.multiplier * instrument.margin_rate + fee
+            if need > cash:
+                self._reject_at_fill(
+                    order, f"insufficient margin at fill: {need:.2f} {instrument.currency} needed, {cash:.2f} held"
+                )
+                return None
+            held = abs(position.qty)
+            new_qty = position.qty + sign * order.qty
+            return position.model_copy(
+                update={
+                    "qty": new_qty,
+                    "avg_cost": (held * position.avg_cost + order.qty * price) / (held + order.qty),
+                    "realized_pnl": position.realized_pnl - fee,  # paid now: a round trip nets both fees
+                    "opened_at": position.opened_at if held else ts,
+                    "updated_at": now,
+                }
+            ), ZERO
+        if order.qty > abs(position.qty):
+            self._reject_at_fill(
+                order, f"a {order.side.value} of {order.qty} would turn the position of {position.qty} around"
+            )
+            return None
+        gross = (price - position.avg_cost) * order.qty * instrument.multiplier * (-sign)
+        remaining = position.qty + sign * order.qty
+        return position.model_copy(
+            update={
+                "qty": remaining,
+                "avg_cost": position.avg_cost if remaining else ZERO,
+                "realized_pnl": position.realized_pnl + gross - fee,
+                "opened_at": position.opened_at if remaining else None,
+                "updated_at": now,
+            }
+        ), gross
 
     def _sell_short(
         self,

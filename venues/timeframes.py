@@ -132,12 +132,13 @@ def _later(a: pd.Series, b: pd.Index | pd.Series) -> pd.Series:
 
 def _resample_on_sessions(bars: pd.DataFrame, tf: Timeframe, calendar: str) -> pd.DataFrame:
     from venues.calendars import get_calendar
+    from venues.calendars import schedule as sessions_of
 
     cal = get_calendar(calendar)
     index = pd.DatetimeIndex(bars.index)
     unit = index.unit
     local_day = index.tz_convert(cal.tz).tz_localize(None).normalize()
-    schedule = cal.schedule.reindex(local_day)
+    schedule = sessions_of(calendar, local_day)
 
     def column(name: str) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(schedule[name]).tz_convert("UTC").as_unit(unit)
@@ -155,17 +156,20 @@ def _resample_on_sessions(bars: pd.DataFrame, tf: Timeframe, calendar: str) -> p
         key = days - pd.to_timedelta(days.day_of_week, unit="D") if tf.name == "1w" else days
         agg = members.groupby(key).agg(_AGGREGATION)
         first_day = pd.Series(days, index=days).groupby(key).min()
-        session_open = pd.DatetimeIndex(cal.schedule["open"].reindex(first_day.to_numpy())).tz_convert("UTC")
+        first_days = pd.DatetimeIndex(first_day.to_numpy())
+        session_open = pd.DatetimeIndex(sessions_of(calendar, first_days)["open"]).tz_convert("UTC")
         if tf.name == "1w":
             week_end = agg.index + pd.Timedelta(days=7)
-            sessions = cal.schedule
+            sessions = sessions_of(calendar, pd.date_range(agg.index.min(), agg.index.max() + pd.Timedelta(days=6)))
             last_close = [
                 sessions["close"][(sessions.index >= start) & (sessions.index < end)].max()
                 for start, end in zip(agg.index, week_end, strict=True)
             ]
             nominal_close = pd.DatetimeIndex(last_close).tz_convert("UTC")
         else:
-            nominal_close = pd.DatetimeIndex(cal.schedule["close"].reindex(agg.index)).tz_convert("UTC")
+            nominal_close = pd.DatetimeIndex(sessions_of(calendar, pd.DatetimeIndex(agg.index))["close"]).tz_convert(
+                "UTC"
+            )
         agg["close_time"] = _later(agg["close_time"], nominal_close)
         agg.index = session_open.as_unit(unit)
         return agg

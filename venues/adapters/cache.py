@@ -76,6 +76,10 @@ class BarsCache:
         last_close = frame["close_time"].iloc[-1].to_pydatetime()
         return now < last_close + bar
 
+    def drop(self, key: Hashable) -> None:
+        """Forget what is held for ``key`` (the venue's answer did not continue it: a gap)."""
+        self._frames.pop(key, None)
+
     def merge(self, key: Hashable, bars: pd.DataFrame) -> pd.DataFrame:
         """Add final bars (a newer copy of a bar replaces the held one) and return the held frame."""
         held = self._frames.get(key)
