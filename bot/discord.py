@@ -42,7 +42,7 @@ from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_text
 from bot.services import Services
 from bot.settings import Settings
-from bot.transport import TransportError
+from bot.transport import RequestStop, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
 
@@ -132,7 +132,8 @@ class DiscordTransport:
     async def on_ready(self) -> None:
         self._ready.set()
 
-    async def start(self) -> None:
+    async def start(self, request_stop: RequestStop | None = None) -> None:
+        """``request_stop`` is not used yet: discord.py's gateway task reconnects by itself."""
         self.prepare()
         try:
             await asyncio.wait_for(self.client.login(self.token), READY_TIMEOUT)
