@@ -50,7 +50,7 @@ from bot.telegram_render import (
     shorten,
     units,
 )
-from bot.telegram_webhook import start_webhook, webhook_config
+from bot.telegram_webhook import start_webhook, watch_webhook, webhook_config
 from bot.transport import RequestStop, StopRequest, TransportError
 from storage.chats import CardRef
 from storage.signals import SignalStatus
@@ -96,6 +96,7 @@ class TelegramTransport:
         self.app.add_error_handler(self._on_error)
         self.access = AccessRequests(self)
         self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
+        self._watch: asyncio.Task[None] | None = None  # webhook mode: is the webhook still ours?
         self._request_stop: RequestStop | None = None  # the run's, when a run started this transport
 
     # --- lifecycle ---
@@ -112,6 +113,7 @@ class TelegramTransport:
             assert self.app.updater is not None
             if self.webhook is not None:
                 await start_webhook(self.app, self.webhook, UPDATES)
+                self._watch = asyncio.create_task(watch_webhook(self.app.bot, self.webhook, self._webhook_lost))
             else:
                 await self.app.updater.start_polling(allowed_updates=UPDATES, error_callback=self._on_polling_error)
         except Exception as exc:
@@ -130,6 +132,10 @@ class TelegramTransport:
         log.info("telegram: %s as @%s, %d allowed users", mode, self.app.bot.username, len(self.allowed))
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._stopping is not None:
             await self._stopping
         if self.app.updater is not None and self.app.updater.running:
@@ -161,6 +167,12 @@ class TelegramTransport:
             self._stopping = asyncio.get_running_loop().create_task(self._stop_polling())
             if self._request_stop is not None:
                 self._request_stop(StopRequest(PLATFORM, CONFLICT))
+
+    def _webhook_lost(self, reason: str) -> None:
+        """Webhook mode's 409: Telegram posts elsewhere now; the run, if one started this, is asked to stop."""
+        log.error("telegram: %s", reason)
+        if self._request_stop is not None:
+            self._request_stop(StopRequest(PLATFORM, reason))
 
     async def _stop_polling(self) -> None:
         updater = self.app.updater

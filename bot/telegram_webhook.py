@@ -10,22 +10,28 @@ with setWebhook; it is registered with the log redaction and never logged.
 On stop the webhook stays set at Telegram: updates sent meanwhile wait there (up to 24 hours) and
 arrive when the bot is back, and another process serving the same URL (scale-out) keeps receiving.
 Switching back to polling deletes it (python-telegram-bot's start_polling always does).
+
+While running, Telegram is asked every ``check_seconds`` where it posts: when another process has
+set its own webhook, or deleted it to poll, this one would receive nothing more, so the transport
+asks the run to stop (webhook mode's counterpart of polling's 409 Conflict).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from telegram import WebhookInfo
+from telegram import Bot, WebhookInfo
+from telegram.error import TelegramError
 from telegram.ext import Application
 
-from bot.logs import register_secret
+from bot.logs import redact, register_secret
 from bot.settings import Settings
 from bot.telegram_render import DEFAULT_API_URL, api_urls
 from bot.transport import TransportError
@@ -41,6 +47,7 @@ class Webhook:
     port: int  # its port
     path: str  # the URL's path, which the local server answers
     secret: str = field(repr=False)  # X-Telegram-Bot-Api-Secret-Token; never logged
+    check_seconds: float = 60.0  # how often Telegram is asked whether it still posts here
 
     @property
     def local(self) -> str:
@@ -105,6 +112,26 @@ async def start_webhook(app: Application[Any, Any, Any, Any, Any, Any], hook: We
             "set TRADEOPS_TELEGRAM_WEBHOOK_LISTEN and TRADEOPS_TELEGRAM_WEBHOOK_PORT to a free address"
         ) from None
     log.info("telegram: webhook set to %s; listening on %s", hook.url, hook.local)
+
+
+async def watch_webhook(bot: Bot, hook: Webhook, on_lost: Callable[[str], None]) -> None:
+    """Until cancelled, every ``hook.check_seconds``: getWebhookInfo. When Telegram posts elsewhere
+    (another process set its webhook, or deleted it to poll), calls ``on_lost`` once with what
+    happened and what to do, and returns. A failed check is logged and tried again next round."""
+    while True:
+        await asyncio.sleep(hook.check_seconds)
+        try:
+            info = await bot.get_webhook_info()
+        except TelegramError as exc:
+            log.warning("telegram: webhook check failed, next in %g s: %s", hook.check_seconds, redact(str(exc)))
+            continue
+        if info.url != hook.url:
+            now = f"to {info.url}" if info.url else "nowhere (the webhook was deleted: a poller?)"
+            on_lost(
+                f"Telegram now posts this bot's updates {now}, not to {hook.url}: another process took the "
+                "token; stop it, or use another bot token"
+            )
+            return
 
 
 def describe(info: WebhookInfo, configured: str | None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ from bot.telegram_render import (
     parse_callback,
 )
 from bot.telegram_webhook import describe
-from bot.transport import Transport, TransportError
+from bot.transport import StopRequest, Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
 from tests.support import entry_orders, free_port, local_http_server
@@ -70,6 +71,7 @@ class FakeBotAPI:
         self.unconfirmed: list[dict[str, Any]] = []  # delivered, not yet confirmed by a higher offset
         # getWebhookInfo's answer (the Bot API's WebhookInfo fields): set by setWebhook, cleared by deleteWebhook.
         self.webhook: dict[str, Any] = {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        self.webhook_info_fails = False  # answer getWebhookInfo 502, as Telegram's front does at times
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -91,7 +93,7 @@ class FakeBotAPI:
         if method in ("setMyCommands", "answerCallbackQuery"):
             return self.ok(True)
         if method == "getWebhookInfo":
-            return self.ok(self.webhook)
+            return self.error(502, "Bad Gateway") if self.webhook_info_fails else self.ok(self.webhook)
         if method == "setWebhook":
             allowed = json.loads(params.get("allowed_updates", "null"))
             self.webhook = {**self.webhook, "url": params["url"], "max_connections": 40, "allowed_updates": allowed}
@@ -697,6 +699,36 @@ async def test_a_webhook_secret_setting_is_used_and_a_taken_port_is_a_clear_erro
     assert api.sent("setWebhook")[0]["secret_token"] == secret
     assert "telegram: replacing the webhook https://old.example.com/hook" in caplog.text
     assert secret not in caplog.text
+
+
+async def test_a_webhook_taken_over_by_another_process_asks_the_run_to_stop(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    transport = make_transport(services, url, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_port=free_port())
+    assert transport.webhook is not None and transport.webhook.check_seconds == 60.0
+    transport.webhook = dataclasses.replace(transport.webhook, check_seconds=0.05)
+    asked: list[StopRequest] = []
+    await transport.start(asked.append)
+    try:
+        await asyncio.sleep(0.3)
+        assert not asked and len(api.sent("getWebhookInfo")) >= 3  # still ours: asked each round, nothing done
+        api.webhook_info_fails = True
+        await asyncio.sleep(0.3)
+        assert not asked and "telegram: webhook check failed, next in 0.05 s: Bad Gateway" in caplog.text
+        api.webhook_info_fails = False
+        api.webhook["url"] = "https://other.example.com/hook"  # another deployment set its own
+        await api.until(lambda: asked)
+        await asyncio.sleep(0.2)
+    finally:
+        await transport.stop()
+    reason = (
+        f"Telegram now posts this bot's updates to https://other.example.com/hook, not to {WEBHOOK_URL}: "
+        "another process took the token; stop it, or use another bot token"
+    )
+    assert asked == [StopRequest("telegram", reason)]  # once
+    assert f"telegram: {reason}" in caplog.text
+    assert not api.sent("setWebhook")[1:]  # not set back: no fight
 
 
 async def test_webhook_settings_are_validated(services: Services) -> None:
