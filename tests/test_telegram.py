@@ -731,6 +731,25 @@ async def test_a_webhook_taken_over_by_another_process_asks_the_run_to_stop(
     assert not api.sent("setWebhook")[1:]  # not set back: no fight
 
 
+async def test_back_to_polling_after_webhook_mode_deletes_the_webhook(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    hooked = make_transport(services, url, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_port=free_port())
+    await hooked.start()
+    await hooked.stop()
+    assert api.webhook["url"] == WEBHOOK_URL  # left set
+    polling = make_transport(services, url)
+    await polling.start()
+    try:
+        api.message(VIEWER, "/help")
+        await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    finally:
+        await polling.stop()
+    assert api.sent("deleteWebhook") and api.webhook["url"] == ""
+    assert "telegram: a webhook was set for this bot; polling replaces it" in caplog.text
+
+
 async def test_webhook_settings_are_validated(services: Services) -> None:
     for bad in ("bad secret", "ä" * 3, "x" * 257, "a;b"):
         with pytest.raises(ValidationError, match="1-256 characters of A-Z, a-z, 0-9, _ and -") as error:
