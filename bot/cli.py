@@ -354,7 +354,8 @@ def run(
 ) -> None:
     """The bot: scheduled scans, approvals expiry, position management and every chat transport
     that has a token, until Ctrl-C or SIGTERM. Exit status 2: nothing to run with, or another run
-    holds the database; 3: the database cannot be reached."""
+    holds the database; 3: the database cannot be reached; 4: a transport stopped the run (another
+    process took the Telegram token)."""
     from bot.run import RunRefused, TransportError, check_transports_configured, run_bot
 
     settings = _settings(data_dir)

@@ -42,7 +42,7 @@ from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_chart_path, card_text
 from bot.services import Services
 from bot.settings import Settings
-from bot.transport import TransportError
+from bot.transport import RequestStop, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
 
@@ -137,7 +137,8 @@ class DiscordTransport:
         # guild_ready_timeout (2 s) after the last GUILD_CREATE, for a guild cache we do not use.
         self._ready.set()
 
-    async def start(self) -> None:
+    async def start(self, request_stop: RequestStop | None = None) -> None:
+        """``request_stop`` is not used yet: discord.py's gateway task reconnects by itself."""
         self.prepare()
         try:
             await self._connect()

@@ -34,29 +34,35 @@ def _run(name: str, probe: Callable[[], str]) -> Check:
 
 
 def telegram_probe(settings: Settings, token: str) -> str:
-    """getMe with the configured token, through TRADEOPS_TELEGRAM_API_URL when set. Nothing it
-    returns or raises contains the token."""
+    """getMe with the configured token, through TRADEOPS_TELEGRAM_API_URL when set, then
+    getWebhookInfo: the mode (polling or webhook), the URL Telegram posts to and its last delivery
+    error. Nothing it returns or raises contains the token or the webhook secret."""
     import asyncio
 
     from telegram import Bot
     from telegram.error import InvalidToken, NetworkError, TelegramError
 
     from bot.telegram_render import api_urls
+    from bot.telegram_webhook import describe, webhook_config
 
     try:
         base_url, file_url = api_urls(settings.telegram_api_url)
+        webhook_config(settings, token)
     except ValueError as exc:
         raise Problem(str(exc)) from None
 
     async def get_me() -> str:
         async with Bot(token, base_url=base_url, base_file_url=file_url) as bot:  # initialize() calls getMe
-            return bot.username
+            info = await bot.get_webhook_info()
+            return f"@{bot.username} (getMe at {base_url}); {describe(info, settings.telegram_webhook_url)}"
 
-    def hidden(exc: Exception) -> str:
-        return str(exc).replace(token, "<token>")
+    def hidden(what: object) -> str:
+        text = str(what).replace(token, "<token>")
+        key = token.partition(":")[2]
+        return text.replace(key, "<token>") if key else text
 
     try:
-        username = asyncio.run(get_me())
+        found = hidden(asyncio.run(get_me()))  # a webhook URL someone else set may carry the token
     except InvalidToken:
         raise Problem(
             f"Telegram refused the token at {base_url}: set TRADEOPS_TELEGRAM_TOKEN to the token @BotFather "
@@ -68,7 +74,7 @@ def telegram_probe(settings: Settings, token: str) -> str:
         ) from None
     except TelegramError as exc:
         raise Problem(f"getMe failed at {base_url}: {hidden(exc)}") from None
-    return f"the token belongs to @{username} (getMe at {base_url})"
+    return f"the token belongs to {found}"
 
 
 def venue_checks(settings: Settings) -> Iterator[Check]:

@@ -4,7 +4,9 @@ It holds the one-bot lock of its database, starts every chat transport that has 
 a scan job per enabled watchlist on its market's triggers (each fire: expire approvals, fill orders,
 manage exits, then scan), and hands every transport what happens: new cards, decisions made here
 (an answer in any transport, an expiry), fills and exits. SIGINT or SIGTERM stops it cleanly;
-pending approvals stay pending in the database, so their buttons work after the next start.
+pending approvals stay pending in the database, so their buttons work after the next start. A
+transport that cannot go on (Telegram's 409 Conflict: another process took the token) asks the run
+to stop with a reason (``Transport.start``'s ``request_stop``): the same clean stop, exit status 4.
 
 Scheduling: the only data source today is the replay venue, on a :class:`ScaledClock` (simulated
 time running ``speed`` times real time, from the moment the data dir remembers). APScheduler cannot
@@ -32,7 +34,7 @@ from agent.runner import DecideResult
 from bot.logs import register_secret
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
-from bot.transport import Transport, TransportError
+from bot.transport import StopRequest, Transport, TransportError
 from bot.venues import VenueConfigError, uses_live_data
 from bot.wiring import open_database
 from scheduler.driver import FastForwardDriver, ScanJob, ScanTick, build_scheduler
@@ -50,6 +52,7 @@ log = logging.getLogger("tradeops.run")
 RUN_LOCK = "bot:run"  # one `tradeops run` per database (today's executor runs everything in-process)
 RUN_KEY = "run"  # {"pid": ..., "started": ...}: who holds the run lock, for the second one's message
 EXIT_REFUSED = 2  # exit status: nothing to run with, or another run holds the database
+EXIT_TRANSPORT_STOPPED = 4  # exit status: a transport asked the run to stop (e.g. Telegram's 409 Conflict)
 STOP_GRACE_SECONDS = 10.0  # how long an in-flight scan and each transport's stop may take on shutdown
 DEFAULT_SPEED = 60.0
 
@@ -156,10 +159,11 @@ async def run_bot(
     speed: float = DEFAULT_SPEED,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Run the bot until ``stop`` is set or SIGINT/SIGTERM arrives; returns the exit status (0 after
-    a clean stop). Raises RunRefused when another run holds the database, a configured transport
-    does not exist, none is configured, or (live) no real venue is configured; TransportError when a
-    transport cannot start.
+    """Run the bot until ``stop`` is set, SIGINT/SIGTERM arrives or a transport asks it to stop;
+    returns the exit status (0 after a clean stop, EXIT_TRANSPORT_STOPPED when a transport asked for
+    it, its reason logged). Raises RunRefused when another run holds the database, a configured
+    transport does not exist, none is configured, or (live) no real venue is configured;
+    TransportError when a transport cannot start.
 
     ``replay``: the shipped replay data on a simulated clock running ``speed`` simulated seconds per
     real second, from the moment the data dir remembers (or the replay start). Otherwise the
@@ -214,16 +218,25 @@ async def _run_holding_lock(
         transports = list(make_transports(settings, services))
         if not transports:
             raise RunRefused(no_transport_message())
+        requested: list[StopRequest] = []
+
+        def request_stop(request: StopRequest) -> None:
+            """A transport cannot go on: stop as on SIGTERM (a request after the stop began is only logged)."""
+            if not stop.is_set():
+                requested.append(request)
+            log.error("stopping: transport %s asked to: %s", request.transport, request.reason)
+            stop.set()
+
         try:
             for transport in transports:
-                await transport.start()
+                await transport.start(request_stop)
                 fanout.transports.append(transport)
                 log.info("transport %s started", transport.name)
             await _schedule_until_stopped(services, fanout, clock, stop)
         finally:
             await _stop_transports(fanout.transports)
     log.info("stopped; pending approvals stay pending until the next start")
-    return 0
+    return EXIT_TRANSPORT_STOPPED if requested else 0
 
 
 def scheduled_watchlists(services: Services) -> list[WatchlistSpec]:

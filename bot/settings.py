@@ -6,10 +6,12 @@ config objects built from these settings. Every field is documented in .env.exam
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +21,8 @@ from storage.db import sqlite_url
 from venues.adapters.akshare.config import AkshareConfig
 from venues.adapters.alpaca.config import AlpacaConfig
 from venues.paper import FillAt, PaperBrokerConfig
+
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
 
 
 class Settings(BaseSettings):
@@ -111,6 +115,21 @@ class Settings(BaseSettings):
     telegram_allowed_users: str = Field(
         default="", description="numeric Telegram user ids with roles, e.g. 123:admin,456:trader,789:viewer"
     )
+    # Telegram webhook mode: a public URL set selects it (instead of long polling).
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        description="public https URL Telegram posts updates to (a reverse proxy forwards it to LISTEN:PORT "
+        "with the same path); set = webhook mode, empty = long polling",
+    )
+    telegram_webhook_listen: str = Field(
+        default="127.0.0.1", min_length=1, description="address the webhook server listens on (0.0.0.0 = all)"
+    )
+    telegram_webhook_port: int = Field(default=8443, ge=1, le=65535, description="port the webhook server listens on")
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="1-256 characters of A-Z a-z 0-9 _ -: Telegram sends it with every update, others get 403; "
+        "empty = a random one at each start",
+    )
     # Discord (the bot token is read by `tradeops run` and handed to the transport).
     discord_guild_id: int | None = Field(
         default=None, gt=0, description="a server (guild) id: slash commands sync there at once; empty = global sync"
@@ -162,6 +181,33 @@ class Settings(BaseSettings):
             for name, value in tokens.items()
             if value is not None and value.get_secret_value().strip()
         }
+
+    @field_validator("telegram_webhook_url", mode="after")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+            raise ValueError(
+                "TRADEOPS_TELEGRAM_WEBHOOK_URL must be the public https URL Telegram posts to, like "
+                "https://bot.example.com/telegram (no #fragment); empty = long polling"
+            )
+        return value
+
+    @field_validator("telegram_webhook_secret", mode="after")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        secret = value.get_secret_value().strip() if value is not None else ""
+        if not secret:
+            return None
+        if not WEBHOOK_SECRET.fullmatch(secret):  # the value itself is never part of the message
+            raise ValueError(
+                "TRADEOPS_TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(Telegram's rule for secret_token); empty = a random one at each start"
+            )
+        return SecretStr(secret)
 
     @property
     def alpaca_configured(self) -> bool:

@@ -1,6 +1,7 @@
-"""The Telegram transport (python-telegram-bot 22): long polling; commands go to the one
-CommandCore as the sender (in groups the user is checked, not the chat); cards are a chart photo with
-the card as caption and Approve / Reject / Details buttons; a decision edits the card in every chat.
+"""The Telegram transport (python-telegram-bot 22): long polling, or a webhook (bot/telegram_webhook.py);
+commands go to the one CommandCore as the sender (in groups the user is checked, not the chat); cards
+are a chart photo with the card as caption and Approve / Reject / Details buttons; a decision edits the
+card in every chat. Strangers and their access requests: bot/telegram_access.py.
 
 It only receives, renders and sends. Button data is client-supplied: it names an action and an id,
 the action is looked up here and run through the core as the presser, at press time.
@@ -20,29 +21,26 @@ from telegram import (
     BotCommand,
     BotCommandScopeChat,
     BotCommandScopeDefault,
-    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     Update,
-    User,
 )
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from bot.allowlist import StrangerRefusals, seed_allowlist
+from bot.allowlist import seed_allowlist
 from bot.core import Caller, CommandCore, Reply
 from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_text
 from bot.services import Services
 from bot.settings import Settings
+from bot.telegram_access import AccessRequests
 from bot.telegram_render import (
     CALLBACK_ANSWER_LIMIT,
     CAPTION_LIMIT,
     MESSAGE_LIMIT,
-    AccessPress,
-    access_data,
     api_urls,
     callback_data,
     html_parts,
@@ -52,16 +50,15 @@ from bot.telegram_render import (
     shorten,
     units,
 )
-from bot.transport import TransportError
+from bot.telegram_webhook import start_webhook, watch_webhook, webhook_config
+from bot.transport import RequestStop, StopRequest, TransportError
 from storage.chats import CardRef
 from storage.signals import SignalStatus
 from storage.users import Role
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
-REFUSAL_INTERVAL = 600.0  # seconds between two refusals to the same stranger
 UPDATES = ["message", "callback_query"]
-MAX_OPEN_REQUESTS = 1000  # unanswered access requests remembered (to edit every admin's copy on an answer)
 CONFLICT = (
     "another process is polling this bot's token (Telegram answered 409 Conflict); stop it, or use another bot token"
 )
@@ -83,6 +80,7 @@ class TelegramTransport:
         try:
             self.allowed = parse_allowed_users(settings.telegram_allowed_users)
             base_url, file_url = api_urls(settings.telegram_api_url)
+            self.webhook = webhook_config(settings, self.token)  # None: long polling
         except ValueError as exc:
             raise TransportError(str(exc)) from None
         self.app: Application[Any, Any, Any, Any, Any, Any] = (
@@ -96,24 +94,28 @@ class TelegramTransport:
         self.app.add_handler(MessageHandler(filters.TEXT, self._on_message))
         self.app.add_handler(CallbackQueryHandler(self._on_press))
         self.app.add_error_handler(self._on_error)
-        self._refusals = StrangerRefusals(REFUSAL_INTERVAL)
+        self.access = AccessRequests(self)
         self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
-        # Access requests of this process: stranger -> (name, the admins' request messages); and
-        # the strangers an admin denied, who are not asked about again until a restart.
-        self._requests: dict[int, tuple[str, list[tuple[int, int]]]] = {}
-        self._denied: set[int] = set()
+        self._watch: asyncio.Task[None] | None = None  # webhook mode: is the webhook still ours?
+        self._request_stop: RequestStop | None = None  # the run's, when a run started this transport
 
     # --- lifecycle ---
 
-    async def start(self) -> None:
+    async def start(self, request_stop: RequestStop | None = None) -> None:
         seed_allowlist(self.s.users, PLATFORM, self.allowed, at=self.s.clock.now())
+        self._request_stop = request_stop
         try:
             await self.app.initialize()
-            await self._check_no_other_poller()
+            if self.webhook is None:
+                await self._check_no_other_poller()
             await self._register_commands()
             await self.app.start()
             assert self.app.updater is not None
-            await self.app.updater.start_polling(allowed_updates=UPDATES, error_callback=self._on_polling_error)
+            if self.webhook is not None:
+                await start_webhook(self.app, self.webhook, UPDATES)
+                self._watch = asyncio.create_task(watch_webhook(self.app.bot, self.webhook, self._webhook_lost))
+            else:
+                await self.app.updater.start_polling(allowed_updates=UPDATES, error_callback=self._on_polling_error)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await self.stop()
@@ -126,9 +128,14 @@ class TelegramTransport:
             if isinstance(exc, TelegramError):
                 raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
             raise
-        log.info("telegram: polling as @%s, %d allowed users", self.app.bot.username, len(self.allowed))
+        mode = "polling" if self.webhook is None else "on the webhook"
+        log.info("telegram: %s as @%s, %d allowed users", mode, self.app.bot.username, len(self.allowed))
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._stopping is not None:
             await self._stopping
         if self.app.updater is not None and self.app.updater.running:
@@ -150,17 +157,31 @@ class TelegramTransport:
 
     def _on_polling_error(self, exc: TelegramError) -> None:
         """Called by the updater's retry loop (synchronously) for each failed getUpdates. A 409
-        Conflict means another process polls the token now: stop polling instead of fighting it."""
+        Conflict means another process polls the token now (or set a webhook): stop polling at once
+        instead of fighting it, and ask the run, if one started this transport, to stop."""
         if not isinstance(exc, Conflict):
             log.warning("telegram: polling failed, retrying: %s", redact(str(exc)))
             return
         if self._stopping is None:
             log.error("telegram: %s. Polling stopped: this process takes no more Telegram updates.", CONFLICT)
             self._stopping = asyncio.get_running_loop().create_task(self._stop_polling())
+            if self._request_stop is not None:
+                self._request_stop(StopRequest(PLATFORM, CONFLICT))
+
+    def _webhook_lost(self, reason: str) -> None:
+        """Webhook mode's 409: Telegram posts elsewhere now; the run, if one started this, is asked to stop."""
+        log.error("telegram: %s", reason)
+        if self._request_stop is not None:
+            self._request_stop(StopRequest(PLATFORM, reason))
 
     async def _stop_polling(self) -> None:
-        if self.app.updater is not None and self.app.updater.running:
-            await self.app.updater.stop()
+        updater = self.app.updater
+        if updater is not None and updater.running:
+            # Its stop would call getUpdates once more to confirm what was fetched: after a 409 that
+            # call can only fail (an error with a traceback) or, by ending the other process's long
+            # poll, make it stop too. Skipped: updates fetched here may reach the other process again.
+            updater._Updater__polling_cleanup_cb = None  # type: ignore[attr-defined]
+            await updater.stop()
 
     async def _register_commands(self) -> None:
         def listing(role: Role) -> list[BotCommand]:
@@ -222,93 +243,11 @@ class TelegramTransport:
             text = ("/help" if name.lower() == "/start" else name) + (f" {rest}" if rest else "")
         role = self.s.users.role(PLATFORM, user.id)
         if role is None:
-            await self._refuse_stranger(user.id, message.chat_id, text, name=self._name(user))
+            await self.access.refuse_stranger(user, message.chat_id, text)
             return
         caller = Caller(PLATFORM, user.id, user.full_name[:64], chat_id=message.chat_id)
         reply = await self.core.handle(caller, text)
         await self.send_reply(message.chat_id, reply)
-
-    async def _refuse_stranger(self, user_id: int, chat_id: int, text: str, *, name: str) -> None:
-        since = self._refusals.due(user_id)
-        if since is None:
-            return
-        self._audit(f"{PLATFORM}:{user_id}", "refused", text.split(" ")[0][:64], {"unanswered_before": since})
-        await self.send_text(
-            chat_id,
-            f"Sorry, this bot is private. Ask its admin to add your numeric Telegram id ({user_id}).",
-        )
-        if user_id not in self._denied:
-            await self._request_access(user_id, name)
-
-    async def _request_access(self, user_id: int, name: str) -> None:
-        """Each Telegram admin (their private chat's id is their user id) gets the request with
-        Grant viewer / Deny buttons; an admin who never opened a chat with the bot is skipped."""
-        keyboard = InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton("Grant viewer", callback_data=access_data(True, user_id)),
-                    InlineKeyboardButton("Deny", callback_data=access_data(False, user_id)),
-                ]
-            ]
-        )
-        sent: list[tuple[int, int]] = []
-        for admin in self._admins():
-            try:
-                message = await self.send_text(admin, f"access request from {name} (id {user_id})", keyboard=keyboard)
-                sent.append((admin, message.message_id))
-            except TelegramError as exc:
-                log.info("telegram: access request not sent to admin %s: %s", admin, exc)
-        if sent:
-            self._requests[user_id] = (name, sent + self._requests.pop(user_id, ("", []))[1])
-            while len(self._requests) > MAX_OPEN_REQUESTS:  # the oldest unanswered ones keep their buttons
-                del self._requests[next(iter(self._requests))]
-
-    def _admins(self) -> list[int]:
-        return [u.platform_user_id for u in self.s.users.all() if u.platform == PLATFORM and u.role == Role.ADMIN]
-
-    @staticmethod
-    def _name(user: User) -> str:
-        name = " ".join(user.full_name.split())[:64] or "?"
-        return f"{name} (@{user.username})" if user.username else name
-
-    async def _on_access_press(self, query: CallbackQuery, user: User, press: AccessPress) -> None:
-        actor = f"{PLATFORM}:{user.id}"
-        target = f"{PLATFORM}:{press.user_id}"
-        role = self.s.users.role(PLATFORM, user.id)
-        if role is not Role.ADMIN:
-            why = "only an admin may answer an access request"
-            self._audit(actor, "button_refused", target, {"action": "grant" if press.grant else "deny", "why": why})
-            await self._answer(query.answer, f"refused: {why}.")
-            return
-        name, messages = self._requests.get(press.user_id, ("", []))
-        if query.message is not None and (query.message.chat.id, query.message.message_id) not in messages:
-            messages = [*messages, (query.message.chat.id, query.message.message_id)]  # sent before a restart
-        caller = Caller(
-            PLATFORM, user.id, user.full_name[:64], chat_id=query.message.chat.id if query.message else None
-        )
-        if press.grant:
-            reply = self.core.grant_user(caller, PLATFORM, press.user_id, Role.VIEWER, name=name)
-            await self._answer(query.answer, reply.text)
-            if not reply.ok:
-                return
-            outcome = f"GRANTED viewer by {actor}"
-            try:
-                await self.send_text(press.user_id, "You may use this bot now, as a viewer: /help lists the commands.")
-            except TelegramError as exc:
-                log.info("telegram: %s not told of the grant: %s", target, exc)
-        else:
-            current = self.s.users.role(PLATFORM, press.user_id)
-            if current is not None:
-                await self._answer(query.answer, f"{target} is a {current.value} now; /users rm {target} removes them")
-                return
-            self._denied.add(press.user_id)
-            self._audit(actor, "access_denied", target, {"name": name})
-            await self._answer(query.answer, f"{target} denied: no more requests from them until a restart")
-            outcome = f"DENIED by {actor}"
-        self._requests.pop(press.user_id, None)
-        text = f"access request from {name or target} (id {press.user_id}): {outcome}"
-        for chat_id, message_id in messages:  # every admin's copy shows the answer, without buttons
-            await self._edit_card(CardRef(chat_id=chat_id, message_id=message_id, kind="text"), text, "")
 
     async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query, user = update.callback_query, update.effective_user
@@ -318,7 +257,7 @@ class TelegramTransport:
         press = parse_callback(query.data)
         access = parse_access(query.data) if press is None else None
         if access is not None:
-            await self._on_access_press(query, user, access)
+            await self.access.on_press(query, user, access)
             return
         if press is None:
             self._audit(actor, "button_refused", "", {"data": (query.data or "")[:64], "why": "unknown button"})

@@ -2,21 +2,40 @@
 each configured transport, hands it what happens (new signal cards, decisions, fills and exits), and
 stops it on shutdown. A transport only receives, renders and sends: every command goes through the
 one ``CommandCore`` (bot/core.py), which checks who may do what.
+
+A transport that cannot go on while running (Telegram's 409 Conflict: another process took the
+token) asks the run to stop with a :class:`StopRequest`, through the ``request_stop`` callback the
+run hands to ``start``; the run then stops as on SIGTERM and exits with its own status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """A transport asks the whole run to stop: it can take no more updates and the run would go on
+    deaf to that platform."""
+
+    transport: str  # the transport's name
+    reason: str  # what happened and what to do, for the log (never a secret)
+
+
+RequestStop = Callable[[StopRequest], None]  # called in the event loop's thread; returns at once
 
 
 @runtime_checkable
 class Transport(Protocol):
     name: str  # "telegram" | "discord": the ``platform`` of its callers
 
-    async def start(self) -> None:
+    async def start(self, request_stop: RequestStop | None = None) -> None:
         """Connect and begin taking updates; returns once it is running. Raises TransportError
-        with a readable message when it cannot (bad token, another process polls the same token)."""
+        with a readable message when it cannot (bad token, another process polls the same token).
+        ``request_stop``: the run's, called (at most once) when the transport cannot go on; None when
+        no run started it (then it only stops taking updates)."""
         ...
 
     async def stop(self) -> None:

@@ -4,6 +4,7 @@ it can compute by hand: a market serving a few hand-written bars under a simulat
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
@@ -41,6 +42,13 @@ async def local_http_server(app: Any) -> AsyncIterator[int]:
         yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server that must be told its port before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def entry_orders(engine: Engine, signal_id: str) -> list[OrderRow]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,9 +22,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from bot.run import TRANSPORT_CLASSES, Fanout, RunRefused, run_bot, transports_for
+from bot.run import EXIT_TRANSPORT_STOPPED, TRANSPORT_CLASSES, Fanout, RunRefused, run_bot, transports_for
 from bot.services import REPLAY_START, Services
 from bot.settings import Settings
+from bot.transport import RequestStop, StopRequest
 from storage.signals import SignalStatus, SignalStore
 from storage.tables import SignalRow
 from tests.support import restored_logging
@@ -113,11 +115,13 @@ class RecordingTransport:
         self.decisions: list[tuple[str, str, str]] = []
         self.events: list[tuple[str, str]] = []
         self.approved: str | None = None
+        self.request_stop: RequestStop | None = None
         self.changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def start(self) -> None:
+    async def start(self, request_stop: RequestStop | None = None) -> None:
         self.started = True
+        self.request_stop = request_stop
 
     async def stop(self) -> None:
         await asyncio.gather(*self._tasks)
@@ -279,6 +283,31 @@ async def test_sigterm_stops_the_run_and_leaves_pending_signals_pending(hermetic
     decided = {s for s, _, _ in bot.transport.decisions}
     statuses = _statuses(db_url)
     undecided = [c["signal_id"] for c in bot.transport.cards if c["signal_id"] not in decided]
+    assert undecided and all(statuses[s] == SignalStatus.PENDING.value for s in undecided)
+
+
+async def test_a_transport_asking_to_stop_stops_the_run_like_sigterm_with_exit_status_4(
+    hermetic: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from storage.db import sqlite_url
+
+    caplog.set_level(logging.INFO, logger="tradeops.run")
+    db_url = sqlite_url(tmp_path / "var" / "tradeops.db")
+    bot = Bot(_settings(tmp_path, db_url))
+    bot.start()
+    await bot.until(lambda t: len(t.cards) >= 2)
+    transport = bot.transport
+    assert transport.request_stop is not None  # the run handed its callback to start()
+    transport.request_stop(StopRequest("recording", "the platform took the token back; get a new one"))
+    transport.request_stop(StopRequest("recording", "a second reason"))  # while stopping: only logged
+    assert await asyncio.wait_for(bot.task, 30) == EXIT_TRANSPORT_STOPPED == 4  # type: ignore[arg-type]
+    assert transport.stopped and bot.stop.is_set()
+    errors = [r.getMessage() for r in caplog.records if r.name == "tradeops.run" and r.levelno == logging.ERROR]
+    assert errors[0] == "stopping: transport recording asked to: the platform took the token back; get a new one"
+    assert "stopped; pending approvals stay pending until the next start" in caplog.text
+    decided = {s for s, _, _ in transport.decisions}
+    statuses = _statuses(db_url)
+    undecided = [c["signal_id"] for c in transport.cards if c["signal_id"] not in decided]
     assert undecided and all(statuses[s] == SignalStatus.PENDING.value for s in undecided)
 
 

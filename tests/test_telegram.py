@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
 import os
+import re
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
-from telegram import Update
+from pydantic import SecretStr, ValidationError
+from telegram import Update, WebhookInfo
 
 from bot.core import Caller, CommandCore
 from bot.services import Services, open_services, seed_watchlists
@@ -33,10 +37,11 @@ from bot.telegram_render import (
     parse_allowed_users,
     parse_callback,
 )
-from bot.transport import Transport, TransportError
+from bot.telegram_webhook import describe
+from bot.transport import StopRequest, Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
-from tests.support import entry_orders, local_http_server
+from tests.support import entry_orders, free_port, local_http_server
 from venues.clock import SimulatedClock
 
 TOKEN = "123456789:AAE-fake_token_for_tests-0123456789xyz"
@@ -60,9 +65,13 @@ class FakeBotAPI:
         self.refuse_html = False
         self.next_id = 1000
         self.polls = 0  # getUpdates calls
+        self.conflicts = 0  # getUpdates answered 409 because of ``conflict``
         self.revoked: set[str] = set()  # tokens answered 401 Unauthorized
         self.conflict = False  # answer getUpdates with 409, as Telegram does when another process polls
         self.unconfirmed: list[dict[str, Any]] = []  # delivered, not yet confirmed by a higher offset
+        # getWebhookInfo's answer (the Bot API's WebhookInfo fields): set by setWebhook, cleared by deleteWebhook.
+        self.webhook: dict[str, Any] = {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+        self.webhook_info_fails = False  # answer getWebhookInfo 502, as Telegram's front does at times
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -81,7 +90,16 @@ class FakeBotAPI:
             return self.ok({"id": 42, "is_bot": True, "first_name": "tradeops", "username": "tradeops_test_bot"})
         if method == "getUpdates":
             return await self.get_updates(params)
-        if method in ("deleteWebhook", "setMyCommands", "answerCallbackQuery"):
+        if method in ("setMyCommands", "answerCallbackQuery"):
+            return self.ok(True)
+        if method == "getWebhookInfo":
+            return self.error(502, "Bad Gateway") if self.webhook_info_fails else self.ok(self.webhook)
+        if method == "setWebhook":
+            allowed = json.loads(params.get("allowed_updates", "null"))
+            self.webhook = {**self.webhook, "url": params["url"], "max_connections": 40, "allowed_updates": allowed}
+            return self.ok(True)
+        if method == "deleteWebhook":
+            self.webhook = {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
             return self.ok(True)
         chat_id = int(params.get("chat_id", "0"))
         if chat_id in self.blocked:
@@ -108,8 +126,15 @@ class FakeBotAPI:
         nothing (the long poll is shortened to 0.2 s here)."""
         self.polls += 1
         if self.conflict:
+            self.conflicts += 1
             return self.error(
                 409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+            )
+        if self.webhook["url"]:
+            return self.error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the "
+                "webhook first",
             )
         offset = int(params.get("offset") or 0)
         self.unconfirmed = [u for u in self.unconfirmed if u["update_id"] >= offset]
@@ -142,6 +167,9 @@ class FakeBotAPI:
     # --- updates, from the fixtures with only ids, text and data set to the test's own ---
 
     def message(self, user_id: int, text: str, *, group: bool = False) -> None:
+        self.updates.put_nowait(self.text_update(user_id, text, group=group))
+
+    def text_update(self, user_id: int, text: str, *, group: bool = False) -> dict[str, Any]:
         name = "update_supergroup_bot_command_report_with_reply" if group else "update_private_text_message"
         update = copy.deepcopy(TELOXIDE[name]["payload"])
         update["update_id"] = self.new_id()
@@ -153,7 +181,7 @@ class FakeBotAPI:
         message.pop("entities", None)
         if text.startswith("/"):
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        self.updates.put_nowait(update)
+        return update
 
     def press(self, user_id: int, data: str, card: dict[str, Any]) -> dict[str, Any]:
         query = copy.deepcopy(TELOXIDE["callback_query_object_only"]["payload"])
@@ -188,8 +216,10 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
         yield opened
 
 
-def make_transport(services: Services, url: str) -> TelegramTransport:
-    settings = load_settings(data_dir=services.settings.data_dir, telegram_api_url=url, telegram_allowed_users=ALLOWED)
+def make_transport(services: Services, url: str, **more: Any) -> TelegramTransport:
+    settings = load_settings(
+        data_dir=services.settings.data_dir, telegram_api_url=url, telegram_allowed_users=ALLOWED, **more
+    )
     return TelegramTransport(settings, services, SecretStr(TOKEN))
 
 
@@ -545,9 +575,208 @@ async def test_a_conflict_while_running_stops_polling_instead_of_fighting(
     assert bot.app.updater is not None and not bot.app.updater.running
     polls = api.polls
     await asyncio.sleep(2.5)  # the retry loop would poll again after 1 s, then 1.5 s
-    assert api.polls == polls
+    assert api.polls == polls and api.conflicts == 1  # nor a last getUpdates to confirm what was fetched
     errors = [r.getMessage() for r in caplog.records if r.name == "bot.telegram" and r.levelno == logging.ERROR]
     assert errors == [f"telegram: {CONFLICT}. Polling stopped: this process takes no more Telegram updates."]
+
+
+async def test_a_conflict_while_running_stops_the_whole_run_cleanly_with_exit_status_4(
+    fake: tuple[FakeBotAPI, str], tmp_path: Path
+) -> None:
+    """Another process takes the token while `tradeops run` polls: the run stops as on SIGTERM (the
+    transports stop, pending approvals stay pending), logs why, and exits 4."""
+    api, url = fake
+    settings = load_settings(data_dir=tmp_path / "run")
+    async with open_services(settings, clock=SimulatedClock(SIGNAL_AT)) as opened:
+        seed_watchlists(opened)
+        opened.users.grant("telegram", TRADER, Role.TRADER, at=opened.clock.now())
+        card = await pending_card(opened)
+    env = {
+        "TRADEOPS_TELEGRAM_TOKEN": TOKEN,
+        "TRADEOPS_TELEGRAM_API_URL": url,
+        "TRADEOPS_TELEGRAM_ALLOWED_USERS": ALLOWED,
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tradeops"),
+        *("run", "--replay", "--speed", "1", "--data-dir", str(tmp_path / "run")),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")} | env,
+        cwd=tmp_path,
+    )
+    try:
+        await api.until(lambda: api.polls >= 3, 60)  # the one-poller check, then polling
+        api.message(VIEWER, "/help")
+        await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))  # it answers
+        api.conflict = True  # another process polls the token now
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = stderr.decode()
+    assert process.returncode == 4, log
+    assert f"stopping: transport telegram asked to: {CONFLICT}" in log
+    assert "transport telegram stopped" in log and "stopped; pending approvals stay pending" in log
+    assert "Traceback" not in log and TOKEN.split(":")[1] not in log
+    assert api.conflicts == 1  # no retry, and no last getUpdates to confirm (it would end the other's poll)
+    async with open_services(settings, clock=SimulatedClock(SIGNAL_AT)) as opened:
+        row = opened.signals.get(card["signal_id"])
+        assert row is not None and row.status == SignalStatus.PENDING.value
+
+
+# --- webhook mode ---
+
+WEBHOOK_URL = "https://bot.example.com/tradeops/telegram-updates"
+
+
+async def post_update(port: int, update: dict[str, Any], secret: str | None) -> int:
+    """POST an update to the webhook server as Telegram does; the HTTP status it answered."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"http://127.0.0.1:{port}/tradeops/telegram-updates", content=json.dumps(update), headers=headers
+        )
+    return answer.status_code
+
+
+async def test_webhook_mode_sets_the_webhook_and_handles_only_requests_with_the_secret(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "telegram", "tornado"):  # the worst case: every library at DEBUG
+        caplog.set_level(logging.DEBUG, logger=name)
+    port = free_port()
+    transport = make_transport(services, url, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_port=port)
+    await transport.start()
+    try:
+        [hook] = api.sent("setWebhook")
+        secret = hook["secret_token"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", secret)  # made at start: 32 random bytes
+        assert hook["url"] == WEBHOOK_URL and TOKEN.split(":")[1] not in hook["url"]
+        assert json.loads(hook["allowed_updates"]) == ["message", "callback_query"]
+        assert hook.get("drop_pending_updates", "false").lower() == "false"  # what queued at Telegram arrives
+        assert api.polls == 0 and not api.sent("deleteWebhook")  # no poll, no one-poller check
+        assert api.sent("setMyCommands")
+
+        risk = api.text_update(VIEWER, "/risk")
+        assert await post_update(port, risk, None) == 403
+        assert await post_update(port, risk, "not-the-secret") == 403
+        assert await post_update(port, risk, secret[:-1]) == 403
+        assert await post_update(port, api.text_update(VIEWER, "/help"), secret) == 200
+        replies = await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+        await asyncio.sleep(0.3)  # a reply to /risk would have come first (updates are handled in order)
+        assert len(api.sent("sendMessage", chat_id=str(VIEWER))) == 1 and "/help" in replies[0]["text"]
+        assert "kill switch" not in replies[0]["text"]
+    finally:
+        await transport.stop()
+    assert not api.sent("deleteWebhook") and api.webhook["url"] == WEBHOOK_URL  # left set: updates wait there
+    with pytest.raises(httpx.ConnectError):  # the server is gone
+        await post_update(port, api.text_update(VIEWER, "/help"), secret)
+    assert "Setting webhook" in caplog.text and "Calling Bot API endpoint `setWebhook`" in caplog.text  # DEBUG
+    assert secret not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+    assert f"telegram: webhook set to {WEBHOOK_URL}; listening on http://127.0.0.1:{port}/tradeops/" in caplog.text
+
+
+async def test_a_webhook_secret_setting_is_used_and_a_taken_port_is_a_clear_error(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    api.webhook["url"] = "https://old.example.com/hook"  # another deployment's
+    secret = "s3cret_-" * 32  # 256 characters, Telegram's longest
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        transport = make_transport(
+            services, url, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_port=port, telegram_webhook_secret=secret
+        )
+        with pytest.raises(TransportError) as refused:
+            await transport.start()
+    assert str(refused.value).startswith(f"the Telegram webhook server cannot listen on 127.0.0.1:{port} (")
+    assert "TRADEOPS_TELEGRAM_WEBHOOK_PORT" in str(refused.value) and not transport.app.running
+    assert api.sent("setWebhook")[0]["secret_token"] == secret
+    assert "telegram: replacing the webhook https://old.example.com/hook" in caplog.text
+    assert secret not in caplog.text
+
+
+async def test_a_webhook_taken_over_by_another_process_asks_the_run_to_stop(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    transport = make_transport(services, url, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_port=free_port())
+    assert transport.webhook is not None and transport.webhook.check_seconds == 60.0
+    transport.webhook = dataclasses.replace(transport.webhook, check_seconds=0.05)
+    asked: list[StopRequest] = []
+    await transport.start(asked.append)
+    try:
+        await asyncio.sleep(0.3)
+        assert not asked and len(api.sent("getWebhookInfo")) >= 3  # still ours: asked each round, nothing done
+        api.webhook_info_fails = True
+        await asyncio.sleep(0.3)
+        assert not asked and "telegram: webhook check failed, next in 0.05 s: Bad Gateway" in caplog.text
+        api.webhook_info_fails = False
+        api.webhook["url"] = "https://other.example.com/hook"  # another deployment set its own
+        await api.until(lambda: asked)
+        await asyncio.sleep(0.2)
+    finally:
+        await transport.stop()
+    reason = (
+        f"Telegram now posts this bot's updates to https://other.example.com/hook, not to {WEBHOOK_URL}: "
+        "another process took the token; stop it, or use another bot token"
+    )
+    assert asked == [StopRequest("telegram", reason)]  # once
+    assert f"telegram: {reason}" in caplog.text
+    assert not api.sent("setWebhook")[1:]  # not set back: no fight
+
+
+async def test_back_to_polling_after_webhook_mode_deletes_the_webhook(
+    fake: tuple[FakeBotAPI, str], services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, url = fake
+    hooked = make_transport(services, url, telegram_webhook_url=WEBHOOK_URL, telegram_webhook_port=free_port())
+    await hooked.start()
+    await hooked.stop()
+    assert api.webhook["url"] == WEBHOOK_URL  # left set
+    polling = make_transport(services, url)
+    await polling.start()
+    try:
+        api.message(VIEWER, "/help")
+        await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    finally:
+        await polling.stop()
+    assert api.sent("deleteWebhook") and api.webhook["url"] == ""
+    assert "telegram: a webhook was set for this bot; polling replaces it" in caplog.text
+
+
+async def test_webhook_settings_are_validated(services: Services) -> None:
+    for bad in ("bad secret", "ä" * 3, "x" * 257, "a;b"):
+        with pytest.raises(ValidationError, match="1-256 characters of A-Z, a-z, 0-9, _ and -") as error:
+            load_settings(telegram_webhook_secret=bad)
+        assert bad not in str(error.value).split("input_value")[0]  # the message never echoes it
+    assert load_settings(telegram_webhook_secret="  ").telegram_webhook_secret is None  # blank: made at start
+    for bad in ("bot.example.com/hook", "ftp://bot.example.com/", "https:///hook", "https://h.example.com/#x"):
+        with pytest.raises(ValidationError, match="TRADEOPS_TELEGRAM_WEBHOOK_URL must be the public https URL"):
+            load_settings(telegram_webhook_url=bad)
+    with pytest.raises(ValidationError, match="telegram_webhook_port"):
+        load_settings(telegram_webhook_port=70000)
+    for webhook, why in [
+        (f"https://bot.example.com/{TOKEN}", "contains the bot token"),
+        (f"https://bot.example.com/{TOKEN.split(':')[1]}", "contains the bot token"),
+        ("http://bot.example.com/hook", "must be https: Telegram posts only to https"),
+        ("https://bot.example.com:8080/hook", "has port 8080: Telegram posts only to ports 443, 80, 88, 8443"),
+    ]:
+        with pytest.raises(TransportError, match=why):
+            TelegramTransport(load_settings(telegram_webhook_url=webhook), services, TOKEN)
+    # A self-hosted Bot API server posts to any URL.
+    local = load_settings(
+        telegram_webhook_url="http://127.0.0.1:9000/hook", telegram_api_url="http://127.0.0.1:8081/bot"
+    )
+    hook = TelegramTransport(local, services, TOKEN).webhook
+    assert hook is not None and (hook.path, hook.listen, hook.port) == ("/hook", "127.0.0.1", 8443)
+    assert hook.secret not in repr(hook)
+    assert TelegramTransport(load_settings(), services, TOKEN).webhook is None  # long polling
 
 
 # --- access requests ---
@@ -609,7 +838,7 @@ async def test_deny_stops_the_requests_of_that_stranger(
     fake: tuple[FakeBotAPI, str], bot: TelegramTransport, services: Services
 ) -> None:
     api, _ = fake
-    bot._refusals.interval = 0.0  # every message is refused now
+    bot.access.refusals.interval = 0.0  # every message is refused now
     api.message(STRANGER, "hello")
     await api.until(lambda: api.sent("sendMessage", chat_id=str(ADMIN)))
     message = request_message(api, ADMIN, STRANGER)
@@ -676,3 +905,53 @@ async def test_doctor_checks_the_telegram_token_with_get_me_and_never_prints_it(
 
     status, out = await tradeops("doctor", env={"TRADEOPS_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
     assert "[ok  ] chat: no transport configured" in out and "telegram:" not in out
+
+
+async def test_doctor_shows_the_webhook_telegram_has_and_its_last_error_never_the_secret(
+    fake: tuple[FakeBotAPI, str], tmp_path: Path
+) -> None:
+    api, url = fake
+    secret = "doctor_must_not_print_this"
+    env = {
+        "TRADEOPS_TELEGRAM_TOKEN": TOKEN,
+        "TRADEOPS_TELEGRAM_API_URL": url,
+        "TRADEOPS_DATA_DIR": str(tmp_path),
+        "TRADEOPS_TELEGRAM_WEBHOOK_URL": WEBHOOK_URL,
+        "TRADEOPS_TELEGRAM_WEBHOOK_SECRET": secret,
+    }
+    # What Telegram answers for a webhook it cannot reach (the Bot API's WebhookInfo fields).
+    api.webhook |= {
+        "url": WEBHOOK_URL,
+        "pending_update_count": 3,
+        "last_error_date": 1625551205,
+        "last_error_message": "Connection refused",
+    }
+    status, out = await tradeops("doctor", env=env, cwd=tmp_path)
+    assert (
+        f"[ok  ] telegram: the token belongs to @tradeops_test_bot (getMe at {url}); webhook mode: Telegram posts "
+        f"to {WEBHOOK_URL}; 3 updates pending; last delivery error at 2021-07-06T06:00:05+00:00: Connection refused"
+    ) in out, out
+    assert status == 0 and secret not in out and TOKEN.split(":")[1] not in out
+    assert [m for m, _ in api.calls if m != "getMe"] == ["getWebhookInfo"]  # the doctor changes nothing
+
+    # Polling configured, and a webhook set at Telegram by someone else, with the token as its path.
+    api.webhook["url"] = f"https://other.example.com/{TOKEN}"
+    polling = {k: v for k, v in env.items() if "WEBHOOK" not in k}
+    status, out = await tradeops("doctor", env=polling, cwd=tmp_path)
+    assert (
+        "long polling; Telegram has the webhook https://other.example.com/<token> set: `tradeops run` deletes it"
+    ) in out, out
+    assert status == 0 and TOKEN.split(":")[1] not in out
+
+
+def test_the_webhook_state_is_described_against_the_setting() -> None:
+    info = WebhookInfo(url="", has_custom_certificate=False, pending_update_count=0)
+    assert describe(info, None) == "long polling (no webhook set at Telegram)"
+    assert describe(info, WEBHOOK_URL) == (
+        f"webhook mode ({WEBHOOK_URL}); Telegram has no webhook yet: `tradeops run` sets it; 0 updates pending"
+    )
+    other = WebhookInfo(url="https://old.example.com/x", has_custom_certificate=False, pending_update_count=2)
+    assert describe(other, WEBHOOK_URL) == (
+        f"webhook mode ({WEBHOOK_URL}); Telegram posts to https://old.example.com/x: `tradeops run` replaces it; "
+        "2 updates pending"
+    )
