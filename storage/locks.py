@@ -76,7 +76,9 @@ async def _advisory_lock(engine: Engine, name: str, *, wait: bool) -> AsyncItera
     # psycopg wants a plain libpq URL; search_path and other options ride along in the query.
     conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     # 64 bits of md5: hashtext's 32 bits would let two names a process holds at once collide.
-    key_sql = "('x' || substr(md5(%s), 1, 16))::bit(64)::bigint"
+    # Advisory locks are per database, not per schema: the schema is part of the key, so two
+    # deployments in two schemas of one database (or two test runs) do not lock each other out.
+    key_sql = "('x' || substr(md5(coalesce(current_schema(), '') || '|' || %s), 1, 16))::bit(64)::bigint"
     async with await AsyncConnection.connect(conninfo, autocommit=True) as connection:
         while True:
             row = await (await connection.execute(f"SELECT pg_try_advisory_lock({key_sql})", (name,))).fetchone()
