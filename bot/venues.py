@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from bot.logs import register_secret
 from bot.settings import Settings
 from storage.paper_ledger import SqlPaperLedger
 from venues.base import Venue
@@ -42,8 +43,35 @@ class LiveVenueBuilder:
     build: Callable[[Settings, Clock, SqlPaperLedger], Venue]
 
 
+def _build_ccxt(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Venue:
+    """The ccxt venue. With keys (sandbox required, checked by CcxtConfig) entries go to the
+    exchange's test environment and exits stay with a PaperBroker; without keys every order goes to
+    the PaperBroker on the exchange's real rules."""
+    from venues.adapters.ccxt import CcxtVenue, SandboxBroker
+    from venues.adapters.ccxt.config import CcxtConfigError
+
+    try:
+        config = settings.ccxt_config
+    except CcxtConfigError as exc:
+        raise VenueConfigError(str(exc)) from None
+    for value in (config.api_key, config.secret, config.password):
+        register_secret(value)
+    venue = CcxtVenue(config, clock)
+    paper = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["USDT"]))
+    venue.broker = SandboxBroker(venue, paper) if config.has_keys else paper
+    return venue
+
+
+CCXT_BUILDER = LiveVenueBuilder(
+    kind="ccxt",
+    variables="TRADEOPS_CCXT_EXCHANGE (keys optional: TRADEOPS_CCXT_API_KEY/_SECRET/_PASSWORD "
+    "with TRADEOPS_CCXT_SANDBOX=true)",
+    configured=lambda settings: bool(settings.ccxt_exchange),
+    build=_build_ccxt,
+)
+
 # Each adapter adds its builder here (bot/ may read settings; venues/adapters receive typed configs).
-LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = ()
+LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = (CCXT_BUILDER,)
 
 
 def configured_live(settings: Settings) -> list[LiveVenueBuilder]:
