@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from venues.clock import RealClock
+
 FIXTURES = Path(__file__).parent / "fixtures" / "ccxt"
 MINUTE_MS = 60_000
 _TF_MS = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1H": 60, "4h": 240, "4H": 240, "1d": 1440, "1Dutc": 1440}
@@ -66,7 +68,7 @@ class FakeExchange:
     ``history_page``: most bars OKX's history-candles answers (100, as the real one)."""
 
     exchange: str
-    now: datetime
+    now: datetime | None  # None: the real time, for the CLI on the real clock
     listed: datetime = datetime(2023, 1, 1, tzinfo=UTC)
     gaps: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
     history_page: int = 100
@@ -78,9 +80,14 @@ class FakeExchange:
     requests: Counter[str] = field(default_factory=Counter)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     order_posts: int = 0
+    simulated_trading: list[str | None] = field(default_factory=list)  # OKX's demo header on each POST
     url: str = ""
+    extra_coins: int = 0  # synthetic spot markets C001, C002, ... beside the four real names (benchmarks)
 
     def __post_init__(self) -> None:
+        self.assets = dict(ASSETS)
+        for n in range(1, self.extra_coins + 1):
+            self.assets[f"C{n:03d}"] = (1.0 + n * 0.37, "0.01", "0.0001", "1")
         if self.exchange not in ("okx", "binance"):
             raise ValueError(f"the fake serves okx and binance, not {self.exchange!r}")
         self.data = recorded(self.exchange)
@@ -131,12 +138,13 @@ class FakeExchange:
 
     @property
     def now_ms(self) -> int:
-        return int(self.now.timestamp() * 1000)
+        moment = self.now if self.now is not None else RealClock().now()
+        return int(moment.timestamp() * 1000)
 
     # --- the series ---
 
     def price(self, base: str, ms: int) -> float:
-        level = ASSETS[base][0]
+        level = self.assets[base][0]
         m = ms / MINUTE_MS
         return round(level * (1 + 0.03 * math.sin(m / 997) + 0.01 * math.sin(m / 61) + 0.00002 * (m % 13)), 2)
 
@@ -188,6 +196,8 @@ class FakeExchange:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.requests[f"{request.method} {path}"] += 1
+        if request.method == "POST":
+            self.simulated_trading.append(request.headers.get("x-simulated-trading"))
         fault = next(
             (f for f in self.faults if f.times > 0 and f.path in path and f.method in (None, request.method)), None
         )
@@ -201,7 +211,8 @@ class FakeExchange:
         body = await request.text()
         if body:
             if request.content_type == "application/json":
-                query.update(json.loads(body))
+                decoded = json.loads(body)
+                query.update(decoded if isinstance(decoded, dict) else {"batch": decoded})
             else:
                 query.update(dict(urllib.parse.parse_qsl(body)))
         key = request.headers.get("OK-ACCESS-KEY") or request.headers.get("X-MBX-APIKEY")
@@ -239,7 +250,7 @@ class FakeExchange:
     def _okx_instruments(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
         kind = q.get("instType", "SPOT")
         data = []
-        for base, (_, amount, tick, ct_val) in ASSETS.items():
+        for base, (_, amount, tick, ct_val) in self.assets.items():
             common = {"alias": "", "baseCcy": "", "category": "1", "ctMult": "", "ctType": "", "ctVal": "",
                       "ctValCcy": "", "expTime": "", "instFamily": "", "lever": "", "listTime": "1548133413000",
                       "optType": "", "quoteCcy": "", "settleCcy": "", "state": "live", "stk": "", "uly": "",
@@ -275,7 +286,7 @@ class FakeExchange:
 
     def _okx_tickers(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
         kind = q.get("instType", "SPOT")
-        insts = [f"{b}-USDT" for b in ASSETS] if kind == "SPOT" else [f"{b}-USDT-SWAP" for b in SWAPS]
+        insts = [f"{b}-USDT" for b in self.assets] if kind == "SPOT" else [f"{b}-USDT-SWAP" for b in SWAPS]
         rows = [self._okx_ticker_row(i) for i in insts if i.split("-")[0] not in self.unquoted]
         return 200, {"code": "0", "msg": "", "data": rows}
 
@@ -327,7 +338,12 @@ class FakeExchange:
             "data": [{"details": [detail], "totalEq": "5000", "uTime": str(self.now_ms)}],
         }
 
-    def _okx_order(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
+    def _okx_batch_orders(self, method: str, q: dict[str, Any]) -> tuple[int, Any]:
+        """ccxt places one OKX order through batch-orders (a list of one)."""
+        replies = [self._okx_order("POST", order)[1]["data"][0] for order in q["batch"]]
+        return 200, {"code": "0", "msg": "", "data": replies}
+
+    def _okx_order(self, method: str, q: dict[str, Any]) -> tuple[int, Any]:
         if method == "POST":
             self.order_posts += 1
             client_id = q["clOrdId"]
@@ -360,13 +376,14 @@ class FakeExchange:
         "/api/v5/public/funding-rate": "_okx_funding",
         "/api/v5/account/balance": "_okx_balance",
         "/api/v5/trade/order": "_okx_order",
+        "/api/v5/trade/batch-orders": "_okx_batch_orders",
     }
 
     # --- Binance routes ---
 
     def _binance_spot_info(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
         symbols = []
-        for base, (_, amount, tick, _) in ASSETS.items():
+        for base, (_, amount, tick, _) in self.assets.items():
             symbols.append({
                 "symbol": f"{base}USDT", "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
                 "quoteAsset": "USDT", "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
@@ -390,7 +407,7 @@ class FakeExchange:
     def _binance_fapi_info(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
         symbols = []
         for base in SWAPS:
-            tick = ASSETS[base][2]
+            tick = self.assets[base][2]
             symbols.append({
                 "symbol": f"{base}USDT", "pair": f"{base}USDT", "contractType": "PERPETUAL",
                 "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": "TRADING",
@@ -440,7 +457,9 @@ class FakeExchange:
     def _binance_tickers(self, q: dict[str, str], *, futures: bool) -> tuple[int, Any]:
         if "symbol" in q:
             return 200, self._binance_ticker_row(q["symbol"], futures)
-        wanted = json.loads(q["symbols"]) if "symbols" in q else [f"{b}USDT" for b in (SWAPS if futures else ASSETS)]
+        wanted = (
+            json.loads(q["symbols"]) if "symbols" in q else [f"{b}USDT" for b in (SWAPS if futures else self.assets)]
+        )
         return 200, [
             self._binance_ticker_row(s, futures) for s in wanted if s.removesuffix("USDT") not in self.unquoted
         ]

@@ -7,25 +7,43 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import ccxt.async_support as ccxt_async
 import pandas as pd
 import pytest
 from sqlalchemy import Engine
+from typer.testing import CliRunner
 
+from bot.cli import app
+from bot.core import Caller, CommandCore
+from bot.services import open_services
+from bot.settings import load_settings
+from bot.venues import VenueConfigError, live_venues
 from storage.paper_ledger import SqlPaperLedger
-from tests.fake_ccxt import FIXTURES, FakeExchange
-from venues.adapters.ccxt import CcxtConfig, CcxtConfigError, CcxtVenue, SandboxBroker, validate_exchange_id
+from storage.users import Role
+from tests.fake_ccxt import FIXTURES, VALID_KEY, FakeExchange
+from tests.support import restored_logging
+from venues.adapters.ccxt import (
+    CcxtConfig,
+    CcxtConfigError,
+    CcxtVenue,
+    SandboxBroker,
+    exchange_client_id,
+    validate_exchange_id,
+)
 from venues.adapters.ccxt.client import make_exchange, rewrite_urls
 from venues.adapters.resilience import RetryPolicy
 from venues.clock import SimulatedClock
-from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueAuthError, VenueUnavailable
-from venues.models import AssetClass, CryptoFees
-from venues.paper import PaperBroker
+from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueAuthError, VenueError, VenueUnavailable
+from venues.models import AssetClass, CryptoFees, OrderRequest, OrderStatus, OrderType, Side
+from venues.paper import PaperBroker, PaperBrokerConfig
 
 # Just after the recorded OKX/Binance BTC/USDT 1h candles (16:00, 17:00, 18:00 UTC on 2024-01-30).
 NOW = datetime(2024, 1, 30, 19, 30, 5, tzinfo=UTC)
@@ -216,6 +234,10 @@ def continuous(frame: pd.DataFrame, step: timedelta) -> bool:
 
 
 async def test_bars_are_final_continuous_and_carry_the_recorded_rows(venue: CcxtVenue, fake: FakeExchange) -> None:
+    window = await venue.bars(
+        "BTC/USDT", "1h", start=datetime(2024, 1, 30, 9, 30, tzinfo=UTC), end=datetime(2024, 1, 30, 12, 59, tzinfo=UTC)
+    )
+    assert list(window.index.hour) == [10, 11, 12]
     bars = await venue.bars("BTC/USDT", "1h", limit=48)
     assert len(bars) == 48 and continuous(bars, timedelta(hours=1))
     assert bars["close_time"].iloc[-1] <= NOW  # the 19:00 bar still forming is dropped
@@ -359,3 +381,208 @@ async def test_a_bad_key_names_the_settings_and_shows_no_secret(fake: FakeExchan
     text = str(raised.value)
     assert "TRADEOPS_CCXT_API_KEY" in text and "wrong-key-123" not in text and "s3cr3t" not in text
     assert fake.count("/balance" if fake.exchange == "okx" else "/account") == 1  # a 401 is not retried
+
+
+# --- end to end: the command core and the CLI on a ccxt venue ---
+
+TRADER = Caller("telegram", 1002, "tom")
+
+
+@pytest.fixture
+def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
+    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("hermetic")
+async def test_scan_chart_and_signal_work_on_the_exchange_as_on_replay(tmp_path: Path) -> None:
+    with FakeExchange("okx", NOW) as fake:
+        settings = load_settings(data_dir=tmp_path / "data", ccxt_exchange="okx", ccxt_api_url=fake.url)
+        clock = SimulatedClock(NOW)
+        async with open_services(settings, clock=clock) as services:
+            assert list(services.venues) == ["okx"]
+            venue = services.venues["okx"]
+            assert isinstance(venue, CcxtVenue) and isinstance(venue.broker, PaperBroker)
+            services.users.grant("telegram", TRADER.user_id, Role.TRADER, at=clock.now(), display_name="tom")
+            core = CommandCore(services)
+            added = await core.handle(
+                TRADER, "/watch add majors okx:BTC/USDT okx:ETH/USDT okx:SOL/USDT okx:eth/usdt:usdt"
+            )
+            assert added.ok and "(15m): BTC/USDT ETH/USDT SOL/USDT ETH/USDT:USDT" in added.text, added.text
+            scanned = await core.handle(TRADER, "/scan majors")
+            assert scanned.ok and "scan at 2024-01-30T19:30:05" in scanned.text, scanned.text
+            assert fake.count("/market/tickers") == 2  # spot and swap, one call each for the whole list
+            chart = await core.handle(TRADER, "/chart okx:BTC/USDT 1h")
+            assert chart.ok and "BTC/USDT 1h" in chart.text and chart.images, chart.text
+            assert chart.images[0].endswith(".png")
+            signal = await core.handle(TRADER, "/signal okx:ETH/USDT:USDT")
+            assert signal.ok and "ETH/USDT:USDT" in signal.text, signal.text
+            unknown = await core.handle(TRADER, "/chart okx:DOGE/USDT")
+            assert not unknown.ok and "unknown symbol 'DOGE/USDT' on venue 'okx'" in unknown.text
+            # The exchange stops quoting one name: the scan goes on with the others and says why.
+            fake.unquoted.add("SOL")
+            venue.quotes.clear()
+            majors = next(w for w in services.watchlists.all() if w.name == "majors")
+            report = await services.scanner.scan(majors, trigger="manual")
+            assert not report.error and report.universe == 4
+            assert report.skipped["SOL/USDT"] == "no quote at 2024-01-30T19:30Z: okx returned no price for SOL/USDT"
+            requests = fake.count("")
+            again = await core.handle(TRADER, "/chart okx:BTC/USDT 1h")  # same bar: from the caches
+            assert again.ok and fake.count("") == requests
+
+
+@pytest.mark.usefixtures("hermetic")
+def test_tradeops_scan_and_doctor_on_the_real_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeExchange("binance", None) as fake:
+        monkeypatch.setenv("TRADEOPS_CCXT_EXCHANGE", "binance")
+        monkeypatch.setenv("TRADEOPS_CCXT_API_URL", fake.url)
+        monkeypatch.setenv("TRADEOPS_CCXT_MARKETS", "spot")
+        monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path / "data"))
+        runner = CliRunner()
+        with restored_logging():
+            added = runner.invoke(app, ["chat", "-c", "/watch add majors BTC/USDT ETH/USDT SOL/USDT"])
+            assert added.exit_code == 0, added.output
+            scanned = runner.invoke(app, ["scan", "majors", "--json"])
+            assert scanned.exit_code == 0, scanned.output
+            doctor = runner.invoke(app, ["doctor"])
+        assert "venue ccxt" in doctor.output and "binance: 4 markets (4 spot, 0 USDT perpetuals)" in doctor.output
+        report = json.loads(scanned.output)
+        assert report["ok"], report
+        assert fake.count("/ticker/24hr") >= 1 and fake.count("/fapi/") == 0
+
+
+# --- orders: entries to the sandbox, placed once ---
+
+
+def test_client_order_ids_fit_each_exchange_and_stay_distinct() -> None:
+    okx_ok, binance_ok = re.compile(r"^[A-Za-z0-9]{1,32}$"), re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+    assert exchange_client_id("okx", "a1b2c3d4e5f6") == "a1b2c3d4e5f6"
+    assert exchange_client_id("binance", "a1b2c3d4e5f6") == "a1b2c3d4e5f6"
+    ids = ["a1b2c3d4e5f6-tp1", "a1b2c3d4e5f6-tp2", "x" * 64, "x" * 63 + "y", "sig_2024.01:30-btc"]
+    for exchange, pattern in (("okx", okx_ok), ("binance", binance_ok), ("bybit", okx_ok)):
+        made = [exchange_client_id(exchange, i) for i in ids]
+        assert all(pattern.match(m) for m in made), made
+        assert len(set(made)) == len(ids)
+        assert made == [exchange_client_id(exchange, i) for i in ids]  # the same every time
+
+
+def sandbox_venue(fake: FakeExchange, engine: Engine, **changes: Any) -> tuple[CcxtVenue, SandboxBroker]:
+    keys = {"api_key": VALID_KEY, "secret": "test-secret", "password": "test-pass", "sandbox": True}
+    venue, _ = make_venue(fake, **(keys | changes))
+    paper = PaperBroker(
+        venue.name, venue, venue.clock, SqlPaperLedger(engine), PaperBrokerConfig({"USDT": Decimal(10_000)})
+    )
+    broker = SandboxBroker(venue, paper)
+    venue.broker = broker
+    return venue, broker
+
+
+def entry(client_order_id: str = "c0ffee01", qty: str = "0.01") -> OrderRequest:
+    return OrderRequest(client_order_id=client_order_id, symbol="BTC/USDT", side=Side.BUY, qty=Decimal(qty))
+
+
+async def test_an_entry_goes_to_the_sandbox_once_and_its_exits_stay_paper(fake: FakeExchange, engine: Engine) -> None:
+    venue, broker = sandbox_venue(fake, engine)
+    try:
+        order = await venue.place_order(entry())
+        assert order.status in (OrderStatus.PENDING, OrderStatus.FILLED) and order.venue == fake.exchange
+        assert fake.order_posts == 1 and list(fake.orders) == ["c0ffee01"]
+        sent = fake.orders["c0ffee01"]
+        assert (sent.get("instId") or sent.get("symbol")) in ("BTC-USDT", "BTCUSDT")
+        assert (sent.get("sz") or sent.get("quantity")) in ("0.01", "0.01000000")
+        again = await venue.place_order(entry())  # the same client order id: nothing new is sent
+        assert again.client_order_id == order.client_order_id and fake.order_posts == 1
+        stop = OrderRequest(
+            client_order_id="c0ffee01-sl", symbol="BTC/USDT", side=Side.SELL, qty=Decimal("0.01"),
+            type=OrderType.STOP, stop_price=Decimal(40000), parent="c0ffee01",
+        )  # fmt: skip
+        child = await venue.place_order(stop)
+        assert child.status is OrderStatus.PENDING and fake.order_posts == 1  # the exit stays paper
+        assert "free USDT" in await broker.exchange_balance() or fake.exchange == "binance"
+    finally:
+        await venue.aclose()
+
+
+@pytest.mark.parametrize("fault", ["429", "timeout"])
+async def test_an_order_whose_answer_was_lost_is_looked_up_not_sent_again(
+    fake: FakeExchange, engine: Engine, fault: str
+) -> None:
+    path = "/trade/" if fake.exchange == "okx" else "/api/v3/order"
+    if fault == "429":  # the exchange took the order, then answered 429
+        fake.fail(path, 429, retry_after="1", after_handling=True, method="POST")
+    else:  # the answer comes after our timeout
+        fake.fail(path, delay=1.0, method="POST")
+    venue, _ = sandbox_venue(fake, engine, timeout_s=0.4)
+    try:
+        order = await venue.place_order(entry("feed0001"))
+    finally:
+        await venue.aclose()
+    assert order.client_order_id == "feed0001"
+    assert fake.order_posts == 1 and list(fake.orders) == ["feed0001"]
+
+
+async def test_a_create_refused_with_503_is_looked_up_then_sent_once_more(fake: FakeExchange, engine: Engine) -> None:
+    path = "/trade/" if fake.exchange == "okx" else "/api/v3/order"
+    fake.fail(path, 503, method="POST")  # answered before the exchange took the order
+    venue, _ = sandbox_venue(fake, engine)
+    try:
+        order = await venue.place_order(entry("beef0001"))
+    finally:
+        await venue.aclose()
+    assert order.client_order_id == "beef0001"
+    assert len(fake.simulated_trading) == 2 and fake.order_posts == 1 and list(fake.orders) == ["beef0001"]
+    if fake.exchange == "okx":  # ccxt's sandbox mode marks every OKX request as demo trading
+        assert fake.simulated_trading == ["1", "1"]
+
+
+def test_no_order_path_reaches_a_live_account(fake: FakeExchange, engine: Engine) -> None:
+    venue, _ = make_venue(fake)  # no sandbox
+    paper = PaperBroker(venue.name, venue, venue.clock, SqlPaperLedger(engine))
+    with pytest.raises(VenueError) as raised:
+        SandboxBroker(venue, paper)
+    assert "never sends an order to a live account" in str(raised.value)
+    settings = load_settings(ccxt_exchange=fake.exchange, ccxt_api_key="k-123456", ccxt_secret="s-123456")
+    with pytest.raises(VenueConfigError) as refused:
+        live_venues(settings, SimulatedClock(NOW), engine)
+    assert "TRADEOPS_CCXT_SANDBOX=true" in str(refused.value) and "k-123456" not in str(refused.value)
+
+
+# --- funding: the live rate in the cost of a perpetual short ---
+
+
+async def test_a_negative_funding_rate_is_charged_to_the_short_as_paid(fake: FakeExchange) -> None:
+    fake.funding_rate = "-0.00020000"
+    venue, _ = make_venue(fake)
+    try:
+        perp = await venue.instrument("BTC/USDT:USDT")
+    finally:
+        await venue.aclose()
+    assert perp.short is not None and perp.short.funding_rate_8h == Decimal("0.0002")
+    assert "-0.0200% per 8h" in perp.short.basis
+
+
+async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(engine: Engine) -> None:
+    with FakeExchange("okx", NOW) as fake:
+        clock = SimulatedClock(NOW)
+        venue, _ = make_venue(fake, clock)
+        ledger = SqlPaperLedger(engine)
+        broker = PaperBroker(venue.name, venue, clock, ledger, PaperBrokerConfig({"USDT": Decimal(10_000)}))
+        try:
+            short = OrderRequest(
+                client_order_id="f00d0001", symbol="BTC/USDT:USDT", side=Side.SELL, qty=Decimal("0.01")
+            )
+            await broker.place(short)
+            clock.advance_to(datetime(2024, 1, 31, 0, 5, tzinfo=UTC))  # across the 00:00 UTC funding
+            fake.now = clock.now()
+            await broker.process()
+            position = next(p for p in await broker.positions() if p.symbol == "BTC/USDT:USDT")
+            fill = (await broker.fills("f00d0001"))[0]
+            mark = datetime(2024, 1, 31, tzinfo=UTC)
+            last = await venue.bars("BTC/USDT:USDT", "1m", end=mark - timedelta(minutes=1), limit=1)
+        finally:
+            await venue.aclose()
+    assert position.qty == Decimal("-0.01") and ledger.last_carry("okx", "BTC/USDT:USDT", "USDT") == mark
+    funding = (Decimal("0.01") * Decimal(str(last["close"].iloc[-1])) * Decimal("0.0003")).quantize(Decimal("1e-8"))
+    assert fill.ts < mark and position.realized_pnl == -funding  # only the funding is realized while it is open

@@ -63,22 +63,23 @@ def wanted(market: dict[str, Any], types: Sequence[str]) -> bool:
 
 def funding_terms(rate: dict[str, Any] | None, exchange: str) -> ShortTerms:
     """ShortTerms of a USDT perpetual from ccxt's funding-rate structure: the current rate scaled to
-    8 hours (some contracts settle every 4 h or 1 h); the assumed default when none was read."""
-    if not rate or _dec(rate.get("fundingRate")) is None:
+    8 hours (some contracts settle every 4 h or 1 h); the assumed default when none was read.
+
+    The short is charged the rate's size either way: a negative rate is what shorts really pay, and
+    a positive one (which would pay the short) is charged too, the cautious reading the assumed
+    default of venues.models already takes."""
+    value = _dec((rate or {}).get("fundingRate"))
+    if value is None:
         return PERPETUAL_SHORT
-    value = _dec(rate["fundingRate"])
-    assert value is not None
-    interval = str(rate.get("interval") or "8h")
+    interval = str((rate or {}).get("interval") or "8h")
     hours = Decimal(interval[:-1]) if interval.endswith("h") and interval[:-1].isdigit() else Decimal(8)
-    per_8h = value * Decimal(8) / hours
-    stamp = rate.get("timestamp") or rate.get("fundingTimestamp")
+    per_8h = abs(value) * Decimal(8) / hours
+    stamp = (rate or {}).get("timestamp") or (rate or {}).get("fundingTimestamp")
     when = f" at {datetime.fromtimestamp(stamp / 1000, UTC):%Y-%m-%d %H:%M} UTC" if stamp else ""
     return ShortTerms(
         initial_margin=Decimal(1),
         funding_rate_8h=per_8h,
-        basis=(
-            f"{exchange} current funding {value * 100:.4f}% per {interval}{when}, charged to the short when positive"
-        ),
+        basis=f"{exchange} current funding {value * 100:+.4f}% per {interval}{when}, its size charged to the short",
     )
 
 

@@ -56,12 +56,16 @@ def _from_ms(value: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=int(value))
 
 
-def last_final_open(now: datetime, tf: Timeframe) -> datetime:
-    """Open time of the newest bar closed by ``now`` on the exchange's UTC grid (weeks from Monday)."""
+def bar_open(moment: datetime, tf: Timeframe) -> datetime:
+    """Open time of the bar ``moment`` falls in, on the exchange's UTC grid (weeks from Monday)."""
     origin = _MONDAY if tf.name == "1w" else _EPOCH
     step = tf.delta.to_pytimedelta()
-    current = origin + ((now - origin) // step) * step  # the bar in progress (or opening at now)
-    return current - step
+    return origin + ((moment - origin) // step) * step
+
+
+def last_final_open(now: datetime, tf: Timeframe) -> datetime:
+    """Open time of the newest bar closed by ``now``."""
+    return bar_open(now, tf) - tf.delta.to_pytimedelta()
 
 
 class CcxtVenue(BrokeredVenue):
@@ -92,7 +96,7 @@ class CcxtVenue(BrokeredVenue):
         )
         self.quotes: QuoteCache[Quote] = QuoteCache(clock, QUOTE_TTL_S)
         self.bars_cache = BarsCache()
-        self.quote_problems: dict[str, str] = {}
+        self.quote_problems: dict[str, str] = {}  # symbol -> why the exchange gave no quote last time
         self.gaps: dict[tuple[str, str], list[tuple[datetime, datetime]]] = {}
         self._instruments: dict[str, Instrument] = {}
         self._markets_at: datetime | None = None
@@ -209,7 +213,9 @@ class CcxtVenue(BrokeredVenue):
                 quotes[symbol] = made
         for symbol, why in problems.items():
             log.warning("%s: no quote for %s: %s", self.name, symbol, why)
-        self.quote_problems = problems
+        for symbol in quotes:
+            self.quote_problems.pop(symbol, None)
+        self.quote_problems.update(problems)
         return quotes
 
     # --- bars ---
@@ -247,9 +253,11 @@ class CcxtVenue(BrokeredVenue):
         tf = self._timeframe(timeframe)
         now = self.clock.now()
         newest = last_final_open(now, tf)
-        until = min(newest, ensure_utc(end)) if end is not None else newest
-        if start is not None:
-            first = ensure_utc(start)
+        until = min(newest, bar_open(ensure_utc(end), tf)) if end is not None else newest
+        if start is not None:  # the first bar opening at or after start
+            begin = ensure_utc(start)
+            first = bar_open(begin, tf)
+            first = first if first == begin else first + tf.delta.to_pytimedelta()
         else:
             count = limit if limit is not None else self.config.default_bars
             first = until - tf.delta.to_pytimedelta() * max(count - 1, 0)
