@@ -14,12 +14,13 @@ Two sources of market data, never mixed in one process (they run on different cl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from bot.logs import register_secret
+from bot.logs import install_redaction, register_secret
 from bot.settings import Settings
 from storage.paper_ledger import SqlPaperLedger
 from venues.base import Venue
@@ -56,6 +57,11 @@ def _build_ccxt(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Ven
         raise VenueConfigError(str(exc)) from None
     for value in (config.api_key, config.secret, config.password):
         register_secret(value)
+    if config.has_keys:
+        install_redaction()
+        # ccxt logs each request's headers (the key, the passphrase, the signature) at DEBUG.
+        ccxt_log = logging.getLogger("ccxt")
+        ccxt_log.setLevel(max(logging.INFO, ccxt_log.level))
     venue = CcxtVenue(config, clock)
     paper = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["USDT"]))
     venue.broker = SandboxBroker(venue, paper) if config.has_keys else paper

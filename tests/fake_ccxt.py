@@ -57,7 +57,7 @@ class Fault:
     times: int = 1
     retry_after: str | None = None
     delay: float = 0.0
-    after_handling: bool = False  # the request takes effect, then the fault is answered (a lost reply)
+    after_handling: bool = False  # the request takes effect first, then the delay and the fault (a lost reply)
     method: str | None = None
 
 
@@ -203,7 +203,7 @@ class FakeExchange:
         )
         if fault is not None:
             fault.times -= 1
-            if fault.delay:
+            if fault.delay and not fault.after_handling:
                 await asyncio.sleep(fault.delay)
             if fault.status and not fault.after_handling:
                 return self._error(fault)
@@ -223,8 +223,11 @@ class FakeExchange:
         if name is None:
             return web.json_response({"code": "404", "msg": f"the fake does not serve {path}"}, status=404)
         status, payload = getattr(self, name)(request.method, query)
-        if fault is not None and fault.status and fault.after_handling:
-            return self._error(fault)
+        if fault is not None and fault.after_handling:  # taken effect; the answer is late or an error
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status:
+                return self._error(fault)
         return web.json_response(payload, status=status)
 
     def _error(self, fault: Fault) -> web.Response:

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.core import Caller, CommandCore
+from bot.logs import redact
 from bot.services import open_services
 from bot.settings import load_settings
 from bot.venues import VenueConfigError, live_venues
@@ -72,6 +73,7 @@ def make_venue(fake: FakeExchange, clock: SimulatedClock | None = None, **change
     venue = CcxtVenue(
         config, clock or SimulatedClock(NOW), sleep=sleeps, retry=RetryPolicy(attempts=4, base_delay=0.01)
     )
+    venue.exchange.timeout_on_exit = 0  # ccxt waits 250 ms on close for TLS shutdowns; the fake speaks plain HTTP
     return venue, sleeps
 
 
@@ -356,12 +358,12 @@ async def test_a_503_then_success_is_retried(fake: FakeExchange) -> None:
 
 
 async def test_a_timeout_is_retried_and_repeated_ones_say_so(fake: FakeExchange) -> None:
-    fake.fail("ticker", delay=1.0)
+    fake.fail("ticker", delay=0.5)
     venue, sleeps = make_venue(fake, timeout_s=0.2)
     try:
         assert "BTC/USDT" in await venue.snapshot(["BTC/USDT"])
         assert len(sleeps.waits) == 1
-        fake.fail("ticker", delay=1.0, times=4)
+        fake.fail("ticker", delay=0.5, times=4)
         venue.quotes.clear()
         with pytest.raises(VenueUnavailable) as raised:
             await venue.snapshot(["BTC/USDT"])
@@ -512,15 +514,16 @@ async def test_an_order_whose_answer_was_lost_is_looked_up_not_sent_again(
     path = "/trade/" if fake.exchange == "okx" else "/api/v3/order"
     if fault == "429":  # the exchange took the order, then answered 429
         fake.fail(path, 429, retry_after="1", after_handling=True, method="POST")
-    else:  # the answer comes after our timeout
-        fake.fail(path, delay=1.0, method="POST")
-    venue, _ = sandbox_venue(fake, engine, timeout_s=0.4)
+    else:  # the exchange took the order; its answer comes after our timeout
+        fake.fail(path, delay=0.6, after_handling=True, method="POST")
+    venue, _ = sandbox_venue(fake, engine, timeout_s=0.3)
     try:
         order = await venue.place_order(entry("feed0001"))
     finally:
         await venue.aclose()
     assert order.client_order_id == "feed0001"
     assert fake.order_posts == 1 and list(fake.orders) == ["feed0001"]
+    assert len(fake.simulated_trading) == 1  # one POST: looked up after the lost answer, found, not re-sent
 
 
 async def test_a_create_refused_with_503_is_looked_up_then_sent_once_more(fake: FakeExchange, engine: Engine) -> None:
@@ -586,3 +589,20 @@ async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(e
     assert position.qty == Decimal("-0.01") and ledger.last_carry("okx", "BTC/USDT:USDT", "USDT") == mark
     funding = (Decimal("0.01") * Decimal(str(last["close"].iloc[-1])) * Decimal("0.0003")).quantize(Decimal("1e-8"))
     assert fill.ts < mark and position.realized_pnl == -funding  # only the funding is realized while it is open
+
+
+def test_the_keys_are_registered_as_secrets_when_the_venue_is_built(fake: FakeExchange, engine: Engine) -> None:
+    settings = load_settings(
+        ccxt_exchange=fake.exchange,
+        ccxt_api_url=fake.url,
+        ccxt_api_key="key-7f3a9c",
+        ccxt_secret="secret-91bd2e",
+        ccxt_password="pass-5e6f70",
+        ccxt_sandbox=True,
+    )
+    venues = live_venues(settings, SimulatedClock(NOW), engine)
+    venue = venues[fake.exchange]
+    assert isinstance(venue, CcxtVenue) and isinstance(venue.broker, SandboxBroker)
+    assert venue.exchange.isSandboxModeEnabled
+    assert redact("key-7f3a9c secret-91bd2e pass-5e6f70") == "*** *** ***"
+    assert logging.getLogger("ccxt").getEffectiveLevel() >= logging.INFO
