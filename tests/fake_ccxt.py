@@ -59,6 +59,7 @@ class Fault:
     delay: float = 0.0
     after_handling: bool = False  # the request takes effect first, then the delay and the fault (a lost reply)
     method: str | None = None
+    query: str | None = None  # a substring of the query string (one symbol of several)
 
 
 @dataclass
@@ -199,7 +200,15 @@ class FakeExchange:
         if request.method == "POST":
             self.simulated_trading.append(request.headers.get("x-simulated-trading"))
         fault = next(
-            (f for f in self.faults if f.times > 0 and f.path in path and f.method in (None, request.method)), None
+            (
+                f
+                for f in self.faults
+                if f.times > 0
+                and f.path in path
+                and f.method in (None, request.method)
+                and (f.query is None or f.query in request.query_string)
+            ),
+            None,
         )
         if fault is not None:
             fault.times -= 1
@@ -241,6 +250,13 @@ class FakeExchange:
             return web.json_response(body, status=429, headers=headers)
         if fault.status == 401:
             return self._auth_error()
+        if fault.status == 400:  # the exchange does not know the instrument (any more)
+            body = (
+                {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+                if self.exchange == "okx"
+                else {"code": -1121, "msg": "Invalid symbol."}
+            )
+            return web.json_response(body, status=400, headers=headers)
         return web.Response(status=fault.status, text="Service Temporarily Unavailable", headers=headers)
 
     def _auth_error(self) -> web.Response:
@@ -346,6 +362,14 @@ class FakeExchange:
         replies = [self._okx_order("POST", order)[1]["data"][0] for order in q["batch"]]
         return 200, {"code": "0", "msg": "", "data": replies}
 
+    def _okx_cancel(self, method: str, q: dict[str, Any]) -> tuple[int, Any]:
+        placed = next((o for o in self.orders.values() if o["ordId"] == q.get("ordId")), None)
+        if placed is None:
+            return 200, {"code": "1", "msg": "", "data": [{"sCode": "51400", "sMsg": "Cancellation failed"}]}
+        placed["state"] = "canceled"
+        row = {"clOrdId": placed["clOrdId"], "ordId": placed["ordId"], "sCode": "0", "sMsg": "", "ts": str(self.now_ms)}
+        return 200, {"code": "0", "msg": "", "data": [row]}
+
     def _okx_order(self, method: str, q: dict[str, Any]) -> tuple[int, Any]:
         if method == "POST":
             self.order_posts += 1
@@ -367,7 +391,8 @@ class FakeExchange:
                     "clOrdId": placed["clOrdId"], "ordId": placed["ordId"], "side": placed["side"],
                     "ordType": placed["ordType"], "sz": placed["sz"], "accFillSz": placed["sz"],
                     "fillSz": placed["sz"], "avgPx": str(fill), "fillPx": str(fill), "tag": "",
-                    "tdMode": placed.get("tdMode", "cash"), "feeCcy": "USDT", "fee": "-0.01"})  # fmt: skip
+                    "tdMode": placed.get("tdMode", "cash"), "feeCcy": "USDT", "fee": "-0.01",
+                    "state": placed.get("state", "filled")})  # fmt: skip
         return 200, {"code": "0", "msg": "", "data": [row]}
 
     OKX_ROUTES: ClassVar[dict[str, str]] = {
@@ -380,6 +405,7 @@ class FakeExchange:
         "/api/v5/account/balance": "_okx_balance",
         "/api/v5/trade/order": "_okx_order",
         "/api/v5/trade/batch-orders": "_okx_batch_orders",
+        "/api/v5/trade/cancel-order": "_okx_cancel",
     }
 
     # --- Binance routes ---
@@ -517,6 +543,8 @@ class FakeExchange:
         )
         if placed is None:
             return 400, {"code": -2013, "msg": "Order does not exist."}
+        if method == "DELETE":
+            placed["status"] = "CANCELED"
         row = _entry(self.data, "fetchOrder")
         price = self.price(placed["symbol"].removesuffix("USDT"), self.now_ms)
         qty = float(placed["quantity"])
@@ -524,7 +552,8 @@ class FakeExchange:
                     "clientOrderId": placed["newClientOrderId"], "side": placed["side"], "type": placed["type"],
                     "origQty": placed["quantity"], "executedQty": placed["quantity"],
                     "cummulativeQuoteQty": f"{qty * price:.8f}", "time": str(self.now_ms),
-                    "updateTime": str(self.now_ms), "workingTime": str(self.now_ms)})  # fmt: skip
+                    "updateTime": str(self.now_ms), "workingTime": str(self.now_ms),
+                    "status": placed.get("status", "FILLED")})  # fmt: skip
         return 200, row
 
     BINANCE_ROUTES: ClassVar[dict[str, str]] = {

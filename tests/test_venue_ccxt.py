@@ -37,6 +37,7 @@ from venues.adapters.ccxt import (
     CcxtVenue,
     SandboxBroker,
     exchange_client_id,
+    parse,
     validate_exchange_id,
 )
 from venues.adapters.ccxt.client import make_exchange, rewrite_urls
@@ -226,6 +227,50 @@ async def test_a_symbol_the_exchange_does_not_quote_is_left_out_and_reported(
     quotes = await venue.snapshot(["BTC/USDT", "SOL/USDT", "ETH/USDT"])
     assert set(quotes) == {"BTC/USDT", "ETH/USDT"}
     assert "SOL/USDT" in venue.quote_problems and "no price" in venue.quote_problems["SOL/USDT"]
+
+
+async def test_without_fetch_tickers_one_bad_symbol_does_not_fail_the_batch(
+    venue: CcxtVenue, fake: FakeExchange
+) -> None:
+    await venue.instruments()
+    venue.exchange.has["fetchTickers"] = False
+    fake.fail("ticker", 400, query="SOL")
+    quotes = await venue.snapshot(["BTC/USDT", "SOL/USDT", "ETH/USDT"])
+    assert set(quotes) == {"BTC/USDT", "ETH/USDT"} and fake.count("ticker") == 3
+    assert "SOL/USDT" in venue.quote_problems["SOL/USDT"] and "unknown symbol" in venue.quote_problems["SOL/USDT"]
+
+
+async def test_repeated_failures_open_the_breaker(fake: FakeExchange) -> None:
+    fake.fail("ticker", 503, times=100)
+    venue, _ = make_venue(fake)
+    try:
+        for _ in range(5):
+            venue.quotes.clear()
+            with pytest.raises(VenueUnavailable):
+                await venue.snapshot(["BTC/USDT"])
+        sent = fake.count("ticker")
+        with pytest.raises(VenueUnavailable) as raised:
+            await venue.snapshot(["BTC/USDT"])
+    finally:
+        await venue.aclose()
+    assert "paused after 5 failures in a row" in str(raised.value) and fake.count("ticker") == sent
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "step"),
+    [(4, "0.001", Decimal("0.001")), (4, 1e-08, Decimal("1E-8")), (2, 3, Decimal("0.001")), (3, 5, None)],
+)
+def test_market_precision_becomes_a_step_in_each_ccxt_mode(mode: int, value: Any, step: Decimal | None) -> None:
+    assert parse.step(value, mode) == step
+
+
+def test_a_bad_market_type_setting_is_refused_with_the_valid_ones(engine: Engine) -> None:
+    settings = load_settings(ccxt_exchange="okx", ccxt_markets="spot,futures")
+    with pytest.raises(VenueConfigError) as raised:
+        live_venues(settings, SimulatedClock(NOW), engine)
+    assert "'futures'" in str(raised.value) and "spot, swap" in str(raised.value)
+    with pytest.raises(ValueError, match="unknown ccxt exchange 'kraken2'"):
+        load_settings(ccxt_exchange="kraken2")
 
 
 # --- bars ---
@@ -507,6 +552,23 @@ async def test_an_entry_goes_to_the_sandbox_once_and_its_exits_stay_paper(fake: 
         await venue.aclose()
 
 
+async def test_an_entry_the_paper_ledger_refuses_is_taken_back_from_the_sandbox(
+    fake: FakeExchange, engine: Engine
+) -> None:
+    venue, broker = sandbox_venue(fake, engine)
+    broker.paper = PaperBroker(
+        venue.name, venue, venue.clock, SqlPaperLedger(engine), PaperBrokerConfig({"USDT": Decimal(10)})
+    )
+    try:
+        order = await venue.place_order(entry("cafe0001"))
+    finally:
+        await venue.aclose()
+    assert order.status is OrderStatus.REJECTED and "insufficient" in order.reason
+    assert "was cancelled there" in order.reason and fake.order_posts == 1
+    placed = fake.orders["cafe0001"]
+    assert placed.get("state") == "canceled" or placed.get("status") == "CANCELED"
+
+
 @pytest.mark.parametrize("fault", ["429", "timeout"])
 async def test_an_order_whose_answer_was_lost_is_looked_up_not_sent_again(
     fake: FakeExchange, engine: Engine, fault: str
@@ -591,11 +653,11 @@ async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(e
     assert fill.ts < mark and position.realized_pnl == -funding  # only the funding is realized while it is open
 
 
-def test_the_keys_are_registered_as_secrets_when_the_venue_is_built(fake: FakeExchange, engine: Engine) -> None:
+async def test_the_keys_are_registered_as_secrets_when_the_venue_is_built(fake: FakeExchange, engine: Engine) -> None:
     settings = load_settings(
         ccxt_exchange=fake.exchange,
         ccxt_api_url=fake.url,
-        ccxt_api_key="key-7f3a9c",
+        ccxt_api_key=VALID_KEY,
         ccxt_secret="secret-91bd2e",
         ccxt_password="pass-5e6f70",
         ccxt_sandbox=True,
@@ -604,5 +666,10 @@ def test_the_keys_are_registered_as_secrets_when_the_venue_is_built(fake: FakeEx
     venue = venues[fake.exchange]
     assert isinstance(venue, CcxtVenue) and isinstance(venue.broker, SandboxBroker)
     assert venue.exchange.isSandboxModeEnabled
-    assert redact("key-7f3a9c secret-91bd2e pass-5e6f70") == "*** *** ***"
+    assert redact(f"{VALID_KEY} secret-91bd2e pass-5e6f70") == "*** *** ***"
     assert logging.getLogger("ccxt").getEffectiveLevel() >= logging.INFO
+    try:
+        health = await venue.health()  # what `tradeops doctor` prints: markets, a quote, the sandbox account
+    finally:
+        await venue.aclose()
+    assert "6 markets (4 spot, 2 USDT perpetuals); BTC/USDT last" in health and "sandbox account: free " in health

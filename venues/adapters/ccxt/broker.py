@@ -135,10 +135,28 @@ class SandboxBroker:
             self.sent[request.client_order_id] = await self._send(request)
         order = await self.paper.place(request)
         sent = self.sent.get(request.client_order_id)
-        if sent is not None and order.status is OrderStatus.PENDING and not order.reason:
+        if sent is None:
+            return order
+        if order.status is OrderStatus.REJECTED:
+            # The ledger refused what the exchange took (paper cash, the venue's rules at our prices):
+            # take it back from the sandbox where it still rests, and say what became of it.
+            outcome = await self._withdraw(request.symbol, sent)
+            return order.model_copy(update={"reason": f"{order.reason}; sandbox order {sent.get('id')} {outcome}"})
+        if order.status is OrderStatus.PENDING and not order.reason:
             note = f"sandbox order {sent.get('id')} on {self.venue.name} ({sent.get('status') or 'sent'})"
             order = order.model_copy(update={"reason": note})
         return order
+
+    async def _withdraw(self, symbol: str, sent: dict[str, Any]) -> str:
+        if sent.get("status") not in (None, "open"):
+            return f"was already {sent.get('status')} there"
+        exchange = self.venue.exchange
+        try:
+            await self.venue.guard.call("cancel_order", lambda: exchange.cancel_order(sent["id"], symbol))
+        except VenueError as exc:
+            log.warning("%s: sandbox order %s not cancelled: %s", self.venue.name, sent.get("id"), exc)
+            return f"could not be cancelled there: {exc}"
+        return "was cancelled there"
 
     async def cancel(self, client_order_id: str) -> Order:
         order = await self.paper.order(client_order_id)
