@@ -367,6 +367,13 @@ async def test_a_second_call_inside_the_bar_fetches_nothing(fake: FakeExchange) 
         await venue.aclose()
 
 
+async def test_more_bars_than_the_cache_holds_are_refused_with_the_limit(venue: CcxtVenue) -> None:
+    with pytest.raises(VenueError) as raised:
+        await venue.bars("BTC/USDT", "1m", start=NOW - timedelta(days=30))
+    assert "from 2023-12-31 19:31 UTC to now is 43199 bars; at most 5000" in str(raised.value)
+    assert len(await venue.bars("BTC/USDT", "1m", limit=5000)) == 5000
+
+
 async def test_a_timeframe_the_exchange_lacks_is_refused_with_the_valid_ones(venue: CcxtVenue) -> None:
     with pytest.raises(UnknownTimeframeError) as raised:
         await venue.bars("BTC/USDT", "2d")

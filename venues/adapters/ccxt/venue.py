@@ -45,7 +45,7 @@ FUNDING_TTL = timedelta(hours=1)
 QUOTE_TTL_S = 3.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MONDAY = datetime(1970, 1, 5, tzinfo=UTC)
-_MAX_PAGES = 200  # a runaway guard: 200 pages of 100 bars cover months of minutes
+_MAX_PAGES = 500  # a runaway guard (5,000 bars at most are asked: 50 pages of OKX's 100)
 
 
 def _ms(moment: datetime) -> int:
@@ -261,6 +261,12 @@ class CcxtVenue(BrokeredVenue):
         else:
             count = limit if limit is not None else self.config.default_bars
             first = until - tf.delta.to_pytimedelta() * max(count - 1, 0)
+        span = int((newest - first) / tf.delta.to_pytimedelta()) + 1 if first <= newest else 0
+        if span > self.bars_cache.max_bars:
+            raise VenueError(
+                f"{self.name}: {symbol} {tf.name} from {first:%Y-%m-%d %H:%M} UTC to now is {span} bars; at most "
+                f"{self.bars_cache.max_bars} are served live: start later (or fetch history with a backfill)"
+            )
         key = (instrument.symbol, tf.name)
         lock = self._bar_locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -286,17 +292,24 @@ class CcxtVenue(BrokeredVenue):
         covered = self._covered_from.get(key)
         held = self.bars_cache.get(key)
         if covered is None or held is None:
-            fetched = await self._fetch_range(instrument, tf, first, newest)
-            self._covered_from[key] = first
-            return self.bars_cache.merge(key, fetched)
+            held = self._keep(key, first, await self._fetch_range(instrument, tf, first, newest))
+            return held
         if first < covered:
-            older = await self._fetch_range(instrument, tf, first, covered - step)
-            self._covered_from[key] = first
-            held = self.bars_cache.merge(key, older)
+            held = self._keep(key, first, await self._fetch_range(instrument, tf, first, covered - step))
         if not self.bars_cache.up_to_date(key, now, step):
             resume = self.bars_cache.next_open(key, step) or first
             if resume <= newest:
-                held = self.bars_cache.merge(key, await self._fetch_range(instrument, tf, resume, newest))
+                held = self._keep(key, None, await self._fetch_range(instrument, tf, resume, newest))
+        return held
+
+    def _keep(self, key: tuple[str, str], covered_from: datetime | None, bars: pd.DataFrame) -> pd.DataFrame:
+        """Merge into the cache; remember from when the venue was asked (bars before a listing do
+        not exist, so the first bar held may be later), unless the cache dropped its oldest bars."""
+        held = self.bars_cache.merge(key, bars)
+        if covered_from is not None:
+            self._covered_from[key] = covered_from
+        if len(held) >= self.bars_cache.max_bars:
+            self._covered_from[key] = held.index[0].to_pydatetime()
         return held
 
     def _page_limit(self, instrument: Instrument) -> int:
@@ -372,6 +385,8 @@ class CcxtVenue(BrokeredVenue):
             if after <= expected:  # no progress: the venue repeats itself
                 break
             expected = after
+        else:
+            raise VenueError(f"{self.name}: {symbol} {tf.name} bars did not end after {_MAX_PAGES} pages")
         frame = parse.bars_frame(rows, tf)
         return frame.loc[frame.index <= pd.Timestamp(last)]
 
