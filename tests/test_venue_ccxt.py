@@ -170,6 +170,18 @@ async def test_markets_load_once_and_again_after_a_day(fake: FakeExchange) -> No
         clock.advance(timedelta(days=1))
         await venue.instrument("ETH/USDT")
         assert fake.count("instruments") + fake.count("exchangeInfo") == 2 * loads
+        # A day later the markets endpoint fails: yesterday's markets are kept, asked again in 10 min.
+        clock.advance(timedelta(days=1))
+        fake.fail("instruments" if fake.exchange == "okx" else "exchangeInfo", 400, times=1)
+        assert (await venue.instrument("ETH/USDT")).symbol == "ETH/USDT"
+        failed = fake.count("instruments") + fake.count("exchangeInfo")
+        clock.advance(timedelta(minutes=5))
+        await venue.instruments()
+        assert fake.count("instruments") + fake.count("exchangeInfo") == failed
+        clock.advance(timedelta(minutes=5))
+        await venue.instruments()
+        # asked again (the failed attempt's other market type may still have been in flight when counted)
+        assert fake.count("instruments") + fake.count("exchangeInfo") > failed
     finally:
         await venue.aclose()
 

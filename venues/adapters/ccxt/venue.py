@@ -41,6 +41,7 @@ from venues.timeframes import TIMEFRAMES, Timeframe, parse_timeframe
 log = logging.getLogger(__name__)
 
 MARKETS_TTL = timedelta(days=1)
+MARKETS_RETRY = timedelta(minutes=10)  # after a failed daily reload
 FUNDING_TTL = timedelta(hours=1)
 QUOTE_TTL_S = 3.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,7 +120,15 @@ class CcxtVenue(BrokeredVenue):
             if self._markets_at is not None and now - self._markets_at < MARKETS_TTL:
                 return self._instruments
             reload = self._markets_at is not None
-            markets = await self.guard.call("load_markets", lambda: self.exchange.load_markets(reload=reload))
+            try:
+                markets = await self.guard.call("load_markets", lambda: self.exchange.load_markets(reload=reload))
+            except VenueError as exc:
+                if not reload:
+                    raise
+                # Yesterday's markets still trade: keep them and try again in a while.
+                log.warning("%s: markets not reloaded, keeping those of %s: %s", self.name, self._markets_at, exc)
+                self._markets_at = now - MARKETS_TTL + MARKETS_RETRY
+                return self._instruments
             mode = int(self.exchange.precisionMode)
             instruments: dict[str, Instrument] = {}
             for market in markets.values():
