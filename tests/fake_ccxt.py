@@ -106,7 +106,7 @@ class FakeExchange:
             self._loop = loop
             app = web.Application()
             app.router.add_route("*", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app)
+            runner = web.AppRunner(app, access_log=None)  # the tests count requests themselves
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", 0)
             loop.run_until_complete(site.start())
