@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -23,6 +23,8 @@ from venues.adapters.alpaca.config import AlpacaConfig
 from venues.paper import FillAt, PaperBrokerConfig
 
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
+if TYPE_CHECKING:
+    from venues.adapters.ccxt.config import CcxtConfig
 
 
 class Settings(BaseSettings):
@@ -71,6 +73,15 @@ class Settings(BaseSettings):
     akshare_adjust: Literal["qfq", "none"] = Field(
         default="qfq", description="A-share bar prices: qfq (forward-adjusted, for signals) or none (as traded)"
     )
+    # ccxt (crypto spot and USDT perpetuals): configured when the exchange is set.
+    ccxt_exchange: str | None = Field(default=None, description="a ccxt exchange id: okx, binance, ...")
+    ccxt_api_key: SecretStr | None = Field(default=None, description="API key of the exchange's test environment")
+    ccxt_secret: SecretStr | None = None
+    ccxt_password: SecretStr | None = Field(default=None, description="OKX's API passphrase")
+    ccxt_sandbox: bool = Field(default=False, description="the exchange's demo/testnet; required with keys")
+    ccxt_api_url: str | None = Field(default=None, description="replaces every REST base URL (a proxy, a local server)")
+    ccxt_markets: str = Field(default="spot,swap", description="market types to trade: spot and/or swap")
+    ccxt_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per HTTP request")
 
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=500)
@@ -232,6 +243,42 @@ class Settings(BaseSettings):
     @property
     def approval_timeout(self) -> timedelta:
         return timedelta(minutes=self.approval_minutes)
+
+    @field_validator("ccxt_exchange")
+    @classmethod
+    def _ccxt_exchange(cls, value: str | None) -> str | None:
+        text = (value or "").strip().lower()
+        if not text:
+            return None
+        from venues.adapters.ccxt.config import CcxtConfigError, validate_exchange_id  # ccxt loads only when used
+
+        try:
+            return validate_exchange_id(text)
+        except CcxtConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def ccxt_config(self) -> CcxtConfig:
+        """The ccxt venue's configuration; CcxtConfigError names the setting that is wrong."""
+        from venues.adapters.ccxt.config import CcxtConfig, CcxtConfigError
+
+        if not self.ccxt_exchange:
+            raise CcxtConfigError("TRADEOPS_CCXT_EXCHANGE is not set (a ccxt exchange id such as okx or binance)")
+
+        def secret(value: SecretStr | None) -> str | None:
+            return (value.get_secret_value().strip() or None) if value is not None else None
+
+        kinds = tuple(part.strip().lower() for part in self.ccxt_markets.split(",") if part.strip())
+        return CcxtConfig(
+            exchange=self.ccxt_exchange,
+            api_key=secret(self.ccxt_api_key),
+            secret=secret(self.ccxt_secret),
+            password=secret(self.ccxt_password),
+            sandbox=self.ccxt_sandbox,
+            api_url=(self.ccxt_api_url or "").strip() or None,
+            market_types=kinds,  # type: ignore[arg-type]  # checked by CcxtConfig
+            timeout_s=self.ccxt_timeout,
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -14,12 +14,13 @@ Two sources of market data, never mixed in one process (they run on different cl
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from bot.logs import register_secret
+from bot.logs import install_redaction, register_secret
 from bot.settings import Settings
 from storage.lake import BarsLake
 from storage.paper_ledger import SqlPaperLedger
@@ -79,9 +80,43 @@ def _build_akshare(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> 
     return venue
 
 
-# Each adapter adds its builder here (bot/ may read settings; venues/adapters receive typed configs).
 AKSHARE = LiveVenueBuilder("akshare", "TRADEOPS_AKSHARE=true", lambda settings: settings.akshare, _build_akshare)
-LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = (ALPACA, AKSHARE)
+
+
+def _build_ccxt(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Venue:
+    """The ccxt venue. With keys (sandbox required, checked by CcxtConfig) entries go to the
+    exchange's test environment and exits stay with a PaperBroker; without keys every order goes to
+    the PaperBroker on the exchange's real rules."""
+    from venues.adapters.ccxt import CcxtVenue, SandboxBroker
+    from venues.adapters.ccxt.config import CcxtConfigError
+
+    try:
+        config = settings.ccxt_config
+    except CcxtConfigError as exc:
+        raise VenueConfigError(str(exc)) from None
+    for value in (config.api_key, config.secret, config.password):
+        register_secret(value)
+    if config.has_keys:
+        install_redaction()
+        # ccxt logs each request's headers (the key, the passphrase, the signature) at DEBUG.
+        ccxt_log = logging.getLogger("ccxt")
+        ccxt_log.setLevel(max(logging.INFO, ccxt_log.level))
+    venue = CcxtVenue(config, clock)
+    paper = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["USDT"]))
+    venue.broker = SandboxBroker(venue, paper) if config.has_keys else paper
+    return venue
+
+
+CCXT_BUILDER = LiveVenueBuilder(
+    kind="ccxt",
+    variables="TRADEOPS_CCXT_EXCHANGE (keys optional: TRADEOPS_CCXT_API_KEY/_SECRET/_PASSWORD "
+    "with TRADEOPS_CCXT_SANDBOX=true)",
+    configured=lambda settings: bool(settings.ccxt_exchange),
+    build=_build_ccxt,
+)
+
+# Each adapter adds its builder here (bot/ may read settings; venues/adapters receive typed configs).
+LIVE_BUILDERS: tuple[LiveVenueBuilder, ...] = (CCXT_BUILDER, ALPACA, AKSHARE)
 
 
 def configured_live(settings: Settings) -> list[LiveVenueBuilder]:

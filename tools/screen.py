@@ -66,13 +66,15 @@ Unknown symbols
     screened. Other ``VenueError`` s
     from ``bars`` (a timeframe the venue cannot serve) are per symbol: on the base timeframe the
     symbol lands in ``skipped`` with the message, on a confirm timeframe that check is dropped.
+    A symbol the snapshot has no quote for is skipped too, with the venue's reason when the venue
+    keeps one (a ``quote_problems`` mapping: a live venue whose exchange stopped quoting it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -454,14 +456,19 @@ def _change(quote: Quote) -> str:
 
 
 def _prefilter(
-    universe: list[str], quotes: dict[str, Quote], config: ScreenConfig, now: datetime, skipped: dict[str, str]
+    universe: list[str],
+    quotes: dict[str, Quote],
+    config: ScreenConfig,
+    now: datetime,
+    skipped: dict[str, str],
+    problems: Mapping[str, str],
 ) -> list[str]:
     eligible: list[tuple[float, str]] = []
     floor = config.min_change_pct
     for symbol in universe:
         quote = quotes.get(symbol)
         if quote is None:
-            skipped[symbol] = f"no quote at {_iso(now)}: no final bar yet"
+            skipped[symbol] = f"no quote at {_iso(now)}: {problems.get(symbol, 'no final bar yet')}"
         elif floor is not None and (quote.change_pct is None or quote.change_pct < floor):
             skipped[symbol] = f"{_change(quote)} below min_change_pct {floor:+.2f}%"
         else:
@@ -501,9 +508,11 @@ async def screen(market: MarketData, symbols: Sequence[str], config: ScreenConfi
     if not universe:
         return ScreenResult(universe=0, shortlisted=(), candidates=(), skipped={})
     quotes = await market.snapshot(universe)
+    # A live venue may say why it had no quote for a symbol (delisted, halted): that is the reason shown.
+    problems = getattr(market, "quote_problems", None)
     skipped: dict[str, str] = {}
     listed = await _listed(market, universe, quotes, skipped)
-    shortlisted = _prefilter(listed, quotes, config, now, skipped)
+    shortlisted = _prefilter(listed, quotes, config, now, skipped, problems if isinstance(problems, Mapping) else {})
 
     gate = asyncio.Semaphore(config.concurrency)
     tasks = [asyncio.ensure_future(_screen_one(market, s, config, now_ts, gate)) for s in shortlisted]
