@@ -285,7 +285,10 @@ class TelegramTransport:
             return
         if not reply.ok:
             self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": reply.text[:200]})
-        if row.status != SignalStatus.PENDING.value:  # decided now or before (anywhere): show it everywhere
+        # Decided now or before (anywhere): show it everywhere. A decision made here under `tradeops run`
+        # reaches every transport through the runner's decision hook already: editing again doubles it.
+        told = reply.ok and self.s.runner.on_decision is not None
+        if row.status != SignalStatus.PENDING.value and not told:
             await self.push_decision(row.id, row.status, self._outcome(row.id, row.status))
 
     def _details(self, signal_id: str) -> Reply:

@@ -532,6 +532,8 @@ async def test_tradeops_run_pushes_scheduled_cards_to_telegram_and_an_approval_b
         stop.set()
         assert await asyncio.wait_for(running, 30) == 0
     assert TOKEN not in json.dumps(api.calls)  # the token travels in the URL only
+    # One edit per card message: the press's decision reaches the transport once (the run's hook).
+    assert len(api.sent("editMessageCaption", chat_id=str(TRADER))) == 1
 
 
 # --- one poller per token ---
