@@ -241,6 +241,20 @@ async def test_a_symbol_the_exchange_does_not_quote_is_left_out_and_reported(
     assert "SOL/USDT" in venue.quote_problems and "no price" in venue.quote_problems["SOL/USDT"]
 
 
+async def test_a_symbol_the_exchange_does_not_list_is_never_sent_and_the_scan_goes_on(
+    venue: CcxtVenue, fake: FakeExchange
+) -> None:
+    from tools.screen import ScreenConfig, screen
+
+    quotes = await venue.snapshot(["BTC/USDT", "DOGE/NOPE", "ETH/USDT"])
+    assert set(quotes) == {"BTC/USDT", "ETH/USDT"}  # the batch was not failed by the bad symbol
+    result = await screen(venue, ["BTC/USDT", "DOGE/NOPE", "ETH/USDT"], ScreenConfig(), now=NOW)
+    assert result.universe == 3
+    assert result.skipped["DOGE/NOPE"].startswith(
+        f"unknown symbol 'DOGE/NOPE' on venue '{fake.exchange}'; valid symbols: "
+    )
+
+
 async def test_without_fetch_tickers_one_bad_symbol_does_not_fail_the_batch(
     venue: CcxtVenue, fake: FakeExchange
 ) -> None:

@@ -179,15 +179,13 @@ class CcxtVenue(BrokeredVenue):
     # --- quotes ---
 
     async def snapshot(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        """Quotes of ``symbols`` in one ``fetch_tickers`` per market type. An unknown symbol raises
-        UnknownSymbolError (a watchlist mistake); a known one the exchange does not quote is left out
-        and its reason kept in ``quote_problems``. Transient failures of the batch raise
-        VenueUnavailable after the retries."""
+        """Quotes of ``symbols`` in one ``fetch_tickers`` per market type. A symbol the exchange does
+        not list is never sent (it would fail the whole batch) and is left out: the screen skips it
+        with UnknownSymbolError's message and screens the others. A listed one the exchange does not
+        quote is left out too, its reason kept in ``quote_problems``. Transient failures of the batch
+        raise VenueUnavailable after the retries."""
         instruments = await self._markets()
-        for symbol in symbols:
-            if symbol not in instruments:
-                raise UnknownSymbolError(symbol, self.name, instruments)
-        wanted = list(dict.fromkeys(symbols))
+        wanted = [symbol for symbol in dict.fromkeys(symbols) if symbol in instruments]
         found, missing = self.quotes.get_many(wanted)
         if missing:
             fetched = await self._fetch_quotes(missing, instruments)
