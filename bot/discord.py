@@ -42,7 +42,7 @@ from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_chart_path, card_text
 from bot.services import Services
 from bot.settings import Settings
-from bot.transport import RequestStop, TransportError
+from bot.transport import RequestStop, StopRequest, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
 
@@ -121,6 +121,7 @@ class DiscordTransport:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._stopping = False
+        self._request_stop: RequestStop | None = None
         self.client.event(self.on_connect)
 
     # --- lifecycle ---
@@ -138,7 +139,10 @@ class DiscordTransport:
         self._ready.set()
 
     async def start(self, request_stop: RequestStop | None = None) -> None:
-        """``request_stop`` is not used yet: discord.py's gateway task reconnects by itself."""
+        """``request_stop`` is called when the gateway loop ends for good (discord.py reconnects by
+        itself from everything else): a run that cannot hear Discord any more stops, as it does
+        when Telegram answers 409."""
+        self._request_stop = request_stop
         self.prepare()
         try:
             await self._connect()
@@ -179,6 +183,8 @@ class DiscordTransport:
         failure = task.exception()
         why = (redact(str(failure)) or type(failure).__name__) if failure else "closed"
         log.error("discord: the gateway connection ended (%s); this process takes no more Discord interactions", why)
+        if self._request_stop is not None:
+            self._request_stop(StopRequest(self.name, f"the Discord gateway connection ended ({why})"))
 
     async def _sync(self) -> None:
         guild_id = self.settings.discord_guild_id

@@ -296,14 +296,25 @@ async def test_a_gateway_reconnect_resumes_the_session_and_interactions_still_ar
     assert "/help" in (await fake.answered(help_))[0]
 
 
-async def test_a_gateway_that_refuses_the_session_later_is_logged_as_an_error(
-    bot: DiscordTransport, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
+async def test_a_gateway_that_refuses_the_session_later_asks_the_run_to_stop(
+    services: Services, fake: FakeDiscord, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert bot._task is not None
-    await fake.current().ws.close(code=4004, message=b"Authentication failed.")  # the token was reset
-    await asyncio.wait({bot._task}, timeout=10)
+    from bot.transport import StopRequest
+
+    asked: list[StopRequest] = []
+    bot = make_transport(services, fake)
+    await bot.start(request_stop=asked.append)
+    try:
+        assert bot._task is not None
+        await fake.current().ws.close(code=4004, message=b"Authentication failed.")  # the token was reset
+        await asyncio.wait({bot._task}, timeout=10)
+    finally:
+        await bot.stop()
     [error] = [r.getMessage() for r in caplog.records if r.name == "bot.discord" and r.levelno == logging.ERROR]
     assert "the gateway connection ended" in error and "no more Discord interactions" in error and TOKEN not in error
+    [request] = asked  # the run stops (exit 4) instead of going on deaf to Discord
+    assert request.transport == "discord" and "gateway connection ended" in request.reason
+    assert TOKEN not in request.reason
 
 
 # --- the fake keeps Discord's rules (else the tests above could not fail) ---
