@@ -430,7 +430,7 @@ class FakeAlpaca:
         """Serve on 127.0.0.1 (a free port, then in ``url``) from a thread; stopped on exit."""
         loop = asyncio.new_event_loop()
         started = threading.Event()
-        runner = web.AppRunner(self.app())
+        runner = web.AppRunner(self.app(), access_log=None)
 
         async def start() -> None:
             await runner.setup()

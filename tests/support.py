@@ -34,7 +34,7 @@ async def local_http_server(app: Any) -> AsyncIterator[int]:
     chat platform's API; stopped on exit."""
     from aiohttp import web
 
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
