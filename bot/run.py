@@ -2,8 +2,10 @@
 
 It holds the one-bot lock of its database, starts every chat transport that has a token, schedules
 a scan job per enabled watchlist on its market's triggers (each fire: expire approvals, fill orders,
-manage exits, then scan), and hands every transport what happens: new cards, decisions made here
-(an answer in any transport, an expiry), fills and exits. SIGINT or SIGTERM stops it cleanly;
+manage exits, then scan) and the daily summary job (at the configured time and each time a chat
+chose, in TRADEOPS_TIMEZONE), and hands every transport what happens: new cards, decisions made here
+(an answer in any transport, an expiry), fills and exits, errors, notices, the daily summary (each
+transport sends each kind only to the chats that want it). SIGINT or SIGTERM stops it cleanly;
 pending approvals stay pending in the database, so their buttons work after the next start.
 
 Scheduling: the only data source today is the replay venue, on a :class:`ScaledClock` (simulated
@@ -31,12 +33,14 @@ from agent.runner import DecideResult
 from bot.logs import register_secret
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
+from bot.summary import Summary, daily_summary, due_chats, summary_times
 from bot.transport import Transport, TransportError
 from bot.wiring import open_database
-from scheduler.driver import FastForwardDriver, ScanTick
-from scheduler.jobs import watchlist_jobs
+from scheduler.driver import FastForwardDriver, ScanJob, ScanTick
+from scheduler.jobs import SUMMARY_JOB, summary_job, watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import ScanReport
+from scheduler.triggers import DailyTrigger
 from storage.db import redact_url
 from storage.locks import process_lock
 from storage.signals import SignalStatus, SignalStore
@@ -145,6 +149,9 @@ class Fanout:
     async def push_event(self, text: str, *, kind: str) -> None:
         await self._each("push_event", lambda t: t.push_event(text, kind=kind))
 
+    async def push_summary(self, summary: Summary) -> None:
+        await self._each("push_summary", lambda t: t.push_summary(summary))
+
 
 async def run_bot(
     settings: Settings,
@@ -205,11 +212,21 @@ async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: Sca
         w for w in seed_watchlists(services) if w.enabled
     ]
     jobs = watchlist_jobs(services.scanner, watchlists, services.venue_calendar, _on_scan(fanout, services))
-    driver = FastForwardDriver(clock, jobs)
+    driver = FastForwardDriver(clock, [*jobs, _summary_job(services, fanout)])
     log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
     for job in jobs:
         moment = job.trigger.get_next_fire_time(None, clock.now())
         log.info("watchlist %s scheduled, next scan at %s", job.id, moment.isoformat() if moment else "never")
+    changed = asyncio.Event()  # the summary times changed: the wait for the next fire starts again
+
+    def reschedule_summary() -> None:
+        trigger = DailyTrigger(summary_times(services), services.settings.timezone)
+        moment = driver.reschedule(SUMMARY_JOB, trigger)
+        log.info("daily summary at %s, next at %s", trigger, moment.isoformat() if moment else "never")
+        changed.set()
+
+    reschedule_summary()
+    services.on_schedule_change = reschedule_summary
 
     loop = asyncio.get_running_loop()
     handled = []
@@ -217,7 +234,7 @@ async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: Sca
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no Unix signals
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
-    drive = asyncio.create_task(_drive(driver, clock, stop))
+    drive = asyncio.create_task(_drive(driver, clock, stop, changed))
     try:
         await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -233,18 +250,40 @@ async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: Sca
             loop.remove_signal_handler(signum)
 
 
-async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Event) -> None:
+async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Event, changed: asyncio.Event) -> None:
     """Run each fire when the clock reaches it, until ``stop``: the wait is abandoned at once, a
-    started scan runs on (the caller bounds it)."""
+    started scan runs on (the caller bounds it). ``changed`` (a job was rescheduled) starts the
+    wait again, for the new next fire."""
     while not stop.is_set() and (upcoming := driver.next_fire()) is not None:
-        waiting = asyncio.create_task(clock.sleep_until(upcoming[1]))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        stopping.cancel()
+        changed.clear()
+        waits = {
+            asyncio.create_task(clock.sleep_until(upcoming[1])),
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(changed.wait()),
+        }
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
         if stop.is_set():
             return
+        if changed.is_set():
+            continue  # the next fire may be another now; a due one runs at once on the next turn
         await driver.step()  # the clock is at the fire time: runs it now (or coalesces late ones)
+
+
+def _summary_job(services: Services, fanout: Fanout) -> ScanJob:
+    """The daily summary at the configured time and each time a chat chose: built once per fire
+    when some chat of a started transport is due, then handed to every transport."""
+
+    async def send(tick: ScanTick) -> None:
+        now = services.clock.now()
+        if not any(due_chats(services, t.name, now) for t in fanout.transports):
+            return
+        summary = await daily_summary(services, record=True)
+        await fanout.push_summary(summary)
+        log.info("daily summary of %s pushed", summary.day.isoformat())
+
+    return summary_job(summary_times(services), services.settings.timezone, send)
 
 
 def _on_scan(
