@@ -800,7 +800,7 @@ class CommandCore:
         subscriptions = self.s.chats.subscriptions(platform, chat_id)
         lines = [
             *([note] if note else []),
-            table(["kind", "", "what"], rows),
+            table(["kind", "", "what"], rows) + "\n",  # a blank line ends the table (<pre>, code block)
             f"summary at {time} {zone}"
             + ("" if current.summary_time else " (the default)")
             + f"; last sent: {current.summary_sent_on or 'never'}",

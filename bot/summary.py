@@ -143,7 +143,7 @@ async def daily_summary(services: Services, *, record: bool = False) -> Summary:
     text = (
         f"daily summary {day.isoformat()} {local:%H:%M} {zone.key}\n"
         + table(["venue", "ccy", "equity", "realized", "unrealized", "change"], table_rows)
-        + f"\nrealized and change {since}"
+        + f"\n\nrealized and change {since}"  # a blank line ends the table (a <pre> or code block)
     )
     images = await equity_charts(services, rows, prefix="summary-equity")
     if record:

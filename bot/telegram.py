@@ -23,6 +23,7 @@ from telegram import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     InputMediaPhoto,
     Message,
     Update,
@@ -224,8 +225,9 @@ class TelegramTransport:
             try:
                 if len(photos) == 1:
                     await self.app.bot.send_photo(chat_id, photo=photos[0], caption=caption, parse_mode=mode)
-                else:  # Telegram puts an album's caption under its first photo
-                    media = [InputMediaPhoto(p) for p in photos[:10]]
+                else:  # an album, its caption under the first photo; uploaded (a path would be read as a URL)
+                    files = [InputFile(await asyncio.to_thread(p.read_bytes), p.name, attach=True) for p in photos[:10]]
+                    media = [InputMediaPhoto(f) for f in files]
                     await self.app.bot.send_media_group(chat_id, media, caption=caption, parse_mode=mode)
                 break
             except BadRequest as exc:
