@@ -299,6 +299,8 @@ async def test_telegram_sends_each_kind_only_to_the_chats_that_want_it(
     fake: tuple[AlbumBotAPI, str], telegram: TelegramTransport, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     api, _ = fake
+    default = [p for p in api.sent("setMyCommands") if '"default"' in p["scope"]]
+    assert '"notify"' in default[0]["commands"] and '"summary"' in default[0]["commands"]  # for viewers too
     api.blocked.add(BLOCKED)
     for chat in (GROUP_A, GROUP_B, BLOCKED):
         services.chats.subscribe("telegram", chat, "all", at=T0)
