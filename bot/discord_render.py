@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.render import card_text
-from bot.summary import Summary
 from bot.telegram_render import table_lines
 from bot.transport import Press
+
+if TYPE_CHECKING:
+    from bot.summary import Summary  # the summary's type only: its module wires the whole application
 
 MESSAGE_LIMIT = 2000  # characters of a message's content
 EMBED_TITLE_LIMIT = 256
