@@ -106,28 +106,113 @@ def db_status() -> None:
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help='One read-only SQL statement, e.g. "select * from orders".')],
-    limit: Annotated[int, typer.Option(help="At most this many rows are printed.")] = 100,
+    lake: Annotated[
+        bool, typer.Option("--lake", help="Query the bars lake (view `bars`) with DuckDB instead of the database.")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: a list of row objects.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="At most this many rows (default: 100 in the table, all with --csv or --json).", min=0),
+    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
-    """Run a read-only SQL query against the tradeops database and print the rows."""
-    from rich.console import Console
-    from rich.table import Table
+    """Run one read-only query and print the rows: against the tradeops database, or with --lake
+    against the bars lake (`bars`: venue, symbol, timeframe, ts, open, high, low, close, volume)."""
+    from bot.lake_commands import CommandError, format_of, print_rows
 
-    from bot.wiring import open_database
-    from storage.db import read_only_query
-
-    settings = _settings()
     try:
-        with _database_errors(settings):
-            engine = open_database(settings, one_shot=True)
-            columns, rows = read_only_query(engine, query, limit=limit)
+        fmt = format_of(as_csv, as_json)
+    except CommandError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    rows_limit = limit if limit is not None else (100 if fmt == "table" else None)
+    settings = _settings(data_dir, quiet=True)
+    try:
+        if lake:
+            from bot.lake_commands import settings_lake
+            from storage.lake_sql import query_lake
+
+            result = query_lake(settings_lake(settings), query, limit=rows_limit)
+            columns, rows, truncated = result.columns, result.rows, result.truncated
+        else:
+            from bot.wiring import open_database
+            from storage.db import read_only_query
+
+            with _database_errors(settings):
+                engine = open_database(settings, one_shot=True)
+                fetch = None if rows_limit is None else rows_limit + 1
+                columns, rows = read_only_query(engine, query, limit=fetch)
+            truncated = rows_limit is not None and len(rows) > rows_limit
+            rows = rows[:rows_limit] if truncated else rows
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
-    typer.echo(f"{len(rows)} row(s)")
+    print_rows(columns, rows, fmt, typer.echo, truncated=truncated)
+
+
+@app.command()
+def backfill(
+    venue: Annotated[str, typer.Option(help="Download from this venue, e.g. replay-crypto.", show_default=False)],
+    symbol: Annotated[list[str], typer.Option(help="A symbol of the venue; repeat for more.", show_default=False)],
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe: 1m 5m 15m 30m 1h 4h 1d 1w.", show_default=False)],
+    from_: Annotated[
+        str, typer.Option("--from", help="First day (YYYY-MM-DD, or YYYY-MM-DDTHH:MM), UTC.", show_default=False)
+    ],
+    to: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD, or an exclusive YYYY-MM-DDTHH:MM), UTC.")],
+    chunk_bars: Annotated[
+        int, typer.Option(help="Bars per chunk: one Parquet part and one checkpoint each.", min=1, max=1_000_000)
+    ] = 5000,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Download history into the bars lake (<data dir>/lake), chunk by chunk; a re-run resumes an
+    interrupted one and never fetches what the lake has. Exit status 2: bad input; 1: the venue
+    failed (what was fetched is kept); 130: interrupted."""
+    from rich.console import Console
+
+    from bot.lake_commands import (
+        BackfillRun,
+        CommandError,
+        backfill_blocking,
+        interrupted_lines,
+        parse_moment,
+        settings_lake,
+        source_venue,
+    )
+    from bot.venues import history_sources
+    from bot.wiring import open_database
+    from storage.lake import LakeBusyError, LakeError
+    from venues.clock import RealClock
+    from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
+
+    settings = _settings(data_dir, quiet=True)
+    console = Console(stderr=True)
+    run = BackfillRun(echo=typer.echo, console=console if console.is_terminal else None)
+    clock = RealClock()
+    try:
+        start = parse_moment(from_, option="--from", end=False)
+        end = parse_moment(to, option="--to", end=True)
+        with _database_errors(settings):
+            engine = open_database(settings, one_shot=True)
+        try:
+            source = source_venue(history_sources(settings, clock, engine), venue)
+            backfill_blocking(
+                settings_lake(settings), source, symbol, timeframe, start, end,
+                clock=clock, run=run, chunk_bars=chunk_bars,
+            )  # fmt: skip
+        finally:
+            engine.dispose()
+    except (CommandError, UnknownSymbolError, UnknownTimeframeError, LakeBusyError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (VenueError, LakeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        typer.echo(interrupted_lines(run)[0], err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        for line in interrupted_lines(run):
+            typer.echo(line, err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -259,7 +344,8 @@ def demo(
 @app.command()
 def run(
     replay: Annotated[
-        bool, typer.Option("--replay", help="Run on the shipped 2021 replay data (the only data source for now).")
+        bool,
+        typer.Option("--replay", help="Run on the shipped 2021 replay data on a simulated clock (no venue needed)."),
     ] = False,
     speed: Annotated[
         float, typer.Option(help="With --replay: simulated seconds per real second.", min=0.001, max=1_000_000)
@@ -273,14 +359,9 @@ def run(
 
     settings = _settings(data_dir)
     try:
-        if not replay:
-            raise RunRefused(
-                "there is no live venue yet (ccxt, alpaca and akshare land with the venues issue): "
-                "use `tradeops run --replay` for the shipped replay data"
-            )
         check_transports_configured(settings)
         with _database_errors(settings):
-            status = asyncio.run(run_bot(settings, speed=speed))
+            status = asyncio.run(run_bot(settings, replay=replay, speed=speed))
     except (RunRefused, TransportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -4,12 +4,25 @@ the structured reply in JSON."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+import signal
+import sys
+import termios
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
 
 from bot.core import Caller, CommandCore, Reply
 from bot.services import Services
 from storage.users import Role
+
+T = TypeVar("T")
 
 CONSOLE_USER = Caller(platform="console", user_id=0, name="local console", role=Role.ADMIN)
 
@@ -28,19 +41,83 @@ async def run_command(services: Services, text: str, *, as_json: bool = False) -
     return out, reply.ok
 
 
-async def interactive(services: Services, *, echo: Callable[[str], None] = print) -> None:
+class ConsolePrompt:
+    """Line editing and history (prompt_toolkit) for the console and the demo's questions.
+    ``input``/``output`` are for tests (a pipe input, a dummy output); default: the terminal."""
+
+    def __init__(self, history: Path | None = None, *, pipe: Input | None = None, output: Output | None = None) -> None:
+        self.session: PromptSession[str] = PromptSession(
+            history=FileHistory(str(history)) if history is not None else InMemoryHistory(),
+            input=pipe,
+            output=output,
+        )
+        self.yes_no: PromptSession[str] = PromptSession(input=pipe, output=output)
+
+    async def line(self, message: str) -> str:
+        """The next line; KeyboardInterrupt on Ctrl-C, EOFError on Ctrl-D."""
+        return await self.session.prompt_async(message)
+
+    async def ask_yes_no(self, question: str) -> bool:
+        """y or n, asked again on anything else; input typed before the question is dropped."""
+        _drop_typed_ahead(self.yes_no.app.input)  # typed while the card printed: not an answer
+        while True:
+            answer = (await self.yes_no.prompt_async(f"{question} [y/n] ")).strip().lower()
+            if answer in ("y", "yes"):
+                return True
+            if answer in ("n", "no"):
+                return False
+
+
+def _drop_typed_ahead(source: Input) -> None:
+    with contextlib.suppress(OSError, ValueError, termios.error):
+        if sys.stdin is not None and sys.stdin.isatty():
+            termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)  # the terminal's own buffer
+    with contextlib.suppress(OSError, ValueError):
+        source.read_keys()  # what the input already holds (a pipe, a test)
+        source.flush_keys()
+
+
+async def run_cancellable(command: Awaitable[T]) -> T | None:
+    """Await ``command``; Ctrl-C (SIGINT) meanwhile cancels it and returns None instead of ending
+    the console. Where the loop cannot take signal handlers, Ctrl-C behaves as Python's default."""
+    task = asyncio.ensure_future(command)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no Unix signals
+        return await task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # the console itself is being cancelled
+            raise
+        return None
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+async def interactive(
+    services: Services, *, echo: Callable[[str], None] = print, prompt: ConsolePrompt | None = None
+) -> None:
+    """The console: Up/Down walk the history (kept in the data dir), Ctrl-C clears the line or
+    cancels the running command, Ctrl-D or /quit leaves."""
     core = CommandCore(services)
+    prompt = prompt or ConsolePrompt(services.settings.data_dir / "console_history")
     kind = "simulated" if services.simulated else "real"
     echo(f"tradeops console at {services.clock.now().isoformat()} ({kind} clock)")
-    echo("type /help for the commands, /quit to leave")
+    echo("type /help for the commands; Ctrl-C cancels, Ctrl-D or /quit leaves")
     while True:
         try:
-            line = await asyncio.to_thread(input, "tradeops> ")
-        except (EOFError, KeyboardInterrupt):
+            line = await prompt.line("tradeops> ")
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt: a fresh line, as in a shell
+        except EOFError:
             echo("")
             return
         if line.strip().lower() in ("/quit", "/exit", "quit", "exit"):
             return
         if not line.strip():
             continue
-        echo(render(await core.handle(CONSOLE_USER, line)))
+        reply = await run_cancellable(core.handle(CONSOLE_USER, line))
+        echo("cancelled" if reply is None else render(reply))

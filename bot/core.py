@@ -32,10 +32,23 @@ from tools.risk import PROFILES
 from venues import calendars
 from venues.errors import VenueError
 from venues.models import Order, OrderStatus, OrderType, Side
+from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
 MAX_INPUT = 1000
 SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
+
+
+def fold(word: str) -> str:
+    """Lower case for matching, after refusing anything outside ASCII: case folding would turn
+    look-alikes into real ids (the Kelvin sign K lowers to k, so "xtmxxbKr" would approve xtmxxbkr)."""
+    if not word.isascii():
+        raise UserError(
+            f"{word[:40]!r} has characters outside ASCII; ids, names and options are plain letters and digits"
+        )
+    return word.lower()
+
+
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
 USER_PLATFORMS = ("telegram", "discord")  # where /users manages people (the console user is always admin)
 USER_REF = re.compile(r"^(?:([a-z]{1,16}):)?([0-9]{1,19})$")
@@ -197,8 +210,9 @@ class CommandCore:
         words = text.split()
         if not words or not words[0].startswith("/"):
             return await self._help(caller, [], note="Commands start with '/'.")
-        name = words[0][1:].split("@", 1)[0].lower()  # Telegram appends @botname in groups
-        command = self.commands.get(name)
+        name = words[0][1:].split("@", 1)[0]  # Telegram appends @botname in groups
+        command = self.commands.get(name.lower()) if name.isascii() else None
+        name = name.lower() if command is not None else name
         if command is None:
             return await self._help(caller, [], note=f"Unknown command /{name[:32]}.")
         if not role.allows(command.role):
@@ -226,7 +240,7 @@ class CommandCore:
         )
 
     async def _watch(self, caller: Caller, args: list[str]) -> Reply:
-        action = args[0].lower() if args else "list"
+        action = fold(args[0]) if args else "list"
         if action == "list":
             rows = [
                 (w.name, w.venue, w.timeframe, w.profile, "yes" if w.enabled else "no", " ".join(w.symbols))
@@ -241,11 +255,13 @@ class CommandCore:
             raise UserError("usage: /watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]")
         if len(args) < 2:
             raise UserError(f"usage: /watch {action} NAME {'SYMBOL...' if action == 'add' else '[SYMBOL...]'}")
-        name = valid_name(args[1].lower())
-        symbols = [self._symbol_word(s) for s in args[2:]]
+        name = valid_name(fold(args[1]))
+        words = [self._symbol_word(s) for s in args[2:]]
         now = self.s.clock.now()
         existing = self.s.watchlists.get(name)
         if action == "rm":
+            held = {s.upper(): s for s in existing.symbols} if existing else {}
+            symbols = [held.get(split_venue(w, self.s.venues)[1].upper(), w) for w in words]
             if existing is None:
                 raise UserError(f"no watchlist {name!r}; watchlists: {self._watchlist_names()}")
             if not symbols:
@@ -261,11 +277,17 @@ class CommandCore:
             self.s.watchlists.set_symbols(name, kept, at=now)
             self._audit(caller, "watch_rm_symbols", name, {"symbols": symbols})
             return Reply(f"{name}: {' '.join(kept)}")
-        if not symbols:
+        if not words:
             raise UserError("usage: /watch add NAME SYMBOL...")
-        venue = existing.venue if existing else await self._venue_of(symbols[0])
-        for symbol in symbols:
-            await self.s.venues[venue].instrument(symbol)  # UnknownSymbolError lists that venue's symbols
+        resolved = [await self._resolve(w, prefer=existing.venue if existing else None) for w in words]
+        venue = existing.venue if existing else resolved[0][0]
+        elsewhere = [f"{v}:{s}" for v, s in resolved if v != venue]
+        if elsewhere:
+            raise UserError(
+                f"a watchlist holds one venue's symbols; {name} is on {venue}, not {', '.join(elsewhere)}"
+                + ("" if existing else ": make one watchlist per venue")
+            )
+        symbols = list(dict.fromkeys(s for _, s in resolved))
         if existing is None:
             timeframe = await self._native_or(venue, symbols, "15m")
             spec = WatchlistSpec(name=name, venue=venue, symbols=tuple(symbols), timeframe=timeframe)
@@ -280,7 +302,7 @@ class CommandCore:
     async def _scan(self, caller: Caller, args: list[str]) -> Reply:
         watchlists = self.s.watchlists.all()
         if args:
-            wanted = args[0].lower()
+            wanted = fold(args[0])
             watchlists = [w for w in watchlists if w.name == wanted]
             if not watchlists:
                 raise UserError(f"no watchlist {args[0][:32]!r}; watchlists: {self._watchlist_names()}")
@@ -325,8 +347,7 @@ class CommandCore:
     async def _signal(self, caller: Caller, args: list[str]) -> Reply:
         if len(args) != 1:
             raise UserError("usage: /signal SYMBOL, e.g. /signal 510300.SH")
-        symbol = self._symbol_word(args[0])
-        venue = await self._venue_of(symbol)
+        venue, symbol = await self._resolve(self._symbol_word(args[0]))
         timeframe = await self._native_or(venue, [symbol], "15m")
         self._audit(caller, "signal", symbol)
         walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
@@ -344,7 +365,7 @@ class CommandCore:
         return reply
 
     async def _signals(self, caller: Caller, args: list[str]) -> Reply:
-        which = args[0].lower() if args else "pending"
+        which = fold(args[0]) if args else "pending"
         if which not in ("pending", "today", "all"):
             raise UserError("usage: /signals [pending|today|all]")
         await self.s.runner.expire_due()
@@ -391,7 +412,7 @@ class CommandCore:
         verb = "approve" if decision == "approved" else "reject"
         if not args:
             raise UserError(f"usage: /{verb} ID. {self._pending_list()}")
-        signal_id = args[0].lower()
+        signal_id = args[0].lower() if args[0].isascii() else ""  # validated before folding: see fold()
         if not SIGNAL_ID.match(signal_id):
             raise UserError(f"{args[0][:40]!r} is not a signal id (4-40 letters and digits). {self._pending_list()}")
         await self.s.runner.expire_due()
@@ -587,7 +608,7 @@ class CommandCore:
         return Reply("kill switch off: new entries allowed again")
 
     async def _users(self, caller: Caller, args: list[str]) -> Reply:
-        action = args[0].lower() if args else "list"
+        action = fold(args[0]) if args else "list"
         if action == "list":
             if len(args) > 1:
                 raise UserError(f"usage: {USERS_USAGE}")
@@ -647,7 +668,7 @@ class CommandCore:
 
     @staticmethod
     def _user_ref(caller: Caller, word: str) -> tuple[str, int]:
-        match = USER_REF.fullmatch(word.lower())
+        match = USER_REF.fullmatch(fold(word))
         if match is None or int(match.group(2)) >= 2**63:
             raise UserError(
                 f"{word[:40]!r} is not a user: a numeric id, or PLATFORM:ID (e.g. telegram:123456789); "
@@ -664,18 +685,17 @@ class CommandCore:
     @staticmethod
     def _role_word(word: str) -> Role:
         try:
-            return Role(word.lower())
+            return Role(fold(word))
         except ValueError:
             raise UserError(f"{word[:32]!r} is not a role; roles: viewer, trader, admin") from None
 
     async def _chart(self, caller: Caller, args: list[str]) -> Reply:
         if not args or len(args) > 2:
             raise UserError("usage: /chart SYMBOL [TIMEFRAME], e.g. /chart BTC/USD 4h")
-        symbol = self._symbol_word(args[0])
-        venue_name = await self._venue_of(symbol)
+        venue_name, symbol = await self._resolve(self._symbol_word(args[0]))
         venue = self.s.venues[venue_name]
         instrument = await venue.instrument(symbol)
-        timeframe = parse_timeframe(args[1].lower()).name if len(args) == 2 else instrument.timeframe
+        timeframe = parse_timeframe(fold(args[1])).name if len(args) == 2 else instrument.timeframe
         if parse_timeframe(timeframe).delta < parse_timeframe(instrument.timeframe).delta:
             raise UserError(
                 f"{symbol} has {instrument.timeframe} bars at the finest; valid: "
@@ -748,7 +768,7 @@ class CommandCore:
         chat_id = self._chat_of(caller, "unsubscribe")
         if len(args) > 1:
             raise UserError("usage: /unsubscribe [WATCHLIST|all]")
-        name = args[0].lower() if args else None
+        name = fold(args[0]) if args else None
         removed = self.s.chats.unsubscribe(caller.platform, chat_id, name)
         if not removed:
             current = self.s.chats.subscriptions(caller.platform, chat_id)
@@ -826,7 +846,7 @@ class CommandCore:
         return caller.chat_id
 
     def _subscription_name(self, word: str) -> str:
-        name = word.lower()
+        name = fold(word)
         if name == ALL:
             return ALL
         if self.s.watchlists.get(name) is None:
@@ -880,17 +900,14 @@ class CommandCore:
     def _symbol_word(word: str) -> str:
         if not SYMBOL.match(word):
             raise UserError(f"{word[:40]!r} is not a symbol (letters, digits and . / : _ -), e.g. 600519.SH, BTC/USD")
-        return word.upper()
+        return word
 
-    async def _venue_of(self, symbol: str) -> str:
-        known: list[str] = []
-        for name, venue in self.s.venues.items():
-            symbols = [i.symbol for i in await venue.instruments()]
-            if symbol in symbols:
-                return name
-            known.extend(symbols)
-        shown = ", ".join(sorted(set(known))[:20])
-        raise UserError(f"unknown symbol {symbol[:32]!r}: no venue lists it; valid symbols: {shown}")
+    async def _resolve(self, word: str, *, prefer: str | None = None) -> tuple[str, str]:
+        """(venue, the venue's spelling) of SYMBOL or VENUE:SYMBOL (venues/symbols.py)."""
+        try:
+            return await resolve_symbol(self.s.venues, word, prefer=prefer)
+        except VenueError as exc:
+            raise UserError(str(exc)) from None
 
     async def _native_or(self, venue: str, symbols: list[str], default: str) -> str:
         native = max(

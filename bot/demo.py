@@ -26,7 +26,7 @@ from sqlalchemy import inspect
 from sqlmodel import Session, SQLModel, select
 
 from agent.deps import AutoApprove
-from bot.console import CONSOLE_USER
+from bot.console import CONSOLE_USER, ConsolePrompt
 from bot.render import card_chart, card_text, equity_chart
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists
 from bot.settings import Settings
@@ -58,6 +58,7 @@ class DemoRun:
     # The card charts this run drew: the charts dir may still hold an earlier run's.
     charts: list[str] = field(default_factory=list)
     stop_after_scan: bool = False
+    prompt: ConsolePrompt | None = None  # the y/n questions of --approve ask
 
 
 def prepare_database(settings: Settings) -> list[LLMCacheEntry]:
@@ -121,6 +122,7 @@ async def run_demo(
     echo: Callable[[str], None] = print,
     interactive: bool | None = None,
     warn: Callable[[str], None] | None = None,
+    prompt: ConsolePrompt | None = None,
 ) -> dict[str, Any]:
     """Run the demo and return its summary. ``echo`` tells the story; ``warn`` (default ``echo``)
     gets what the user must hear even when the story is silenced, as `--json` does."""
@@ -138,8 +140,11 @@ async def run_demo(
     clock = SimulatedClock(REPLAY_START)
     end = REPLAY_START + timedelta(days=days)
     run = DemoRun(approve=approve, asked=asked, echo=echo)
+    if approve == "ask":
+        run.prompt = prompt or ConsolePrompt()
     auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
-    async with open_services(settings, clock=clock, auto_approve=auto) as services:
+    # The shipped replay data only: a bars lake in the data dir must not change the demo's summary.
+    async with open_services(settings, clock=clock, auto_approve=auto, with_lake=False) as services:
         services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
         cache = LLMCache(services.engine)
         for entry in cached:
@@ -204,8 +209,9 @@ def _on_scan(services: Services, run: DemoRun) -> OnScan:
                 )
                 continue
             if run.approve == "ask":
-                answer = await asyncio.to_thread(input, f"approve {walk.signal_id}? [y/N] ")
-                decision = "approved" if answer.strip().lower() in ("y", "yes") else "rejected"
+                assert run.prompt is not None
+                yes = await run.prompt.ask_yes_no(f"approve {walk.signal_id}?")
+                decision = "approved" if yes else "rejected"
                 result = await services.runner.decide(walk.signal_id, decision, actor=CONSOLE_USER.actor)
                 run.echo(f"  -> {result.status} {result.reason}".rstrip())
         if run.approve == "none" and report.pending and any(w.created for w in report.pending):
@@ -253,6 +259,11 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
                 path = services.charts_dir / f"equity-{name}-{currency}.png"
                 points = [(h.ts, h.equity) for h in history]
                 charts.append(str(await equity_chart(points, path, currency, f"{name} equity ({currency})")))
+    abstained: dict[str, int] = {}
+    for row in signals:
+        if row.status == SignalStatus.ABSTAINED.value:
+            kind = abstain_kind(row.reasons[0] if row.reasons else "")
+            abstained[kind] = abstained.get(kind, 0) + 1
     decided = {a.decision: 0 for a in approvals}
     for approval in approvals:
         decided[approval.decision] += 1
@@ -270,6 +281,9 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
         "blocked_by_risk": sum(1 for s in signals if s.status == SignalStatus.BLOCKED.value),
         "executed": sum(1 for s in signals if s.status == SignalStatus.EXECUTED.value),
         "aborted": sum(1 for s in signals if s.status == SignalStatus.ABORTED.value),
+        # A run where every LLM call failed must not look like a quiet day.
+        "abstained": sum(abstained.values()),
+        "abstained_by_reason": dict(sorted(abstained.items(), key=lambda kv: (-kv[1], kv[0]))),
         "orders": len(orders),
         "fills": len(fills),
         "open_positions": open_positions,
@@ -285,6 +299,12 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
     return summary
 
 
+def abstain_kind(reason: str) -> str:
+    """The kind of an abstention from its reason: "LLM timeout: ..." -> "LLM timeout"."""
+    head, sep, _ = reason.partition(":")
+    return head.strip()[:60] if sep and head.strip() else (reason.strip()[:60] or "no reason given")
+
+
 def summary_text(summary: dict[str, Any]) -> str:
     lines = [
         "",
@@ -292,6 +312,14 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"signals {summary['signals']}: approved {summary['approved']}, rejected {summary['rejected']}, "
         f"expired {summary['expired']}, blocked by risk {summary['blocked_by_risk']}, pending {summary['pending']}",
         f"orders {summary['orders']}, fills {summary['fills']}, open positions {len(summary['open_positions'])}",
+        *(
+            [
+                f"abstained {summary['abstained']} (no decision made): "
+                + ", ".join(f"{kind} {n}" for kind, n in summary["abstained_by_reason"].items())
+            ]
+            if summary["abstained"]
+            else []
+        ),
         "realized P&L: " + ", ".join(f"{v} {c}" for c, v in summary["realized_pnl"].items()),
     ]
     for key, end in summary["equity_end"].items():

@@ -40,7 +40,7 @@ from bot.discord_render import (
     summary_embeds,
 )
 from bot.logs import install_redaction, redact, register_secret
-from bot.render import card_chart, card_text
+from bot.render import card_chart, card_chart_path, card_text
 from bot.services import Services
 from bot.settings import Settings
 from bot.summary import Summary, due_chats, summary_sent
@@ -53,6 +53,8 @@ PLATFORM = "discord"
 REFUSAL_INTERVAL = 600.0  # seconds between two refusals to the same stranger
 READY_TIMEOUT = 30.0  # seconds from login to the gateway's READY
 STOP_TIMEOUT = 10.0
+AUTHENTICATION_FAILED = 4004  # the gateway's close code for a refused token
+REFUSED = "Discord refused the token: check TRADEOPS_DISCORD_TOKEN (Developer Portal > Bot > Reset Token)"
 
 
 class CardButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"tradeops:[^\s]{1,91}"):
@@ -120,7 +122,8 @@ class DiscordTransport:
         self._refusals = StrangerRefusals(REFUSAL_INTERVAL)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.client.event(self.on_ready)
+        self._stopping = False
+        self.client.event(self.on_connect)
 
     # --- lifecycle ---
 
@@ -131,34 +134,52 @@ class DiscordTransport:
         seed_allowlist(self.s.users, PLATFORM, self.allowed, at=self.s.clock.now())
         self.client.add_view(CardView("0000"))  # registers CardButton for every tradeops:... custom_id
 
-    async def on_ready(self) -> None:
+    async def on_connect(self) -> None:
+        # The gateway's READY: interactions arrive from now on. discord.py's on_ready comes
+        # guild_ready_timeout (2 s) after the last GUILD_CREATE, for a guild cache we do not use.
         self._ready.set()
 
     async def start(self) -> None:
         self.prepare()
         try:
+            await self._connect()
+            await self._sync()
+        except BaseException:
+            await self.stop()  # nothing left open: the HTTP session, the gateway
+            raise
+        assert self._task is not None  # _connect returned: the gateway loop runs
+        self._task.add_done_callback(self._gateway_ended)
+        user = self.client.user
+        log.info("discord: connected as %s, %d allowed users", user.name if user else "?", len(self.allowed))
+
+    async def _connect(self) -> None:
+        """Login (GET /users/@me: the token check), then the gateway until its READY."""
+        try:
             await asyncio.wait_for(self.client.login(self.token), READY_TIMEOUT)
         except discord.LoginFailure:
-            await self.stop()
-            raise TransportError(
-                "Discord refused the token: check TRADEOPS_DISCORD_TOKEN (Developer Portal > Bot > Reset Token)"
-            ) from None
+            raise TransportError(REFUSED) from None
         except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-            await self.stop()
             raise TransportError(f"Discord did not start: {redact(str(exc)) or type(exc).__name__}") from None
         self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self._ready.wait())
         await asyncio.wait({self._task, ready}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-        if not self._ready.is_set():
-            ready.cancel()
-            why = "no READY from the gateway in time"
-            if self._task.done() and self._task.exception() is not None:
-                why = redact(str(self._task.exception())) or type(self._task.exception()).__name__
-            await self.stop()
-            raise TransportError(f"Discord did not start: {why}")
-        await self._sync()
-        user = self.client.user
-        log.info("discord: connected as %s, %d allowed users", user.name if user else "?", len(self.allowed))
+        if self._ready.is_set():
+            return
+        ready.cancel()
+        failure = self._task.exception() if self._task.done() else None
+        if isinstance(failure, discord.ConnectionClosed) and failure.code == AUTHENTICATION_FAILED:
+            raise TransportError(REFUSED)
+        why = (redact(str(failure)) or type(failure).__name__) if failure else "no READY from the gateway in time"
+        raise TransportError(f"Discord did not start: {why}")
+
+    def _gateway_ended(self, task: asyncio.Task[None]) -> None:
+        """The gateway loop ends by itself only on what discord.py cannot reconnect from (a token
+        reset, an unexpected payload): say so, since no interaction arrives any more."""
+        if task.cancelled() or self._stopping:
+            return
+        failure = task.exception()
+        why = (redact(str(failure)) or type(failure).__name__) if failure else "closed"
+        log.error("discord: the gateway connection ended (%s); this process takes no more Discord interactions", why)
 
     async def _sync(self) -> None:
         guild_id = self.settings.discord_guild_id
@@ -170,7 +191,6 @@ class DiscordTransport:
             else:
                 synced = await self.tree.sync()
         except discord.HTTPException as exc:
-            await self.stop()
             where = f"server {guild_id}" if guild_id else "Discord (global)"
             raise TransportError(
                 f"slash commands not registered with {where}: {redact(str(exc))}; invite the bot with the "
@@ -181,6 +201,7 @@ class DiscordTransport:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.close(), STOP_TIMEOUT)
         if self._task is not None:
@@ -213,11 +234,13 @@ class DiscordTransport:
     async def push_decision(self, signal_id: str, status: str, text: str) -> None:
         row = self.s.signals.get(signal_id)
         card = row.card if row is not None and row.card else {"signal_id": signal_id}
+        chart = card_chart_path(self.s.charts_dir, signal_id)  # attached when the card was sent: it stays
+        embed = card_embed(card, outcome=text, chart=chart.name if chart.exists() else None)
         for ref in self.s.chats.cards(PLATFORM, signal_id):
             message = self.channel(ref.chat_id).get_partial_message(ref.message_id)
-            try:  # a new view-less edit removes the buttons; the chart attachment stays
+            try:  # a new view-less edit removes the buttons
                 if ref.kind == "embed":
-                    await message.edit(embed=card_embed(card, outcome=text), view=None)
+                    await message.edit(embed=embed, view=None)
                 else:
                     body = shorten(
                         f"{text}\n\n{card_text(card) if row is not None and row.card else ''}", MESSAGE_LIMIT
@@ -304,7 +327,10 @@ class DiscordTransport:
         row = self.s.signals.get(press.signal_id)
         if row is None or not reply.ok:  # a forged id, or too late: nothing changes
             self._audit(actor, "button_refused", press.signal_id, {"action": press.action, "why": reply.text[:200]})
-        if row is not None and row.status != SignalStatus.PENDING.value:  # decided now or before: show it everywhere
+        # Decided now or before: show it everywhere. A decision made here under `tradeops run` reaches
+        # every transport through the runner's decision hook already: editing again doubles the edits.
+        told = reply.ok and self.s.runner.on_decision is not None
+        if row is not None and row.status != SignalStatus.PENDING.value and not told:
             await self.push_decision(row.id, row.status, self._outcome(row.id, row.status))
 
     def _outcome(self, signal_id: str, status: str) -> str:

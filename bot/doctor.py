@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from bot.settings import Settings
 
@@ -70,6 +71,127 @@ def telegram_probe(settings: Settings, token: str) -> str:
     return f"the token belongs to @{username} (getMe at {base_url})"
 
 
+def venue_checks(settings: Settings) -> Iterator[Check]:
+    """Each configured real venue, built as the bot builds it and asked what answers."""
+    from bot.venues import LIVE_BUILDERS, configured_live, uses_live_data
+
+    live = configured_live(settings)
+    if not live:
+        kinds = "; ".join(f"{b.kind}: {b.variables}" for b in LIVE_BUILDERS)
+        yield Check(
+            "venues",
+            True,
+            "none configured: the shipped replay data is the market" + (f" (to add one, set {kinds})" if kinds else ""),
+        )
+        return
+    try:
+        mode = "live" if uses_live_data(settings) else "replay (TRADEOPS_MARKET_DATA=replay)"
+    except Exception as exc:
+        yield Check("venues", False, str(exc))
+        return
+    yield Check("market data", True, mode)
+    for builder in live:
+        yield _run(f"venue {builder.kind}", lambda b=builder: _venue_probe(settings, b))  # type: ignore[misc]
+
+
+def _venue_probe(settings: Settings, builder: object) -> str:
+    import asyncio
+
+    from bot.venues import LiveVenueBuilder
+    from bot.wiring import open_database
+    from storage.paper_ledger import SqlPaperLedger
+    from venues.base import LiveVenue
+    from venues.clock import RealClock
+    from venues.errors import VenueError
+
+    assert isinstance(builder, LiveVenueBuilder)
+    engine = open_database(settings)
+
+    async def probe() -> str:
+        venue = builder.build(settings, RealClock(), SqlPaperLedger(engine))
+        try:
+            if not isinstance(venue, LiveVenue):
+                return f"{venue.name}: built"
+            return f"{venue.name}: {await venue.health()}"
+        finally:
+            if isinstance(venue, LiveVenue):
+                await venue.aclose()
+
+    try:
+        return asyncio.run(probe())
+    except VenueError as exc:
+        raise Problem(str(exc)) from None
+    finally:
+        engine.dispose()
+
+
+DISCORD_TIMEOUT = 10.0  # seconds per Discord API request
+
+
+def discord_probe(settings: Settings, token: str) -> str:
+    """GET /users/@me and /applications/@me with the bot token, through TRADEOPS_DISCORD_API_URL when
+    set (and, with TRADEOPS_DISCORD_GUILD_ID, the server's commands: the applications.commands
+    scope there). Says who the bot is and how to invite it; nothing it returns or raises contains
+    the token (it travels in a header only)."""
+    import discord
+    import httpx
+
+    from bot.discord_render import api_base
+
+    try:
+        base = api_base(settings.discord_api_url)
+    except ValueError as exc:
+        raise Problem(str(exc)) from None
+    # What the bot does in a channel: see it, send cards (an embed and the chart file). 52224, as in the README.
+    permissions = discord.Permissions(view_channel=True, send_messages=True, embed_links=True, attach_files=True)
+
+    def invite(app_id: int) -> str:
+        return discord.utils.oauth_url(app_id, permissions=permissions, scopes=("bot", "applications.commands"))
+
+    with httpx.Client(headers={"Authorization": f"Bot {token}"}, timeout=DISCORD_TIMEOUT) as http:
+
+        def get(path: str) -> Any:
+            try:
+                response = http.get(base + path)
+            except httpx.HTTPError as exc:
+                raise Problem(
+                    f"no answer from {base} ({type(exc).__name__}): check the network, a proxy, "
+                    "or TRADEOPS_DISCORD_API_URL"
+                ) from None
+            if response.status_code == 401:
+                raise Problem(
+                    f"Discord refused the token at {base}: set TRADEOPS_DISCORD_TOKEN to the bot token from the "
+                    "Developer Portal (Applications > your app > Bot > Reset Token)"
+                )
+            if response.is_error:
+                raise Problem(f"GET {path} failed at {base}: HTTP {response.status_code} {response.text[:200]}")
+            return response.json()
+
+        user = get("/users/@me")
+        app = get("/applications/@me")
+        found = (
+            f"the token belongs to {user.get('username')} (bot user {user.get('id')}) of application "
+            f'{app.get("id")} "{app.get("name")}" (GET /users/@me and /applications/@me at {base})'
+        )
+        url = invite(int(app["id"]))
+        if app.get("interactions_endpoint_url"):
+            raise Problem(
+                f"{found}; but the application has an Interactions Endpoint URL set, so Discord sends slash commands "
+                "and button presses there, not to the bot: clear it in the Developer Portal (General Information)"
+            )
+        guild_id = settings.discord_guild_id
+        if guild_id:
+            try:
+                commands = get(f"/applications/{app['id']}/guilds/{guild_id}/commands")
+            except Problem as exc:
+                raise Problem(
+                    f"{found}; but it cannot register slash commands in server {guild_id} ({exc}): invite the bot "
+                    f"there with the bot and applications.commands scopes: {url}"
+                ) from None
+            found += f"; slash commands can be registered in server {guild_id} ({len(commands)} now)"
+    return f"{found}; invite it to a server with the bot and applications.commands scopes: {url}"
+
+
 def run_checks(settings: Settings) -> Iterator[Check]:
     from storage.db import redact_url
 
@@ -130,6 +252,24 @@ def run_checks(settings: Settings) -> Iterator[Check]:
 
     yield _run("replay data", replay_data)
 
+    yield from venue_checks(settings)
+
+    def bars_lake() -> str:
+        from storage.lake import BarsLake
+
+        lake = BarsLake(settings.lake_dir)
+        datasets = lake.datasets()
+        if not datasets:
+            return f"empty ({lake.root.resolve()}): `tradeops backfill` fills it"
+        rows = sum(m.rows for _, m in datasets)
+        gaps = sum(len(m.gaps) for _, m in datasets)
+        return (
+            f"{len(datasets)} dataset(s), {rows} bars, {gaps} gap(s) the venues have, in {lake.root.resolve()}; "
+            "served as venue `lake`"
+        )
+
+    yield _run("bars lake", bars_lake)
+
     # Chat transports: each one with a token is asked who it is; a token is never printed.
     tokens = settings.transport_tokens
     if not tokens:
@@ -138,7 +278,8 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         yield Check("chat", True, f"no transport configured: `tradeops run` needs {TRANSPORT_VARIABLES}")
     if "telegram" in tokens:
         yield _run("telegram", lambda: telegram_probe(settings, tokens["telegram"]))
-    # The Discord check (the application behind TRADEOPS_DISCORD_TOKEN) comes with its transport.
+    if "discord" in tokens:
+        yield _run("discord", lambda: discord_probe(settings, tokens["discord"]))
 
     llm = settings.llm_config
     if not llm.configured:

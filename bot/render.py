@@ -69,9 +69,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+def card_chart_path(charts_dir: Path, signal_id: str) -> Path:
+    """Where a signal's card chart is (once rendered): its file name is the attachment's name too."""
+    return charts_dir / f"signal-{signal_id}.png"
+
+
 async def card_chart(venue: Venue, card: dict[str, Any], charts_dir: Path, calendar: str) -> Path | None:
     """The card's chart PNG (rendered once; off the event loop, matplotlib is CPU work)."""
-    path = charts_dir / f"signal-{card['signal_id']}.png"
+    path = card_chart_path(charts_dir, str(card["signal_id"]))
     if path.exists():
         return path
     bars = await venue.bars(card["symbol"], card.get("timeframe") or "1h", limit=120)

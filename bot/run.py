@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import importlib
 import logging
@@ -29,14 +30,17 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from apscheduler.triggers.base import BaseTrigger
+
 from agent.runner import DecideResult
 from bot.logs import register_secret
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
 from bot.summary import Summary, daily_summary, due_chats, summary_times
 from bot.transport import Transport, TransportError
+from bot.venues import VenueConfigError, uses_live_data
 from bot.wiring import open_database
-from scheduler.driver import FastForwardDriver, ScanJob, ScanTick
+from scheduler.driver import FastForwardDriver, ScanJob, ScanTick, build_scheduler
 from scheduler.jobs import SUMMARY_JOB, summary_job, watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import ScanReport
@@ -45,7 +49,7 @@ from storage.db import redact_url
 from storage.locks import process_lock
 from storage.signals import SignalStatus, SignalStore
 from storage.watchlists import WatchlistSpec
-from venues.clock import ScaledClock
+from venues.clock import RealClock, ScaledClock
 
 log = logging.getLogger("tradeops.run")
 
@@ -157,15 +161,27 @@ async def run_bot(
     settings: Settings,
     make_transports: TransportFactory = transports_for,
     *,
+    replay: bool = True,
     speed: float = DEFAULT_SPEED,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Run the bot on the replay data until ``stop`` is set or SIGINT/SIGTERM arrives; returns the
-    exit status (0 after a clean stop). Raises RunRefused when another run holds the database, a
-    configured transport does not exist, or none is configured; TransportError when one cannot start.
+    """Run the bot until ``stop`` is set or SIGINT/SIGTERM arrives; returns the exit status (0 after
+    a clean stop). Raises RunRefused when another run holds the database, a configured transport
+    does not exist, none is configured, or (live) no real venue is configured; TransportError when a
+    transport cannot start.
 
-    ``speed``: simulated seconds per real second, from the moment the data dir remembers (or the
-    replay start)."""
+    ``replay``: the shipped replay data on a simulated clock running ``speed`` simulated seconds per
+    real second, from the moment the data dir remembers (or the replay start). Otherwise the
+    configured real venues on the real clock, scheduled by APScheduler."""
+    if replay:
+        settings = settings.model_copy(update={"market_data": "replay"})
+    else:
+        try:
+            live = uses_live_data(settings)
+        except VenueConfigError as exc:
+            raise RunRefused(str(exc)) from None
+        if not live:
+            raise RunRefused(no_live_venue_message(settings))
     url = settings.resolved_database_url
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=True))
     try:
@@ -174,16 +190,28 @@ async def run_bot(
                 holder = await asyncio.to_thread(SignalStore(engine).get_value, RUN_KEY)
                 pid = f" (pid {holder['pid']})" if holder and holder.get("pid") else ""
                 raise RunRefused(f"another tradeops run is using {redact_url(url)}{pid}; stop it first")
-            stored = stored_clock(SignalStore(engine))
-            start = stored.now() if stored is not None else REPLAY_START
-            clock = ScaledClock(start, speed)
+            clock: ScaledClock | RealClock = RealClock()
+            if replay:
+                stored = stored_clock(SignalStore(engine))
+                clock = ScaledClock(stored.now() if stored is not None else REPLAY_START, speed)
             return await _run_holding_lock(settings, make_transports, clock, stop or asyncio.Event())
     finally:
         engine.dispose()
 
 
+def no_live_venue_message(settings: Settings) -> str:
+    from bot.venues import LIVE_BUILDERS
+
+    if settings.market_data == "replay":
+        return "TRADEOPS_MARKET_DATA=replay: use `tradeops run --replay`, or set it to auto or live"
+    kinds = "; ".join(f"{b.kind}: {b.variables}" for b in LIVE_BUILDERS) or "none is built yet"
+    return (
+        f"no live venue is configured (set one of {kinds}); or use `tradeops run --replay` for the shipped replay data"
+    )
+
+
 async def _run_holding_lock(
-    settings: Settings, make_transports: TransportFactory, clock: ScaledClock, stop: asyncio.Event
+    settings: Settings, make_transports: TransportFactory, clock: ScaledClock | RealClock, stop: asyncio.Event
 ) -> int:
     for token in settings.transport_tokens.values():
         register_secret(token)
@@ -207,26 +235,51 @@ async def _run_holding_lock(
     return 0
 
 
-async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: ScaledClock, stop: asyncio.Event) -> None:
-    watchlists = [w for w in services.watchlists.all() if w.enabled] or [
-        w for w in seed_watchlists(services) if w.enabled
-    ]
-    jobs = watchlist_jobs(services.scanner, watchlists, services.venue_calendar, _on_scan(fanout, services))
-    driver = FastForwardDriver(clock, [*jobs, _summary_job(services, fanout)])
-    log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
-    for job in jobs:
+def scheduled_watchlists(services: Services) -> list[WatchlistSpec]:
+    """The enabled watchlists on this process's venues; on replay, the shipped ones when none exist."""
+    watchlists = [w for w in services.watchlists.all() if w.enabled]
+    if not watchlists and services.simulated:
+        watchlists = [w for w in seed_watchlists(services) if w.enabled]
+    elsewhere = sorted({w.venue for w in watchlists if w.venue not in services.venues})
+    if elsewhere:
+        log.info(
+            "watchlists on %s not scheduled: this run trades on %s", ", ".join(elsewhere), ", ".join(services.venues)
+        )
+    mine = [w for w in watchlists if w.venue in services.venues]
+    if not mine:
+        example = next(iter(services.venues), "VENUE")
+        log.warning(
+            "no watchlist on %s: nothing is scheduled until one is added, e.g. /watch add majors %s:SYMBOL, "
+            "then restart",
+            ", ".join(services.venues),
+            example,
+        )
+    return mine
+
+
+async def _schedule_until_stopped(
+    services: Services, fanout: Fanout, clock: ScaledClock | RealClock, stop: asyncio.Event
+) -> None:
+    scans = watchlist_jobs(
+        services.scanner, scheduled_watchlists(services), services.venue_calendar, _on_scan(fanout, services)
+    )
+    jobs = [*scans, _summary_job(services, fanout)]
+    if isinstance(clock, ScaledClock):
+        log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
+    else:
+        log.info("live on %s, real clock", ", ".join(services.venues))
+    for job in scans:
         moment = job.trigger.get_next_fire_time(None, clock.now())
         log.info("watchlist %s scheduled, next scan at %s", job.id, moment.isoformat() if moment else "never")
-    changed = asyncio.Event()  # the summary times changed: the wait for the next fire starts again
+    moment = jobs[-1].trigger.get_next_fire_time(None, clock.now())
+    log.info("daily summary at %s, next at %s", jobs[-1].trigger, moment.isoformat() if moment else "never")
+    changed = asyncio.Event()  # a chat changed its summary settings: the summary job gets new times
+    services.on_schedule_change = changed.set
 
-    def reschedule_summary() -> None:
+    def summary_trigger() -> DailyTrigger:
         trigger = DailyTrigger(summary_times(services), services.settings.timezone)
-        moment = driver.reschedule(SUMMARY_JOB, trigger)
-        log.info("daily summary at %s, next at %s", trigger, moment.isoformat() if moment else "never")
-        changed.set()
-
-    reschedule_summary()
-    services.on_schedule_change = reschedule_summary
+        log.info("daily summary rescheduled: %s", trigger)
+        return trigger
 
     loop = asyncio.get_running_loop()
     handled = []
@@ -234,7 +287,10 @@ async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: Sca
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no Unix signals
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
-    drive = asyncio.create_task(_drive(driver, clock, stop, changed))
+    if isinstance(clock, ScaledClock):
+        drive = asyncio.create_task(_drive(FastForwardDriver(clock, jobs), clock, stop, changed, summary_trigger))
+    else:
+        drive = asyncio.create_task(schedule_live(jobs, stop, changed, summary_trigger))
     try:
         await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -250,12 +306,17 @@ async def _schedule_until_stopped(services: Services, fanout: Fanout, clock: Sca
             loop.remove_signal_handler(signum)
 
 
-async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Event, changed: asyncio.Event) -> None:
+async def _drive(
+    driver: FastForwardDriver,
+    clock: ScaledClock,
+    stop: asyncio.Event,
+    changed: asyncio.Event,
+    summary_trigger: Callable[[], BaseTrigger],
+) -> None:
     """Run each fire when the clock reaches it, until ``stop``: the wait is abandoned at once, a
-    started scan runs on (the caller bounds it). ``changed`` (a job was rescheduled) starts the
-    wait again, for the new next fire."""
+    started scan runs on (the caller bounds it). ``changed``: the summary job gets
+    ``summary_trigger()`` and the wait starts again, for the new next fire."""
     while not stop.is_set() and (upcoming := driver.next_fire()) is not None:
-        changed.clear()
         waits = {
             asyncio.create_task(clock.sleep_until(upcoming[1])),
             asyncio.create_task(stop.wait()),
@@ -267,8 +328,57 @@ async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Ev
         if stop.is_set():
             return
         if changed.is_set():
+            changed.clear()
+            driver.reschedule(SUMMARY_JOB, summary_trigger())
             continue  # the next fire may be another now; a due one runs at once on the next turn
         await driver.step()  # the clock is at the fire time: runs it now (or coalesces late ones)
+
+
+async def schedule_live(
+    jobs: Sequence[ScanJob],
+    stop: asyncio.Event,
+    changed: asyncio.Event | None = None,
+    summary_trigger: Callable[[], BaseTrigger] | None = None,
+) -> None:
+    """Run ``jobs`` on APScheduler (the real clock) until ``stop``; then no new fire starts, and the
+    scans in flight run on (the caller bounds them; a cancel reaches them). ``changed``: the summary
+    job gets ``summary_trigger()``."""
+    running: set[asyncio.Task[Any]] = set()
+
+    def tracked(job: ScanJob) -> ScanJob:
+        async def func(tick: ScanTick) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            running.add(task)
+            try:
+                await job.func(tick)
+            finally:
+                running.discard(task)
+
+        return dataclasses.replace(job, func=func)
+
+    scheduler = build_scheduler([tracked(job) for job in jobs])
+    scheduler.start()
+    try:
+        while not stop.is_set():
+            waits = {asyncio.create_task(stop.wait()), *([asyncio.create_task(changed.wait())] if changed else [])}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+            if changed is not None and changed.is_set() and summary_trigger is not None and not stop.is_set():
+                changed.clear()
+                scheduler.reschedule_job(SUMMARY_JOB, trigger=summary_trigger())
+    finally:
+        scheduler.pause()  # no new fire starts; shutdown() would cancel the scans in flight
+        try:
+            if running:
+                await asyncio.gather(*running)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            raise
+        finally:
+            scheduler.shutdown(wait=False)
 
 
 def _summary_job(services: Services, fanout: Fanout) -> ScanJob:

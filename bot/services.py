@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,21 +20,21 @@ from agent.llm.policy import LLMPolicy
 from agent.policies import RulePolicy
 from agent.runner import CardHook, DecisionHook, SignalRunner
 from bot.settings import Settings
+from bot.venues import build_venues, uses_live_data
 from bot.wiring import open_database
 from scheduler.manage import PositionManager
 from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
 from storage.chats import ChatStore
 from storage.checkpoints import open_checkpointer
 from storage.llm import LLMCache, usage_since
-from storage.paper_ledger import SqlPaperLedger
 from storage.plans import PlanStore
 from storage.signals import CLOCK_KEY, SignalStore
 from storage.users import UserStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
-from venues.base import Venue
-from venues.clock import Clock, ScaledClock, SimulatedClock
-from venues.paper import PaperBroker
-from venues.replay import MARKETS, ReplayVenue
+from venues.base import LiveVenue, Venue
+from venues.clock import Clock, RealClock, ScaledClock, SimulatedClock
+
+log = logging.getLogger("tradeops.services")
 
 # Where a replay clock starts when the data dir remembers none: mid-2021, where every shipped
 # series overlaps (the SPY minutes begin on 2021-07-01).
@@ -89,17 +90,6 @@ def stored_clock(signals: SignalStore) -> SimulatedClock | None:
     return None
 
 
-def replay_venues(settings: Settings, clock: Clock, engine: Engine) -> dict[str, Venue]:
-    ledger = SqlPaperLedger(engine)
-    venues: dict[str, Venue] = {}
-    for key, market in MARKETS.items():
-        venue = ReplayVenue(key, clock)
-        currencies = list(dict.fromkeys(s.instrument.currency for s in market.series))
-        venue.broker = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(currencies))
-        venues[venue.name] = venue
-    return venues
-
-
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -109,16 +99,19 @@ async def open_services(
     on_card: CardHook | None = None,
     on_decision: DecisionHook | None = None,
     one_shot: bool = False,
+    with_lake: bool = True,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
     for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
-    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py)."""
+    pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py).
+    ``with_lake=False`` leaves the bars lake's venue out (the demo walks the shipped data only)."""
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
     if clock is None:
-        clock = stored_clock(signals) or SimulatedClock(REPLAY_START)
-    venues = replay_venues(settings, clock, engine)
+        live = uses_live_data(settings)
+        clock = RealClock() if live else stored_clock(signals) or SimulatedClock(REPLAY_START)
+    venues = build_venues(settings, clock, engine, with_lake=with_lake)
     config = AgentConfig(
         risk_profile=settings.risk_profile,
         slippage_bps=settings.paper_slippage_bps,
@@ -160,7 +153,17 @@ async def open_services(
             services.remember_clock()
             if llm is not None:
                 await llm.aclose()
+            await close_venues(venues)
             engine.dispose()
+
+
+async def close_venues(venues: dict[str, Venue]) -> None:
+    for venue in venues.values():
+        if isinstance(venue, LiveVenue):
+            try:
+                await venue.aclose()
+            except Exception:  # closing is best effort; the process is ending anyway
+                log.warning("venue %s did not close cleanly", venue.name, exc_info=True)
 
 
 class ConfigError(Exception):

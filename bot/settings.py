@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.llm.config import LLMConfig
 from storage.db import sqlite_url
+from venues.adapters.alpaca.config import AlpacaConfig
 from venues.paper import FillAt, PaperBrokerConfig
 
 HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
@@ -45,6 +46,30 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; empty = SQLite file tradeops.db in the data dir"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    market_data: Literal["auto", "replay", "live"] = Field(
+        default="auto",
+        description="auto = the real venues when one is configured, else the shipped replay data; replay; live",
+    )
+
+    # Alpaca (US equities): configured when both keys are set; paper account only.
+    alpaca_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TRADEOPS_ALPACA_API_KEY", "APCA_API_KEY_ID")
+    )
+    alpaca_secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TRADEOPS_ALPACA_SECRET_KEY", "APCA_API_SECRET_KEY"),
+    )
+    alpaca_trading_url: str | None = Field(
+        default=None, description="alpaca-py url_override of the trading API; empty = the paper API (never live)"
+    )
+    alpaca_data_url: str | None = Field(
+        default=None, description="alpaca-py url_override of the market data API; empty = data.alpaca.markets"
+    )
+    alpaca_feed: Literal["iex", "sip"] = Field(default="iex", description="stock data feed: iex (free) or sip")
+    alpaca_rate_per_second: float = Field(
+        default=3.0, gt=0, le=100, description="requests a second to Alpaca (its basic plan allows 200 a minute)"
+    )
 
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=500)
@@ -164,6 +189,26 @@ class Settings(BaseSettings):
         }
 
     @property
+    def alpaca_configured(self) -> bool:
+        return all(
+            v is not None and v.get_secret_value().strip() for v in (self.alpaca_api_key, self.alpaca_secret_key)
+        )
+
+    @property
+    def alpaca_config(self) -> AlpacaConfig:
+        """The alpaca venue's config; AlpacaConfigError names a setting that cannot work."""
+        key = self.alpaca_api_key.get_secret_value().strip() if self.alpaca_api_key else ""
+        secret = self.alpaca_secret_key.get_secret_value().strip() if self.alpaca_secret_key else ""
+        return AlpacaConfig(
+            api_key=key,
+            secret_key=secret,
+            trading_url=(self.alpaca_trading_url or "").strip() or None,
+            data_url=(self.alpaca_data_url or "").strip() or None,
+            feed=self.alpaca_feed,
+            rate_per_second=self.alpaca_rate_per_second,
+        )
+
+    @property
     def approval_timeout(self) -> timedelta:
         return timedelta(minutes=self.approval_minutes)
 
@@ -171,6 +216,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def lake_dir(self) -> Path:
+        """The bars lake of `tradeops backfill` and `tradeops sql --lake`."""
+        return self.data_dir / "lake"
 
     @property
     def resolved_database_url(self) -> str:

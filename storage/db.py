@@ -119,9 +119,9 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
-def read_only_query(engine: Engine, query: str, *, limit: int = 100) -> tuple[list[str], list[tuple[Any, ...]]]:
+def read_only_query(engine: Engine, query: str, *, limit: int | None = 100) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one statement in a transaction the database itself makes read-only, then roll back.
-    Returns the column names and at most ``limit`` rows."""
+    Returns the column names and at most ``limit`` rows (None: all)."""
     statement = query.strip().rstrip(";").strip()
     if not statement:
         raise ValueError("empty query: give one SQL statement, e.g. select * from orders")
@@ -139,7 +139,8 @@ def read_only_query(engine: Engine, query: str, *, limit: int = 100) -> tuple[li
             if not result.returns_rows:
                 raise ValueError("the statement returned no rows; only read-only queries are allowed")
             columns = list(result.keys())
-            rows = [tuple(row) for row in result.fetchmany(limit)]
+            fetched = result.fetchall() if limit is None else result.fetchmany(limit)
+            rows = [tuple(row) for row in fetched]
         except DBAPIError as exc:
             raise ValueError(f"the database refused the query: {exc.orig}") from None
         finally:

@@ -72,3 +72,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         "db_url" in getattr(m, "args", [""])[0] for m in metafunc.definition.iter_markers("parametrize")
     ):
         metafunc.parametrize("db_url", DB_BACKENDS, indirect=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Skips summarised in one line per reason (``-r`` without ``s`` lists none of them one by one)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{count} skipped: {reason}")

@@ -5,20 +5,22 @@ and the real flows on the shipped 2021 replay data under a simulated clock."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, inspect, text
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.console import CONSOLE_USER, interactive, render
+from bot.console import CONSOLE_USER, ConsolePrompt, interactive, render
 from bot.core import MAX_INPUT, SIGNAL_ID, Button, Caller, CommandCore, Reply
 from bot.services import Services, open_services, seed_watchlists
 from bot.settings import load_settings
@@ -488,7 +490,7 @@ async def test_signal_for_an_unknown_symbol_lists_the_valid_ones(
         ("/signal", "usage: /signal SYMBOL"),
         ("/signal BTC/USD ETH/USDT", "usage: /signal SYMBOL"),
         ("/signal $(reboot)", "'$(reboot)' is not a symbol"),
-        ("/signal ../../x", "unknown symbol '../../X'"),  # plausible characters, still looked up, not found
+        ("/signal ../../x", "unknown symbol '../../x'"),  # plausible characters, still looked up, not found
     ],
 )
 async def test_signal_needs_exactly_one_known_symbol(
@@ -529,9 +531,11 @@ async def test_chart_bad_arguments(services: Services, core: CommandCore, messag
         ("/watch add mine", "usage: /watch add NAME SYMBOL..."),
         ("/watch add", "usage: /watch add NAME"),
         ("/watch add mine DOGE/USD", "valid symbols"),
-        ("/watch add mine BTC/USD AMZN", "unknown symbol 'AMZN' on venue 'replay-crypto'"),  # one venue per list
+        ("/watch add mine BTC/USD AMZN", "mine is on replay-crypto, not replay-us:AMZN"),  # one venue per list
         ("/watch add mine <script>", "is not a symbol"),
-        ("/watch add crypto 600519.SH", "unknown symbol '600519.SH' on venue 'replay-crypto'"),
+        ("/watch add crypto 600519.SH", "crypto is on replay-crypto, not replay-cn:600519.SH"),
+        ("/watch add mine nosuch:BTC/USD", "unknown venue 'nosuch'; venues: replay-cn, replay-crypto, replay-us"),
+        ("/watch add mine replay-us:BTC/USD", "unknown symbol 'BTC/USD' on venue 'replay-us'"),
         ("/watch rm nosuch", "no watchlist 'nosuch'"),
         ("/watch rm crypto SPY", "SPY not in crypto"),
         ("/watch rm cn-etf 510300.SH", "that would leave cn-etf empty"),
@@ -625,6 +629,18 @@ async def test_approve_executes_once_and_the_second_answer_is_told(services: Ser
     assert len(entry_orders(services.engine, signal_id)) == 1
     pending = await core.handle(VIEWER, "/signals pending")
     assert signal_id not in pending.text
+
+
+async def test_look_alike_characters_never_reach_an_id(services: Services, core: CommandCore) -> None:
+    signal_id = await eth_signal(core)
+    kelvin = signal_id.replace("k", "\u212a") if "k" in signal_id else signal_id[:-1] + "\u212a"
+    for message in (f"/approve {kelvin}", f"/approve {signal_id.upper()}\u0131", "/\u212aill", f"/reject {kelvin} no"):
+        reply = await refused_without_writes(services, core, TRADER, message)
+        assert "is not a signal id" in reply.text or "Unknown command" in reply.text, reply.text
+    reply = await refused_without_writes(services, core, TRADER, "/watch add \u212aey BTC/USD")
+    assert "outside ASCII" in reply.text
+    assert services.signals.get(signal_id).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
+    assert (await core.handle(TRADER, f"/approve {signal_id.upper()}")).ok  # plain ASCII case still folds
 
 
 async def test_an_expired_signal_cannot_be_approved(
@@ -756,26 +772,97 @@ async def test_two_answers_at_once_first_wins(services: Services, core: CommandC
     assert winners[0].data["status"] == services.signals.get(signal_id).status  # type: ignore[union-attr]
 
 
-async def test_the_interactive_console(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    typed = iter(["/signals", "", "   ", "/pause drill", "/quit", "/resume"])
-    monkeypatch.setattr("builtins.input", lambda _prompt="": next(typed))
+@contextlib.contextmanager
+def console_keys() -> Iterator[tuple[Any, ConsolePrompt]]:
+    """A ConsolePrompt reading a pipe (what a test types) and writing nowhere."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    with create_pipe_input() as pipe:
+        yield pipe, ConsolePrompt(pipe=pipe, output=DummyOutput())
+
+
+async def test_the_interactive_console(services: Services) -> None:
     out: list[str] = []
-    await interactive(services, echo=out.append)
+    with console_keys() as (keys, prompt):
+        keys.send_text("/signals\r\r   \r/pause drill\r/quit\r/resume\r")
+        await interactive(services, echo=out.append, prompt=prompt)
     assert out[0] == "tradeops console at 2021-07-06T06:00:05+00:00 (simulated clock)"
     assert out[2:] == [
         "no pending signals",
         "kill switch ON: no new entries until /resume (drill). Exits keep running.",
     ]
-    assert next(typed) == "/resume"  # /quit ended the session before it
-    assert services.signals.get_value(KILL_SWITCH_KEY)["paused"] is True  # type: ignore[index]
+    assert services.signals.get_value(KILL_SWITCH_KEY)["paused"] is True  # type: ignore[index]  # not resumed
 
-    def hang_up(_prompt: str = "") -> str:
-        raise EOFError
-
-    monkeypatch.setattr("builtins.input", hang_up)
     out.clear()
-    await interactive(services, echo=out.append)  # Ctrl-D leaves quietly
+    with console_keys() as (keys, prompt):
+        keys.send_text("\x04")  # Ctrl-D leaves quietly
+        await interactive(services, echo=out.append, prompt=prompt)
     assert out[-1] == ""
+
+
+async def test_console_history_and_ctrl_c_at_the_prompt(services: Services) -> None:
+    out: list[str] = []
+    with console_keys() as (keys, prompt):
+        # Ctrl-C drops a half-typed line and gives a fresh prompt; Up brings back the last command.
+        keys.send_text("/pause half typed\x03/risk\r")
+        replied = asyncio.Event()
+
+        def echo(text: str) -> None:
+            out.append(text)
+            if len(out) >= 3:
+                replied.set()
+
+        console = asyncio.create_task(interactive(services, echo=echo, prompt=prompt))
+        await asyncio.wait_for(replied.wait(), 30)
+        await asyncio.sleep(0.2)  # the next prompt has loaded its history
+        keys.send_text("\x1b[A")
+        await asyncio.sleep(0.2)
+        keys.send_text("\r/quit\r")
+        await asyncio.wait_for(console, 30)
+    replies = out[2:]
+    assert len(replies) == 2 and replies[0] == replies[1] and "profile medium" in replies[0]
+    assert services.signals.get_value(KILL_SWITCH_KEY) is None  # the interrupted /pause never ran
+    assert list(prompt.session.history.load_history_strings()) == ["/quit", "/risk"]  # newest first, a repeat kept once
+
+
+async def test_ctrl_c_cancels_the_running_command_and_returns_to_the_prompt(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = CommandCore.handle
+    started = asyncio.Event()
+
+    async def slow_scan(self: CommandCore, caller: Caller, text: str) -> Reply:
+        if text.startswith("/scan"):
+            started.set()
+            await asyncio.sleep(3600)
+        return await handle(self, caller, text)
+
+    monkeypatch.setattr(CommandCore, "handle", slow_scan)
+    out: list[str] = []
+
+    async def press_ctrl_c() -> None:
+        await started.wait()
+        os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends for Ctrl-C
+
+    with console_keys() as (keys, prompt):
+        keys.send_text("/scan\r/signals\r/quit\r")
+        pressing = asyncio.create_task(press_ctrl_c())
+        await asyncio.wait_for(interactive(services, echo=out.append, prompt=prompt), 30)
+        await pressing
+    assert out[2:] == ["cancelled", "no pending signals"]  # the console went on
+
+
+async def test_yes_no_asks_again_and_ignores_what_was_typed_ahead() -> None:
+    with console_keys() as (keys, prompt):
+        keys.send_text("maybe\r\ry\r")
+        assert await prompt.ask_yes_no("approve x?") is True  # asked three times
+        keys.send_text("y\r")  # typed while the card printed
+        await asyncio.sleep(0.05)
+        answer = asyncio.create_task(prompt.ask_yes_no("approve y?"))
+        await asyncio.sleep(0.1)
+        keys.send_text("n\r")
+        assert await answer is False
 
 
 # --- the command line ---

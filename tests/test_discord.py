@@ -1,14 +1,13 @@
 """The Discord transport with interaction doubles (dpytest has no interaction support) built from
 the published interaction JSON in tests/fixtures/discord (see its PROVENANCE.md): slash command and
-button callbacks are called directly, channels are fakes that record what is sent and edited; start()
-runs against a local fake REST API. No internet."""
+button callbacks are called directly, channels are fakes that record what is sent and edited. The real
+client against a local fake Discord (REST and gateway) is in tests/test_discord_gateway.py. No internet."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 import json
-import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 
 import discord
 import pytest
-from aiohttp import web
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from pydantic import SecretStr, ValidationError
@@ -34,7 +32,7 @@ from bot.settings import load_settings
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
-from tests.support import entry_orders, local_http_server
+from tests.support import entry_orders
 from venues.clock import SimulatedClock
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GfakeX.fake_discord_token_for_tests_0123456789"
@@ -392,41 +390,6 @@ async def test_events_go_to_every_channel_and_a_failing_one_is_skipped(
 
 
 # --- start, secrets, configuration ---
-
-
-@pytest.fixture
-async def rest_api() -> AsyncIterator[tuple[list[str], str]]:
-    """A local Discord REST API that refuses every token (401, Discord's own error body)."""
-    seen: list[str] = []
-
-    async def users_me(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("Authorization", ""))
-        return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
-
-    app = web.Application()
-    app.router.add_get("/api/v10/users/@me", users_me)
-    async with local_http_server(app) as port:
-        yield seen, f"http://127.0.0.1:{port}/api/v10"
-
-
-async def test_a_refused_token_is_a_clear_error_and_never_in_debug_logs(
-    services: Services,
-    channels: dict[int, FakeChannel],
-    rest_api: tuple[list[str], str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    seen, url = rest_api
-    caplog.set_level(logging.DEBUG)
-    for name in ("discord", "discord.http", "discord.client", "aiohttp"):  # the worst case: everything at DEBUG
-        caplog.set_level(logging.DEBUG, logger=name)
-    transport = make_transport(services, channels, discord_api_url=url, discord_gateway_url="ws://127.0.0.1:9/")
-    with pytest.raises(TransportError, match="Discord refused the token") as refused:
-        await transport.start()
-    assert seen == [f"Bot {TOKEN}"]  # the API URL override was used, with the token
-    assert url == Route.BASE and str(DiscordWebSocket.DEFAULT_GATEWAY) == "ws://127.0.0.1:9/"
-    assert "GET" in caplog.text and "/users/@me" in caplog.text  # DEBUG was captured
-    assert TOKEN not in caplog.text and TOKEN not in str(refused.value)
-    assert all(TOKEN not in r.getMessage() for r in caplog.records)
 
 
 async def test_an_unreachable_api_is_a_transport_error(services: Services, channels: dict[int, FakeChannel]) -> None:

@@ -544,7 +544,13 @@ async def test_concurrency_bound(api: respx.MockRouter, make: Factory) -> None:
         ("http://gpu-box:11434/v1", "qwen2.5:7b", "auto", "ollama"),
         ("http://localhost:8000/v1", "Qwen/Qwen2.5-7B-Instruct", "auto", "vllm"),
         ("http://127.0.0.1:8000/v1", "meta-llama/Llama-3.1-8B-Instruct", "auto", "vllm"),
-        ("https://gateway.example/v1", "deepseek-chat", "auto", "deepseek"),  # the model name decides
+        ("http://127.0.0.1:8080/v1", "qwen3-8b", "auto", "generic"),  # a local server: never hosted Qwen
+        ("http://localhost:1234/v1", "deepseek-r1", "auto", "generic"),
+        ("http://192.168.1.20:8080/v1", "qwen2.5-7b-instruct", "auto", "generic"),  # a private address
+        ("http://10.0.0.5:8000/v1", "gpt-oss-20b", "auto", "generic"),
+        ("http://gpu-box:8080/v1", "qwen3-8b", "auto", "generic"),  # a single-label (LAN) host name
+        ("http://llm.internal/v1", "qwen-plus", "auto", "generic"),
+        ("https://gateway.example/v1", "deepseek-chat", "auto", "deepseek"),  # a public gateway: the model decides
         ("https://gateway.example/v1", "gpt-4.1", "auto", "openai"),
         ("https://gateway.example/v1", "o3-mini", "auto", "openai"),
         ("https://gateway.example/v1", "qwen-turbo", "auto", "qwen"),

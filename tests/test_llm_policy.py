@@ -430,6 +430,21 @@ FAILURES = [
         id="target-100x",
     ),
     pytest.param(
+        [says(decision(take_profits=[3200.0, 3400.0]))],  # within 3x, beyond 3 x ATR x sqrt(48) = 764
+        "LLM absurd values: every take-profit (3200.00, 3400.00) is further from the entry 2318.91 than "
+        "3 x ATR 36.77 x sqrt(48 bars) = 764.1",
+        ["ok"],
+        [],
+        id="targets-beyond-the-horizon",
+    ),
+    pytest.param(
+        [says(decision(horizon_bars=4, stop=2000.0))],  # 4 bars: 3 x ATR x 2 = 220.6
+        "LLM absurd values: stop 2000.00 is 318.9 from the entry 2318.91, beyond 3 x ATR 36.77 x sqrt(4 bars)",
+        ["ok"],
+        [],
+        id="stop-beyond-the-horizon",
+    ),
+    pytest.param(
         [_unknown(), _unknown(), _unknown()],
         "LLM unknown tool: still calling tools after 3 rounds, including tools that do not exist: place_order",
         ["ok", "ok", "ok"],
@@ -489,6 +504,54 @@ async def test_malformed_json_gets_one_repair(tmp_path: Path) -> None:
         assert repair[-1]["role"] == "user" and "was not valid JSON" in repair[-1]["content"]
         assert_traced(app.llm_traces(walk.signal_id), ["ok", "ok"])
         assert app.orders() == []
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        pytest.param(f"<think>The trend is up; RSI 62 {{not json}}.</think>\n{decision()}", id="think-first"),
+        pytest.param(f"Here is my decision:\n```json\n{decision()}\n```\nLet me know!", id="prose-around-fence"),
+        pytest.param(f"```json\n{decision()}\n```\nNote: volatile market.", id="remark-after-fence"),
+        pytest.param(f"{decision()}\n\n(the same again) {decision()}", id="the-same-object-twice"),
+    ],
+)
+async def test_a_wrapped_decision_is_read_with_one_call(tmp_path: Path, wrapped: str) -> None:
+    async with llm_app(tmp_path, says(wrapped)) as app:
+        walk = await app.scan_eth()
+        assert walk.status == SignalStatus.PENDING.value and walk.card is not None
+        assert_traced(app.llm_traces(walk.signal_id), ["ok"])  # one paid call, no repair
+
+
+async def test_two_different_objects_are_ambiguous_and_repaired_once(tmp_path: Path) -> None:
+    two = f"Option A: {decision()} or option B: {HOLD}"
+    async with llm_app(tmp_path, says(two), says(two)) as app:
+        walk = await app.scan_eth()
+        assert walk.status == SignalStatus.ABSTAINED.value
+        assert "2 different JSON objects" in app.script.bodies[1]["messages"][-1]["content"]
+
+
+def test_extract_json_object_refuses_what_is_not_one_object() -> None:
+    from agent.llm.answer_json import AnswerJSONError, extract_json_object
+
+    assert extract_json_object('<THINK>a</THINK> {"a": [1, {"b": 2}]} done') == {"a": [1, {"b": 2}]}
+    for text, why in [
+        ("no json here", "no JSON object"),
+        ("[1, 2]", "no JSON object"),
+        ('<think>still thinking {"a": 1}', "unfinished <think>"),
+        ('{"a": 1} {"a": 2}', "2 different JSON objects"),
+    ]:
+        with pytest.raises(AnswerJSONError, match=why):
+            extract_json_object(text)
+
+
+async def test_a_target_beyond_the_horizon_is_dropped_with_a_note_on_the_card(tmp_path: Path) -> None:
+    # The case: targets up to 3x the entry inflated the expected profit.
+    async with llm_app(tmp_path, says(decision(take_profits=[2429.21, 2502.74, 6900.0]))) as app:
+        walk = await app.scan_eth()
+        assert walk.status == SignalStatus.PENDING.value and walk.card is not None
+        assert walk.card["take_profits"] == ["2429.21", "2502.74"]
+        note = "take-profit 6900.00 dropped: further from the entry than 3 x ATR 36.77 x sqrt(48 bars) = 764.1"
+        assert note in walk.card["risk_notes"] and note in card_text(walk.card)
 
 
 async def test_an_unknown_tool_is_an_error_the_model_can_recover_from(tmp_path: Path) -> None:
@@ -759,6 +822,26 @@ def test_a_second_identical_demo_run_makes_no_call(tmp_path: Path, monkeypatch: 
     assert asked >= 5 and one["policy"] == f"llm:{MODEL}" and one["signals"] > 0 and one["orders"] > 0
     one.pop("elapsed_seconds"), two.pop("elapsed_seconds")
     assert two == one
+
+
+def test_a_demo_where_every_call_fails_counts_the_abstentions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "TRADEOPS_LLM_BASE_URL": BASE,
+        "TRADEOPS_LLM_API_KEY": KEY,
+        "TRADEOPS_LLM_MODEL": MODEL,
+    }.items():
+        monkeypatch.setenv(name, value)
+    args = ["demo", "--policy", "llm", "--approve", "all", "--days", "1", "--data-dir", str(tmp_path / "d")]
+    with respx.mock(base_url=BASE) as router:
+        router.post("/chat/completions").mock(return_value=error(401, "Incorrect API key provided"))
+        text = CliRunner().invoke(cli, args)
+        assert text.exit_code == 0, text.output
+        as_json = CliRunner().invoke(cli, [*args, "--json"])
+    summary = json.loads(as_json.stdout)
+    assert summary["signals"] == 0 and summary["abstained"] > 0  # not a quiet day
+    ((kind, count),) = summary["abstained_by_reason"].items()
+    assert kind.startswith("LLM") and count == summary["abstained"]
+    assert f"abstained {summary['abstained']} (no decision made): {kind} {count}" in text.output
 
 
 async def test_read_only_cache_with_nothing_cached_abstains_without_a_call(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from venues.clock import ScaledClock
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
 SPEED = 7200.0  # two simulated hours per real second
-WAIT_SECONDS = 60.0  # upper bound on how long a run is given to show what a test waits for
+WAIT_SECONDS = 120.0  # upper bound on how long a run is given to show what a test waits for
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_a_token_for_a_transport_not_built_yet_is_refused(
     ("args", "env", "message"),
     [
         (["run", "--replay"], {}, "set TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"),
-        (["run"], {"TRADEOPS_TELEGRAM_TOKEN": "1:x"}, "there is no live venue yet"),
+        (["run"], {"TRADEOPS_TELEGRAM_TOKEN": "1:x"}, "no live venue is configured"),
     ],
 )
 def test_cli_refusals_exit_2(
@@ -369,3 +369,99 @@ async def test_a_scan_tells_its_walks_notices_once_each_and_its_failure(engine: 
     watchlist = WatchlistSpec(name="crypto", venue="replay-crypto", symbols=("ETH/USDT",), timeframe="1h")
     await on_scan(watchlist, ScanTick("crypto", at, at), [], report)
     assert transport.events == [("error", "scan of crypto failed: venue down"), ("notice", spent)]
+
+
+# --------------------------------------------------------------------------------------------------
+# live: the real clock and APScheduler
+
+
+async def test_schedule_live_fires_on_the_real_clock_and_lets_a_scan_in_flight_finish() -> None:
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from bot.run import schedule_live
+    from scheduler.driver import ScanJob, ScanTick
+
+    stop = asyncio.Event()
+    ticks: list[ScanTick] = []
+    finished: list[ScanTick] = []
+
+    async def scan(tick: ScanTick) -> None:
+        ticks.append(tick)
+        stop.set()  # stop arrives while this scan is still running
+        await asyncio.sleep(0.3)
+        finished.append(tick)
+
+    job = ScanJob(id="every-second", trigger=IntervalTrigger(seconds=1), func=scan)
+    await asyncio.wait_for(schedule_live([job], stop), 10)
+    assert len(ticks) == 1 and finished == ticks  # awaited, not abandoned
+    assert ticks[0].job_id == "every-second" and ticks[0].fire_time.tzinfo is not None
+
+
+def _live_builder(tmp_path: Path) -> Any:
+    """A LiveVenueBuilder of one 24/7 market whose minute bars end at the real now."""
+    import pandas as pd
+
+    from bot.venues import LiveVenueBuilder
+    from tests.support import FrameMarket, replay_instrument
+    from venues.base import BrokeredVenue
+    from venues.paper import PaperBroker, PaperBrokerConfig
+
+    class LiveFrames(BrokeredVenue, FrameMarket):
+        calendar = "24/7"
+
+    def build(settings: Settings, clock: Any, ledger: Any) -> Any:
+        now = pd.Timestamp(clock.now()).floor("1min")
+        index = pd.date_range(end=now - pd.Timedelta(minutes=1), periods=600, freq="1min", tz="UTC", name="ts")
+        close = [100 + (i % 17) * 0.1 for i in range(len(index))]
+        frame = pd.DataFrame(
+            {
+                "open": close,
+                "high": [c + 0.2 for c in close],
+                "low": [c - 0.2 for c in close],
+                "close": close,
+                "volume": [10.0] * len(index),
+                "close_time": index + pd.Timedelta(minutes=1),
+            },
+            index=index,
+        )
+        instrument = replay_instrument("ETH/USDT", venue="fakex", timeframe="1m")
+        venue = LiveFrames("fakex", clock, [instrument], {"ETH/USDT": frame})
+        venue.broker = PaperBroker("fakex", venue, clock, ledger, PaperBrokerConfig(starting_cash={"USDT": 1000}))
+        return venue
+
+    return LiveVenueBuilder(kind="fakex", variables="TEST_ONLY", configured=lambda s: True, build=build)
+
+
+def test_a_live_run_schedules_its_venues_watchlists_on_the_real_clock(
+    hermetic: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import bot.venues
+    from storage.watchlists import WatchlistSpec, WatchlistStore
+
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'live.db'}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bot.venues, "LIVE_BUILDERS", (_live_builder(tmp_path),))
+
+        async def main() -> int:
+            from bot.wiring import open_database
+
+            engine = open_database(settings)
+            now = datetime.now(UTC)
+            store = WatchlistStore(engine)
+            store.ensure(WatchlistSpec(name="majors", venue="fakex", symbols=("ETH/USDT",), timeframe="1m"), at=now)
+            store.ensure(WatchlistSpec(name="old", venue="replay-us", symbols=("SPY",), timeframe="15m"), at=now)
+            engine.dispose()
+            bot = Bot(settings)
+            bot.task = asyncio.create_task(run_bot(settings, bot._make, replay=False, stop=bot.stop))
+            await bot.until(lambda t: t.started)
+            bot.stop.set()
+            return await bot.task
+
+        with caplog.at_level(logging.INFO, logger="tradeops"):
+            assert asyncio.run(main()) == 0
+    text = caplog.text
+    assert "live on fakex, real clock" in text
+    assert "watchlist majors scheduled, next scan at" in text
+    assert "watchlists on replay-us not scheduled: this run trades on fakex" in text

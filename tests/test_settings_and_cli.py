@@ -85,3 +85,4 @@ def test_db_upgrade_status_sql_and_doctor(monkeypatch: pytest.MonkeyPatch, tmp_p
     doctor = runner.invoke(app, ["doctor"])
     assert doctor.exit_code == 0, doctor.output
     assert "[ok  ] database" in doctor.output
+    assert "[ok  ] bars lake: empty" in doctor.output

@@ -60,7 +60,10 @@ symbol of the universe is either a candidate or in ``skipped`` with a reason.
 Unknown symbols
     An unknown symbol is a mistake in the watchlist, not a market condition: the venue's
     ``UnknownSymbolError`` (which lists the valid symbols) propagates out of ``screen``. The replay
-    venue raises it from ``snapshot``, i.e. before any bars are fetched. Other ``VenueError`` s
+    venue raises it from ``snapshot``, i.e. before any bars are fetched. A live venue instead leaves
+    a symbol it does not list out of its batched snapshot, so one bad symbol cannot fail the batch:
+    such a symbol is skipped with the venue's ``UnknownSymbolError`` message and the others are
+    screened. Other ``VenueError`` s
     from ``bars`` (a timeframe the venue cannot serve) are per symbol: on the base timeframe the
     symbol lands in ``skipped`` with the message, on a confirm timeframe that check is dropped.
 """
@@ -474,6 +477,22 @@ def _prefilter(
     return shortlisted
 
 
+async def _listed(
+    market: MarketData, universe: list[str], quotes: dict[str, Quote], skipped: dict[str, str]
+) -> list[str]:
+    """The universe less the symbols the venue does not list, each skipped with the venue's error. A
+    live venue leaves an unknown symbol out of its batched snapshot (so it cannot fail the others);
+    when a quote is missing, the venue's (cached) instrument list says whether the symbol exists."""
+    unquoted = [symbol for symbol in universe if symbol not in quotes]
+    if not unquoted:
+        return universe
+    known = {instrument.symbol for instrument in await market.instruments()}
+    for symbol in unquoted:
+        if symbol not in known:
+            skipped[symbol] = str(UnknownSymbolError(symbol, market.name, known))
+    return [symbol for symbol in universe if symbol not in skipped]
+
+
 async def screen(market: MarketData, symbols: Sequence[str], config: ScreenConfig, *, now: datetime) -> ScreenResult:
     """Screen ``symbols`` on ``market`` at ``now`` (aware); see the module docstring for the rules."""
     now = ensure_utc(now)
@@ -483,7 +502,8 @@ async def screen(market: MarketData, symbols: Sequence[str], config: ScreenConfi
         return ScreenResult(universe=0, shortlisted=(), candidates=(), skipped={})
     quotes = await market.snapshot(universe)
     skipped: dict[str, str] = {}
-    shortlisted = _prefilter(universe, quotes, config, now, skipped)
+    listed = await _listed(market, universe, quotes, skipped)
+    shortlisted = _prefilter(listed, quotes, config, now, skipped)
 
     gate = asyncio.Semaphore(config.concurrency)
     tasks = [asyncio.ensure_future(_screen_one(market, s, config, now_ts, gate)) for s in shortlisted]

@@ -114,3 +114,18 @@ class BrokeredVenue:
 
     async def list_orders(self, status: OrderStatus | None = None) -> list[Order]:
         return await self.broker_required().orders(status)
+
+
+@runtime_checkable
+class LiveVenue(Venue, Protocol):
+    """A real venue (venues/adapters): it holds network clients and can say what answered."""
+
+    async def health(self) -> str:
+        """One line for `tradeops doctor`: what answered (markets loaded, a quote, the paper/sandbox
+        account where orders go to the venue). Raises VenueError worded with the fix; never shows a
+        secret."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the network clients (sessions, connection pools)."""
+        ...

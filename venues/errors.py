@@ -9,7 +9,7 @@ class VenueError(Exception):
     """Base class: the message is meant for the user and must be readable as is."""
 
 
-def _choices(valid: Iterable[str], limit: int = 20) -> str:
+def choices(valid: Iterable[str], limit: int = 20) -> str:
     items = sorted(set(valid))
     shown = ", ".join(items[:limit])
     if len(items) > limit:
@@ -21,7 +21,7 @@ class UnknownSymbolError(VenueError, KeyError):
     def __init__(self, symbol: str, venue: str, valid: Iterable[str]) -> None:
         self.symbol = symbol
         self.venue = venue
-        super().__init__(f"unknown symbol {symbol!r} on venue {venue!r}; valid symbols: {_choices(valid)}")
+        super().__init__(f"unknown symbol {symbol!r} on venue {venue!r}; valid symbols: {choices(valid)}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message
         return str(self.args[0])
@@ -51,3 +51,16 @@ class OrderRejected(VenueError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class VenueUnavailable(VenueError):
+    """The venue did not answer usably: network errors, 5xx or 429 after every retry, or its circuit
+    breaker is open after repeated failures. Transient: the same call may work later."""
+
+    def __init__(self, venue: str, what: str, problem: str) -> None:
+        self.venue = venue
+        super().__init__(f"{venue} did not answer {what}: {problem}")
+
+
+class VenueAuthError(VenueError):
+    """The venue refused the credentials; the message names the settings to fix (never their values)."""

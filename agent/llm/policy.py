@@ -21,7 +21,7 @@ policy abstains, as configured), and the chat is told once a day.
 from __future__ import annotations
 
 import json
-import re
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -29,11 +29,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.deps import AgentDeps
+from agent.llm.answer_json import AnswerJSONError, extract_json_object
 from agent.llm.config import LLMConfig
 from agent.llm.prompts import ANSWER_SCHEMA, REPAIR, SYSTEM, LLMAnswer, context
 from agent.llm.tools import Toolbox
 from agent.llm.types import CallRecord, ChatClient, LLMFailure
-from agent.policies import DecisionInput, PolicyOutcome, RulePolicy
+from agent.policies import HORIZON_BARS, DecisionInput, PolicyOutcome, RulePolicy
 from tools.models import Action, Signal
 from venues.costs import round_to_tick
 
@@ -41,9 +42,9 @@ ENTRY_KEEP = Decimal("0.005")  # within 0.5% of the last price: the model's entr
 ENTRY_CORRECT = Decimal("0.05")  # within 5%: corrected to the last price; beyond: rejected
 MAX_STOP_DISTANCE = Decimal("0.30")
 MAX_TARGET_MULTIPLE = Decimal(3)
+PLAUSIBLE_SIGMAS = 3.0  # targets and stops within 3 random-walk deviations of the horizon
+MIN_REACH_ATR = 3.0  # ... and never a bound tighter than 3 ATRs (short horizons)
 BUDGET_NOTICE_KEY = "notice:llm_budget:{day}"
-
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 @dataclass
@@ -111,8 +112,8 @@ class LLMPolicy:
                 continue
             content = str(message.get("content") or "")
             try:
-                data = json.loads(_FENCE.sub("", content.strip()))
-            except json.JSONDecodeError as exc:
+                data = extract_json_object(content)
+            except AnswerJSONError as exc:
                 if repaired:
                     raise LLMFailure("malformed_json", f"not JSON after one repair attempt: {exc}") from None
                 repaired = True
@@ -207,6 +208,7 @@ class LLMPolicy:
                 f"take-profits {answer.take_profits} must rise above the entry {entry}, "
                 f"at most {MAX_TARGET_MULTIPLE}x it",
             )
+        targets, notes = self._plausible(facts, answer, entry, stop, targets, notes)
         return self._entry_signal(Action.BUY, facts, answer, entry, stop, targets, reasons, notes)
 
     def _short(
@@ -236,7 +238,43 @@ class LLMPolicy:
                 f"take-profits {answer.take_profits} of a SHORT must fall below the entry {entry}, "
                 f"at least 1/{MAX_TARGET_MULTIPLE} of it",
             )
+        targets, notes = self._plausible(facts, answer, entry, stop, targets, notes)
         return self._entry_signal(Action.SHORT, facts, answer, entry, stop, targets, reasons, notes)
+
+    @staticmethod
+    def _plausible(
+        facts: DecisionInput,
+        answer: LLMAnswer,
+        entry: Decimal,
+        stop: Decimal,
+        targets: tuple[Decimal, ...],
+        notes: tuple[str, ...],
+    ) -> tuple[tuple[Decimal, ...], tuple[str, ...]]:
+        """Bound the prices by what the horizon makes plausible: a move of about ATR x sqrt(bars)
+        is one standard deviation of a random walk over the time stop, so a target or a stop
+        beyond PLAUSIBLE_SIGMAS of it (at least MIN_REACH_ATR ATRs) is not a plan for this trade.
+        Targets beyond it are dropped with a note (the card shows it); a stop beyond it, or no
+        target left, rejects the answer. Without an ATR the fixed bounds above stand alone."""
+        atr = facts.indicators.get(f"ATRr_14_{facts.timeframe}")
+        if atr is None or not atr > 0:
+            return targets, notes
+        bars = answer.horizon_bars or HORIZON_BARS
+        reach = Decimal(repr(max(PLAUSIBLE_SIGMAS * atr * math.sqrt(bars), MIN_REACH_ATR * atr)))
+        what = f"{PLAUSIBLE_SIGMAS:g} x ATR {atr:.4g} x sqrt({bars} bars) = {reach:.4g}"
+        if abs(stop - entry) > reach:
+            raise LLMFailure(
+                "absurd_values", f"stop {stop} is {abs(stop - entry):.4g} from the entry {entry}, beyond {what}"
+            )
+        kept = tuple(t for t in targets if abs(t - entry) <= reach)
+        if not kept:
+            shown = ", ".join(str(t) for t in targets)
+            raise LLMFailure(
+                "absurd_values", f"every take-profit ({shown}) is further from the entry {entry} than {what}"
+            )
+        dropped = [str(t) for t in targets if t not in kept]
+        if dropped:
+            notes = (*notes, f"take-profit {', '.join(dropped)} dropped: further from the entry than {what}")
+        return kept, notes
 
     def _entry_signal(
         self,

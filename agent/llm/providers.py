@@ -35,6 +35,7 @@ anyway, and a wrong guess here costs a 400 on every call. Tools are off for them
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -191,6 +192,19 @@ def _by_host(base_url: str) -> str | None:
     return None
 
 
+def _self_hosted(base_url: str) -> bool:
+    """A loopback, private, link-local or single-label host (localhost, 10.x, 192.168.x, gpu-box,
+    nas.local): a server someone runs themselves, never a hosted provider."""
+    host = (urlsplit(base_url if "//" in base_url else f"http://{base_url}").hostname or "").lower()
+    if host in _LOOPBACK or host.endswith((".local", ".lan", ".internal", ".localhost")) or "." not in host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
 def _by_model(model: str) -> str | None:
     # Only hosted API model names: "org/model" (hub ids) and "model:tag" (Ollama tags) are self-hosted
     # models whose server quirks the name says nothing about.
@@ -226,7 +240,11 @@ def detect(
             raise ValueError(f"unknown LLM provider {override!r}; choose one of {', '.join(PROVIDER_NAMES)}")
         name = _refine(chosen, model)
     else:
-        # No base URL means the SDK's default, which is OpenAI.
-        name = _refine(_by_host(base_url or OPENAI_BASE_URL) or _by_model(model) or "generic", model)
+        # No base URL means the SDK's default, which is OpenAI. The host decides first; the model
+        # name only for a public host (a gateway relaying to that provider): a server on this
+        # machine or a private network runs its own copy of an open model, whatever its name.
+        url = base_url or OPENAI_BASE_URL
+        by_model = None if _self_hosted(url) else _by_model(model)
+        name = _refine(_by_host(url) or by_model or "generic", model)
     profile = PROFILES[name]
     return profile if tools is None else replace(profile, tools=tools)

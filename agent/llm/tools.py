@@ -1,5 +1,6 @@
 """The data tools an LLM may call: read-only views of bars, indicators, the account, today's trades,
-and a preview of what the risk gate would say about a trade. Arguments are validated with pydantic;
+option chains (when a venue serves them), and a preview of what the risk gate would say about a
+trade. Arguments are validated with pydantic;
 a bad call comes back to the model as a tool error, never as an exception in the graph.
 
 There is no order tool. The decision's only way to trade is its final answer, which the graph
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -26,9 +28,11 @@ from venues import calendars
 from venues.base import Venue
 from venues.errors import VenueError
 from venues.models import Account, OrderStatus
+from venues.options import OptionRight, OptionsData
 from venues.timeframes import TIMEFRAMES
 
 MAX_BARS = 120
+MAX_CONTRACTS = 40
 MAX_SPECS = 8
 
 
@@ -68,6 +72,15 @@ class IndicatorArgs(_Args):
 
 class NoArgs(_Args):
     pass
+
+
+class OptionChainArgs(_Args):
+    underlying: str | None = Field(default=None, description="the underlying stock; default: the decision's symbol")
+    expiry: date | None = Field(default=None, description="YYYY-MM-DD; default: the nearest expiry")
+    right: OptionRight | None = Field(default=None, description="call or put; default: both")
+    band_pct: float = Field(
+        default=5.0, gt=0, le=50, description="strikes within this many percent of the underlying's last price"
+    )
 
 
 class PreviewArgs(_Args):
@@ -142,6 +155,16 @@ class Toolbox:
                 Tool("get_positions", "Open positions on every venue.", NoArgs, self._positions),
                 Tool("get_accounts", "Cash and equity of every paper account.", NoArgs, self._accounts),
             ]
+        if any(isinstance(v, OptionsData) for v in deps.venues.values()):
+            market.append(
+                Tool(
+                    "option_chain",
+                    "Option contracts of a stock near its price: OCC symbol, right, strike, bid, ask, implied "
+                    "volatility and Greeks (delta, gamma, theta, vega), for one expiry. Read-only.",
+                    OptionChainArgs,
+                    self._option_chain,
+                )
+            )
         self.tools = {t.name: t for t in (*market, *own)}
 
     def specs(self) -> list[dict[str, Any]]:
@@ -194,6 +217,49 @@ class Toolbox:
             )
         ]
         return {"symbol": symbol, "timeframe": args.timeframe, "columns": "close_time UTC,o,h,l,c,v", "bars": rows}
+
+    async def _option_chain(self, args: OptionChainArgs) -> dict[str, Any]:
+        venue, symbol = await self._where(args.underlying)
+        if not isinstance(venue, OptionsData):
+            served = [n for n, v in self.deps.venues.items() if isinstance(v, OptionsData)]
+            raise ToolError(f"{venue.name} serves no option chains; venues that do: {', '.join(served)}")
+        quote = (await venue.snapshot([symbol])).get(symbol)
+        if quote is None:
+            raise ToolError(f"no price of {symbol} yet to centre the chain on")
+        band = Decimal(str(args.band_pct / 100))
+        last = Decimal(str(quote.last))
+        chain = await venue.option_chain(
+            symbol, expiry=args.expiry, right=args.right, strike_min=last * (1 - band), strike_max=last * (1 + band)
+        )
+        if not chain:
+            raise ToolError(
+                f"no {symbol} options within {args.band_pct}% of {quote.last}"
+                + (f" expiring {args.expiry.isoformat()}" if args.expiry else "")
+            )
+        expiry = chain[0].expiry  # the nearest asked (the chain is sorted by expiry)
+        rows = [
+            [
+                q.symbol,
+                q.right.value,
+                float(q.strike),
+                q.bid,
+                q.ask,
+                q.implied_volatility,
+                q.delta,
+                q.gamma,
+                q.theta,
+                q.vega,
+            ]
+            for q in chain
+            if q.expiry == expiry
+        ][:MAX_CONTRACTS]
+        return {
+            "underlying": symbol,
+            "last": _sig(quote.last),
+            "expiry": expiry.isoformat(),
+            "columns": "symbol,right,strike,bid,ask,iv,delta,gamma,theta,vega",
+            "contracts": rows,
+        }
 
     async def _indicators(self, args: IndicatorArgs) -> dict[str, Any]:
         venue, symbol = await self._where(args.symbol)

@@ -1,130 +1,30 @@
-"""ReplayVenue: market data over real recorded bars, seen through an injected clock.
-
-The venue never shows the future: every answer is cut at ``clock.now()`` by bar close time, so a
-backtest or the offline demo sees exactly what a live venue would have shown at that moment.
-"""
+"""ReplayVenue: market data over real recorded bars shipped in the package, seen through an
+injected clock (the cut at ``clock.now()`` lives in venues.recorded)."""
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from venues.base import BrokeredVenue
-from venues.calendars import get_calendar
-from venues.clock import Clock, ensure_utc
-from venues.errors import UnknownSymbolError, UnknownTimeframeError
-from venues.models import Instrument, Quote
+from venues.clock import Clock
+from venues.errors import UnknownSymbolError
+from venues.models import Instrument
+from venues.recorded import BarSeries, RecordedBarsVenue
 from venues.replay.catalog import DATA_DIR, MARKETS, ReplayMarket, ReplaySeries, find_market
 from venues.replay.loader import load_bar_file
-from venues.timeframes import TIMEFRAMES, Timeframe, parse_timeframe, resample
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-
-
-def _to_us(moment: datetime) -> int:
-    """Microseconds since the epoch (the bar frames' resolution), for searchsorted on int64."""
-    if moment.tzinfo is None:
-        ensure_utc(moment)  # raises with a readable message
-    return (moment - _EPOCH) // _ONE_US
-
-
-def _from_us(value: int | np.integer) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(value))
-
-
-def _us(values: pd.DatetimeIndex | pd.Series) -> np.ndarray:
-    return pd.DatetimeIndex(values).as_unit("us").asi8
-
-
-@dataclass(frozen=True, slots=True)
-class _Frame:
-    bars: pd.DataFrame
-    open_us: np.ndarray  # bar open times, ascending
-    close_us: np.ndarray  # bar close times, non-decreasing: what the cut at `now` searches
-
-    @classmethod
-    def of(cls, bars: pd.DataFrame) -> _Frame:
-        close_us = _us(bars["close_time"])
-        # searchsorted needs sorted close times. Native files give that (ascending opens, one bar
-        # length or one session each), and resampling keeps it (a bucket closes at the max of its
-        # nominal end and its members' closes, both non-decreasing); checked anyway because a
-        # violation would silently leak future bars.
-        if close_us.size > 1 and bool((np.diff(close_us) < 0).any()):
-            raise ValueError("bar close times are not ascending; cannot cut the series at a moment")
-        return cls(bars, _us(bars.index), close_us)
-
-
-@dataclass(slots=True)
-class _Series:
-    """One symbol's native bars plus everything derived from them once per process."""
-
-    native: _Frame
-    timeframe: Timeframe
-    calendar: str
-    close: np.ndarray
-    open: np.ndarray
-    day: np.ndarray  # exchange-local session day of each bar (days since the epoch)
-    session_volume: np.ndarray  # volume summed from the session's first bar up to each bar
-    prev_close: np.ndarray  # last close of the previous session with bars (NaN for the first)
-    _resampled: dict[str, _Frame] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, native: pd.DataFrame, timeframe: Timeframe, calendar: str) -> _Series:
-        # A bar belongs to the session of its exchange-local open date. That keeps US pre- and
-        # post-market bars in their own day (exchange-calendars would put an after-hours minute in
-        # the next session) and makes the 24/7 session the UTC day, as crypto venues report it.
-        tz = get_calendar(calendar).tz
-        local = pd.DatetimeIndex(native.index).tz_convert(tz).tz_localize(None)
-        day = pd.Series(local.to_numpy().astype("datetime64[D]").astype("int64"), index=native.index)
-        volume = native["volume"]
-        session_volume = volume.groupby(day.to_numpy()).cumsum().to_numpy(dtype="float64")
-        last_close = native["close"].groupby(day.to_numpy()).last()
-        prev_close = last_close.shift(1).reindex(day.to_numpy()).to_numpy(dtype="float64")
-        return cls(
-            native=_Frame.of(native),
-            timeframe=timeframe,
-            calendar=calendar,
-            close=native["close"].to_numpy(dtype="float64"),
-            open=native["open"].to_numpy(dtype="float64"),
-            day=day.to_numpy(),
-            session_volume=session_volume,
-            prev_close=prev_close,
-        )
-
-    def frame(self, tf: Timeframe) -> _Frame:
-        if tf.name == self.timeframe.name:
-            return self.native
-        # Resampled once over the whole series, then cut at `now` by close time on each call.
-        # That equals resampling only the bars visible at `now`: a bucket closes at or after every
-        # member's close (resample takes the max of its nominal end and its members' closes), so
-        # close_time <= now means every member was final at `now` and the bucket's open/high/low/
-        # close/volume are exactly those of the visible bars; a bucket still forming has at least
-        # one member closing after `now`, hence its own close_time > now, and the cut drops it. So
-        # a partial bucket is never returned and no later bar leaks into an earlier answer.
-        got = self._resampled.get(tf.name)
-        if got is None:
-            got = self._resampled[tf.name] = _Frame.of(resample(self.native.bars, tf, calendar=self.calendar))
-        return got
+from venues.timeframes import parse_timeframe
 
 
 @cache
-def _load_series(path: str, stamp: tuple[int, int], timeframe: str, calendar: str) -> _Series:
+def _load_series(path: str, stamp: tuple[int, int], timeframe: str, calendar: str) -> BarSeries:
     """Parsed once per process; ``stamp`` (mtime, size) makes an edited user file load afresh."""
     del stamp  # part of the cache key only
     native = load_bar_file(path, timeframe=timeframe, calendar=calendar)
-    return _Series.build(native, parse_timeframe(timeframe), calendar)
+    return BarSeries.build(native, parse_timeframe(timeframe), calendar)
 
 
-class ReplayVenue(BrokeredVenue):
+class ReplayVenue(RecordedBarsVenue):
     """Market data for one replay market ("crypto", "cn", "us"), cut at ``clock.now()``.
 
     ``data_dir`` replaces the shipped data directory; it must hold files named as in the catalog
@@ -140,7 +40,7 @@ class ReplayVenue(BrokeredVenue):
         self.data_dir = DATA_DIR if data_dir is None else Path(data_dir)
         self._specs: dict[str, ReplaySeries] = {s.instrument.symbol: s for s in self._market.series}
         # Files load on first use of a symbol, so creating a venue costs nothing.
-        self._loaded: dict[str, _Series] = {}
+        self._loaded: dict[str, BarSeries] = {}
 
     @staticmethod
     def markets() -> list[str]:
@@ -163,7 +63,7 @@ class ReplayVenue(BrokeredVenue):
         except (KeyError, TypeError):
             raise UnknownSymbolError(str(symbol), self.name, self._specs) from None
 
-    def _series(self, symbol: str) -> _Series:
+    def series(self, symbol: str) -> BarSeries:
         series = self._loaded.get(symbol)
         if series is None:
             spec = self._spec(symbol)
@@ -177,93 +77,13 @@ class ReplayVenue(BrokeredVenue):
             self._loaded[symbol] = series
         return series
 
-    # --- MarketData ---
+    # --- RecordedBarsVenue ---
+
+    def instrument_of(self, symbol: str) -> Instrument:
+        return self._spec(symbol).instrument
 
     async def instruments(self) -> list[Instrument]:
         return [s.instrument for s in self._market.series]
 
     async def instrument(self, symbol: str) -> Instrument:
         return self._spec(symbol).instrument
-
-    async def bars(
-        self,
-        symbol: str,
-        timeframe: str | Timeframe,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int | None = None,
-    ) -> pd.DataFrame:
-        """Final bars (close_time <= now) with open time in ``[start, end]``, the last ``limit``."""
-        series = self._series(symbol)
-        frame = series.frame(self._timeframe(symbol, series, timeframe))
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be zero or more, got {limit}")
-        hi = int(np.searchsorted(frame.close_us, _to_us(self.clock.now()), side="right"))
-        lo = 0
-        if start is not None:
-            lo = int(np.searchsorted(frame.open_us, _to_us(start), side="left"))
-        if end is not None:
-            hi = min(hi, int(np.searchsorted(frame.open_us, _to_us(end), side="right")))
-        if limit is not None:
-            lo = max(lo, hi - limit)
-        # A positional slice of the cached frame: copy-on-write (always on in pandas 3) keeps a
-        # caller's edits from reaching the cache, without copying on every call.
-        return frame.bars.iloc[lo:hi] if lo < hi else frame.bars.iloc[0:0]
-
-    async def snapshot(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        """A quote per symbol: the last traded price at the clock's now. That is the open of the
-        native bar in progress when one has opened (its first trade has happened; nothing later in
-        it is shown), else the close of the latest final bar. Symbols with no bar yet are left out.
-
-        ``volume`` is summed over the latest final bar's session (exchange-local day; UTC day for
-        24/7) up to that bar, ``change_pct`` is in percent against the previous session's last close.
-        """
-        specs = [self._spec(symbol) for symbol in symbols]  # an unknown symbol fails the whole call
-        now = _to_us(self.clock.now())
-        quotes: dict[str, Quote] = {}
-        for spec in specs:
-            series = self._series(spec.instrument.symbol)
-            i = int(np.searchsorted(series.native.close_us, now, side="right")) - 1
-            if i < 0:
-                continue
-            last, ts, volume = float(series.close[i]), series.native.close_us[i], float(series.session_volume[i])
-            prev = float(series.prev_close[i])
-            opened = int(np.searchsorted(series.native.open_us, now, side="left")) - 1  # opened before now
-            if opened > i:  # a bar has opened since the last close: its open is the last trade
-                last, ts = float(series.open[opened]), series.native.open_us[opened]
-                if series.day[opened] != series.day[i]:  # a new session: nothing of it is final yet
-                    volume, prev = 0.0, float(series.close[i])
-            quotes[spec.instrument.symbol] = Quote(
-                symbol=spec.instrument.symbol,
-                ts=_from_us(ts),
-                last=last,
-                volume=volume,
-                change_pct=None if math.isnan(prev) else (last / prev - 1.0) * 100.0,
-            )
-        return quotes
-
-    # --- for the simulated-clock user ---
-
-    def timeframes(self, symbol: str) -> list[str]:
-        """The timeframes ``bars`` serves for ``symbol``: its native one and every coarser one."""
-        native = parse_timeframe(self._spec(symbol).instrument.timeframe)
-        return [name for name, tf in TIMEFRAMES.items() if tf.delta >= native.delta]
-
-    def available_range(self, symbol: str) -> tuple[datetime, datetime]:
-        """(first bar open, last bar close) of the recorded series, to place a simulated clock."""
-        native = self._series(symbol).native
-        if native.open_us.size == 0:
-            raise ValueError(f"{symbol!r} on {self.name!r} has no bars")
-        return _from_us(native.open_us[0]), _from_us(native.close_us[-1])
-
-    def _timeframe(self, symbol: str, series: _Series, timeframe: str | Timeframe) -> Timeframe:
-        valid = self.timeframes(symbol)
-        try:
-            tf = parse_timeframe(timeframe)
-        except UnknownTimeframeError:
-            raise UnknownTimeframeError(str(timeframe), valid) from None
-        if tf.delta < series.timeframe.delta:
-            reason = f"{symbol} has {series.timeframe.name} bars at the finest, so {tf.name} is not available"
-            raise UnknownTimeframeError(str(timeframe), valid, reason=reason) from None
-        return tf
