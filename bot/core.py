@@ -19,10 +19,12 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from agent.llm.ask import ask
-from bot.render import card_chart, card_text, equity_chart, symbol_chart, table
+from bot.render import card_chart, card_text, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
+from bot.settings import parse_hhmm
+from bot.summary import daily_summary, equity_charts, venue_pnl
 from bot.trading_days import assumption_warning
-from storage.chats import ALL
+from storage.chats import ALL, KINDS
 from storage.llm import LLM_NODE_PREFIX, usage_since
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
 from storage.users import Role
@@ -30,7 +32,7 @@ from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
 from venues.errors import VenueError
-from venues.models import ZERO, Order, OrderStatus, OrderType, Side
+from venues.models import Order, OrderStatus, OrderType, Side
 from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
@@ -51,6 +53,14 @@ def fold(word: str) -> str:
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
 USER_PLATFORMS = ("telegram", "discord")  # where /users manages people (the console user is always admin)
 USER_REF = re.compile(r"^(?:([a-z]{1,16}):)?([0-9]{1,19})$")
+NOTIFY_USAGE = "/notify [KIND on|off] | [summary HH:MM|default] (KIND: signals, fills, errors, notices, summary, all)"
+NOTIFY_KINDS = {
+    "signals": "new signal cards",
+    "fills": "fills and exits",
+    "errors": "failed scans",
+    "notices": "notices (e.g. the LLM budget is spent)",
+    "summary": "the daily summary",
+}
 USERS_USAGE = (
     "/users list | add [PLATFORM:]ID ROLE [NAME] | rm [PLATFORM:]ID | role [PLATFORM:]ID ROLE "
     "(numeric ids; PLATFORM telegram or discord, default yours; ROLE viewer, trader or admin)"
@@ -154,6 +164,13 @@ class CommandCore:
             ("positions", Role.VIEWER, "/positions", "open positions and their exit plans", self._positions),
             ("orders", Role.VIEWER, "/orders", "recent paper orders", self._orders),
             ("pnl", Role.VIEWER, "/pnl", "profit and loss, with the equity curve", self._pnl),
+            (
+                "summary",
+                Role.VIEWER,
+                "/summary",
+                "the daily summary now: P&L per venue and equity charts",
+                self._summary,
+            ),
             ("risk", Role.VIEWER, "/risk", "risk limits and what is used today", self._risk),
             ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
             ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
@@ -175,6 +192,7 @@ class CommandCore:
                 "stop one subscription of this chat, or all of them",
                 self._unsubscribe,
             ),
+            ("notify", Role.VIEWER, NOTIFY_USAGE, "what this chat is sent: signals, fills, errors, ...", self._notify),
         ]:
             self.commands[name] = Command(name, role, usage, summary, handler)
 
@@ -498,53 +516,39 @@ class CommandCore:
         )
 
     async def _pnl(self, caller: Caller, args: list[str]) -> Reply:
-        rows, data, images = [], [], []
-        for name, venue in self.s.venues.items():
-            broker = venue.broker_required()
-            positions = await broker.positions()
-            realized_all = {p.symbol: p.realized_pnl for p in await broker.positions(include_closed=True)}
-            listed = await venue.instruments()
-            # A margined futures position's value is already its unrealised P&L (venues/paper.py).
-            margined = {i.symbol for i in listed if i.margin_rate is not None}
-            currencies = sorted({i.currency for i in listed})
-            for currency in currencies:
-                account = await broker.account(currency)
-                start = self._starting_cash(currency)
-                symbols = {i.symbol for i in listed if i.currency == currency}
-                realized = sum((v for k, v in realized_all.items() if k in symbols), ZERO)
-                unrealized = account.positions_value - sum(
-                    (p.qty * p.avg_cost for p in positions if p.symbol in symbols and p.symbol not in margined), ZERO
-                )
-                rows.append(
-                    (
-                        name,
-                        currency,
-                        _money(start),
-                        _money(account.equity),
-                        _money(realized),
-                        _money(unrealized),
-                        _money(account.equity - start),
-                    )
-                )
-                data.append(
-                    {
-                        "venue": name,
-                        "currency": currency,
-                        "equity_start": str(start),
-                        "equity": str(account.equity),
-                        "realized": str(realized),
-                        "unrealized": str(unrealized),
-                    }
-                )
-                history = [(h.ts, h.equity) for h in self.s.plans.equity_history(name) if h.currency == currency]
-                if len(history) >= 2:
-                    path = self.s.charts_dir / f"equity-{name}-{currency}.png"
-                    images.append(str(await equity_chart(history, path, currency, f"{name} equity ({currency})")))
+        rows = await venue_pnl(self.s)
+        table_rows = [
+            (
+                r.venue,
+                r.currency,
+                _money(r.deposits),
+                _money(r.equity),
+                _money(r.realized),
+                _money(r.unrealized),
+                _money(r.equity - r.deposits),
+            )
+            for r in rows
+        ]
+        data = [
+            {
+                "venue": r.venue,
+                "currency": r.currency,
+                "equity_start": str(r.deposits),
+                "equity": str(r.equity),
+                "realized": str(r.realized),
+                "unrealized": str(r.unrealized),
+            }
+            for r in rows
+        ]
         return Reply(
-            table(["venue", "ccy", "start", "equity", "realized", "unrealized", "change"], rows),
-            images=images,
+            table(["venue", "ccy", "start", "equity", "realized", "unrealized", "change"], table_rows),
+            images=await equity_charts(self.s, rows),
             data={"pnl": data},
         )
+
+    async def _summary(self, caller: Caller, args: list[str]) -> Reply:
+        summary = await daily_summary(self.s)
+        return Reply(summary.text, images=summary.images, data=summary.data)
 
     async def _risk(self, caller: Caller, args: list[str]) -> Reply:
         config = self.s.deps.config
@@ -776,6 +780,65 @@ class CommandCore:
         self._audit(caller, "unsubscribe", ",".join(removed), {"chat_id": chat_id})
         return Reply(f"this chat no longer receives: {', '.join(removed)}", data={"removed": removed})
 
+    async def _notify(self, caller: Caller, args: list[str]) -> Reply:
+        chat_id = self._chat_of(caller, "notify")
+        if not args:
+            return self._notify_settings(caller.platform, chat_id)
+        self._need(caller, Role.TRADER, "changing what this chat is sent")
+        kind = args[0].lower()
+        valid = "on, off, a time HH:MM or default" if kind == "summary" else "on or off"
+        if kind not in (*KINDS, ALL):
+            raise UserError(f"{args[0][:32]!r} is not a kind; usage: {NOTIFY_USAGE}")
+        if len(args) != 2:
+            raise UserError(f"/notify {kind} takes one more word: {valid}; usage: {NOTIFY_USAGE}")
+        value, now = args[1].lower(), self.s.clock.now()
+        if value in ("on", "off"):
+            for each in KINDS if kind == ALL else (kind,):
+                self.s.chats.set_kind(caller.platform, chat_id, each, value == "on", at=now)
+            change = f"{kind} {value}"
+        elif kind == "summary":
+            hhmm = None if value == "default" else self._summary_time(args[1])
+            self.s.chats.set_summary_time(caller.platform, chat_id, hhmm, at=now)
+            self.s.chats.set_kind(caller.platform, chat_id, "summary", True, at=now)
+            change = f"summary at {hhmm or 'the default time'}"
+        else:
+            raise UserError(f"{args[1][:32]!r} is not a setting for {kind}: use {valid}; usage: {NOTIFY_USAGE}")
+        self._audit(caller, "notify", change, {"chat_id": chat_id})
+        if kind in ("summary", ALL) and self.s.on_schedule_change is not None:
+            self.s.on_schedule_change()  # the running bot's summary job fires at the new times
+        return self._notify_settings(caller.platform, chat_id, note=f"this chat: {change}")
+
+    def _summary_time(self, word: str) -> str:
+        try:
+            return parse_hhmm(word, "the summary time").strftime("%H:%M")
+        except ValueError as exc:
+            raise UserError(f"{exc}; or default ({self.s.settings.summary_time}); usage: {NOTIFY_USAGE}") from None
+
+    def _notify_settings(self, platform: str, chat_id: int, *, note: str = "") -> Reply:
+        current = self.s.chats.notify_settings(platform, chat_id)
+        zone, default = self.s.settings.timezone, self.s.settings.summary_time
+        time = current.summary_time or default
+        rows = [(kind, "on" if current.wants(kind) else "off", what) for kind, what in NOTIFY_KINDS.items()]
+        subscriptions = self.s.chats.subscriptions(platform, chat_id)
+        lines = [
+            *([note] if note else []),
+            table(["kind", "", "what"], rows) + "\n",  # a blank line ends the table (<pre>, code block)
+            f"summary at {time} {zone}"
+            + ("" if current.summary_time else " (the default)")
+            + f"; last sent: {current.summary_sent_on or 'never'}",
+            f"watchlists: {', '.join(subscriptions)}"
+            if subscriptions
+            else "no subscription: nothing is pushed here until a trader sends /subscribe WATCHLIST|all",
+        ]
+        data = {
+            "notify": dict(current.kinds),
+            "summary_time": time,
+            "timezone": zone,
+            "summary_sent_on": current.summary_sent_on,
+            "subscriptions": subscriptions,
+        }
+        return Reply("\n".join(lines), data=data)
+
     # --- helpers ---
 
     @staticmethod
@@ -862,13 +925,6 @@ class CommandCore:
             key=lambda tf: tf.delta,
         )
         return native.name if native.delta > parse_timeframe(default).delta else default
-
-    def _starting_cash(self, currency: str) -> Decimal:
-        return {
-            "CNY": self.s.settings.paper_cash_cny,
-            "USD": self.s.settings.paper_cash_usd,
-            "USDT": self.s.settings.paper_cash_usdt,
-        }.get(currency, ZERO)
 
     def _today_start(self) -> datetime:
         now = self.s.clock.now()

@@ -37,11 +37,13 @@ from bot.discord_render import (
     message_parts,
     parse_custom_id,
     shorten,
+    summary_embeds,
 )
 from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_chart_path, card_text
 from bot.services import Services
 from bot.settings import Settings
+from bot.summary import Summary, due_chats, summary_sent
 from bot.transport import RequestStop, StopRequest, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
@@ -255,12 +257,22 @@ class DiscordTransport:
                 log.warning("discord: card in channel %s not edited: %s", ref.chat_id, redact(str(exc)))
 
     async def push_event(self, text: str, *, kind: str) -> None:
-        for channel_id in self.s.chats.all_chats(PLATFORM):
+        for channel_id in self.s.chats.chats_wanting(PLATFORM, kind):
             try:
                 for part in message_parts(f"[{kind}] {text}"):
                     await self.channel(channel_id).send(part)
             except (discord.HTTPException, discord.ClientException) as exc:
                 log.warning("discord: %s notice not sent to channel %s: %s", kind, channel_id, redact(str(exc)))
+
+    async def push_summary(self, summary: Summary) -> None:
+        for channel_id in due_chats(self.s, PLATFORM, summary.at):
+            try:  # an embed per chart (the first holds the text), the charts attached
+                files = [discord.File(p, filename=Path(p).name) for p in summary.images[:10]]
+                await self.channel(channel_id).send(embeds=summary_embeds(summary), files=files)
+            except (discord.HTTPException, discord.ClientException, OSError) as exc:
+                log.warning("discord: summary not sent to channel %s: %s", channel_id, redact(str(exc)))
+                continue
+            summary_sent(self.s, PLATFORM, channel_id, summary)
 
     # --- receiving ---
 

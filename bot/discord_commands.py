@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bot.discord import DiscordTransport
 
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
-SLOW = {"scan", "signal", "ask", "chart", "pnl", "approve"}  # may take over 3 s: deferred first
+SLOW = {"scan", "signal", "ask", "chart", "pnl", "summary", "approve"}  # may take over 3 s: deferred first
 
 Complete = Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]
 
@@ -140,7 +140,21 @@ def add_commands(tree: app_commands.CommandTree[Any], transport: DiscordTranspor
     ) -> None:
         await run(interaction, "users", action, user, role, name)
 
-    for name in ("positions", "orders", "pnl", "risk", "resume", "llm"):  # no options
+    @tree.command(name="notify", description=summary("notify"))
+    @app_commands.describe(
+        kind="what to turn on or off (empty: show this channel's settings)",
+        state="on or off",
+        time="the summary's local time HH:MM, or default (kind summary only)",
+    )
+    async def notify(
+        interaction: discord.Interaction[Any],
+        kind: Literal["signals", "fills", "errors", "notices", "summary", "all"] | None = None,
+        state: Literal["on", "off"] | None = None,
+        time: str | None = None,
+    ) -> None:
+        await run(interaction, "notify", kind, time or state)
+
+    for name in ("positions", "orders", "pnl", "summary", "risk", "resume", "llm"):  # no options
         tree.add_command(_plain(name, summary(name), run))
     missing = set(transport.core.commands) - {c.name for c in tree.get_commands()}
     if missing:  # a new core command needs its slash command here

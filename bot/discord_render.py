@@ -5,13 +5,17 @@ messages."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.render import card_text
 from bot.telegram_render import table_lines
 from bot.transport import Press
+
+if TYPE_CHECKING:
+    from bot.summary import Summary  # the summary's type only: its module wires the whole application
 
 MESSAGE_LIMIT = 2000  # characters of a message's content
 EMBED_TITLE_LIMIT = 256
@@ -24,6 +28,8 @@ CUSTOM_ID = re.compile(r"^tradeops:(approve|reject|details):([a-z0-9]{4,40})$")
 FENCE = "```"
 COLOURS = {"BUY": 0x2ECC71, "LONG": 0x2ECC71, "SELL": 0xE74C3C, "SHORT": 0xE74C3C}
 DECIDED_COLOUR = 0x95A5A6
+SUMMARY_COLOUR = 0x3498DB
+MAX_EMBEDS = 10  # per message
 
 
 def api_base(url: str | None) -> str:
@@ -89,6 +95,25 @@ def card_embed(card: dict[str, Any], *, outcome: str | None = None, chart: str |
     if chart:
         embed.set_image(url=f"attachment://{chart}")
     return embed
+
+
+def summary_embeds(summary: Summary) -> list[discord.Embed]:
+    """The daily summary: its first line as the title, the rest (a table) as the description, the
+    first equity chart (attached by its file name) as the image; one more embed per further chart."""
+    title, _, body = summary.text.partition("\n")
+    first = discord.Embed(
+        title=shorten(title, EMBED_TITLE_LIMIT),
+        description=message_parts(body, EMBED_DESCRIPTION_LIMIT)[0],
+        colour=SUMMARY_COLOUR,
+    )
+    embeds = [first]
+    names = [Path(image).name for image in summary.images[:MAX_EMBEDS]]
+    for i, name in enumerate(names):
+        embed = first if i == 0 else discord.Embed(title=shorten(name, EMBED_TITLE_LIMIT), colour=SUMMARY_COLOUR)
+        embed.set_image(url=f"attachment://{name}")
+        if embed is not first:
+            embeds.append(embed)
+    return embeds
 
 
 def message_parts(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

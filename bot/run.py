@@ -2,8 +2,10 @@
 
 It holds the one-bot lock of its database, starts every chat transport that has a token, schedules
 a scan job per enabled watchlist on its market's triggers (each fire: expire approvals, fill orders,
-manage exits, then scan), and hands every transport what happens: new cards, decisions made here
-(an answer in any transport, an expiry), fills and exits. SIGINT or SIGTERM stops it cleanly;
+manage exits, then scan) and the daily summary job (at the configured time and each time a chat
+chose, in TRADEOPS_TIMEZONE), and hands every transport what happens: new cards, decisions made here
+(an answer in any transport, an expiry), fills and exits, errors, notices, the daily summary (each
+transport sends each kind only to the chats that want it). SIGINT or SIGTERM stops it cleanly;
 pending approvals stay pending in the database, so their buttons work after the next start. A
 transport that cannot go on (Telegram's 409 Conflict: another process took the token) asks the run
 to stop with a reason (``Transport.start``'s ``request_stop``): the same clean stop, exit status 4.
@@ -30,17 +32,21 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from apscheduler.triggers.base import BaseTrigger
+
 from agent.runner import DecideResult
 from bot.logs import register_secret
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
+from bot.summary import Summary, daily_summary, due_chats, summary_times
 from bot.transport import StopRequest, Transport, TransportError
 from bot.venues import VenueConfigError, uses_live_data
 from bot.wiring import open_database
 from scheduler.driver import FastForwardDriver, ScanJob, ScanTick, build_scheduler
-from scheduler.jobs import watchlist_jobs
+from scheduler.jobs import SUMMARY_JOB, summary_job, watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import ScanReport
+from scheduler.triggers import DailyTrigger
 from storage.db import redact_url
 from storage.locks import process_lock
 from storage.signals import SignalStatus, SignalStore
@@ -149,6 +155,9 @@ class Fanout:
 
     async def push_event(self, text: str, *, kind: str) -> None:
         await self._each("push_event", lambda t: t.push_event(text, kind=kind))
+
+    async def push_summary(self, summary: Summary) -> None:
+        await self._each("push_summary", lambda t: t.push_summary(summary))
 
 
 async def run_bot(
@@ -264,16 +273,26 @@ def scheduled_watchlists(services: Services) -> list[WatchlistSpec]:
 async def _schedule_until_stopped(
     services: Services, fanout: Fanout, clock: ScaledClock | RealClock, stop: asyncio.Event
 ) -> None:
-    jobs = watchlist_jobs(
+    scans = watchlist_jobs(
         services.scanner, scheduled_watchlists(services), services.venue_calendar, _on_scan(fanout, services)
     )
+    jobs = [*scans, _summary_job(services, fanout)]
     if isinstance(clock, ScaledClock):
         log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
     else:
         log.info("live on %s, real clock", ", ".join(services.venues))
-    for job in jobs:
+    for job in scans:
         moment = job.trigger.get_next_fire_time(None, clock.now())
         log.info("watchlist %s scheduled, next scan at %s", job.id, moment.isoformat() if moment else "never")
+    moment = jobs[-1].trigger.get_next_fire_time(None, clock.now())
+    log.info("daily summary at %s, next at %s", jobs[-1].trigger, moment.isoformat() if moment else "never")
+    changed = asyncio.Event()  # a chat changed its summary settings: the summary job gets new times
+    services.on_schedule_change = changed.set
+
+    def summary_trigger() -> DailyTrigger:
+        trigger = DailyTrigger(summary_times(services), services.settings.timezone)
+        log.info("daily summary rescheduled: %s", trigger)
+        return trigger
 
     loop = asyncio.get_running_loop()
     handled = []
@@ -282,9 +301,9 @@ async def _schedule_until_stopped(
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
     if isinstance(clock, ScaledClock):
-        drive = asyncio.create_task(_drive(FastForwardDriver(clock, jobs), clock, stop))
+        drive = asyncio.create_task(_drive(FastForwardDriver(clock, jobs), clock, stop, changed, summary_trigger))
     else:
-        drive = asyncio.create_task(schedule_live(jobs, stop))
+        drive = asyncio.create_task(schedule_live(jobs, stop, changed, summary_trigger))
     try:
         await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -300,23 +319,43 @@ async def _schedule_until_stopped(
             loop.remove_signal_handler(signum)
 
 
-async def _drive(driver: FastForwardDriver, clock: ScaledClock, stop: asyncio.Event) -> None:
+async def _drive(
+    driver: FastForwardDriver,
+    clock: ScaledClock,
+    stop: asyncio.Event,
+    changed: asyncio.Event,
+    summary_trigger: Callable[[], BaseTrigger],
+) -> None:
     """Run each fire when the clock reaches it, until ``stop``: the wait is abandoned at once, a
-    started scan runs on (the caller bounds it)."""
+    started scan runs on (the caller bounds it). ``changed``: the summary job gets
+    ``summary_trigger()`` and the wait starts again, for the new next fire."""
     while not stop.is_set() and (upcoming := driver.next_fire()) is not None:
-        waiting = asyncio.create_task(clock.sleep_until(upcoming[1]))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        stopping.cancel()
+        waits = {
+            asyncio.create_task(clock.sleep_until(upcoming[1])),
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(changed.wait()),
+        }
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
         if stop.is_set():
             return
+        if changed.is_set():
+            changed.clear()
+            driver.reschedule(SUMMARY_JOB, summary_trigger())
+            continue  # the next fire may be another now; a due one runs at once on the next turn
         await driver.step()  # the clock is at the fire time: runs it now (or coalesces late ones)
 
 
-async def schedule_live(jobs: Sequence[ScanJob], stop: asyncio.Event) -> None:
+async def schedule_live(
+    jobs: Sequence[ScanJob],
+    stop: asyncio.Event,
+    changed: asyncio.Event | None = None,
+    summary_trigger: Callable[[], BaseTrigger] | None = None,
+) -> None:
     """Run ``jobs`` on APScheduler (the real clock) until ``stop``; then no new fire starts, and the
-    scans in flight run on (the caller bounds them; a cancel reaches them)."""
+    scans in flight run on (the caller bounds them; a cancel reaches them). ``changed``: the summary
+    job gets ``summary_trigger()``."""
     running: set[asyncio.Task[Any]] = set()
 
     def tracked(job: ScanJob) -> ScanJob:
@@ -334,7 +373,14 @@ async def schedule_live(jobs: Sequence[ScanJob], stop: asyncio.Event) -> None:
     scheduler = build_scheduler([tracked(job) for job in jobs])
     scheduler.start()
     try:
-        await stop.wait()
+        while not stop.is_set():
+            waits = {asyncio.create_task(stop.wait()), *([asyncio.create_task(changed.wait())] if changed else [])}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+            if changed is not None and changed.is_set() and summary_trigger is not None and not stop.is_set():
+                changed.clear()
+                scheduler.reschedule_job(SUMMARY_JOB, trigger=summary_trigger())
     finally:
         scheduler.pause()  # no new fire starts; shutdown() would cancel the scans in flight
         try:
@@ -346,6 +392,21 @@ async def schedule_live(jobs: Sequence[ScanJob], stop: asyncio.Event) -> None:
             raise
         finally:
             scheduler.shutdown(wait=False)
+
+
+def _summary_job(services: Services, fanout: Fanout) -> ScanJob:
+    """The daily summary at the configured time and each time a chat chose: built once per fire
+    when some chat of a started transport is due, then handed to every transport."""
+
+    async def send(tick: ScanTick) -> None:
+        now = services.clock.now()
+        if not any(due_chats(services, t.name, now) for t in fanout.transports):
+            return
+        summary = await daily_summary(services, record=True)
+        await fanout.push_summary(summary)
+        log.info("daily summary of %s pushed", summary.day.isoformat())
+
+    return summary_job(summary_times(services), services.settings.timezone, send)
 
 
 def _on_scan(

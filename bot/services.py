@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,9 @@ class Services:
     charts_dir: Path
     chats: ChatStore
     llm: OpenAICompatClient | None = None
+    # Set by `tradeops run`: called when a chat changes its summary settings, so the summary job
+    # fires at the new times.
+    on_schedule_change: Callable[[], None] | None = None
 
     @property
     def simulated(self) -> bool:

@@ -7,11 +7,12 @@ config objects built from these settings. Every field is documented in .env.exam
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,15 @@ from venues.paper import FillAt, PaperBrokerConfig
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
 if TYPE_CHECKING:
     from venues.adapters.ccxt.config import CcxtConfig
+HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def parse_hhmm(text: str, what: str) -> time:
+    """``"18:00"`` -> 18:00; anything else is a ValueError naming ``what`` and what is valid."""
+    match = HHMM.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{what} must be a 24-hour time HH:MM, 00:00 to 23:59 (e.g. 18:00), got {text[:40]!r}")
+    return time(int(match.group(1)), int(match.group(2)))
 
 
 class Settings(BaseSettings):
@@ -156,6 +166,32 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = Field(
         default=None, description="gateway URL (ws:// or wss://); empty = wss://gateway.discord.gg/"
     )
+
+    # The daily summary (P&L per venue with the equity charts) to chats that want it.
+    summary_time: str = Field(default="18:00", description="local time HH:MM of the daily summary (24-hour)")
+    timezone: str = Field(default="UTC", description="IANA time zone of the summary time, e.g. Asia/Shanghai")
+
+    @field_validator("summary_time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        return parse_hhmm(value, "TRADEOPS_SUMMARY_TIME").strftime("%H:%M")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        name = value.strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"TRADEOPS_TIMEZONE must be an IANA time zone name such as UTC, Europe/Berlin, "
+                f"Asia/Shanghai or America/New_York, got {value[:64]!r}"
+            ) from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def llm_config(self) -> LLMConfig:

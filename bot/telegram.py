@@ -23,6 +23,8 @@ from telegram import (
     BotCommandScopeDefault,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
+    InputMediaPhoto,
     Message,
     Update,
 )
@@ -36,6 +38,7 @@ from bot.logs import install_redaction, redact, register_secret
 from bot.render import card_chart, card_text
 from bot.services import Services
 from bot.settings import Settings
+from bot.summary import Summary, due_chats, summary_sent
 from bot.telegram_access import AccessRequests
 from bot.telegram_render import (
     CALLBACK_ANSWER_LIMIT,
@@ -218,11 +221,41 @@ class TelegramTransport:
             await self._edit_card(ref, text, card)
 
     async def push_event(self, text: str, *, kind: str) -> None:
-        for chat_id in self.s.chats.all_chats(PLATFORM):
+        for chat_id in self.s.chats.chats_wanting(PLATFORM, kind):
             try:
                 await self.send_text(chat_id, f"[{kind}] {text}")
             except TelegramError as exc:
                 log.warning("telegram: %s notice not sent to chat %s: %s", kind, chat_id, exc)
+
+    async def push_summary(self, summary: Summary) -> None:
+        for chat_id in due_chats(self.s, PLATFORM, summary.at):
+            try:
+                await self._send_summary(chat_id, summary)
+            except TelegramError as exc:
+                log.warning("telegram: summary not sent to chat %s: %s", chat_id, exc)
+                continue
+            summary_sent(self.s, PLATFORM, chat_id, summary)
+
+    async def _send_summary(self, chat_id: int, summary: Summary) -> None:
+        """The equity charts (a photo, or an album) with the summary as caption; or the charts, then
+        the text when it is longer than a caption may be."""
+        photos = [Path(p) for p in summary.images]
+        captioned = bool(photos) and units(summary.text) <= CAPTION_LIMIT
+        markup, plain = html_parts(summary.text, CAPTION_LIMIT)[0] if captioned else (None, None)
+        for caption, mode in ((markup, ParseMode.HTML), (plain, None)) if photos else ():
+            try:
+                if len(photos) == 1:
+                    await self.app.bot.send_photo(chat_id, photo=photos[0], caption=caption, parse_mode=mode)
+                else:  # an album, its caption under the first photo; uploaded (a path would be read as a URL)
+                    files = [InputFile(await asyncio.to_thread(p.read_bytes), p.name, attach=True) for p in photos[:10]]
+                    media = [InputMediaPhoto(f) for f in files]
+                    await self.app.bot.send_media_group(chat_id, media, caption=caption, parse_mode=mode)
+                break
+            except BadRequest as exc:
+                if "can't parse entities" not in str(exc).lower() or mode is None:
+                    raise
+        if not captioned:
+            await self.send_text(chat_id, summary.text)
 
     # --- receiving ---
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from bot.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Transport(Protocol):
 
     async def push_card(self, card: dict[str, Any]) -> None:
         """A new pending signal's card (the graph's card dict), with its chart and Approve / Reject
-        buttons, to every chat subscribed to it. A failing chat is logged and skipped."""
+        buttons, to every chat subscribed to it with signals on. A failing chat is logged and skipped."""
         ...
 
     async def push_decision(self, signal_id: str, status: str, text: str) -> None:
@@ -52,8 +55,15 @@ class Transport(Protocol):
         ...
 
     async def push_event(self, text: str, *, kind: str) -> None:
-        """A notice for subscribed chats: ``kind`` is "fill", "exit", "error", "notice" (e.g. the
-        LLM's daily token budget is spent) or "summary"."""
+        """A notice for the subscribed chats that want its kind (storage.chats.EVENT_KINDS): ``kind``
+        is "fill", "exit", "error" or "notice" (e.g. the LLM's daily token budget is spent). A
+        failing chat is logged and skipped."""
+        ...
+
+    async def push_summary(self, summary: Summary) -> None:
+        """The daily summary (text and equity charts) to each chat due for it (bot.summary.due_chats);
+        each chat that got it is remembered for its day (bot.summary.summary_sent), so it gets one a
+        day, also across restarts. A failing chat is logged and skipped."""
         ...
 
 

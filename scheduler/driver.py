@@ -271,6 +271,18 @@ class FastForwardDriver:
         if moment is None:
             logger.info("scan job %s has no more fire times", job.id)
 
+    def reschedule(self, job_id: str, trigger: BaseTrigger) -> datetime | None:
+        """Give a job a new trigger (as APScheduler's ``reschedule_job``): its next fire is computed
+        afresh from the clock's now; returns it (None: the trigger will not fire). Raises KeyError
+        for an unknown job id."""
+        index = next((i for i, job in enumerate(self._jobs) if job.id == job_id), None)
+        if index is None:
+            raise KeyError(f"no job {job_id!r}; jobs: {', '.join(j.id for j in self._jobs)}")
+        job = replace(self._jobs[index], trigger=trigger)
+        self._jobs[index] = job
+        self._set_next(job, trigger.get_next_fire_time(None, self._clock.now()))
+        return self._next[job.id]
+
     def next_fire(self) -> tuple[ScanJob, datetime] | None:
         """The job that fires next and its scheduled time, without running it; None when none will."""
         best: tuple[ScanJob, datetime] | None = None

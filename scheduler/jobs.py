@@ -1,16 +1,23 @@
 """The scan job of each watchlist, built in one place for every driver (the demo's fast-forward,
 `tradeops run`): the trigger of its venue's calendar, and a body that first does the tick (expire
-approvals, fill orders, manage exits) and then scans, handing both results to the caller."""
+approvals, fill orders, manage exits) and then scans, handing both results to the caller. And the
+daily summary's job: a daily trigger at local wall-clock times."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import time, timedelta
 
 from scheduler.driver import ScanJob, ScanTick
 from scheduler.manage import PositionEvent
 from scheduler.scan import Scanner, ScanReport, scan_interval
-from scheduler.triggers import trigger_for
+from scheduler.triggers import DailyTrigger, trigger_for
 from storage.watchlists import WatchlistSpec
+
+SUMMARY_JOB = "daily:summary"  # not a watchlist name (those have no ':'), so never a clash
+SUMMARY_GRACE = timedelta(hours=6)
+"""How late a summary may still go out: a scan running over its time (at a high replay speed, a
+simulated hour or more) delays it, and a late summary is still worth sending, unlike a late scan."""
 
 OnScan = Callable[[WatchlistSpec, ScanTick, list[PositionEvent], ScanReport], Awaitable[None]]
 """Called after each fire with the watchlist, the tick, the tick's position events and the scan's report."""
@@ -38,3 +45,9 @@ def watchlist_jobs(
         return ScanJob(id=watchlist.name, trigger=trigger_for(calendar, scan_interval(watchlist, calendar)), func=job)
 
     return [job_for(w) for w in watchlists]
+
+
+def summary_job(times: Iterable[time], timezone: str, func: Callable[[ScanTick], Awaitable[None]]) -> ScanJob:
+    """The daily summary's job: ``func(tick)`` every day at each of ``times`` in ``timezone`` (an
+    IANA name), with a grace of :data:`SUMMARY_GRACE`."""
+    return ScanJob(id=SUMMARY_JOB, trigger=DailyTrigger(times, timezone), func=func, misfire_grace_time=SUMMARY_GRACE)

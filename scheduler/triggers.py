@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import bisect
 import logging
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_DELAY",
     "BarTrigger",
     "CandleCloseTrigger",
+    "DailyTrigger",
     "SessionTrigger",
     "fire_times",
     "trigger_for",
@@ -276,6 +279,71 @@ class CandleCloseTrigger(BaseTrigger):
 
     def __repr__(self) -> str:
         return f"<CandleCloseTrigger (every='{_fmt(self.every)}', delay='{_fmt(self.delay)}')>"
+
+
+# --------------------------------------------------------------------------------------------------
+# daily, at local wall-clock times
+
+
+class DailyTrigger(BaseTrigger):
+    """Fires every day at each of ``times`` (wall-clock times in ``timezone``, an IANA name), e.g.
+    the daily summary at 18:00 Asia/Shanghai. Daylight saving time is followed: a time skipped by a
+    spring-forward gap fires once, as the same clock reading after the gap (02:30 -> 03:30); a time
+    repeated in autumn fires once, at its first occurrence.
+    """
+
+    __slots__ = ("times", "timezone")
+
+    def __init__(self, times: Iterable[time], timezone: str) -> None:
+        wanted = sorted({self._as_time(t) for t in times})
+        if not wanted:
+            raise ValueError("a daily trigger needs at least one time of day")
+        self.times: tuple[time, ...] = tuple(wanted)
+        ZoneInfo(timezone)  # an unknown name fails here (ZoneInfoNotFoundError)
+        self.timezone = timezone
+
+    @staticmethod
+    def _as_time(value: time) -> time:
+        if not isinstance(value, time) or value.tzinfo is not None:
+            raise TypeError(f"times must be naive datetime.time values (wall-clock times), got {value!r}")
+        return value
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        start = _start_point(previous_fire_time, now)
+        zone = ZoneInfo(self.timezone)
+        day = start.astimezone(zone).date() - _ONE_DAY
+        while True:  # at most three days are looked at: yesterday's times may still be ahead in UTC
+            for moment in self._fires_on(day, zone):
+                if moment >= start:
+                    return moment
+            day += _ONE_DAY
+
+    def _fires_on(self, day: date, zone: ZoneInfo) -> list[datetime]:
+        # fold=0: an ambiguous time is its first occurrence; a time in a gap maps past the gap.
+        fires = {datetime.combine(day, t, tzinfo=zone).astimezone(UTC) for t in self.times}
+        return sorted(fires)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"version": _STATE_VERSION, "times": self.times, "timezone": self.timezone}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _check_version(self, state)
+        self.times = tuple(state["times"])
+        self.timezone = state["timezone"]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DailyTrigger):
+            return NotImplemented
+        return (self.times, self.timezone) == (other.times, other.timezone)
+
+    def __hash__(self) -> int:
+        return hash((DailyTrigger, self.times, self.timezone))
+
+    def __str__(self) -> str:
+        return f"daily[{' '.join(t.strftime('%H:%M') for t in self.times)} {self.timezone}]"
+
+    def __repr__(self) -> str:
+        return f"<DailyTrigger (times={[t.strftime('%H:%M:%S') for t in self.times]}, timezone={self.timezone!r})>"
 
 
 def _check_version(trigger: BaseTrigger, state: dict[str, Any]) -> None:

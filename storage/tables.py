@@ -328,3 +328,23 @@ class TradingDay(SQLModel, table=True):
     day: date = Field(primary_key=True)
     source: str = Field(max_length=64)  # where it came from: "akshare tool_trade_date_hist_sina"
     fetched_at: datetime = _ts()
+
+
+class ChatNotify(SQLModel, table=True):
+    """What one subscribed chat wants pushed (no row: everything, the summary at the configured
+    time), and the local day its daily summary was last sent (so a restart sends it once a day)."""
+
+    __tablename__ = "chat_notify"
+    __table_args__ = (UniqueConstraint("platform", "chat_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    chat_id: int = Field(sa_type=BigInteger)
+    signals: bool = True  # new signal cards
+    fills: bool = True  # fills and exits
+    errors: bool = True  # a scan that failed
+    notices: bool = True  # e.g. the LLM's daily token budget is spent
+    summary: bool = True  # the daily summary
+    summary_time: str | None = Field(default=None, max_length=5)  # "HH:MM" local; None = TRADEOPS_SUMMARY_TIME
+    summary_sent_on: str | None = Field(default=None, max_length=10)  # local ISO date of the last summary sent
+    updated_at: datetime = _ts()

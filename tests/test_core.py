@@ -52,6 +52,7 @@ POLICY = {
     "positions": Role.VIEWER,
     "orders": Role.VIEWER,
     "pnl": Role.VIEWER,
+    "summary": Role.VIEWER,
     "risk": Role.VIEWER,
     "pause": Role.ADMIN,
     "resume": Role.ADMIN,
@@ -61,6 +62,7 @@ POLICY = {
     "llm": Role.VIEWER,
     "subscribe": Role.TRADER,
     "unsubscribe": Role.TRADER,
+    "notify": Role.VIEWER,  # seeing; changes check trader inside the command
 }
 
 # One valid invocation per command, the text that proves its handler ran, and whether it succeeds
@@ -76,6 +78,7 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     "positions": ("/positions", "no open positions", True),
     "orders": ("/orders", "no orders yet", True),
     "pnl": ("/pnl", "equity", True),
+    "summary": ("/summary", "daily summary 2021-07-06 06:00 UTC", True),
     "risk": ("/risk", "kill switch: off", True),
     "pause": ("/pause fire drill", "kill switch ON", True),
     "resume": ("/resume", "kill switch off", True),
@@ -87,6 +90,7 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     # These callers come from no chat (like the console): the handler runs and says where it works.
     "subscribe": ("/subscribe crypto", "/subscribe works in a chat", False),
     "unsubscribe": ("/unsubscribe", "/unsubscribe works in a chat", False),
+    "notify": ("/notify", "/notify works in a chat", False),
 }
 
 # The constructor only builds the table, so it can be read at collection time to parametrise over

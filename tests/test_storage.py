@@ -35,6 +35,7 @@ EXPECTED_TABLES = {
     "llm_cache",
     "chat_subscriptions",
     "card_messages",
+    "chat_notify",
 }
 
 
