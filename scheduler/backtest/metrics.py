@@ -131,12 +131,15 @@ def max_drawdown_duration(curve: Sequence[EquityPoint]) -> timedelta:
     longest = timedelta(0)
     peak_value = -math.inf
     peak_ts: datetime | None = None
+    under = False  # a point since the peak was below it
     for point in curve:
         if point.equity >= peak_value:
-            if peak_ts is not None:
+            if under and peak_ts is not None:
                 longest = max(longest, point.ts - peak_ts)
-            peak_value, peak_ts = point.equity, point.ts
-    if curve and peak_ts is not None and curve[-1].equity < peak_value:
+            peak_value, peak_ts, under = point.equity, point.ts, False
+        else:
+            under = True
+    if under and peak_ts is not None:
         longest = max(longest, curve[-1].ts - peak_ts)
     return longest
 
