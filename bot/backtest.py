@@ -21,8 +21,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from agent.deps import AutoApprove
 from bot.services import open_services
 from bot.settings import Settings
+from bot.venues import build_venues
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec, run_backtest
-from storage.db import sqlite_url
+from scheduler.backtest.walkforward import fold_windows, walk_forward_json
+from storage.db import make_engine, sqlite_url
 from venues.clock import SimulatedClock
 from venues.lake import LAKE_VENUE
 from venues.paper import PaperBroker
@@ -116,6 +118,68 @@ async def backtest(
             return await run_backtest(
                 services.scanner, spec, calendar=services.venue_calendar(spec.venue), on_progress=on_progress
             )
+
+
+def venue_calendar(settings: Settings, spec: BacktestSpec) -> str:
+    """The calendar of the backtest's venue ("24/7", "XNYS", "XSHG"), as scans are scheduled on it;
+    BacktestError for an unknown venue. Venues are cheap to build and read nothing yet."""
+    engine = make_engine("sqlite://")
+    try:
+        venues = build_venues(
+            settings.model_copy(update={"market_data": "replay"}),
+            SimulatedClock(spec.start),
+            engine,
+            with_lake=spec.venue == LAKE_VENUE,
+        )
+    finally:
+        engine.dispose()
+    if spec.venue not in venues:
+        raise BacktestError(f"unknown venue {spec.venue!r}; valid venues: {', '.join(venues)}")
+    return str(getattr(venues[spec.venue], "calendar", "24/7"))
+
+
+async def walk_forward_backtest(
+    settings: Settings,
+    spec: BacktestSpec,
+    k: int,
+    *,
+    purge: int = 0,
+    embargo: int = 0,
+    on_progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """K folds in time order, each test window a backtest of its own from the starting capital (a
+    fresh database each); returns the walk-forward JSON document (scheduler.backtest.walkforward)."""
+    calendar = venue_calendar(settings, spec)
+    windows = fold_windows(spec, calendar, k, purge=purge, embargo=embargo)
+    results: list[BacktestResult] = []
+    for number, window in enumerate(windows):
+
+        def fold_progress(done: float, number: int = number) -> None:
+            if on_progress is not None:
+                on_progress((number + done) / len(windows))
+
+        fold_spec = dataclasses.replace(spec, start=window.test_start, end=window.test_end)
+        results.append(await backtest(settings, fold_spec, on_progress=fold_progress))
+    return walk_forward_json(spec, windows, results, purge=purge, embargo=embargo, calendar=calendar)
+
+
+def walk_forward_text(doc: dict[str, Any]) -> str:
+    """The terminal summary of a walk-forward run: one line per fold, then the out-of-sample total."""
+    wf = doc["walk_forward"]
+    lines = [f"walk-forward: {wf['k']} folds, purge {wf['purge_bars']} bars, embargo {wf['embargo_bars']} bars"]
+    for fold in wf["folds"]:
+        m = fold["metrics"]
+        lines.append(
+            f"  fold {fold['index']}: test {fold['test'][0]} -> {fold['test'][1]}: return {_pct(m['total_return'])}, "
+            f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, max drawdown {_pct(m['max_drawdown'])}"
+        )
+    m = doc["metrics"]
+    lines.append(
+        f"out of sample: return {_pct(m['total_return'])}, Sharpe {_num(m['sharpe'])}, "
+        f"max drawdown {_pct(m['max_drawdown'])}, trades {m['trades']}, win rate {_pct(m['win_rate'])}, "
+        f"TP1 hit rate {_pct(m['tp1_hit_rate'])}, profit factor {_num(m['profit_factor'])}"
+    )
+    return "\n".join(lines)
 
 
 def _pct(value: Any) -> str:

@@ -229,6 +229,11 @@ def backtest(
     capital: Annotated[str, typer.Option(help="Starting cash in the symbols' currency.")] = "100000",
     profile: Annotated[str, typer.Option(help="Risk profile: low, medium or high.")] = "medium",
     no_costs: Annotated[bool, typer.Option("--no-costs", help="No fees and no slippage.")] = False,
+    walk_forward: Annotated[
+        int, typer.Option(help="Run K folds in time order and report each and the out-of-sample total.", min=0)
+    ] = 0,
+    purge_bars: Annotated[int, typer.Option(help="Walk-forward: bars between a fold's train and test.", min=0)] = 0,
+    embargo_bars: Annotated[int, typer.Option(help="Walk-forward: bars after a test window no fold tests.", min=0)] = 0,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -237,7 +242,14 @@ def backtest(
     from rich.console import Console
 
     from bot.backtest import backtest as run_backtest
-    from bot.backtest import parse_capital, parse_params, progress_bar, result_text
+    from bot.backtest import (
+        parse_capital,
+        parse_params,
+        progress_bar,
+        result_text,
+        walk_forward_backtest,
+        walk_forward_text,
+    )
     from bot.lake_commands import CommandError, parse_moment
     from scheduler.backtest.engine import BacktestError, BacktestSpec
     from venues.errors import UnknownSymbolError, UnknownTimeframeError
@@ -258,10 +270,20 @@ def backtest(
             costs=not no_costs,
         )
         with _database_errors(settings), progress_bar(console if console.is_terminal else None) as on_progress:
-            result = asyncio.run(run_backtest(settings, spec, on_progress=on_progress))
+            if walk_forward:
+                doc = asyncio.run(
+                    walk_forward_backtest(
+                        settings, spec, walk_forward, purge=purge_bars, embargo=embargo_bars, on_progress=on_progress
+                    )
+                )
+            else:
+                result = asyncio.run(run_backtest(settings, spec, on_progress=on_progress))
     except (CommandError, BacktestError, UnknownSymbolError, UnknownTimeframeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if walk_forward:
+        typer.echo(json.dumps(doc, indent=2) if as_json else walk_forward_text(doc))
+        return
     if as_json:
         typer.echo(json.dumps({**result.to_json(), "elapsed_seconds": result.elapsed_seconds}, indent=2))
     else:

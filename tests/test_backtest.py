@@ -4,8 +4,10 @@ risk gate, paper broker, exits) on a simulated clock, every signal approved, a f
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import venues.replay.venue as replay_venue
-from bot.backtest import backtest
+from bot.backtest import backtest, walk_forward_backtest
 from bot.cli import app
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec
@@ -155,3 +157,27 @@ def test_unknown_symbol_names_the_valid_ones(tmp_path: Path) -> None:
         run(tmp_path, BacktestSpec(**{**SPEC.__dict__, "symbols": ("XRP/USD",)}))
     with pytest.raises(BacktestError, match="--symbols is empty"):
         run(tmp_path, BacktestSpec(**{**SPEC.__dict__, "symbols": ()}))
+
+
+def test_walk_forward_folds_in_time_order_and_the_out_of_sample_total(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    spec = BacktestSpec(**{**SPEC.__dict__, "end": datetime(2021, 7, 4, tzinfo=UTC)})
+    doc = asyncio.run(walk_forward_backtest(settings, spec, 3, purge=4, embargo=6))
+    folds = doc["walk_forward"]["folds"]
+    assert [f["index"] for f in folds] == [0, 1, 2]
+    hour = timedelta(hours=1)
+    tests = [(datetime.fromisoformat(f["test"][0]), datetime.fromisoformat(f["test"][1])) for f in folds]
+    for (_, end_a), (start_b, _) in itertools.pairwise(tests):
+        assert start_b - end_a == 6 * hour  # the embargo: six scan bars no fold tests
+    for fold, (start, _) in zip(folds, tests, strict=True):
+        assert start - datetime.fromisoformat(fold["train"][1]) == 4 * hour  # the purge
+    assert tests[0][0] >= START + 4 * hour and tests[-1][1] == spec.end
+    # The out-of-sample return chains the folds' returns, each fold starting from the same capital.
+    chained = math.prod(1 + f["metrics"]["total_return"] for f in folds) - 1
+    assert doc["metrics"]["total_return"] == pytest.approx(chained)
+    assert doc["metrics"]["trades"] == sum(f["metrics"]["trades"] for f in folds) == len(doc["trades"])
+    for trade in doc["trades"]:  # every trade opened inside a test window
+        entry = datetime.fromisoformat(trade["entry_time"])
+        assert any(start <= entry < end for start, end in tests)
+    with pytest.raises(BacktestError, match="too few for 5 folds"):
+        asyncio.run(walk_forward_backtest(settings, BacktestSpec(**{**SPEC.__dict__, "end": START + 4 * hour}), 5))
