@@ -29,7 +29,7 @@ from venues.clock import SimulatedClock
 from venues.lake import LAKE_VENUE
 from venues.paper import PaperBroker
 
-POLICIES = ("rules", "llm")
+POLICIES = ("rules", "llm", "sma_cross")
 PROFILES = ("low", "medium", "high")
 
 
@@ -68,7 +68,8 @@ def backtest_settings(settings: Settings, spec: BacktestSpec, database: Path) ->
             "market_data": "replay",
             "risk_profile": spec.profile,
             "auto_approve": "all",
-            "policy": spec.policy,
+            # sma_cross decides outside the graph; the graph keeps the rule policy it never uses.
+            "policy": "rules" if spec.policy == "sma_cross" else spec.policy,
             "paper_cash_usd": cash,
             "paper_cash_usdt": cash,
             "paper_cash_cny": cash,

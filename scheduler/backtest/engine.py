@@ -23,6 +23,14 @@ from typing import Any
 
 from scheduler.backtest import metrics
 from scheduler.backtest.metrics import EquityPoint, TradeRecord
+from scheduler.backtest.reference import (
+    SMA_CROSS,
+    ReferenceParamError,
+    ReferenceRun,
+    SmaCross,
+    reference_job,
+    reference_trades,
+)
 from scheduler.driver import FastForwardDriver, ScanTick
 from scheduler.jobs import watchlist_jobs
 from scheduler.manage import PositionEvent
@@ -174,7 +182,15 @@ async def run_backtest(
                     }
                 )
 
-    jobs = watchlist_jobs(scanner, [watchlist], lambda _name: calendar, on_scan, trigger="backtest")
+    reference: ReferenceRun | None = None
+    if spec.policy == SMA_CROSS:
+        try:
+            reference = ReferenceRun(SmaCross.from_params(spec.params), currency)
+        except ReferenceParamError as exc:
+            raise BacktestError(str(exc)) from None
+        jobs = [reference_job(scanner, watchlist, calendar, reference)]
+    else:
+        jobs = watchlist_jobs(scanner, [watchlist], lambda _name: calendar, on_scan, trigger="backtest")
     driver = FastForwardDriver(clock, jobs)
     span = (end - start).total_seconds()
     while (upcoming := driver.next_fire()) is not None and upcoming[1] < end:
@@ -188,7 +204,13 @@ async def run_backtest(
     if on_progress is not None:
         on_progress(1.0)
 
-    trades = await collect_trades(scanner, spec, currency)
+    if reference is not None:
+        skipped.extend(reference.skipped)
+        closes = {s: await last_price(venue, s) for s in spec.symbols}
+        last_close = {s: c for s, c in closes.items() if c is not None}
+        trades = reference_trades(await venue.broker_required().fills(), last_close)
+    else:
+        trades = await collect_trades(scanner, spec, currency)
     equity = tuple(
         EquityPoint(h.ts, float(h.equity))
         for h in deps.plans.equity_history(spec.venue)
@@ -227,6 +249,12 @@ async def data_range(venue: Venue, spec: BacktestSpec) -> dict[str, dict[str, st
     return out
 
 
+async def last_price(venue: Venue, symbol: str) -> Decimal | None:
+    """The last close the clock has reached, on the symbol's finest bars; None before any."""
+    last = await venue.bars(symbol, (await venue.instrument(symbol)).timeframe, limit=1)
+    return None if last.empty else Decimal(str(float(last["close"].iloc[-1])))
+
+
 async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) -> tuple[TradeRecord, ...]:
     """One :class:`TradeRecord` per plan whose entry filled, from the ledger's fills: the entry's fill
     and the fills of its exits (stop, targets, time exit). A plan still open at the end is marked to
@@ -254,8 +282,7 @@ async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) ->
         left = entry_qty - exit_qty
         marked = Decimal(0)
         if left > 0:
-            last = await venue.bars(plan.symbol, (await venue.instrument(plan.symbol)).timeframe, limit=1)
-            marked = left * Decimal(str(float(last["close"].iloc[-1]))) if not last.empty else entry_price * left
+            marked = left * (await last_price(venue, plan.symbol) or entry_price)
         sign = Decimal(1) if long else Decimal(-1)
         pnl = sign * (exit_value + marked - entry_value) - fees
         risk = abs(entry_price - plan.stop) * entry_qty
