@@ -234,6 +234,10 @@ def backtest(
     ] = 0,
     purge_bars: Annotated[int, typer.Option(help="Walk-forward: bars between a fold's train and test.", min=0)] = 0,
     embargo_bars: Annotated[int, typer.Option(help="Walk-forward: bars after a test window no fold tests.", min=0)] = 0,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write a self-contained HTML report here (and its chart PNG beside it).", show_default=False),
+    ] = None,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -269,6 +273,8 @@ def backtest(
             profile=profile.strip(),
             costs=not no_costs,
         )
+        if report is not None and walk_forward:
+            raise BacktestError("--report is for a single run; leave out --walk-forward, or --report")
         with _database_errors(settings), progress_bar(console if console.is_terminal else None) as on_progress:
             if walk_forward:
                 doc = asyncio.run(
@@ -284,6 +290,11 @@ def backtest(
     if walk_forward:
         typer.echo(json.dumps(doc, indent=2) if as_json else walk_forward_text(doc))
         return
+    if report is not None:
+        from scheduler.backtest.report import write_report
+
+        html_path, png_path = write_report(result, report)
+        typer.echo(f"report: {html_path} (chart {png_path})", err=True)
     if as_json:
         typer.echo(json.dumps({**result.to_json(), "elapsed_seconds": result.elapsed_seconds}, indent=2))
     else:
