@@ -224,3 +224,30 @@ def result_text(result: BacktestResult) -> str:
         lines.append(f"  ... and {len(result.skipped) - 20} more skipped")
     lines.append(f"done in {result.elapsed_seconds:.1f} s")
     return "\n".join(lines)
+
+
+CHAT_POLICIES = ("rules", "sma_cross", "llm")
+MAX_CHAT_DAYS = 366
+
+
+def chat_text(result: BacktestResult) -> str:
+    """The key figures for a chat reply (the chart carries the curve)."""
+    m = result.metrics
+    spec = result.spec
+    return "\n".join(
+        [
+            f"backtest {','.join(spec.symbols)} {spec.timeframe} {spec.start:%Y-%m-%d} -> {spec.end:%Y-%m-%d} "
+            f"({spec.policy}, {spec.profile}, {spec.capital} {result.currency})",
+            f"return {_pct(m['total_return'])}, max drawdown {_pct(m['max_drawdown'])}, Sharpe {_num(m['sharpe'])}",
+            f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, TP1 hit rate {_pct(m['tp1_hit_rate'])}, "
+            f"profit factor {_num(m['profit_factor'])}, fees {_num(m['costs_paid'])}",
+        ]
+    )
+
+
+def run_in_thread(settings: Settings, spec: BacktestSpec) -> BacktestResult:
+    """The whole backtest on an event loop of its own: called with asyncio.to_thread, it keeps the
+    bot's loop free while it runs."""
+    import asyncio
+
+    return asyncio.run(backtest(settings, spec))
