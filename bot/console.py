@@ -52,6 +52,7 @@ class ConsolePrompt:
             output=output,
         )
         self.yes_no: PromptSession[str] = PromptSession(input=pipe, output=output)
+        self.asking = asyncio.Event()
 
     async def line(self, message: str) -> str:
         """The next line; KeyboardInterrupt on Ctrl-C, EOFError on Ctrl-D."""
@@ -60,6 +61,7 @@ class ConsolePrompt:
     async def ask_yes_no(self, question: str) -> bool:
         """y or n, asked again on anything else; input typed before the question is dropped."""
         _drop_typed_ahead(self.yes_no.app.input)  # typed while the card printed: not an answer
+        self.asking.set()  # from here on, what is typed answers (tests wait for this)
         while True:
             answer = (await self.yes_no.prompt_async(f"{question} [y/n] ")).strip().lower()
             if answer in ("y", "yes"):

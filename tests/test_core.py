@@ -854,14 +854,19 @@ async def test_ctrl_c_cancels_the_running_command_and_returns_to_the_prompt(
 
 async def test_yes_no_asks_again_and_ignores_what_was_typed_ahead() -> None:
     with console_keys() as (keys, prompt):
-        keys.send_text("maybe\r\ry\r")
-        assert await prompt.ask_yes_no("approve x?") is True  # asked three times
-        keys.send_text("y\r")  # typed while the card printed
+
+        async def answered(question: str, *typed: str) -> bool:
+            prompt.asking.clear()
+            asked = asyncio.create_task(prompt.ask_yes_no(question))
+            await asyncio.wait_for(prompt.asking.wait(), 10)
+            for text in typed:
+                keys.send_text(text)
+            return await asyncio.wait_for(asked, 10)
+
+        assert await answered("approve x?", "maybe\r", "\r", "y\r") is True  # asked three times
+        keys.send_text("y\r")  # typed while the card printed: dropped when the question comes
         await asyncio.sleep(0.05)
-        answer = asyncio.create_task(prompt.ask_yes_no("approve y?"))
-        await asyncio.sleep(0.1)
-        keys.send_text("n\r")
-        assert await answer is False
+        assert await answered("approve y?", "n\r") is False
 
 
 # --- the command line ---
