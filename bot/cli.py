@@ -216,6 +216,92 @@ def backfill(
 
 
 @app.command()
+def backtest(
+    venue: Annotated[str, typer.Option(help="replay-crypto, replay-us, replay-cn or lake (the data dir's bars lake).")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols of the venue, e.g. BTC/USD.")],
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe the scans use: 1m 5m 15m 30m 1h 4h 1d.")],
+    from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD, or YYYY-MM-DDTHH:MM), UTC.")],
+    to: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD, or an exclusive YYYY-MM-DDTHH:MM), UTC.")],
+    policy: Annotated[str, typer.Option(help="rules, llm or sma_cross (the reference crossover).")] = "rules",
+    param: Annotated[
+        list[str] | None, typer.Option(help="A policy parameter NAME=NUMBER; repeat for more.", show_default=False)
+    ] = None,
+    capital: Annotated[str, typer.Option(help="Starting cash in the symbols' currency.")] = "100000",
+    profile: Annotated[str, typer.Option(help="Risk profile: low, medium or high.")] = "medium",
+    no_costs: Annotated[bool, typer.Option("--no-costs", help="No fees and no slippage.")] = False,
+    walk_forward: Annotated[
+        int, typer.Option(help="Run K folds in time order and report each and the out-of-sample total.", min=0)
+    ] = 0,
+    purge_bars: Annotated[int, typer.Option(help="Walk-forward: bars between a fold's train and test.", min=0)] = 0,
+    embargo_bars: Annotated[int, typer.Option(help="Walk-forward: bars after a test window no fold tests.", min=0)] = 0,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write a self-contained HTML report here (and its chart PNG beside it).", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Replay the live path (screen, policy, risk gate, paper broker, exits) over a window on a
+    simulated clock, approving every signal, on a fresh temporary database. Exit status 2: bad input."""
+    from rich.console import Console
+
+    from bot.backtest import backtest as run_backtest
+    from bot.backtest import (
+        parse_capital,
+        parse_params,
+        progress_bar,
+        result_text,
+        walk_forward_backtest,
+        walk_forward_text,
+    )
+    from bot.lake_commands import CommandError, parse_moment
+    from scheduler.backtest.engine import BacktestError, BacktestSpec
+    from venues.errors import UnknownSymbolError, UnknownTimeframeError
+
+    settings = _settings(data_dir, quiet=True)
+    console = Console(stderr=True)
+    try:
+        spec = BacktestSpec(
+            venue=venue.strip(),
+            symbols=tuple(s.strip() for s in symbols.split(",") if s.strip()),
+            timeframe=timeframe.strip(),
+            start=parse_moment(from_, option="--from", end=False),
+            end=parse_moment(to, option="--to", end=True),
+            policy=policy.strip(),
+            params=parse_params(param or []),
+            capital=parse_capital(capital),
+            profile=profile.strip(),
+            costs=not no_costs,
+        )
+        if report is not None and walk_forward:
+            raise BacktestError("--report is for a single run; leave out --walk-forward, or --report")
+        with _database_errors(settings), progress_bar(console if console.is_terminal else None) as on_progress:
+            if walk_forward:
+                doc = asyncio.run(
+                    walk_forward_backtest(
+                        settings, spec, walk_forward, purge=purge_bars, embargo=embargo_bars, on_progress=on_progress
+                    )
+                )
+            else:
+                result = asyncio.run(run_backtest(settings, spec, on_progress=on_progress))
+    except (CommandError, BacktestError, UnknownSymbolError, UnknownTimeframeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if walk_forward:
+        typer.echo(json.dumps(doc, indent=2) if as_json else walk_forward_text(doc))
+        return
+    if report is not None:
+        from scheduler.backtest.report import write_report
+
+        html_path, png_path = write_report(result, report)
+        typer.echo(f"report: {html_path} (chart {png_path})", err=True)
+    if as_json:
+        typer.echo(json.dumps({**result.to_json(), "elapsed_seconds": result.elapsed_seconds}, indent=2))
+    else:
+        typer.echo(result_text(result))
+
+
+@app.command()
 def doctor() -> None:
     """Say what is configured and what answers: database, schema, market data, indicators."""
     from bot.doctor import run_checks

@@ -10,6 +10,7 @@ with what was wrong and what would be valid.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from agent.llm.ask import ask
 from bot.render import card_chart, card_text, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
-from bot.summary import daily_summary, equity_charts, venue_pnl
+from bot.summary import daily_summary, equity_charts, starting_cash, venue_pnl
 from bot.trading_days import assumption_warning
 from storage.chats import ALL, KINDS
 from storage.llm import LLM_NODE_PREFIX, usage_since
@@ -147,6 +148,7 @@ class CommandCore:
         self.s = services
         self._calendar_warned: dict[str, date] = {}  # calendar -> the day its weekday warning was shown
         self.commands: dict[str, Command] = {}
+        self._backtests: set[str] = set()  # callers (actor) whose /backtest is running
         for name, role, usage, summary, handler in [
             ("help", Role.VIEWER, "/help", "this list", self._help),
             ("watch", Role.VIEWER, "/watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]", "watchlists", self._watch),
@@ -178,6 +180,13 @@ class CommandCore:
             ("chart", Role.VIEWER, "/chart SYMBOL [TIMEFRAME]", "candlestick chart", self._chart),
             ("ask", Role.TRADER, "/ask QUESTION", "ask the model about the markets (read-only)", self._ask),
             ("llm", Role.VIEWER, "/llm", "the model in use and today's LLM spend", self._llm),
+            (
+                "backtest",
+                Role.TRADER,
+                "/backtest SYMBOL [DAYS] [POLICY]",
+                "replay the last DAYS (30) with POLICY (rules, sma_cross, llm): chart and key figures",
+                self._backtest,
+            ),
             (
                 "subscribe",
                 Role.TRADER,
@@ -718,6 +727,50 @@ class CommandCore:
         if path is None:
             return Reply(f"no {timeframe} bars for {symbol} yet", ok=False)
         return Reply(f"{symbol} {timeframe}", images=[str(path)])
+
+    async def _backtest(self, caller: Caller, args: list[str]) -> Reply:
+        from bot.backtest import CHAT_POLICIES, MAX_CHAT_DAYS, chat_text, run_in_thread
+        from scheduler.backtest.engine import BacktestError, BacktestSpec
+        from scheduler.backtest.report import write_chart
+
+        usage = "usage: /backtest SYMBOL [DAYS] [POLICY], e.g. /backtest BTC/USD 30 rules"
+        if not args or len(args) > 3:
+            raise UserError(usage)
+        days = 30
+        if len(args) >= 2:
+            if not args[1].isascii() or not args[1].isdigit() or not 1 <= int(args[1]) <= MAX_CHAT_DAYS:
+                raise UserError(f"DAYS {args[1][:12]!r} is not a whole number from 1 to {MAX_CHAT_DAYS}; {usage}")
+            days = int(args[1])
+        policy = fold(args[2]) if len(args) == 3 else "rules"
+        if policy not in CHAT_POLICIES:
+            raise UserError(f"POLICY {args[2][:20]!r} is not one of: {', '.join(CHAT_POLICIES)}")
+        venue, symbol = await self._resolve(self._symbol_word(args[0]))
+        instrument = await self.s.venues[venue].instrument(symbol)
+        # One at a time per user: a backtest holds a thread and a temporary database while it runs.
+        if caller.actor in self._backtests:
+            raise UserError("a backtest of yours is still running; its answer comes first")
+        end = self.s.clock.now().replace(minute=0, second=0, microsecond=0)
+        spec = BacktestSpec(
+            venue=venue,
+            symbols=(symbol,),
+            timeframe=await self._native_or(venue, [symbol], "1h"),
+            start=end - timedelta(days=days),
+            end=end,
+            policy=policy,
+            capital=starting_cash(self.s, instrument.currency),
+            profile=self.s.settings.risk_profile,
+        )
+        self._audit(caller, "backtest", symbol, {"days": days, "policy": policy})
+        self._backtests.add(caller.actor)
+        try:
+            result = await asyncio.to_thread(run_in_thread, self.s.settings, spec)
+        except BacktestError as exc:
+            raise UserError(f"/backtest: {exc}") from None
+        finally:
+            self._backtests.discard(caller.actor)
+        name = re.sub(r"[^A-Za-z0-9]+", "-", f"backtest-{venue}-{symbol}-{days}d-{policy}")
+        chart = await asyncio.to_thread(write_chart, result, self.s.charts_dir / f"{name}.png")
+        return Reply(chat_text(result), images=[str(chart)], data={"metrics": result.metrics})
 
     async def _ask(self, caller: Caller, args: list[str]) -> Reply:
         client = self.s.llm

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bot.discord import DiscordTransport
 
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
-SLOW = {"scan", "signal", "ask", "chart", "pnl", "summary", "approve"}  # may take over 3 s: deferred first
+SLOW = {"scan", "signal", "ask", "chart", "pnl", "summary", "approve", "backtest"}  # may take over 3 s: deferred first
 
 Complete = Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]
 
@@ -107,6 +107,17 @@ def add_commands(tree: app_commands.CommandTree[Any], transport: DiscordTranspor
     @app_commands.autocomplete(symbol=symbols)
     async def chart(interaction: discord.Interaction[Any], symbol: str, timeframe: str | None = None) -> None:
         await run(interaction, "chart", symbol, timeframe)
+
+    @tree.command(name="backtest", description=summary("backtest"))
+    @app_commands.describe(symbol="a symbol of a watchlist", days="days back from now (1-366)", policy="who decides")
+    @app_commands.autocomplete(symbol=symbols)
+    async def backtest(
+        interaction: discord.Interaction[Any],
+        symbol: str,
+        days: app_commands.Range[int, 1, 366] = 30,
+        policy: Literal["rules", "sma_cross", "llm"] = "rules",
+    ) -> None:
+        await run(interaction, "backtest", symbol, str(days), policy)
 
     @tree.command(name="ask", description=summary("ask"))
     async def ask(interaction: discord.Interaction[Any], question: str) -> None:

@@ -59,6 +59,7 @@ POLICY = {
     "users": Role.ADMIN,
     "chart": Role.VIEWER,
     "ask": Role.TRADER,  # spends tokens
+    "backtest": Role.TRADER,  # holds a thread and a temporary database while it runs
     "llm": Role.VIEWER,
     "subscribe": Role.TRADER,
     "unsubscribe": Role.TRADER,
@@ -87,6 +88,7 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     # No endpoint is configured in these tests: the handler runs and says what to set.
     "ask": ("/ask how is ETH doing?", "/ask needs an LLM: set TRADEOPS_LLM_MODEL", False),
     "llm": ("/llm", "no LLM configured", True),
+    "backtest": ("/backtest BTC/USD 2", "backtest BTC/USD 1h", True),
     # These callers come from no chat (like the console): the handler runs and says where it works.
     "subscribe": ("/subscribe crypto", "/subscribe works in a chat", False),
     "unsubscribe": ("/unsubscribe", "/unsubscribe works in a chat", False),
@@ -212,6 +214,7 @@ def test_who_is_refused_what() -> None:
     assert refused[Role.VIEWER] == [
         "approve",
         "ask",
+        "backtest",
         "pause",
         "reject",
         "resume",

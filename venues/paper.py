@@ -99,6 +99,8 @@ class PaperBrokerConfig:
     starting_cash: Mapping[str, Decimal] = field(default_factory=dict)  # currency -> initial deposit
     fill_at: FillAt = FillAt.NEXT_OPEN
     slippage_bps: Decimal = Decimal(5)
+    # False only for a backtest's --no-costs run (with slippage 0): fills then pay no fee at all.
+    charge_fees: bool = True
     # A market order placed within this long after a bar opened fills at that bar's open.
     order_latency: timedelta = timedelta(minutes=1)
 
@@ -885,7 +887,9 @@ class PaperBroker:
     ) -> Fill | None:
         now = self._clock.now()
         trade_day = calendars.trading_day(instrument.calendar, ts)
-        fee = fees(instrument, order.side, order.qty, price, liquidity, on=trade_day)
+        fee = (
+            fees(instrument, order.side, order.qty, price, liquidity, on=trade_day) if self.config.charge_fees else ZERO
+        )
         position = self._ledger.position(self.venue, order.symbol) or Position(venue=self.venue, symbol=order.symbol)
         cash = self._ledger.cash(self.venue, instrument.currency)
         # A bracket child only ever closes what its entry opened: it never opens or flips a position

@@ -1,0 +1,96 @@
+"""Backtest speed: tradeops' engine and backtesting.py on the same data, in one process.
+
+The reference policy sma_cross 10/30 with no costs over the shipped BTC/USD 1h 2021 series (8,744
+bars): `tradeops backtest`'s engine (a fresh SQLite database, the fast-forward driver firing at every
+candle close, the replay venue cut at the clock, the paper broker and its ledger, an equity point
+per bar) and backtesting.py's own SmaCross on the same bars as a DataFrame. Prints bars per second
+for each, the ratio, and whether the trades are the same. Figures only, no asserts. Run from the
+repo root: ``.venv/bin/python benchmarks/backtest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bot.backtest import backtest  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from scheduler.backtest.engine import BacktestSpec  # noqa: E402
+from venues.clock import SimulatedClock  # noqa: E402
+from venues.replay import ReplayVenue  # noqa: E402
+
+START = datetime(2021, 1, 1, tzinfo=UTC)
+END = datetime(2022, 1, 1, tzinfo=UTC)
+FAST, SLOW = 10, 30
+
+
+def peer(bars):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from backtesting import Backtest, Strategy
+        from backtesting.lib import crossover
+        from backtesting.test import SMA
+
+        class SmaCross(Strategy):
+            def init(self) -> None:
+                self.fast = self.I(SMA, self.data.Close, FAST)
+                self.slow = self.I(SMA, self.data.Close, SLOW)
+
+            def next(self) -> None:
+                if crossover(self.fast, self.slow):
+                    self.buy()
+                elif crossover(self.slow, self.fast):
+                    self.position.close()
+
+        data = bars.rename(columns=str.capitalize)[["Open", "High", "Low", "Close", "Volume"]]
+        data.index = data.index.tz_localize(None)
+        started = time.perf_counter()
+        stats = Backtest(data, SmaCross, cash=10_000_000, commission=0, finalize_trades=False).run()
+        return time.perf_counter() - started, stats._trades
+
+
+def main() -> None:
+    bars = asyncio.run(ReplayVenue("crypto", SimulatedClock(END)).bars("BTC/USD", "1h", start=START, end=END))
+    n = len(bars)
+    peer_seconds, peer_trades = peer(bars)
+    spec = BacktestSpec(
+        venue="replay-crypto",
+        symbols=("BTC/USD",),
+        timeframe="1h",
+        start=START,
+        end=END,
+        policy="sma_cross",
+        params={"fast": FAST, "slow": SLOW},
+        capital=Decimal(1_000_000),
+        profile="medium",
+        costs=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        result = asyncio.run(backtest(load_settings(data_dir=Path(tmp)), spec))
+        ours_seconds = time.perf_counter() - started
+    ours = [(t.entry_time, t.exit_time) for t in result.trades if t.exit_time is not None]
+    theirs = [(e.tz_localize(UTC).to_pydatetime(), x.tz_localize(UTC).to_pydatetime()) for e, x in
+              zip(peer_trades.EntryTime, peer_trades.ExitTime, strict=True)]  # fmt: skip
+    print(f"BTC/USD 1h 2021, sma_cross {FAST}/{SLOW}, no costs: {n} bars")
+    print(f"backtesting.py : {peer_seconds:8.2f} s  {n / peer_seconds:10.0f} bars/s  {len(peer_trades)} trades")
+    print(
+        f"tradeops       : {ours_seconds:8.2f} s  {n / ours_seconds:10.0f} bars/s  {len(ours)} closed trades "
+        "(database, driver, broker included)"
+    )
+    print(f"ratio tradeops / backtesting.py speed: {peer_seconds / ours_seconds:.4f}")
+    print(f"identical trades: {ours == theirs}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""`tradeops backtest`: the application's own objects (venues, paper brokers, graph, risk gate,
+scanner) wired on a fresh temporary database and a simulated clock with every signal approved, then
+driven by scheduler.backtest over the window. The user's database is never touched; the bars lake
+of the data dir is the ``lake`` venue, as everywhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from agent.deps import AutoApprove
+from bot.services import open_services
+from bot.settings import Settings
+from bot.venues import build_venues
+from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec, run_backtest
+from scheduler.backtest.walkforward import fold_windows, walk_forward_json
+from storage.db import make_engine, sqlite_url
+from venues.clock import SimulatedClock
+from venues.lake import LAKE_VENUE
+from venues.paper import PaperBroker
+
+POLICIES = ("rules", "llm", "sma_cross")
+PROFILES = ("low", "medium", "high")
+
+
+def parse_params(values: Sequence[str]) -> dict[str, float]:
+    """``["fast=10", "slow=30"]`` -> {"fast": 10.0, "slow": 30.0}; BacktestError on anything else."""
+    params: dict[str, float] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not sep or not name or not math.isfinite(number):
+            raise BacktestError(f"--param {item!r} is not NAME=NUMBER, e.g. --param fast=10")
+        params[name] = number
+    return params
+
+
+def parse_capital(value: str) -> Decimal:
+    try:
+        capital = Decimal(value.strip())
+    except InvalidOperation:
+        capital = Decimal(-1)
+    if not capital.is_finite() or capital <= 0:
+        raise BacktestError(f"--capital {value!r} is not an amount above zero, e.g. --capital 100")
+    return capital
+
+
+def backtest_settings(settings: Settings, spec: BacktestSpec, database: Path) -> Settings:
+    """The user's settings with the backtest's database, capital, profile, costs and approvals."""
+    cash = spec.capital
+    return settings.model_copy(
+        update={
+            "database_url": SecretStr(sqlite_url(database)),
+            "market_data": "replay",
+            "risk_profile": spec.profile,
+            "auto_approve": "all",
+            # sma_cross decides outside the graph; the graph keeps the rule policy it never uses.
+            "policy": "rules" if spec.policy == "sma_cross" else spec.policy,
+            "paper_cash_usd": cash,
+            "paper_cash_usdt": cash,
+            "paper_cash_cny": cash,
+            "paper_slippage_bps": settings.paper_slippage_bps if spec.costs else Decimal(0),
+        }
+    )
+
+
+@contextmanager
+def progress_bar(console: Console | None) -> Iterator[Callable[[float], None] | None]:
+    """A rich progress bar on a terminal (None elsewhere), fed the share of the window done."""
+    if console is None:
+        yield None
+        return
+    with Progress(
+        TextColumn("backtest"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("backtest", total=1.0)
+        yield lambda done: progress.update(task, completed=done)
+
+
+async def backtest(
+    settings: Settings, spec: BacktestSpec, *, on_progress: Callable[[float], None] | None = None
+) -> BacktestResult:
+    """Run ``spec`` on a fresh database in a temporary directory (deleted afterwards)."""
+    if spec.policy not in POLICIES:
+        raise BacktestError(f"--policy {spec.policy!r} is not one of: {', '.join(POLICIES)}")
+    if spec.profile not in PROFILES:
+        raise BacktestError(f"--profile {spec.profile!r} is not one of: {', '.join(PROFILES)}")
+    with tempfile.TemporaryDirectory(prefix="tradeops-backtest-") as tmp:
+        run_settings = backtest_settings(settings, spec, Path(tmp) / "backtest.db")
+        clock = SimulatedClock(spec.start)
+        async with open_services(
+            run_settings,
+            clock=clock,
+            auto_approve=AutoApprove(mode="all"),
+            one_shot=True,
+            with_lake=spec.venue == LAKE_VENUE,
+        ) as services:
+            if spec.venue not in services.venues:
+                raise BacktestError(f"unknown venue {spec.venue!r}; valid venues: {', '.join(services.venues)}")
+            if not spec.costs:
+                for venue in services.venues.values():
+                    broker = getattr(venue, "broker", None)
+                    if isinstance(broker, PaperBroker):
+                        broker.config = dataclasses.replace(broker.config, charge_fees=False)
+            return await run_backtest(
+                services.scanner, spec, calendar=services.venue_calendar(spec.venue), on_progress=on_progress
+            )
+
+
+def venue_calendar(settings: Settings, spec: BacktestSpec) -> str:
+    """The calendar of the backtest's venue ("24/7", "XNYS", "XSHG"), as scans are scheduled on it;
+    BacktestError for an unknown venue. Venues are cheap to build and read nothing yet."""
+    engine = make_engine("sqlite://")
+    try:
+        venues = build_venues(
+            settings.model_copy(update={"market_data": "replay"}),
+            SimulatedClock(spec.start),
+            engine,
+            with_lake=spec.venue == LAKE_VENUE,
+        )
+    finally:
+        engine.dispose()
+    if spec.venue not in venues:
+        raise BacktestError(f"unknown venue {spec.venue!r}; valid venues: {', '.join(venues)}")
+    return str(getattr(venues[spec.venue], "calendar", "24/7"))
+
+
+async def walk_forward_backtest(
+    settings: Settings,
+    spec: BacktestSpec,
+    k: int,
+    *,
+    purge: int = 0,
+    embargo: int = 0,
+    on_progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """K folds in time order, each test window a backtest of its own from the starting capital (a
+    fresh database each); returns the walk-forward JSON document (scheduler.backtest.walkforward)."""
+    calendar = venue_calendar(settings, spec)
+    windows = fold_windows(spec, calendar, k, purge=purge, embargo=embargo)
+    results: list[BacktestResult] = []
+    for number, window in enumerate(windows):
+
+        def fold_progress(done: float, number: int = number) -> None:
+            if on_progress is not None:
+                on_progress((number + done) / len(windows))
+
+        fold_spec = dataclasses.replace(spec, start=window.test_start, end=window.test_end)
+        results.append(await backtest(settings, fold_spec, on_progress=fold_progress))
+    return walk_forward_json(spec, windows, results, purge=purge, embargo=embargo, calendar=calendar)
+
+
+def walk_forward_text(doc: dict[str, Any]) -> str:
+    """The terminal summary of a walk-forward run: one line per fold, then the out-of-sample total."""
+    wf = doc["walk_forward"]
+    lines = [f"walk-forward: {wf['k']} folds, purge {wf['purge_bars']} bars, embargo {wf['embargo_bars']} bars"]
+    for fold in wf["folds"]:
+        m = fold["metrics"]
+        lines.append(
+            f"  fold {fold['index']}: test {fold['test'][0]} -> {fold['test'][1]}: return {_pct(m['total_return'])}, "
+            f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, max drawdown {_pct(m['max_drawdown'])}"
+        )
+    m = doc["metrics"]
+    lines.append(
+        f"out of sample: return {_pct(m['total_return'])}, Sharpe {_num(m['sharpe'])}, "
+        f"max drawdown {_pct(m['max_drawdown'])}, trades {m['trades']}, win rate {_pct(m['win_rate'])}, "
+        f"TP1 hit rate {_pct(m['tp1_hit_rate'])}, profit factor {_num(m['profit_factor'])}"
+    )
+    return "\n".join(lines)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def result_text(result: BacktestResult) -> str:
+    """The terminal summary: settings, the data range, the key metrics and the trades."""
+    m = result.metrics
+    spec = result.spec
+    lines = [
+        f"backtest {spec.venue} {','.join(spec.symbols)} {spec.timeframe} {spec.start:%Y-%m-%d} -> "
+        f"{spec.end:%Y-%m-%d} policy {spec.policy} profile {spec.profile} capital {spec.capital} {result.currency}"
+        + ("" if spec.costs else " (no costs)"),
+    ]
+    for symbol, info in result.data_range.items():
+        lines.append(f"  data {symbol}: {info['bars']} bars {info['first']} -> {info['last']}")
+    lines += [
+        f"equity {_num(m['start_equity'])} -> {_num(m['end_equity'])} {result.currency}: "
+        f"total return {_pct(m['total_return'])}, CAGR {_pct(m['cagr'])}",
+        f"Sharpe {_num(m['sharpe'])}, Sortino {_num(m['sortino'])}, max drawdown {_pct(m['max_drawdown'])} "
+        f"lasting {_num(m['max_drawdown_days'], 1)} days, exposure {_pct(m['exposure'])}",
+        f"trades {m['trades']} (closed {m['closed_trades']}): win rate {_pct(m['win_rate'])}, "
+        f"TP1 hit rate {_pct(m['tp1_hit_rate'])}, average R {_num(m['average_r'])}, "
+        f"profit factor {_num(m['profit_factor'])}, fees paid {_num(m['costs_paid'])}",
+        "signals: " + (", ".join(f"{k} {v}" for k, v in result.signals.items()) or "none"),
+    ]
+    for trade in result.trades:
+        exit_at = f"{trade.exit_time:%Y-%m-%d %H:%M}" if trade.exit_time else "open"
+        lines.append(
+            f"  {trade.entry_time:%Y-%m-%d %H:%M} -> {exit_at}  {trade.symbol} {trade.qty:g} @ {trade.entry_price:g}"
+            f" -> {_num(trade.exit_price)}  P&L {trade.pnl:.2f}  R {_num(trade.r)}  {trade.reason}"
+        )
+    for item in result.skipped[:20]:
+        lines.append(f"  skipped {item['time']} {item['symbol']}: {item['reason']}")
+    if len(result.skipped) > 20:
+        lines.append(f"  ... and {len(result.skipped) - 20} more skipped")
+    lines.append(f"done in {result.elapsed_seconds:.1f} s")
+    return "\n".join(lines)
+
+
+CHAT_POLICIES = ("rules", "sma_cross", "llm")
+MAX_CHAT_DAYS = 366
+
+
+def chat_text(result: BacktestResult) -> str:
+    """The key figures for a chat reply (the chart carries the curve)."""
+    m = result.metrics
+    spec = result.spec
+    return "\n".join(
+        [
+            f"backtest {','.join(spec.symbols)} {spec.timeframe} {spec.start:%Y-%m-%d} -> {spec.end:%Y-%m-%d} "
+            f"({spec.policy}, {spec.profile}, {spec.capital} {result.currency})",
+            f"return {_pct(m['total_return'])}, max drawdown {_pct(m['max_drawdown'])}, Sharpe {_num(m['sharpe'])}",
+            f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, TP1 hit rate {_pct(m['tp1_hit_rate'])}, "
+            f"profit factor {_num(m['profit_factor'])}, fees {_num(m['costs_paid'])}",
+        ]
+    )
+
+
+def run_in_thread(settings: Settings, spec: BacktestSpec) -> BacktestResult:
+    """The whole backtest on an event loop of its own: called with asyncio.to_thread, it keeps the
+    bot's loop free while it runs."""
+    import asyncio
+
+    return asyncio.run(backtest(settings, spec))

@@ -1,0 +1,2 @@
+"""Backtests: the live decision path on a simulated clock (engine), metrics as pure functions, and
+time-ordered walk-forward splits."""

@@ -1,0 +1,307 @@
+"""A backtest is the live path on a simulated clock with automatic approval.
+
+The caller (bot/backtest.py) wires the very objects `tradeops run` uses (venues with their paper
+brokers, the graph with its policy and risk gate, the scanner, the position manager) on a fresh
+database, a :class:`~venues.clock.SimulatedClock` standing at the window's start and an approval
+mode of ``all``. :func:`run_backtest` then drives one watchlist's scan job with the
+:class:`~scheduler.driver.FastForwardDriver` over the window: each fire fills orders, manages exits
+and snapshots equity (the tick), then screens and walks only the candidates through the graph.
+Every read of bars goes through the venue, which serves nothing that closes after the clock's now.
+
+The result is built from what the run stored: trades from the trade plans and the paper ledger's
+fills, the equity curve from the equity snapshots of each tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from scheduler.backtest import metrics
+from scheduler.backtest.metrics import EquityPoint, TradeRecord
+from scheduler.backtest.reference import (
+    SMA_CROSS,
+    ReferenceParamError,
+    ReferenceRun,
+    SmaCross,
+    reference_job,
+    reference_trades,
+)
+from scheduler.driver import FastForwardDriver, ScanTick
+from scheduler.jobs import watchlist_jobs
+from scheduler.manage import PositionEvent
+from scheduler.scan import Scanner, ScanReport
+from storage.signals import SignalStatus
+from storage.watchlists import WatchlistSpec
+from venues.base import Venue
+from venues.clock import SimulatedClock, ensure_utc
+from venues.models import Fill, Side
+from venues.timeframes import parse_timeframe
+
+BACKTEST_WATCHLIST = "backtest"
+Progress = Callable[[float], None]
+"""Called after each fire with the share of the window done, 0..1."""
+
+
+class BacktestError(Exception):
+    """Bad input for a backtest; the message says what is wrong and what is valid."""
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    """What to test: ``symbols`` of ``venue`` on ``timeframe`` bars over [start, end) UTC, with
+    ``capital`` of the symbols' one currency. ``policy`` and ``params`` are recorded as given (the
+    caller has put that policy on the graph); ``costs`` False means no fee and no slippage."""
+
+    venue: str
+    symbols: tuple[str, ...]
+    timeframe: str
+    start: datetime
+    end: datetime
+    policy: str
+    capital: Decimal
+    profile: str
+    costs: bool = True
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def params_json(self) -> dict[str, Any]:
+        return {
+            "venue": self.venue,
+            "symbols": list(self.symbols),
+            "timeframe": self.timeframe,
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "policy": self.policy,
+            "policy_params": dict(self.params),
+            "capital": str(self.capital),
+            "profile": self.profile,
+            "costs": self.costs,
+        }
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    spec: BacktestSpec
+    currency: str
+    calendar: str
+    metrics: dict[str, float | int | None]
+    trades: tuple[TradeRecord, ...]
+    equity: tuple[EquityPoint, ...]
+    skipped: tuple[dict[str, str], ...]  # signals the risk gate or execution stopped, with the reason
+    signals: dict[str, int]  # signal count by final status
+    data_range: dict[str, dict[str, str | int]]  # per symbol: first/last bar in the window, bar count
+    elapsed_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` document: ``params``, ``metrics``, ``trades``, ``skipped``, ``signals``,
+        ``data_range`` and ``equity`` ([ISO time, equity] pairs). Times are ISO-8601 UTC."""
+        return {
+            "params": {**self.spec.params_json(), "currency": self.currency, "calendar": self.calendar},
+            "metrics": self.metrics,
+            "trades": [trade_json(t) for t in self.trades],
+            "skipped": list(self.skipped),
+            "signals": self.signals,
+            "data_range": self.data_range,
+            "equity": [[p.ts.isoformat(), p.equity] for p in self.equity],
+        }
+
+
+def trade_json(trade: TradeRecord) -> dict[str, Any]:
+    return {
+        "signal_id": trade.signal_id,
+        "symbol": trade.symbol,
+        "side": trade.side,
+        "entry_time": trade.entry_time.isoformat(),
+        "entry_price": trade.entry_price,
+        "qty": trade.qty,
+        "exit_time": trade.exit_time.isoformat() if trade.exit_time else None,
+        "exit_price": trade.exit_price,
+        "pnl": trade.pnl,
+        "fees": trade.fees,
+        "r": trade.r,
+        "reason": trade.reason,
+        "tp1_hit": trade.tp1_hit,
+    }
+
+
+async def check_spec(venue: Venue, spec: BacktestSpec) -> str:
+    """Validate the symbols, timeframe and window against the venue; return the one currency."""
+    parse_timeframe(spec.timeframe)  # UnknownTimeframeError names the valid ones
+    if not spec.symbols:
+        raise BacktestError("--symbols is empty: name at least one symbol, e.g. --symbols BTC/USD")
+    if ensure_utc(spec.end) <= ensure_utc(spec.start):
+        raise BacktestError(f"--to ({spec.end.isoformat()}) must be after --from ({spec.start.isoformat()})")
+    if spec.capital <= 0:
+        raise BacktestError(f"--capital must be above zero, got {spec.capital}")
+    currencies = {s: (await venue.instrument(s)).currency for s in spec.symbols}
+    if len(set(currencies.values())) > 1:
+        listed = ", ".join(f"{s} ({c})" for s, c in currencies.items())
+        raise BacktestError(f"a backtest trades in one currency; these symbols do not: {listed}")
+    return next(iter(currencies.values()))
+
+
+async def run_backtest(
+    scanner: Scanner,
+    spec: BacktestSpec,
+    *,
+    calendar: str,
+    on_progress: Progress | None = None,
+) -> BacktestResult:
+    """Run ``spec`` through ``scanner`` (whose graph auto-approves) on its simulated clock, which
+    must stand at ``spec.start``; ``calendar`` is the venue's ("24/7", "XNYS", "XSHG")."""
+    started = time.perf_counter()
+    deps = scanner.deps
+    clock = deps.clock
+    if not isinstance(clock, SimulatedClock):
+        raise BacktestError("a backtest runs on a simulated clock")
+    start, end = ensure_utc(spec.start), ensure_utc(spec.end)
+    if clock.now() != start:
+        raise BacktestError(f"the clock stands at {clock.now().isoformat()}, not at the start {start.isoformat()}")
+    venue = deps.venue(spec.venue)
+    currency = await check_spec(venue, spec)
+    watchlist = WatchlistSpec(
+        name=BACKTEST_WATCHLIST, venue=spec.venue, symbols=spec.symbols, timeframe=spec.timeframe, profile=spec.profile
+    )
+    skipped: list[dict[str, str]] = []
+
+    async def on_scan(_w: WatchlistSpec, tick: ScanTick, _e: list[PositionEvent], report: ScanReport) -> None:
+        for walk in report.walks:
+            if walk.created and walk.status in (SignalStatus.BLOCKED.value, SignalStatus.ABORTED.value):
+                card = walk.card or {}
+                failed = [c["detail"] for c in card.get("risk", []) if not c.get("passed", True)]
+                skipped.append(
+                    {
+                        "time": tick.bar_close.isoformat(),
+                        "symbol": str(card.get("symbol", "")),
+                        "status": walk.status,
+                        "reason": "; ".join(failed) or walk.reason,
+                    }
+                )
+
+    reference: ReferenceRun | None = None
+    if spec.policy == SMA_CROSS:
+        try:
+            reference = ReferenceRun(SmaCross.from_params(spec.params), currency)
+        except ReferenceParamError as exc:
+            raise BacktestError(str(exc)) from None
+        jobs = [reference_job(scanner, watchlist, calendar, reference)]
+    else:
+        jobs = watchlist_jobs(scanner, [watchlist], lambda _name: calendar, on_scan, trigger="backtest")
+    driver = FastForwardDriver(clock, jobs)
+    span = (end - start).total_seconds()
+    while (upcoming := driver.next_fire()) is not None and upcoming[1] < end:
+        record = await driver.step()
+        if record is not None and record.error is not None:
+            raise BacktestError(f"the scan at {record.fire_time.isoformat()} failed: {record.error}")
+        if on_progress is not None:
+            on_progress(min((clock.now() - start).total_seconds() / span, 1.0))
+    clock.advance_to(max(clock.now(), end))
+    await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
+    if on_progress is not None:
+        on_progress(1.0)
+
+    if reference is not None:
+        skipped.extend(reference.skipped)
+        closes = {s: await last_price(venue, s) for s in spec.symbols}
+        last_close = {s: c for s, c in closes.items() if c is not None}
+        trades = reference_trades(await venue.broker_required().fills(), last_close)
+    else:
+        trades = await collect_trades(scanner, spec, currency)
+    equity = tuple(
+        EquityPoint(h.ts, float(h.equity))
+        for h in deps.plans.equity_history(spec.venue)
+        if h.currency == currency and start <= h.ts <= end
+    )
+    fills = await venue.broker_required().fills()
+    costs = float(sum((f.fee for f in fills), Decimal(0)))
+    periods = metrics.periods_per_year(calendar, start.year)
+    summary = metrics.summary(equity, trades, periods=periods, start=start, end=end, costs_paid=costs)
+    statuses = deps.signals.counts()
+    return BacktestResult(
+        spec=spec,
+        currency=currency,
+        calendar=calendar,
+        metrics=summary,
+        trades=trades,
+        equity=equity,
+        skipped=tuple(skipped),
+        signals=dict(sorted(statuses.items())),
+        data_range=await data_range(venue, spec),
+        elapsed_seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+async def data_range(venue: Venue, spec: BacktestSpec) -> dict[str, dict[str, str | int]]:
+    """Per symbol, the first and last bar (open times) the window holds and how many; read after
+    the run, when the clock stands at the end."""
+    out: dict[str, dict[str, str | int]] = {}
+    for symbol in spec.symbols:
+        bars = await venue.bars(symbol, spec.timeframe, start=spec.start, end=spec.end)
+        bars = bars[bars.index < spec.end]
+        if bars.empty:
+            out[symbol] = {"bars": 0, "first": "", "last": ""}
+        else:
+            out[symbol] = {"bars": len(bars), "first": bars.index[0].isoformat(), "last": bars.index[-1].isoformat()}
+    return out
+
+
+async def last_price(venue: Venue, symbol: str) -> Decimal | None:
+    """The last close the clock has reached, on the symbol's finest bars; None before any."""
+    last = await venue.bars(symbol, (await venue.instrument(symbol)).timeframe, limit=1)
+    return None if last.empty else Decimal(str(float(last["close"].iloc[-1])))
+
+
+async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) -> tuple[TradeRecord, ...]:
+    """One :class:`TradeRecord` per plan whose entry filled, from the ledger's fills: the entry's fill
+    and the fills of its exits (stop, targets, time exit). A plan still open at the end is marked to
+    the last close."""
+    deps = scanner.deps
+    venue = deps.venue(spec.venue)
+    broker = venue.broker_required()
+    by_order: dict[str, list[Fill]] = {}
+    for fill in await broker.fills():
+        by_order.setdefault(fill.client_order_id, []).append(fill)
+    plans = [p for p in deps.plans.all(limit=1_000_000) if p.venue == spec.venue]
+    trades: list[TradeRecord] = []
+    for plan in sorted(plans, key=lambda p: (p.opened_at or p.updated_at, p.signal_id)):
+        entries = by_order.get(plan.signal_id, [])
+        if not entries:
+            continue
+        entry_qty = sum((f.qty for f in entries), Decimal(0))
+        entry_value = sum((f.qty * f.price for f in entries), Decimal(0))
+        entry_price = entry_value / entry_qty
+        long = entries[0].side is Side.BUY
+        exits = sorted((f for coid in plan.exit_orders for f in by_order.get(coid, [])), key=lambda f: f.ts)
+        exit_qty = sum((f.qty for f in exits), Decimal(0))
+        exit_value = sum((f.qty * f.price for f in exits), Decimal(0))
+        fees = sum((f.fee for f in [*entries, *exits]), Decimal(0))
+        left = entry_qty - exit_qty
+        marked = Decimal(0)
+        if left > 0:
+            marked = left * (await last_price(venue, plan.symbol) or entry_price)
+        sign = Decimal(1) if long else Decimal(-1)
+        pnl = sign * (exit_value + marked - entry_value) - fees
+        risk = abs(entry_price - plan.stop) * entry_qty
+        done = left <= 0
+        trades.append(
+            TradeRecord(
+                signal_id=plan.signal_id,
+                symbol=plan.symbol,
+                side="long" if long else "short",
+                entry_time=entries[0].ts,
+                entry_price=float(entry_price),
+                qty=float(entry_qty),
+                exit_time=exits[-1].ts if done and exits else None,
+                exit_price=float(exit_value / exit_qty) if exit_qty > 0 else None,
+                pnl=float(pnl),
+                fees=float(fees),
+                r=float(pnl / risk) if risk > 0 else None,
+                reason=(plan.close_reason or "closed") if done else "open at the end",
+                tp1_hit=plan.targets_hit >= 1,
+            )
+        )
+    return tuple(trades)

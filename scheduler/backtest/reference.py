@@ -1,0 +1,193 @@
+"""The reference policy ``sma_cross``: long when the fast SMA crosses above the slow one, flat when
+it crosses back below; all-in; market orders that fill at the next bar's open. It exists to check
+the backtester against a peer engine (backtesting.py), so it keeps that engine's rules exactly:
+``crossover(a, b)`` is ``a[-2] < b[-2] and a[-1] > b[-1]`` on the bars closed so far.
+
+It runs on the same clock, trigger, venue bars (cut at now), paper broker (fills at the next open,
+slippage, fees, lots and minimums, the ledger) and equity snapshots as every backtest, but not
+through the screen, the graph and the risk gate: those were built for trades with a stop and targets
+(a position cap of 10-35% of equity, a minimum reward/risk, a bracket on every entry), and an all-in
+crossover with no stop would have to be distorted to pass them, or distort them to let it pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
+
+import pandas as pd
+
+from scheduler.driver import ScanJob, ScanTick
+from scheduler.scan import Scanner, scan_interval
+from scheduler.triggers import trigger_for
+from storage.watchlists import WatchlistSpec
+from tools.indicators import compute
+from venues.models import Fill, OrderRequest, OrderStatus, OrderType, Side
+
+from .metrics import TradeRecord
+
+SMA_CROSS = "sma_cross"
+BPS = Decimal(10_000)
+
+
+class ReferenceParamError(ValueError):
+    """Parameters sma_cross cannot run with; the message says which are valid."""
+
+
+@dataclass(frozen=True)
+class SmaCross:
+    """``fast`` < ``slow`` bars; ``size``: the share of cash an entry spends at the last close (room
+    left for the next open's gap and the fee, so the order is not refused for cash at its fill);
+    ``qty``: a fixed quantity per entry instead (the same trades with and without costs)."""
+
+    fast: int = 10
+    slow: int = 30
+    size: float = 0.99
+    qty: float | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, float]) -> SmaCross:
+        unknown = sorted(set(params) - {"fast", "slow", "size", "qty"})
+        if unknown:
+            raise ReferenceParamError(f"sma_cross has no parameter {', '.join(unknown)}; valid: fast, slow, size, qty")
+        fast, slow = params.get("fast", 10), params.get("slow", 30)
+        size = float(params.get("size", 0.99))
+        if fast != int(fast) or slow != int(slow) or not 2 <= fast < slow:
+            raise ReferenceParamError(f"sma_cross needs whole numbers 2 <= fast < slow, got fast={fast} slow={slow}")
+        if not 0 < size <= 1:
+            raise ReferenceParamError(f"sma_cross size is a share of cash in (0, 1], got {size}")
+        qty = params.get("qty")
+        if qty is not None and qty <= 0:
+            raise ReferenceParamError(f"sma_cross qty is a quantity above zero, got {qty}")
+        return cls(int(fast), int(slow), size, qty)
+
+    def decide(self, bars: pd.DataFrame) -> Side | None:
+        """BUY on a fast-over-slow cross at the last bar's close, SELL on the reverse, else None.
+        ``bars``: the venue's bars closed so far (at least ``slow + 1`` of them to decide)."""
+        if len(bars) < self.slow + 1:
+            return None
+        frame = compute(bars, [f"sma:{self.fast}", f"sma:{self.slow}"])
+        fast = frame[f"SMA_{self.fast}"].to_numpy(dtype="float64")
+        slow = frame[f"SMA_{self.slow}"].to_numpy(dtype="float64")
+        if any(math.isnan(v) for v in (fast[-2], slow[-2], fast[-1], slow[-1])):
+            return None
+        if fast[-2] < slow[-2] and fast[-1] > slow[-1]:
+            return Side.BUY
+        if slow[-2] < fast[-2] and slow[-1] > fast[-1]:
+            return Side.SELL
+        return None
+
+
+@dataclass
+class ReferenceRun:
+    """State of one sma_cross backtest: the last bar acted on per symbol (a fire in a data gap sees
+    no new bar and must not act twice on the old one) and the refusals."""
+
+    policy: SmaCross
+    currency: str
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    last_bar: dict[str, datetime] = field(default_factory=dict)
+    orders: int = 0
+
+
+def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run: ReferenceRun) -> ScanJob:
+    """The scan job of an sma_cross backtest: the usual tick (fills, equity), then the crossover on
+    each symbol's bars closed so far, and a market order for what it says."""
+    deps = scanner.deps
+    venue = deps.venue(watchlist.venue)
+    broker = venue.broker_required()
+    policy = run.policy
+    slippage = deps.config.slippage_bps
+
+    async def job(tick: ScanTick) -> None:
+        # The tick of the live path minus what has nothing to do here (approvals, trade plans):
+        # fills up to now, then the equity point of the backtest's currency.
+        await broker.process()
+        account = await broker.account(run.currency)
+        deps.plans.snapshot_equity(
+            watchlist.venue, run.currency, cash=account.cash, equity=account.equity, at=tick.fire_time
+        )
+        for symbol in watchlist.symbols:
+            bars = await venue.bars(symbol, watchlist.timeframe, limit=policy.slow + 1)
+            if bars.empty or run.last_bar.get(symbol) == bars.index[-1]:
+                continue
+            run.last_bar[symbol] = bars.index[-1]
+            side = policy.decide(bars)
+            if side is None:
+                continue
+            instrument = await venue.instrument(symbol)
+            held = next((p.qty for p in await broker.positions() if p.symbol == symbol), Decimal(0))
+            if side is Side.BUY and held == 0:
+                cash = account.cash
+                price = Decimal(str(float(bars["close"].iloc[-1]))) * (1 + slippage / BPS)
+                share = Decimal(str(policy.size)) / len(watchlist.symbols)
+                amount = cash * share / price if policy.qty is None else Decimal(str(policy.qty))
+                qty = (amount / instrument.qty_step).to_integral_value(ROUND_FLOOR) * instrument.qty_step
+                lot = instrument.lot_size
+                qty = (qty / lot).to_integral_value(ROUND_FLOOR) * lot
+            elif side is Side.SELL and held > 0:
+                qty = held
+            else:
+                continue
+            when = tick.bar_close.isoformat()
+            if qty <= 0:
+                run.skipped.append(
+                    {"time": when, "symbol": symbol, "status": "skipped", "reason": "less than one lot fits the cash"}
+                )
+                continue
+            run.orders += 1
+            order = await broker.place(
+                OrderRequest(
+                    client_order_id=f"sma-cross-{run.orders}",
+                    symbol=symbol,
+                    side=side,
+                    qty=qty,
+                    type=OrderType.MARKET,
+                )
+            )
+            if order.status is OrderStatus.REJECTED:
+                run.skipped.append({"time": when, "symbol": symbol, "status": "rejected", "reason": order.reason})
+
+    trigger = trigger_for(calendar, scan_interval(watchlist, calendar))
+    return ScanJob(id=watchlist.name, trigger=trigger, func=job)
+
+
+def reference_trades(fills: list[Fill], last_close: Mapping[str, Decimal]) -> tuple[TradeRecord, ...]:
+    """Round trips from the broker's fills, per symbol in time order: a buy opens, the next sell
+    closes (sma_cross never adds to or trims a position). One still open is marked to
+    ``last_close``."""
+    trades: list[TradeRecord] = []
+    opened: dict[str, Fill] = {}
+    for fill in sorted(fills, key=lambda f: (f.ts, f.client_order_id)):
+        entry = opened.pop(fill.symbol, None)
+        if fill.side is Side.BUY:
+            opened[fill.symbol] = fill
+            continue
+        if entry is None:
+            continue
+        trades.append(_trade(entry, fill.ts, fill.price, entry.fee + fill.fee, "sma cross down"))
+    for symbol, entry in opened.items():
+        trades.append(_trade(entry, None, last_close.get(symbol, entry.price), entry.fee, "open at the end"))
+    return tuple(sorted(trades, key=lambda t: t.entry_time))
+
+
+def _trade(entry: Fill, exit_time: datetime | None, exit_price: Decimal, fees: Decimal, reason: str) -> TradeRecord:
+    pnl = (exit_price - entry.price) * entry.qty - fees
+    return TradeRecord(
+        signal_id=entry.client_order_id,
+        symbol=entry.symbol,
+        side="long",
+        entry_time=entry.ts,
+        entry_price=float(entry.price),
+        qty=float(entry.qty),
+        exit_time=exit_time,
+        exit_price=float(exit_price) if exit_time is not None else None,
+        pnl=float(pnl),
+        fees=float(fees),
+        r=None,
+        reason=reason,
+        tp1_hit=False,
+    )

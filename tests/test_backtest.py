@@ -1,0 +1,183 @@
+"""`tradeops backtest` end to end on the shipped replay data: the live path (screen, rule policy,
+risk gate, paper broker, exits) on a simulated clock, every signal approved, a fresh database."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import venues.replay.venue as replay_venue
+from bot.backtest import backtest, walk_forward_backtest
+from bot.cli import app
+from bot.settings import load_settings
+from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec
+from venues.errors import UnknownSymbolError
+from venues.recorded import BarSeries
+from venues.replay.loader import load_bar_file
+from venues.timeframes import parse_timeframe
+
+START = datetime(2021, 7, 1, tzinfo=UTC)
+END = datetime(2021, 7, 6, tzinfo=UTC)
+POISON_FROM = END
+# Five days of BTC/USD hours with $100: the rule policy trades in it (fractions of a bitcoin).
+SPEC = BacktestSpec(
+    venue="replay-crypto",
+    symbols=("BTC/USD",),
+    timeframe="1h",
+    start=START,
+    end=END,
+    policy="rules",
+    capital=Decimal(100),
+    profile="medium",
+)
+CLI_ARGS = [
+    "backtest", "--venue", "replay-crypto", "--symbols", "BTC/USD", "--timeframe", "1h",
+    "--from", "2021-07-01", "--to", "2021-07-05", "--capital", "100", "--json",
+]  # fmt: skip
+
+
+def run(tmp: Path, spec: BacktestSpec = SPEC) -> BacktestResult:
+    return asyncio.run(backtest(load_settings(data_dir=tmp), spec))
+
+
+def comparable(result: BacktestResult | dict[str, Any]) -> dict[str, Any]:
+    doc = result.to_json() if isinstance(result, BacktestResult) else dict(result)
+    doc.pop("elapsed_seconds", None)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> BacktestResult:
+    return run(tmp_path_factory.mktemp("baseline"))
+
+
+def test_json_with_100_dollars_and_the_same_result_twice(
+    baseline: BacktestResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, CLI_ARGS)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["params"]["capital"] == "100" and doc["params"]["currency"] == "USD"
+    for key in ("total_return", "sharpe", "max_drawdown", "win_rate", "tp1_hit_rate", "profit_factor", "trades"):
+        assert key in doc["metrics"]
+    assert doc["metrics"]["start_equity"] == pytest.approx(100.0)
+    assert doc["trades"], "the rule policy traded in this window"
+    first = doc["trades"][0]
+    assert first["entry_time"].endswith("+00:00") and START.isoformat() <= first["entry_time"] < END.isoformat()
+    assert 0 < first["qty"] < 1  # a fraction of a bitcoin: $100 is enough
+    assert {"exit_time", "entry_price", "exit_price", "pnl", "reason"} <= set(first)
+    assert doc["data_range"]["BTC/USD"]["bars"] == 5 * 24
+    # The same backtest twice (the CLI in a fresh data dir, the API in another) gives the same result.
+    assert comparable(doc) == comparable(baseline)
+    # The trades' P&L add up to the equity's change (fees included in each trade's P&L).
+    change = doc["metrics"]["end_equity"] - doc["metrics"]["start_equity"]
+    assert sum(t["pnl"] for t in doc["trades"]) == pytest.approx(change, abs=0.01)
+
+
+def test_the_future_is_never_seen(baseline: BacktestResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every price from the window's end on is tripled: any peek past the clock changes the result."""
+
+    def poisoned(path: str, stamp: tuple[int, int], timeframe: str, calendar: str) -> BarSeries:
+        native = load_bar_file(path, timeframe=timeframe, calendar=calendar)
+        late = native.index >= pd.Timestamp(POISON_FROM)
+        assert late.any(), "the poison must reach bars the series has"
+        prices = ["open", "high", "low", "close"]
+        native.loc[late, prices] = native.loc[late, prices] * 3
+        return BarSeries.build(native, parse_timeframe(timeframe), calendar)
+
+    monkeypatch.setattr(replay_venue, "_load_series", poisoned)
+    assert comparable(run(tmp_path)) == comparable(baseline)
+
+
+def test_no_costs_charges_nothing(baseline: BacktestResult, tmp_path: Path) -> None:
+    free = run(tmp_path, BacktestSpec(**{**SPEC.__dict__, "costs": False}))
+    assert free.metrics["costs_paid"] == 0
+    assert free.trades and all(t.fees == 0 for t in free.trades)
+    assert baseline.metrics["costs_paid"] > 0
+    assert sum(t.fees for t in baseline.trades) == pytest.approx(baseline.metrics["costs_paid"])
+
+
+def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    # Moutai at about 2,000 CNY: one lot of 100 is 200,000 CNY, more than 100,000 can hold.
+    spec = BacktestSpec(
+        venue="replay-cn",
+        symbols=("600519.SH",),
+        timeframe="1d",
+        start=datetime(2021, 1, 4, tzinfo=UTC),
+        end=datetime(2021, 1, 9, tzinfo=UTC),
+        policy="rules",
+        capital=Decimal(100_000),
+        profile="medium",
+    )
+    result = run(tmp_path, spec)
+    assert result.trades == ()
+    assert result.skipped, "the screen's candidates were refused, and said why"
+    assert all("less than one lot (100)" in s["reason"] for s in result.skipped)
+    assert result.calendar == "XSHG" and result.metrics["periods_per_year"] == 243
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--symbols", "DOGE/USD"], "DOGE/USD"),
+        (["--symbols", "BTC/USD,ETH/USDT"], "one currency"),
+        (["--param", "fast"], "NAME=NUMBER"),
+        (["--from", "2021-07-05", "--to", "2021-07-01"], "must be after --from"),
+        (["--venue", "nowhere"], "valid venues: replay-crypto"),
+        (["--policy", "magic"], "rules, llm, sma_cross"),
+        (["--capital", "-5"], "above zero"),
+        (["--timeframe", "7h"], "7h"),
+    ],
+)
+def test_bad_input_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path))
+    base = dict(zip(CLI_ARGS[1::2], CLI_ARGS[2::2], strict=False))
+    base.update(dict(zip(args[::2], args[1::2], strict=False)))
+    flat = ["backtest"] + [x for kv in base.items() for x in kv if x != "--json"]
+    result = CliRunner().invoke(app, flat)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_unknown_symbol_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(UnknownSymbolError, match="BTC/USD"):
+        run(tmp_path, BacktestSpec(**{**SPEC.__dict__, "symbols": ("XRP/USD",)}))
+    with pytest.raises(BacktestError, match="--symbols is empty"):
+        run(tmp_path, BacktestSpec(**{**SPEC.__dict__, "symbols": ()}))
+
+
+def test_walk_forward_folds_in_time_order_and_the_out_of_sample_total(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    spec = BacktestSpec(**{**SPEC.__dict__, "end": datetime(2021, 7, 4, tzinfo=UTC)})
+    doc = asyncio.run(walk_forward_backtest(settings, spec, 3, purge=4, embargo=6))
+    folds = doc["walk_forward"]["folds"]
+    assert [f["index"] for f in folds] == [0, 1, 2]
+    hour = timedelta(hours=1)
+    tests = [(datetime.fromisoformat(f["test"][0]), datetime.fromisoformat(f["test"][1])) for f in folds]
+    for (_, end_a), (start_b, _) in itertools.pairwise(tests):
+        assert start_b - end_a == 6 * hour  # the embargo: six scan bars no fold tests
+    for fold, (start, _) in zip(folds, tests, strict=True):
+        assert start - datetime.fromisoformat(fold["train"][1]) == 4 * hour  # the purge
+    assert tests[0][0] >= START + 4 * hour and tests[-1][1] == spec.end
+    # The out-of-sample return chains the folds' returns, each fold starting from the same capital.
+    chained = math.prod(1 + f["metrics"]["total_return"] for f in folds) - 1
+    assert doc["metrics"]["total_return"] == pytest.approx(chained)
+    assert doc["metrics"]["trades"] == sum(f["metrics"]["trades"] for f in folds) == len(doc["trades"])
+    for trade in doc["trades"]:  # every trade opened inside a test window
+        entry = datetime.fromisoformat(trade["entry_time"])
+        assert any(start <= entry < end for start, end in tests)
+    with pytest.raises(BacktestError, match="too few for 5 folds"):
+        asyncio.run(walk_forward_backtest(settings, BacktestSpec(**{**SPEC.__dict__, "end": START + 4 * hour}), 5))
