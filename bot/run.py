@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -223,7 +224,8 @@ async def _run_holding_lock(
     async with open_services(
         settings, clock=clock, on_card=fanout.push_card, on_decision=fanout.push_decision
     ) as services:
-        services.signals.set_value(RUN_KEY, {"pid": os.getpid(), "started": clock.now().isoformat()}, at=clock.now())
+        started = clock.now()  # fires due while the transports start still run (late, within grace)
+        services.signals.set_value(RUN_KEY, {"pid": os.getpid(), "started": started.isoformat()}, at=started)
         transports = list(make_transports(settings, services))
         if not transports:
             raise RunRefused(no_transport_message())
@@ -241,7 +243,7 @@ async def _run_holding_lock(
                 await transport.start(request_stop)
                 fanout.transports.append(transport)
                 log.info("transport %s started", transport.name)
-            await _schedule_until_stopped(services, fanout, clock, stop)
+            await _schedule_until_stopped(services, fanout, clock, stop, since=started)
         finally:
             await _stop_transports(fanout.transports)
     log.info("stopped; pending approvals stay pending until the next start")
@@ -271,7 +273,7 @@ def scheduled_watchlists(services: Services) -> list[WatchlistSpec]:
 
 
 async def _schedule_until_stopped(
-    services: Services, fanout: Fanout, clock: ScaledClock | RealClock, stop: asyncio.Event
+    services: Services, fanout: Fanout, clock: ScaledClock | RealClock, stop: asyncio.Event, *, since: datetime
 ) -> None:
     scans = watchlist_jobs(
         services.scanner, scheduled_watchlists(services), services.venue_calendar, _on_scan(fanout, services)
@@ -301,7 +303,8 @@ async def _schedule_until_stopped(
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
     if isinstance(clock, ScaledClock):
-        drive = asyncio.create_task(_drive(FastForwardDriver(clock, jobs), clock, stop, changed, summary_trigger))
+        driver = FastForwardDriver(clock, jobs, since=since)
+        drive = asyncio.create_task(_drive(driver, clock, stop, changed, summary_trigger))
     else:
         drive = asyncio.create_task(schedule_live(jobs, stop, changed, summary_trigger))
     try:

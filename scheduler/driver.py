@@ -245,9 +245,13 @@ class FastForwardDriver:
     A job that raises is logged with its id and recorded in its :class:`FireRecord`; the run goes on.
     """
 
-    def __init__(self, clock: Clock, jobs: Sequence[ScanJob]) -> None:
+    def __init__(self, clock: Clock, jobs: Sequence[ScanJob], *, since: datetime | None = None) -> None:
+        """``since``: the moment the first fire times are counted from (default: the clock's now at
+        the first look). A run that took a while to start passes its start, so a fire that came
+        due meanwhile runs late (within its grace) instead of being skipped."""
         _check_unique(jobs)
         self._clock = clock
+        self._since = None if since is None else ensure_utc(since)
         self._jobs = list(jobs)
         self._next: dict[str, datetime | None] = {}  # as APScheduler's next_run_time; None: finished
         self.records: list[FireRecord] = []
@@ -263,7 +267,7 @@ class FastForwardDriver:
 
     def _next_time(self, job: ScanJob) -> datetime | None:
         if job.id not in self._next:  # first look: computed from the clock, as APScheduler's start()
-            self._set_next(job, job.trigger.get_next_fire_time(None, self._clock.now()))
+            self._set_next(job, job.trigger.get_next_fire_time(None, self._since or self._clock.now()))
         return self._next[job.id]
 
     def _set_next(self, job: ScanJob, moment: datetime | None) -> None:

@@ -473,3 +473,26 @@ def test_same_dates_as_the_calendar_library() -> None:
     sessions = get_calendar("XSHG").sessions_in_range("2021-01-01", "2021-12-31")
     assert [f.astimezone(SHANGHAI).date() for f in fires] == [s.date() for s in sessions]
     assert date(2021, 10, 1) not in {f.date() for f in fires}
+
+
+@pytest.mark.parametrize(("since_minutes", "first_fire"), [(None, "00:15"), (-1, "00:00")])
+def test_fires_due_while_a_run_started_still_run_when_counted_from_its_start(
+    since_minutes: int | None, first_fire: str
+) -> None:
+    """`tradeops run` passes the moment it started (23:59): the 00:00 fire that came due while its
+    transports started (the clock is at 00:00:30 now) runs late, within its grace, instead of being
+    skipped for the next one."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    start = datetime(2021, 7, 6, tzinfo=UTC)
+    clock = SimulatedClock(start + timedelta(seconds=30))
+    ran: list[ScanTick] = []
+
+    async def scan(tick: ScanTick) -> None:
+        ran.append(tick)
+
+    job = ScanJob(id="w", trigger=IntervalTrigger(minutes=15, start_date=start), func=scan)
+    since = None if since_minutes is None else start + timedelta(minutes=since_minutes)
+    driver = FastForwardDriver(clock, [job], since=since)
+    asyncio.run(driver.step())
+    assert [t.fire_time.strftime("%H:%M") for t in ran] == [first_fire]
