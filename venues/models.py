@@ -309,6 +309,38 @@ class Order(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else ensure_utc(value)
 
+    @classmethod
+    def from_request(
+        cls,
+        request: OrderRequest,
+        venue: str,
+        *,
+        at: datetime,
+        status: OrderStatus = OrderStatus.PENDING,
+        reason: str = "",
+        symbol: str | None = None,
+    ) -> Order:
+        """The order a broker records for ``request`` at ``at`` (``symbol``: the venue's spelling)."""
+        return cls(
+            client_order_id=request.client_order_id,
+            venue=venue,
+            symbol=symbol or request.symbol,
+            side=request.side,
+            type=request.type,
+            qty=request.qty,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            trail=request.trail,
+            parent=request.parent,
+            collar_low=request.collar_low,
+            collar_high=request.collar_high,
+            status=status,
+            reason=reason,
+            created_at=at,
+            updated_at=at,
+            signal_id=request.signal_id,
+        )
+
     def same_request(self, request: OrderRequest) -> bool:
         """Whether ``request`` asks for this order (the idempotent re-send of one client order id).
         The stop price is left out: a trailing stop moves it after placement."""

@@ -303,24 +303,13 @@ class PaperBroker:
         await self._process()  # earlier orders fill first, so cash and positions are current
         now = self._now()
         reason = await self._refusal(request, instrument, now)
-        order = Order(
-            client_order_id=request.client_order_id,
-            venue=self.venue,
-            symbol=instrument.symbol,
-            side=request.side,
-            type=request.type,
-            qty=request.qty,
-            limit_price=request.limit_price,
-            stop_price=request.stop_price,
-            trail=request.trail,
-            parent=request.parent,
-            collar_low=request.collar_low,
-            collar_high=request.collar_high,
+        order = Order.from_request(
+            request,
+            self.venue,
+            at=now,
             status=OrderStatus.REJECTED if reason else OrderStatus.PENDING,
             reason=reason or "",
-            created_at=now,
-            updated_at=now,
-            signal_id=request.signal_id,
+            symbol=instrument.symbol,
         )
         stored, created = self._ledger.add_order(order)
         if not created:  # another process stored the same id between our read and our write

@@ -220,24 +220,7 @@ class AlpacaBroker:
                 )
             await self._market.instrument(request.symbol)  # UnknownSymbolError before anything is sent
             now = self._clock.now()
-            mine = Order(
-                client_order_id=request.client_order_id,
-                venue=self.venue,
-                symbol=request.symbol,
-                side=request.side,
-                type=request.type,
-                qty=request.qty,
-                limit_price=request.limit_price,
-                stop_price=request.stop_price,
-                trail=request.trail,
-                parent=request.parent,
-                collar_low=request.collar_low,
-                collar_high=request.collar_high,
-                status=OrderStatus.PENDING,
-                created_at=now,
-                updated_at=now,
-                signal_id=request.signal_id,
-            )
+            mine = Order.from_request(request, self.venue, at=now)
             if request.parent is not None:
                 if self._ledger.order(request.parent) is None:
                     raise VenueError(f"exit {request.client_order_id}: no entry {request.parent!r} on {self.venue}")
