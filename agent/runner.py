@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -92,6 +92,9 @@ class SignalRunner:
         # expiry), after its walk ran: `tradeops run` shows it in every transport, not only the one
         # whose button was pressed.
         self.on_decision = on_decision
+        # Signals this process is deciding right now (an answer's walk may take a while): their
+        # decision reaches on_decision when the walk ends, so nobody else should announce it first.
+        self.deciding: Counter[str] = Counter()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @staticmethod
@@ -240,8 +243,14 @@ class SignalRunner:
         """Approve, reject or expire a pending signal. The first answer wins; the rest are told.
         Waits while another process (or task) holds the thread: an answer that loses is told the
         outcome of the winner's execution, not a state half-way through it."""
-        async with self._holding(thread_lock_name(signal_id)):
-            return await self._decide_holding(signal_id, decision, actor=actor, reason=reason)
+        self.deciding[signal_id] += 1
+        try:
+            async with self._holding(thread_lock_name(signal_id)):
+                return await self._decide_holding(signal_id, decision, actor=actor, reason=reason)
+        finally:
+            self.deciding[signal_id] -= 1
+            if self.deciding[signal_id] <= 0:
+                del self.deciding[signal_id]
 
     async def _decide_holding(self, signal_id: str, decision: str, *, actor: str, reason: str) -> DecideResult:
         now = self.deps.clock.now()

@@ -29,7 +29,7 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -139,10 +139,13 @@ class Fanout:
         )
         await self._decided(result.signal_id, result.status, text)
 
-    async def push_outside_decisions(self, signals: SignalStore) -> None:
+    async def push_outside_decisions(self, signals: SignalStore, deciding: Collection[str] = ()) -> None:
         """Cards answered by another process (`tradeops chat -c "/approve ID"`, a second transport's
-        process): found at each scan as pushed cards no longer pending, and edited like the rest."""
+        process): found at each scan as pushed cards no longer pending, and edited like the rest.
+        ``deciding``: signals this process is deciding now; their own decision hook edits them."""
         for signal_id in sorted(self.watched):
+            if signal_id in deciding:
+                continue
             row = signals.get(signal_id)
             if row is None or row.status == SignalStatus.PENDING.value:
                 continue
@@ -418,7 +421,7 @@ def _on_scan(
     async def on_scan(
         watchlist: WatchlistSpec, tick: ScanTick, events: list[PositionEvent], report: ScanReport
     ) -> None:
-        await fanout.push_outside_decisions(services.signals)
+        await fanout.push_outside_decisions(services.signals, services.runner.deciding)
         for event in events:
             await fanout.push_event(f"{event.venue} {event.text}", kind=EVENT_KINDS.get(event.kind, "exit"))
         if report.error:

@@ -494,3 +494,27 @@ def test_a_live_run_schedules_its_venues_watchlists_on_the_real_clock(
     assert "live on fakex, real clock" in text
     assert "watchlist majors scheduled, next scan at" in text
     assert "watchlists on replay-us not scheduled: this run trades on fakex" in text
+
+
+async def test_a_decision_this_process_is_making_is_not_announced_by_the_outside_check() -> None:
+    """A scan that fires while a press's walk is still executing sees the row decided; the walk's own
+    decision hook will edit the card, so the outside check must not edit it first (one edit per card)."""
+
+    class Row:
+        status = SignalStatus.APPROVED.value
+
+    class Signals:
+        def get(self, signal_id: str) -> Row:
+            return Row()
+
+        def approval(self, signal_id: str) -> None:
+            return None
+
+    fanout = Fanout()
+    transport = RecordingTransport(None)  # type: ignore[arg-type]
+    fanout.transports.append(transport)  # type: ignore[arg-type]
+    fanout.watched.add("abcd1234")
+    await fanout.push_outside_decisions(Signals(), {"abcd1234"})  # type: ignore[arg-type]
+    assert transport.decisions == [] and "abcd1234" in fanout.watched
+    await fanout.push_outside_decisions(Signals())  # type: ignore[arg-type]  # decided elsewhere: edited
+    assert transport.decisions == [("abcd1234", "approved", "approved")]
