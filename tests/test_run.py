@@ -390,7 +390,7 @@ async def test_a_scan_tells_its_walks_notices_once_each_and_its_failure(engine: 
     transport = RecordingTransport(None)  # type: ignore[arg-type]
     fanout = Fanout()
     fanout.transports.append(transport)
-    on_scan = _on_scan(fanout, SimpleNamespace(signals=SignalStore(engine)))  # type: ignore[arg-type]
+    on_scan = _on_scan(fanout, SimpleNamespace(signals=SignalStore(engine), runner=SimpleNamespace(deciding=())))  # type: ignore[arg-type]
     at = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
     spent = "LLM daily token budget spent: the rule policy decides until 00:00 UTC"
     walks = (WalkResult("a", "hold", notices=(spent,)), WalkResult("b", "hold", notices=(spent,)))
