@@ -51,6 +51,12 @@ DATABASE_UNAVAILABLE = 3  # exit status: the database could not be reached or ha
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the structured result as JSON.")]
 
 
+def setting_name(loc: tuple[int | str, ...]) -> str:
+    """The variable a user sets for a settings field: ("discord_guild_id",) -> TRADEOPS_DISCORD_GUILD_ID."""
+    field = str(loc[0]) if loc else "settings"
+    return f"TRADEOPS_{field.upper()}" if field.islower() else field
+
+
 def _settings(data_dir: Path | None = None, *, quiet: bool = False) -> Settings:
     """Settings, and logging: with ``quiet`` only warnings reach the terminal, everything goes to
     tradeops.log in the data dir."""
@@ -62,7 +68,7 @@ def _settings(data_dir: Path | None = None, *, quiet: bool = False) -> Settings:
     try:
         settings = load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"  {setting_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         typer.echo("invalid settings (TRADEOPS_* variables or .env):\n" + "\n".join(lines), err=True)
         raise typer.Exit(2) from None
     setup_logging(

@@ -99,13 +99,27 @@ async def run_cancellable(command: Awaitable[T]) -> T | None:
         loop.remove_signal_handler(signal.SIGINT)
 
 
+class PlainLines:
+    """Commands read from standard input when it is not a terminal: one per line, no prompt."""
+
+    async def line(self, message: str) -> str:
+        text = await asyncio.to_thread(sys.stdin.readline)
+        if not text:
+            raise EOFError
+        return text.rstrip("\r\n")
+
+
 async def interactive(
-    services: Services, *, echo: Callable[[str], None] = print, prompt: ConsolePrompt | None = None
+    services: Services, *, echo: Callable[[str], None] = print, prompt: ConsolePrompt | PlainLines | None = None
 ) -> None:
     """The console: Up/Down walk the history (kept in the data dir), Ctrl-C clears the line or
     cancels the running command, Ctrl-D or /quit leaves."""
     core = CommandCore(services)
-    prompt = prompt or ConsolePrompt(services.settings.data_dir / "console_history")
+    if prompt is None:
+        # Line editing needs a terminal; from a pipe or a file (`tradeops chat < commands.txt`) the
+        # lines are read as they are, escape sequences and all, never interpreted as keys.
+        tty = sys.stdin is not None and sys.stdin.isatty()
+        prompt = ConsolePrompt(services.settings.data_dir / "console_history") if tty else PlainLines()
     kind = "simulated" if services.simulated else "real"
     echo(f"tradeops console at {services.clock.now().isoformat()} ({kind} clock)")
     echo("type /help for the commands; Ctrl-C cancels, Ctrl-D or /quit leaves")

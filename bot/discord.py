@@ -93,6 +93,10 @@ class CardView(discord.ui.View):
 
 class TradeopsClient(discord.Client):
     def __init__(self, transport: DiscordTransport) -> None:
+        # The bot never joins a voice channel: discord.py's "voice will NOT be supported" warnings
+        # about PyNaCl and davey would only alarm the person reading the log.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(intents=discord.Intents(guilds=True), allowed_mentions=discord.AllowedMentions.none())
         self.transport = transport
 
@@ -163,8 +167,13 @@ class DiscordTransport:
             await asyncio.wait_for(self.client.login(self.token), READY_TIMEOUT)
         except discord.LoginFailure:
             raise TransportError(REFUSED) from None
-        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except discord.HTTPException as exc:
             raise TransportError(f"Discord did not start: {redact(str(exc)) or type(exc).__name__}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise TransportError(
+                f"Discord did not start: no answer from {self.api_url} ({redact(str(exc)) or type(exc).__name__}): "
+                "check the network, a proxy, or TRADEOPS_DISCORD_API_URL"
+            ) from None
         self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self._ready.wait())
         await asyncio.wait({self._task, ready}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)

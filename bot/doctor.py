@@ -198,6 +198,40 @@ def discord_probe(settings: Settings, token: str) -> str:
     return f"{found}; invite it to a server with the bot and applications.commands scopes: {url}"
 
 
+def allowlist_probe(settings: Settings, platform: str) -> str:
+    """The allowlist as `tradeops run` will seed it: a malformed one fails here as it would there,
+    and one that leaves nobody able to use the bot (none listed, none in the database) fails too."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.allowlist import AllowlistError, parse_allowed_users
+    from bot.wiring import open_database
+    from storage.users import UserStore
+
+    setting = f"TRADEOPS_{platform.upper()}_ALLOWED_USERS"
+    text = settings.telegram_allowed_users if platform == "telegram" else settings.discord_allowed_users
+    try:
+        allowed = parse_allowed_users(text, setting)
+    except AllowlistError as exc:
+        raise Problem(str(exc)) from None
+    try:
+        engine = open_database(settings, migrate=False)
+        try:
+            stored = [u for u in UserStore(engine).all() if u.platform == platform]
+        finally:
+            engine.dispose()
+    except SQLAlchemyError:
+        stored = []  # a database not created yet holds nobody
+    listed = f"{len(allowed)} listed" + (
+        f" ({', '.join(sorted({r.value for r in allowed.values()}))})" if allowed else ""
+    )
+    if not allowed and not stored:
+        raise Problem(
+            f"{setting} is empty and the database holds no {platform} user: nobody may use the bot; "
+            f"add yourself, e.g. {setting}=123456789:admin"
+        )
+    return f"{listed}; {len(stored)} in the database"
+
+
 def run_checks(settings: Settings) -> Iterator[Check]:
     from storage.db import redact_url
 
@@ -297,8 +331,10 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         yield Check("chat", True, f"no transport configured: `tradeops run` needs {TRANSPORT_VARIABLES}")
     if "telegram" in tokens:
         yield _run("telegram", lambda: telegram_probe(settings, tokens["telegram"]))
+        yield _run("telegram users", lambda: allowlist_probe(settings, "telegram"))
     if "discord" in tokens:
         yield _run("discord", lambda: discord_probe(settings, tokens["discord"]))
+        yield _run("discord users", lambda: allowlist_probe(settings, "discord"))
 
     llm = settings.llm_config
     if not llm.configured:

@@ -316,6 +316,12 @@ class Settings(BaseSettings):
             timeout_s=self.ccxt_timeout,
         )
 
+    @field_validator("discord_guild_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        """`NAME=` (as .env.example writes every unset optional) means unset, not an empty number."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:

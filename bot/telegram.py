@@ -29,7 +29,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.allowlist import seed_allowlist
@@ -128,6 +128,11 @@ class TelegramTransport:
                 ) from None
             if isinstance(exc, Conflict):
                 raise TransportError(CONFLICT) from None
+            if isinstance(exc, NetworkError):
+                raise TransportError(
+                    f"Telegram did not start: no answer from {self.app.bot.base_url.removesuffix(self.token)} "
+                    f"({redact(str(exc))}): check the network, a proxy, or TRADEOPS_TELEGRAM_API_URL"
+                ) from None
             if isinstance(exc, TelegramError):
                 raise TransportError(f"Telegram did not start: {redact(str(exc))}") from None
             raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.allowlist import AllowlistError, StrangerRefusals, parse_allowed_users
@@ -24,3 +26,17 @@ def test_the_allowlist_names_the_setting_and_the_bad_entry() -> None:
         parse_allowed_users("bob:admin", "X")
     with pytest.raises(AllowlistError, match="user 1 is listed with two roles"):
         parse_allowed_users("1:admin,1:viewer", "X")
+
+
+def test_doctor_checks_the_allowlist_as_run_will(tmp_path: Path) -> None:
+    from bot.doctor import Problem, allowlist_probe
+    from bot.settings import Settings
+
+    def settings(users: str) -> Settings:
+        return Settings(data_dir=tmp_path / "var", telegram_allowed_users=users, _env_file=None)  # type: ignore[call-arg]
+
+    with pytest.raises(Problem, match=r"'abc:admin' is not NUMERIC_ID:ROLE"):
+        allowlist_probe(settings("abc:admin"), "telegram")
+    with pytest.raises(Problem, match=r"ALLOWED_USERS is empty and the database holds no telegram user"):
+        allowlist_probe(settings(""), "telegram")
+    assert allowlist_probe(settings("5:admin,6:viewer"), "telegram") == "2 listed (admin, viewer); 0 in the database"

@@ -932,3 +932,17 @@ async def test_a_command_without_arguments_refuses_extra_words(core: CommandCore
         reply = await core.handle(VIEWER, command)
         name = command.split()[0]
         assert not reply.ok and reply.text == f"{name} takes no arguments; usage: {name}", reply.text
+
+
+async def test_the_console_reads_plain_lines_when_stdin_is_not_a_terminal(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tradeops chat < commands.txt`: every line runs, escape sequences are text, EOF leaves."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("/signals\n\x1b[31mred\n/pause from a file\n"))
+    out: list[str] = []
+    await interactive(services, echo=out.append)
+    assert out[2] == "no pending signals"
+    assert "Commands start with '/'" in out[3]
+    assert out[4].startswith("kill switch ON") and out[-1] == ""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -86,3 +87,34 @@ def test_db_upgrade_status_sql_and_doctor(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert doctor.exit_code == 0, doctor.output
     assert "[ok  ] database" in doctor.output
     assert "[ok  ] bars lake: empty" in doctor.output
+
+
+def test_env_example_copied_to_env_loads_as_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's first step (`cp .env.example .env`) must not break any command."""
+    from bot.settings import Settings
+
+    for name in list(os.environ):
+        if name.startswith(("TRADEOPS_", "APCA_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    loaded = Settings(_env_file=example)  # type: ignore[call-arg]
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert loaded.discord_guild_id is None and loaded.transport_tokens == {}
+
+    def unset_as_none(value: object) -> object:  # `NAME=` reads as "", which the code treats as unset
+        text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        return None if text == "" else value
+
+    as_loaded = {k: unset_as_none(v) for k, v in loaded.model_dump().items()}
+    assert as_loaded == {k: unset_as_none(v) for k, v in defaults.model_dump().items()}
+
+
+def test_a_bad_setting_is_named_by_its_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    env |= {"TRADEOPS_TELEGRAM_WEBHOOK_PORT": "99999", "TRADEOPS_DISCORD_GUILD_ID": "abc"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "tradeops"), "doctor"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "TRADEOPS_TELEGRAM_WEBHOOK_PORT: Input should be less than or equal to 65535" in result.stderr
+    assert "TRADEOPS_DISCORD_GUILD_ID: " in result.stderr and "discord_guild_id" not in result.stderr
