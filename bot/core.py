@@ -244,11 +244,11 @@ class CommandCore:
 
     async def _help(self, caller: Caller, args: list[str], note: str = "") -> Reply:
         role = caller.role or Role.VIEWER
-        rows = [(c.usage, c.summary) for c in self.commands.values() if role.allows(c.role)]
+        # Two lines per command, not a table: one long usage (/users) would pad every row of a table
+        # past what a phone shows.
+        lines = [f"{c.usage}\n  {c.summary}" for c in self.commands.values() if role.allows(c.role)]
         head = f"{note}\n" if note else ""
-        return Reply(
-            f"{head}tradeops commands (you are {role.value}):\n" + table(["command", "what"], rows), ok=not note
-        )
+        return Reply(f"{head}tradeops commands (you are {role.value}):\n" + "\n".join(lines), ok=not note)
 
     async def _watch(self, caller: Caller, args: list[str]) -> Reply:
         action = fold(args[0]) if args else "list"
