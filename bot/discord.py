@@ -39,12 +39,12 @@ from bot.discord_render import (
     shorten,
     summary_embeds,
 )
-from bot.logs import install_redaction, redact, register_secret
+from bot.logs import redact
 from bot.render import card_chart, card_chart_path, card_text
 from bot.services import Services
 from bot.settings import Settings
 from bot.summary import Summary, due_chats, summary_sent
-from bot.transport import RequestStop, StopRequest, TransportError
+from bot.transport import RequestStop, StopRequest, TransportError, secret_token
 from storage.signals import SignalStatus
 from storage.users import Role
 
@@ -105,12 +105,9 @@ class DiscordTransport:
     name = PLATFORM
 
     def __init__(self, settings: Settings, services: Services, token: SecretStr | str) -> None:
-        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-        self.token = secret.strip()
-        if not self.token:
-            raise TransportError("TRADEOPS_DISCORD_TOKEN is empty: copy the bot token from the Developer Portal")
-        register_secret(self.token)
-        install_redaction()
+        self.token = secret_token(
+            token, empty="TRADEOPS_DISCORD_TOKEN is empty: copy the bot token from the Developer Portal"
+        )
         self.settings = settings
         self.s = services
         self.core = CommandCore(services)

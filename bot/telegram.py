@@ -34,7 +34,7 @@ from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, Cont
 
 from bot.allowlist import seed_allowlist
 from bot.core import Caller, CommandCore, Reply
-from bot.logs import install_redaction, redact, register_secret
+from bot.logs import redact
 from bot.render import card_chart, card_text
 from bot.services import Services
 from bot.settings import Settings
@@ -54,7 +54,7 @@ from bot.telegram_render import (
     units,
 )
 from bot.telegram_webhook import start_webhook, watch_webhook, webhook_config
-from bot.transport import RequestStop, StopRequest, TransportError
+from bot.transport import RequestStop, StopRequest, TransportError, secret_token
 from storage.chats import CardRef
 from storage.signals import SignalStatus
 from storage.users import Role
@@ -71,12 +71,9 @@ class TelegramTransport:
     name = PLATFORM
 
     def __init__(self, settings: Settings, services: Services, token: SecretStr | str) -> None:
-        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-        self.token = secret.strip()
-        if not self.token:
-            raise TransportError("TRADEOPS_TELEGRAM_TOKEN is empty: create a bot with @BotFather and set its token")
-        register_secret(self.token)
-        install_redaction()
+        self.token = secret_token(
+            token, empty="TRADEOPS_TELEGRAM_TOKEN is empty: create a bot with @BotFather and set its token"
+        )
         self.settings = settings
         self.s = services
         self.core = CommandCore(services)

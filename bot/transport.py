@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pydantic import SecretStr
+
 if TYPE_CHECKING:
     from bot.summary import Summary
 
@@ -78,3 +80,16 @@ class Press:
 
 class TransportError(Exception):
     """A transport that cannot start or run; the message says what is wrong and what to do."""
+
+
+def secret_token(token: SecretStr | str, *, empty: str) -> str:
+    """A transport's bot token, stripped, registered for redaction in every log record before any
+    client can log it; TransportError(``empty``) when blank."""
+    from bot.logs import install_redaction, register_secret
+
+    value = (token.get_secret_value() if isinstance(token, SecretStr) else token).strip()
+    if not value:
+        raise TransportError(empty)
+    register_secret(value)
+    install_redaction()
+    return value

@@ -460,9 +460,11 @@ async def test_doctor_checks_the_discord_token_and_application_and_never_prints_
         "TRADEOPS_DISCORD_TOKEN": TOKEN,
         "TRADEOPS_DISCORD_API_URL": fake.api_url,
         "TRADEOPS_DATA_DIR": str(tmp_path),
+        "TRADEOPS_DISCORD_ALLOWED_USERS": f"{ADMIN}:admin",
     }
     status, out = await doctor(env)
     assert status == 0, out
+    assert "[ok  ] discord users: 1 listed (admin); 0 in the database" in out
     found = (
         f"[ok  ] discord: the token belongs to tradeops (bot user {fake.bot_user['id']}) of application {fake.app_id}"
     )

@@ -920,6 +920,7 @@ async def test_doctor_shows_the_webhook_telegram_has_and_its_last_error_never_th
         "TRADEOPS_DATA_DIR": str(tmp_path),
         "TRADEOPS_TELEGRAM_WEBHOOK_URL": WEBHOOK_URL,
         "TRADEOPS_TELEGRAM_WEBHOOK_SECRET": secret,
+        "TRADEOPS_TELEGRAM_ALLOWED_USERS": ALLOWED,
     }
     # What Telegram answers for a webhook it cannot reach (the Bot API's WebhookInfo fields).
     api.webhook |= {
