@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -21,15 +19,11 @@ from telegram import (
     BotCommand,
     BotCommandScopeChat,
     BotCommandScopeDefault,
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
-    InputFile,
-    InputMediaPhoto,
     Message,
     Update,
 )
-from telegram.constants import ParseMode
-from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, TelegramError
+from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bot.allowlist import seed_allowlist
@@ -42,17 +36,13 @@ from bot.summary import Summary, due_chats, summary_sent
 from bot.telegram_access import AccessRequests
 from bot.telegram_render import (
     CALLBACK_ANSWER_LIMIT,
-    CAPTION_LIMIT,
-    MESSAGE_LIMIT,
     api_urls,
-    callback_data,
-    html_parts,
     parse_access,
     parse_allowed_users,
     parse_callback,
     shorten,
-    units,
 )
+from bot.telegram_send import TelegramOutbox
 from bot.telegram_webhook import start_webhook, watch_webhook, webhook_config
 from bot.transport import RequestStop, StopRequest, TransportError, secret_token
 from storage.chats import CardRef
@@ -95,6 +85,7 @@ class TelegramTransport:
         self.app.add_handler(CallbackQueryHandler(self._on_press))
         self.app.add_error_handler(self._on_error)
         self.access = AccessRequests(self)
+        self.out = TelegramOutbox(self.app.bot, services)
         self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
         self._watch: asyncio.Task[None] | None = None  # webhook mode: is the webhook still ours?
         self._request_stop: RequestStop | None = None  # the run's, when a run started this transport
@@ -212,7 +203,7 @@ class TelegramTransport:
         watchlist = card.get("watchlist") or (row.watchlist if row is not None else None)
         for chat_id in self.s.chats.chats_for(PLATFORM, watchlist):
             try:
-                await self._send_card(chat_id, signal_id, card_text(card), chart)
+                await self.out.card(chat_id, signal_id, card_text(card), chart)
             except TelegramError as exc:
                 log.warning("telegram: card %s not sent to chat %s: %s", signal_id, chat_id, exc)
 
@@ -232,32 +223,11 @@ class TelegramTransport:
     async def push_summary(self, summary: Summary) -> None:
         for chat_id in due_chats(self.s, PLATFORM, summary.at):
             try:
-                await self._send_summary(chat_id, summary)
+                await self.out.summary(chat_id, summary)
             except TelegramError as exc:
                 log.warning("telegram: summary not sent to chat %s: %s", chat_id, exc)
                 continue
             summary_sent(self.s, PLATFORM, chat_id, summary)
-
-    async def _send_summary(self, chat_id: int, summary: Summary) -> None:
-        """The equity charts (a photo, or an album) with the summary as caption; or the charts, then
-        the text when it is longer than a caption may be."""
-        photos = [Path(p) for p in summary.images]
-        captioned = bool(photos) and units(summary.text) <= CAPTION_LIMIT
-        markup, plain = html_parts(summary.text, CAPTION_LIMIT)[0] if captioned else (None, None)
-        for caption, mode in ((markup, ParseMode.HTML), (plain, None)) if photos else ():
-            try:
-                if len(photos) == 1:
-                    await self.app.bot.send_photo(chat_id, photo=photos[0], caption=caption, parse_mode=mode)
-                else:  # an album, its caption under the first photo; uploaded (a path would be read as a URL)
-                    files = [InputFile(await asyncio.to_thread(p.read_bytes), p.name, attach=True) for p in photos[:10]]
-                    media = [InputMediaPhoto(f) for f in files]
-                    await self.app.bot.send_media_group(chat_id, media, caption=caption, parse_mode=mode)
-                break
-            except BadRequest as exc:
-                if "can't parse entities" not in str(exc).lower() or mode is None:
-                    raise
-        if not captioned:
-            await self.send_text(chat_id, summary.text)
 
     # --- receiving ---
 
@@ -343,84 +313,14 @@ class TelegramTransport:
 
     # --- sending ---
 
-    async def send_reply(self, chat_id: int, reply: Reply) -> None:
-        if reply.text:
-            await self.send_text(chat_id, reply.text)
-        for image in reply.images:
-            await self.app.bot.send_photo(chat_id, photo=Path(image))
-        for signal_id in dict.fromkeys(b.signal_id for b in reply.buttons):
-            sent = await self.send_text(chat_id, f"signal {signal_id}", keyboard=self._keyboard(signal_id))
-            self.s.chats.remember_card(
-                PLATFORM, signal_id, chat_id, sent.message_id, kind="text", at=self.s.clock.now()
-            )
-
     async def send_text(self, chat_id: int, text: str, *, keyboard: InlineKeyboardMarkup | None = None) -> Message:
-        """Every part of ``text`` (split at line ends); the keyboard goes with the last part. A part
-        Telegram cannot parse as HTML is sent again as plain text: nothing is lost to formatting."""
-        parts = html_parts(text, MESSAGE_LIMIT)
-        sent: Message | None = None
-        for i, (markup, plain) in enumerate(parts):
-            buttons = keyboard if i == len(parts) - 1 else None
-            try:
-                sent = await self.app.bot.send_message(chat_id, markup, parse_mode=ParseMode.HTML, reply_markup=buttons)
-            except BadRequest as exc:
-                if "can't parse entities" not in str(exc).lower():
-                    raise
-                log.warning("telegram: HTML refused (%s); sending plain text", exc)
-                sent = await self.app.bot.send_message(chat_id, plain, reply_markup=buttons)
-        assert sent is not None
-        return sent
+        return await self.out.text(chat_id, text, keyboard=keyboard)
 
-    async def _send_card(self, chat_id: int, signal_id: str, text: str, chart: Path | None) -> None:
-        keyboard = self._keyboard(signal_id)
-        kind, sent = "text", None
-        if chart is not None and units(text) <= CAPTION_LIMIT:
-            markup, plain = html_parts(text, CAPTION_LIMIT)[0]
-            try:
-                sent = await self.app.bot.send_photo(
-                    chat_id, photo=chart, caption=markup, parse_mode=ParseMode.HTML, reply_markup=keyboard
-                )
-            except BadRequest as exc:
-                if "can't parse entities" not in str(exc).lower():
-                    raise
-                sent = await self.app.bot.send_photo(chat_id, photo=chart, caption=plain, reply_markup=keyboard)
-            kind = "caption"
-        else:
-            if chart is not None:
-                await self.app.bot.send_photo(chat_id, photo=chart)
-            sent = await self.send_text(chat_id, text, keyboard=keyboard)
-        self.s.chats.remember_card(PLATFORM, signal_id, chat_id, sent.message_id, kind=kind, at=self.s.clock.now())
+    async def send_reply(self, chat_id: int, reply: Reply) -> None:
+        await self.out.reply(chat_id, reply)
 
     async def _edit_card(self, ref: CardRef, outcome: str, card: str) -> None:
-        """Show the outcome on a card; an edit without a keyboard removes the buttons."""
-        limit = CAPTION_LIMIT if ref.kind == "caption" else MESSAGE_LIMIT
-        text = shorten(f"{outcome}\n\n{card}".rstrip(), limit)
-        markup, plain = html_parts(text, limit)[0]
-        for body, mode in ((markup, ParseMode.HTML), (plain, None)):
-            try:
-                if ref.kind == "caption":
-                    await self.app.bot.edit_message_caption(ref.chat_id, ref.message_id, caption=body, parse_mode=mode)
-                else:
-                    await self.app.bot.edit_message_text(body, ref.chat_id, ref.message_id, parse_mode=mode)
-                return
-            except BadRequest as exc:
-                reason = str(exc).lower()
-                if "message is not modified" in reason:
-                    return
-                if "can't parse entities" in reason and mode is not None:
-                    continue
-                log.warning("telegram: card in chat %s not edited: %s", ref.chat_id, exc)
-                return
-            except TelegramError as exc:
-                log.warning("telegram: card in chat %s not edited: %s", ref.chat_id, exc)
-                return
-
-    @staticmethod
-    def _keyboard(signal_id: str) -> InlineKeyboardMarkup:
-        labels: Sequence[tuple[str, str]] = (("Approve", "approve"), ("Reject", "reject"), ("Details", "details"))
-        return InlineKeyboardMarkup(
-            [[InlineKeyboardButton(label, callback_data=callback_data(action, signal_id)) for label, action in labels]]
-        )
+        await self.out.edit_card(ref, outcome, card)
 
     async def _answer(self, answer: Any, text: str) -> None:
         try:
