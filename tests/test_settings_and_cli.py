@@ -68,7 +68,7 @@ def test_bad_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("TRADEOPS_PAPER_FILL_AT", "tomorrow")
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
-    assert "paper_fill_at" in result.output and "next_open" in result.output
+    assert "TRADEOPS_PAPER_FILL_AT: " in result.output and "next_open" in result.output
 
 
 def test_db_upgrade_status_sql_and_doctor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
