@@ -717,10 +717,11 @@ class CommandCore:
         plan = next((p for p in self.s.plans.active(venue_name) if p.symbol == symbol), None)
         levels = None
         if plan is not None and plan.entry_price is not None:
+            stop = plan.trailing_stop or plan.stop
             levels = {
-                "side": "long",
+                "side": "short" if stop > plan.entry_price else "long",
                 "entry": plan.entry_price,
-                "stop": plan.trailing_stop or plan.stop,
+                "stop": stop,
                 "take_profits": plan.take_profits,
             }
         path = await symbol_chart(venue, symbol, timeframe, self.s.charts_dir, instrument.calendar, levels)

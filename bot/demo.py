@@ -258,7 +258,7 @@ async def _summary(services: Services, run: DemoRun, started: float, days: int) 
             if len(history) >= 2:
                 path = services.charts_dir / f"equity-{name}-{currency}.png"
                 points = [(h.ts, h.equity) for h in history]
-                charts.append(str(await equity_chart(points, path, currency, f"{name} equity ({currency})")))
+                charts.append(str(await equity_chart(points, path, currency, f"{name} equity")))
     abstained: dict[str, int] = {}
     for row in signals:
         if row.status == SignalStatus.ABSTAINED.value:

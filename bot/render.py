@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ async def symbol_chart(
     bars = await venue.bars(symbol, timeframe, limit=120)
     if bars.empty:
         return None
-    last = Decimal(repr(float(bars["close"].iloc[-1])))
+    # Levels only for an open position's plan: a plain chart has no entry or stop to mark.
     levels = levels or {}
     safe = symbol.replace("/", "-")
     return await asyncio.to_thread(
@@ -111,14 +112,16 @@ async def symbol_chart(
         bars,
         symbol=symbol,
         timeframe=timeframe,
-        side=levels.get("side", "chart"),
-        entry=Decimal(str(levels.get("entry", last))),
-        stop=Decimal(str(levels.get("stop", last))),
+        side=levels.get("side"),
+        entry=Decimal(str(levels["entry"])) if "entry" in levels else None,
+        stop=Decimal(str(levels["stop"])) if "stop" in levels else None,
         take_profits=[Decimal(str(t)) for t in levels.get("take_profits", [])],
         path=charts_dir / f"chart-{safe}-{timeframe}.png",
         tz=ZONES.get(calendar),
     )
 
 
-async def equity_chart(points: list[tuple[Any, Decimal]], path: Path, currency: str, title: str) -> Path:
-    return await asyncio.to_thread(equity_curve_chart, points, path=path, currency=currency, title=title)
+async def equity_chart(
+    points: list[tuple[Any, Decimal]], path: Path, currency: str, title: str, *, tz: tzinfo | None = None
+) -> Path:
+    return await asyncio.to_thread(equity_curve_chart, points, path=path, currency=currency, title=title, tz=tz)

@@ -93,8 +93,8 @@ async def equity_charts(services: Services, rows: list[VenuePnl], *, prefix: str
         points = [(h.ts, h.equity) for h in history if h.venue == row.venue and h.currency == row.currency]
         if len(points) >= 2:
             path = services.charts_dir / f"{prefix}-{row.venue}-{row.currency}.png"
-            title = f"{row.venue} equity ({row.currency})"
-            images.append(str(await equity_chart(points, path, row.currency, title)))
+            title = f"{row.venue} equity"
+            images.append(str(await equity_chart(points, path, row.currency, title, tz=services.settings.zone)))
     return images
 
 

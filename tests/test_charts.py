@@ -107,6 +107,17 @@ def test_signal_chart_writes_a_phone_sized_png_with_the_levels(tmp_path: Path) -
         assert colour_present(out, colour), colour
 
 
+def test_a_plain_chart_marks_no_level_and_names_no_side(tmp_path: Path) -> None:
+    args = {k: v for k, v in signal_args().items() if k not in ("side", "entry", "stop", "take_profits")}
+    out = signal_chart(**args, path=tmp_path / "plain.png")
+    marked = signal_chart(**signal_args(), path=tmp_path / "marked.png")
+    assert_valid_png(out)
+    # A tight tolerance: the stop's red is close to a down candle's.
+    for colour in (charts.ENTRY, charts.STOP, charts.TAKE_PROFIT):
+        assert colour_present(marked, colour, tolerance=8) and not colour_present(out, colour, tolerance=8), colour
+    assert colour_present(out, charts.UP) and colour_present(out, charts.DOWN)
+
+
 def test_same_inputs_give_byte_identical_files(tmp_path: Path) -> None:
     first = signal_chart(**signal_args(), path=tmp_path / "a.png")
     second = signal_chart(**signal_args(), path=tmp_path / "b.png")
@@ -293,3 +304,35 @@ def test_equity_chart_sorts_points_and_refuses_bad_ones(tmp_path: Path) -> None:
         equity_curve_chart([(datetime(2021, 7, 1), 1.0), *points], path=tmp_path / "c.png", currency="USD")
     with pytest.raises(ValueError, match=r"points\[1\] value must be finite"):
         equity_curve_chart([points[0], (points[1][0], math.inf)], path=tmp_path / "c.png", currency="USD")
+
+
+def test_equity_chart_steps_across_closed_hours_and_names_the_currency_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    texts: list[tuple[float, float, str]] = []
+    lines: list[dict[str, object]] = []
+    real_text, real_plot = Figure.text, Axes.plot
+
+    def text(self: Figure, x: float, y: float, s: str, *args: Any, **kwargs: Any) -> Any:
+        texts.append((x, y, s))
+        return real_text(self, x, y, s, *args, **kwargs)
+
+    def plot(self: Axes, *args: Any, **kwargs: Any) -> Any:
+        lines.append(kwargs)
+        return real_plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "text", text)
+    monkeypatch.setattr(Axes, "plot", plot)
+    # A session close (16:00) to the next open (09:30): no mark in between.
+    zone = "America/New_York"
+    day = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+    points = [(day, 100.0), (day + timedelta(hours=6), 110.0), (day + timedelta(hours=24), 90.0)]
+    equity_curve_chart(points, path=tmp_path / "e.png", currency="USD", title="alpaca equity (USD)", tz=zone)
+    assert [s for _, _, s in texts if "equity" in s] == ["alpaca equity (USD)"]
+    (title_y,) = {y for _, y, s in texts if "equity" in s}
+    note_y = {y for _, y, s in texts if s.startswith("start ")}
+    assert note_y and title_y not in note_y  # the note sits under the title, not on its line
+    assert lines[0].get("drawstyle") == "steps-post"

@@ -503,6 +503,24 @@ async def test_signal_needs_exactly_one_known_symbol(
     assert hint in reply.text, reply.text
 
 
+async def test_chart_without_a_position_draws_no_entry_or_stop(
+    services: Services, core: CommandCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.render
+
+    drawn: list[dict[str, Any]] = []
+    real = bot.render.signal_chart
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bot.render, "signal_chart", spy)
+    reply = await core.handle(VIEWER, "/chart ETH/USDT 4h")
+    assert reply.ok and reply.images, reply.text
+    assert [(d["side"], d["entry"], d["stop"], d["take_profits"]) for d in drawn] == [(None, None, None, [])]
+
+
 async def test_chart_finer_than_the_data_lists_the_valid_timeframes(services: Services, core: CommandCore) -> None:
     reply = await refused_without_writes(services, core, VIEWER, "/chart ETH/USDT 15m")
     assert reply.text == "ETH/USDT has 1h bars at the finest; valid: 1h, 4h, 1d, 1w"

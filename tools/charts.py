@@ -108,30 +108,30 @@ def signal_chart(
     *,
     symbol: str,
     timeframe: object,
-    side: object,
-    entry: Price,
-    stop: Price,
-    take_profits: Sequence[Price],
+    side: object = None,
+    entry: Price | None = None,
+    stop: Price | None = None,
+    take_profits: Sequence[Price] = (),
     path: str | os.PathLike[str],
     title_note: str = "",
     tz: str | tzinfo | None = None,
 ) -> Path:
     """Draw the last ``MAX_BARS`` bars as candles with volume, and the entry (blue), stop (red) and
     take-profit levels (green, ``TP1``...) as labelled horizontal lines; write a PNG to ``path``.
+    A plain chart (no signal, no open position) passes none of them and shows no level at all.
 
     ``bars`` is a bar frame (``venues.timeframes``): tz-aware ``DatetimeIndex`` of bar open times,
     float ``open, high, low, close`` and, optionally, ``volume``. ``timeframe`` and ``side`` are
     shown as given (``Timeframe`` and ``Side`` print as ``15m`` and ``buy``); the title reads
-    ``510300.SH 15m BUY``, followed by ``title_note``. Times are shown in ``tz`` (an IANA name such
-    as ``"Asia/Shanghai"``, or a tzinfo), in UTC without it. Prices may be Decimal or float; labels
-    show them at the precision of the bars' prices (a Decimal never loses digits).
+    ``510300.SH 15m BUY`` (``510300.SH 15m`` without a side), followed by ``title_note``. Times
+    are shown in ``tz`` (an IANA name such as ``"Asia/Shanghai"``, or a tzinfo), in UTC without it.
+    Prices may be Decimal or float; labels show them at the precision of the bars' prices (a
+    Decimal never loses digits).
 
     Raises ``ValueError`` for an empty frame, missing OHLC columns, a frame without a usable close,
     a naive index, and a non-finite entry, stop or take-profit.
     """
     frame = _checked_bars(bars)
-    entry_f = _finite("entry", entry)
-    stop_f = _finite("stop", stop)
     take_profits = list(take_profits)
     targets = [_finite(f"take_profits[{i}]", tp) for i, tp in enumerate(take_profits)]
     zone = _zone(tz)
@@ -148,8 +148,8 @@ def signal_chart(
     ax = fig.add_axes((_LEFT, 0.10, _RIGHT - _LEFT, 0.81))
     floor = _VOLUME_BAND if has_volume else 0.0
     levels: list[tuple[str, float, Price, str, str]] = [
-        ("Entry", entry_f, entry, ENTRY, "-"),
-        ("Stop", stop_f, stop, STOP, "--"),
+        *((("Entry", _finite("entry", entry), entry, ENTRY, "-"),) if entry is not None else ()),
+        *((("Stop", _finite("stop", stop), stop, STOP, "--"),) if stop is not None else ()),
         *(
             (f"TP{i + 1}", f, tp, TAKE_PROFIT, "--")
             for i, (f, tp) in enumerate(zip(targets, take_profits, strict=True))
@@ -162,8 +162,8 @@ def signal_chart(
     pad = (hi - lo) * 0.06 or abs(hi) * 0.01 or 1.0
     price_lim = (lo - pad, hi + pad)
     ylim = (price_lim[0] - floor / (1 - floor) * (price_lim[1] - price_lim[0]), price_lim[1])
-    label_chars = max(len(f"{lv[0]} {_price_text(lv[2], decimals)}") for lv in levels)
-    gutter = max(4.0, (n + 1) * label_chars * 0.0145)  # bars of empty space right of the last bar
+    label_chars = max((len(f"{lv[0]} {_price_text(lv[2], decimals)}") for lv in levels), default=0)
+    gutter = max(4.0, (n + 1) * label_chars * 0.0145) if levels else 1.5  # bars of empty space right of the last bar
     xlim = (-0.8, n - 1 + gutter)
 
     # mplfinance in external-axes mode: it draws candles and levels onto our axes and touches no
@@ -174,12 +174,18 @@ def signal_chart(
         type="candle",
         style=dict(_STYLE),
         volume=False,
-        hlines={
-            "hlines": [lv[1] for lv in levels],
-            "colors": [lv[3] for lv in levels],
-            "linestyle": [lv[4] for lv in levels],
-            "linewidths": [1.6 for _ in levels],
-        },
+        **(
+            {
+                "hlines": {
+                    "hlines": [lv[1] for lv in levels],
+                    "colors": [lv[3] for lv in levels],
+                    "linestyle": [lv[4] for lv in levels],
+                    "linewidths": [1.6 for _ in levels],
+                }
+            }
+            if levels
+            else {}
+        ),
         xlim=xlim,
         ylim=ylim,
         xrotation=0,
@@ -213,8 +219,9 @@ def signal_chart(
     labels = _time_labels(local, timeframe)
     _x_ticks(ax, ticks := _time_ticks(n), [labels[i] for i in ticks])
 
-    side_text = str(getattr(side, "value", side)).upper()
-    title = f"{symbol} {timeframe} {side_text}"
+    title = f"{symbol} {timeframe}"
+    if side is not None:
+        title += f" {str(getattr(side, 'value', side)).upper()}"
     fig.text(_LEFT, 0.955, title, fontsize=15, fontweight="bold", fontfamily=FONT, color=INK, va="center")
     if title_note:
         fig.text(_LEFT, 0.918, title_note, fontsize=10, fontfamily=FONT, color=MUTED, va="center")
@@ -233,8 +240,9 @@ def equity_curve_chart(
     title: str = "Equity",
     tz: str | tzinfo | None = None,
 ) -> Path:
-    """A line chart of equity over time, with the starting value as a dashed line and the final
-    value annotated (with the change since the start); write a PNG to ``path``.
+    """A step chart of equity over time, with the starting value as a dashed line and the final
+    value annotated (with the change since the start); write a PNG to ``path``. The title reads
+    ``title (currency)``, the currency once even when ``title`` already names it.
 
     ``points`` are (aware datetime, value) pairs, in any order. With fewer than two points the PNG
     says there is not enough history (and shows the one value, if any). Times are shown in ``tz``
@@ -246,7 +254,7 @@ def equity_curve_chart(
         key=lambda row: row[0],
     )
     fig, canvas = _figure()
-    head = f"{title} ({currency})" if currency else title
+    head = f"{title} ({currency})" if currency and f"({currency})" not in title else title
     fig.text(_LEFT, 0.955, head, fontsize=15, fontweight="bold", fontfamily=FONT, color=INK, va="center")
 
     if len(rows) < 2:
@@ -273,8 +281,10 @@ def equity_curve_chart(
     ax = fig.add_axes((_LEFT, 0.10, _RIGHT - _LEFT, 0.81))
     _plain_axes(ax, (float(x[0] - span * 0.01), float(x[-1] + span * 0.01)))
     ax.set_ylim(*ylim)
-    ax.plot(x, y, color=EQUITY, linewidth=2.0, solid_joinstyle="round")
-    ax.fill_between(x, y, start, color=EQUITY, alpha=0.08, linewidth=0)
+    # Steps, not slopes: equity is marked only while a market is open, so between two snapshots it
+    # stayed where it was (a closed session or weekend is a flat run, not a line drifting across it).
+    ax.plot(x, y, color=EQUITY, linewidth=2.0, drawstyle="steps-post", solid_joinstyle="miter")
+    ax.fill_between(x, y, start, color=EQUITY, alpha=0.08, linewidth=0, step="post")
     ax.axhline(start, color=MUTED, linewidth=1.2, linestyle="--")
     _y_ticks(ax, MaxNLocator(6).tick_values(*ylim), ylim, transform=ax.get_yaxis_transform())
     # Date ticks and labels from matplotlib's date locator and concise formatter, drawn as texts.
@@ -300,7 +310,16 @@ def equity_curve_chart(
     )
     ax.plot([x[-1]], [final], marker="o", markersize=5, color=colour)
     first, last = _local(rows[0][0], zone), _local(rows[-1][0], zone)
-    _corner_note(fig, f"start {_money(start, currency)} · {first:%Y-%m-%d} → {last:%Y-%m-%d} {_zone_name(zone)}")
+    # Under the title, not beside it: a long venue name would run into a note on the same line.
+    fig.text(
+        _LEFT,
+        0.918,
+        f"start {_money(start, currency)} · {first:%Y-%m-%d} → {last:%Y-%m-%d} {_zone_name(zone)}",
+        fontsize=10,
+        fontfamily=FONT,
+        color=MUTED,
+        va="center",
+    )
     return _write_png(canvas, path)
 
 
