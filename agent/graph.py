@@ -509,10 +509,21 @@ def drift_collar(entry: Decimal, max_drift_bps: Decimal, tick: Decimal) -> tuple
 
 
 def _order_result(order: Any) -> dict[str, Any]:
+    """The execution's status and the words for it: what happened to the order, not "executed"
+    for an order that has not filled yet."""
     placed = order.status is not OrderStatus.REJECTED
+    oid = order.client_order_id
+    if order.status is OrderStatus.FILLED and order.avg_fill_price is not None:
+        words = f"order {oid} filled at {order.avg_fill_price.normalize():f}"
+    elif order.status is OrderStatus.PENDING and order.type is OrderType.LIMIT and order.limit_price is not None:
+        words = f"order {oid} placed; fills at {order.limit_price.normalize():f} or better"
+    elif order.status is OrderStatus.PENDING:
+        words = f"order {oid} placed; fills at the next bar's open"
+    else:
+        words = f"order {oid} {order.status.value}" + (f": {order.reason}" if order.reason else "")
     return {
         "status": SignalStatus.EXECUTED.value if placed else SignalStatus.FAILED.value,
-        "reason": f"order {order.client_order_id} {order.status.value}" + (f": {order.reason}" if order.reason else ""),
+        "reason": words,
         "order": order.model_dump(mode="json"),
     }
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from agent.llm.ask import ask
-from bot.render import card_chart, card_text, symbol_chart, table
+from bot.render import card_chart, card_text, decision_text, signal_outcome, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
 from bot.summary import daily_summary, equity_charts, starting_cash, venue_pnl
@@ -436,9 +436,7 @@ class CommandCore:
         result = await self.s.runner.decide(signal_id, decision, actor=caller.actor, reason=reason)
         if not result.outcome.won:
             return Reply(self._already(signal_id), ok=False, data={"signal_id": signal_id, "status": result.status})
-        text = f"{signal_id} {decision} by {caller.actor}: now {result.status}"
-        if result.reason:
-            text += f" ({result.reason})"
+        text = decision_text(signal_id, result.status, decision=decision, actor=caller.actor, reason=result.reason)
         return Reply(text, data={"signal_id": signal_id, "status": result.status})
 
     async def _positions(self, caller: Caller, args: list[str]) -> Reply:
@@ -946,14 +944,14 @@ class CommandCore:
         pending = [r.id for r in self.s.signals.recent(status=SignalStatus.PENDING, limit=20)]
         return f"Pending: {', '.join(pending)}." if pending else "Nothing is pending."
 
+    def outcome(self, signal_id: str) -> str:
+        """What became of a signal, in the one wording every transport shows on its card."""
+        return signal_outcome(self.s.signals, signal_id, on_card=True)
+
     def _already(self, signal_id: str) -> str:
         row = self.s.signals.get(signal_id)
-        approval = self.s.signals.approval(signal_id)
-        if approval is not None:
-            return (
-                f"{signal_id} was already decided: {approval.decision} by {approval.actor} at "
-                f"{approval.decided_at.isoformat()}; it is now {row.status if row else '?'}"
-            )
+        if self.s.signals.approval(signal_id) is not None:
+            return "already decided: " + signal_outcome(self.s.signals, signal_id)
         status = row.status if row else "unknown"
         return f"{signal_id} is {status}: only pending signals can be approved or rejected"
 

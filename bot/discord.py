@@ -344,13 +344,7 @@ class DiscordTransport:
         # every transport through the runner's decision hook already: editing again doubles the edits.
         told = reply.ok and self.s.runner.on_decision is not None
         if row is not None and row.status != SignalStatus.PENDING.value and not told:
-            await self.push_decision(row.id, row.status, self._outcome(row.id, row.status))
-
-    def _outcome(self, signal_id: str, status: str) -> str:
-        approval = self.s.signals.approval(signal_id)
-        if approval is None:
-            return f"{status.upper()} (no decision in time)" if status == "expired" else status.upper()
-        return f"{approval.decision.upper()} by {approval.actor} at {approval.decided_at.isoformat()}: now {status}"
+            await self.push_decision(row.id, row.status, self.core.outcome(row.id))
 
     # --- sending ---
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from storage.signals import SignalStore
 from tools.charts import equity_curve_chart, signal_chart
 from venues.base import Venue
 
@@ -60,6 +61,59 @@ def card_text(card: dict[str, Any]) -> str:
     if card.get("expires_at"):
         lines.append(f"expires {card['expires_at']} (then rejected)")
     return "\n".join(lines)
+
+
+def decision_text(
+    signal_id: str | None,
+    status: str,
+    *,
+    decision: str | None = None,
+    actor: str | None = None,
+    at: datetime | None = None,
+    reason: str = "",
+) -> str:
+    """One line for what became of a signal once answered, each fact said once: "abc approved by
+    alice at 2021-07-06 08:00 UTC: order abc placed; fills at the next bar's open", "abc rejected
+    by bob: too late", "abc expired: no decision in time". ``status`` is the signal's status now,
+    ``decision``/``actor``/``at`` the answer that counts (None when nobody answered), ``reason``
+    the last status change's reason (the order's words for an executed signal). Without
+    ``signal_id`` (a card's own outcome line) the line leads with the word in capitals:
+    "APPROVED by alice ...", "EXPIRED: no decision in time"."""
+    when = f" at {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if at is not None else ""
+    if status == "expired" and decision in (None, "expired"):
+        word, rest = "expired", ": no decision in time"
+    elif decision == "rejected" or status == "rejected":
+        word = "rejected"
+        rest = (f" by {actor}{when}" if actor else "") + (f": {reason}" if reason and reason != "rejected" else "")
+    elif decision == "approved" or status in ("approved", "executed"):
+        word = "approved"
+        rest = f" by {actor}{when}" if actor else ""
+        if status == "executed":
+            rest += f": {reason or 'order placed'}"
+        elif status == "approved":
+            rest += ": placing the order"
+        else:
+            rest += f", but no order was placed ({status}{': ' + reason if reason else ''})"
+    else:
+        word = status
+        rest = (f" ({decision} by {actor}{when})" if decision and actor else "") + (f": {reason}" if reason else "")
+    return f"{signal_id} {word}{rest}" if signal_id else f"{word.upper()}{rest}"
+
+
+def signal_outcome(signals: SignalStore, signal_id: str, *, on_card: bool = False) -> str:
+    """:func:`decision_text` of a stored signal: its status, the answer that counts, and the last
+    status change's reason. ``on_card``: the card's own outcome line (no id, the word first)."""
+    row = signals.get(signal_id)
+    approval = signals.approval(signal_id)
+    history = signals.history(signal_id)
+    return decision_text(
+        None if on_card else signal_id,
+        row.status if row else "unknown",
+        decision=approval.decision if approval else None,
+        actor=approval.actor if approval else None,
+        at=approval.decided_at if approval else None,
+        reason=history[-1].reason if history else "",
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -37,6 +37,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from agent.runner import DecideResult
 from bot.logs import register_secret
+from bot.render import decision_text, signal_outcome
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
 from bot.summary import Summary, daily_summary, due_chats, summary_times
@@ -134,8 +135,13 @@ class Fanout:
 
     async def push_decision(self, result: DecideResult) -> None:
         outcome = result.outcome
-        text = f"{result.status} ({outcome.decision} by {outcome.actor})" + (
-            f": {result.reason}" if result.reason else ""
+        text = decision_text(
+            None,
+            result.status,
+            decision=outcome.decision,
+            actor=outcome.actor,
+            at=outcome.decided_at,
+            reason=result.reason,
         )
         await self._decided(result.signal_id, result.status, text)
 
@@ -149,9 +155,8 @@ class Fanout:
             row = signals.get(signal_id)
             if row is None or row.status == SignalStatus.PENDING.value:
                 continue
-            approval = signals.approval(signal_id)
-            by = f" ({approval.decision} by {approval.actor})" if approval is not None else ""
-            await self._decided(signal_id, row.status, f"{row.status}{by}")
+            text = signal_outcome(signals, signal_id, on_card=True)
+            await self._decided(signal_id, row.status, text)
 
     async def _decided(self, signal_id: str, status: str, text: str) -> None:
         self.watched.discard(signal_id)

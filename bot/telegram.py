@@ -294,19 +294,13 @@ class TelegramTransport:
         # reaches every transport through the runner's decision hook already: editing again doubles it.
         told = reply.ok and self.s.runner.on_decision is not None
         if row.status != SignalStatus.PENDING.value and not told:
-            await self.push_decision(row.id, row.status, self._outcome(row.id, row.status))
+            await self.push_decision(row.id, row.status, self.core.outcome(row.id))
 
     def _details(self, signal_id: str) -> Reply:
         row = self.s.signals.get(signal_id)
         if row is None:
             return Reply(f"no signal {signal_id}", ok=False)
         return Reply(f"{signal_id}: {row.status}\n{card_text(row.card) if row.card else ''}".rstrip())
-
-    def _outcome(self, signal_id: str, status: str) -> str:
-        approval = self.s.signals.approval(signal_id)
-        if approval is None:
-            return f"{status.upper()} (no decision in time)" if status == "expired" else status.upper()
-        return f"{approval.decision.upper()} by {approval.actor} at {approval.decided_at.isoformat()}: now {status}"
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: handling an update failed: %s", redact(repr(context.error)), exc_info=context.error)

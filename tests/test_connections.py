@@ -96,7 +96,7 @@ def test_one_shot_commands_fit_in_a_few_connections_and_running_out_is_a_message
     assert pending.exit_code == 0, pending.output
     signal_id = json.loads(pending.stdout)["data"]["signals"][0]["id"]
     approve = _tradeops(tmp_path, url, "chat", "-c", f"/approve {signal_id}")
-    assert approve.exit_code == 0 and "now executed" in approve.stdout, approve.output
+    assert approve.exit_code == 0 and "placed; fills at the next bar's open" in approve.stdout, approve.output
 
     _set_limit(role, 1)  # the engine's first connection fits; the checkpointer's does not
     refused = _tradeops(tmp_path, url, "chat", "-c", "/signals all")

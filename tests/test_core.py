@@ -468,13 +468,14 @@ async def test_ids_are_case_insensitive(services: Services, core: CommandCore) -
 async def test_reject_keeps_the_reason(services: Services, core: CommandCore) -> None:
     signal_id = await eth_signal(core)
     reply = await core.handle(TRADER, f"/reject {signal_id} chasing a 2% candle")
-    assert reply.ok and reply.text == f"{signal_id} rejected by telegram:1002: now rejected (chasing a 2% candle)"
+    assert reply.ok and reply.text == f"{signal_id} rejected by telegram:1002: chasing a 2% candle"
     approval = services.signals.approval(signal_id)
     assert approval is not None
     assert (approval.decision, approval.actor, approval.reason) == ("rejected", "telegram:1002", "chasing a 2% candle")
     assert entry_orders(services.engine, signal_id) == []
     again = await refused_without_writes(services, core, TRADER, f"/approve {signal_id}")
-    assert "already decided: rejected by telegram:1002" in again.text
+    assert again.text.startswith(f"already decided: {signal_id} rejected by telegram:1002 at ")
+    assert again.text.endswith(" UTC: chasing a 2% candle")
 
 
 @pytest.mark.parametrize("symbol", ["DOGE/USD", "NOPE"])
@@ -639,14 +640,16 @@ async def test_approve_executes_once_and_the_second_answer_is_told(services: Ser
     signal_id = await eth_signal(core)
     reply = await core.handle(TRADER, f"/approve {signal_id}")
     assert reply.ok, reply.text
-    assert reply.text.startswith(f"{signal_id} approved by telegram:1002: now executed")
+    assert (
+        reply.text == f"{signal_id} approved by telegram:1002: order {signal_id} placed; fills at the next bar's open"
+    )
     assert reply.data == {"signal_id": signal_id, "status": SignalStatus.EXECUTED.value}
     assert len(entry_orders(services.engine, signal_id)) == 1
 
     for caller, verb in ((TRADER, "approve"), (ADMIN, "approve"), (ADMIN, "reject")):
         again = await refused_without_writes(services, core, caller, f"/{verb} {signal_id}")
-        assert again.text.startswith(f"{signal_id} was already decided: approved by telegram:1002 at ")
-        assert again.text.endswith("it is now executed")
+        assert again.text.startswith(f"already decided: {signal_id} approved by telegram:1002 at ")
+        assert again.text.endswith(f" UTC: order {signal_id} placed; fills at the next bar's open")
     assert len(entry_orders(services.engine, signal_id)) == 1
     pending = await core.handle(VIEWER, "/signals pending")
     assert signal_id not in pending.text
@@ -671,7 +674,7 @@ async def test_an_expired_signal_cannot_be_approved(
     clock.advance_to(datetime(2021, 7, 6, 6, 20, tzinfo=UTC))  # past the 15-minute approval window
     reply = await core.handle(TRADER, f"/approve {signal_id}")
     assert not reply.ok
-    assert "already decided: expired by expiry" in reply.text and reply.text.endswith("it is now expired")
+    assert reply.text == f"already decided: {signal_id} expired: no decision in time"
     assert entry_orders(services.engine, signal_id) == []
 
 
@@ -964,3 +967,41 @@ async def test_the_console_reads_plain_lines_when_stdin_is_not_a_terminal(
     assert out[2] == "no pending signals"
     assert "Commands start with '/'" in out[3]
     assert out[4].startswith("kill switch ON") and out[-1] == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "expected"),
+    [
+        (
+            ("abc", "executed"),
+            {"decision": "approved", "actor": "al", "reason": "order abc placed; fills at 5"},
+            "abc approved by al: order abc placed; fills at 5",
+        ),
+        (
+            ("abc", "executed"),
+            {"decision": "approved", "actor": "al", "reason": "order abc filled at 2501.5"},
+            "abc approved by al: order abc filled at 2501.5",
+        ),
+        (("abc", "rejected"), {"decision": "rejected", "actor": "bo", "reason": "rejected"}, "abc rejected by bo"),
+        (("abc", "rejected"), {"decision": "rejected", "actor": "bo", "reason": "late"}, "abc rejected by bo: late"),
+        (("abc", "expired"), {"decision": "expired", "actor": "expiry"}, "abc expired: no decision in time"),
+        ((None, "expired"), {}, "EXPIRED: no decision in time"),
+        (
+            (None, "aborted"),
+            {
+                "decision": "approved",
+                "actor": "al",
+                "at": datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC),
+                "reason": "price drifted",
+            },
+            "APPROVED by al at 2021-07-06 06:00 UTC, but no order was placed (aborted: price drifted)",
+        ),
+        ((None, "approved"), {"decision": "approved", "actor": "al"}, "APPROVED by al: placing the order"),
+    ],
+)
+def test_a_decision_is_said_once_in_plain_words(args: tuple[Any, ...], kwargs: dict[str, Any], expected: str) -> None:
+    from bot.render import decision_text
+
+    text = decision_text(*args, **kwargs)
+    assert text == expected
+    assert "now " not in text and "executed" not in text

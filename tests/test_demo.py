@@ -303,12 +303,12 @@ def test_approve_none_leaves_signals_for_chat_in_a_new_process(tmp_path: Path) -
 
     approved = chat(data_dir, f"/approve {signal_id}")
     assert approved.returncode == 0, approved.stdout + approved.stderr
-    assert approved.stdout.startswith(f"{signal_id} approved by console:0: now executed")
+    assert approved.stdout.startswith(f"{signal_id} approved by console:0: order {signal_id} placed")
     try:
         assert len(entry_orders(engine, signal_id)) == 1
         again = chat(data_dir, f"/approve {signal_id}")
         assert again.returncode == 1
-        assert again.stdout.startswith(f"{signal_id} was already decided: approved by console:0")
+        assert again.stdout.startswith(f"already decided: {signal_id} approved by console:0")
         assert len(entry_orders(engine, signal_id)) == 1
         with Session(engine) as session:
             row = session.get(SignalRow, signal_id)

@@ -452,7 +452,7 @@ def test_the_card_embed_shows_the_card_and_its_outcome() -> None:
     embed = card_embed(card, chart="abcd1234.png")
     assert embed.title == "BUY ETH/USDT on replay" and "entry 2500" in (embed.description or "")
     assert embed.image.url == "attachment://abcd1234.png" and embed.footer.text == "signal abcd1234"
-    decided = card_embed(card, outcome="REJECTED by discord:1 at 2021-07-06T06:00:05+00:00: now rejected")
+    decided = card_embed(card, outcome="REJECTED by discord:1 at 2021-07-06 06:00 UTC: too late")
     assert decided.title == "REJECTED: BUY ETH/USDT on replay" and (decided.description or "").startswith("**REJECTED")
 
 

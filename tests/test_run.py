@@ -194,7 +194,14 @@ class Bot:
                 else:
                     await asyncio.sleep(0.05)
 
-        await asyncio.wait_for(wait(), WAIT_SECONDS)
+        try:
+            await asyncio.wait_for(wait(), WAIT_SECONDS)
+        except TimeoutError:
+            seen = self.transport if self.transports else None
+            raise AssertionError(
+                f"not seen within {WAIT_SECONDS} s: "
+                + (f"decisions {seen.decisions}, events {seen.events[-5:]}" if seen else "no transport yet")
+            ) from None
 
 
 def _statuses(db_url: str) -> dict[str, str]:
@@ -250,7 +257,7 @@ async def test_run_pushes_cards_decisions_expiries_and_fills_then_stops_cleanly(
     statuses = _statuses(db_url)
     assert {card["signal_id"] for card in transport.cards} <= set(statuses)
     approved = [(status, text) for s, status, text in transport.decisions if s == transport.approved]
-    assert approved and "approved by test:1" in approved[0][1]
+    assert approved and "APPROVED by test:1" in approved[0][1]
     expired = [s for s, status, _ in transport.decisions if status == "expired"]
     assert all(statuses[s] == "expired" for s in expired)
     # Pending approvals at the stop are left pending: nothing decides them on shutdown.

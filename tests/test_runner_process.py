@@ -199,12 +199,12 @@ async def test_an_approval_racing_processes_that_start_meanwhile_executes_once(
     await approver.stdin.drain()
     out, err = await asyncio.wait_for(approver.communicate(), CHILD_TIMEOUT)
     assert approver.returncode == 0, err.decode()[-3000:]
-    assert f"{walk.signal_id} approved by console:0: now executed" in out.decode()
+    assert f"{walk.signal_id} approved by console:0: order {walk.signal_id} placed" in out.decode()
     for command, other, (other_out, other_err) in zip(commands, others, replies, strict=True):
         text = other_out.decode()
         assert "Traceback" not in other_err.decode(), other_err.decode()[-3000:]
         if command.startswith("/approve"):
-            assert other.returncode == 1 and f"{walk.signal_id} was already decided: approved by console:0" in text
+            assert other.returncode == 1 and f"already decided: {walk.signal_id} approved by console:0" in text
         else:
             assert other.returncode == 0, other_err.decode()[-3000:]
     async with rig(db_url, clock) as later:
