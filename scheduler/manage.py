@@ -11,6 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from storage.plans import PlanStore
 from storage.signals import SignalStore
@@ -95,7 +96,7 @@ class PositionManager:
     ) -> list[PositionEvent]:
         now = self.clock.now()
         exits = [o for o in [await broker.order(coid) for coid in plan.exit_orders] if o is not None]
-        events = self._announce(plan, exits)
+        events = self._announce(plan, exits, instrument, entry)
         sold = sum((o.filled_qty for o in exits if o.status is OrderStatus.FILLED), ZERO)
         plan.qty_open = max(plan.qty_entry - sold, ZERO)
         targets = [o for o in exits if o.type is OrderType.LIMIT]
@@ -109,7 +110,10 @@ class PositionManager:
             plan.close_reason = (_exit_reason(plan, last) if last else "closed")[:200]
             plan.updated_at = now
             self.plans.save(plan)
-            return [*events, PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
+            total = sum((_tranche_pnl(instrument, entry, o) for o in filled), ZERO)
+            # The exit itself was told with its price and reason: the closing line sums the trade up.
+            text = f"{plan.symbol} flat; the trade realized {_signed(total)} {instrument.currency} net of fees"
+            return [*events, PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", text)]
         held = next((p.qty for p in await broker.positions() if p.symbol == plan.symbol), ZERO)
         if held <= 0 if entry.side is Side.BUY else held >= 0:
             return [*events, *await self._closed_elsewhere(broker, plan, exits, now)]
@@ -174,15 +178,23 @@ class PositionManager:
         self.plans.save(plan)
         return [PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
 
-    def _announce(self, plan: TradePlan, exits: list[Order]) -> list[PositionEvent]:
-        """Each exit fill once, and a stop held over by T+1 once, in the order they happened."""
+    def _announce(
+        self, plan: TradePlan, exits: list[Order], instrument: Instrument, entry: Order
+    ) -> list[PositionEvent]:
+        """Each exit fill once (what closed it, the fill price and the tranche's realized P&L, each
+        said once), and a stop held over by T+1 once, in the order they happened."""
         events: list[PositionEvent] = []
         told = set(plan.announced)
         for order in sorted(exits, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id)):
             if order.status is OrderStatus.FILLED and order.client_order_id not in told:
-                text = f"sold {order.filled_qty} {plan.symbol} at {order.avg_fill_price}: {_exit_reason(plan, order)}"
-                if order.side is Side.BUY:
-                    text = "bought back" + text.removeprefix("sold")
+                verb = "bought back" if order.side is Side.BUY else "sold"
+                label, how = _exit_label(plan, order)
+                pnl = _tranche_pnl(instrument, entry, order)
+                text = (
+                    f"{label}: {verb} {order.filled_qty} {plan.symbol} at {order.avg_fill_price}"
+                    + (f" ({how})" if how else "")
+                    + f"; realized {_signed(pnl)} {instrument.currency} net of fees"
+                )
                 events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "exit", text))
                 told.add(order.client_order_id)
             held = f"{order.client_order_id}@held"
@@ -199,6 +211,34 @@ class PositionManager:
         for currency in currencies:
             account = await broker.account(currency)
             self.plans.snapshot_equity(venue_name, currency, cash=account.cash, equity=account.equity, at=now)
+
+
+def _exit_label(plan: TradePlan, order: Order) -> tuple[str, str]:
+    """(what closed a tranche, how it filled). A target's fill is its limit or better, so its line
+    needs no "how": the price is said once, in the line itself."""
+    if order.client_order_id == time_exit_order_id(plan.signal_id):
+        return "time stop", order.reason
+    if order.type is OrderType.LIMIT:
+        return f"TP{order.client_order_id.rsplit('-tp', 1)[-1]}", ""
+    if order.client_order_id == stop_order_id(plan.signal_id):
+        return ("trailing stop" if order.trail is not None else "stop"), order.reason
+    return "exit", order.reason
+
+
+def _tranche_pnl(instrument: Instrument, entry: Order, order: Order) -> Decimal:
+    """Realized P&L of one exit fill, in the instrument's currency, net of its fee and of its share
+    of the entry's fee: (exit - entry) x qty x multiplier for a long, the mirror for a short."""
+    if order.avg_fill_price is None or entry.avg_fill_price is None or not entry.filled_qty:
+        return ZERO
+    move = order.avg_fill_price - entry.avg_fill_price
+    if entry.side is Side.SELL:
+        move = -move
+    entry_fee = entry.fees * order.filled_qty / entry.filled_qty
+    return move * order.filled_qty * instrument.multiplier - order.fees - entry_fee
+
+
+def _signed(value: Decimal) -> str:
+    return f"{value:+,.2f}"
 
 
 def _exit_reason(plan: TradePlan, order: Order) -> str:

@@ -145,13 +145,14 @@ async def test_tp1_then_break_even_stop_then_closed_each_told_once(engine: Engin
     )
     assert await book.at("2021-07-08T13:44:00") == [
         "opened: bought 10 SPY at 428.63 (2021-07-08T13:43:00+00:00)",
-        "exit: sold 3 SPY at 428.45: TP1: limit 428.45 reached (high 428.47)",
+        # The entry filled above TP1 (slippage on a tight plan): the tranche loses its fees and the gap.
+        "exit: TP1: sold 3 SPY at 428.45; realized -0.54 USD net of fees",
         "exit: TP1 filled: stop moved to break-even 428.63, trailing by 1.63",
     ]
     plan = book.plan("spy1")
     assert (plan.status, plan.qty_open, plan.targets_hit, plan.trailing_stop) == ("open", D(7), 1, D("428.63"))
     events = await book.at("2021-07-08T14:30:00")
-    assert events[0].startswith("exit: sold 7 SPY at ")
+    assert events[0].startswith("exit: trailing stop: sold 7 SPY at "), events
     assert events[-1].startswith("closed: ")
     plan = book.plan("spy1")
     assert (plan.status, plan.qty_open) == ("closed", D(0))
@@ -178,9 +179,14 @@ async def test_an_a_share_stop_held_by_t1_is_told_then_sold_at_the_next_open(eng
         "hold: stop 61.00 crossed on the buy day 2021-07-08 (T+1: cannot sell today): sells at the next session's open",
     ]
     assert await book.at("2021-07-09T07:00:05") == [
-        "exit: sold 100 601318.SH at 60.44: stop 61.00 triggered earlier: filled at the open 60.48",
-        "closed: stop 61.00 triggered earlier: filled at the open 60.48",
+        "exit: stop: sold 100 601318.SH at 60.44 (stop 61.00 triggered earlier: filled at the open 60.48); "
+        "realized -213.28 CNY net of fees",
+        "closed: 601318.SH flat; the trade realized -213.28 CNY net of fees",
     ]
+    # The line's figure is the ledger's: (60.44 - 62.41) x 100 less both sides' commission, 2021's
+    # 0.1% stamp duty on the sale and the transfer fees.
+    (closed,) = await book.venue.broker_required().positions(include_closed=True)
+    assert closed.realized_pnl.quantize(D("0.01")) == D("-213.28")
 
 
 async def test_the_time_stop_sells_what_is_left_at_the_next_open(engine: Engine) -> None:
@@ -194,8 +200,10 @@ async def test_the_time_stop_sells_what_is_left_at_the_next_open(engine: Engine)
     ]
     events = await book.at("2021-07-06T09:00:05")
     # The 08:00 open 2336.18 less 5 bps is 2335.01.
-    why = "time stop: filled at the open 2336.18"
-    assert events == [f"exit: sold 1 ETH/USDT at 2335.01: {why}", f"closed: {why}"]
+    assert events == [
+        "exit: time stop: sold 1 ETH/USDT at 2335.01 (filled at the open 2336.18); realized +10.28 USDT net of fees",
+        "closed: ETH/USDT flat; the trade realized +10.28 USDT net of fees",
+    ]
 
 
 async def test_a_position_closed_by_another_order_closes_the_plan_and_cancels_its_exits(engine: Engine) -> None:
