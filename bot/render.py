@@ -46,8 +46,9 @@ def card_text(card: dict[str, Any]) -> str:
         f"entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}{above}  {targets}".rstrip(),
         f"size {_num(card.get('qty'))} (~{_num(card.get('notional'), 2)} {currency})"
         f"  confidence {float(card.get('confidence') or 0):.2f}  reward/risk {card.get('reward_risk', '-')}",
-        f"expected net profit {_num(card.get('expected_net_profit'), 2)} {currency} after costs "
-        f"{_num(card.get('costs'), 2)}{carry}; loss at stop {_num(card.get('loss_at_stop'), 2)}",
+        # Both after every cost: "expected" would read as a forecast, but it is the all-targets case.
+        f"net if all targets hit {_num(card.get('expected_net_profit'), 2)} {currency}; "
+        f"net loss at stop {_num(card.get('loss_at_stop'), 2)} {currency} (costs {_num(card.get('costs'), 2)}{carry})",
     ]
     reasons = card.get("reasons") or []
     if reasons:

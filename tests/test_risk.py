@@ -231,14 +231,14 @@ def test_min_expected_net_profit_after_costs() -> None:
     blocked_by(
         judge(proposal(100, "1812"), context()),
         "min_expected_net_profit",
-        "expected net profit 653.58 CNY after costs 546.42, minimum 900.00 (0.50% of value)",
+        "net if all targets hit 653.58 CNY after costs 546.42, minimum 900.00 (0.50% of value)",
     )
     # TP 1803: fill 1801.197 -> 1801.19; sell 180119.00 -> 45.02975 -> 45.03 + 90.0595 -> 90.06 +
     # 1.80119 -> 1.80 = 136.89; slippage 181.00; the 300 of gross does not cover the costs:
     # 300 - 226.85 - 136.89 - 181.00 = -244.74, blocked even by high (0.2% of value = 360.00)
     loss = judge(proposal(100, "1803"), context(), "high")
     assert not outcome(loss, "min_expected_net_profit").passed
-    assert outcome(loss, "min_expected_net_profit").detail.startswith("expected net profit -244.74 CNY")
+    assert outcome(loss, "min_expected_net_profit").detail.startswith("net if all targets hit -244.74 CNY")
 
 
 def test_a_trade_losing_money_after_costs_is_blocked_even_with_no_minimum() -> None:
@@ -259,7 +259,7 @@ def test_a_trade_earning_exactly_nothing_after_costs_is_blocked_even_with_no_min
     blocked_by(
         verdict,
         "min_expected_net_profit",
-        "expected net profit 0.00 USD after costs 0.10, minimum 0.00 (0.00% of value)",
+        "net if all targets hit 0.00 USD after costs 0.10, minimum 0.00 (0.00% of value)",
     )
 
 
@@ -276,7 +276,7 @@ def test_money_rules_pass_exactly_at_their_boundaries() -> None:
     passes(
         us("100.50"),
         "min_expected_net_profit",
-        "expected net profit 5.00 USD after costs 0.00, minimum 5.00 (0.50% of value)",
+        "net if all targets hit 5.00 USD after costs 0.00, minimum 5.00 (0.50% of value)",
     )
     assert not outcome(us("100.49"), "min_expected_net_profit").passed
     # medium: reward/risk 1.5; TP 107.50 earns 75.00 = 1.5 x 50.00, TP 107.49 74.90 (1.498)

@@ -251,7 +251,7 @@ def check(
             rule(
                 "min_expected_net_profit",
                 proposal.expected_net_profit > 0 and proposal.expected_net_profit >= floor,
-                f"expected net profit {proposal.expected_net_profit:.2f} {proposal.currency} after costs "
+                f"net if all targets hit {proposal.expected_net_profit:.2f} {proposal.currency} after costs "
                 f"{proposal.fees_round_trip:.2f}, minimum {floor:.2f} ({risk.min_net_profit_pct:.2%} of value)",
             )
             rule(
