@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -82,10 +83,12 @@ def build_card(
     opens_at: str | None = None,
     max_drift_bps: Decimal = Decimal(50),
     settles_next_day: bool = False,
+    zone: str = "UTC",
 ) -> dict[str, Any]:
     """The card's data (every transport renders it its own way). ``opens_at``: the market is closed
     and opens then; the entry fills at that open, only within ``max_drift_bps`` of the card's entry.
-    ``settles_next_day``: T+1, so the loss at the stop can be larger than the card's figure."""
+    ``settles_next_day``: T+1, so the loss at the stop can be larger than the card's figure.
+    ``zone``: the exchange's IANA time zone, in which the card shows its times (UTC beside them)."""
     signal = proposal.signal
     notes = list(signal.risk_notes) + list(proposal.notes)
     if settles_next_day:
@@ -93,8 +96,9 @@ def build_card(
     if signal.action is Action.SHORT:
         notes.insert(0, "SHORT: sells to open; the stop above buys it back, the targets below take the profit")
     if opens_at is not None:
+        opens = calendars.local_text(datetime.fromisoformat(opens_at), zone)
         notes.insert(
-            0, f"market closed: fills at the next open ({opens_at}), only within {max_drift_bps} bps of the entry"
+            0, f"market closed: fills at the next open ({opens}), only within {max_drift_bps} bps of the entry"
         )
     return {
         "signal_id": state["signal_id"],
@@ -123,6 +127,7 @@ def build_card(
         "risk_decision": verdict.decision,
         "policy": signal.policy,
         "expires_at": expires_at,
+        "exchange_tz": zone,  # IANA zone the card's times are shown in (the exchange's)
     }
 
 
@@ -241,6 +246,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             opens_at=opens_at.isoformat() if opens_at else None,
             max_drift_bps=config.max_drift_bps,
             settles_next_day=instrument.settlement_days > 0 and signal.action is Action.BUY,
+            zone=calendars.zone_name(instrument.calendar),
         )
         return {
             "proposal": proposal.model_dump(mode="json"),

@@ -396,6 +396,14 @@ def demo(
         str, typer.Option(help="ask: y/n per signal on a terminal; all: approve everything; none: decide later.")
     ] = "ask",
     days: Annotated[int, typer.Option(help="Days of 2021 to replay (from 2021-07-06).", min=1, max=60)] = 7,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Carry on from where the last demo on this data dir stopped, for --days more, keeping "
+            "its signals and positions (approvals made in `tradeops chat` meanwhile fill; the rest expire).",
+        ),
+    ] = False,
     policy: Annotated[
         str, typer.Option(help="rules: the deterministic rule policy (offline); llm: the configured LLM endpoint.")
     ] = "rules",
@@ -421,7 +429,7 @@ def demo(
     # With --json, stdout is the summary alone; a fallback the user did not ask for goes to stderr.
     warn = (lambda line: typer.echo(line, err=True)) if as_json else None
     try:
-        summary = asyncio.run(run_demo(settings, approve=mode, days=days, echo=echo, warn=warn))
+        summary = asyncio.run(run_demo(settings, approve=mode, days=days, echo=echo, warn=warn, resume=resume))
     except DemoError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

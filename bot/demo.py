@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 from sqlmodel import Session, SQLModel, select
 
 from agent.deps import AutoApprove
@@ -41,8 +42,12 @@ from storage.tables import Approval, AuditEntry, FillRow, KeyValue, LLMCacheEntr
 from storage.users import Role
 from storage.watchlists import WatchlistSpec
 
+if TYPE_CHECKING:
+    from venues.clock import SimulatedClock
+
 ApproveMode = Literal["ask", "all", "none"]
 DEMO_KEY = "demo"
+MAX_DAYS = 60  # the shipped replay data covers 2021-07-06 plus about two months
 
 
 class DemoError(Exception):
@@ -59,6 +64,7 @@ class DemoRun:
     charts: list[str] = field(default_factory=list)
     stop_after_scan: bool = False
     prompt: ConsolePrompt | None = None  # the y/n questions of --approve ask
+    resume: bool = False  # --continue
 
 
 def prepare_database(settings: Settings) -> list[LLMCacheEntry]:
@@ -114,6 +120,29 @@ def prepare_database(settings: Settings) -> list[LLMCacheEntry]:
         engine.dispose()
 
 
+def continued_clock(settings: Settings) -> SimulatedClock:
+    """The simulated clock where the last demo on this data dir stopped; DemoError when the
+    database holds no demo (nothing to continue)."""
+    from bot.services import stored_clock
+    from storage.signals import SignalStore
+
+    url = settings.resolved_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        # Opening it would create an empty database: nothing is made for a refusal.
+        raise DemoError(f"no demo to continue in {redact_url(url)}: run `tradeops demo` first")
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        store = SignalStore(engine)
+        clock = stored_clock(store) if KeyValue.__tablename__ in tables else None
+        if clock is None or store.get_value(DEMO_KEY) is None:
+            raise DemoError(f"no demo to continue in {redact_url(url)}: run `tradeops demo` first")
+        return clock
+    finally:
+        engine.dispose()
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -123,29 +152,46 @@ async def run_demo(
     interactive: bool | None = None,
     warn: Callable[[str], None] | None = None,
     prompt: ConsolePrompt | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run the demo and return its summary. ``echo`` tells the story; ``warn`` (default ``echo``)
-    gets what the user must hear even when the story is silenced, as `--json` does."""
-    if days < 1 or days > 60:
-        raise DemoError(f"--days must be between 1 and 60, got {days}")
+    gets what the user must hear even when the story is silenced, as `--json` does.
+
+    ``resume`` (`--continue`): carry on from where the last demo on this data dir stopped, for
+    ``days`` more, keeping its signals, orders and positions (what was approved in `tradeops chat`
+    meanwhile fills, what nobody answered expires). Raises DemoError when there is no demo to
+    continue, or when the shipped data would run out (``MAX_DAYS`` after 2021-07-06)."""
+    if days < 1 or days > MAX_DAYS:
+        raise DemoError(f"--days must be between 1 and {MAX_DAYS}, got {days}")
     started = time.perf_counter()
     interactive = sys.stdin.isatty() if interactive is None else interactive
     asked = approve == "ask"
     if asked and not interactive:
         (warn or echo)("not on a terminal: approving every signal automatically (use --approve none to decide later)")
         approve = "all"
-    cached = await asyncio.to_thread(prepare_database, settings)
     from venues.clock import SimulatedClock
 
-    clock = SimulatedClock(REPLAY_START)
-    end = REPLAY_START + timedelta(days=days)
-    run = DemoRun(approve=approve, asked=asked, echo=echo)
+    if resume:
+        cached: list[LLMCacheEntry] = []
+        clock = await asyncio.to_thread(continued_clock, settings)
+        if clock.now() + timedelta(days=days) > REPLAY_START + timedelta(days=MAX_DAYS):
+            left = (REPLAY_START + timedelta(days=MAX_DAYS) - clock.now()).days
+            raise DemoError(
+                f"the shipped data ends {MAX_DAYS} days after {REPLAY_START:%Y-%m-%d}: "
+                + (f"--continue --days {left} at most" if left >= 1 else "run `tradeops demo` to start again")
+            )
+    else:
+        cached = await asyncio.to_thread(prepare_database, settings)
+        clock = SimulatedClock(REPLAY_START)
+    start = clock.now()
+    end = start + timedelta(days=days)
+    run = DemoRun(approve=approve, asked=asked, echo=echo, resume=resume)
     if approve == "ask":
         run.prompt = prompt or ConsolePrompt()
     auto = AutoApprove(mode="all") if approve == "all" else AutoApprove(mode="none")
     # The shipped replay data only: a bars lake in the data dir must not change the demo's summary.
     async with open_services(settings, clock=clock, auto_approve=auto, with_lake=False) as services:
-        services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days}, at=clock.now())
+        services.signals.set_value(DEMO_KEY, {"approve": approve, "days": days, "from": start.isoformat()}, at=start)
         cache = LLMCache(services.engine)
         for entry in cached:
             cache.put(
@@ -160,8 +206,15 @@ async def run_demo(
         jobs = watchlist_jobs(
             services.scanner, watchlists, services.venue_calendar, _on_scan(services, run), trigger="demo"
         )
-        driver = FastForwardDriver(clock, jobs)
-        echo(f"demo: {days} days from {REPLAY_START:%Y-%m-%d} on {len(watchlists)} watchlists, approvals: {approve}")
+        # Fires from the clock's now: a continued run does not replay the scans of the last one.
+        driver = FastForwardDriver(clock, jobs, since=start)
+        echo(
+            f"demo{' continued' if resume else ''}: {days} days from {start:%Y-%m-%d %H:%M} UTC on "
+            f"{len(watchlists)} watchlists, approvals: {approve}"
+        )
+        if resume:
+            # What was approved in chat meanwhile fills now, what nobody answered expires.
+            await services.runner.expire_due()
         while (upcoming := driver.next_fire()) is not None and upcoming[1] <= end:
             record = await driver.step()
             if record is not None and record.error:
@@ -214,7 +267,9 @@ def _on_scan(services: Services, run: DemoRun) -> OnScan:
                 decision = "approved" if yes else "rejected"
                 result = await services.runner.decide(walk.signal_id, decision, actor=CONSOLE_USER.actor)
                 run.echo(f"  -> {result.status} {result.reason}".rstrip())
-        if run.approve == "none" and report.pending and any(w.created for w in report.pending):
+        # A fresh run stops here so the cards wait for `tradeops chat`; a continued one runs its days
+        # and lets what nobody answers expire.
+        if run.approve == "none" and not run.resume and report.pending and any(w.created for w in report.pending):
             run.stop_after_scan = True
 
     return on_scan

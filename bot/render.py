@@ -12,6 +12,7 @@ from typing import Any
 
 from storage.signals import SignalStore
 from tools.charts import equity_curve_chart, signal_chart
+from venues import calendars
 from venues.base import Venue
 
 ZONES = {"XSHG": "Asia/Shanghai", "XNYS": "America/New_York"}
@@ -60,7 +61,8 @@ def card_text(card: dict[str, Any]) -> str:
     decision = card.get("risk_decision", "")
     lines.append(f"risk: {decision}" + (": " + "; ".join(failed) if failed else " (all checks passed)"))
     if card.get("expires_at"):
-        lines.append(f"expires {card['expires_at']} (then rejected)")
+        expires = calendars.local_text(datetime.fromisoformat(card["expires_at"]), card.get("exchange_tz", "UTC"))
+        lines.append(f"expires {expires} (then rejected)")
     return "\n".join(lines)
 
 

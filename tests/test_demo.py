@@ -313,8 +313,36 @@ def test_approve_none_leaves_signals_for_chat_in_a_new_process(tmp_path: Path) -
         with Session(engine) as session:
             row = session.get(SignalRow, signal_id)
             assert row is not None and row.status == "executed"
+        others = pending - {signal_id}
+
+        # The README walk's end: the clock moves on, the approved entry fills and opens a position,
+        # what nobody answered expires.
+        more = CliRunner().invoke(
+            app, ["demo", "--continue", "--approve", "none", "--days", "1", "--json", "--data-dir", str(data_dir)]
+        )
+        assert more.exit_code == 0, more.output
+        summary = json.loads(more.stdout)
+        assert summary["clock_end"] > "2021-07-07"
+        (entry,) = entry_orders(engine, signal_id)
+        assert entry.status == "filled" and entry.filled_at is not None
+        with Session(engine) as session:
+            rows = {s.id: s.status for s in session.exec(select(SignalRow)).all()}
+        assert all(rows[other] == "expired" for other in others)
+        assert summary["expired"] >= 1
+        assert summary["fills"] >= 1
+        trades = chat(data_dir, "/positions")
+        assert trades.returncode == 0 and row.symbol in trades.stdout + "".join(
+            str(p["symbol"]) for p in summary["open_positions"]
+        )
     finally:
         engine.dispose()
+
+
+def test_continue_without_a_demo_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--continue", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "no demo to continue" in result.output and "run `tradeops demo` first" in result.output
+    assert not (tmp_path / "none" / "tradeops.db").exists()
 
 
 def test_every_demo_fill_is_where_the_rules_put_it(full_run: tuple[dict[str, Any], str, Path]) -> None:

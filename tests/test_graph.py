@@ -420,7 +420,7 @@ async def test_a_signal_made_while_the_market_is_closed_says_so_and_fills_at_the
         assert walk.status == SignalStatus.PENDING.value and card is not None
         assert card["fills_at"] == "next open 2021-07-08T13:30:00+00:00"
         assert card["risk_notes"][0] == (
-            "market closed: fills at the next open (2021-07-08T13:30:00+00:00), only within 50 bps of the entry"
+            "market closed: fills at the next open (2021-07-08 09:30 EDT (13:30 UTC)), only within 50 bps of the entry"
         )
         result = await app.runner.decide("spy0600", "approved", actor="telegram:1")
         assert result.status == "executed"  # placed; the drift is judged at the open

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -87,6 +88,24 @@ def known_until(calendar: str) -> tuple[date, str]:
 def assumed_weekdays(calendar: str) -> list[date]:
     """The days asked about so far that had to be taken as weekday sessions (no calendar knows them)."""
     return sorted(_ASSUMED.get(calendar, ()))
+
+
+def zone_name(calendar: str) -> str:
+    """The IANA time zone of a market calendar ("Asia/Shanghai" for XSHG); "UTC" for 24/7 markets.
+    Raises ValueError for an unknown calendar."""
+    if calendar == "24/7":
+        return "UTC"
+    return str(get_calendar(calendar).tz)
+
+
+def local_text(moment: datetime, zone: str) -> str:
+    """``moment`` as a trader reads it: exchange-local time with its zone, and UTC beside it where
+    the zone is not UTC: "2021-07-06 10:15 EDT (14:15 UTC)"."""
+    utc = ensure_utc(moment)
+    if zone in ("UTC", "Etc/UTC"):
+        return f"{utc:%Y-%m-%d %H:%M} UTC"
+    local = utc.astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc:%H:%M} UTC)"
 
 
 @cache
