@@ -217,7 +217,9 @@ async def test_bars_reaching_back_fetch_only_the_older_ones(venue: AlpacaVenue, 
 
 async def test_multi_symbol_bars_page_until_done(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
     start = datetime(2021, 7, 1, 13, 0, tzinfo=UTC)
-    got = await venue.bars_many(["AMZN", "SPY"], "1h", start=start)
+    batch = await venue.bars_many(["AMZN", "SPY"], "1h", start=start)
+    assert not batch.errors
+    got = batch.bars
     for symbol in ("AMZN", "SPY"):
         expected = fake.frame(symbol, "1Hour")
         expected = expected[
