@@ -9,8 +9,12 @@ The screen never calls a policy. Its cost grows with the shortlist, not with the
    without a change ranks last), and the first ``shortlist`` are kept. Quotes only rank: every
    rule below reads bars cut at ``now`` (a live quote may carry a tick time a hair after ``now``);
 3. **bars only for the shortlist**: the base timeframe first, and the confirm timeframes only for
-   the symbols that pass the base trend rule. So a screen makes at most
-   ``shortlist * (1 + len(confirm))`` ``bars`` calls, whatever the size of the universe.
+   the symbols that pass the base trend rule, each timeframe as one batch
+   (``venues.base.bars_many``): a venue with multi-symbol bars (Alpaca) serves a batch with one
+   paged request series, any other is asked symbol by symbol, ``concurrency`` at a time. So a
+   screen makes at most ``1 + len(confirm)`` batches (one more per distinct coarser native
+   timeframe), i.e. at most ``shortlist * (1 + len(confirm))`` ``bars`` calls, whatever the size
+   of the universe.
 
 Bars per timeframe
     Each timeframe (base and each confirm one) is fetched from the venue with its own ``lookback``
@@ -63,9 +67,10 @@ Unknown symbols
     venue raises it from ``snapshot``, i.e. before any bars are fetched. A live venue instead leaves
     a symbol it does not list out of its batched snapshot, so one bad symbol cannot fail the batch:
     such a symbol is skipped with the venue's ``UnknownSymbolError`` message and the others are
-    screened. Other ``VenueError`` s
-    from ``bars`` (a timeframe the venue cannot serve) are per symbol: on the base timeframe the
-    symbol lands in ``skipped`` with the message, on a confirm timeframe that check is dropped.
+    screened. Other ``VenueError`` s of a symbol's bars (a timeframe the venue cannot serve, the
+    venue not answering) are per symbol, reported by the batch rather than raised: on the base
+    timeframe the symbol lands in ``skipped`` with the message, on a confirm timeframe that check
+    is dropped; one failing symbol never stops the screen of the others.
     A symbol the snapshot has no quote for is skipped too, with the venue's reason when the venue
     keeps one (a ``quote_problems`` mapping: a live venue whose exchange stopped quoting it).
 """

@@ -2,8 +2,10 @@
 bot/venues.py attaches (AlpacaBroker: Alpaca's paper API).
 
 Requests per scan: the asset list once a day (instruments), one snapshots call for the whole
-universe (quotes cached ``quote_ttl`` seconds), and bars only for what the bars cache lacks: a
-second scan inside the same bar sends no bar request at all.
+universe (quotes cached ``quote_ttl`` seconds), and bars only for what the bars cache lacks, for
+the whole shortlist at once (``bars_many``: Alpaca's multi-symbol bars, so a timeframe costs one
+paged request series, or two on a cold cache when some symbol's history is shorter than asked):
+a second scan inside the same bar sends no bar request at all.
 """
 
 from __future__ import annotations
@@ -230,8 +232,9 @@ class AlpacaVenue(BrokeredVenue):
                 rows = got.get(symbol)
                 complete = rows is None or len(rows) < want  # fewer than asked: Alpaca has no older bars
                 self._store(key, rows, since=None if complete or rows is None else rows.index[0].to_pydatetime())
-            return
-        if not self._bars.up_to_date(key, now, tf.delta):
+            # The newest bars are held now; with an ``end`` in the past, older ones may still be needed.
+            held = self._held[key]
+        elif not self._bars.up_to_date(key, now, tf.delta):
             after = self._bars.next_open(key, tf.delta)
             got = await self._fetch([symbol], tf, start=after, end=now)
             self._store(key, got.get(symbol), since=held.since)
@@ -285,7 +288,8 @@ class AlpacaVenue(BrokeredVenue):
         # Option contracts (and unknown symbols) are not stock bars: one by one below.
         stocks = [s for s in wanted if s in listed]
         start = ensure_utc(start) if start is not None else None
-        batch.errors.update(await self._prefetch(stocks, tf, start, limit))
+        end = ensure_utc(end) if end is not None else None
+        batch.errors.update(await self._prefetch(stocks, tf, start, end, limit))
 
         async def one(symbol: str) -> None:
             try:
@@ -300,7 +304,7 @@ class AlpacaVenue(BrokeredVenue):
         )
 
     async def _prefetch(
-        self, symbols: list[str], tf: Timeframe, start: datetime | None, limit: int | None
+        self, symbols: list[str], tf: Timeframe, start: datetime | None, end: datetime | None, limit: int | None
     ) -> dict[str, VenueError]:
         """Fill the bars cache of ``symbols`` with a few multi-symbol request series, so that the
         per-symbol ``bars`` calls that follow find what they need (or, for a symbol short of
@@ -310,9 +314,10 @@ class AlpacaVenue(BrokeredVenue):
         - Holding bars: the ones after the newest held, one series per distinct next bar (usually
           one for the whole batch).
         - Cold: every bar since ``start`` or, without one, since :func:`window_start` sized for
-          ``limit`` + 1 bars; a symbol with fewer than that gets one more window of that size back,
-          and one with no bar at all in it is taken to have no older bars (listed since, or halted
-          for longer than the whole lookback, whose older bars say nothing of today's market).
+          ``limit`` + 1 bars up to ``end``; a symbol with fewer than that gets one more window of
+          that size back, and one with no bar at all in it is taken to have no older bars (listed
+          since, or halted for longer than the whole lookback: its older bars would say nothing
+          of today's market).
 
         Returns the symbols whose batch failed in a way per-symbol requests would only repeat
         (Alpaca unavailable, a paging gap, a refused key). A batch Alpaca refuses with a 4xx is
@@ -342,7 +347,7 @@ class AlpacaVenue(BrokeredVenue):
                     key = (symbol, tf.name)
                     self._store(key, newer.get(symbol), since=self._held[key].since)
             if cold:
-                await self._prefetch_cold(cold, tf, start, limit, now, failed)
+                await self._prefetch_cold(cold, tf, start, end, limit, now, failed)
         return failed
 
     async def _prefetch_cold(
@@ -350,18 +355,20 @@ class AlpacaVenue(BrokeredVenue):
         cold: list[str],
         tf: Timeframe,
         start: datetime | None,
+        end: datetime | None,
         limit: int | None,
         now: datetime,
         failed: dict[str, VenueError],
     ) -> None:
         want = (limit or DEFAULT_BARS) + 1  # one more: the bar still forming may be among them
-        first = start if start is not None else window_start(tf, now, want)
+        first = start if start is not None else window_start(tf, min(end or now, now), want)
         got = await self._fetch_batch(cold, tf, first, now, failed)
         if got is None:
             return
         since: dict[str, datetime | None] = dict.fromkeys(cold, first)
         older: dict[str, pd.DataFrame] = {}
-        short = [s for s in cold if len(got.get(s, ())) < want] if start is None else []
+        cut = pd.Timestamp(min(end or now, now))
+        short = [s for s in cold if s not in got or int((got[s].index <= cut).sum()) < want] if start is None else []
         if short:
             before = first - timedelta(microseconds=1)
             earlier = window_start(tf, before, want)
