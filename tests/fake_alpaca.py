@@ -8,7 +8,8 @@ form, snapshots per symbol, orders and positions of a session, the market clock 
 calendar. Faults on demand: an HTTP status (429 with Retry-After, 5xx, 401 ...) for the next n
 requests of a route, optionally after doing the work (an order placed, then 429); a slow answer
 (for timeouts); a paging gap; bad keys (any key but the fake's gets a 401); an unknown symbol in a
-batch gets a 400 for the whole batch, as Alpaca answers an invalid symbol.
+batch gets a 400 for the whole batch, as Alpaca answers an invalid symbol, and a listed symbol
+whose bars are refused (``refused_bars``) a 422 for the whole batch.
 
 It runs an aiohttp server on 127.0.0.1 in its own thread (alpaca-py is synchronous and is called
 from worker threads, and the CLI runs its own event loop), stopped by its handle.
@@ -77,6 +78,7 @@ class FakeAlpaca:
     bars: dict[str, pd.DataFrame] = field(default_factory=shipped_bars)
     page_size: int = 10_000  # at most this many bars a page, whatever the limit asked
     extra_assets: tuple[str, ...] = ()  # listed symbols with no bars
+    refused_bars: frozenset[str] = frozenset()  # listed, but a bars request naming one gets a 422
     hits: Counter[str] = field(default_factory=Counter)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (method, path, query)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # by client_order_id
@@ -310,6 +312,8 @@ class FakeAlpaca:
         symbols = [s for s in q.get("symbols", "").split(",") if s]
         if (refused := self._unknown(symbols)) is not None:
             return refused
+        if bad := sorted(self.refused_bars.intersection(symbols)):  # the whole batch fails, as for an invalid one
+            return web.json_response({"code": 42210000, "message": f"no bars served for {bad[0]}"}, status=422)
         timeframe = q["timeframe"]
         if timeframe not in _TF and timeframe != "1Day":
             return web.json_response({"code": 42210000, "message": f"invalid timeframe {timeframe}"}, status=422)
@@ -322,10 +326,11 @@ class FakeAlpaca:
             if "end" in q:
                 frame = frame[frame.index <= pd.Timestamp(q["end"])]
             rows = frame.iloc[::-1] if desc else frame
-            for ts, row in rows.iterrows():
-                bar = {"t": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "o": row["open"], "h": row["high"], "l": row["low"]}
-                bar.update(c=row["close"], v=int(row["volume"]), n=1, vw=row["close"])
-                items.append((symbol, ts, bar))
+            # Column arrays rather than iterrows: a batch page holds thousands of bars.
+            columns = (rows[c].to_numpy().tolist() for c in ("open", "high", "low", "close", "volume"))
+            stamps = rows.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+            for ts, t, o, h, low, c, v in zip(rows.index, stamps, *columns, strict=True):
+                items.append((symbol, ts, {"t": t, "o": o, "h": h, "l": low, "c": c, "v": int(v), "n": 1, "vw": c}))
         start = 0
         if "page_token" in q:
             position = page_token_position(q["page_token"])

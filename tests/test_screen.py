@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from benchmarks.universe import build_universe
 from tools.screen import MIN_BASE_BARS, ScreenConfig, ScreenResult, screen
-from venues.base import MarketData
+from venues.base import BatchMarketData, MarketData, bars_many
 from venues.clock import SimulatedClock
-from venues.errors import UnknownSymbolError, UnknownTimeframeError
+from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueUnavailable
 from venues.models import Instrument, Quote
 from venues.replay import DATA_DIR, ReplayVenue
 
@@ -369,3 +369,40 @@ async def test_a_confirm_timeframe_the_venue_cannot_serve_is_dropped_with_its_me
     (c,) = result.candidates
     assert c.reasons[-1] == "4h confirmation dropped: this venue has no 4h candles; valid timeframes: 1h, 1d"
     assert c.score == pytest.approx(1 - 0.25 / 3, abs=1e-4)
+
+
+# --- batches: the default loop for venues without multi-symbol bars ---------------------------
+
+
+async def test_bars_many_loops_over_bars_for_a_venue_without_a_batch_method() -> None:
+    now = utc(2021, 7, 28)
+    market = Counting(ReplayVenue("crypto", SimulatedClock(now)))
+    assert not isinstance(market, BatchMarketData)
+    batch = await bars_many(market, ["BTC/USD", "NOPE", "BTC/USD", "ETH/USDT"], "1h", end=now, limit=50)
+    assert list(batch.bars) == ["BTC/USD", "ETH/USDT"] and list(batch.errors) == ["NOPE"]
+    assert isinstance(batch.errors["NOPE"], UnknownSymbolError)
+    assert market.bars_calls == Counter({("BTC/USD", "1h"): 1, ("NOPE", "1h"): 1, ("ETH/USDT", "1h"): 1})
+    assert batch.bars["ETH/USDT"].equals(await market.inner.bars("ETH/USDT", "1h", end=now, limit=50))
+
+    class Broken(Counting):
+        async def bars(self, symbol: str, timeframe: str, **kwargs: Any) -> pd.DataFrame:
+            raise RuntimeError("a bug, not a symbol's failure")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        await bars_many(Broken(market.inner), ["BTC/USD", "ETH/USDT"], "1h", end=now, limit=50)
+
+
+async def test_one_failing_symbol_never_stops_the_scan() -> None:
+    class Flaky(Counting):
+        async def bars(self, symbol: str, timeframe: str, **kwargs: Any) -> pd.DataFrame:
+            if symbol == "ETH/USDT":
+                raise VenueUnavailable("replay-crypto", f"{timeframe} bars of {symbol}", "HTTP 503, three times")
+            return await super().bars(symbol, timeframe, **kwargs)
+
+    now = utc(2021, 7, 28)
+    healthy = await run("crypto", CRYPTO, now)
+    result = await screen(Flaky(ReplayVenue("crypto", SimulatedClock(now))), CRYPTO, ScreenConfig(), now=now)
+    assert result.skipped == {
+        "ETH/USDT": "no 1h bars: replay-crypto did not answer 1h bars of ETH/USDT: HTTP 503, three times"
+    }
+    assert result.candidates == tuple(c for c in healthy.candidates if c.symbol != "ETH/USDT")

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from bot.trading_days import assumption_warning, load_trading_days
 from storage.trading_days import TradingDayStore
+from tests.sina_calendar import SINA_CALENDAR_URL, sina_calendar_file
 from tests.support import bars_frame
 from venues import calendars
 from venues.adapters.akshare import AkshareConfig, AkshareVenue
@@ -26,7 +27,7 @@ HORIZON = date(2026, 12, 31)
 # The first trading days of 2027 as an exchange calendar would publish them: New Year's Day on
 # Friday the 1st, and (for the test) Thursday the 7th closed too.
 JANUARY = [date(2027, 1, 4), date(2027, 1, 5), date(2027, 1, 6), date(2027, 1, 8)]
-SINA_CALENDAR = "https://finance.sina.com.cn/realstock/company/klc_td_sh.txt"
+SINA_CALENDAR = SINA_CALENDAR_URL
 
 
 @pytest.fixture(autouse=True)
@@ -139,6 +140,82 @@ async def test_a_failed_fetch_falls_back_to_weekdays_with_a_warning(
     # Asked about January, the calendar answers with weekdays and says it assumed them.
     assert calendars.session("XSHG", date(2027, 1, 1)) is not None  # a holiday, traded on: hence the warning
     assert calendars.assumed_weekdays("XSHG") == [date(2027, 1, 1)]
+    assert "every weekday is taken as a session" in assumption_warning()
+
+
+def sina_days() -> list[date]:
+    """The list Sina's file holds in these tests: exchange-calendars' XSHG sessions of 2026 (a
+    known list), then January 2027 as above (New Year's Day and Thursday the 7th closed)."""
+    return [s.day for s in calendars.sessions_between("XSHG", date(2026, 1, 1), HORIZON)] + JANUARY
+
+
+async def test_akshare_trade_calendar_takes_over_past_the_horizon_and_is_kept_in_the_database(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The whole path runs: the venue calls akshare's tool_trade_date_hist_sina, which fetches Sina's
+    # file (served here by `responses`, encoded by tests/sina_calendar.py) and decodes it with
+    # Sina's own JavaScript, as it does live.
+    now = datetime(2026, 11, 30, 9, tzinfo=UTC)  # 31 days before the horizon: the fetch is due
+    venue = AkshareVenue(AkshareConfig(rate_per_second=1000), SimulatedClock(now))
+    days = sina_days()
+    # Before: past the horizon every weekday is taken as a session, holidays included.
+    assert calendars.session("XSHG", date(2027, 1, 7)) is not None
+    assert calendars.assumed_weekdays("XSHG") == [date(2027, 1, 7)]
+
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, SINA_CALENDAR, body=sina_calendar_file(days))
+        line = await load_trading_days(engine, {"akshare": venue}, now)
+        assert len(mock.calls) == 1
+        expected = "XSHG: sessions to 2027-01-08 (4 days past 2026-12-31 from akshare trade calendar)"
+        assert line == expected
+        # Listed days are sessions; weekdays the list leaves out are holidays; nothing is assumed.
+        assert [s.day for s in calendars.sessions_between("XSHG", date(2026, 12, 30), date(2027, 1, 8))] == [
+            date(2026, 12, 30),
+            HORIZON,
+            *JANUARY,
+        ]
+        assert calendars.session("XSHG", date(2027, 1, 1)) is None  # New Year's Day, a Friday
+        assert calendars.session("XSHG", date(2027, 1, 7)) is None
+        assert calendars.session("XSHG", date(2027, 1, 8)) is not None
+        assert calendars.next_session_day("XSHG", date(2027, 1, 6)) == date(2027, 1, 8)
+        assert calendars.assumed_weekdays("XSHG") == []
+        # Stored: every day of the answer (akshare adds 1992-05-04, a trading day Sina's file lacks).
+        store = TradingDayStore(engine)
+        assert store.days("XSHG") == [date(1992, 5, 4), *days]
+        found = store.source("XSHG")
+        assert found is not None and found[0] == "akshare trade calendar"
+
+        # The next start, a day later: the stored days are registered and Sina is not asked again.
+        calendars.unregister_sessions("XSHG")
+        assert await load_trading_days(engine, {"akshare": venue}, now + timedelta(days=1)) == expected
+        assert len(mock.calls) == 1
+        assert calendars.session("XSHG", date(2027, 1, 7)) is None
+
+    # A week on the refresh is due; Sina fails: the stored days stay in force, with a warning logged.
+    with responses.RequestsMock() as mock, caplog.at_level(logging.WARNING):
+        mock.add(responses.GET, SINA_CALENDAR, status=503)
+        assert await load_trading_days(engine, {"akshare": venue}, now + timedelta(days=8)) == expected
+        assert len(mock.calls) == 1
+    assert "could not load XSHG trading days from akshare" in caplog.text
+    assert calendars.session("XSHG", date(2027, 1, 7)) is None and calendars.assumed_weekdays("XSHG") == []
+    assert TradingDayStore(engine).days("XSHG") == [date(1992, 5, 4), *days]
+
+
+async def test_a_garbled_calendar_keeps_the_weekday_fallback(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    now = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    venue = AkshareVenue(AkshareConfig(rate_per_second=1000), SimulatedClock(now))
+    valid = sina_calendar_file(sina_days())
+    with responses.RequestsMock() as mock, caplog.at_level(logging.WARNING):
+        mock.add(responses.GET, SINA_CALENDAR, body=valid.replace('="', '="!!'))  # not Sina's alphabet
+        line = await load_trading_days(engine, {"akshare": venue}, now)
+        assert len(mock.calls) == 1  # a decoding failure is not retried
+    assert line == "XSHG: sessions to 2026-12-31 (exchange-calendars); weekdays assumed after it"
+    assert "could not load XSHG trading days from akshare: akshare: the trade calendar could not be read" in (
+        caplog.text
+    )
+    assert TradingDayStore(engine).days("XSHG") == []
+    assert calendars.session("XSHG", date(2027, 1, 7)) is not None  # a weekday, assumed
+    assert calendars.assumed_weekdays("XSHG") == [date(2027, 1, 7)]
     assert "every weekday is taken as a session" in assumption_warning()
 
 

@@ -140,6 +140,21 @@ def test_futures_fees_scale_by_the_contract() -> None:
     assert fee_breakdown(gold, Side.SELL, Decimal(3), Decimal("400.00"), on=day).total == Decimal("30.00")
 
 
+def test_shfe_figures_are_the_sourced_ones() -> None:
+    # Each figure is cited in venues/adapters/akshare/instruments.py; change it there with its source.
+    from venues.adapters.akshare.instruments import FUTURES
+
+    table = {
+        p: (s.multiplier, s.tick, s.margin_rate, s.price_limit_pct, s.fees.rate, s.fees.per_lot)
+        for p, s in FUTURES.items()
+    }
+    assert table == {
+        "cu": (5, 10, Decimal("0.10"), Decimal("0.08"), Decimal("0.00005"), 0),
+        "au": (1000, Decimal("0.02"), Decimal("0.17"), Decimal("0.15"), 0, 10),
+        "ag": (15, 1, Decimal("0.17"), Decimal("0.15"), Decimal("0.00005"), 0),
+    }
+
+
 # --- quotes ---
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -24,12 +26,18 @@ from bot.venues import uses_live_data
 from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from storage.watchlists import WatchlistSpec
-from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
+from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded, shipped_bars
 from tools.options import VerticalSpread, spread_card_lines
+from tools.screen import ScreenConfig, screen
 from venues.adapters.alpaca.broker import AlpacaBroker, order_from_alpaca, order_status
 from venues.adapters.alpaca.client import AlpacaApi
 from venues.adapters.alpaca.config import AlpacaConfig, AlpacaConfigError
-from venues.adapters.alpaca.parse import FRACTIONAL_STEP, instrument_from_asset, quote_from_snapshot
+from venues.adapters.alpaca.parse import (
+    FRACTIONAL_STEP,
+    instrument_from_asset,
+    page_token_position,
+    quote_from_snapshot,
+)
 from venues.adapters.alpaca.venue import AlpacaVenue, PagingGapError
 from venues.adapters.resilience import RetryPolicy
 from venues.clock import SimulatedClock
@@ -215,9 +223,20 @@ async def test_bars_reaching_back_fetch_only_the_older_ones(venue: AlpacaVenue, 
     assert last["sort"] == "desc" and pd.Timestamp(last["end"]) < first.index[0]
 
 
+async def test_cold_bars_with_an_end_in_the_past_still_get_the_limit(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    end = datetime(2021, 7, 2, 15, 0, tzinfo=UTC)  # two sessions before the clock's now
+    bars = await venue.bars("AMZN", "1h", end=end, limit=40)
+    assert len(bars) == 40 and bars.index[-1] == pd.Timestamp(end)
+    assert bars[["open", "close"]].equals(
+        final(fake, "AMZN", "1Hour", end + timedelta(hours=1), last=40)[["open", "close"]]
+    )
+
+
 async def test_multi_symbol_bars_page_until_done(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
     start = datetime(2021, 7, 1, 13, 0, tzinfo=UTC)
-    got = await venue.bars_many(["AMZN", "SPY"], "1h", start=start)
+    batch = await venue.bars_many(["AMZN", "SPY"], "1h", start=start)
+    assert not batch.errors
+    got = batch.bars
     for symbol in ("AMZN", "SPY"):
         expected = fake.frame(symbol, "1Hour")
         expected = expected[
@@ -226,6 +245,164 @@ async def test_multi_symbol_bars_page_until_done(venue: AlpacaVenue, fake: FakeA
         assert got[symbol][["open", "close"]].equals(expected[["open", "close"]].astype("float64")), symbol
     served = len(fake.frame("AMZN", "1Hour").loc[start:NOW]) + len(fake.frame("SPY", "1Hour").loc[start:NOW])
     assert fake.hits[BAR_ROUTE] == -(-served // 100)  # every page, the limit counting across both symbols
+
+
+# --- batches of symbols (bars_many) ---
+
+BATCH_AT = datetime(2021, 8, 10, 18, 30, 5, tzinfo=UTC)  # SPY's recorded 1m bars run 2021-07-01..08-13
+
+
+@contextmanager
+def spy_copies(
+    n: int, clock: SimulatedClock, sleeps: Sleeps, **fake_options: Any
+) -> Iterator[tuple[FakeAlpaca, AlpacaVenue, list[str]]]:
+    """A fake listing ``n`` copies of the recorded SPY bars (S000, S001, ...) and a venue on it."""
+    spy = shipped_bars()["SPY"]
+    symbols = [f"S{i:03d}" for i in range(n)]
+    with FakeAlpaca(now=clock.now, bars={s: spy for s in symbols}, **fake_options).serving() as served:
+        # A page of thousands of bars takes the fake a while on a busy machine: a timeout retried
+        # would show as an extra request.
+        yield served, make_venue(served, clock, sleeps, timeout=30.0), symbols
+
+
+def final(fake: FakeAlpaca, symbol: str, timeframe: str, now: datetime, last: int | None = None) -> pd.DataFrame:
+    """The fake's bars of ``symbol`` that are final at ``now`` (their open + length <= now), the
+    ``last`` of them: what the venue must give for these intraday timeframes."""
+    frame = fake.frame(symbol, timeframe)
+    length = pd.Timedelta(str(timeframe).replace("Min", "min").replace("Hour", "h"))
+    frame = frame[frame.index + length <= pd.Timestamp(now)][["open", "high", "low", "close", "volume"]]
+    return (frame if last is None else frame.iloc[-last:]).astype("float64")
+
+
+async def test_a_batch_costs_one_request_series_and_nothing_more_inside_the_bar(sleeps: Sleeps) -> None:
+    clock = SimulatedClock(BATCH_AT)
+    with spy_copies(10, clock, sleeps) as (fake, venue, symbols):
+        batch = await venue.bars_many(symbols, "15m", end=BATCH_AT, limit=201)
+        assert not batch.errors and list(batch.bars) == symbols
+        expected = final(fake, "S000", "15Min", BATCH_AT, last=201)
+        for symbol in symbols:
+            assert batch.bars[symbol][["open", "high", "low", "close", "volume"]].equals(expected), symbol
+        (query,) = bar_requests(fake)  # 10 symbols x ~230 bars: one page of 10,000
+        assert query["symbols"] == ",".join(symbols) and query["sort"] == "asc"
+
+        clock.advance(timedelta(minutes=5))  # the same 15m bar: nothing can have closed
+        again = await venue.bars_many(symbols, "15m", end=clock.now(), limit=201)
+        assert all(again.bars[s].equals(batch.bars[s]) for s in symbols) and fake.hits[BAR_ROUTE] == 1
+
+        clock.advance(timedelta(minutes=10))  # the 18:30 bar has closed: one request for all, from it
+        later = await venue.bars_many(symbols, "15m", end=clock.now(), limit=201)
+        assert fake.hits[BAR_ROUTE] == 2 and bar_requests(fake)[-1]["start"] == "2021-08-10T18:30:00Z"
+        assert all(later.bars[s].index[-1] == pd.Timestamp("2021-08-10T18:30Z") for s in symbols)
+
+        # Point in time: a batch cut at an earlier end is what bars() gives for each symbol, from the cache.
+        cut = datetime(2021, 8, 6, 15, 0, tzinfo=UTC)
+        past = await venue.bars_many(symbols[:3], "15m", end=cut, limit=80)
+        for symbol in symbols[:3]:
+            assert past.bars[symbol].index[-1] == pd.Timestamp(cut)
+            assert past.bars[symbol].equals(await venue.bars(symbol, "15m", end=cut, limit=80))
+        assert fake.hits[BAR_ROUTE] == 2
+        await venue.aclose()
+
+
+async def test_a_batch_with_an_unknown_symbol_reports_it_and_serves_the_others(
+    venue: AlpacaVenue, fake: FakeAlpaca
+) -> None:
+    batch = await venue.bars_many(["SPY", "NOPE", "AMZN"], "1h", limit=20)
+    assert list(batch.errors) == ["NOPE"] and isinstance(batch.errors["NOPE"], UnknownSymbolError)
+    assert "unknown symbol 'NOPE' on venue 'alpaca'; valid symbols: AMZN, SPY" in str(batch.errors["NOPE"])
+    assert list(batch.bars) == ["SPY", "AMZN"] and all(len(f) == 20 for f in batch.bars.values())
+    assert all("NOPE" not in q["symbols"] for q in bar_requests(fake))  # it would fail the whole batch
+    assert bar_requests(fake)[0]["symbols"] == "AMZN,SPY"
+
+
+async def test_a_page_boundary_inside_a_symbols_bars_loses_and_repeats_nothing(
+    venue: AlpacaVenue, fake: FakeAlpaca
+) -> None:
+    # 100 bars a page and the limit counting across symbols: AMZN's ~300 extended-hours 1h bars of
+    # the window end mid-page, and pages end inside each symbol's bars.
+    batch = await venue.bars_many(["AMZN", "SPY"], "1h", limit=150)
+    tokens = [page_token_position(q["page_token"]) for q in bar_requests(fake) if "page_token" in q]
+    assert len(tokens) >= 3
+    splits = [
+        (symbol, moment)
+        for symbol, moment in filter(None, tokens)
+        if moment < final(fake, symbol, "1Hour", NOW).index[-1]
+    ]
+    assert {symbol for symbol, _ in splits} == {"AMZN"}, tokens  # a page ended inside AMZN's bars
+    amzn = batch.bars["AMZN"]
+    assert amzn[["open", "high", "low", "close", "volume"]].equals(final(fake, "AMZN", "1Hour", NOW, last=150))
+    # SPY's recorded bars begin on 2021-07-01, fewer than 150 1h bars: all of them, and one
+    # more window asked back (for SPY alone) found none older.
+    assert batch.bars["SPY"][["open", "close"]].equals(final(fake, "SPY", "1Hour", NOW)[["open", "close"]])
+    assert bar_requests(fake)[-1]["symbols"] == "SPY"
+    sent = fake.hits[BAR_ROUTE]
+    assert (await venue.bars("SPY", "1h", limit=150)).equals(batch.bars["SPY"])
+    assert fake.hits[BAR_ROUTE] == sent  # its history is known to be complete: not asked again
+
+
+async def test_a_batch_alpaca_refuses_is_asked_again_one_symbol_at_a_time(sleeps: Sleeps) -> None:
+    clock = SimulatedClock(BATCH_AT)
+    with spy_copies(3, clock, sleeps, refused_bars=frozenset({"S001"})) as (fake, venue, symbols):
+        batch = await venue.bars_many(symbols, "1h", limit=30)
+        assert list(batch.errors) == ["S001"]
+        assert "alpaca refused the request (HTTP 422): no bars served for S001" in str(batch.errors["S001"])
+        assert list(batch.bars) == ["S000", "S002"] and all(len(f) == 30 for f in batch.bars.values())
+        first, *alone = [q["symbols"] for q in bar_requests(fake)]
+        assert first == "S000,S001,S002" and sorted(alone) == ["S000", "S001", "S002"]  # those, at once
+        await venue.aclose()
+
+
+async def test_a_batch_during_an_outage_costs_the_retries_once_not_per_symbol(sleeps: Sleeps) -> None:
+    clock = SimulatedClock(BATCH_AT)
+    with spy_copies(5, clock, sleeps) as (fake, venue, symbols):
+        fake.fail(BAR_ROUTE, 503, times=10)
+        batch = await venue.bars_many(symbols, "1h", limit=30)
+        assert not batch.bars and list(batch.errors) == symbols
+        assert all(isinstance(e, VenueUnavailable) for e in batch.errors.values())
+        assert fake.hits[BAR_ROUTE] == 3  # the guard's three attempts, for the whole batch
+        await venue.aclose()
+
+
+async def test_a_paging_gap_in_a_batch_fails_its_symbols(venue: AlpacaVenue, fake: FakeAlpaca) -> None:
+    fake.gap_once = True
+    batch = await venue.bars_many(["AMZN", "SPY"], "1h", limit=150)
+    assert not batch.bars and set(batch.errors) == {"AMZN", "SPY"}
+    assert all(isinstance(e, PagingGapError) for e in batch.errors.values())
+
+
+async def test_the_screen_fetches_the_shortlist_in_batches_whatever_its_size(sleeps: Sleeps) -> None:
+    config = ScreenConfig(timeframe="15m", confirm=("1h", "4h"), shortlist=50, min_score=0)
+    sent: dict[int, int] = {}
+    for n in (3, 40):
+        clock = SimulatedClock(BATCH_AT)
+        with spy_copies(n, clock, sleeps) as (fake, venue, symbols):
+            result = await screen(venue, symbols, config, now=clock.now())
+            assert len(result.candidates) == min(n, 5) and len(result.shortlisted) == n
+            sent[n] = fake.hits[BAR_ROUTE]
+            clock.advance(timedelta(minutes=5))
+            again = await screen(venue, symbols, config, now=clock.now())
+            assert again.candidates == result.candidates and fake.hits[BAR_ROUTE] == sent[n]  # same bar
+            await venue.aclose()
+    # One window per timeframe, and one more back for 4h (the recorded bars hold fewer than 201
+    # of them); 40 symbols' 15m bars fill two pages of 10,000.
+    assert sent == {3: 4, 40: 5}
+
+
+async def test_the_screen_on_alpaca_is_point_in_time_and_skips_a_failing_symbol(sleeps: Sleeps) -> None:
+    config = ScreenConfig(timeframe="15m", confirm=("1h", "4h"), min_score=0)
+    clock = SimulatedClock(BATCH_AT)
+    with spy_copies(4, clock, sleeps) as (_, venue, symbols):
+        at_now = await screen(venue, symbols, config, now=BATCH_AT)
+        await venue.aclose()
+    ahead = SimulatedClock(BATCH_AT + timedelta(minutes=40))  # the venue's clock runs ahead of the scan
+    with spy_copies(4, ahead, sleeps, refused_bars=frozenset({"S002"})) as (_, venue, symbols):
+        later = await screen(venue, symbols, config, now=BATCH_AT)
+        await venue.aclose()
+    assert [c.symbol for c in at_now.candidates] == symbols
+    assert later.skipped == {"S002": "no 15m bars: alpaca refused the request (HTTP 422): no bars served for S002"}
+    kept = [c for c in at_now.candidates if c.symbol != "S002"]
+    assert later.candidates == tuple(kept)
+    assert all(c.bar_close == pd.Timestamp("2021-08-10T18:30Z") for c in later.candidates)
 
 
 async def test_a_paging_gap_is_detected(venue: AlpacaVenue, fake: FakeAlpaca) -> None:

@@ -9,8 +9,12 @@ The screen never calls a policy. Its cost grows with the shortlist, not with the
    without a change ranks last), and the first ``shortlist`` are kept. Quotes only rank: every
    rule below reads bars cut at ``now`` (a live quote may carry a tick time a hair after ``now``);
 3. **bars only for the shortlist**: the base timeframe first, and the confirm timeframes only for
-   the symbols that pass the base trend rule. So a screen makes at most
-   ``shortlist * (1 + len(confirm))`` ``bars`` calls, whatever the size of the universe.
+   the symbols that pass the base trend rule, each timeframe as one batch
+   (``venues.base.bars_many``): a venue with multi-symbol bars (Alpaca) serves a batch with one
+   paged request series, any other is asked symbol by symbol, ``concurrency`` at a time. So a
+   screen makes at most ``1 + len(confirm)`` batches (one more per distinct coarser native
+   timeframe), i.e. at most ``shortlist * (1 + len(confirm))`` ``bars`` calls, whatever the size
+   of the universe.
 
 Bars per timeframe
     Each timeframe (base and each confirm one) is fetched from the venue with its own ``lookback``
@@ -63,9 +67,10 @@ Unknown symbols
     venue raises it from ``snapshot``, i.e. before any bars are fetched. A live venue instead leaves
     a symbol it does not list out of its batched snapshot, so one bad symbol cannot fail the batch:
     such a symbol is skipped with the venue's ``UnknownSymbolError`` message and the others are
-    screened. Other ``VenueError`` s
-    from ``bars`` (a timeframe the venue cannot serve) are per symbol: on the base timeframe the
-    symbol lands in ``skipped`` with the message, on a confirm timeframe that check is dropped.
+    screened. Other ``VenueError`` s of a symbol's bars (a timeframe the venue cannot serve, the
+    venue not answering) are per symbol, reported by the batch rather than raised: on the base
+    timeframe the symbol lands in ``skipped`` with the message, on a confirm timeframe that check
+    is dropped; one failing symbol never stops the screen of the others.
     A symbol the snapshot has no quote for is skipped too, with the venue's reason when the venue
     keeps one (a ``quote_problems`` mapping: a live venue whose exchange stopped quoting it).
 """
@@ -84,11 +89,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tools.indicators import compute
 from tools.models import Candidate
-from venues.base import MarketData
+from venues.base import MarketData, bars_many
 from venues.clock import ensure_utc
 from venues.errors import UnknownSymbolError, VenueError
 from venues.models import Instrument, Quote
-from venues.timeframes import TIMEFRAMES, Timeframe, parse_timeframe
+from venues.timeframes import TIMEFRAMES, Timeframe, empty_bars, parse_timeframe
 
 __all__ = [
     "BASE_SPECS",
@@ -243,14 +248,53 @@ def _iso(moment: pd.Timestamp | datetime) -> str:
     return pd.Timestamp(moment).strftime("%Y-%m-%dT%H:%MZ")
 
 
-async def _fetch(market: MarketData, symbol: str, tf: Timeframe, lookback: int, now: pd.Timestamp) -> pd.DataFrame:
+async def _fetch_many(
+    market: MarketData, symbols: list[str], tf: Timeframe, config: ScreenConfig, now: pd.Timestamp
+) -> dict[str, pd.DataFrame | VenueError]:
+    """The last ``lookback`` final bars of ``tf`` at ``now`` of each symbol in one batch request
+    (venues.base.bars_many), or the VenueError of the symbol; an UnknownSymbolError propagates."""
     # Bars opening at or before now; at most the last of them (still forming at now) closes after
     # now, when the venue's clock runs ahead of the screen's now. One bar more than the lookback
     # keeps the window, hence the indicator values, the same in both cases.
-    frame = await market.bars(symbol, tf.name, end=now.to_pydatetime(), limit=lookback + 1)
-    if len(frame) and frame["close_time"].iloc[-1] > now:
-        frame = frame[frame["close_time"] <= now]
-    return frame.iloc[-lookback:]
+    batch = await bars_many(
+        market, symbols, tf.name, end=now.to_pydatetime(), limit=config.lookback + 1, concurrency=config.concurrency
+    )
+    out: dict[str, pd.DataFrame | VenueError] = {}
+    for symbol in symbols:
+        error = batch.errors.get(symbol)
+        if isinstance(error, UnknownSymbolError):
+            raise error
+        if error is not None:
+            out[symbol] = error
+            continue
+        frame = batch.bars.get(symbol)
+        if frame is None:
+            frame = empty_bars()
+        if len(frame) and frame["close_time"].iloc[-1] > now:
+            frame = frame[frame["close_time"] <= now]
+        out[symbol] = frame.iloc[-config.lookback :]
+    return out
+
+
+async def _fetch_groups(
+    market: MarketData, wanted: Mapping[str, Sequence[Timeframe]], config: ScreenConfig, now: pd.Timestamp
+) -> dict[tuple[str, str], pd.DataFrame | VenueError]:
+    """Bars of every (symbol, timeframe) in ``wanted`` (symbol -> timeframes), one batch request per
+    timeframe, the timeframes at once; by (symbol, timeframe name)."""
+    by_tf: dict[Timeframe, list[str]] = {}
+    for symbol, tfs in wanted.items():
+        for tf in tfs:
+            by_tf.setdefault(tf, []).append(symbol)
+    tasks = [asyncio.ensure_future(_fetch_many(market, group, tf, config, now)) for tf, group in by_tf.items()]
+    try:
+        answers = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # an UnknownSymbolError (or a cancelled scan) stops the others too
+            task.cancel()
+        raise
+    return {
+        (symbol, tf.name): frame for tf, answer in zip(by_tf, answers, strict=True) for symbol, frame in answer.items()
+    }
 
 
 def _latest(values: pd.DataFrame, tf: Timeframe) -> dict[str, float]:
@@ -281,23 +325,22 @@ class _Confirm:
         return f"{self.tf.name}: close {fmt.price(self.close)} {where} EMA20 {fmt.price(self.ema)}, {rsi}: {verdict}"
 
 
-async def _screen_one(
-    market: MarketData,
-    symbol: str,
-    config: ScreenConfig,
-    now: pd.Timestamp,
-    gate: asyncio.Semaphore,
-) -> _Skip | _Scored:
-    async with gate:
-        instrument = await market.instrument(symbol)
-        return await _evaluate(market, instrument, config, now)
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What one shortlisted symbol is screened on: its base and confirm timeframes."""
+
+    instrument: Instrument
+    base: Timeframe
+    confirms: tuple[Timeframe, ...]
+    reasons: tuple[str, ...]  # a note when the symbol's own bars are coarser than the base timeframe
+
+    @property
+    def fmt(self) -> _Fmt:
+        return _Fmt(_decimals(self.instrument.tick_size))
 
 
-async def _evaluate(
-    market: MarketData, instrument: Instrument, config: ScreenConfig, now: pd.Timestamp
-) -> _Skip | _Scored:
+def _plan(instrument: Instrument, config: ScreenConfig) -> _Plan | _Skip:
     symbol = instrument.symbol
-    fmt = _Fmt(_decimals(instrument.tick_size))
     native = parse_timeframe(instrument.timeframe)
     base = config.base_tf
     reasons: list[str] = []
@@ -316,16 +359,29 @@ async def _evaluate(
             f"{symbol}: only {native.name} bars, base timeframe {config.timeframe} is finer; screened on "
             f"{native.name}, confirmed on {', '.join(tf.name for tf in confirms)}{note}"
         )
+    return _Plan(instrument, base, tuple(confirms), tuple(reasons))
 
-    try:
-        bars = await _fetch(market, symbol, base, config.lookback, now)
-    except UnknownSymbolError:
-        raise
-    except VenueError as exc:
-        return _Skip(f"no {base.name} bars: {exc}")
+
+@dataclass(frozen=True, slots=True)
+class _Based:
+    """A symbol that passed the base trend rule, with what its base timeframe scored."""
+
+    plan: _Plan
+    bars: pd.DataFrame
+    values: pd.DataFrame
+    close: float
+    score: float
+    reasons: tuple[str, ...]
+    missed: tuple[str, ...]
+
+
+def _rate_base(plan: _Plan, bars: pd.DataFrame | VenueError, now: pd.Timestamp) -> _Based | _Skip:
+    base, fmt = plan.base, plan.fmt
+    if isinstance(bars, VenueError):
+        return _Skip(f"no {base.name} bars: {bars}")
     if len(bars) < MIN_BASE_BARS:
         return _Skip(f"not enough history: {len(bars)} {base.name} bars at {_iso(now)}, need {MIN_BASE_BARS}")
-
+    reasons = list(plan.reasons)
     values = compute(bars, BASE_SPECS)
     latest = values.to_numpy()[-1]
     v = dict(zip(values.columns, latest, strict=True))
@@ -387,22 +443,20 @@ async def _evaluate(
         reasons.append(f"overextended: close {stretch:.2f} ATR above EMA20 (ATR(14) {fmt.small(atr)}): no points")
         missed.append(f"close {stretch:.2f} ATR above EMA20")
 
-    # Confirmations, fetched only now that the base trend holds.
-    async def confirm_bars(ctf: Timeframe) -> pd.DataFrame | str:
-        try:
-            return await _fetch(market, symbol, ctf, config.lookback, now)
-        except UnknownSymbolError:
-            raise
-        except VenueError as exc:
-            return str(exc)
+    return _Based(plan, bars, values, close, score, tuple(reasons), tuple(missed))
 
-    frames = await asyncio.gather(*(confirm_bars(ctf) for ctf in confirms))
-    indicators = _latest(values, base)
+
+def _rate_confirms(venue: str, based: _Based, frames: Sequence[pd.DataFrame | VenueError]) -> _Skip | _Scored:
+    """Add the confirm timeframes' points (``frames`` in the order of ``based.plan.confirms``)."""
+    plan, values, fmt = based.plan, based.values, based.plan.fmt
+    symbol, tf, confirms = plan.instrument.symbol, plan.base.name, plan.confirms
+    score, reasons, missed = based.score, list(based.reasons), list(based.missed)
+    indicators = _latest(values, plan.base)
     share = WEIGHTS["confirm"] / len(confirms)
     checked: list[_Confirm] = []
     notes: list[str] = []
     for ctf, frame in zip(confirms, frames, strict=True):
-        if isinstance(frame, str):
+        if isinstance(frame, VenueError):
             notes.append(f"{ctf.name} confirmation dropped: {frame}")
             continue
         if len(frame) < MIN_CONFIRM_BARS:
@@ -431,11 +485,11 @@ async def _evaluate(
 
     score = round(min(1.0, max(0.0, score)), 4)
     candidate = Candidate(
-        venue=market.name,
+        venue=venue,
         symbol=symbol,
         timeframe=tf,
-        bar_close=pd.Timestamp(bars["close_time"].iloc[-1]).to_pydatetime(),
-        last_price=close,
+        bar_close=pd.Timestamp(based.bars["close_time"].iloc[-1]).to_pydatetime(),
+        last_price=based.close,
         score=score,
         reasons=tuple(reasons),
         indicators=indicators,
@@ -500,6 +554,38 @@ async def _listed(
     return [symbol for symbol in universe if symbol not in skipped]
 
 
+async def _screen_shortlist(
+    market: MarketData, shortlisted: list[str], config: ScreenConfig, now: pd.Timestamp
+) -> dict[str, _Skip | _Scored]:
+    """Each shortlisted symbol's outcome, in shortlist order: the base timeframe's bars of all of
+    them in one batch, then each confirm timeframe's bars of those that passed the base trend rule
+    in one batch per timeframe."""
+    gate = asyncio.Semaphore(config.concurrency)
+
+    async def instrument(symbol: str) -> Instrument:
+        async with gate:
+            return await market.instrument(symbol)
+
+    instruments = await asyncio.gather(*(instrument(s) for s in shortlisted))
+    plans = {s: _plan(i, config) for s, i in zip(shortlisted, instruments, strict=True)}
+    outcomes: dict[str, _Skip | _Scored | _Based] = {s: p for s, p in plans.items() if isinstance(p, _Skip)}
+    planned = {s: p for s, p in plans.items() if isinstance(p, _Plan)}
+    base_bars = await _fetch_groups(market, {s: (p.base,) for s, p in planned.items()}, config, now)
+    for symbol, plan in planned.items():
+        outcomes[symbol] = _rate_base(plan, base_bars[(symbol, plan.base.name)], now)
+    # Confirmations, fetched only for the symbols whose base trend holds.
+    based = {s: o for s, o in outcomes.items() if isinstance(o, _Based)}
+    confirm_bars = await _fetch_groups(market, {s: b.plan.confirms for s, b in based.items()}, config, now)
+    for symbol, b in based.items():
+        outcomes[symbol] = _rate_confirms(market.name, b, [confirm_bars[(symbol, ctf.name)] for ctf in b.plan.confirms])
+    done: dict[str, _Skip | _Scored] = {}
+    for symbol in shortlisted:
+        outcome = outcomes[symbol]
+        assert not isinstance(outcome, _Based)
+        done[symbol] = outcome
+    return done
+
+
 async def screen(market: MarketData, symbols: Sequence[str], config: ScreenConfig, *, now: datetime) -> ScreenResult:
     """Screen ``symbols`` on ``market`` at ``now`` (aware); see the module docstring for the rules."""
     now = ensure_utc(now)
@@ -514,16 +600,9 @@ async def screen(market: MarketData, symbols: Sequence[str], config: ScreenConfi
     listed = await _listed(market, universe, quotes, skipped)
     shortlisted = _prefilter(listed, quotes, config, now, skipped, problems if isinstance(problems, Mapping) else {})
 
-    gate = asyncio.Semaphore(config.concurrency)
-    tasks = [asyncio.ensure_future(_screen_one(market, s, config, now_ts, gate)) for s in shortlisted]
-    try:
-        outcomes = await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:  # an UnknownSymbolError (or a cancelled scan) stops the others too
-            task.cancel()
-        raise
+    outcomes = await _screen_shortlist(market, shortlisted, config, now_ts)
     scored: list[_Scored] = []
-    for symbol, outcome in zip(shortlisted, outcomes, strict=True):
+    for symbol, outcome in outcomes.items():
         if isinstance(outcome, _Skip):
             skipped[symbol] = outcome.reason
         else:

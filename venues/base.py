@@ -3,7 +3,9 @@ these and never imports an adapter module."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
@@ -40,6 +42,76 @@ class MarketData(Protocol):
         """Final bars (close_time <= now) of ``symbol`` in ``[start, end]`` by open time, the last
         ``limit`` of them when given. The frame layout is described in venues.timeframes."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class BarsBatch:
+    """The answer of a batch bars request: every symbol asked is in exactly one of ``bars`` (its
+    final bars, the layout of venues.timeframes; possibly empty) and ``errors`` (why it has none:
+    an unknown symbol, a timeframe the venue cannot serve, the venue not answering)."""
+
+    bars: dict[str, pd.DataFrame] = field(default_factory=dict)
+    errors: dict[str, VenueError] = field(default_factory=dict)
+
+
+@runtime_checkable
+class BatchMarketData(MarketData, Protocol):
+    """A venue that serves bars of many symbols per request (Alpaca's multi-symbol bars). Optional:
+    :func:`bars_many` loops over ``bars`` for a venue without it."""
+
+    async def bars_many(
+        self,
+        symbols: Sequence[str],
+        timeframe: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> BarsBatch:
+        """``bars(symbol, timeframe, start=, end=, limit=)`` of each symbol, in as few requests as the
+        venue allows; a symbol's failure is reported in ``errors``, never raised for the batch."""
+        ...
+
+
+async def bars_many(
+    market: MarketData,
+    symbols: Sequence[str],
+    timeframe: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+    concurrency: int = 8,
+) -> BarsBatch:
+    """Bars of each of ``symbols`` (duplicates asked once), through the venue's own batch method
+    when it has one, else ``market.bars`` per symbol, ``concurrency`` at a time. A VenueError of
+    one symbol lands in ``errors``; any other exception propagates (the other requests cancelled)."""
+    wanted = list(dict.fromkeys(symbols))
+    if isinstance(market, BatchMarketData):
+        return await market.bars_many(wanted, timeframe, start=start, end=end, limit=limit)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(symbol: str) -> pd.DataFrame | VenueError:
+        async with gate:
+            try:
+                return await market.bars(symbol, timeframe, start=start, end=end, limit=limit)
+            except VenueError as exc:
+                return exc
+
+    tasks = [asyncio.ensure_future(one(symbol)) for symbol in wanted]
+    try:
+        answers = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    batch = BarsBatch()
+    for symbol, answer in zip(wanted, answers, strict=True):
+        if isinstance(answer, VenueError):
+            batch.errors[symbol] = answer
+        else:
+            batch.bars[symbol] = answer
+    return batch
 
 
 @runtime_checkable

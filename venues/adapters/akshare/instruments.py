@@ -99,16 +99,37 @@ class FutureSpec:
     multiplier: Decimal  # units of the underlying per lot (the price is per unit)
     unit: str
     tick: Decimal  # CNY per unit
-    margin_rate: Decimal  # share of the contract value held as margin, longs and shorts alike
+    margin_rate: Decimal  # share of the contract value held as margin, longs and shorts alike (the exchange's)
     fees: CnFutureFees
     price_limit_pct: Decimal
 
 
-# SHFE contract specifications (shfe.com.cn, 标准合约: copper 5 t/lot, tick 10 CNY/t; gold 1000 g/lot,
-# tick 0.02 CNY/g; silver 15 kg/lot, tick 1 CNY/kg) and its published trading fees (交易手续费:
-# copper 0.005% of the value, gold 10 CNY per lot, silver 0.005% of the value, each side). The
-# margin rates are assumptions (SHFE's minimum plus a broker's usual add-on); the exchange changes
-# its margins and price limits by notice, so check them before relying on a figure.
+# Every figure below with its source (looked up 2026-11-30 with the pages' text in hand):
+# - Contract size and tick (checked, unchanged):
+#   copper 5 t/lot, 10 CNY/t: SHFE copper contract specifications,
+#   https://www.shfe.com.cn/eng/Market/Futures/Metal/cu_f/ContractText ("Amended as per SQBF [2023] No. 2");
+#   gold 1000 g/lot, 0.02 CNY/g: Gold Futures Rules of the SHFE, arts. 3 and 5,
+#   https://tsite.shfe.com.cn/eng/services/rules/shfe/911404888.html (updated 2024-10-22);
+#   silver 15 kg/lot, 1 CNY/kg: Silver Futures Rules of the SHFE, arts. 3 and 5,
+#   https://tsite.shfe.com.cn/eng/services/rules/shfe/911404889.html (updated 2024-10-22).
+# - Trading fee per side (checked, unchanged): CU 0.05 per mille of the value (0.005%), AU 10 CNY a
+#   lot, AG 0.05 per mille: "SHFE Fees and Charges" (SHFE English site, Data / Business Data / Fees,
+#   "Updated December 31, 2021"), read from the copy at https://592365.xyz/eng/reports/businessdata/fees
+#   (the page on shfe.com.cn itself was not found). SHFE adds that special rules (by circular and
+#   settlement parameters, e.g. for closing a position opened the same day) may apply: not modelled.
+# - Margin (general positions, the exchange's own; a broker adds its share on top, not modelled) and
+#   daily price limit: set by the exchange by notice, so they change. The figures are those of SHFE's
+#   notice effective from the settlement of 2026-01-22 (gold AU2606-AU2702, silver AG2605-AG2701;
+#   the nearer contracts got 1-2 points more), as reported on 2026-01-21 by
+#   https://www.investor.com.tw/onlineNews/NewsContent.asp?articleNo=14202601210048 and in a futures
+#   broker's notice, https://edu.cdfco.com.cn/gongsigonggao/3133.html. Later moves were reported but
+#   not checked against a second source (margin / limit: copper 11% / 9% from 2026-01-28,
+#   http://fund.caiding5.cn/shichang/20935.html; gold 19% / 17% and silver 22% / 20% from 2026-02-09,
+#   reposts of a Jin10 flash only). No source was found for the figures in force today: check SHFE's
+#   settlement parameters before relying on one. The standard contracts' floors: minimum margin 5%
+#   (copper, SHFE page above), 4% (gold: https://qianshan.com.cn/data/product/7; silver:
+#   https://www.citicsf.com/en/content/614226.html, 2017), price limit 3% of the last settlement price.
+#   Before: 10% / 7% copper, 10% / 7% gold, 12% / 8% silver, marked as assumptions, without a source.
 FUTURES: dict[str, FutureSpec] = {
     "cu": FutureSpec(
         "cu",
@@ -118,7 +139,7 @@ FUTURES: dict[str, FutureSpec] = {
         Decimal(10),
         Decimal("0.10"),
         CnFutureFees(rate=Decimal("0.00005"), basis="SHFE copper: 0.005% of the value per side"),
-        Decimal("0.07"),
+        Decimal("0.08"),
     ),
     "au": FutureSpec(
         "au",
@@ -126,9 +147,9 @@ FUTURES: dict[str, FutureSpec] = {
         Decimal(1000),
         "g",
         Decimal("0.02"),
-        Decimal("0.10"),
+        Decimal("0.17"),
         CnFutureFees(per_lot=Decimal(10), basis="SHFE gold: 10 CNY per lot per side"),
-        Decimal("0.07"),
+        Decimal("0.15"),
     ),
     "ag": FutureSpec(
         "ag",
@@ -136,9 +157,9 @@ FUTURES: dict[str, FutureSpec] = {
         Decimal(15),
         "kg",
         Decimal(1),
-        Decimal("0.12"),
+        Decimal("0.17"),
         CnFutureFees(rate=Decimal("0.00005"), basis="SHFE silver: 0.005% of the value per side"),
-        Decimal("0.08"),
+        Decimal("0.15"),
     ),
 }
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from venues.calendars import session, sessions_between
+from venues.calendars import previous_session, session, sessions_between
 from venues.errors import UnknownTimeframeError
 from venues.models import US_MARGIN_SHORT, AssetClass, Instrument, Quote, UsEquityFees
 from venues.options import OccSymbol, OptionQuote
@@ -118,6 +118,45 @@ def _close_times(opens: pd.DatetimeIndex, tf: Timeframe) -> pd.DatetimeIndex:
             week = sessions_between(CALENDAR, day, day + timedelta(days=6))
             closes.append(pd.Timestamp(week[-1].close) if week else ts + tf.delta)
     return pd.DatetimeIndex(closes).tz_convert("UTC")
+
+
+def window_start(tf: Timeframe, end: datetime, bars: int) -> datetime:
+    """Where a multi-symbol bars request should start so that ``[start, end]`` holds at least
+    ``bars`` bars of ``tf`` (the one forming at ``end`` included) for a stock that traded through
+    every XNYS regular session: midnight New York of the session one before the earliest needed
+    (a margin for Alpaca's bar alignment). Extended hours only add bars; a stock that skipped
+    sessions gets fewer, which the caller checks."""
+    end = pd.Timestamp(end).tz_convert("UTC").to_pydatetime()
+    local_end = pd.Timestamp(end).tz_convert("America/New_York")
+    if tf.name == "1w":  # one bar a week, stamped at the week's first session
+        first = (local_end - pd.Timedelta(weeks=bars + 1)).normalize()
+        return first.tz_convert("UTC").to_pydatetime()
+    count = 0
+    until = local_end.date()
+    earliest = until
+    while count < bars:
+        chunk = sessions_between(CALENDAR, until - timedelta(days=60), until)
+        if not chunk:  # before the calendar's first session: nothing older to count
+            break
+        for found in reversed(chunk):
+            if found.open > end:
+                continue
+            earliest = found.day
+            count += 1 if tf.name == "1d" else _intraday_bars(found.open, min(found.close, end), tf)
+            if count >= bars:
+                break
+        until = chunk[0].day - timedelta(days=1)
+    margin = previous_session(CALENDAR, earliest)
+    day = margin.day if margin is not None else earliest
+    return pd.Timestamp(day, tz="America/New_York").tz_convert("UTC").to_pydatetime()
+
+
+def _intraday_bars(open_: datetime, close: datetime, tf: Timeframe) -> int:
+    """Bars of ``tf`` (aligned on the epoch) with some of ``[open_, close)`` in them."""
+    if close <= open_:
+        return 0
+    first = pd.Timestamp(open_).floor(tf.delta)
+    return -(-(pd.Timestamp(close) - first) // tf.delta)
 
 
 def bars_frame(rows: Sequence[Mapping[str, Any]], tf: Timeframe) -> pd.DataFrame:

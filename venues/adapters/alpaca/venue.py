@@ -2,13 +2,16 @@
 bot/venues.py attaches (AlpacaBroker: Alpaca's paper API).
 
 Requests per scan: the asset list once a day (instruments), one snapshots call for the whole
-universe (quotes cached ``quote_ttl`` seconds), and bars only for what the bars cache lacks: a
-second scan inside the same bar sends no bar request at all.
+universe (quotes cached ``quote_ttl`` seconds), and bars only for what the bars cache lacks, for
+the whole shortlist at once (``bars_many``: Alpaca's multi-symbol bars, so a timeframe costs one
+paged request series, or two on a cold cache when some symbol's history is shorter than asked):
+a second scan inside the same bar sends no bar request at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -27,7 +30,7 @@ from alpaca.trading.enums import AssetClass as AlpacaAssetClass
 from alpaca.trading.enums import AssetStatus, ContractType
 from alpaca.trading.requests import GetAssetsRequest
 
-from venues.adapters.alpaca.client import AlpacaApi
+from venues.adapters.alpaca.client import AlpacaApi, AlpacaApiError
 from venues.adapters.alpaca.config import AlpacaConfig
 from venues.adapters.alpaca.parse import (
     CALENDAR,
@@ -41,9 +44,10 @@ from venues.adapters.alpaca.parse import (
     option_quote,
     page_token_position,
     quote_from_snapshot,
+    window_start,
 )
 from venues.adapters.cache import BarsCache, QuoteCache
-from venues.base import BrokeredVenue
+from venues.base import BarsBatch, BrokeredVenue
 from venues.clock import Clock, ensure_utc
 from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
 from venues.models import Instrument, Quote
@@ -55,6 +59,7 @@ log = logging.getLogger(__name__)
 PAGE_LIMIT = 10_000  # Alpaca's most items per market-data page (counted across all symbols)
 DEFAULT_BARS = 1000  # bars fetched when neither start nor limit says how many
 SNAPSHOT_CHUNK = 500  # symbols per snapshots request (keeps the URL short)
+BARS_CHUNK = 500  # symbols per multi-symbol bars request series (keeps the URL short)
 INSTRUMENTS_TTL = timedelta(hours=24)
 
 
@@ -227,8 +232,9 @@ class AlpacaVenue(BrokeredVenue):
                 rows = got.get(symbol)
                 complete = rows is None or len(rows) < want  # fewer than asked: Alpaca has no older bars
                 self._store(key, rows, since=None if complete or rows is None else rows.index[0].to_pydatetime())
-            return
-        if not self._bars.up_to_date(key, now, tf.delta):
+            # The newest bars are held now; with an ``end`` in the past, older ones may still be needed.
+            held = self._held[key]
+        elif not self._bars.up_to_date(key, now, tf.delta):
             after = self._bars.next_open(key, tf.delta)
             got = await self._fetch([symbol], tf, start=after, end=now)
             self._store(key, got.get(symbol), since=held.since)
@@ -257,16 +263,146 @@ class AlpacaVenue(BrokeredVenue):
         self._held[key] = _Held(since=since, fetched_at=self.clock.now())
 
     async def bars_many(
-        self, symbols: Sequence[str], timeframe: str | Timeframe, *, start: datetime, end: datetime | None = None
-    ) -> dict[str, pd.DataFrame]:
-        """Final bars of many symbols in ``[start, end]`` in one paged request series (Alpaca's
-        multi-symbol bars); symbols without bars are left out. Not cached."""
-        tf = self._timeframe(timeframe)
-        for symbol in symbols:
-            await self.instrument(symbol)
-        now = pd.Timestamp(self.clock.now())
-        got = await self._fetch(list(symbols), tf, start=ensure_utc(start), end=ensure_utc(end) if end else None)
-        return {s: f[f["close_time"] <= now] for s, f in got.items()}
+        self,
+        symbols: Sequence[str],
+        timeframe: str | Timeframe,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> BarsBatch:
+        """``bars(symbol, timeframe, start=, end=, limit=)`` of each symbol, the missing bars fetched
+        for all of them at once with Alpaca's multi-symbol bars (paged, the page size counting
+        across symbols), BARS_CHUNK symbols a request series; see :meth:`_prefetch`. Failures are
+        per symbol (``errors``): an unknown symbol costs no request, and a batch Alpaca refuses (a
+        symbol it stopped serving) is retried one symbol at a time so only the culprit fails."""
+        batch = BarsBatch()
+        wanted = list(dict.fromkeys(symbols))
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be zero or more, got {limit}")
+        try:
+            tf = self._timeframe(timeframe)
+            listed = await self._load_instruments()
+        except VenueError as exc:
+            return BarsBatch(errors=dict.fromkeys(wanted, exc))
+        # Option contracts (and unknown symbols) are not stock bars: one by one below.
+        stocks = [s for s in wanted if s in listed]
+        start = ensure_utc(start) if start is not None else None
+        end = ensure_utc(end) if end is not None else None
+        batch.errors.update(await self._prefetch(stocks, tf, start, end, limit))
+
+        async def one(symbol: str) -> None:
+            try:
+                batch.bars[symbol] = await self.bars(symbol, tf, start=start, end=end, limit=limit)
+            except VenueError as exc:
+                batch.errors[symbol] = exc
+
+        await asyncio.gather(*(one(s) for s in wanted if s not in batch.errors))
+        return BarsBatch(
+            bars={s: batch.bars[s] for s in wanted if s in batch.bars},
+            errors={s: batch.errors[s] for s in wanted if s in batch.errors},
+        )
+
+    async def _prefetch(
+        self, symbols: list[str], tf: Timeframe, start: datetime | None, end: datetime | None, limit: int | None
+    ) -> dict[str, VenueError]:
+        """Fill the bars cache of ``symbols`` with a few multi-symbol request series, so that the
+        per-symbol ``bars`` calls that follow find what they need (or, for a symbol short of
+        ``limit`` bars, fetch only its older ones).
+
+        - Up to date (or answered empty within the last bar): nothing.
+        - Holding bars: the ones after the newest held, one series per distinct next bar (usually
+          one for the whole batch).
+        - Cold: every bar since ``start`` or, without one, since :func:`window_start` sized for
+          ``limit`` + 1 bars up to ``end``; a symbol with fewer than that gets one more window of
+          that size back, and one with no bar at all in it is taken to have no older bars (listed
+          since, or halted for longer than the whole lookback: its older bars would say nothing
+          of today's market).
+
+        Returns the symbols whose batch failed in a way per-symbol requests would only repeat
+        (Alpaca unavailable, a paging gap, a refused key). A batch Alpaca refuses with a 4xx is
+        left to the per-symbol calls."""
+        now = self.clock.now()
+        keys = sorted((s, tf.name) for s in symbols)
+        failed: dict[str, VenueError] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:  # always in this order: two batches never wait on each other
+                await stack.enter_async_context(self._key_locks[key])
+            cold: list[str] = []
+            stale: defaultdict[datetime, list[str]] = defaultdict(list)
+            for key in keys:
+                held, frame = self._held.get(key), self._bars.get(key)
+                if held is None or frame is None or frame.empty:
+                    if held is None or now >= held.fetched_at + tf.delta:
+                        cold.append(key[0])
+                elif not self._bars.up_to_date(key, now, tf.delta):
+                    after = self._bars.next_open(key, tf.delta)
+                    assert after is not None
+                    stale[after].append(key[0])
+            for after, group in stale.items():
+                newer = await self._fetch_batch(group, tf, after, now, failed)
+                if newer is None:
+                    continue  # failed, or left to each symbol's own request
+                for symbol in group:
+                    key = (symbol, tf.name)
+                    self._store(key, newer.get(symbol), since=self._held[key].since)
+            if cold:
+                await self._prefetch_cold(cold, tf, start, end, limit, now, failed)
+        return failed
+
+    async def _prefetch_cold(
+        self,
+        cold: list[str],
+        tf: Timeframe,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int | None,
+        now: datetime,
+        failed: dict[str, VenueError],
+    ) -> None:
+        want = (limit or DEFAULT_BARS) + 1  # one more: the bar still forming may be among them
+        first = start if start is not None else window_start(tf, min(end or now, now), want)
+        got = await self._fetch_batch(cold, tf, first, now, failed)
+        if got is None:
+            return
+        since: dict[str, datetime | None] = dict.fromkeys(cold, first)
+        older: dict[str, pd.DataFrame] = {}
+        cut = pd.Timestamp(min(end or now, now))
+        short = [s for s in cold if s not in got or int((got[s].index <= cut).sum()) < want] if start is None else []
+        if short:
+            before = first - timedelta(microseconds=1)
+            earlier = window_start(tf, before, want)
+            answer = await self._fetch_batch(short, tf, earlier, before, failed)
+            for symbol in short:
+                if answer is None:
+                    del since[symbol]  # left to its own request
+                else:
+                    since[symbol] = earlier if symbol in answer else None
+            older = answer or {}
+        for symbol, complete_from in since.items():
+            key = (symbol, tf.name)
+            if symbol in older:
+                self._store(key, older[symbol], since=complete_from)
+            self._store(key, got.get(symbol), since=complete_from)
+
+    async def _fetch_batch(
+        self, symbols: list[str], tf: Timeframe, start: datetime, end: datetime, failed: dict[str, VenueError]
+    ) -> dict[str, pd.DataFrame] | None:
+        """Bars of ``symbols`` in ``[start, end]``, BARS_CHUNK symbols a request series; None when
+        the batch failed: every symbol is put in ``failed`` with the error, except when Alpaca
+        refused the request (a 4xx: one symbol it will not serve fails the whole batch)."""
+        got: dict[str, pd.DataFrame] = {}
+        for i in range(0, len(symbols), BARS_CHUNK):
+            chunk = symbols[i : i + BARS_CHUNK]
+            try:
+                got.update(await self._fetch(chunk, tf, start=start, end=end))
+            except AlpacaApiError as exc:
+                log.info("%s refused a batch of %s bars (%s): asking one symbol at a time", self.name, tf.name, exc)
+                return None
+            except VenueError as exc:
+                failed.update(dict.fromkeys(symbols, exc))
+                return None
+        return got
 
     async def _fetch(
         self,
