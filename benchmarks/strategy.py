@@ -111,14 +111,19 @@ def records(doc: dict[str, Any], capital: Decimal) -> list[TradeRecord]:
     return out
 
 
-def how_it_ended(reason: str) -> str:
-    """A trade's exit reason without its prices: "stop", "time stop", "target", ..."""
-    words = []
-    for word in reason.split():
-        if any(ch.isdigit() for ch in word) or word.startswith("("):
-            break
-        words.append(word.rstrip(":,"))
-    return " ".join(words) or reason
+def how_it_ended(trade: TradeRecord) -> str:
+    """How a closed trade ended, without its prices: the stop before or after TP1 (after TP1 the
+    stop sits at break-even or trails), the last target, the time stop, or a gap through the stop."""
+    reason = trade.reason
+    if reason.startswith("gapped through the stop"):
+        return "gapped through the stop" + (" after TP1" if trade.tp1_hit else " before TP1")
+    if reason.startswith("stop"):
+        return "stop after TP1" if trade.tp1_hit else "stop before TP1"
+    if reason.startswith("TP"):
+        return "last target"
+    if "time stop" in reason:
+        return "time stop" + (" after TP1" if trade.tp1_hit else " before TP1")
+    return reason.split(":")[0]
 
 
 def pct(value: float | None) -> str:
@@ -192,10 +197,10 @@ async def main(full: bool, folds: int) -> None:
     print(table_row("**total**", "pooled trades; Sharpe, return: mean; DD: worst", total))
     print()
     done = metrics.closed(pooled)
-    ended = Counter(how_it_ended(t.reason) for t in done)
+    ended = Counter(how_it_ended(t) for t in done)
     print("how the closed trades ended (count, mean R, P&L as % of capital summed over series):")
     for reason, count in ended.most_common():
-        same = [t for t in done if how_it_ended(t.reason) == reason]
+        same = [t for t in done if how_it_ended(t) == reason]
         rs = [t.r for t in same if t.r is not None]
         print(
             f"  {reason}: {count}, mean R {num(sum(rs) / len(rs) if rs else None)}, "

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from agent.llm.cutoff import SETTING, TRAINING_CUTOFFS, leak_check, training_cutoff
-from bot.backtest import backtest, result_text
+from bot.backtest import backtest, result_text, walk_forward_backtest, walk_forward_text
 from bot.cli import app
 from bot.settings import Settings, load_settings
 from bot.wiring import open_database
@@ -219,6 +219,23 @@ def test_a_cache_miss_in_read_only_mode_abstains_and_is_counted(first_run: tuple
     assert [(t.signal_id, t.entry_time) for t in early] == [(t.signal_id, t.entry_time) for t in first.trades]
     text = result_text(result)
     assert f"{llm['cache_misses']} cache misses ({llm['cache_misses']} decisions abstained on them)" in text
+
+
+def test_a_walk_forward_counts_the_folds_calls_and_flags_the_window(
+    first_run: tuple[Path, BacktestResult, int],
+) -> None:
+    data_dir, _, _ = first_run
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        route = router.post("/chat/completions").mock(side_effect=model_answer)
+        doc = asyncio.run(walk_forward_backtest(llm_settings(data_dir, "read-only"), SPEC, 2))
+        assert route.call_count == 0
+    llm = doc["llm"]
+    # Fold 0 starts where the first run started, with the same capital: the same questions, answered
+    # from the cache. Fold 1 starts afresh mid-window: another account, other questions, misses.
+    assert llm["requests_sent"] == 0 and llm["answers_from_cache"] > 0 and llm["cache_misses"] > 0
+    assert doc["possible_leak"] is True and doc["possible_leak_reason"].startswith("possibly leaked")
+    text = walk_forward_text(doc)
+    assert f"{llm['cache_misses']} cache misses" in text and "WARNING possibly leaked" in text
 
 
 def test_the_llm_policy_without_an_endpoint_is_a_clear_error(tmp_path: Path) -> None:
