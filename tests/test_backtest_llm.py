@@ -146,7 +146,11 @@ SENT: list[str] = []  # the bodies of the first run's requests
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BacktestResult, int]:
     """A read-write run in a fresh data dir: pays for its calls and stores them."""
     data_dir = tmp_path_factory.mktemp("llm-cache")
-    with restored_logging():
+    # Module-scoped, so it runs before the autouse fixture: as hermetic on its own.
+    with pytest.MonkeyPatch.context() as patch, restored_logging():
+        for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "OPENAI_"))]:
+            patch.delenv(name)
+        patch.chdir(data_dir)
         result, calls = run(llm_settings(data_dir, "read-write"), bodies=SENT)
     return data_dir, result, calls
 
