@@ -7,9 +7,10 @@ it is not (the model cannot have read about it). A model with no known cut-off i
 safe assumption is that it has seen the period.
 
 The built-in table holds the knowledge cut-offs the vendors publish on their model pages (OpenAI's
-https://platform.openai.com/docs/models/<model>, "Knowledge cutoff"); a dated snapshot
-("gpt-4o-2024-08-06") takes its family's. DeepSeek and Qwen publish none, so they are absent: set
-TRADEOPS_LLM_TRAINING_CUTOFF for them (or to override an entry).
+https://platform.openai.com/docs/models/<model>, "Knowledge cutoff", as published when this was
+written); a dated snapshot ("gpt-4o-2024-08-06") takes its family's. A family whose snapshots have
+different cut-offs (the original gpt-4) is left out rather than guessed. DeepSeek and Qwen publish
+none, so they are absent: set TRADEOPS_LLM_TRAINING_CUTOFF for them (or to override an entry).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ OPENAI_MODELS = "https://platform.openai.com/docs/models/"
 # model family -> (knowledge cut-off, where it is published)
 TRAINING_CUTOFFS: dict[str, tuple[date, str]] = {
     "gpt-3.5-turbo": (date(2021, 9, 1), OPENAI_MODELS + "gpt-3.5-turbo"),
-    "gpt-4": (date(2021, 9, 1), OPENAI_MODELS + "gpt-4"),
     "gpt-4-turbo": (date(2023, 12, 1), OPENAI_MODELS + "gpt-4-turbo"),
     "gpt-4o": (date(2023, 10, 1), OPENAI_MODELS + "gpt-4o"),
     "gpt-4o-mini": (date(2023, 10, 1), OPENAI_MODELS + "gpt-4o-mini"),
