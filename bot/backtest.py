@@ -5,11 +5,13 @@ of the data dir is the ``lake`` venue, as everywhere else."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -17,20 +19,26 @@ from typing import Any
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
 
 from agent.deps import AutoApprove
-from bot.services import open_services
+from agent.llm.cutoff import LeakCheck, leak_check
+from bot.services import LLM_VARIABLES, open_services
 from bot.settings import Settings
 from bot.venues import build_venues
+from bot.wiring import open_database
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec, run_backtest
 from scheduler.backtest.walkforward import fold_windows, walk_forward_json
 from storage.db import make_engine, sqlite_url
+from storage.llm import LLMCache, call_counts
 from venues.clock import SimulatedClock
 from venues.lake import LAKE_VENUE
 from venues.paper import PaperBroker
 
 POLICIES = ("rules", "llm", "sma_cross")
 PROFILES = ("low", "medium", "high")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LLM_COUNTS = ("requests_sent", "answers_from_cache", "cache_misses", "abstained_on_cache_miss")
 
 
 def parse_params(values: Sequence[str]) -> dict[str, float]:
@@ -74,8 +82,48 @@ def backtest_settings(settings: Settings, spec: BacktestSpec, database: Path) ->
             "paper_cash_usdt": cash,
             "paper_cash_cny": cash,
             "paper_slippage_bps": settings.paper_slippage_bps if spec.costs else Decimal(0),
+            # One decision at a time: side by side, what a prompt shows (cash, positions, today's
+            # trades) would depend on which candidate's order landed first, so a re-run would ask
+            # other questions than the cache holds.
+            "llm_concurrency": 1,
         }
     )
+
+
+@asynccontextmanager
+async def shared_llm_cache(settings: Settings, spec: BacktestSpec) -> AsyncIterator[LLMCache | None]:
+    """The LLM response cache of the data dir's database (the one `tradeops run` uses), for an LLM
+    backtest with the cache on: its own database is thrown away, its answers must not be. Nothing
+    else of that database is read or written."""
+    if spec.policy != "llm" or settings.llm_cache == "off":
+        yield None
+        return
+    engine = await asyncio.to_thread(open_database, settings, one_shot=True)
+    try:
+        yield LLMCache(engine)
+    finally:
+        engine.dispose()
+
+
+def llm_report(settings: Settings, spec: BacktestSpec, engine: Engine) -> tuple[dict[str, Any], LeakCheck]:
+    """The ``llm`` block of an LLM backtest (from the decision traces of its database) and the
+    training cut-off check of its window."""
+    config = settings.llm_config
+    counts = call_counts(engine, EPOCH)
+    leak = leak_check(config.model or "", spec.start, spec.end, config.training_cutoff)
+    block: dict[str, Any] = {
+        "model": config.model,
+        "cache": config.cache,
+        "requests_sent": counts.sent,
+        "answers_from_cache": counts.cached,
+        "cache_misses": counts.cache_misses,
+        "abstained_on_cache_miss": counts.missed_signals,
+        "prompt_tokens": counts.usage.prompt_tokens,
+        "completion_tokens": counts.usage.completion_tokens,
+        "cost_usd": str(counts.usage.cost_usd),
+        **leak.to_json(),
+    }
+    return block, leak
 
 
 @contextmanager
@@ -99,16 +147,22 @@ async def backtest(
         raise BacktestError(f"--policy {spec.policy!r} is not one of: {', '.join(POLICIES)}")
     if spec.profile not in PROFILES:
         raise BacktestError(f"--profile {spec.profile!r} is not one of: {', '.join(PROFILES)}")
+    if spec.policy == "llm" and not settings.llm_config.configured:
+        raise BacktestError(f"--policy llm needs an LLM endpoint: set {LLM_VARIABLES}")
     with tempfile.TemporaryDirectory(prefix="tradeops-backtest-") as tmp:
         run_settings = backtest_settings(settings, spec, Path(tmp) / "backtest.db")
         clock = SimulatedClock(spec.start)
-        async with open_services(
-            run_settings,
-            clock=clock,
-            auto_approve=AutoApprove(mode="all"),
-            one_shot=True,
-            with_lake=spec.venue == LAKE_VENUE,
-        ) as services:
+        async with (
+            shared_llm_cache(settings, spec) as cache,
+            open_services(
+                run_settings,
+                clock=clock,
+                auto_approve=AutoApprove(mode="all"),
+                one_shot=True,
+                with_lake=spec.venue == LAKE_VENUE,
+                llm_cache=cache,
+            ) as services,
+        ):
             if spec.venue not in services.venues:
                 raise BacktestError(f"unknown venue {spec.venue!r}; valid venues: {', '.join(services.venues)}")
             if not spec.costs:
@@ -116,8 +170,14 @@ async def backtest(
                     broker = getattr(venue, "broker", None)
                     if isinstance(broker, PaperBroker):
                         broker.config = dataclasses.replace(broker.config, charge_fees=False)
-            return await run_backtest(
+            result = await run_backtest(
                 services.scanner, spec, calendar=services.venue_calendar(spec.venue), on_progress=on_progress
+            )
+            if spec.policy != "llm":
+                return result
+            block, leak = llm_report(run_settings, spec, services.engine)
+            return dataclasses.replace(
+                result, llm=block, possible_leak=leak.possible_leak, possible_leak_reason=leak.reason
             )
 
 
@@ -161,7 +221,24 @@ async def walk_forward_backtest(
 
         fold_spec = dataclasses.replace(spec, start=window.test_start, end=window.test_end)
         results.append(await backtest(settings, fold_spec, on_progress=fold_progress))
-    return walk_forward_json(spec, windows, results, purge=purge, embargo=embargo, calendar=calendar)
+    doc = walk_forward_json(spec, windows, results, purge=purge, embargo=embargo, calendar=calendar)
+    llm: dict[str, Any] | None = None
+    leak = LeakCheck("", None, "", False, "")
+    if spec.policy == "llm":
+        config = settings.llm_config
+        leak = leak_check(config.model or "", windows[0].test_start, spec.end, config.training_cutoff)
+        blocks = [r.llm or {} for r in results]
+        llm = {**blocks[0], **{k: sum(int(b.get(k) or 0) for b in blocks) for k in LLM_COUNTS}, **leak.to_json()}
+        for key in ("prompt_tokens", "completion_tokens"):
+            llm[key] = sum(int(b.get(key) or 0) for b in blocks)
+        llm["cost_usd"] = str(sum((Decimal(b.get("cost_usd") or 0) for b in blocks), Decimal(0)))
+    return {
+        "params": doc.pop("params"),
+        "possible_leak": leak.possible_leak,
+        "possible_leak_reason": leak.reason or None,
+        **doc,
+        "llm": llm,
+    }
 
 
 def walk_forward_text(doc: dict[str, Any]) -> str:
@@ -175,12 +252,28 @@ def walk_forward_text(doc: dict[str, Any]) -> str:
             f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, max drawdown {_pct(m['max_drawdown'])}"
         )
     m = doc["metrics"]
+    lines += llm_lines(doc.get("llm"), doc.get("possible_leak_reason"))
     lines.append(
         f"out of sample: return {_pct(m['total_return'])}, Sharpe {_num(m['sharpe'])}, "
         f"max drawdown {_pct(m['max_drawdown'])}, trades {m['trades']}, win rate {_pct(m['win_rate'])}, "
         f"TP1 hit rate {_pct(m['tp1_hit_rate'])}, profit factor {_num(m['profit_factor'])}"
     )
     return "\n".join(lines)
+
+
+def llm_lines(llm: dict[str, Any] | None, leak_reason: str | None) -> list[str]:
+    """An LLM backtest's calls and, loudly, its leak flag; nothing for the other policies."""
+    lines = []
+    if llm:
+        lines.append(
+            f"LLM {llm['model']} (cache {llm['cache']}): {llm['requests_sent']} requests sent, "
+            f"{llm['answers_from_cache']} answers from the cache, {llm['cache_misses']} cache misses "
+            f"({llm['abstained_on_cache_miss']} decisions abstained on them), "
+            f"{llm['prompt_tokens'] + llm['completion_tokens']:,} tokens, ${llm['cost_usd']}"
+        )
+    if leak_reason:
+        lines.append(f"WARNING {leak_reason}")
+    return lines
 
 
 def _pct(value: Any) -> str:
@@ -211,6 +304,7 @@ def result_text(result: BacktestResult) -> str:
         f"TP1 hit rate {_pct(m['tp1_hit_rate'])}, average R {_num(m['average_r'])}, "
         f"profit factor {_num(m['profit_factor'])}, fees paid {_num(m['costs_paid'])}",
         "signals: " + (", ".join(f"{k} {v}" for k, v in result.signals.items()) or "none"),
+        *llm_lines(result.llm, result.possible_leak_reason),
     ]
     for trade in result.trades:
         exit_at = f"{trade.exit_time:%Y-%m-%d %H:%M}" if trade.exit_time else "open"
@@ -241,6 +335,7 @@ def chat_text(result: BacktestResult) -> str:
             f"return {_pct(m['total_return'])}, max drawdown {_pct(m['max_drawdown'])}, Sharpe {_num(m['sharpe'])}",
             f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, TP1 hit rate {_pct(m['tp1_hit_rate'])}, "
             f"profit factor {_num(m['profit_factor'])}, fees {_num(m['costs_paid'])}",
+            *llm_lines(result.llm, result.possible_leak_reason),
         ]
     )
 

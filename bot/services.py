@@ -101,11 +101,14 @@ async def open_services(
     on_decision: DecisionHook | None = None,
     one_shot: bool = False,
     with_lake: bool = True,
+    llm_cache: LLMCache | None = None,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
     for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
     pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py).
-    ``with_lake=False`` leaves the bars lake's venue out (the demo walks the shipped data only)."""
+    ``with_lake=False`` leaves the bars lake's venue out (the demo walks the shipped data only).
+    ``llm_cache``: the LLM response cache to use instead of this database's (a backtest keeps its
+    answers in the data dir's database, not in its throwaway one)."""
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
@@ -123,7 +126,7 @@ async def open_services(
         auto_approve=auto_approve or AutoApprove(mode=settings.auto_approve),
     )
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
-    llm = llm_client(settings, clock, engine) if settings.use_llm else None
+    llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
     if llm is not None:
         deps.policy = LLMPolicy(llm, deps, settings.llm_config)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
@@ -179,9 +182,12 @@ LLM_VARIABLES = (
 )
 
 
-def llm_client(settings: Settings, clock: Clock, engine: Engine) -> OpenAICompatClient:
-    """The LLM client of the configured endpoint, with the response cache and today's usage for the
-    token budget (the budget day is the UTC day of the clock)."""
+def llm_client(
+    settings: Settings, clock: Clock, engine: Engine, *, cache: LLMCache | None = None
+) -> OpenAICompatClient:
+    """The LLM client of the configured endpoint, with the response cache (``cache``, or the one in
+    ``engine``'s database) and today's usage for the token budget (the budget day is the UTC day of
+    the clock)."""
     config = settings.llm_config
     if not config.configured:
         raise ConfigError(f"the LLM policy needs an endpoint: set {LLM_VARIABLES}")
@@ -190,7 +196,7 @@ def llm_client(settings: Settings, clock: Clock, engine: Engine) -> OpenAICompat
         now = clock.now()
         return usage_since(engine, now.replace(hour=0, minute=0, second=0, microsecond=0)).tokens
 
-    return OpenAICompatClient(config, clock=clock, cache=LLMCache(engine), usage=spent_today)
+    return OpenAICompatClient(config, clock=clock, cache=cache or LLMCache(engine), usage=spent_today)
 
 
 def _charts_dir(settings: Settings) -> Path:

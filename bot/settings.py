@@ -7,7 +7,7 @@ config objects built from these settings. Every field is documented in .env.exam
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     llm_budget_fallback: Literal["rules", "abstain"] = "rules"
     llm_cache: Literal["off", "read-write", "read-only"] = "read-write"
     llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=dict)
+    llm_training_cutoff: date | None = Field(
+        default=None,
+        description="the model's training cut-off (YYYY-MM-DD): backtests before it are flagged possibly leaked; "
+        "empty = the built-in table (agent/llm/cutoff.py)",
+    )
 
     # Chat transports for `tradeops run`: a transport starts when its token is set.
     telegram_token: SecretStr | None = Field(default=None, description="Telegram bot token from @BotFather")
@@ -208,6 +213,7 @@ class Settings(BaseSettings):
             budget_fallback=self.llm_budget_fallback,
             cache=self.llm_cache,
             prices=self.llm_prices,
+            training_cutoff=self.llm_training_cutoff,
         )
 
     @property
@@ -316,7 +322,7 @@ class Settings(BaseSettings):
             timeout_s=self.ccxt_timeout,
         )
 
-    @field_validator("discord_guild_id", mode="before")
+    @field_validator("discord_guild_id", "llm_training_cutoff", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         """`NAME=` (as .env.example writes every unset optional) means unset, not an empty number."""

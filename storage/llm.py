@@ -88,3 +88,27 @@ def usage_since(engine: Engine, since: datetime) -> Usage:
         # Money is summed in Python: SQLite would sum the decimal text as floats.
         cost = sum((c for c in session.exec(costs).all()), Decimal(0))
     return Usage(int(calls), int(prompt), int(completion), cost)
+
+
+@dataclass(frozen=True)
+class CallCounts:
+    """What a run's LLM calls came to, from its decision traces (a backtest's throwaway database)."""
+
+    sent: int  # requests that reached the endpoint
+    cached: int  # answers served from the response cache
+    cache_misses: int  # read-only cache and never answered: no request, the decision abstained
+    missed_signals: int  # decisions that abstained on a cache miss
+    usage: Usage
+
+
+def call_counts(engine: Engine, since: datetime) -> CallCounts:
+    llm = col(DecisionTrace.node).startswith(LLM_NODE_PREFIX) & (col(DecisionTrace.created_at) >= since)
+    cached = select(func.count()).where(llm, col(DecisionTrace.outcome).endswith(CACHED_SUFFIX))
+    misses = select(func.count(), func.count(func.distinct(DecisionTrace.signal_id))).where(
+        llm, DecisionTrace.outcome == "cache_miss"
+    )
+    usage = usage_since(engine, since)
+    with Session(engine) as session:
+        hits = int(session.exec(cached).one())
+        missed, signals = session.exec(misses).one()
+    return CallCounts(usage.calls, hits, int(missed), int(signals), usage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
@@ -41,6 +42,7 @@ class LLMConfig:
     budget_fallback: Literal["rules", "abstain"] = "rules"
     cache: CacheMode = "read-write"
     prices: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    training_cutoff: date | None = None  # overrides agent/llm/cutoff.py's table for this model
 
     @property
     def configured(self) -> bool:

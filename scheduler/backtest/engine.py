@@ -95,13 +95,22 @@ class BacktestResult:
     signals: dict[str, int]  # signal count by final status
     data_range: dict[str, dict[str, str | int]]  # per symbol: first/last bar in the window, bar count
     elapsed_seconds: float = 0.0
+    # An LLM backtest: its calls (sent, cached, cache misses, tokens, cost) and the training cut-off
+    # check (agent/llm/cutoff.py), set by the caller; None for the other policies.
+    llm: dict[str, Any] | None = None
+    possible_leak: bool = False
+    possible_leak_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        """The `--json` document: ``params``, ``metrics``, ``trades``, ``skipped``, ``signals``,
+        """The `--json` document: ``params``, ``possible_leak`` (and its reason, or null),
+        ``metrics``, ``llm`` (an LLM backtest's calls, or null), ``trades``, ``skipped``, ``signals``,
         ``data_range`` and ``equity`` ([ISO time, equity] pairs). Times are ISO-8601 UTC."""
         return {
             "params": {**self.spec.params_json(), "currency": self.currency, "calendar": self.calendar},
+            "possible_leak": self.possible_leak,
+            "possible_leak_reason": self.possible_leak_reason or None,
             "metrics": self.metrics,
+            "llm": self.llm,
             "trades": [trade_json(t) for t in self.trades],
             "skipped": list(self.skipped),
             "signals": self.signals,

@@ -117,6 +117,19 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _leak_banner(result: BacktestResult) -> list[str]:
+    """Above everything else: the model may have been trained on the period it is tested on."""
+    if not result.possible_leak:
+        return []
+    return [f'<p class="leak" id="possible-leak"><strong>{html.escape(result.possible_leak_reason)}</strong></p>']
+
+
+def _llm_section(result: BacktestResult) -> list[str]:
+    if not result.llm:
+        return []
+    return ["<h2>LLM</h2>", _table(["item", "value"], [[k, v] for k, v in result.llm.items()])]
+
+
 def report_html(result: BacktestResult) -> str:
     """The whole report as one HTML document (UTF-8, no external resource)."""
     doc = result.to_json()
@@ -129,6 +142,7 @@ def report_html(result: BacktestResult) -> str:
     ]  # fmt: skip
     sections = [
         f"<h1>Backtest: {html.escape(_title(result))}</h1>",
+        *_leak_banner(result),
         "<h2>Settings</h2>",
         _table(["setting", "value"], [[k, v] for k, v in params.items()]),
         "<h2>Data range</h2>",
@@ -138,6 +152,7 @@ def report_html(result: BacktestResult) -> str:
         ),
         "<h2>Metrics</h2>",
         _table(["metric", "value"], [[k, v] for k, v in doc["metrics"].items()]),
+        *_llm_section(result),
         "<h2>Equity and drawdown</h2>",
         _img(equity_png(result), "equity and drawdown"),
         "<h2>Monthly returns</h2>",
@@ -157,6 +172,7 @@ def report_html(result: BacktestResult) -> str:
     style = (
         "body{font-family:sans-serif;margin:2em;color:#1f2933}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #cbd2d9;padding:3px 8px;text-align:left;font-size:13px}img{max-width:100%}"
+        ".leak{background:#fdecea;border:2px solid #c62828;padding:0.8em;color:#8e1b1b}"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>tradeops backtest</title>'
