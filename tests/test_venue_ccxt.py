@@ -142,9 +142,10 @@ async def test_instruments_carry_the_exchange_rules(venue: CcxtVenue, fake: Fake
         Decimal("0.00001"), Decimal("0.1"), "USDT", "24/7"
     )  # fmt: skip
     perp = await venue.instrument("BTC/USDT:USDT")
-    assert perp.perpetual and perp.short is not None
-    # The current funding rate is read (0.03% per 8 h in the fake), not the assumed 0.01%.
-    assert perp.short.funding_rate_8h == Decimal("0.0003") and fake.exchange in perp.short.basis
+    assert perp.perpetual and perp.short is not None and perp.funding is not None and spot.funding is None
+    # The current funding rate is read (+0.03% per 8 h in the fake: longs pay), not the assumed 0.01%.
+    assert perp.funding.rate_8h == Decimal("0.0003") and fake.exchange in perp.funding.basis
+    assert "longs pay shorts" in perp.funding.basis
     market = venue.exchange.markets
     assert spot.fees == CryptoFees(
         maker_bps=Decimal(str(market["BTC/USDT"]["maker"])) * 10_000,
@@ -197,8 +198,8 @@ async def test_without_a_funding_rate_the_assumed_one_is_kept(fake: FakeExchange
     venue, _ = make_venue(fake)
     try:
         perp = await venue.instrument("ETH/USDT:USDT")
-        assert perp.short is not None and perp.short.funding_rate_8h == Decimal("0.0001")
-        assert "assumed" in perp.short.basis
+        assert perp.funding is not None and perp.funding.rate_8h == Decimal("0.0001")
+        assert "assumed" in perp.funding.basis
     finally:
         await venue.aclose()
 
@@ -647,31 +648,39 @@ def test_no_order_path_reaches_a_live_account(fake: FakeExchange, engine: Engine
     assert "TRADEOPS_CCXT_SANDBOX=true" in str(refused.value) and "k-123456" not in str(refused.value)
 
 
-# --- funding: the live rate in the cost of a perpetual short ---
+# --- funding: the live rate, paid by longs or shorts as its sign says ---
 
 
-async def test_a_negative_funding_rate_is_charged_to_the_short_as_paid(fake: FakeExchange) -> None:
+async def test_a_negative_funding_rate_keeps_its_sign(fake: FakeExchange) -> None:
     fake.funding_rate = "-0.00020000"
     venue, _ = make_venue(fake)
     try:
         perp = await venue.instrument("BTC/USDT:USDT")
     finally:
         await venue.aclose()
-    assert perp.short is not None and perp.short.funding_rate_8h == Decimal("0.0002")
-    assert "-0.0200% per 8h" in perp.short.basis
+    assert perp.funding is not None and perp.funding.rate_8h == Decimal("-0.0002")
+    assert "-0.0200% per 8h" in perp.funding.basis and "shorts pay longs" in perp.funding.basis
 
 
-async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(engine: Engine) -> None:
+def test_a_funding_rate_of_another_interval_is_scaled_to_8_hours() -> None:
+    terms = parse.funding_terms({"fundingRate": 0.0001, "interval": "4h"}, "binance")
+    assert terms.rate_8h == Decimal("0.0002") and "+0.0100% per 4h" in terms.basis
+    assert parse.funding_terms(None, "okx").rate_8h == Decimal("0.0001")  # the assumed baseline
+
+
+@pytest.mark.parametrize(("side", "qty"), [(Side.SELL, Decimal("-0.01")), (Side.BUY, Decimal("0.01"))])
+async def test_a_perpetual_held_across_a_funding_time_settles_the_live_rate(
+    engine: Engine, side: Side, qty: Decimal
+) -> None:
+    # The fake's +0.03% per 8 h: the long pays it, the short receives it.
     with FakeExchange("okx", NOW) as fake:
         clock = SimulatedClock(NOW)
         venue, _ = make_venue(fake, clock)
         ledger = SqlPaperLedger(engine)
         broker = PaperBroker(venue.name, venue, clock, ledger, PaperBrokerConfig({"USDT": Decimal(10_000)}))
         try:
-            short = OrderRequest(
-                client_order_id="f00d0001", symbol="BTC/USDT:USDT", side=Side.SELL, qty=Decimal("0.01")
-            )
-            await broker.place(short)
+            entry = OrderRequest(client_order_id="f00d0001", symbol="BTC/USDT:USDT", side=side, qty=Decimal("0.01"))
+            await broker.place(entry)
             clock.advance_to(datetime(2024, 1, 31, 0, 5, tzinfo=UTC))  # across the 00:00 UTC funding
             fake.now = clock.now()
             await broker.process()
@@ -681,9 +690,9 @@ async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(e
             last = await venue.bars("BTC/USDT:USDT", "1m", end=mark - timedelta(minutes=1), limit=1)
         finally:
             await venue.aclose()
-    assert position.qty == Decimal("-0.01") and ledger.last_carry("okx", "BTC/USDT:USDT", "USDT") == mark
-    funding = (Decimal("0.01") * Decimal(str(last["close"].iloc[-1])) * Decimal("0.0003")).quantize(Decimal("1e-8"))
-    assert fill.ts < mark and position.realized_pnl == -funding  # only the funding is realized while it is open
+    assert position.qty == qty and ledger.last_carry("okx", "BTC/USDT:USDT", "USDT") == mark
+    paid = (qty * Decimal(str(last["close"].iloc[-1])) * Decimal("0.0003")).quantize(Decimal("1e-8"))
+    assert fill.ts < mark and position.realized_pnl == -paid  # only the funding is realized while it is open
 
 
 async def test_the_keys_are_registered_as_secrets_when_the_venue_is_built(fake: FakeExchange, engine: Engine) -> None:

@@ -25,8 +25,11 @@ How an order fills (documented for the user in the README):
   a short is open its current value x (1 + initial margin) of cash is reserved (so the margin comes
   from cash that is not its own proceeds); opening one needs that margin, value x initial margin, in
   available cash. A buy covers it (never beyond it into a long) and realises
-  (avg_cost - price) x qty - fees. While a short is open its funding (perpetuals, at each 8-hour
-  mark) or borrow fee (stocks, each day at 00:00 UTC) is charged to cash and to its realized P&L.
+  (avg_cost - price) x qty - fees. While a short is open its borrow fee (stocks, each day at 00:00
+  UTC) is charged to cash and to its realized P&L.
+- Funding (perpetuals, ``Instrument.funding``): at each 8-hour mark a position held across it, long
+  or short, pays or receives value x rate (positive: longs pay shorts; negative: shorts pay longs),
+  to cash and to its realized P&L; a credit is a negative charge.
 - Futures (``Instrument.margin_rate`` set: SHFE main contracts): quantities are contracts; value,
   P&L and value-based fees are price x quantity x ``multiplier``. A position is margined, not
   paid for: opening or adding moves only the fee out of cash, closing moves the realised P&L
@@ -157,7 +160,7 @@ class PaperLedger(Protocol):
         ...
 
     def charge_carry(self, venue: str, symbol: str, currency: str, amount: Decimal, *, kind: str, at: datetime) -> bool:
-        """Charge one funding or borrow accrual (``amount`` > 0 is paid) of the position at ``at``:
+        """Charge one funding or borrow accrual (``amount`` > 0 is paid, < 0 received) of the position at ``at``:
         a cash entry and the position's realized P&L, together. False, writing nothing, when that
         accrual is already recorded (another process charged it first)."""
         ...
@@ -339,25 +342,31 @@ class PaperBroker:
         return new_fills
 
     async def _accrue_carry(self, now: datetime) -> None:
-        """What holding a short costs, charged as it accrues: a perpetual's funding at each 8-hour
-        mark (00:00, 08:00, 16:00 UTC, as Binance and OKX settle it) and a stock's borrow fee for
-        each day at 00:00 UTC, on the short's value at the last close before that moment. The
-        rates are the instrument's (``ShortTerms``: assumptions where no live rate is known)."""
+        """What holding a position costs or earns, as it accrues: a perpetual's funding at each
+        8-hour mark (00:00, 08:00, 16:00 UTC, as Binance and OKX settle it), paid by longs to
+        shorts when the rate is positive and by shorts to longs when it is negative (a credit is a
+        negative charge), and a short stock's borrow fee for each day at 00:00 UTC; on the
+        position's value at the last close before that moment. The rates are the instrument's
+        (``FundingTerms``, ``ShortTerms``: assumptions where no live rate is known)."""
         for position in self._ledger.positions(self.venue):
-            if position.qty >= 0 or position.opened_at is None:
+            if position.qty == 0 or position.opened_at is None:
                 continue
             instrument = await self._market.instrument(position.symbol)
+            funding = instrument.funding
+            if funding is not None and funding.rate_8h != 0:
+                # Signed: a long pays qty x price x rate, a short (negative qty) the opposite.
+                await self._accrue(instrument, position, now, "funding", timedelta(hours=8), funding.rate_8h)
             terms = instrument.short
-            if terms is None:
-                continue
-            if terms.funding_rate_8h > 0:
-                await self._accrue(instrument, position, now, "funding", timedelta(hours=8), terms.funding_rate_8h)
-            if terms.borrow_rate_year > 0:
-                await self._accrue(instrument, position, now, "borrow", timedelta(days=1), terms.borrow_rate_year / 365)
+            if position.qty < 0 and terms is not None and terms.borrow_rate_year > 0:
+                # Borrow is the short's alone; as a charge on a negative qty it is -rate.
+                daily = -terms.borrow_rate_year / 365
+                await self._accrue(instrument, position, now, "borrow", timedelta(days=1), daily)
 
     async def _accrue(
         self, instrument: Instrument, position: Position, now: datetime, kind: str, every: timedelta, rate: Decimal
     ) -> None:
+        """Charge ``position.qty`` x the close before each mark x ``rate`` for every mark in
+        (last charge or opening, now]; a negative amount is a credit."""
         assert position.opened_at is not None
         since = max(
             position.opened_at,
@@ -370,9 +379,9 @@ class PaperBroker:
                 instrument.symbol, instrument.timeframe, end=mark - _ONE_MICROSECOND, limit=1
             )
             if not bars.empty:
-                value = -position.qty * _dec(bars["close"].iloc[-1])
+                value = position.qty * _dec(bars["close"].iloc[-1]) * instrument.multiplier
                 amount = (value * rate).quantize(Decimal("0.00000001"))
-                if amount > 0:
+                if amount != 0:
                     self._ledger.charge_carry(
                         self.venue, position.symbol, instrument.currency, amount, kind=kind, at=mark
                     )
@@ -471,6 +480,10 @@ class PaperBroker:
                     f"{symbol} is sold in lots of {instrument.lot_size}, or an odd remainder all at once: "
                     f"{qty} is neither (you hold {held})"
                 )
+        # An A-share odd remainder is sold whole (the lot rule above); nothing else goes below the minimum.
+        odd_remainder = instrument.lot_size > instrument.qty_step and request.side is Side.SELL and qty == held
+        if qty < instrument.min_qty and not odd_remainder:
+            return _below_min_qty(qty, instrument)
         if request.limit_price is not None:
             limit = request.limit_price
             if limit % instrument.tick_size != 0:
@@ -522,6 +535,8 @@ class PaperBroker:
             return f"its entry {parent.client_order_id} is {parent.status.value}"
         if request.qty > parent.qty:
             return f"an exit of {request.qty} is more than its entry's {parent.qty} {parent.symbol}"
+        if request.qty < instrument.min_qty:
+            return _below_min_qty(request.qty, instrument)
         price = request.limit_price or request.stop_price
         if price is not None and request.qty * price < instrument.min_notional:
             return (
@@ -1137,6 +1152,13 @@ class PaperBroker:
         for currency, amount in self.config.starting_cash.items():
             self._ledger.fund(self.venue, currency, amount, now)
         self._funded = True
+
+
+def _below_min_qty(qty: Decimal, instrument: Instrument) -> str:
+    return (
+        f"quantity {qty} of {instrument.symbol} is below its minimum order quantity of {instrument.min_qty} "
+        f"(the venue refuses smaller orders)"
+    )
 
 
 def _initial_margin(instrument: Instrument) -> Decimal:
