@@ -40,6 +40,9 @@ ASSETS: dict[str, tuple[float, str, str, str]] = {
     "LTC": (70.0, "0.001", "0.01", "1"),
 }
 SWAPS = ("BTC", "ETH")
+# OKX's BTC-USDT spot trades in lots (lotSz) finer than its minimum order size (minSz), as the real
+# instrument does; the other names' lot is their minimum.
+OKX_SPOT_LOT = {"BTC": "0.00000001"}
 
 
 def recorded(exchange: str) -> dict[str, Any]:
@@ -276,8 +279,8 @@ class FakeExchange:
                       "maxLmtSz": "10000", "maxMktSz": "1000000", "ruleType": "normal"}  # fmt: skip
             if kind == "SPOT":
                 data.append(common | {"instType": "SPOT", "instId": f"{base}-USDT", "baseCcy": base,
-                                      "quoteCcy": "USDT", "lotSz": amount, "minSz": amount, "tickSz": tick,
-                                      "lever": "10"})  # fmt: skip
+                                      "quoteCcy": "USDT", "lotSz": OKX_SPOT_LOT.get(base, amount), "minSz": amount,
+                                      "tickSz": tick, "lever": "10"})  # fmt: skip
             elif kind == "SWAP" and base in SWAPS:
                 data.append(common | {"instType": "SWAP", "instId": f"{base}-USDT-SWAP", "ctType": "linear",
                                       "ctVal": ct_val, "ctMult": "1", "ctValCcy": base, "settleCcy": "USDT",

@@ -31,6 +31,9 @@ from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from tests.fake_ccxt import FIXTURES, VALID_KEY, FakeExchange
 from tests.support import restored_logging
+from tools.models import Action, Signal
+from tools.risk import RiskContext, check, profile
+from tools.sizing import propose, risk_based_qty
 from venues.adapters.ccxt import (
     CcxtConfig,
     CcxtConfigError,
@@ -138,9 +141,11 @@ async def test_instruments_carry_the_exchange_rules(venue: CcxtVenue, fake: Fake
     }  # fmt: skip
     spot = instruments["BTC/USDT"]
     assert spot.asset_class is AssetClass.CRYPTO and not spot.perpetual and spot.short is None
-    assert (spot.qty_step, spot.tick_size, spot.currency, spot.calendar) == (
+    assert (spot.min_qty, spot.tick_size, spot.currency, spot.calendar) == (
         Decimal("0.00001"), Decimal("0.1"), "USDT", "24/7"
     )  # fmt: skip
+    # OKX's BTC-USDT lot (lotSz 1e-8) is finer than its minimum (minSz 0.00001); Binance's step is it.
+    assert spot.qty_step == (Decimal("0.00000001") if fake.exchange == "okx" else Decimal("0.00001"))
     perp = await venue.instrument("BTC/USDT:USDT")
     assert perp.perpetual and perp.short is not None and perp.funding is not None and spot.funding is None
     # The current funding rate is read (+0.03% per 8 h in the fake: longs pay), not the assumed 0.01%.
@@ -152,11 +157,11 @@ async def test_instruments_carry_the_exchange_rules(venue: CcxtVenue, fake: Fake
         taker_bps=Decimal(str(market["BTC/USDT"]["taker"])) * 10_000,
     )
     if fake.exchange == "okx":
-        # OKX's swap is quoted in contracts of 0.01 BTC, lot 0.01 contract: 0.0001 BTC a step.
-        assert perp.qty_step == Decimal("0.0001") and spot.min_notional == 0
+        # OKX's swap is quoted in contracts of 0.01 BTC, lot and minimum 0.01 contract: 0.0001 BTC.
+        assert perp.qty_step == perp.min_qty == Decimal("0.0001") and spot.min_notional == 0
         assert (spot.fees.maker_bps, spot.fees.taker_bps) == (Decimal(10), Decimal(15))
     else:
-        assert perp.qty_step == Decimal("0.001") and perp.min_notional == Decimal(100)
+        assert perp.qty_step == perp.min_qty == Decimal("0.001") and perp.min_notional == Decimal(100)
         assert spot.min_notional == Decimal(5) and spot.fees.taker_bps == Decimal(10)
     assert fake.count("instruments") + fake.count("exchangeInfo") == 2  # spot and swap, once
 
@@ -646,6 +651,61 @@ def test_no_order_path_reaches_a_live_account(fake: FakeExchange, engine: Engine
     with pytest.raises(VenueConfigError) as refused:
         live_venues(settings, SimulatedClock(NOW), engine)
     assert "TRADEOPS_CCXT_SANDBOX=true" in str(refused.value) and "k-123456" not in str(refused.value)
+
+
+# --- the exchange's minimum order size (limits.amount.min) on a small account ---
+
+
+async def test_okx_minimum_order_size_bites_a_small_account_in_sizing_the_gate_and_the_broker(engine: Engine) -> None:
+    with FakeExchange("okx", NOW) as fake:
+        clock = SimulatedClock(NOW)
+        venue, _ = make_venue(fake, clock)
+        broker = PaperBroker(venue.name, venue, clock, SqlPaperLedger(engine), PaperBrokerConfig({"USDT": Decimal(2)}))
+        try:
+            btc = await venue.instrument("BTC/USDT")  # OKX BTC-USDT: lot 1e-8 BTC, minimum 0.00001 BTC
+            last = Decimal(str((await venue.snapshot(["BTC/USDT"]))["BTC/USDT"].last))
+            entry = last.quantize(Decimal("0.1"))
+            signal = Signal(
+                action=Action.BUY,
+                symbol="BTC/USDT",
+                entry=entry,
+                stop=(entry * Decimal("0.98")).quantize(Decimal("0.1")),
+                take_profits=((entry * Decimal("1.05")).quantize(Decimal("0.1")),),
+                confidence=0.8,
+            )
+            # 2 USDT of equity: 20% is 0.40 USDT, about 0.0000092 BTC at ~43,400, under the minimum.
+            qty, notes = risk_based_qty(
+                signal,
+                btc,
+                equity=Decimal(2),
+                available_cash=Decimal(2),
+                risk_per_trade_pct=Decimal("0.01"),
+                max_position_pct=Decimal("0.2"),
+                slippage_bps=Decimal(5),
+            )
+            assert qty == 0 and notes[-1].endswith("BTC/USDT fits, below the venue's minimum order quantity of 0.00001")
+            # A proposal of 0.000005 BTC (whole lots of 1e-8) is blocked by the gate ...
+            small = propose(signal, btc, Decimal("0.000005"), slippage_bps=Decimal(5), on=NOW.date())
+            context = RiskContext(now=NOW, equity=Decimal(1000), day_start_equity=Decimal(1000))
+            verdict, _ = check(small, context, profile("high"), btc, slippage_bps=Decimal(5))
+            assert verdict.decision == "block" and (
+                "size 0.000005 BTC/USDT is below the venue's minimum order quantity of 0.00001" in verdict.reasons
+            )
+            # ... and refused by the paper broker, which takes the minimum itself.
+            tiny = await broker.place(
+                OrderRequest(client_order_id="tiny0001", symbol="BTC/USDT", side=Side.BUY, qty=Decimal("0.000005"))
+            )
+            assert tiny.status is OrderStatus.REJECTED
+            assert tiny.reason == (
+                "quantity 0.000005 of BTC/USDT is below its minimum order quantity of 0.00001 "
+                "(the venue refuses smaller orders)"
+            )
+            least = await broker.place(
+                OrderRequest(client_order_id="least001", symbol="BTC/USDT", side=Side.BUY, qty=Decimal("0.00001"))
+            )
+            assert least.status is OrderStatus.PENDING, least.reason
+        finally:
+            await venue.aclose()
 
 
 # --- funding: the live rate, paid by longs or shorts as its sign says ---
