@@ -520,6 +520,61 @@ async def test_scan_chart_and_signal_work_on_the_exchange_as_on_replay(tmp_path:
 
 
 @pytest.mark.usefixtures("hermetic")
+@pytest.mark.parametrize("funded", [False, True])
+async def test_paper_cash_per_quote_currency_and_a_market_without_any_is_skipped_naming_the_setting(
+    tmp_path: Path, funded: bool
+) -> None:
+    # OKX lists BTC and ETH against USDC too. Without TRADEOPS_PAPER_CASH_CCXT the paper account holds
+    # only USDT (TRADEOPS_PAPER_CASH_USDT): a USDC candidate is skipped with the setting named, never
+    # walked into a silent zero size; with it, each currency has its own cash and is walked.
+    extra = {"paper_cash_ccxt": "usdc=5000, USDT=20000"} if funded else {}
+    universe = ("BTC/USDT", "ETH/USDT", "BTC/USDC", "ETH/USDC")
+    with FakeExchange("okx", NOW, stable_quotes=("USDC",)) as fake:
+        settings = load_settings(data_dir=tmp_path / "data", ccxt_exchange="okx", ccxt_api_url=fake.url, **extra)
+        clock = SimulatedClock(NOW)
+        async with open_services(settings, clock=clock) as services:
+            venue = services.venues["okx"]
+            assert (await venue.instrument("BTC/USDC")).currency == "USDC"
+            broker = venue.broker_required()
+            usdt, usdc = await broker.account("USDT"), await broker.account("USDC")
+            assert usdt.cash == Decimal(20_000 if funded else 100_000) and not usdt.unfunded
+            services.users.grant("telegram", TRADER.user_id, Role.TRADER, at=clock.now(), display_name="tom")
+            core = CommandCore(services)
+            added = await core.handle(TRADER, "/watch add stables " + " ".join(f"okx:{s}" for s in universe))
+            assert added.ok, added.text
+            spec = next(w for w in services.watchlists.all() if w.name == "stables").model_copy(
+                update={"timeframe": "5m"}  # the fake's 5m series gives candidates in both currencies
+            )
+            report = await services.scanner.scan(spec, trigger="manual")
+            assert {"BTC/USDC", "ETH/USDC", "BTC/USDT"} <= {c.symbol for c in report.candidates}, report
+            walked = {w.signal_id for w in report.walks}
+            signal = await core.handle(TRADER, "/signal okx:BTC/USDC")
+            if funded:
+                assert usdc.cash == Decimal(5000) and not usdc.unfunded
+                assert report.not_walked == {} and len(walked) == len(report.candidates)
+                assert signal.ok or "no paper cash" not in signal.text, signal.text
+            else:
+                assert usdc.cash == 0 and usdc.equity == 0
+                why = (
+                    "skipped: no paper cash in USDC on okx: fund it with TRADEOPS_PAPER_CASH_CCXT, e.g. "
+                    'TRADEOPS_PAPER_CASH_CCXT="USDT=100000,USDC=10000" (a CURRENCY=AMOUNT list)'
+                )
+                assert report.not_walked == {"BTC/USDC": why, "ETH/USDC": why}
+                assert len(walked) == len(report.candidates) - 2  # the USDT ones are walked as before
+                assert not signal.ok and signal.text == f"/signal: BTC/USDC {why}"
+                # The paper broker refuses a USDC order with the same reason, whoever sends it.
+                order = await broker.place(
+                    OrderRequest(client_order_id="usdc0001", symbol="BTC/USDC", side=Side.BUY, qty=Decimal("0.001"))
+                )
+                assert order.status is OrderStatus.REJECTED and order.reason.startswith(
+                    "no paper cash in USDC on okx: fund it with TRADEOPS_PAPER_CASH_CCXT"
+                )
+                # /pnl leaves the currency out rather than listing an empty account.
+                pnl = await core.handle(TRADER, "/pnl")
+                assert "USDT" in pnl.text and "USDC" not in pnl.text, pnl.text
+
+
+@pytest.mark.usefixtures("hermetic")
 def test_tradeops_scan_and_doctor_on_the_real_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeExchange("binance", None) as fake:
         monkeypatch.setenv("TRADEOPS_CCXT_EXCHANGE", "binance")

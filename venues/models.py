@@ -408,6 +408,9 @@ class Account(_Frozen):
     positions_value: Decimal
     equity: Decimal
     positions: tuple[Position, ...] = ()
+    # Why nothing can be traded in this currency, when the account was never funded in it: no
+    # starting cash is configured and it holds nothing (the message names the setting). "" = funded.
+    unfunded: str = ""
 
     @property
     def available_cash(self) -> Decimal:

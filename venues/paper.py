@@ -106,6 +106,9 @@ class PaperBrokerConfig:
     charge_fees: bool = True
     # A market order placed within this long after a bar opened fills at that bar's open.
     order_latency: timedelta = timedelta(minutes=1)
+    # How the trader funds a currency with no starting cash, for ``Account.unfunded``; ``{currency}``
+    # is replaced by the currency (the application names its setting here).
+    unfunded_hint: str = ""
 
 
 class PaperLedger(Protocol):
@@ -435,6 +438,10 @@ class PaperBroker:
             if instrument.currency == currency and instrument.short is not None:
                 price = o.limit_price or last(o.symbol) or ZERO
                 reserved += o.qty * price * instrument.multiplier * instrument.short.initial_margin
+        unfunded = ""
+        if self.config.starting_cash.get(currency, ZERO) <= 0 and cash <= 0 and not held and reserved <= 0:
+            hint = self.config.unfunded_hint.replace("{currency}", currency)
+            unfunded = f"no paper cash in {currency} on {self.venue}" + (f": {hint}" if hint else "")
         return Account(
             venue=self.venue,
             currency=currency,
@@ -443,6 +450,7 @@ class PaperBroker:
             positions_value=value,
             equity=cash + value,
             positions=tuple(held),
+            unfunded=unfunded,
         )
 
     # --- placement checks ---
@@ -514,7 +522,10 @@ class PaperBroker:
                 return f"buying {qty} {symbol} would turn the short of {-held} into a long: cover {-held} first"
             return None
         need = await self._estimated_cost(qty, request.limit_price, instrument)
-        available = await self._available_cash(instrument.currency)
+        account = await self._account(instrument.currency)
+        available = account.available_cash
+        if need > available and account.unfunded:
+            return f"{account.unfunded} (buying {qty} {symbol} needs about {need:.2f} {instrument.currency})"
         if need > available:
             return (
                 f"insufficient cash: buying {qty} {symbol} needs about {need:.2f} {instrument.currency} "
@@ -583,9 +594,12 @@ class PaperBroker:
         need = qty * price * instrument.multiplier * instrument.short.initial_margin + fees(
             instrument, Side.SELL, qty, price, on=day
         )
-        available = await self._available_cash(instrument.currency)
+        account = await self._account(instrument.currency)
+        available = account.available_cash
         if need <= available:
             return None
+        if account.unfunded:
+            return f"{account.unfunded} (selling {qty} {instrument.symbol} short needs about {need:.2f})"
         return (
             f"insufficient margin: selling {qty} {instrument.symbol} short needs about {need:.2f} "
             f"{instrument.currency} ({instrument.short.initial_margin:.0%} of its value, with fees), "
@@ -605,9 +619,6 @@ class PaperBroker:
         # A margined contract holds its margin, not its value.
         share = instrument.margin_rate if instrument.margin_rate is not None else Decimal(1)
         return qty * price * instrument.multiplier * share + fees(instrument, Side.BUY, qty, price, on=day)
-
-    async def _available_cash(self, currency: str) -> Decimal:
-        return (await self._account(currency)).available_cash
 
     # --- matching ---
     # Orders of one symbol are matched bar by bar, all of them on each bar before the next bar:
