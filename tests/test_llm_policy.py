@@ -279,7 +279,7 @@ async def test_tool_calls_then_a_buy_waits_for_approval_with_the_tools_numbers(t
         tmp_path,
         calls(
             ("get_indicators", {"timeframe": "1h", "specs": ["atr:14", "rsi:14"]}),
-            ("preview_trade", {"entry": LAST, "stop": STOP, "take_profits": TARGETS}),
+            ("preview_trade", {"entry": LAST, "stop": STOP, "take_profits": TARGETS, "horizon_bars": 48}),
         ),
         says(decision()),
     ) as app:
