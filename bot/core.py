@@ -757,7 +757,7 @@ class CommandCore:
             start=end - timedelta(days=days),
             end=end,
             policy=policy,
-            capital=starting_cash(self.s, instrument.currency),
+            capital=starting_cash(self.s, instrument.currency, venue),
             profile=self.s.settings.risk_profile,
         )
         self._audit(caller, "backtest", symbol, {"days": days, "policy": policy})
