@@ -323,7 +323,9 @@ class Toolbox:
         for name, venue in self.deps.venues.items():
             broker = venue.broker_required()
             currencies = sorted({i.currency for i in await venue.instruments()})
-            out[name] = [_account_view(await broker.account(c)) for c in currencies]
+            accounts = [await broker.account(c) for c in currencies]
+            # An exchange quotes in dozens of currencies: only those the paper account holds count.
+            out[name] = [_account_view(a) for a in accounts if not a.unfunded]
         return out
 
     async def _trades(self, args: NoArgs) -> dict[str, Any]:
