@@ -145,6 +145,7 @@ class Scanner:
                 by_currency[currency] = (await broker.account(currency)).unfunded
             if by_currency[currency]:
                 reasons[symbol] = f"skipped: {by_currency[currency]}"
+                log.info("%s %s %s", venue_name, symbol, reasons[symbol])
         return reasons
 
     async def _walk(self, watchlist: WatchlistSpec, candidates: Sequence[Candidate]) -> tuple[WalkResult, ...]:
