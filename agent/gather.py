@@ -36,6 +36,13 @@ def venue_rules(instrument: Instrument) -> tuple[str, ...]:
         rules.append(f"daily price limit +/-{instrument.price_limit_pct:.0%} around the previous close")
     if instrument.min_notional > 0:
         rules.append(f"minimum order value {instrument.min_notional} {instrument.currency}")
+    if instrument.min_qty > max(instrument.qty_step, instrument.lot_size):
+        rules.append(f"minimum order quantity {instrument.min_qty}")
+    if instrument.funding is not None:
+        rules.append(
+            f"perpetual funding {instrument.funding.rate_8h * 100:+.4f}% per 8 h of the position's value "
+            f"(positive: longs pay shorts; negative: shorts pay longs); {instrument.funding.basis}"
+        )
     refusal = instrument.short_refusal()
     if refusal is not None or instrument.short is None:
         rules.append(f"no SHORT: {refusal}")

@@ -331,6 +331,7 @@ class CommandCore:
             lines.append(
                 f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates"
                 + "".join(f"; {note}" for note in self._market_closed(watchlist.venue))
+                + "".join(f"\n  {symbol} {why[:300]}" for symbol, why in report.not_walked.items())
                 + "".join(
                     f"\n  {w.signal_id} {w.status}"
                     # A pending walk's card says it all, unless it is an earlier signal this scan
@@ -756,7 +757,7 @@ class CommandCore:
             start=end - timedelta(days=days),
             end=end,
             policy=policy,
-            capital=starting_cash(self.s, instrument.currency),
+            capital=starting_cash(self.s, instrument.currency, venue),
             profile=self.s.settings.risk_profile,
         )
         self._audit(caller, "backtest", symbol, {"days": days, "policy": policy})

@@ -102,7 +102,9 @@ def _build_ccxt(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Ven
         ccxt_log = logging.getLogger("ccxt")
         ccxt_log.setLevel(max(logging.INFO, ccxt_log.level))
     venue = CcxtVenue(config, clock)
-    paper = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["USDT"]))
+    # Cash in each currency TRADEOPS_PAPER_CASH_USDT / _CCXT funds; markets settling in another
+    # one are skipped by the scan with the setting named (Account.unfunded).
+    paper = PaperBroker(venue.name, venue, clock, ledger, settings.ccxt_paper_config())
     venue.broker = SandboxBroker(venue, paper) if config.has_keys else paper
     return venue
 

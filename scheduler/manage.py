@@ -210,6 +210,8 @@ class PositionManager:
         now = self.clock.now()
         for currency in currencies:
             account = await broker.account(currency)
+            if account.unfunded:  # a currency the paper account was never given: nothing to chart
+                continue
             self.plans.snapshot_equity(venue_name, currency, cash=account.cash, equity=account.equity, at=now)
 
 

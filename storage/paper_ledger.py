@@ -16,7 +16,8 @@ from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, 
 from venues.paper import StaleOrderError
 
 INITIAL_DEPOSIT_REF = "initial"
-CARRY_KINDS = ("funding", "borrow")  # cash entries of a short's carrying costs, ref "<symbol>@<ISO time>"
+# Cash entries of a position's carry (paid: amount < 0, received: > 0), ref "<symbol>@<ISO time>".
+CARRY_KINDS = ("funding", "borrow")
 
 
 def _order_from_row(row: OrderRow) -> Order:

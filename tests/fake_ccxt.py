@@ -40,6 +40,9 @@ ASSETS: dict[str, tuple[float, str, str, str]] = {
     "LTC": (70.0, "0.001", "0.01", "1"),
 }
 SWAPS = ("BTC", "ETH")
+# OKX's BTC-USDT spot trades in lots (lotSz) finer than its minimum order size (minSz), as the real
+# instrument does; the other names' lot is their minimum.
+OKX_SPOT_LOT = {"BTC": "0.00000001"}
 
 
 def recorded(exchange: str) -> dict[str, Any]:
@@ -84,6 +87,9 @@ class FakeExchange:
     simulated_trading: list[str | None] = field(default_factory=list)  # OKX's demo header on each POST
     url: str = ""
     extra_coins: int = 0  # synthetic spot markets C001, C002, ... beside the four real names (benchmarks)
+    # OKX only: BTC and ETH spot markets quoted in these USD stablecoins too (BTC-USDC), priced as
+    # the USDT pair; a paper account holds cash per quote currency.
+    stable_quotes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.assets = dict(ASSETS)
@@ -275,9 +281,10 @@ class FakeExchange:
                       "optType": "", "quoteCcy": "", "settleCcy": "", "state": "live", "stk": "", "uly": "",
                       "maxLmtSz": "10000", "maxMktSz": "1000000", "ruleType": "normal"}  # fmt: skip
             if kind == "SPOT":
-                data.append(common | {"instType": "SPOT", "instId": f"{base}-USDT", "baseCcy": base,
-                                      "quoteCcy": "USDT", "lotSz": amount, "minSz": amount, "tickSz": tick,
-                                      "lever": "10"})  # fmt: skip
+                for quote in ("USDT", *(self.stable_quotes if base in SWAPS else ())):
+                    data.append(common | {"instType": "SPOT", "instId": f"{base}-{quote}", "baseCcy": base,
+                                          "quoteCcy": quote, "lotSz": OKX_SPOT_LOT.get(base, amount),
+                                          "minSz": amount, "tickSz": tick, "lever": "10"})  # fmt: skip
             elif kind == "SWAP" and base in SWAPS:
                 data.append(common | {"instType": "SWAP", "instId": f"{base}-USDT-SWAP", "ctType": "linear",
                                       "ctVal": ct_val, "ctMult": "1", "ctValCcy": base, "settleCcy": "USDT",
@@ -306,6 +313,8 @@ class FakeExchange:
     def _okx_tickers(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
         kind = q.get("instType", "SPOT")
         insts = [f"{b}-USDT" for b in self.assets] if kind == "SPOT" else [f"{b}-USDT-SWAP" for b in SWAPS]
+        if kind == "SPOT":
+            insts += [f"{b}-{q}" for b in SWAPS for q in self.stable_quotes]
         rows = [self._okx_ticker_row(i) for i in insts if i.split("-")[0] not in self.unquoted]
         return 200, {"code": "0", "msg": "", "data": rows}
 

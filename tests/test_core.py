@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -728,7 +729,13 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
     for image in pnl.images:
         assert_png(image)
     usdt = next(row for row in pnl.data["pnl"] if row["currency"] == "USDT")
-    assert usdt["equity_start"] == "100000" and usdt["realized"] == "0"
+    # The long on the perpetual was held across the 08:00 funding mark: at the assumed +0.01% per
+    # 8 h it paid 0.01% of its value, realized as it was paid (the only realized P&L so far).
+    with services.engine.connect() as db:
+        (funding,) = db.execute(text("select amount, ts from cash_ledger where kind = 'funding'")).all()
+    paid = Decimal(str(funding[0]))
+    assert paid < 0 and str(funding[1]).startswith("2021-07-06 08:00:00")
+    assert usdt["equity_start"] == "100000" and Decimal(usdt["realized"]) == paid
     assert usdt["equity"] != usdt["equity_start"]  # marked to market
 
     risk = await core.handle(VIEWER, "/risk")

@@ -5,7 +5,8 @@ the graph runs it after every decision and again just before the order.
 Rules for a BUY, in order (each one's outcome is listed on the card):
   kill switch, daily loss limit, trades per day, cooldown per symbol, concurrent positions,
   minimum confidence, correlation cap with positions held on the same venue, maximum position
-  value (shrinks to the cap; a symbol already held counts against it), the exit plan (the whole
+  value (shrinks to the cap; a symbol already held counts against it), the venue's minimum order
+  quantity (``Instrument.min_qty``, also after a shrink), the exit plan (the whole
   position sold at the slipped stop must clear the venue's minimum notional, also after a shrink;
   smaller tranches are merged by tools.sizing.exit_tranches, so this is the one exit that can fail),
   minimum expected net profit after all costs, minimum reward/risk.
@@ -235,6 +236,13 @@ def check(
 
     if proposal.qty <= 0:
         rule("size", False, "size is zero: " + ("; ".join(proposal.notes) or "nothing fits"))
+    elif proposal.qty < instrument.min_qty:
+        rule(
+            "min_qty",
+            False,
+            f"{'shrunk ' if shrunk else ''}size {proposal.qty} {symbol} is below the venue's minimum order "
+            f"quantity of {instrument.min_qty}",
+        )
     elif shrunk and proposal.notional < instrument.min_notional:
         rule(
             "min_notional",

@@ -82,7 +82,7 @@ class LLMPolicy:
 
     async def _decide(self, facts: DecisionInput, walk: _Walk) -> Signal:
         deps = self.deps
-        toolbox = Toolbox(deps, facts.venue, facts.symbol)
+        toolbox = Toolbox(deps, facts.venue, facts.symbol, facts.timeframe)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": context(facts, self._extra(deps, facts))},

@@ -27,8 +27,8 @@ Answer with one JSON object and nothing else:
  "take_profits": [up to 3 numbers, moving away from the entry], "horizon_bars": integer (time stop in
  bars, 0 = none), "reason": "one or two sentences with the numbers that decided it", "risk_notes": ["..."]}
 For a BUY: stop below the entry, take-profits above it, ascending. For a SHORT: stop above the
-entry, take-profits below it, descending; funding or borrow is a cost. For SELL or HOLD use null
-and [] where a price does not apply."""
+entry, take-profits below it, descending; borrow is a short's cost, and a perpetual's funding is paid
+by longs or shorts as the venue rules say. For SELL or HOLD use null and [] where a price does not apply."""
 
 REPAIR = (
     "Your last answer was not valid JSON ({error}). Answer again with only the JSON object described "

@@ -53,8 +53,8 @@ def alpaca_timeframe(tf: Timeframe) -> str:
 
 def instrument_from_asset(asset: Mapping[str, Any], venue: str) -> Instrument:
     """A tradable us_equity asset as an Instrument: fractionable -> a 1e-9 step with a 1 USD
-    minimum notional; shortable and easy to borrow -> the margin account's short terms; zero
-    commission, with the SEC and FINRA TAF fees Alpaca passes on to sells."""
+    minimum notional, else whole shares (at least one); shortable and easy to borrow -> the margin
+    account's short terms; zero commission, with the SEC and FINRA TAF fees Alpaca passes on to sells."""
     fractionable = bool(asset.get("fractionable"))
     increment = asset.get("price_increment")
     tick = Decimal(str(increment)) if increment else PENNY
@@ -74,6 +74,7 @@ def instrument_from_asset(asset: Mapping[str, Any], venue: str) -> Instrument:
         qty_step=FRACTIONAL_STEP if fractionable else Decimal(1),
         tick_size=tick,
         min_notional=FRACTIONAL_MIN_NOTIONAL if fractionable else Decimal(0),
+        min_qty=Decimal(0) if fractionable else Decimal(1),  # a whole share where fractions are not traded
         fees=UsEquityFees(regulatory_fees=True),
         calendar=CALENDAR,
         timeframe="1m",
