@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -54,6 +54,21 @@ class PlanStore:
                 session.add(EquitySnapshot(venue=venue, currency=currency, cash=cash, equity=equity, ts=at))
         except IntegrityError:
             pass  # this moment is already recorded (a re-run tick)
+
+    def snapshot_equity_many(self, venue: str, currency: str, points: list[tuple[datetime, Decimal, Decimal]]) -> None:
+        """Many (at, cash, equity) snapshots in one transaction: a backtest's equity at the fires it
+        passed over. All or nothing; a moment already recorded raises IntegrityError."""
+        if not points:
+            return
+        with transaction(self.engine) as session:
+            # One executemany, not an ORM object per row.
+            session.execute(
+                insert(EquitySnapshot),
+                [
+                    {"venue": venue, "currency": currency, "cash": cash, "equity": equity, "ts": at}
+                    for at, cash, equity in points
+                ],
+            )
 
     def equity_history(self, venue: str | None = None) -> list[EquitySnapshot]:
         query = select(EquitySnapshot)

@@ -414,11 +414,10 @@ class PaperBroker:
         value = ZERO
         for p in held:
             instrument, mark = instruments[p.symbol], last(p.symbol) or p.avg_cost
-            if instrument.margin_rate is not None:  # margined: its unrealised P&L, and the margin held
-                value += p.qty * (mark - p.avg_cost) * instrument.multiplier
+            value += position_value(p, instrument, mark)
+            if instrument.margin_rate is not None:  # margined: the margin held
                 reserved += abs(p.qty) * mark * instrument.multiplier * instrument.margin_rate
                 continue
-            value += p.qty * mark
             if p.qty < 0:
                 reserved += -p.qty * mark * (1 + _initial_margin(instrument))
         for o in short_entries:
@@ -1137,6 +1136,14 @@ class PaperBroker:
         for currency, amount in self.config.starting_cash.items():
             self._ledger.fund(self.venue, currency, amount, now)
         self._funded = True
+
+
+def position_value(position: Position, instrument: Instrument, mark: Decimal) -> Decimal:
+    """What ``position`` adds to equity at price ``mark``: its value (negative for a short), or
+    for a margined future its unrealised P&L, entry to ``mark`` x qty x multiplier."""
+    if instrument.margin_rate is not None:
+        return position.qty * (mark - position.avg_cost) * instrument.multiplier
+    return position.qty * mark
 
 
 def _initial_margin(instrument: Instrument) -> Decimal:

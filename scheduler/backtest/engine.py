@@ -22,11 +22,13 @@ from decimal import Decimal
 from typing import Any
 
 from scheduler.backtest import metrics
+from scheduler.backtest.events import EventHorizon, HeldSpan, bars_ahead
 from scheduler.backtest.metrics import EquityPoint, TradeRecord
 from scheduler.backtest.reference import (
     SMA_CROSS,
     ReferenceParamError,
     ReferenceRun,
+    SignalTable,
     SmaCross,
     reference_job,
     reference_trades,
@@ -40,6 +42,8 @@ from storage.watchlists import WatchlistSpec
 from venues.base import Venue
 from venues.clock import SimulatedClock, ensure_utc
 from venues.models import Fill, Side
+from venues.paper import PaperBroker
+from venues.recorded import RecordedBarsVenue
 from venues.timeframes import parse_timeframe
 
 BACKTEST_WATCHLIST = "backtest"
@@ -192,14 +196,25 @@ async def run_backtest(
     else:
         jobs = watchlist_jobs(scanner, [watchlist], lambda _name: calendar, on_scan, trigger="backtest")
     driver = FastForwardDriver(clock, jobs)
+    horizon = event_horizon(scanner, spec, reference, currency)
+    held: HeldSpan | None = None
     span = (end - start).total_seconds()
     while (upcoming := driver.next_fire()) is not None and upcoming[1] < end:
         record = await driver.step()
         if record is not None and record.error is not None:
             raise BacktestError(f"the scan at {record.fire_time.isoformat()} failed: {record.error}")
+        if held is not None and horizon is not None:
+            await horizon.record(held)  # the clock has passed them now: their prices are known
+            held = None
+        if horizon is not None and (upcoming := driver.next_fire()) is not None:
+            target = min(await horizon.next_event(end), end)
+            if target > upcoming[1]:
+                held = await horizon.hold(driver.skip_before(target))
         if on_progress is not None:
             on_progress(min((clock.now() - start).total_seconds() / span, 1.0))
     clock.advance_to(max(clock.now(), end))
+    if held is not None and horizon is not None:
+        await horizon.record(held)
     await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
     if on_progress is not None:
         on_progress(1.0)
@@ -232,6 +247,31 @@ async def run_backtest(
         signals=dict(sorted(statuses.items())),
         data_range=await data_range(venue, spec),
         elapsed_seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def event_horizon(
+    scanner: Scanner, spec: BacktestSpec, reference: ReferenceRun | None, currency: str
+) -> EventHorizon | None:
+    """The event horizon of a run whose candidate bars are known ahead (sma_cross on recorded
+    bars: its signals computed once over the window); None for a run that fires at every bar
+    (the rule and LLM policies screen at each fire)."""
+    deps = scanner.deps
+    venue = deps.venue(spec.venue)
+    broker = venue.broker_required()
+    if reference is None or not isinstance(venue, RecordedBarsVenue) or not isinstance(broker, PaperBroker):
+        return None
+    for symbol in spec.symbols:
+        bars = bars_ahead(venue, symbol, spec.timeframe, spec.end)
+        reference.tables[symbol] = SignalTable.of(reference.policy, bars)
+    return EventHorizon(
+        clock=deps.clock,
+        venue=venue,
+        broker=broker,
+        plans=deps.plans,
+        venue_name=spec.venue,
+        currency=currency,
+        next_candidate=reference.next_candidate,
     )
 
 
