@@ -210,6 +210,14 @@ class PaperBroker:
         self._filled_entries: dict[str, Order] = {}  # a filled order never changes: read once
         self._processed_at: datetime | None = None
 
+    def use_ledger(self, ledger: PaperLedger) -> None:
+        """Keep this broker's state in ``ledger`` from now on (a backtest's in-memory run ledger,
+        installed before its first order: nothing is carried over from the previous one)."""
+        self._ledger = ledger
+        self._funded = False
+        self._filled_entries.clear()
+        self._processed_at = None
+
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
     # fill, so two coroutines of this process must not interleave there. Across processes the

@@ -37,6 +37,7 @@ from scheduler.driver import FastForwardDriver, ScanTick
 from scheduler.jobs import watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import Scanner, ScanReport
+from storage.paper_ledger import RunPaperLedger
 from storage.signals import SignalStatus
 from storage.watchlists import WatchlistSpec
 from venues.base import Venue
@@ -167,6 +168,8 @@ async def run_backtest(
         raise BacktestError(f"the clock stands at {clock.now().isoformat()}, not at the start {start.isoformat()}")
     venue = deps.venue(spec.venue)
     currency = await check_spec(venue, spec)
+    ledger = await use_run_ledger(scanner, spec)
+    deps.plans.hold_equity()  # one write for the run's equity curve, at the end
     watchlist = WatchlistSpec(
         name=BACKTEST_WATCHLIST, venue=spec.venue, symbols=spec.symbols, timeframe=spec.timeframe, profile=spec.profile
     )
@@ -216,6 +219,9 @@ async def run_backtest(
     if held is not None and horizon is not None:
         await horizon.record(held)
     await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
+    if ledger is not None:
+        ledger.flush()
+    deps.plans.flush_equity()
     if on_progress is not None:
         on_progress(1.0)
 
@@ -227,9 +233,9 @@ async def run_backtest(
     else:
         trades = await collect_trades(scanner, spec, currency)
     equity = tuple(
-        EquityPoint(h.ts, float(h.equity))
-        for h in deps.plans.equity_history(spec.venue)
-        if h.currency == currency and start <= h.ts <= end
+        EquityPoint(ts, float(value))
+        for ts, value in deps.plans.equity_curve(spec.venue, currency)
+        if start <= ts <= end
     )
     fills = await venue.broker_required().fills()
     costs = float(sum((f.fee for f in fills), Decimal(0)))
@@ -248,6 +254,19 @@ async def run_backtest(
         data_range=await data_range(venue, spec),
         elapsed_seconds=round(time.perf_counter() - started, 3),
     )
+
+
+async def use_run_ledger(scanner: Scanner, spec: BacktestSpec) -> RunPaperLedger | None:
+    """Put the backtest venue's paper broker on an in-memory ledger for the run (written to the
+    database once at the end): the broker reads its orders, positions and cash at every fire, and
+    the run's fresh database has no other reader meanwhile. None when the broker is not a paper
+    one or already holds state."""
+    broker = scanner.deps.venue(spec.venue).broker_required()
+    if not isinstance(broker, PaperBroker) or await broker.orders() or await broker.fills():
+        return None
+    ledger = RunPaperLedger(scanner.deps.plans.engine)
+    broker.use_ledger(ledger)
+    return ledger
 
 
 def event_horizon(

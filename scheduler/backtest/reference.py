@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -95,30 +95,37 @@ class SignalTable:
     (microseconds since the epoch) and the signal at each bar's close."""
 
     open_us: np.ndarray
-    close_us: np.ndarray
     signal: np.ndarray
+    candidate_close_us: np.ndarray  # close times of the bars with a signal
 
     @classmethod
     def of(cls, policy: SmaCross, bars: pd.DataFrame) -> SignalTable:
         signal = policy.signals(bars)
-        return cls(_us(bars.index), _us(pd.DatetimeIndex(bars["close_time"])), signal)
+        open_us = pd.DatetimeIndex(bars.index).as_unit("us").asi8
+        close_us = pd.DatetimeIndex(bars["close_time"]).as_unit("us").asi8
+        return cls(open_us, signal, close_us[signal != 0])
 
     def at(self, bar_open: datetime) -> Side | None:
         """The signal of the bar that opened at ``bar_open`` (a bar the clock has reached)."""
-        i = int(np.searchsorted(self.open_us, _us(pd.DatetimeIndex([bar_open]))[0]))
-        if i == len(self.open_us) or self.open_us[i] != _us(pd.DatetimeIndex([bar_open]))[0]:
+        at = _us(bar_open)
+        i = int(np.searchsorted(self.open_us, at))
+        if i == len(self.open_us) or self.open_us[i] != at:
             return None
         return _SIDE.get(int(self.signal[i]))
 
     def next_candidate(self, after: datetime) -> datetime | None:
         """The close of the first bar with a signal that closes after ``after``; None if none."""
-        closes = self.close_us[self.signal != 0]
-        i = int(np.searchsorted(closes, _us(pd.DatetimeIndex([after]))[0], side="right"))
-        return None if i == len(closes) else pd.Timestamp(int(closes[i]), unit="us", tz="UTC").to_pydatetime()
+        i = int(np.searchsorted(self.candidate_close_us, _us(after), side="right"))
+        if i == len(self.candidate_close_us):
+            return None
+        return _EPOCH + timedelta(microseconds=int(self.candidate_close_us[i]))
 
 
-def _us(times: pd.DatetimeIndex) -> np.ndarray:
-    return times.as_unit("us").asi8
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass
