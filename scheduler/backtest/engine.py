@@ -100,6 +100,7 @@ class BacktestResult:
     signals: dict[str, int]  # signal count by final status
     data_range: dict[str, dict[str, str | int]]  # per symbol: first/last bar in the window, bar count
     elapsed_seconds: float = 0.0
+    fires: int = 0  # fires the clock stopped at; the others were passed over (nothing could happen)
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document: ``params``, ``metrics``, ``trades``, ``skipped``, ``signals``,
@@ -253,6 +254,7 @@ async def run_backtest(
         signals=dict(sorted(statuses.items())),
         data_range=await data_range(venue, spec),
         elapsed_seconds=round(time.perf_counter() - started, 3),
+        fires=len(driver.records),
     )
 
 
