@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -535,38 +536,17 @@ class RunPaperLedger:
         transaction; once (a second call raises RuntimeError: the rows would be written twice)."""
         if self._flushed:
             raise RuntimeError("this run's paper ledger is already written to the database")
+        # One executemany per table, orders first (fills refer to them), not an ORM object per row.
+        tables: list[tuple[Any, list[dict[str, Any]]]] = [
+            (OrderRow, [_order_row_fields(o) for o in self._orders.values()]),
+            (FillRow, [_fill_row_fields(f) for f in self._fills]),
+            (PositionRow, [_position_row_fields(p) for p in self._positions.values()]),
+            (CashEntry, [dataclasses.asdict(e) for e in self._cash]),
+        ]
         with transaction(self._engine) as session:
-            orders = [OrderRow(**_order_row_fields(o)) for o in self._orders.values()]
-            session.add_all(orders)
-            session.flush()  # fills refer to their orders
-            session.add_all(
-                FillRow(
-                    client_order_id=f.client_order_id,
-                    venue=f.venue,
-                    symbol=f.symbol,
-                    side=f.side.value,
-                    qty=f.qty,
-                    price=f.price,
-                    fee=f.fee,
-                    liquidity=f.liquidity.value,
-                    trade_day=f.trade_day,
-                    ts=f.ts,
-                )
-                for f in self._fills
-            )
-            session.add_all(_position_row(p) for p in self._positions.values())
-            session.add_all(
-                CashEntry(
-                    venue=e.venue,
-                    currency=e.currency,
-                    amount=e.amount,
-                    balance_after=e.balance_after,
-                    kind=e.kind,
-                    ref=e.ref,
-                    ts=e.ts,
-                )
-                for e in self._cash
-            )
+            for table, rows in tables:
+                if rows:
+                    session.execute(insert(table), rows)
         self._flushed = True
 
 
@@ -599,17 +579,15 @@ _MUTABLE_ORDER_FIELDS = (
 """What may change on a stored order (as :func:`_copy_order_into`), besides its reason."""
 
 
-def _position_row(position: Position) -> PositionRow:
+def _position_row_fields(position: Position) -> dict[str, Any]:
     assert position.updated_at is not None  # record_fill sets it
-    return PositionRow(
-        venue=position.venue,
-        symbol=position.symbol,
-        qty=position.qty,
-        avg_cost=position.avg_cost,
-        realized_pnl=position.realized_pnl,
-        opened_at=position.opened_at,
-        updated_at=position.updated_at,
-    )
+    return position.model_dump(include=set(PositionRow.model_fields) - {"id"})
+
+
+def _fill_row_fields(fill: Fill) -> dict[str, Any]:
+    fields = fill.model_dump(include=set(FillRow.model_fields) - {"id"})
+    fields.update(side=fill.side.value, liquidity=fill.liquidity.value)
+    return fields
 
 
 def _order_row_fields(order: Order) -> dict[str, Any]:

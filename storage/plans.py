@@ -98,18 +98,19 @@ class PlanStore:
             )
 
     def equity_curve(self, venue: str, currency: str) -> list[tuple[datetime, Decimal]]:
-        """(ts, equity) of ``venue``'s ``currency`` snapshots in time order: the plain rows a
-        backtest's metrics need, without an ORM object per point."""
-        if self._held is not None:
-            self.flush_equity()
-            self.hold_equity()
+        """(ts, equity) of ``venue``'s ``currency`` snapshots in time order, held ones included:
+        the plain rows a backtest's metrics need, without an ORM object per point."""
         query = (
             select(col(EquitySnapshot.ts), col(EquitySnapshot.equity))
             .where(EquitySnapshot.venue == venue, EquitySnapshot.currency == currency)
             .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id))
         )
         with Session(self.engine) as session:
-            return [(ts, equity) for ts, equity in session.exec(query).all()]
+            stored = [(ts, equity) for ts, equity in session.exec(query).all()]
+        if not self._held:
+            return stored
+        held = [(at, equity) for (v, c, at), (_, equity) in self._held.items() if v == venue and c == currency]
+        return sorted(stored + held, key=lambda point: point[0])  # stable: a stored point first on a tie
 
     def equity_history(self, venue: str | None = None) -> list[EquitySnapshot]:
         if self._held is not None:

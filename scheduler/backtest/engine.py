@@ -222,7 +222,6 @@ async def run_backtest(
     await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
     if ledger is not None:
         ledger.flush()
-    deps.plans.flush_equity()
     if on_progress is not None:
         on_progress(1.0)
 
@@ -238,6 +237,7 @@ async def run_backtest(
         for ts, value in deps.plans.equity_curve(spec.venue, currency)
         if start <= ts <= end
     )
+    deps.plans.flush_equity()
     fills = await venue.broker_required().fills()
     costs = float(sum((f.fee for f in fills), Decimal(0)))
     periods = metrics.periods_per_year(calendar, start.year)
