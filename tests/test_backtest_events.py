@@ -62,16 +62,47 @@ def jumping(tmp_path_factory: pytest.TempPathFactory) -> BacktestResult:
 def test_jumping_gives_what_stopping_at_every_fire_gives(
     jumping: BacktestResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def every_fire(self: EventHorizon, until: datetime) -> datetime:
-        return self.clock.now()  # an event at every fire: nothing is passed over
-
-    monkeypatch.setattr(EventHorizon, "next_event", every_fire)
+    stop_at_every_fire(monkeypatch)
     stepping = run(tmp_path, MONTH)
     assert stepping.fires == HOURS_IN_JANUARY
     assert jumping.fires < HOURS_IN_JANUARY / 4  # candidate bars and fills only
     assert len(jumping.trades) > 5 and jumping.metrics["costs_paid"] > 0
     assert len(jumping.equity) == len(stepping.equity) == HOURS_IN_JANUARY + 1  # a point per fire, and the end
     assert doc(jumping) == doc(stepping)
+
+
+def stop_at_every_fire(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def every_fire(self: EventHorizon, until: datetime) -> datetime:
+        return self.clock.now()  # an event at every fire: nothing is passed over
+
+    monkeypatch.setattr(EventHorizon, "next_event", every_fire)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # NYSE sessions, 15-minute scans over minute bars (the equity marks are the minutes' closes)
+        BacktestSpec(
+            **{**MONTH.__dict__, "venue": "replay-us", "symbols": ("SPY",), "timeframe": "15m",
+               "start": datetime(2021, 7, 1, tzinfo=UTC), "end": datetime(2021, 8, 13, tzinfo=UTC),
+               "params": {"fast": 5, "slow": 20}}
+        ),
+        # Shanghai sessions, daily bars, lots of 100
+        BacktestSpec(
+            **{**MONTH.__dict__, "venue": "replay-cn", "symbols": ("600519.SH",), "timeframe": "1d",
+               "end": datetime(2022, 1, 1, tzinfo=UTC), "params": {"fast": 5, "slow": 20}}
+        ),
+    ],
+    ids=["spy-15m", "moutai-1d"],
+)  # fmt: skip
+def test_jumping_on_exchange_calendars_gives_what_stopping_gives(
+    spec: BacktestSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jumped = run(tmp_path / "jumped", spec)
+    stop_at_every_fire(monkeypatch)
+    stepped = run(tmp_path / "stepped", spec)
+    assert len(jumped.trades) >= 4 and jumped.fires < stepped.fires / 4
+    assert doc(jumped) == doc(stepped)
 
 
 def test_a_poisoned_bar_after_a_jump_target_changes_nothing_before_it(
