@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,6 +16,25 @@ from storage.tables import EquitySnapshot, TradePlan
 class PlanStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # (venue, currency, ts) -> (cash, equity) while a backtest holds its snapshots back.
+        self._held: dict[tuple[str, str, datetime], tuple[Decimal, Decimal]] | None = None
+
+    def hold_equity(self) -> None:
+        """Keep equity snapshots in memory until :meth:`flush_equity` (a backtest: one write for
+        the run instead of one per fire); :meth:`equity_history` flushes first."""
+        if self._held is None:
+            self._held = {}
+
+    def flush_equity(self) -> None:
+        """Write the held snapshots in one transaction and stop holding them back."""
+        held, self._held = self._held, None
+        if held:
+            rows = [
+                {"venue": v, "currency": c, "cash": cash, "equity": equity, "ts": at}
+                for (v, c, at), (cash, equity) in held.items()
+            ]
+            with transaction(self.engine) as session:
+                session.execute(insert(EquitySnapshot), rows)
 
     def create(self, plan: TradePlan) -> TradePlan:
         """Insert once per signal: the execute node may run again after a crash or a race."""
@@ -49,13 +68,54 @@ class PlanStore:
             session.merge(plan)
 
     def snapshot_equity(self, venue: str, currency: str, *, cash: Decimal, equity: Decimal, at: datetime) -> None:
+        if self._held is not None:
+            self._held.setdefault((venue, currency, at), (cash, equity))  # the first of a moment stays
+            return
         try:
             with transaction(self.engine) as session:
                 session.add(EquitySnapshot(venue=venue, currency=currency, cash=cash, equity=equity, ts=at))
         except IntegrityError:
             pass  # this moment is already recorded (a re-run tick)
 
+    def snapshot_equity_many(self, venue: str, currency: str, points: list[tuple[datetime, Decimal, Decimal]]) -> None:
+        """Many (at, cash, equity) snapshots in one transaction: a backtest's equity at the fires it
+        passed over. All or nothing; a moment already recorded raises IntegrityError (kept as it
+        was while snapshots are held back)."""
+        if self._held is not None:
+            for at, cash, equity in points:
+                self._held.setdefault((venue, currency, at), (cash, equity))
+            return
+        if not points:
+            return
+        with transaction(self.engine) as session:
+            # One executemany, not an ORM object per row.
+            session.execute(
+                insert(EquitySnapshot),
+                [
+                    {"venue": venue, "currency": currency, "cash": cash, "equity": equity, "ts": at}
+                    for at, cash, equity in points
+                ],
+            )
+
+    def equity_curve(self, venue: str, currency: str) -> list[tuple[datetime, Decimal]]:
+        """(ts, equity) of ``venue``'s ``currency`` snapshots in time order, held ones included:
+        the plain rows a backtest's metrics need, without an ORM object per point."""
+        query = (
+            select(col(EquitySnapshot.ts), col(EquitySnapshot.equity))
+            .where(EquitySnapshot.venue == venue, EquitySnapshot.currency == currency)
+            .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id))
+        )
+        with Session(self.engine) as session:
+            stored = [(ts, equity) for ts, equity in session.exec(query).all()]
+        if not self._held:
+            return stored
+        held = [(at, equity) for (v, c, at), (_, equity) in self._held.items() if v == venue and c == currency]
+        return sorted(stored + held, key=lambda point: point[0])  # stable: a stored point first on a tie
+
     def equity_history(self, venue: str | None = None) -> list[EquitySnapshot]:
+        if self._held is not None:
+            self.flush_equity()
+            self.hold_equity()
         query = select(EquitySnapshot)
         if venue is not None:
             query = query.where(EquitySnapshot.venue == venue)

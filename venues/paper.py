@@ -216,6 +216,14 @@ class PaperBroker:
         self._filled_entries: dict[str, Order] = {}  # a filled order never changes: read once
         self._processed_at: datetime | None = None
 
+    def use_ledger(self, ledger: PaperLedger) -> None:
+        """Keep this broker's state in ``ledger`` from now on (a backtest's in-memory run ledger,
+        installed before its first order: nothing is carried over from the previous one)."""
+        self._ledger = ledger
+        self._funded = False
+        self._filled_entries.clear()
+        self._processed_at = None
+
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
     # fill, so two coroutines of this process must not interleave there. Across processes the
@@ -426,11 +434,10 @@ class PaperBroker:
         value = ZERO
         for p in held:
             instrument, mark = instruments[p.symbol], last(p.symbol) or p.avg_cost
-            if instrument.margin_rate is not None:  # margined: its unrealised P&L, and the margin held
-                value += p.qty * (mark - p.avg_cost) * instrument.multiplier
+            value += position_value(p, instrument, mark)
+            if instrument.margin_rate is not None:  # margined: the margin held
                 reserved += abs(p.qty) * mark * instrument.multiplier * instrument.margin_rate
                 continue
-            value += p.qty * mark
             if p.qty < 0:
                 reserved += -p.qty * mark * (1 + _initial_margin(instrument))
         for o in short_entries:
@@ -1170,6 +1177,14 @@ def _below_min_qty(qty: Decimal, instrument: Instrument) -> str:
         f"quantity {qty} of {instrument.symbol} is below its minimum order quantity of {instrument.min_qty} "
         f"(the venue refuses smaller orders)"
     )
+
+
+def position_value(position: Position, instrument: Instrument, mark: Decimal) -> Decimal:
+    """What ``position`` adds to equity at price ``mark``: its value (negative for a short), or
+    for a margined future its unrealised P&L, entry to ``mark`` x qty x multiplier."""
+    if instrument.margin_rate is not None:
+        return position.qty * (mark - position.avg_cost) * instrument.multiplier
+    return position.qty * mark
 
 
 def _initial_margin(instrument: Instrument) -> Decimal:
