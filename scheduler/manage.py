@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from scheduler.spreads import follow_spread, is_spread_plan
 from storage.plans import PlanStore
 from storage.signals import SignalStore
 from storage.tables import TradePlan
@@ -48,6 +49,10 @@ class PositionManager:
         await broker.process()  # fill what the clock has reached first
         events: list[PositionEvent] = []
         for plan in self.plans.active(venue_name):
+            if is_spread_plan(plan):  # an option spread: watched on its underlying (scheduler.spreads)
+                found = await follow_spread(venue, plan, self.plans, self.signals, self.clock)
+                events.extend(PositionEvent(plan.venue, plan.symbol, plan.signal_id, k, t) for k, t in found)
+                continue
             instrument = await venue.instrument(plan.symbol)
             entry = await broker.order(plan.signal_id)
             if entry is None:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tools.options import SpreadPlan
 from venues.clock import ensure_utc
 
 
@@ -129,6 +130,9 @@ class Proposal(_Model):
     carry_cost: Decimal = Decimal(0)
     avg_cost: Decimal | None = None  # a SELL's cost basis per unit (what its realised P&L is against)
     notes: tuple[str, ...] = ()
+    # Set when the decision is expressed as a debit option spread (TRADEOPS_OPTIONS=spreads): then
+    # qty counts contracts, notional is the premium and loss_at_stop the spread's max loss.
+    spread: SpreadPlan | None = None
 
 
 class RiskCheck(_Model):
