@@ -38,10 +38,8 @@ def card_text(card: dict[str, Any]) -> str:
     short = side == "SHORT"
     above = " (above)" if short else ""
     carry = f" (funding/borrow {_num(card.get('carry'), 2)})" if card.get("carry") else ""
-    if card.get("spread_lines"):
-        lines = _spread_head(card)
-    else:
-        lines = _stock_head(card, side, short, above, targets, carry)
+    spread = bool(card.get("spread_lines"))
+    lines = _spread_head(card) if spread else _stock_head(card, side, short, above, targets, carry)
     reasons = card.get("reasons") or []
     if reasons:
         lines.append("why: " + "; ".join(str(r) for r in reasons[:8]))

@@ -33,9 +33,12 @@ from venues.options import CONTRACT_MULTIPLIER, OptionQuote, OptionRight
 ZERO = Decimal(0)
 
 
+SPREAD_CLOSE_SUFFIX = "-xs"
+
+
 def spread_close_order_id(entry_id: str) -> str:
     """The client order id of the multi-leg order that closes the spread opened by ``entry_id``."""
-    return f"{entry_id}-xs"
+    return f"{entry_id}{SPREAD_CLOSE_SUFFIX}"
 
 
 @dataclass(frozen=True, slots=True)
