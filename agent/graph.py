@@ -145,6 +145,7 @@ SignalGraph = CompiledStateGraph[Any, Any, Any, Any]
 
 def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) -> SignalGraph:
     config = deps.config
+    spread_min_rr = config.options.min_reward_risk if config.options is not None else None
 
     async def _risk_context(state: SignalState) -> RiskContext:
         return await risk_context(deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"])
@@ -272,7 +273,14 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 on=fill_day,
                 avg_cost=facts.position_avg_cost,
             )
-        verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)
+        verdict, proposal = risk_gate.check(
+            proposal,
+            context,
+            profile,
+            instrument,
+            slippage_bps=config.slippage_bps,
+            spread_min_reward_risk=spread_min_rr,
+        )
         if chosen.get("refused"):  # the spread could not be built: refused with the reason, no stock trade instead
             refusal = RiskCheck(rule="option_spread", passed=False, detail=str(chosen["refused"]))
             verdict = RiskVerdict(decision="block", qty=Decimal(0), checks=(refusal, *verdict.checks))
@@ -348,7 +356,12 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             )
             # The proposal carries the size the first check allowed; judge it again on today's facts.
             recheck, _ = risk_gate.check(
-                proposal, context, config.risk_for(state["venue"]), instrument, slippage_bps=config.slippage_bps
+                proposal,
+                context,
+                config.risk_for(state["venue"]),
+                instrument,
+                slippage_bps=config.slippage_bps,
+                spread_min_reward_risk=spread_min_rr,
             )
             if recheck.decision == "block":
                 reason = "risk re-check: " + "; ".join(recheck.reasons)

@@ -160,7 +160,7 @@ def spread_result(order: LegsOrder, plan: SpreadPlan) -> dict[str, Any]:
     return {
         "status": SignalStatus.EXECUTED.value if placed else SignalStatus.FAILED.value,
         "reason": f"spread order {order.client_order_id} {order.status.value}: {' / '.join(order.legs)} "
-        f"x {order.qty} at {'a net debit of ' + str(order.limit_price) if order.limit_price else 'market'}"
+        f"x {order.qty} at {f'a net debit of {order.limit_price:.2f}' if order.limit_price else 'market'}"
         + (f" ({order.reason})" if order.reason else ""),
         "legs_order": order.model_dump(mode="json"),
         "spread": plan.model_dump(mode="json"),

@@ -44,7 +44,7 @@ async def spread_order_rows(venues: dict[str, Venue]) -> list[tuple[datetime, st
         if not isinstance(broker, OptionOrders):
             continue
         for o in await broker.legs_orders():
-            kind = f"mleg limit {o.limit_price}" if o.limit_price is not None else "mleg market"
+            kind = f"mleg limit {o.limit_price:.2f}" if o.limit_price is not None else "mleg market"
             row = (
                 o.client_order_id,
                 o.venue,
@@ -53,7 +53,7 @@ async def spread_order_rows(venues: dict[str, Venue]) -> list[tuple[datetime, st
                 o.qty,
                 kind,
                 o.status.value,
-                o.filled_avg_price,
+                f"{o.filled_avg_price:.2f}" if o.filled_avg_price is not None else None,
                 None,
                 o.created_at.strftime("%m-%d %H:%M"),
                 o.reason[:60],

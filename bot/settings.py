@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     options_max_leg_spread_pct: Decimal = Field(
         default=Decimal("0.25"), gt=0, le=1, description="a leg's ask - bid as a share of its mid, at most"
     )
+    options_min_reward_risk: float = Field(
+        default=0.8, ge=0, le=10, description="a spread's minimum max gain / max loss (after fees) at the risk gate"
+    )
     options_fee_per_contract: Decimal = Field(
         default=Decimal("0.05"), ge=0, le=10, description="USD of fees assumed per contract per leg fill"
     )
@@ -301,6 +304,7 @@ class Settings(BaseSettings):
             expiry_buffer_days=self.options_expiry_buffer_days,
             max_leg_spread_pct=self.options_max_leg_spread_pct,
             fee_per_contract=self.options_fee_per_contract,
+            min_reward_risk=self.options_min_reward_risk,
         )
 
     @property

@@ -18,7 +18,7 @@ from venues.base import Venue
 from venues.clock import Clock
 from venues.errors import VenueError
 from venues.models import OrderStatus
-from venues.options import LegsOrder, OptionOrders
+from venues.options import CONTRACT_MULTIPLIER, LegsOrder, OptionOrders
 
 log = logging.getLogger("tradeops.manage")
 
@@ -73,12 +73,8 @@ async def follow_spread(
         plan.opened_at = plan.checked_until = opening.filled_at or now
         plan.updated_at = now
         plans.save(plan)
-        events.append(
-            (
-                "opened",
-                f"bought {opening.qty} {spread.name} {_what(opening)} at a net debit of {opening.filled_avg_price}",
-            )
-        )
+        debit = f"{opening.filled_avg_price:.2f}" if opening.filled_avg_price is not None else "?"
+        events.append(("opened", f"bought {opening.qty} x {spread.name} {_what(opening)} at a net debit of {debit}"))
     close_id = spread_close_order_id(plan.signal_id)
     closing = await broker.legs_order(close_id)
     if closing is None:
@@ -100,17 +96,23 @@ async def follow_spread(
         plan.updated_at = now
         plans.save(plan)
         return [*events, ("exit", f"closing the {spread.name} ({int(plan.qty_open)} contracts) at market: {reason}")]
-    if closing.status is OrderStatus.FILLED:
+    if closing.status is OrderStatus.FILLED and closing.filled_avg_price is not None:
+        why = plan.close_reason
+        credit = -closing.filled_avg_price  # a closing sell of a debit spread receives a credit
+        paid = plan.entry_price if plan.entry_price is not None else spread.net_debit
+        pnl = ((credit - paid) * CONTRACT_MULTIPLIER * closing.qty - spread.fees_round_trip).quantize(Decimal("0.01"))
         plan.status, plan.closed_at, plan.updated_at = "closed", now, now
         plan.qty_open = Decimal(0)
-        plan.close_reason = f"{plan.close_reason}; closed at a net {closing.filled_avg_price}"[:200]
+        plan.close_reason = f"{why}; closed at a net credit of {credit:.2f}, P&L {pnl:+.2f} USD after fees"[:200]
         plans.save(plan)
-        events.append(
-            (
-                "closed",
-                f"{spread.name} {spread.underlying} closed at a net {closing.filled_avg_price}: {plan.close_reason}",
-            )
-        )
+        text = f"{spread.name} {spread.underlying} x {closing.qty} closed at a net credit of {credit:.2f}"
+        events.append(("closed", f"{text} (paid {paid:.2f}): P&L {pnl:+.2f} USD after fees; {why}"))
+    elif closing.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED) and "by hand" not in plan.close_reason:
+        plan.close_reason = f"{plan.close_reason}; the closing order was {closing.status.value}: close it by hand"[:200]
+        plan.updated_at = now
+        plans.save(plan)
+        text = f"the {spread.name} {spread.underlying} closing order {close_id} was {closing.status.value}"
+        events.append(("exit", f"{text} ({closing.reason}): close it by hand"))
     return events
 
 

@@ -131,10 +131,12 @@ def check(
     *,
     slippage_bps: Decimal,
     on: date | None = None,
+    spread_min_reward_risk: float | None = None,
 ) -> tuple[RiskVerdict, Proposal]:
     """Judge a proposal; returns the verdict and the proposal at the allowed size. A proposal the gate
     resizes is costed again at the fee rates of ``on``; by default the date it was costed for
-    (``Proposal.costs_on``), or the UTC day of ``context.now`` for a proposal stored without one."""
+    (``Proposal.costs_on``), or the UTC day of ``context.now`` for a proposal stored without one.
+    ``spread_min_reward_risk``: a spread's minimum reward/risk (default: the profile's)."""
     costs_on = on or proposal.costs_on or context.now.date()
     if proposal.signal.action is Action.SELL:
         verdict = _check_sell(proposal, context)
@@ -212,7 +214,8 @@ def check(
         )
 
     if proposal.spread is not None:
-        return _spread_rules(proposal, context, risk, checks)
+        minimum = risk.min_reward_risk if spread_min_reward_risk is None else spread_min_reward_risk
+        return _spread_rules(proposal, context, risk, checks, minimum)
 
     cap_value = context.equity * risk.max_position_pct
     assert proposal.signal.entry is not None
@@ -272,7 +275,7 @@ def check(
 
 
 def _spread_rules(
-    proposal: Proposal, context: RiskContext, risk: RiskProfile, checks: list[RiskCheck]
+    proposal: Proposal, context: RiskContext, risk: RiskProfile, checks: list[RiskCheck], min_reward_risk: float
 ) -> tuple[RiskVerdict, Proposal]:
     """The size rules of a debit spread: its max loss (premium and fees: all it can lose) is the
     trade's risk and must fit the risk budget; its premium is the position's value under the cap
@@ -317,8 +320,8 @@ def _spread_rules(
         )
         rule(
             "min_reward_risk",
-            proposal.reward_risk >= risk.min_reward_risk,
-            f"reward/risk {_floor2(proposal.reward_risk)} (max gain / max loss), minimum {risk.min_reward_risk:.2f}",
+            proposal.reward_risk >= min_reward_risk,
+            f"reward/risk {_floor2(proposal.reward_risk)} (max gain / max loss), minimum {min_reward_risk:.2f}",
         )
     blocked = any(not c.passed for c in checks)
     decision = "block" if blocked else ("shrink" if shrunk else "allow")

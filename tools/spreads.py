@@ -50,6 +50,10 @@ class SpreadRules:
     # Alpaca charges no option commission; the regulatory and clearing fees per contract (ORF, OCC,
     # FINRA TAF on sells) add up to a few cents: assumed at this much per contract per leg fill.
     fee_per_contract: Decimal = Decimal("0.05")
+    # The gate's minimum reward/risk for a spread (max gain / max loss, both after fees) in place of
+    # the profile's, which measures a stock trade's targets against its stop: a debit spread bought
+    # at the money with its short strike at TP1 pays about its width for half of it, near 1:1.
+    min_reward_risk: float = 0.8
 
 
 @dataclass(frozen=True, slots=True)
