@@ -27,20 +27,21 @@ def is_spread_plan(plan: TradePlan) -> bool:
     return plan.exit_orders == [spread_close_order_id(plan.signal_id)]
 
 
-def exit_reason(spread: SpreadPlan, last: Decimal, now_past_close_by: bool) -> str | None:
-    """Why the spread must be closed now, or None: the underlying's ``last`` price against the stop
-    and TP1 (bullish: the stop below, TP1 above; bearish: mirrored), or the last session before expiry."""
+def exit_reason(spread: SpreadPlan, last: Decimal, stop: Decimal, target: Decimal, past_close_by: bool) -> str | None:
+    """Why the spread must be closed now, or None: the underlying's ``last`` price against the
+    plan's stop and TP1 (bullish: the stop below, TP1 above; bearish: mirrored), or the last
+    session before expiry."""
     if spread.bullish:
-        if last <= spread.stop:
-            return f"{spread.underlying} {last} reached the stop {spread.stop}"
-        if last >= spread.target:
-            return f"{spread.underlying} {last} reached TP1 {spread.target}"
+        if last <= stop:
+            return f"{spread.underlying} {last} reached the stop {stop}"
+        if last >= target:
+            return f"{spread.underlying} {last} reached TP1 {target}"
     else:
-        if last >= spread.stop:
-            return f"{spread.underlying} {last} reached the stop {spread.stop}"
-        if last <= spread.target:
-            return f"{spread.underlying} {last} reached TP1 {spread.target}"
-    if now_past_close_by:
+        if last >= stop:
+            return f"{spread.underlying} {last} reached the stop {stop}"
+        if last <= target:
+            return f"{spread.underlying} {last} reached TP1 {target}"
+    if past_close_by:
         return f"the last session before expiry ({spread.close_by.isoformat()})"
     return None
 
@@ -82,7 +83,8 @@ async def follow_spread(
         if quote is None:
             return events
         past = plan.time_stop_at is not None and now >= plan.time_stop_at
-        reason = exit_reason(spread, Decimal(repr(quote.last)), past)
+        target = Decimal(plan.take_profits[0]) if plan.take_profits else spread.target
+        reason = exit_reason(spread, Decimal(repr(quote.last)), plan.stop, target, past)
         if reason is None:
             plan.checked_until = plan.updated_at = now
             plans.save(plan)

@@ -192,7 +192,8 @@ class SpreadPlan(BaseModel):
             f"  = buy {OccSymbol.parse(self.long_leg).describe()}, sell {OccSymbol.parse(self.short_leg).describe()}"
         ]
         quotes = (
-            f"  quotes: long bid/ask {self.long_bid}/{self.long_ask}, short bid/ask {self.short_bid}/{self.short_ask}"
+            f"  quotes: long bid/ask {self.long_bid:.2f}/{self.long_ask:.2f}, "
+            f"short bid/ask {self.short_bid:.2f}/{self.short_ask:.2f}"
             f"{f', long delta {self.long_delta:.2f}' if self.long_delta is not None else ''}"
         )
         fees = (
