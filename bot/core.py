@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from agent.llm.ask import ask
-from bot.options_view import describe_position, mark_price, spread_order_rows
+from bot.options_view import describe_position, mark_price, plan_symbol, spread_order_rows
 from bot.render import card_chart, card_text, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
@@ -452,7 +452,7 @@ class CommandCore:
                 marked = await mark_price(venue, position.symbol, instrument.timeframe)  # an option: its quote
                 last = marked if marked is not None else position.avg_cost
                 unrealized = (last - position.avg_cost) * position.qty * instrument.multiplier
-                plan = plans.get((name, position.symbol))
+                plan = plans.get((name, plan_symbol(position.symbol)))  # a spread's legs: its underlying's plan
                 exits = ""
                 if plan is not None:
                     # A trailing stop follows the price: up under a long, down over a short.

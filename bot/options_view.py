@@ -30,6 +30,11 @@ async def mark_price(venue: Venue, symbol: str, timeframe: str) -> Decimal | Non
     return Decimal(repr(float(bars["close"].iloc[-1]))) if not bars.empty else None
 
 
+def plan_symbol(symbol: str) -> str:
+    """The symbol a position's trade plan is kept under: an option leg's underlying, else itself."""
+    return OccSymbol.parse(symbol).underlying if is_occ_symbol(symbol) else symbol
+
+
 def describe_position(symbol: str) -> str:
     """``SPY210730C00437000`` -> ``SPY210730C00437000 (SPY 2021-07-30 437 call)``; others as they are."""
     return f"{symbol} ({OccSymbol.parse(symbol).describe()})" if is_occ_symbol(symbol) else symbol

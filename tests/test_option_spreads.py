@@ -359,6 +359,7 @@ async def test_a_buy_on_spy_becomes_a_bull_call_spread_ordered_once_and_closed_a
     positions = await core.handle(TRADER, "/positions")
     assert "SPY210730C00431000 (SPY 2021-07-30 431 call)  20.00" in positions.text, positions.text
     assert "SPY210730C00433000 (SPY 2021-07-30 433 call)  -20.00" in positions.text, positions.text
+    assert "stop 428.62 TPs 433.05 hit 0" in positions.text, positions.text  # the spread's plan, on its legs
 
     manager = spreads_on.scanner.manager
     opened = await manager.tick("alpaca")
