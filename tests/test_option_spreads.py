@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.policies import DecisionInput
+from agent.spread import choose_spread
 from bot.core import Caller, CommandCore
 from bot.render import card_text
 from bot.services import Services, open_services
@@ -434,3 +436,77 @@ def test_the_setting_names_its_choices(tmp_path: Path) -> None:
     assert load_settings(
         data_dir=tmp_path, options="spreads", options_expiry_buffer_days=5
     ).spread_rules == SpreadRules(expiry_buffer_days=5)
+
+
+class ShortPolicy:
+    """A bearish decision at the last price: stop 2 above, TP1 3 below."""
+
+    name = "short-stub"
+
+    async def decide(self, facts: DecisionInput) -> Signal:
+        entry = Decimal(repr(facts.last_price)).quantize(Decimal("0.01"))
+        return Signal(
+            action=Action.SHORT,
+            symbol=facts.symbol,
+            entry=entry,
+            stop=entry + 2,
+            take_profits=(entry - 3,),
+            horizon_bars=48,
+            timeframe=facts.timeframe,
+            confidence=0.8,
+            policy=self.name,
+        )
+
+
+async def test_a_short_becomes_a_bear_put_spread_closed_at_its_stop(
+    spreads_on: Services, fake: FakeAlpaca, clock: SimulatedClock
+) -> None:
+    spreads_on.deps.policy = ShortPolicy()
+    core = CommandCore(spreads_on)
+    reply = await core.handle(TRADER, "/signal alpaca:SPY")
+    assert reply.ok, reply.text
+    (card,) = reply.data["cards"]
+    spread = card["spread"]
+    # SPY 430.39: stop 432.39, TP1 427.39; the 431 put has the delta nearest -0.5 (-0.51; the 430
+    # put's is -0.48), 427 is the strike nearest TP1.
+    assert (spread["name"], spread["long_leg"], spread["short_leg"]) == (
+        "bear put spread",
+        "SPY210730P00431000",
+        "SPY210730P00427000",
+    )
+    assert Decimal(spread["net_debit"]) == Decimal(spread["long_ask"]) - Decimal(spread["short_bid"])
+    text = card_text(card)
+    assert "SHORT SPY on alpaca as a bear put spread" in text and "SHORT: sells to open" not in text, text
+    assert "when SPY trades at or above the stop 432.39 or at or below TP1 427.39" in text, text
+    assert (await core.handle(TRADER, f"/approve {card['signal_id']}")).ok
+    sent = fake.orders[card["signal_id"]]
+    assert [(leg["symbol"], leg["side"]) for leg in sent["legs"]] == [
+        ("SPY210730P00431000", "buy"),
+        ("SPY210730P00427000", "sell"),
+    ]
+    events = []
+    while not any(e.kind == "closed" for e in events) and clock.now() < AT + timedelta(days=3):
+        clock.advance(timedelta(minutes=30))
+        events.extend(await spreads_on.scanner.manager.tick("alpaca"))
+    assert [e.kind for e in events] == ["opened", "exit", "closed"], events
+    assert "reached the stop 432.39" in events[1].text
+    close = fake.orders[spread_close_order_id(card["signal_id"])]
+    assert [(leg["symbol"], leg["side"]) for leg in close["legs"]] == [
+        ("SPY210730P00431000", "sell"),
+        ("SPY210730P00427000", "buy"),
+    ]
+
+
+async def test_with_spreads_on_a_venue_without_option_chains_trades_the_stock(tmp_path: Path) -> None:
+    """The replay venue serves no chains: the spread step passes the decision on unchanged."""
+    settings = load_settings(data_dir=tmp_path / "data", market_data="replay", options="spreads")
+    clock = SimulatedClock(datetime(2021, 7, 20, 15, 15, 5, tzinfo=UTC))
+    async with open_services(settings, clock=clock) as services:
+        plan = await choose_spread(
+            services.deps,
+            venue_name="replay-us",
+            symbol="SPY",
+            timeframe="15m",
+            signal=BUY,
+        )
+        assert plan == {}
