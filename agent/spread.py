@@ -15,7 +15,7 @@ from storage.signals import SignalStatus
 from storage.tables import TradePlan
 from tools.models import Action, Signal
 from tools.options import SpreadError, SpreadPlan
-from tools.spreads import choose_legs, expiry_not_before, spread_close_order_id
+from tools.spreads import choose_legs, expiry_not_before, is_spread_plan, spread_close_order_id
 from venues import calendars
 from venues.errors import VenueError
 from venues.models import AssetClass, OrderStatus
@@ -45,6 +45,9 @@ async def choose_spread(
     assert signal.entry is not None and signal.stop is not None and signal.take_profits
     bullish = signal.action is Action.BUY
     kind = "bull call spread" if bullish else "bear put spread"
+    held = next((p for p in deps.plans.active(venue_name) if p.symbol == symbol and is_spread_plan(p)), None)
+    if held is not None:  # as a stock held is: the open spread is managed by its plan, not added to
+        return {"refused": f"no {kind} for {symbol}: the spread of signal {held.signal_id} is open; its plan closes it"}
     now = deps.clock.now()
     horizon = parse_timeframe(timeframe or signal.timeframe or "1d").delta * signal.horizon_bars
     horizon_end = calendars.add_trading_time(instrument.calendar, now, horizon) if horizon else now

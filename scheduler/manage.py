@@ -12,11 +12,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from scheduler.spreads import follow_spread, is_spread_plan
+from scheduler.spreads import follow_spread
 from storage.plans import PlanStore
 from storage.signals import SignalStore
 from storage.tables import TradePlan
 from tools.exits import after_first_target, stop_order_id, time_exit_order_id
+from tools.spreads import is_spread_plan
 from venues import calendars
 from venues.base import Broker, Venue
 from venues.clock import Clock

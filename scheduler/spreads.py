@@ -23,10 +23,6 @@ from venues.options import CONTRACT_MULTIPLIER, LegsOrder, OptionOrders
 log = logging.getLogger("tradeops.manage")
 
 
-def is_spread_plan(plan: TradePlan) -> bool:
-    return plan.exit_orders == [spread_close_order_id(plan.signal_id)]
-
-
 def exit_reason(spread: SpreadPlan, last: Decimal, stop: Decimal, target: Decimal, past_close_by: bool) -> str | None:
     """Why the spread must be closed now, or None: the underlying's ``last`` price against the
     plan's stop and TP1 (bullish: the stop below, TP1 above; bearish: mirrored), or the last

@@ -363,6 +363,11 @@ async def test_a_buy_on_spy_becomes_a_bull_call_spread_ordered_once_and_closed_a
     assert "SPY210730C00433000 (SPY 2021-07-30 433 call)  -20.00" in positions.text, positions.text
     assert "stop 428.62 TPs 433.05 hit 0" in positions.text, positions.text  # the spread's plan, on its legs
 
+    # While the spread is open, another BUY on SPY is not a second spread (as a stock held is not added to).
+    second = await core.handle(TRADER, "/signal alpaca:SPY")
+    assert f"the spread of signal {walk.signal_id} is open; its plan closes it" in second.text, second.text
+    assert len(fake.orders) == 1
+
     manager = spreads_on.scanner.manager
     opened = await manager.tick("alpaca")
     assert [e.kind for e in opened] == ["opened"]

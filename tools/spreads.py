@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 
+from storage.tables import TradePlan
 from tools.models import Proposal, Signal
 from tools.options import CENT, LEG_FILLS_PER_CONTRACT, SpreadError, SpreadPlan
 from venues.options import CONTRACT_MULTIPLIER, OptionQuote, OptionRight
@@ -39,6 +40,11 @@ SPREAD_CLOSE_SUFFIX = "-xs"
 def spread_close_order_id(entry_id: str) -> str:
     """The client order id of the multi-leg order that closes the spread opened by ``entry_id``."""
     return f"{entry_id}{SPREAD_CLOSE_SUFFIX}"
+
+
+def is_spread_plan(plan: TradePlan) -> bool:
+    """A trade plan of an option spread (its one exit is the closing multi-leg order)."""
+    return plan.exit_orders == [spread_close_order_id(plan.signal_id)]
 
 
 @dataclass(frozen=True, slots=True)
