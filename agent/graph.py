@@ -1,5 +1,8 @@
 """The signal graph: gather -> decide -> risk -> approve -> execute -> record, one thread per signal
-(thread_id = signal id), checkpointed in the project database.
+(thread_id = signal id), checkpointed in the project database. With option spreads on
+(``AgentConfig.options``), an entry passes ``spread`` between decide and risk: it reads the chain and
+picks the debit spread (agent.spread), which risk then sizes and gates and execute orders as one
+multi-leg order.
 
 Node rules that keep it safe:
 - ``approve`` calls ``interrupt()`` and does nothing else: a node re-runs from its first line when
@@ -58,7 +61,7 @@ class SignalState(TypedDict, total=False):
     notes: list[str]
     facts: dict[str, Any]
     signal: dict[str, Any]
-    spread: dict[str, Any]  # TRADEOPS_OPTIONS=spreads: {"plan": ...} or {"refused": reason}
+    option_spread: dict[str, Any]  # TRADEOPS_OPTIONS=spreads: {"plan": ...} or {"refused": reason}
     proposal: dict[str, Any]
     verdict: dict[str, Any]
     card: dict[str, Any]
@@ -218,7 +221,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             timeframe=state["timeframe"],
             signal=Signal.model_validate(state["signal"]),
         )
-        return {"spread": chosen, "timings": {"spread": _ms(started)}}
+        return {"option_spread": chosen, "timings": {"spread": _ms(started)}}
 
     async def assess(state: SignalState) -> dict[str, Any]:
         started = time.perf_counter()
@@ -232,7 +235,7 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         facts = DecisionInput.model_validate(state["facts"])
         # Costs at the fee rates of the expected fill's trade day: this session, or the next one.
         fill_day = calendars.trading_day(instrument.calendar, deps.clock.now())
-        chosen = state.get("spread") or {}
+        chosen = state.get("option_spread") or {}
         if signal.action.opens and chosen.get("plan"):  # a debit spread, sized by its max loss
             plan = SpreadPlan.model_validate(chosen["plan"])
             contracts, sizing_notes = contracts_for(
