@@ -15,11 +15,11 @@ from storage.signals import SignalStatus
 from storage.tables import TradePlan
 from tools.models import Action, Signal
 from tools.options import SpreadError, SpreadPlan
-from tools.spreads import choose_legs, expiry_not_before, is_spread_plan, spread_close_order_id
+from tools.spreads import choose_legs, expiry_not_before, is_spread_plan, named_legs, spread_close_order_id
 from venues import calendars
 from venues.errors import VenueError
 from venues.models import AssetClass, OrderStatus
-from venues.options import LegsOrder, OptionOrders, OptionRight, OptionsData
+from venues.options import LegsOrder, OccSymbol, OptionOrders, OptionRight, OptionsData
 from venues.timeframes import parse_timeframe
 
 log = logging.getLogger("tradeops.agent")
@@ -54,24 +54,38 @@ async def choose_spread(
     not_before = expiry_not_before(calendars.trading_day(instrument.calendar, horizon_end), rules)
     target = signal.take_profits[0]
     levels = (signal.entry, signal.stop, target)
+    right = OptionRight.CALL if bullish else OptionRight.PUT
     try:
-        chain = await venue.option_chain(
-            symbol,
-            right=OptionRight.CALL if bullish else OptionRight.PUT,
-            strike_min=(min(levels) * (1 - STRIKE_BAND)).quantize(Decimal(1)),
-            strike_max=(max(levels) * (1 + STRIKE_BAND)).quantize(Decimal(1)),
-        )
-        chosen = choose_legs(
-            chain,
-            underlying=symbol,
-            bullish=bullish,
-            entry=signal.entry,
-            target=target,
-            not_before=not_before,
-            rules=rules,
-        )
+        if signal.option_legs:  # the policy named them: checked, never swapped for others
+            named = named_legs(
+                await venue.option_chain(symbol, expiry=OccSymbol.parse(signal.option_legs[0]).expiry, right=right),
+                signal.option_legs,
+                underlying=symbol,
+                bullish=bullish,
+                not_before=not_before,
+                rules=rules,
+            )
+            chosen, chosen_by = named, signal.policy or "the policy"
+        else:
+            chain = await venue.option_chain(
+                symbol,
+                right=right,
+                strike_min=(min(levels) * (1 - STRIKE_BAND)).quantize(Decimal(1)),
+                strike_max=(max(levels) * (1 + STRIKE_BAND)).quantize(Decimal(1)),
+            )
+            chosen = choose_legs(
+                chain,
+                underlying=symbol,
+                bullish=bullish,
+                entry=signal.entry,
+                target=target,
+                not_before=not_before,
+                rules=rules,
+            )
+            chosen_by = "code"
     except (SpreadError, VenueError) as exc:
-        return {"refused": f"no {kind} for {symbol}: {exc}"}
+        whose = f" with the legs {signal.policy or 'the policy'} named" if signal.option_legs else ""
+        return {"refused": f"no {kind} for {symbol}{whose}: {exc}"}
     expiry = chosen.long.expiry
     before = calendars.previous_session(instrument.calendar, expiry)
     today = calendars.trading_day(instrument.calendar, now)
@@ -94,6 +108,7 @@ async def choose_spread(
         close_by=before.day,
         stop=signal.stop,
         target=target,
+        chosen_by=chosen_by,
     )
     return {"plan": plan.model_dump(mode="json")}
 

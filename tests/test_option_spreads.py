@@ -6,6 +6,7 @@ whole walk against the local fake Alpaca (tests/fake_alpaca.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.llm.policy import LLMPolicy
+from agent.llm.prompts import ANSWER_SCHEMA, OPTIONS_NOTE
+from agent.llm.types import CallRecord, ChatResult
 from agent.policies import DecisionInput
 from agent.spread import choose_spread
 from bot.core import Caller, CommandCore
@@ -27,7 +31,14 @@ from tools import risk as risk_gate
 from tools.models import Action, Signal
 from tools.options import SpreadError, SpreadPlan
 from tools.risk import RiskContext, profile
-from tools.spreads import SpreadRules, choose_legs, contracts_for, spread_close_order_id, spread_proposal
+from tools.spreads import (
+    SpreadRules,
+    choose_legs,
+    contracts_for,
+    named_legs,
+    spread_close_order_id,
+    spread_proposal,
+)
 from venues.adapters.alpaca.parse import instrument_from_asset
 from venues.clock import SimulatedClock
 from venues.options import OccSymbol, OptionQuote, OptionRight
@@ -515,3 +526,94 @@ async def test_with_spreads_on_a_venue_without_option_chains_trades_the_stock(tm
             signal=BUY,
         )
         assert plan == {}
+
+
+def test_legs_a_policy_names_are_checked_like_chosen_ones() -> None:
+    def named(*legs: str, bullish: bool = True):  # type: ignore[no-untyped-def]
+        return named_legs(CALLS, legs, underlying="SPY", bullish=bullish, not_before=date(2021, 7, 26), rules=RULES)
+
+    chosen = named("SPY210730C00429000", "SPY210730C00433000")
+    assert (chosen.long.strike, chosen.short.strike, chosen.net_debit) == (429, 433, Decimal("2.10"))  # 3.70 - 1.60
+    for legs, problem in [
+        (("SPY210730C00433000", "SPY210730C00429000"), "buys the lower strike and sells the other"),
+        (("SPY210723C00430000", "SPY210730C00434000"), "share one expiry"),
+        (("SPY210723C00430000", "SPY210723C00434000"), "ends before the plan's time stop"),
+        (("SPY210730C00430000", "SPY210730C00432000"), "SPY210730C00432000 not in the SPY option chain"),
+        (("SPY210730P00430000", "SPY210730P00426000"), "trades SPY calls, not SPY 2021-07-30 430 put"),
+        (("SPY210730C00430000",), "names 2 contracts"),
+    ]:
+        with pytest.raises(SpreadError, match=problem):
+            named(*legs)
+
+
+class ScriptedModel:
+    """A ChatClient that answers every decision with one JSON object, and keeps what it was asked."""
+
+    model, provider, supports_tools = "stub", "generic", False
+
+    def __init__(self, answer: dict[str, object]) -> None:
+        self.answer = answer
+        self.asked: list[tuple[list[dict[str, object]], dict[str, object] | None]] = []
+
+    async def chat(self, messages, *, tools=None, json_schema=None, max_tokens=None) -> ChatResult:  # type: ignore[no-untyped-def]
+        self.asked.append((messages, json_schema))
+        record = CallRecord(
+            model="stub", provider="generic", latency_ms=1.0, prompt_tokens=1, completion_tokens=1,
+            cost_usd=Decimal(0), cached=False, request_hash="h", attempts=1, outcome="ok",
+        )  # fmt: skip
+        return ChatResult({"role": "assistant", "content": json.dumps(self.answer)}, "stop", record)
+
+
+def llm_buy(legs: list[str] | None) -> dict[str, object]:
+    return {
+        "action": "BUY", "confidence": 0.8, "entry": 430.39, "stop": 428.5, "take_profits": [433.5],
+        "horizon_bars": 48, "reason": "trend", "risk_notes": [], "option_legs": legs,
+    }  # fmt: skip
+
+
+async def test_the_llm_may_name_the_spread_legs(spreads_on: Services, fake: FakeAlpaca, clock: SimulatedClock) -> None:
+    model = ScriptedModel(llm_buy(["SPY210730C00430000", "SPY210730C00434000"]))
+    spreads_on.deps.policy = LLMPolicy(model, spreads_on.deps, spreads_on.settings.llm_config)
+    core = CommandCore(spreads_on)
+    reply = await core.handle(TRADER, "/signal alpaca:SPY")
+    (card,) = reply.data["cards"]
+    (messages, schema), *_ = model.asked
+    assert OPTIONS_NOTE in str(messages[0]["content"]) and schema is not None
+    assert "option_legs" in schema["schema"]["required"]  # type: ignore[index]
+    spread = card["spread"]
+    assert (spread["long_leg"], spread["short_leg"], spread["chosen_by"]) == (
+        "SPY210730C00430000",
+        "SPY210730C00434000",
+        "llm:stub",
+    )
+    assert "legs named by llm:stub" in card_text(card)
+
+    # Legs that do not make the spread block the signal with the reason; no others are swapped in.
+    assert (await core.handle(TRADER, f"/reject {card['signal_id']}")).ok
+    clock.advance(timedelta(minutes=15))  # the next bar: a new signal
+    model.answer = llm_buy(["SPY210730P00430000", "SPY210730P00426000"])
+    blocked = await core.handle(TRADER, "/signal alpaca:SPY")
+    assert blocked.data["status"] == "blocked", blocked.text
+    row = spreads_on.signals.get(blocked.data["signal_id"])
+    assert row is not None
+    card = row.card
+    assert (
+        "no bull call spread for SPY with the legs llm:stub named: a bull call spread on SPY trades SPY calls, "
+        "not SPY 2021-07-30 430 put"
+    ) in card_text(card)
+    assert not fake.orders
+
+
+async def test_without_spreads_the_llm_is_not_asked_for_legs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca, clock: SimulatedClock
+) -> None:
+    async for services in services_for(tmp_path, monkeypatch, fake, clock, "off"):
+        model = ScriptedModel(llm_buy(["SPY210730C00430000", "SPY210730C00434000"]))
+        services.deps.policy = LLMPolicy(model, services.deps, services.settings.llm_config)
+        reply = await CommandCore(services).handle(TRADER, "/signal alpaca:SPY")
+        row = services.signals.get(reply.data["signal_id"])
+        assert row is not None
+        card = row.card
+        (messages, schema), *_ = model.asked
+        assert OPTIONS_NOTE not in str(messages[0]["content"]) and schema == ANSWER_SCHEMA
+        assert card["spread"] is None and "option_legs ignored: option spreads are off here" in card_text(card)

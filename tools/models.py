@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tools.options import SpreadPlan
 from venues.clock import ensure_utc
+from venues.options import is_occ_symbol
 
 
 class Action(StrEnum):
@@ -73,6 +74,9 @@ class Signal(_Model):
     reasons: tuple[str, ...] = ()
     risk_notes: tuple[str, ...] = ()
     policy: str = ""
+    # With option spreads on: the contracts the policy names, [bought, sold] OCC symbols; empty = the
+    # code picks them (tools.spreads). Checked against the chain before the risk gate.
+    option_legs: tuple[str, ...] = Field(default=(), max_length=2)
 
     @property
     def long(self) -> bool:
@@ -100,6 +104,11 @@ class Signal(_Model):
                     where = "above" if self.long else "above zero and below"
                     raise ValueError(f"TP{i} {tp} must be {where} {'the entry' if i == 1 else f'TP{i - 1}'} {previous}")
                 previous = tp
+        if self.option_legs and not self.action.opens:
+            raise ValueError(f"option_legs belong to a BUY or a SHORT, not a {self.action.value}")
+        bad = [leg for leg in self.option_legs if not is_occ_symbol(leg)]
+        if bad:
+            raise ValueError(f"option_legs must be OCC symbols like SPY251121C00550000, got {bad[0][:40]!r}")
         if self.action is Action.SELL and self.entry is not None and not self.entry > 0:
             raise ValueError(f"entry must be positive, got {self.entry}")
         return self

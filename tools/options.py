@@ -134,6 +134,7 @@ class SpreadPlan(BaseModel):
     close_by: date  # the last session before expiry: the spread is closed then at the latest
     stop: Decimal  # the underlying's level that closes the spread at a loss
     target: Decimal  # TP1 on the underlying: closes it at a profit
+    chosen_by: str = "code"  # "code" (at the money, short at TP1), or the policy that named the legs
 
     @property
     def bullish(self) -> bool:
@@ -195,6 +196,7 @@ class SpreadPlan(BaseModel):
             f"  quotes: long bid/ask {self.long_bid:.2f}/{self.long_ask:.2f}, "
             f"short bid/ask {self.short_bid:.2f}/{self.short_ask:.2f}"
             f"{f', long delta {self.long_delta:.2f}' if self.long_delta is not None else ''}"
+            f"{f'; legs named by {self.chosen_by}' if self.chosen_by != 'code' else ''}"
         )
         fees = (
             f"  with fees {self.fees_round_trip:,.2f} USD (round trip): max loss {self.max_loss:,.2f} USD, "

@@ -29,7 +29,7 @@ from decimal import ROUND_FLOOR, Decimal
 from storage.tables import TradePlan
 from tools.models import Proposal, Signal
 from tools.options import CENT, LEG_FILLS_PER_CONTRACT, SpreadError, SpreadPlan
-from venues.options import CONTRACT_MULTIPLIER, OptionQuote, OptionRight
+from venues.options import CONTRACT_MULTIPLIER, OccSymbol, OptionQuote, OptionRight
 
 ZERO = Decimal(0)
 
@@ -108,6 +108,52 @@ def choose_legs(
             f"{long.strike.normalize():f} to sell for a {kind}"
         )
     short = min(beyond, key=lambda q: (abs(q.strike - target), abs(q.strike - long.strike)))
+    return _priced(long, short, kind, rules)
+
+
+def named_legs(
+    chain: list[OptionQuote],
+    legs: tuple[str, ...],
+    *,
+    underlying: str,
+    bullish: bool,
+    not_before: date,
+    rules: SpreadRules,
+) -> ChosenLegs:
+    """The debit spread a policy named (``[bought, sold]`` OCC symbols), checked like a chosen one:
+    the underlying's, one expiry on or after ``not_before``, calls for a bullish spread and puts for
+    a bearish one, bought nearer the money (a debit), both in ``chain`` with usable quotes."""
+    kind = "bull call spread" if bullish else "bear put spread"
+    right = OptionRight.CALL if bullish else OptionRight.PUT
+    if len(legs) != 2:
+        raise SpreadError(f"a {kind} names 2 contracts, [bought, sold]; got {len(legs)}")
+    long_occ, short_occ = (OccSymbol.parse(leg) for leg in legs)
+    for occ in (long_occ, short_occ):
+        if occ.underlying != underlying or occ.right is not right:
+            raise SpreadError(f"a {kind} on {underlying} trades {underlying} {right.value}s, not {occ.describe()}")
+    if long_occ.expiry != short_occ.expiry:
+        raise SpreadError(f"a {kind}'s legs share one expiry; got {long_occ.expiry} and {short_occ.expiry}")
+    if long_occ.expiry < not_before:
+        raise SpreadError(
+            f"the expiry {long_occ.expiry.isoformat()} ends before the plan's time stop and buffer "
+            f"({not_before.isoformat()})"
+        )
+    nearer = long_occ.strike < short_occ.strike if bullish else long_occ.strike > short_occ.strike
+    if not nearer:
+        raise SpreadError(
+            f"a {kind} buys the {'lower' if bullish else 'higher'} strike and sells the other; "
+            f"got buy {long_occ.strike.normalize():f}, sell {short_occ.strike.normalize():f}"
+        )
+    listed = {q.symbol: q for q in chain}
+    missing = [occ.format() for occ in (long_occ, short_occ) if occ.format() not in listed]
+    if missing:
+        raise SpreadError(f"{', '.join(missing)} not in the {underlying} option chain")
+    return _priced(listed[long_occ.format()], listed[short_occ.format()], kind, rules)
+
+
+def _priced(long: OptionQuote, short: OptionQuote, kind: str, rules: SpreadRules) -> ChosenLegs:
+    """The legs with their net debit (long ask - short bid), or SpreadError when a quote is
+    missing or too wide, or the debit is not a debit below the width."""
     for leg in (long, short):
         _check_quote(leg, rules)
     assert long.ask is not None and short.bid is not None
