@@ -16,10 +16,12 @@ from storage.signals import KILL_SWITCH_KEY
 from tools.indicators import compute
 from tools.models import Candidate
 from tools.risk import RiskContext
+from tools.spreads import SPREAD_CLOSE_SUFFIX
 from venues import calendars
 from venues.base import Venue
 from venues.errors import VenueError
 from venues.models import ZERO, Instrument, OrderStatus, Side
+from venues.options import OccSymbol, OptionOrders, is_occ_symbol
 
 BASE_SPECS = ("rsi:14", "ema:20", "ema:50", "macd:12,26,9", "atr:14", "bbands:20,2", "adx:14")
 RECENT_BARS = 20
@@ -123,7 +125,8 @@ async def risk_context(deps: AgentDeps, *, venue_name: str, symbol: str, timefra
     )
     trades_today, last_trade_at = await _todays_entries(venue, instrument, symbol, now)
     position_qty, _, sellable = await _position(venue, instrument, now)
-    held = [p.symbol for p in await broker.positions() if p.qty != 0]  # shorts count like longs
+    # Shorts count like longs; an option spread's legs count once, as their underlying.
+    held = list(dict.fromkeys(_held_as(p.symbol) for p in await broker.positions() if p.qty != 0))
     kill = deps.signals.get_value(KILL_SWITCH_KEY) or {}
     return RiskContext(
         now=now,
@@ -138,6 +141,10 @@ async def risk_context(deps: AgentDeps, *, venue_name: str, symbol: str, timefra
         kill_reason=str(kill.get("reason", "")),
         correlations=await _correlations(venue, symbol, [s for s in held if s != symbol], timeframe),
     )
+
+
+def _held_as(symbol: str) -> str:
+    return OccSymbol.parse(symbol).underlying if is_occ_symbol(symbol) else symbol
 
 
 async def _position(venue: Venue, instrument: Instrument, now: datetime) -> tuple[Decimal, Decimal, Decimal]:
@@ -182,6 +189,15 @@ async def _todays_entries(
             count += 1
         if order.symbol == symbol and (last is None or order.created_at > last):
             last = order.created_at
+    broker = venue.broker_required()
+    if isinstance(broker, OptionOrders):  # an option spread's opening order is an entry in its underlying
+        for spread in await broker.legs_orders():
+            if spread.client_order_id.endswith(SPREAD_CLOSE_SUFFIX) or spread.status is OrderStatus.REJECTED:
+                continue
+            if calendars.trading_day(instrument.calendar, spread.created_at) == today:
+                count += 1
+            if spread.underlying == symbol and (last is None or spread.created_at > last):
+                last = spread.created_at
     return count, last
 
 

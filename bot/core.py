@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from agent.llm.ask import ask
+from bot.options_view import describe_position, mark_price, plan_symbol, spread_order_rows
 from bot.render import card_chart, card_text, decision_text, signal_outcome, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
@@ -447,10 +448,10 @@ class CommandCore:
             broker = venue.broker_required()
             for position in await broker.positions():
                 instrument = await venue.instrument(position.symbol)
-                bars = await venue.bars(position.symbol, instrument.timeframe, limit=1)
-                last = _dec(repr(float(bars["close"].iloc[-1]))) if not bars.empty else position.avg_cost
+                marked = await mark_price(venue, position.symbol, instrument.timeframe)  # an option: its quote
+                last = marked if marked is not None else position.avg_cost
                 unrealized = (last - position.avg_cost) * position.qty * instrument.multiplier
-                plan = plans.get((name, position.symbol))
+                plan = plans.get((name, plan_symbol(position.symbol)))  # a spread's legs: its underlying's plan
                 exits = ""
                 if plan is not None:
                     # A trailing stop follows the price: up under a long, down over a short.
@@ -462,7 +463,7 @@ class CommandCore:
                 rows.append(
                     (
                         name,
-                        position.symbol,
+                        describe_position(position.symbol),
                         position.qty,
                         f"{position.avg_cost:.4f}",
                         last,
@@ -491,36 +492,39 @@ class CommandCore:
         for venue in self.s.venues.values():
             orders.extend(await venue.broker_required().orders())
             ticks.update({(venue.name, i.symbol): i.tick_size for i in await venue.instruments()})
+        spreads = await spread_order_rows(dict(self.s.venues))  # multi-leg option orders, one row each
         orders.sort(key=lambda o: (o.created_at, o.client_order_id), reverse=True)
         orders = orders[:20]
-        if not orders:
+        if not orders and not spreads:
             return Reply("no orders yet", data={"orders": []})
+        listed = [
+            (
+                o.created_at,
+                o.client_order_id,
+                (
+                    o.client_order_id,
+                    o.venue,
+                    o.symbol,
+                    o.side.value,
+                    o.qty,
+                    _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
+                    o.status.value,
+                    o.avg_fill_price,
+                    o.fees,
+                    o.created_at.strftime("%m-%d %H:%M"),
+                    o.reason[:60],
+                ),
+                {"id": o.client_order_id, "status": o.status.value, "type": o.type.value, "parent": o.parent},
+            )
+            for o in orders
+        ]
+        listed = sorted([*listed, *spreads], key=lambda x: (x[0], x[1]), reverse=True)[:20]
         return Reply(
             table(
                 ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
-                [
-                    (
-                        o.client_order_id,
-                        o.venue,
-                        o.symbol,
-                        o.side.value,
-                        o.qty,
-                        _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
-                        o.status.value,
-                        o.avg_fill_price,
-                        o.fees,
-                        o.created_at.strftime("%m-%d %H:%M"),
-                        o.reason[:60],
-                    )
-                    for o in orders
-                ],
+                [row for _, _, row, _ in listed],
             ),
-            data={
-                "orders": [
-                    {"id": o.client_order_id, "status": o.status.value, "type": o.type.value, "parent": o.parent}
-                    for o in orders
-                ]
-            },
+            data={"orders": [data for _, _, _, data in listed]},
         )
 
     async def _pnl(self, caller: Caller, args: list[str]) -> Reply:

@@ -25,6 +25,7 @@ from venues.paper import FillAt, PaperBrokerConfig
 
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
 if TYPE_CHECKING:
+    from tools.spreads import SpreadRules
     from venues.adapters.ccxt.config import CcxtConfig
 HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 # Paper cash: at most a trillion units of any currency per account, and a ccxt account in at most
@@ -114,6 +115,22 @@ class Settings(BaseSettings):
     alpaca_feed: Literal["iex", "sip"] = Field(default="iex", description="stock data feed: iex (free) or sip")
     alpaca_rate_per_second: float = Field(
         default=3.0, gt=0, le=100, description="requests a second to Alpaca (its basic plan allows 200 a minute)"
+    )
+    # Options: how a BUY or SHORT on an optionable US stock of the alpaca venue is expressed.
+    options: Literal["off", "spreads"] = Field(
+        default="off", description="off = the stock itself; spreads = a debit vertical spread (bull call / bear put)"
+    )
+    options_expiry_buffer_days: int = Field(
+        default=2, ge=0, le=60, description="calendar days an expiry must leave after the plan's time stop"
+    )
+    options_max_leg_spread_pct: Decimal = Field(
+        default=Decimal("0.25"), gt=0, le=1, description="a leg's ask - bid as a share of its mid, at most"
+    )
+    options_min_reward_risk: float = Field(
+        default=0.8, ge=0, le=10, description="a spread's minimum max gain / max loss (after fees) at the risk gate"
+    )
+    options_fee_per_contract: Decimal = Field(
+        default=Decimal("0.05"), ge=0, le=10, description="USD of fees assumed per contract per leg fill"
     )
     # akshare (China A-shares, ETFs and SHFE main contracts through Eastmoney and Sina; no keys).
     akshare: bool = Field(default=False, description="serve the akshare venue (live A-share and SHFE data)")
@@ -337,6 +354,20 @@ class Settings(BaseSettings):
             data_url=(self.alpaca_data_url or "").strip() or None,
             feed=self.alpaca_feed,
             rate_per_second=self.alpaca_rate_per_second,
+        )
+
+    @property
+    def spread_rules(self) -> SpreadRules | None:
+        """The agent's option-spread rules; None when TRADEOPS_OPTIONS=off."""
+        if self.options == "off":
+            return None
+        from tools.spreads import SpreadRules
+
+        return SpreadRules(
+            expiry_buffer_days=self.options_expiry_buffer_days,
+            max_leg_spread_pct=self.options_max_leg_spread_pct,
+            fee_per_contract=self.options_fee_per_contract,
+            min_reward_risk=self.options_min_reward_risk,
         )
 
     @property

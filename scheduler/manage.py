@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from scheduler.spreads import follow_spread
 from storage.plans import PlanStore
 from storage.signals import SignalStore
 from storage.tables import TradePlan
 from tools.exits import after_first_target, stop_order_id, time_exit_order_id
+from tools.spreads import is_spread_plan
 from venues import calendars
 from venues.base import Broker, Venue
 from venues.clock import Clock
@@ -49,6 +51,10 @@ class PositionManager:
         await broker.process()  # fill what the clock has reached first
         events: list[PositionEvent] = []
         for plan in self.plans.active(venue_name):
+            if is_spread_plan(plan):  # an option spread: watched on its underlying (scheduler.spreads)
+                found = await follow_spread(venue, plan, self.plans, self.signals, self.clock)
+                events.extend(PositionEvent(plan.venue, plan.symbol, plan.signal_id, k, t) for k, t in found)
+                continue
             instrument = await venue.instrument(plan.symbol)
             entry = await broker.order(plan.signal_id)
             if entry is None:

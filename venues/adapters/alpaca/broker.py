@@ -53,7 +53,7 @@ from venues.models import (
     Position,
     Side,
 )
-from venues.options import OptionLeg
+from venues.options import LegsOrder, OccSymbol, OptionLeg
 from venues.paper import PaperLedger
 
 _PENDING = {
@@ -133,6 +133,34 @@ def order_from_alpaca(raw: dict[str, Any], venue: str, known: Order | None = Non
         if known.parent is not None and status is OrderStatus.PENDING:
             base["reason"] = SENT
     return Order(**base)
+
+
+def legs_order_from_alpaca(raw: dict[str, Any], venue: str) -> LegsOrder | None:
+    """An Alpaca ``mleg`` order (raw JSON) as a LegsOrder; None for any other order class."""
+    if str(raw.get("order_class") or "") != "mleg" or not raw.get("legs"):
+        return None
+    legs = [dict(leg) for leg in raw["legs"]]
+    symbols = [str(leg["symbol"]) for leg in legs]
+    status = order_status(str(raw.get("status", "")))
+    created = _time(raw.get("created_at")) or _time(raw.get("submitted_at"))
+    assert created is not None, "an Alpaca order always has created_at"
+    reason = f"alpaca {raw.get('status')}" if status in (OrderStatus.CANCELLED, OrderStatus.REJECTED) else ""
+    return LegsOrder(
+        client_order_id=str(raw["client_order_id"]),
+        venue=venue,
+        underlying=OccSymbol.parse(symbols[0]).underlying,
+        legs=tuple(
+            f"{leg.get('side')} {Decimal(str(leg.get('ratio_qty') or 1)).normalize():f} {symbol}"
+            for leg, symbol in zip(legs, symbols, strict=True)
+        ),
+        qty=int(Decimal(str(raw.get("qty") or 0))),
+        limit_price=_decimal(raw.get("limit_price")),
+        status=status,
+        filled_avg_price=_decimal(raw.get("filled_avg_price")),
+        created_at=created,
+        filled_at=_time(raw.get("filled_at")),
+        reason=reason,
+    )
 
 
 def fill_of(order: Order) -> Fill | None:
@@ -460,6 +488,16 @@ class AlpacaBroker:
             return await self.api.call(f"order {client_order_id}", send)
         except AlpacaApiError as exc:
             raise OrderRejected(f"alpaca refused the {quantity} x ({what}) order: {exc.detail}") from exc
+
+    async def legs_order(self, client_order_id: str) -> LegsOrder | None:
+        """The multi-leg order with this client order id at Alpaca now (None: none, or not mleg)."""
+        raw = await self._lookup(client_order_id)
+        return legs_order_from_alpaca(raw, self.venue) if raw is not None else None
+
+    async def legs_orders(self) -> list[LegsOrder]:
+        found = [legs_order_from_alpaca(raw, self.venue) for raw in await self.orders_at_alpaca()]
+        orders = [o for o in found if o is not None]
+        return sorted(orders, key=lambda o: (o.created_at, o.client_order_id), reverse=True)
 
     async def orders_at_alpaca(self) -> list[dict[str, Any]]:
         """Every order Alpaca holds for the account (raw), for doctor and tests."""

@@ -23,7 +23,7 @@ import pandas as pd
 from venues.calendars import previous_session, session, sessions_between
 from venues.errors import UnknownTimeframeError
 from venues.models import US_MARGIN_SHORT, AssetClass, Instrument, Quote, UsEquityFees
-from venues.options import OccSymbol, OptionQuote
+from venues.options import CONTRACT_MULTIPLIER, OccSymbol, OptionQuote
 from venues.timeframes import BAR_COLUMNS, Timeframe, empty_bars
 
 CALENDAR = "XNYS"
@@ -96,6 +96,7 @@ def option_instrument(occ: OccSymbol, venue: str) -> Instrument:
         fees=UsEquityFees(regulatory_fees=True),
         calendar=CALENDAR,
         timeframe="1m",
+        multiplier=Decimal(CONTRACT_MULTIPLIER),  # prices are per share, positions in contracts
         no_short_reason="options are sold only as the short leg of a spread",
     )
 
