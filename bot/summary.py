@@ -79,9 +79,9 @@ async def venue_pnl(services: Services) -> list[VenuePnl]:
             unrealized = account.positions_value - sum(
                 (p.qty * p.avg_cost for p in positions if p.symbol in symbols and p.symbol not in margined), ZERO
             )
-            rows.append(
-                VenuePnl(name, currency, starting_cash(services, currency, name), account.equity, realized, unrealized)
-            )
+            # Measured from what the ledger says was deposited: the setting may have changed since.
+            deposits = account.deposited if account.deposited is not None else starting_cash(services, currency, name)
+            rows.append(VenuePnl(name, currency, deposits, account.equity, realized, unrealized))
     return rows
 
 

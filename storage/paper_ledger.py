@@ -193,6 +193,14 @@ class SqlPaperLedger:
         with Session(self._engine) as session:
             return self._balance(session, venue, currency)
 
+    def deposited(self, venue: str, currency: str) -> Decimal:
+        query = select(col(CashEntry.amount)).where(
+            CashEntry.venue == venue, CashEntry.currency == currency, CashEntry.kind == "deposit"
+        )
+        with Session(self._engine) as session:
+            # Summed here, not by SQL: SQLite's SUM() of these would be a float.
+            return sum(session.exec(query).all(), ZERO)
+
     def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
         with transaction(self._engine) as session:
             self._lock_cash(session, venue, currency)
@@ -472,6 +480,11 @@ class RunPaperLedger:
     def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
         if not self._entry_exists(venue, currency, "deposit", INITIAL_DEPOSIT_REF):
             self._entry(venue, currency, amount, "deposit", INITIAL_DEPOSIT_REF, ts)
+
+    def deposited(self, venue: str, currency: str) -> Decimal:
+        return sum(
+            (e.amount for e in self._cash if e.venue == venue and e.currency == currency and e.kind == "deposit"), ZERO
+        )
 
     def record_fill(
         self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None

@@ -738,6 +738,13 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
     assert usdt["equity_start"] == "100000" and Decimal(usdt["realized"]) == paid
     assert usdt["equity"] != usdt["equity_start"]  # marked to market
 
+    # P&L counts from what the ledger says was deposited, not from today's setting: a restart with
+    # TRADEOPS_PAPER_CASH_USDT doubled still shows the 100,000 that went in.
+    services.settings = services.settings.model_copy(update={"paper_cash_usdt": Decimal(200_000)})
+    again = await core.handle(VIEWER, "/pnl")
+    usdt_again = next(row for row in again.data["pnl"] if row["currency"] == "USDT")
+    assert usdt_again["equity_start"] == "100000"
+
     risk = await core.handle(VIEWER, "/risk")
     assert "profile medium" in risk.text and "kill switch: off" in risk.text
     assert "replay-crypto  2021-07-06  1/5     1/5" in risk.text

@@ -411,6 +411,9 @@ class Account(_Frozen):
     # Why nothing can be traded in this currency, when the account was never funded in it: no
     # starting cash is configured and it holds nothing (the message names the setting). "" = funded.
     unfunded: str = ""
+    # What was deposited, from the ledger (P&L counts from it, not from today's settings); None
+    # where the venue keeps the account (Alpaca's paper API).
+    deposited: Decimal | None = None
 
     @property
     def available_cash(self) -> Decimal:

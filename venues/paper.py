@@ -141,6 +141,10 @@ class PaperLedger(Protocol):
         """The initial deposit, once: calling it again changes nothing."""
         ...
 
+    def deposited(self, venue: str, currency: str) -> Decimal:
+        """What the ledger records as deposited in ``currency`` (what P&L is measured from)."""
+        ...
+
     def record_fill(
         self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
     ) -> None:
@@ -458,6 +462,7 @@ class PaperBroker:
             equity=cash + value,
             positions=tuple(held),
             unfunded=unfunded,
+            deposited=self._ledger.deposited(self.venue, currency),
         )
 
     # --- placement checks ---
