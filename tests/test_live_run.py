@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -41,18 +42,23 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.settings import Settings, load_settings
+from bot.wiring import open_database
+from storage.chats import ChatStore
 from storage.db import make_engine, sqlite_url
 from storage.paper_ledger import SqlPaperLedger
 from storage.signals import SignalStatus, SignalStore
+from storage.watchlists import WatchlistSpec, WatchlistStore
 from tests.fake_ccxt import ASSETS, FakeExchange
 from tests.support import entry_orders, local_http_server, restored_logging
 from tests.test_telegram import ALLOWED, STRANGER, TOKEN, TRADER, FakeBotAPI, card_messages
 from venues.models import Liquidity, OrderStatus, Side
 
 ANCHOR = datetime(2024, 1, 29, 3, tzinfo=UTC)  # see the module docstring
+QUARTER_MS = 15 * 60_000
 WAIT_SECONDS = 120.0  # the bound on each wait for the run; normally a few seconds (a fill: up to a minute)
 SCAN_EVERY = timedelta(seconds=2)  # the watchlist's scan interval in the live run, instead of its 15m
 OKX = ccxt.okx().describe()  # ccxt's own description of OKX: its default trading fees
+ETH_BLOCKED = "ETH/USDT: blocked (correlation +1.00 with BTC/USDT held, cap 0.90)"
 CLI = [sys.executable, "-c", "from bot.cli import app; app(prog_name='tradeops')"]
 
 
@@ -95,6 +101,7 @@ def test_tradeops_scan_chart_and_signal_on_okx_on_the_real_clock(
     assert added.exit_code == 0 and "watchlist majors created on okx (15m)" in added.output, added.output
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
+    started = okx.now_ms
     scanned = subprocess.run(
         [*CLI, "scan", "majors", "--json"], capture_output=True, text=True, env=clean | env, cwd=tmp_path, timeout=180
     )
@@ -105,12 +112,13 @@ def test_tradeops_scan_chart_and_signal_on_okx_on_the_real_clock(
     assert set(cards) == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}, report["text"]
     assert sorted(report["data"]["pending"]) == sorted(card["signal_id"] for card in cards.values())
     assert all(Path(image).read_bytes().startswith(b"\x89PNG") for image in report["images"])
-    now_ms = okx.now_ms
+    closes = {started - started % QUARTER_MS, okx.now_ms - okx.now_ms % QUARTER_MS}  # the scan's last 15m close
     for symbol, card in cards.items():
         base = symbol.split("/")[0]
         assert card["venue"] == "okx" and card["side"] == "BUY" and card["timeframe"] == "15m"
-        # The entry is the fake's last price of the moment of the scan (its series moves ~0.01% a minute).
-        assert abs(float(card["entry"]) / okx.price(base, now_ms) - 1) < 0.002, (symbol, card["entry"])
+        # The entry is the close of the last final 15m bar the fake served, on OKX's tick.
+        entry = float(card["entry"])
+        assert any(abs(entry - okx.price(base, ms)) <= float(ASSETS[base][2]) for ms in closes), (symbol, entry)
         assert Decimal(card["entry"]) % Decimal(ASSETS[base][2]) == 0  # on OKX's price tick
         assert Decimal(card["qty"]) % Decimal(ASSETS[base][1]) == 0  # in OKX's amount step
     assert okx.count("/market/tickers") >= 1 and okx.count("/market/candles") + okx.count("/history-candles") >= 3
@@ -156,11 +164,6 @@ def _live_settings(tmp_path: Path, okx: FakeExchange, bot_api_url: str) -> Setti
 
 def _prepare(settings: Settings) -> None:
     """What a trader did before this start: a watchlist on okx, and /subscribe all in their chat."""
-    from storage.chats import ChatStore
-    from storage.watchlists import WatchlistSpec, WatchlistStore
-
-    from bot.wiring import open_database
-
     engine = open_database(settings)
     try:
         now = datetime.now(UTC)
@@ -182,12 +185,13 @@ def _slipped_up(price: float, bps: Decimal, tick: Decimal) -> Decimal:
 
 
 async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills_on_the_exchanges_bars(
-    hermetic: None, tmp_path: Path, okx: FakeExchange, monkeypatch: pytest.MonkeyPatch
+    hermetic: None, tmp_path: Path, okx: FakeExchange, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import scheduler.jobs
     from bot.run import run_bot
 
     monkeypatch.setattr(scheduler.jobs, "scan_interval", lambda watchlist, calendar: SCAN_EVERY)
+    caplog.set_level(logging.INFO, logger="tradeops")
     api = FakeBotAPI()
     web_app = web.Application()
     web_app.router.add_post("/bot{token}/{method}", api.handle)
@@ -215,6 +219,8 @@ async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills
             signal_id = button["callback_data"].removeprefix("a:")
             caption = photo[0]["caption"]
             assert f"BUY BTC/USDT on okx [15m]  id {signal_id}" in caption, caption
+            entry, close = float(caption.split("entry ", 1)[1].split()[0]), okx.now_ms // QUARTER_MS * QUARTER_MS
+            assert any(abs(entry - okx.price("BTC", ms)) <= 0.1 for ms in (close, close - QUARTER_MS)), entry
             message = card_messages(api, signal_id)[TRADER]
             signals = SignalStore(engine)
 
@@ -261,9 +267,23 @@ async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills
                 lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if signal_id in p["text"]]
             )
             assert "filled" in replies[0]["text"] and "BTC/USDT" in replies[0]["text"], replies[0]["text"]
+
+            # /chart and /signal from the chat, on the exchange's bars.
+            api.message(TRADER, "/chart okx:BTC/USDT 1h")
+            await until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text="BTC/USDT 1h"))
+            api.message(TRADER, "/signal okx:ETH/USDT")
+
+            # Every symbol of the fake follows one shape: ETH moves with the BTC now held, and the risk
+            # gate, which sees the live position, says so.
+            assert await until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text=ETH_BLOCKED))
+            assert len(api.sent("sendPhoto", chat_id=str(TRADER))) == 2  # the card, the chart
         finally:
             stop.set()
             status = await asyncio.wait_for(running, 60)
             engine.dispose()
     assert status == 0
     assert okx.count("/trade/") == 0  # no keys: the order stayed in the paper ledger
+    assert "live on okx, real clock" in caplog.text
+    # Nothing failed quietly on the way (a transport's push failing is only logged).
+    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not failures, failures
