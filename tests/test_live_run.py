@@ -28,7 +28,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -41,6 +41,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.run import run_bot
 from bot.settings import Settings, load_settings
 from bot.wiring import open_database
 from storage.chats import ChatStore
@@ -184,106 +185,169 @@ def _slipped_up(price: float, bps: Decimal, tick: Decimal) -> Decimal:
     return (moved / tick).to_integral_value(rounding=ROUND_CEILING) * tick
 
 
-async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills_on_the_exchanges_bars(
-    hermetic: None, tmp_path: Path, okx: FakeExchange, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+class LiveRun:
+    """``run_bot(settings, replay=False)`` in a task, with the scan interval shortened to seconds."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(run_bot(settings, replay=False, stop=self.stop))
+
+    async def until(self, check: Callable[[], Any]) -> Any:
+        """``check()``'s first truthy value, polled while the run runs (at most WAIT_SECONDS)."""
+
+        async def poll() -> Any:
+            while not (found := check()):
+                if self.task.done():
+                    self.task.result()  # raises what the run raised
+                    raise AssertionError("the run ended before the check held")
+                await asyncio.sleep(0.05)
+            return found
+
+        return await asyncio.wait_for(poll(), WAIT_SECONDS)
+
+    async def stopped(self) -> int:
+        self.stop.set()
+        return await asyncio.wait_for(self.task, 60)
+
+
+@pytest.fixture
+async def bot_api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeBotAPI, str]]:
+    """The fake Bot API and its URL; live scans every SCAN_EVERY on the candle-close trigger."""
     import scheduler.jobs
-    from bot.run import run_bot
 
     monkeypatch.setattr(scheduler.jobs, "scan_interval", lambda watchlist, calendar: SCAN_EVERY)
-    caplog.set_level(logging.INFO, logger="tradeops")
     api = FakeBotAPI()
     web_app = web.Application()
     web_app.router.add_post("/bot{token}/{method}", api.handle)
     async with local_http_server(web_app) as port:
-        settings = _live_settings(tmp_path, okx, f"http://127.0.0.1:{port}/bot")
-        await asyncio.to_thread(_prepare, settings)
-        stop = asyncio.Event()
-        running = asyncio.create_task(run_bot(settings, replay=False, stop=stop))
+        yield api, f"http://127.0.0.1:{port}/bot"
 
-        async def until(check: Any) -> Any:
-            async def poll() -> Any:
-                while not (found := check()):
-                    if running.done():
-                        running.result()  # raises what the run raised
-                        raise AssertionError("the run ended before the check held")
-                    await asyncio.sleep(0.05)
-                return found
 
-            return await asyncio.wait_for(poll(), WAIT_SECONDS)
+def _card(api: FakeBotAPI) -> tuple[str, dict[str, Any], str]:
+    """The signal id, the message (as a press carries it) and the caption of the card in TRADER's chat."""
+    [photo] = api.sent("sendPhoto", chat_id=str(TRADER))
+    [button] = [b for b in json.loads(photo["reply_markup"])["inline_keyboard"][0] if b["text"] == "Approve"]
+    signal_id = button["callback_data"].removeprefix("a:")
+    return signal_id, card_messages(api, signal_id)[TRADER], photo["caption"]
 
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            photo = await until(lambda: api.sent("sendPhoto", chat_id=str(TRADER)))
-            [button] = [b for b in json.loads(photo[0]["reply_markup"])["inline_keyboard"][0] if b["text"] == "Approve"]
-            signal_id = button["callback_data"].removeprefix("a:")
-            caption = photo[0]["caption"]
-            assert f"BUY BTC/USDT on okx [15m]  id {signal_id}" in caption, caption
-            entry, close = float(caption.split("entry ", 1)[1].split()[0]), okx.now_ms // QUARTER_MS * QUARTER_MS
-            assert any(abs(entry - okx.price("BTC", ms)) <= 0.1 for ms in (close, close - QUARTER_MS)), entry
-            message = card_messages(api, signal_id)[TRADER]
-            signals = SignalStore(engine)
 
-            # A stranger presses Approve: refused, nothing decided, nothing ordered.
-            api.updates.put_nowait(api.press(STRANGER, f"a:{signal_id}", message))
-            await until(lambda: _answers(api))
-            assert _answers(api) == ["refused: not allowed."]
-            assert signals.get(signal_id).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
-            assert not entry_orders(engine, signal_id) and not api.sent("editMessageCaption")
+async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills_on_the_exchanges_bars(
+    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tradeops")
+    api, url = bot_api
+    settings = _live_settings(tmp_path, okx, url)
+    await asyncio.to_thread(_prepare, settings)
+    run = LiveRun(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        await run.until(lambda: api.sent("sendPhoto", chat_id=str(TRADER)))
+        signal_id, message, caption = _card(api)
+        assert f"BUY BTC/USDT on okx [15m]  id {signal_id}" in caption, caption
+        entry, close = float(caption.split("entry ", 1)[1].split()[0]), okx.now_ms // QUARTER_MS * QUARTER_MS
+        assert any(abs(entry - okx.price("BTC", ms)) <= 0.1 for ms in (close, close - QUARTER_MS)), entry
+        signals = SignalStore(engine)
 
-            # The trader presses Approve: the paper order is placed and the card edited.
-            api.updates.put_nowait(api.press(TRADER, f"a:{signal_id}", message))
-            edits = await until(lambda: api.sent("editMessageCaption", chat_id=str(TRADER)))
-            assert edits[0]["caption"].startswith(f"executed (approved by telegram:{TRADER}): order {signal_id}")
-            assert "reply_markup" not in edits[0]  # the buttons are gone
-            assert signals.get(signal_id).status == SignalStatus.EXECUTED.value  # type: ignore[union-attr]
-            ledger = SqlPaperLedger(engine)
-            order = ledger.order(signal_id)
-            assert order is not None and order.symbol == "BTC/USDT" and order.side is Side.BUY
-            step, tick = Decimal(ASSETS["BTC"][1]), Decimal(ASSETS["BTC"][2])  # OKX's lotSz and tickSz
-            assert order.qty > 0 and order.qty % step == 0
+        # A stranger presses Approve: refused, nothing decided, nothing ordered.
+        api.updates.put_nowait(api.press(STRANGER, f"a:{signal_id}", message))
+        await run.until(lambda: _answers(api))
+        assert _answers(api) == ["refused: not allowed."]
+        assert signals.get(signal_id).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
+        assert not entry_orders(engine, signal_id) and not api.sent("editMessageCaption")
 
-            # The fill: at the open of the 1m bar the order went in on, once the fake has closed it.
-            fills = await until(lambda: ledger.fills("okx", signal_id))
-            [fill] = fills
-            assert ledger.order(signal_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
-            bar_open = fill.ts
-            assert bar_open.second == 0 and bar_open.microsecond == 0
-            assert order.created_at - timedelta(minutes=1) <= bar_open <= order.created_at
-            open_ms = int(bar_open.timestamp() * 1000)
-            expected = _slipped_up(okx.price("BTC", open_ms), settings.paper_slippage_bps, tick)
-            assert fill.price == expected and fill.qty == order.qty
-            taker = Decimal(str(OKX["fees"]["trading"]["taker"]))
-            assert fill.liquidity is Liquidity.TAKER
-            assert abs(fill.fee - fill.qty * fill.price * taker) < Decimal("0.01"), (fill.fee, taker)
-            events = await until(
-                lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if "[fill]" in p["text"]]
-            )
-            assert "BTC/USDT" in events[0]["text"], events[0]["text"]
+        # The trader presses Approve: the paper order is placed and the card edited.
+        api.updates.put_nowait(api.press(TRADER, f"a:{signal_id}", message))
+        edits = await run.until(lambda: api.sent("editMessageCaption", chat_id=str(TRADER)))
+        assert edits[0]["caption"].startswith(f"executed (approved by telegram:{TRADER}): order {signal_id}")
+        assert "reply_markup" not in edits[0]  # the buttons are gone
+        assert signals.get(signal_id).status == SignalStatus.EXECUTED.value  # type: ignore[union-attr]
+        ledger = SqlPaperLedger(engine)
+        order = ledger.order(signal_id)
+        assert order is not None and order.symbol == "BTC/USDT" and order.side is Side.BUY
+        step, tick = Decimal(ASSETS["BTC"][1]), Decimal(ASSETS["BTC"][2])  # OKX's lotSz and tickSz
+        assert order.qty > 0 and order.qty % step == 0
 
-            # /orders in the chat shows it.
-            api.message(TRADER, "/orders")
-            replies = await until(
-                lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if signal_id in p["text"]]
-            )
-            assert "filled" in replies[0]["text"] and "BTC/USDT" in replies[0]["text"], replies[0]["text"]
+        # The fill: at the open of the 1m bar the order went in on, once the fake has closed it.
+        fills = await run.until(lambda: ledger.fills("okx", signal_id))
+        [fill] = fills
+        assert ledger.order(signal_id).status is OrderStatus.FILLED  # type: ignore[union-attr]
+        bar_open = fill.ts
+        assert bar_open.second == 0 and bar_open.microsecond == 0
+        assert order.created_at - timedelta(minutes=1) <= bar_open <= order.created_at
+        open_ms = int(bar_open.timestamp() * 1000)
+        expected = _slipped_up(okx.price("BTC", open_ms), settings.paper_slippage_bps, tick)
+        assert fill.price == expected and fill.qty == order.qty
+        taker = Decimal(str(OKX["fees"]["trading"]["taker"]))
+        assert fill.liquidity is Liquidity.TAKER
+        assert abs(fill.fee - fill.qty * fill.price * taker) < Decimal("0.01"), (fill.fee, taker)
+        events = await run.until(
+            lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if "[fill]" in p["text"]]
+        )
+        assert "BTC/USDT" in events[0]["text"], events[0]["text"]
 
-            # /chart and /signal from the chat, on the exchange's bars.
-            api.message(TRADER, "/chart okx:BTC/USDT 1h")
-            await until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text="BTC/USDT 1h"))
-            api.message(TRADER, "/signal okx:ETH/USDT")
+        # /orders in the chat shows it.
+        api.message(TRADER, "/orders")
+        replies = await run.until(
+            lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if signal_id in p["text"]]
+        )
+        assert "filled" in replies[0]["text"] and "BTC/USDT" in replies[0]["text"], replies[0]["text"]
 
-            # Every symbol of the fake follows one shape: ETH moves with the BTC now held, and the risk
-            # gate, which sees the live position, says so.
-            assert await until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text=ETH_BLOCKED))
-            assert len(api.sent("sendPhoto", chat_id=str(TRADER))) == 2  # the card, the chart
-        finally:
-            stop.set()
-            status = await asyncio.wait_for(running, 60)
-            engine.dispose()
+        # /chart and /signal from the chat, on the exchange's bars.
+        api.message(TRADER, "/chart okx:BTC/USDT 1h")
+        await run.until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text="BTC/USDT 1h"))
+        api.message(TRADER, "/signal okx:ETH/USDT")
+
+        # Every symbol of the fake follows one shape: ETH moves with the BTC now held, and the risk
+        # gate, which sees the live position, says so.
+        assert await run.until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text=ETH_BLOCKED))
+        assert len(api.sent("sendPhoto", chat_id=str(TRADER))) == 2  # the card, the chart
+    finally:
+        status = await run.stopped()
+        engine.dispose()
     assert status == 0
     assert okx.count("/trade/") == 0  # no keys: the order stayed in the paper ledger
     assert "live on okx, real clock" in caplog.text
     # Nothing failed quietly on the way (a transport's push failing is only logged).
     failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not failures, failures
+
+
+async def test_a_card_of_a_live_run_is_approved_after_a_restart_and_not_pushed_again(
+    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str]
+) -> None:
+    api, url = bot_api
+    settings = _live_settings(tmp_path, okx, url)
+    await asyncio.to_thread(_prepare, settings)
+    first = LiveRun(settings)
+    await first.until(lambda: api.sent("sendPhoto", chat_id=str(TRADER)))
+    assert await first.stopped() == 0
+    signal_id, message, _ = _card(api)
+
+    second = LiveRun(settings)
+    polls = api.polls
+    await second.until(lambda: api.polls > polls + 1)  # polling again
+    api.updates.put_nowait(api.press(TRADER, f"a:{signal_id}", message))
+    edits = await second.until(lambda: api.sent("editMessageCaption", chat_id=str(TRADER)))
+    assert edits[0]["caption"].startswith(f"executed (approved by telegram:{TRADER}): order {signal_id}")
+    scans = await asyncio.to_thread(_scan_count, settings)
+    await second.until(lambda: _scan_count(settings) > scans)  # a scan after the press: the symbol is held now
+    assert await second.stopped() == 0
+    assert len(api.sent("sendPhoto", chat_id=str(TRADER))) == 1  # the restart's scans pushed no second card
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        assert [o.client_order_id for o in entry_orders(engine, signal_id)] == [signal_id]
+    finally:
+        engine.dispose()
+
+
+def _scan_count(settings: Settings) -> int:
+    from sqlmodel import Session, func, select
+
+    from storage.tables import ScanRun
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine) as session:
+            return int(session.exec(select(func.count()).select_from(ScanRun)).one())
+    finally:
+        engine.dispose()
