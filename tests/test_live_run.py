@@ -213,10 +213,10 @@ def test_tradeops_scan_chart_and_signal_on_alpaca_on_the_real_clock(
 # tradeops run, live, with Telegram
 
 
-def _live_settings(tmp_path: Path, okx: FakeExchange, bot_api_url: str) -> Settings:
+def _live_settings(tmp_path: Path, okx: FakeExchange, bot_api_url: str, db_url: str | None = None) -> Settings:
     return load_settings(
         data_dir=tmp_path / "var",
-        database_url=sqlite_url(tmp_path / "var" / "tradeops.db"),
+        database_url=db_url or sqlite_url(tmp_path / "var" / "tradeops.db"),
         ccxt_exchange="okx",
         ccxt_api_url=okx.url,
         ccxt_markets="spot",
@@ -378,10 +378,10 @@ async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills
 
 
 async def test_a_card_of_a_live_run_is_approved_after_a_restart_and_not_pushed_again(
-    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str]
+    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str], db_url: str
 ) -> None:
     api, url = bot_api
-    settings = _live_settings(tmp_path, okx, url)
+    settings = _live_settings(tmp_path, okx, url, db_url)
     await asyncio.to_thread(_prepare, settings)
     first = LiveRun(settings)
     await first.until(lambda: api.sent("sendPhoto", chat_id=str(TRADER)))
