@@ -357,6 +357,13 @@ async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills
         )
         assert "filled" in replies[0]["text"] and "BTC/USDT" in replies[0]["text"], replies[0]["text"]
 
+        # /positions: the position, with its exit plan resting (the stop and TP1-3 of the card).
+        api.message(TRADER, "/positions")
+        held = await run.until(lambda: [p for p in api.sent("sendMessage", chat_id=str(TRADER)) if "TPs" in p["text"]])
+        stop_price = caption.split("stop ", 1)[1].split()[0]
+        assert "BTC/USDT" in held[0]["text"] and f"stop {stop_price} TPs" in held[0]["text"], held
+        assert str(fill.qty) in held[0]["text"], held
+
         # /chart and /signal from the chat, on the exchange's bars.
         api.message(TRADER, "/chart okx:BTC/USDT 1h")
         await run.until(lambda: api.sent("sendMessage", chat_id=str(TRADER), text="BTC/USDT 1h"))
