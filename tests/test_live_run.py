@@ -423,3 +423,23 @@ def _scan_count(settings: Settings) -> int:
             return int(session.exec(select(func.count()).select_from(ScanRun)).one())
     finally:
         engine.dispose()
+
+
+async def test_an_exchange_failing_a_scheduled_scan_is_told_to_the_chat_and_the_next_scan_goes_on(
+    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str]
+) -> None:
+    api, url = bot_api
+    okx.fail("/market/tickers", 503, times=4)  # one scan's every try: the first scan fails
+    settings = _live_settings(tmp_path, okx, url)
+    await asyncio.to_thread(_prepare, settings)
+    run = LiveRun(settings)
+    try:
+        said = await run.until(
+            lambda: [p["text"] for p in api.sent("sendMessage", chat_id=str(TRADER)) if p["text"].startswith("[error]")]
+        )
+        await run.until(lambda: api.sent("sendPhoto", chat_id=str(TRADER)))  # the next scan's card
+    finally:
+        assert await run.stopped() == 0
+    assert said[0].startswith("[error] scan of majors failed: "), said
+    assert "okx did not answer fetch_tickers" in said[0] and "503" in said[0] and "after 4 tries" in said[0], said
+    assert okx.count("/market/tickers") >= 5
