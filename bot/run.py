@@ -37,7 +37,7 @@ from typing import Any
 from apscheduler.triggers.base import BaseTrigger
 
 from agent.runner import DecideResult
-from bot.logs import register_secret
+from bot.logs import redact, register_secret
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
 from bot.summary import Summary, daily_summary, due_chats, summary_times
@@ -156,9 +156,11 @@ class Fanout:
 
     async def _decided(self, signal_id: str, status: str, text: str) -> None:
         self.watched.discard(signal_id)
+        text = redact(text)  # a reason may quote a venue's error, and with it a URL's credentials
         await self._each("push_decision", lambda t: t.push_decision(signal_id, status, text))
 
     async def push_event(self, text: str, *, kind: str) -> None:
+        text = redact(text)  # a failed scan's reason quotes the venue's error: no secret reaches a chat
         await self._each("push_event", lambda t: t.push_event(text, kind=kind))
 
     async def push_summary(self, summary: Summary) -> None:

@@ -66,6 +66,7 @@ QUARTER_MS = 15 * 60_000
 WAIT_SECONDS = 120.0  # the bound on each wait for the run; normally a few seconds (a fill: up to a minute)
 SCAN_EVERY = timedelta(seconds=2)  # the watchlist's scan interval in the live run, instead of its 15m
 OKX = ccxt.okx().describe()  # ccxt's own description of OKX: its default trading fees
+PROXY_PASSWORD = "pr0xy-s3cret"
 SPY_BUY = pd.Timestamp("2021-07-13 15:15", tz="UTC")  # a shipped SPY 15m bar the rule policy buys (score 0.83)
 ETH_BLOCKED = "ETH/USDT: blocked (correlation +1.00 with BTC/USDT held, cap 0.90)"
 CLI = [sys.executable, "-c", "from bot.cli import app; app(prog_name='tradeops')"]
@@ -426,11 +427,13 @@ def _scan_count(settings: Settings) -> int:
 
 
 async def test_an_exchange_failing_a_scheduled_scan_is_told_to_the_chat_and_the_next_scan_goes_on(
-    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str]
+    hermetic: None, tmp_path: Path, okx: FakeExchange, bot_api: tuple[FakeBotAPI, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     api, url = bot_api
     okx.fail("/market/tickers", 503, times=4)  # one scan's every try: the first scan fails
-    settings = _live_settings(tmp_path, okx, url)
+    # Through a proxy that wants credentials in its URL: ccxt's messages quote the URL it called.
+    proxy = okx.url.replace("http://", f"http://tradeops:{PROXY_PASSWORD}@")
+    settings = _live_settings(tmp_path, okx, url).model_copy(update={"ccxt_api_url": proxy})
     await asyncio.to_thread(_prepare, settings)
     run = LiveRun(settings)
     try:
@@ -442,4 +445,31 @@ async def test_an_exchange_failing_a_scheduled_scan_is_told_to_the_chat_and_the_
         assert await run.stopped() == 0
     assert said[0].startswith("[error] scan of majors failed: "), said
     assert "okx did not answer fetch_tickers" in said[0] and "503" in said[0] and "after 4 tries" in said[0], said
+    assert PROXY_PASSWORD not in said[0] and "tradeops:***@127.0.0.1" in said[0], said
+    assert PROXY_PASSWORD not in caplog.text and "scan of majors failed" in caplog.text
     assert okx.count("/market/tickers") >= 5
+
+
+def test_a_proxy_password_in_the_exchange_url_shows_neither_in_doctor_nor_in_a_scans_reply(
+    hermetic: None, tmp_path: Path, okx: FakeExchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.doctor import venue_checks
+
+    proxy = okx.url.replace("http://", f"http://tradeops:{PROXY_PASSWORD}@")
+    okx.fail("/public/instruments", 503, times=4)
+    settings = load_settings(data_dir=tmp_path / "var", ccxt_exchange="okx", ccxt_api_url=proxy, ccxt_markets="spot")
+    failed = {c.name: c for c in venue_checks(settings)}["venue ccxt"]
+    assert not failed.ok and "503" in failed.detail, failed.detail
+    assert PROXY_PASSWORD not in failed.detail and "tradeops:***@" in failed.detail, failed.detail
+
+    for name, value in {"TRADEOPS_CCXT_EXCHANGE": "okx", "TRADEOPS_CCXT_API_URL": proxy}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path / "var"))
+    runner = CliRunner()
+    added = runner.invoke(app, ["chat", "-c", "/watch add majors okx:BTC/USDT"])
+    assert added.exit_code == 0, added.output
+    okx.fail("/market/tickers", 503, times=4)
+    scanned = runner.invoke(app, ["scan", "majors", "--json"])
+    reply = json.loads(scanned.stdout)["text"]
+    assert "majors: okx did not answer fetch_tickers" in reply and "tradeops:***@" in reply, reply
+    assert PROXY_PASSWORD not in scanned.output
