@@ -20,7 +20,9 @@ policy buys on BTC, ETH, SOL and LTC, and the "high" risk profile allows at a re
 Only the scan interval is shortened (to seconds, on the real candle-close trigger), so the first
 scheduled scan comes at once; the fill still waits for its 1m bar to close (at most a minute).
 The fake Alpaca serves its shipped SPY minutes moved to now the same way (whole quarter hours).
-A restart of a live run keeps the card's button working and pushes no second card.
+A restart of a live run keeps the card's button working and pushes no second card. An exchange
+failing a scheduled scan is told to the chat as an error, and a proxy password in the exchange's URL
+(which ccxt quotes in its errors) reaches no chat, log or doctor line.
 """
 
 from __future__ import annotations
