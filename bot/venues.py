@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
@@ -94,8 +95,13 @@ def _build_ccxt(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Ven
         config = settings.ccxt_config
     except CcxtConfigError as exc:
         raise VenueConfigError(str(exc)) from None
-    for value in (config.api_key, config.secret, config.password):
+    # A proxy's password in TRADEOPS_CCXT_API_URL (http://user:password@host) is quoted by ccxt's
+    # error messages with every URL it called: a secret like the keys, in logs and in chats.
+    proxy_password = urlsplit(config.api_url).password if config.api_url else None
+    for value in (config.api_key, config.secret, config.password, proxy_password):
         register_secret(value)
+    if proxy_password:
+        install_redaction()
     if config.has_keys:
         install_redaction()
         # ccxt logs each request's headers (the key, the passphrase, the signature) at DEBUG.
