@@ -57,7 +57,7 @@ from storage.paper_ledger import SqlPaperLedger
 from storage.signals import SignalStatus, SignalStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, shipped_bars
-from tests.fake_ccxt import ASSETS, FakeExchange
+from tests.fake_ccxt import ASSETS, OKX_SPOT_LOT, FakeExchange
 from tests.support import entry_orders, local_http_server, restored_logging
 from tests.test_telegram import ALLOWED, STRANGER, TOKEN, TRADER, FakeBotAPI, card_messages
 from venues.clock import RealClock
@@ -132,7 +132,9 @@ def test_tradeops_scan_chart_and_signal_on_okx_on_the_real_clock(
         entry = float(card["entry"])
         assert any(abs(entry - okx.price(base, ms)) <= float(ASSETS[base][2]) for ms in closes), (symbol, entry)
         assert Decimal(card["entry"]) % Decimal(ASSETS[base][2]) == 0  # on OKX's price tick
-        assert Decimal(card["qty"]) % Decimal(ASSETS[base][1]) == 0  # in OKX's amount step
+        # In OKX's lot size (lotSz: BTC-USDT's is finer than its minimum order size) and at least that minimum.
+        assert Decimal(card["qty"]) % Decimal(OKX_SPOT_LOT.get(base, ASSETS[base][1])) == 0
+        assert Decimal(card["qty"]) >= Decimal(ASSETS[base][1])
     assert okx.count("/market/tickers") >= 1 and okx.count("/market/candles") + okx.count("/history-candles") >= 3
     assert okx.count("/trade/") == 0  # no keys: nothing is sent to the exchange's order routes
 
@@ -326,13 +328,14 @@ async def test_a_live_run_on_okx_pushes_a_card_to_telegram_and_an_approval_fills
         # The trader presses Approve: the paper order is placed and the card edited.
         api.updates.put_nowait(api.press(TRADER, f"a:{signal_id}", message))
         edits = await run.until(lambda: api.sent("editMessageCaption", chat_id=str(TRADER)))
-        assert edits[0]["caption"].startswith(f"executed (approved by telegram:{TRADER}): order {signal_id}")
+        assert edits[0]["caption"].startswith(f"APPROVED by telegram:{TRADER} at ")
+        assert f"UTC: order {signal_id} placed; fills at the next bar's open" in edits[0]["caption"]
         assert "reply_markup" not in edits[0]  # the buttons are gone
         assert signals.get(signal_id).status == SignalStatus.EXECUTED.value  # type: ignore[union-attr]
         ledger = SqlPaperLedger(engine)
         order = ledger.order(signal_id)
         assert order is not None and order.symbol == "BTC/USDT" and order.side is Side.BUY
-        step, tick = Decimal(ASSETS["BTC"][1]), Decimal(ASSETS["BTC"][2])  # OKX's lotSz and tickSz
+        step, tick = Decimal(OKX_SPOT_LOT["BTC"]), Decimal(ASSETS["BTC"][2])  # OKX's lotSz and tickSz
         assert order.qty > 0 and order.qty % step == 0
 
         # The fill: at the open of the 1m bar the order went in on, once the fake has closed it.
@@ -403,7 +406,8 @@ async def test_a_card_of_a_live_run_is_approved_after_a_restart_and_not_pushed_a
     await second.until(lambda: api.polls > polls + 1)  # polling again
     api.updates.put_nowait(api.press(TRADER, f"a:{signal_id}", message))
     edits = await second.until(lambda: api.sent("editMessageCaption", chat_id=str(TRADER)))
-    assert edits[0]["caption"].startswith(f"executed (approved by telegram:{TRADER}): order {signal_id}")
+    assert edits[0]["caption"].startswith(f"APPROVED by telegram:{TRADER} at ")
+    assert f"UTC: order {signal_id} placed" in edits[0]["caption"]
     scans = await asyncio.to_thread(_scan_count, settings)
     await second.until(lambda: _scan_count(settings) > scans)  # a scan after the press: the symbol is held now
     assert await second.stopped() == 0
