@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from agent.llm.ask import ask
+from bot.command_types import Button, Caller, Command, Page, Reply, UserError, fold
+from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands
 from bot.render import card_chart, card_text, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
@@ -33,22 +33,15 @@ from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
 from venues.errors import VenueError
-from venues.models import Order, OrderStatus, OrderType, Side
+from venues.models import Order, OrderType
 from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
 MAX_INPUT = 1000
+ORDERS_USAGE = "/orders [N] [PAGE]"
+SIGNALS_USAGE = "/signals [pending|today|all|holds] [PAGE]"
+SIGNALS_PAGE = 20
 SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
-
-
-def fold(word: str) -> str:
-    """Lower case for matching, after refusing anything outside ASCII: case folding would turn
-    look-alikes into real ids (the Kelvin sign K lowers to k, so "xtmxxbKr" would approve xtmxxbkr)."""
-    if not word.isascii():
-        raise UserError(
-            f"{word[:40]!r} has characters outside ASCII; ids, names and options are plain letters and digits"
-        )
-    return word.lower()
 
 
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
@@ -68,60 +61,6 @@ USERS_USAGE = (
 )
 
 
-@dataclass(frozen=True)
-class Caller:
-    platform: str  # console | telegram | discord | cli
-    user_id: int
-    name: str = ""
-    role: Role | None = None  # set by the transport only for the local console; else looked up
-    chat_id: int | None = None  # the chat the command came from (Telegram, Discord); none on the console
-
-    @property
-    def actor(self) -> str:
-        return f"{self.platform}:{self.user_id}"
-
-
-@dataclass(frozen=True)
-class Button:
-    label: str
-    action: Literal["approve", "reject"]
-    signal_id: str  # the only thing a button carries: the action is looked up server side
-
-
-@dataclass
-class Reply:
-    text: str
-    ok: bool = True
-    images: list[str] = field(default_factory=list)
-    buttons: list[Button] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "text": self.text,
-            "images": self.images,
-            "buttons": [{"label": b.label, "action": b.action, "signal_id": b.signal_id} for b in self.buttons],
-            "data": self.data,
-        }
-
-
-class UserError(Exception):
-    """A message for the user: what was wrong and what is valid."""
-
-
-Handler = Callable[[Caller, list[str]], Awaitable[Reply]]
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    role: Role
-    usage: str
-    summary: str
-    handler: Handler
-
-
 def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
@@ -139,11 +78,15 @@ def _order_type(order: Order, tick: Decimal) -> str:
     return "market"
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def _money(value: Decimal, currency: str = "") -> str:
     return f"{value:,.2f}{' ' + currency if currency else ''}"
 
 
-class CommandCore:
+class CommandCore(TradingCommands):
     def __init__(self, services: Services) -> None:
         self.s = services
         self._calendar_warned: dict[str, date] = {}  # calendar -> the day its weekday warning was shown
@@ -154,7 +97,13 @@ class CommandCore:
             ("watch", Role.VIEWER, "/watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]", "watchlists", self._watch),
             ("scan", Role.TRADER, "/scan [WATCHLIST]", "scan now (all watchlists, or one)", self._scan),
             ("signal", Role.TRADER, "/signal SYMBOL", "a decision on one symbol now", self._signal),
-            ("signals", Role.VIEWER, "/signals [pending|today|all]", "signals and their status", self._signals),
+            (
+                "signals",
+                Role.VIEWER,
+                SIGNALS_USAGE,
+                "signals and their status (holds only with holds), 20 a page",
+                self._signals,
+            ),
             (
                 "approve",
                 Role.TRADER,
@@ -164,7 +113,29 @@ class CommandCore:
             ),
             ("reject", Role.TRADER, "/reject ID [REASON]", "reject a pending signal", self._reject),
             ("positions", Role.VIEWER, "/positions", "open positions and their exit plans", self._positions),
-            ("orders", Role.VIEWER, "/orders", "recent paper orders", self._orders),
+            ("close", Role.TRADER, CLOSE_USAGE, "exit a position now at market (all, or QTY of it)", self._close),
+            (
+                "cancel",
+                Role.TRADER,
+                "/cancel ID",
+                "cancel a pending order (an entry takes its exits along)",
+                self._cancel,
+            ),
+            (
+                "plan",
+                Role.TRADER,
+                PLAN_USAGE,
+                "move the stop or a target of an open position; the live exit orders follow",
+                self._plan,
+            ),
+            ("orders", Role.VIEWER, ORDERS_USAGE, "paper orders, newest first, N a page (default 20)", self._orders),
+            (
+                "trades",
+                Role.VIEWER,
+                TRADES_USAGE,
+                "closed round trips: entry, exit, P&L net of fees, R, exit reason (N a page, default 10)",
+                self._trades,
+            ),
             ("pnl", Role.VIEWER, "/pnl", "profit and loss, with the equity curve", self._pnl),
             (
                 "summary",
@@ -377,17 +348,23 @@ class CommandCore:
 
     async def _signals(self, caller: Caller, args: list[str]) -> Reply:
         which = fold(args[0]) if args else "pending"
-        if which not in ("pending", "today", "all"):
-            raise UserError("usage: /signals [pending|today|all]")
+        if which not in ("pending", "today", "all", "holds") or len(args) > 2:
+            raise UserError(f"usage: {SIGNALS_USAGE}")
+        page = Page(SIGNALS_PAGE, 1)
+        if len(args) == 2:
+            page = Page.parse([str(SIGNALS_PAGE), args[1]], SIGNALS_USAGE)
         await self.s.runner.expire_due()
-        if which == "pending":
-            rows = self.s.signals.recent(status=SignalStatus.PENDING, limit=50)
-        elif which == "today":
-            rows = self.s.signals.recent(since=self._today_start(), limit=100)
-        else:
-            rows = self.s.signals.recent(limit=100)
+        # HOLD rows (the policy wanted nothing) are most rows: listed only when asked for.
+        status = {"pending": SignalStatus.PENDING, "holds": SignalStatus.HOLD}.get(which)
+        since = self._today_start() if which == "today" else None
+        without = (SignalStatus.HOLD,) if which in ("today", "all") else ()
+        total = self.s.signals.count(status=status, since=since, without=without)
+        offset = (page.number - 1) * page.size
+        rows = self.s.signals.recent(status=status, since=since, without=without, limit=page.size, offset=offset)
         if not rows:
-            return Reply(f"no {which} signals", data={"signals": []})
+            label = {"today": "signals today", "holds": "holds"}.get(which, f"{which} signals")
+            past = f" on page {page.number} ({total} in all)" if total else ""
+            return Reply(f"no {label}{past}", data={"signals": [], "total": total})
         reply = Reply(
             table(
                 ["id", "symbol", "side", "status", "entry", "stop", "conf", "created", "expires"],
@@ -406,8 +383,11 @@ class CommandCore:
                     for r in rows
                 ],
             ),
-            data={"signals": [{"id": r.id, "symbol": r.symbol, "status": r.status} for r in rows]},
+            data={"signals": [{"id": r.id, "symbol": r.symbol, "status": r.status} for r in rows], "total": total},
         )
+        footer = page.footer(total, f"/signals {which}", with_size=False)
+        if footer:
+            reply.text += f"\n{footer}"
         for row in rows:
             if row.status == SignalStatus.PENDING.value:
                 reply.buttons.extend(self._buttons(row.id))
@@ -488,39 +468,54 @@ class CommandCore:
         )
 
     async def _orders(self, caller: Caller, args: list[str]) -> Reply:
-        orders, ticks = [], {}
+        page = Page.parse(args, ORDERS_USAGE, default=20)
+        orders: list[Order] = []
+        ticks: dict[tuple[str, str], Decimal] = {}
+        currencies: dict[tuple[str, str], str] = {}
         for venue in self.s.venues.values():
             orders.extend(await venue.broker_required().orders())
-            ticks.update({(venue.name, i.symbol): i.tick_size for i in await venue.instruments()})
+            for i in await venue.instruments():
+                ticks[(venue.name, i.symbol)] = i.tick_size
+                currencies[(venue.name, i.symbol)] = i.currency
         orders.sort(key=lambda o: (o.created_at, o.client_order_id), reverse=True)
-        orders = orders[:20]
         if not orders:
             return Reply("no orders yet", data={"orders": []})
+        shown = page.of(orders)
+        reasons = self.order_reasons(shown)
+        text = table(
+            ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
+            [
+                (
+                    o.client_order_id,
+                    o.venue,
+                    o.symbol,
+                    o.side.value,
+                    o.qty,
+                    _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
+                    o.status.value,
+                    o.avg_fill_price,
+                    _money(o.fees, currencies.get((o.venue, o.symbol), "")),
+                    o.created_at.strftime("%m-%d %H:%M"),
+                    reason[:80],
+                )
+                for o, reason in zip(shown, reasons, strict=True)
+            ],
+        )
+        footer = page.footer(len(orders), "/orders")
         return Reply(
-            table(
-                ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
-                [
-                    (
-                        o.client_order_id,
-                        o.venue,
-                        o.symbol,
-                        o.side.value,
-                        o.qty,
-                        _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
-                        o.status.value,
-                        o.avg_fill_price,
-                        o.fees,
-                        o.created_at.strftime("%m-%d %H:%M"),
-                        o.reason[:60],
-                    )
-                    for o in orders
-                ],
-            ),
+            text + (f"\n{footer}" if footer else ""),
             data={
                 "orders": [
-                    {"id": o.client_order_id, "status": o.status.value, "type": o.type.value, "parent": o.parent}
-                    for o in orders
-                ]
+                    {
+                        "id": o.client_order_id,
+                        "status": o.status.value,
+                        "type": o.type.value,
+                        "parent": o.parent,
+                        "reason": reason,
+                    }
+                    for o, reason in zip(shown, reasons, strict=True)
+                ],
+                "total": len(orders),
             },
         )
 
@@ -577,31 +572,17 @@ class CommandCore:
             f"other profiles: {', '.join(p for p in PROFILES if p != profile.name)}",
             self._llm_line(),
         ]
-        usage = []
-        now = self.s.clock.now()
-        for name, venue in self.s.venues.items():
-            instruments = await venue.instruments()
-            calendar = instruments[0].calendar if instruments else "24/7"
-            today = calendars.trading_day(calendar, now)
-            orders = await venue.broker_required().orders()
-            entries = sum(
-                1
-                for o in orders
-                if o.side is Side.BUY
-                and o.status is not OrderStatus.REJECTED
-                and calendars.trading_day(calendar, o.created_at) == today
-            )
-            held = len(await venue.broker_required().positions())
-            usage.append(
-                (
-                    name,
-                    today.isoformat(),
-                    f"{entries}/{profile.max_trades_per_day}",
-                    f"{held}/{profile.max_concurrent_positions}",
-                )
-            )
-        text = "\n".join(lines) + "\n" + table(["venue", "day", "trades", "positions"], usage)
-        return Reply(text, data={"profile": profile.name, "kill_switch": bool(kill.get("paused"))})
+        rows, cooldowns = await self.risk_today(profile)
+        text = (
+            "\n".join(lines)
+            + "\n"
+            + table(["venue", "day", "realized today", "loss today / limit", "trades", "left", "positions"], rows)
+        )
+        text += "\n" + ("cooldowns: " + "; ".join(cooldowns) if cooldowns else "cooldowns: none in force")
+        return Reply(
+            text,
+            data={"profile": profile.name, "kill_switch": bool(kill.get("paused")), "cooldowns": cooldowns},
+        )
 
     async def _pause(self, caller: Caller, args: list[str]) -> Reply:
         reason = " ".join(args)[:200] or "paused by an admin"
@@ -641,7 +622,7 @@ class CommandCore:
         if action == "add":
             role = self._role_word(args[2])
             if current is not None:
-                raise UserError(f"{target} is already a {current.value}; change it with /users role {target} ROLE")
+                raise UserError(f"{target} is already {_a(current.value)}; change it with /users role {target} ROLE")
             return self.grant_user(caller, platform, user_id, role, name=" ".join(args[3:])[:64])
         if current is None:
             raise UserError(f"{target} has no role (not in the users table); add one with /users add {target} ROLE")
@@ -656,10 +637,10 @@ class CommandCore:
         if yourself and not role.allows(Role.ADMIN):
             raise UserError("refused: you cannot demote yourself (you would lock yourself out); ask another admin")
         if role is current:
-            return Reply(f"{target} is already a {role.value}")
+            return Reply(f"{target} is already {_a(role.value)}")
         self.s.users.grant(platform, user_id, role, at=self.s.clock.now())
         self._audit(caller, "users_role", target, {"role": role.value, "before": current.value})
-        return Reply(f"{target} is now a {role.value} (was {current.value})")
+        return Reply(f"{target} is now {_a(role.value)} (was {current.value})")
 
     def grant_user(self, caller: Caller, platform: str, user_id: int, role: Role, *, name: str = "") -> Reply:
         """Give a user without a role one: ``/users add`` and an admin's Grant button. The caller must
@@ -672,7 +653,7 @@ class CommandCore:
         target = f"{platform}:{user_id}"
         current = self.s.users.role(platform, user_id)
         if current is not None:
-            return Reply(f"{target} is already a {current.value}", ok=False)
+            return Reply(f"{target} is already {_a(current.value)}", ok=False)
         self.s.users.grant(platform, user_id, role, at=self.s.clock.now(), display_name=name)
         self._audit(caller, "users_add", target, {"role": role.value, "name": name})
         return Reply(f"{target} added as {role.value}" + (f" ({name})" if name else ""))

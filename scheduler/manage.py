@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from storage.plans import PlanStore
-from storage.signals import SignalStore
+from storage.signals import ORDER_NOTE_PREFIX, SignalStore
 from storage.tables import TradePlan
-from tools.exits import after_first_target, stop_order_id, time_exit_order_id
+from tools.exits import after_first_target, exit_kind, stop_order_id, time_exit_order_id
 from venues import calendars
 from venues.base import Broker, Venue
 from venues.clock import Clock
@@ -106,7 +106,7 @@ class PositionManager:
             last = max(filled, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id), default=None)
             plan.status = "closed"
             plan.closed_at = now
-            plan.close_reason = (_exit_reason(plan, last) if last else "closed")[:200]
+            plan.close_reason = (self._reason(plan, last) if last else "closed")[:200]
             plan.updated_at = now
             self.plans.save(plan)
             return [*events, PositionEvent(plan.venue, plan.symbol, plan.signal_id, "closed", plan.close_reason)]
@@ -115,9 +115,12 @@ class PositionManager:
             return [*events, *await self._closed_elsewhere(broker, plan, exits, now)]
         if stop is not None and stop.status.is_open:
             if plan.targets_hit > 0 and stop.trail is None and plan.entry_price is not None:
+                # The trail is the risk taken at entry: the card's stop, not one /plan moved since
+                # (a stop moved to break-even would make it zero).
+                signal = self.signals.get(plan.signal_id)
                 level, trail = after_first_target(
                     entry_price=plan.entry_price,
-                    initial_stop=plan.stop,
+                    initial_stop=signal.stop if signal is not None and signal.stop is not None else plan.stop,
                     current_stop=stop.stop_price or plan.stop,
                     long=entry.side is Side.BUY,
                     tick=instrument.tick_size,
@@ -180,7 +183,7 @@ class PositionManager:
         told = set(plan.announced)
         for order in sorted(exits, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id)):
             if order.status is OrderStatus.FILLED and order.client_order_id not in told:
-                text = f"sold {order.filled_qty} {plan.symbol} at {order.avg_fill_price}: {_exit_reason(plan, order)}"
+                text = f"sold {order.filled_qty} {plan.symbol} at {order.avg_fill_price}: {self._reason(plan, order)}"
                 if order.side is Side.BUY:
                     text = "bought back" + text.removeprefix("sold")
                 events.append(PositionEvent(plan.venue, plan.symbol, plan.signal_id, "exit", text))
@@ -192,6 +195,12 @@ class PositionManager:
         plan.announced = sorted(told)
         return events
 
+    def _reason(self, plan: TradePlan, order: Order) -> str:
+        note = ""
+        if exit_kind(plan.signal_id, order) == "manual":
+            note = str((self.signals.get_value(ORDER_NOTE_PREFIX + order.client_order_id) or {}).get("note", ""))
+        return _exit_reason(plan, order, note)
+
     async def _snapshot(self, venue_name: str, venue: Venue) -> None:
         broker = venue.broker_required()
         currencies = sorted({i.currency for i in await venue.instruments()})
@@ -201,8 +210,11 @@ class PositionManager:
             self.plans.snapshot_equity(venue_name, currency, cash=account.cash, equity=account.equity, at=now)
 
 
-def _exit_reason(plan: TradePlan, order: Order) -> str:
-    """What closed a tranche, in the trader's words: the broker's account of the fill, named."""
+def _exit_reason(plan: TradePlan, order: Order, note: str = "") -> str:
+    """What closed a tranche, in the trader's words: the broker's account of the fill, named (a
+    manual close by whoever sent /close: its order note)."""
+    if exit_kind(plan.signal_id, order) == "manual":
+        return f"{note or 'manual close'}: {order.reason}" if order.reason else note or "manual close"
     if order.client_order_id == time_exit_order_id(plan.signal_id):
         return f"time stop: {order.reason}"
     if order.type is OrderType.LIMIT:
