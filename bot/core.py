@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.llm.ask import ask
 from bot.command_types import Button, Caller, Command, Page, Reply, UserError, fold
-from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands
+from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands, on_tick
 from bot.render import card_chart, card_text, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
@@ -362,7 +362,7 @@ class CommandCore(TradingCommands):
         offset = (page.number - 1) * page.size
         rows = self.s.signals.recent(status=status, since=since, without=without, limit=page.size, offset=offset)
         if not rows:
-            label = {"today": "signals today", "holds": "holds"}.get(which, f"{which} signals")
+            label = {"pending": "pending signals", "today": "signals today", "all": "signals"}.get(which, which)
             past = f" on page {page.number} ({total} in all)" if total else ""
             return Reply(f"no {label}{past}", data={"signals": [], "total": total})
         reply = Reply(
@@ -438,8 +438,11 @@ class CommandCore(TradingCommands):
                     trailed = plan.trailing_stop is not None and (
                         plan.trailing_stop > plan.stop if position.qty > 0 else plan.trailing_stop < plan.stop
                     )
-                    stop = plan.trailing_stop if trailed else plan.stop
-                    exits = f"stop {stop} TPs {'/'.join(plan.take_profits)} hit {plan.targets_hit}"
+                    stop = plan.trailing_stop if trailed and plan.trailing_stop is not None else plan.stop
+                    tick = instrument.tick_size
+                    targets = "/".join(on_tick(Decimal(tp), tick) for tp in plan.take_profits)
+                    # The plan's id first: what /plan ID acts on.
+                    exits = f"{plan.signal_id}: stop {on_tick(stop, tick)} TPs {targets} hit {plan.targets_hit}"
                 rows.append(
                     (
                         name,
@@ -572,7 +575,7 @@ class CommandCore(TradingCommands):
             f"other profiles: {', '.join(p for p in PROFILES if p != profile.name)}",
             self._llm_line(),
         ]
-        rows, cooldowns = await self.risk_today(profile)
+        rows, cooldowns, today = await self.risk_today(profile)
         text = (
             "\n".join(lines)
             + "\n"
@@ -581,7 +584,12 @@ class CommandCore(TradingCommands):
         text += "\n" + ("cooldowns: " + "; ".join(cooldowns) if cooldowns else "cooldowns: none in force")
         return Reply(
             text,
-            data={"profile": profile.name, "kill_switch": bool(kill.get("paused")), "cooldowns": cooldowns},
+            data={
+                "profile": profile.name,
+                "kill_switch": bool(kill.get("paused")),
+                "today": today,
+                "cooldowns": cooldowns,
+            },
         )
 
     async def _pause(self, caller: Caller, args: list[str]) -> Reply:

@@ -8,6 +8,7 @@ plans, exactly as the graph and the position manager do, and write each change t
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -116,6 +117,11 @@ def order_reason(order: Order, note: str = "") -> str:
         if note.startswith("cancelled by") and broker == "cancelled by request":
             broker = ""
     return f"{purpose}: {broker}" if broker else purpose
+
+
+def on_tick(price: Decimal, tick: Decimal) -> str:
+    """A price as the venue quotes it (2300.00, not 2300: stored decimals lose trailing zeros)."""
+    return str(price.quantize(tick) if tick < 1 else price)
 
 
 def parse_qty(word: str, what: str) -> Decimal:
@@ -281,6 +287,8 @@ class TradingCommands:
 
     @staticmethod
     def _close_line(order: Order, instrument: Instrument) -> str:
+        """One line per exit order: filled (quote mode), refused with the broker's reason, or placed
+        (the paper broker's default fills a market order at the next bar's open)."""
         verb = "sell" if order.side is Side.SELL else "buy back"
         what = f"{verb} {order.qty} {instrument.symbol} at market (order {order.client_order_id})"
         if order.status is OrderStatus.FILLED:
@@ -289,8 +297,8 @@ class TradingCommands:
             return f"{done} {order.filled_qty} {instrument.symbol} at {price} (order {order.client_order_id})"
         if order.status is OrderStatus.REJECTED:
             return f"refused: {what}: {order.reason}"
-        tail = " its bracket's stop and targets shrink to what is left when it fills" if order.parent else ""
-        return f"order placed: {what}; fills at the next price{';' + tail if tail else ''}"
+        tail = "; its bracket's stop and targets shrink to what is left when it fills" if order.parent else ""
+        return f"order placed: {what}; fills at the next bar's open{tail}"
 
     # --- /cancel ---
 
@@ -436,12 +444,13 @@ class TradingCommands:
 
     # --- /risk: today's figures ---
 
-    async def risk_today(self, profile: RiskProfile) -> tuple[list[tuple[str, ...]], list[str]]:
+    async def risk_today(self, profile: RiskProfile) -> tuple[list[tuple[str, ...]], list[str], list[dict[str, str]]]:
         """Per venue and currency: today's realized P&L, the loss the gate counts today (equity
         against the day's start, as tools.risk does) against the daily limit, entries used and
         left; and the symbols whose cooldown (since their last entry) runs now."""
         rows: list[tuple[str, ...]] = []
         cooldowns: list[str] = []
+        data: list[dict[str, str]] = []
         now = self.s.clock.now()
         notes = self.s.signals.order_notes()
         for name, venue in self.s.venues.items():
@@ -468,6 +477,17 @@ class TradingCommands:
                 start = Decimal(str((self.s.signals.get_value(key) or {}).get("equity", account.equity)))
                 loss = max(start - account.equity, ZERO)
                 limit = start * profile.daily_loss_limit_pct
+                data.append(
+                    {
+                        "venue": name,
+                        "currency": currency,
+                        "realized_today": str(realized.get(currency, ZERO)),
+                        "loss_today": str(loss),
+                        "loss_limit": str(limit),
+                        "trades_today": str(used),
+                        "trades_left": str(max(profile.max_trades_per_day - used, 0)),
+                    }
+                )
                 rows.append(
                     (
                         name,
@@ -486,7 +506,7 @@ class TradingCommands:
                 until = at + profile.cooldown
                 if until > now:
                     cooldowns.append(f"{symbol} on {name} until {until.strftime('%Y-%m-%d %H:%M')} UTC")
-        return rows, cooldowns
+        return rows, cooldowns, data
 
     # --- /plan ---
 
@@ -540,6 +560,8 @@ class TradingCommands:
                     f"{key}={price} refused: a {'long' if long else 'short'}'s {what} must be {side} "
                     f"the last price {last}"
                 )
+        tick = instrument.tick_size
+        await self._check_order_of_levels(broker, signal_id, long, changes, len(plan.take_profits), tick)
         before = {key: self._level(order) for key, order in orders.items()}
         amended: list[tuple[str, Order]] = []
         try:
@@ -573,13 +595,35 @@ class TradingCommands:
         plan.take_profits = take_profits
         plan.updated_at = now
         self.s.plans.save(plan)
-        moved = {k: {"from": str(before[k]), "to": str(v)} for k, v in changes.items()}
+        moved = {k: {"from": on_tick(before[k], tick), "to": on_tick(v, tick)} for k, v in changes.items()}
         self._audit(caller, "plan", signal_id, moved)
-        said = ", ".join(f"{k.upper() if k != 'stop' else k} {before[k]} -> {v}" for k, v in changes.items())
+        said = ", ".join(
+            f"{k.upper() if k != 'stop' else k} {on_tick(before[k], tick)} -> {on_tick(v, tick)}"
+            for k, v in changes.items()
+        )
         return Reply(
             f"plan {signal_id} ({plan.symbol}): {said}; the live exit orders are amended (by {caller.actor})",
             data={"signal_id": signal_id, "changes": moved},
         )
+
+    async def _check_order_of_levels(
+        self, broker: Broker, signal_id: str, long: bool, changes: dict[str, Decimal], targets: int, tick: Decimal
+    ) -> None:
+        """After the change the live levels still ladder: a long's stop under TP1 under TP2 ...
+        (a short's the mirror), so no target is passed over by a later one."""
+        levels: list[tuple[str, Decimal]] = []
+        for key in ["stop", *(f"tp{n}" for n in range(1, targets + 1))]:
+            coid = stop_order_id(signal_id) if key == "stop" else target_order_id(signal_id, int(key[2:]))
+            order = await broker.order(coid)
+            if order is not None and order.status.is_open:
+                levels.append((key, changes.get(key, self._level(order))))
+        for (low_key, low), (high_key, high) in itertools.pairwise(levels):
+            if (low >= high) if long else (low <= high):
+                side = "below" if long else "above"
+                raise UserError(
+                    f"refused: {low_key} {on_tick(low, tick)} would not be {side} {high_key} {on_tick(high, tick)}; a "
+                    f"{'long' if long else 'short'}'s levels go stop, TP1, TP2 ... in that order"
+                )
 
     @staticmethod
     def _level(order: Order) -> Decimal:

@@ -215,7 +215,15 @@ async def test_every_core_command_is_a_slash_command_with_typed_options(bot: Dis
     assert set(commands) == set(bot.core.commands)
     approve = {p.name: p for p in commands["approve"].parameters}
     assert approve["signal_id"].required and approve["signal_id"].autocomplete
-    assert [c.value for c in commands["signals"].parameters[0].choices] == ["pending", "today", "all"]
+    assert [c.value for c in commands["signals"].parameters[0].choices] == ["pending", "today", "all", "holds"]
+    close = {p.name: p for p in commands["close"].parameters}
+    assert close["symbol"].required and close["symbol"].autocomplete and not close["qty"].required
+    plan = {p.name: p for p in commands["plan"].parameters}
+    assert list(plan) == ["signal_id", "stop", "tp1", "tp2", "tp3"] and plan["signal_id"].autocomplete
+    assert [(p.name, p.min_value, p.max_value) for p in commands["orders"].parameters] == [
+        ("n", 1, 50),
+        ("page", 1, 10_000),
+    ]
     assert not commands["watch"].parameters[1].required and commands["watch"].parameters[1].autocomplete
 
 
