@@ -616,7 +616,8 @@ class CommandCore(TradingCommands):
             rows = [
                 (f"{u.platform}:{u.platform_user_id}", u.role, u.display_name, u.updated_at.isoformat()) for u in users
             ]
-            text = table(["user", "role", "name", "changed"], rows) if rows else "no users: everyone is refused"
+            empty = "no users: everyone on Telegram and Discord is refused (the local console is always admin)"
+            text = table(["user", "role", "name", "changed"], rows) if rows else empty
             return Reply(text, data={"users": [{"user": r[0], "role": r[1]} for r in rows]})
         shapes = {"add": "[PLATFORM:]ID ROLE [NAME]", "rm": "[PLATFORM:]ID", "role": "[PLATFORM:]ID ROLE"}
         if action not in shapes:

@@ -487,6 +487,8 @@ async def test_risk_shows_today_limits_left_and_cooldowns(
 def test_users_from_the_console_one_shot_grants_without_editing_the_database(tmp_path: Path) -> None:
     runner, data = CliRunner(), str(tmp_path / "d")
     with restored_logging():
+        empty = runner.invoke(app, ["chat", "--data-dir", data, "-c", "/users"])
+        assert empty.exit_code == 0 and "the local console is always admin" in empty.output
         added = runner.invoke(app, ["chat", "--data-dir", data, "-c", "/users add telegram:77 trader Tom"])
         assert added.exit_code == 0, added.output
         assert "telegram:77 added as trader (Tom)" in added.output
