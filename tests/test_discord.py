@@ -287,6 +287,26 @@ async def test_a_viewer_running_a_trader_command_is_refused_and_audited(
     assert services.signals.get(sid).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
 
 
+async def test_the_trading_slash_commands_become_core_commands_with_their_role_checks(
+    bot: DiscordTransport, services: Services
+) -> None:
+    close = command(bot.client, VIEWER, "close")
+    await run_slash(bot, close, symbol="ETH/USDT", qty="all")
+    assert close.texts()[-1] == "refused: /close needs the trader role; you are a viewer."
+    plan = command(bot.client, TRADER, "plan")
+    await run_slash(bot, plan, signal_id="abcd1234", stop="2300", tp1=None, tp2=" 2500 ", tp3=None)
+    assert plan.texts()[-1].startswith("no plan for abcd1234.")
+    trades = command(bot.client, VIEWER, "trades")
+    await run_slash(bot, trades, n=5, page=1)
+    assert trades.calls[0] == ("defer", {"thinking": True}) and trades.texts()[-1] == "no closed trades yet"
+    orders = command(bot.client, VIEWER, "orders")
+    await run_slash(bot, orders, n=20, page=1)
+    assert orders.texts()[-1] == "no orders yet"
+    cancel = command(bot.client, TRADER, "cancel")
+    await run_slash(bot, cancel, order_id="nope;1")
+    assert "is not an order id" in cancel.texts()[-1]
+
+
 # --- cards and buttons ---
 
 
