@@ -523,3 +523,84 @@ def test_a_caller_is_the_same_type_from_the_core_and_its_groups() -> None:
     from bot import command_types
 
     assert Caller is command_types.Caller and Role.TRADER.allows(Role.VIEWER)
+
+
+async def test_a_short_is_bought_back_and_its_plan_mirrors_a_long(
+    services: Services, core: CommandCore, clock: SimulatedClock
+) -> None:
+    """SPY sold short on the margin account with a bracket and a plan, as the graph leaves them."""
+    from storage.tables import SignalRow, TradePlan
+    from tools.exits import bracket
+
+    clock.advance_to(datetime(2021, 7, 6, 14, 0, 5, tzinfo=UTC))  # 10:00 in New York
+    venue = services.venues["replay-us"]
+    broker = venue.broker_required()
+    instrument = await venue.instrument("SPY")
+    last = Decimal(repr(float((await venue.bars("SPY", "1m", limit=1))["close"].iloc[-1])))
+    stop, targets = (last * Decimal("1.01")).quantize(Decimal("0.01")), (last - 2, last - 4)
+    now = clock.now()
+    services.signals.create(
+        SignalRow(
+            id="short001",
+            venue="replay-us",
+            symbol="SPY",
+            side="sell",
+            status="executed",
+            stop=stop,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await broker.place(OrderRequest(client_order_id="short001", symbol="SPY", side=Side.SELL, qty=Decimal(10)))
+    children = bracket(
+        "short001",
+        instrument,
+        entry_side=Side.SELL,
+        qty=Decimal(10),
+        stop=stop,
+        take_profits=targets,
+        exit_weights=(Decimal("0.5"), Decimal("0.5")),
+    )
+    for child in children:
+        await broker.place(child)
+    services.plans.create(
+        TradePlan(
+            signal_id="short001",
+            venue="replay-us",
+            symbol="SPY",
+            timeframe="1m",
+            status="entry_pending",
+            qty_entry=Decimal(10),
+            qty_open=Decimal(10),
+            stop=stop,
+            take_profits=[str(t) for t in targets],
+            exit_weights=["0.5", "0.5"],
+            exit_orders=[c.client_order_id for c in children],
+            updated_at=now,
+        )
+    )
+    clock.advance_to(datetime(2021, 7, 6, 14, 2, 5, tzinfo=UTC))
+    await services.scanner.tick(["replay-us"])
+    assert await held(services, "SPY", "replay-us") == -10
+    price = Decimal(repr(float((await venue.bars("SPY", "1m", limit=1))["close"].iloc[-1])))
+    below = await refused_without_writes(services, core, TRADER, f"/plan short001 stop={price - 1:.2f}")
+    assert f"a short's stop must be above the last price {price}" in below.text
+    above = await refused_without_writes(services, core, TRADER, f"/plan short001 tp1={price + 1:.2f}")
+    assert f"a short's target must be below the last price {price}" in above.text
+
+    reply = await core.handle(TRADER, "/close SPY")
+    assert reply.ok and reply.text.startswith("order placed: buy back 10 SPY at market (order short001-mc1)")
+    clock.advance_to(datetime(2021, 7, 6, 14, 4, 5, tzinfo=UTC))
+    await services.scanner.tick(["replay-us"])
+    assert await held(services, "SPY", "replay-us") == 0
+    entry, cover = await order(services, "short001", "replay-us"), await order(services, "short001-mc1", "replay-us")
+    assert cover.side is Side.BUY and cover.status is OrderStatus.FILLED
+    assert entry.avg_fill_price is not None and cover.avg_fill_price is not None
+    pnl = (entry.avg_fill_price - cover.avg_fill_price) * 10 - entry.fees - cover.fees
+    [trade] = (await core.handle(VIEWER, "/trades")).data["trades"]
+    assert (trade["side"], trade["pnl"], trade["exit_reason"], trade["currency"]) == (
+        "short",
+        str(pnl),
+        "manual",
+        "USD",
+    )
