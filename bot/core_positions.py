@@ -8,6 +8,7 @@ plans, exactly as the graph and the position manager do, and write each change t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import secrets
@@ -117,6 +118,11 @@ def order_reason(order: Order, note: str = "") -> str:
         if note.startswith("cancelled by") and broker == "cancelled by request":
             broker = ""
     return f"{purpose}: {broker}" if broker else purpose
+
+
+def _exit_id(signal_id: str, key: str) -> str:
+    """The client order id of a plan's exit named as /plan names it: stop, tp1, tp2..."""
+    return stop_order_id(signal_id) if key == "stop" else target_order_id(signal_id, int(key[2:]))
 
 
 def on_tick(price: Decimal, tick: Decimal) -> str:
@@ -513,76 +519,39 @@ class TradingCommands:
     async def _plan(self, caller: Caller, args: list[str]) -> Reply:
         if len(args) < 2:
             raise UserError(f"usage: {PLAN_USAGE}. {self._open_plans()}")
-        signal_id = args[0].lower() if args[0].isascii() else ""  # validated before folding: see fold()
-        if not re.fullmatch(r"[a-z0-9]{4,40}", signal_id):
-            raise UserError(f"{args[0][:40]!r} is not a signal id (4-40 letters and digits). {self._open_plans()}")
-        plan = self.s.plans.get(signal_id)
-        if plan is None:
-            raise UserError(f"no plan for {signal_id}. {self._open_plans()}")
-        if plan.status != "open":
-            why = {"entry_pending": "its entry has not filled yet (/cancel it to drop it)"}.get(
-                plan.status, f"it is {plan.status}" + (f" ({plan.close_reason})" if plan.close_reason else "")
-            )
-            raise UserError(f"plan {signal_id} cannot be changed: {why}. {self._open_plans()}")
+        plan = self._open_plan(args[0])
+        signal_id = plan.signal_id
         venue = self.s.venues[plan.venue]
         broker = venue.broker_required()
         instrument = await venue.instrument(plan.symbol)
+        tick = instrument.tick_size
         entry = await broker.order(signal_id)
-        assert entry is not None, f"plan {signal_id} without its entry order"
+        if entry is None:
+            raise UserError(f"plan {signal_id}: its entry order is not at {plan.venue}; nothing to amend")
         long = entry.side is Side.BUY
-        targets = len(plan.take_profits)
-        valid = ["stop", *(f"tp{n}" for n in range(1, targets + 1))]
-        changes: dict[str, Decimal] = {}
-        for word in args[1:]:
-            key, sep, value = fold(word).partition("=")
-            if not sep or key not in valid:
-                raise UserError(f"{word[:32]!r} is not a change: use {'=P, '.join(valid)}=P; usage: {PLAN_USAGE}")
-            if key in changes:
-                raise UserError(f"{key} is given twice")
-            changes[key] = parse_price(value, key, instrument.tick_size)
+        changes = self._plan_changes(args[1:], len(plan.take_profits), tick)
         bars = await venue.bars(plan.symbol, instrument.timeframe, limit=1)
         if bars.empty:
             raise UserError(f"no price for {plan.symbol} yet: nothing to check the levels against")
         last = Decimal(repr(float(bars["close"].iloc[-1])))
         orders: dict[str, Order] = {}
         for key, price in changes.items():
-            coid = stop_order_id(signal_id) if key == "stop" else target_order_id(signal_id, int(key[2:]))
-            order = await broker.order(coid)
+            order = await broker.order(_exit_id(signal_id, key))
             if order is None or not order.status.is_open:
                 state = order.status.value if order is not None else "not placed"
                 raise UserError(f"{key} of {signal_id} is {state}: only a live exit can be moved")
             orders[key] = order
-            wrong = price >= last if (key == "stop") is long else price <= last
-            if wrong:
-                side = "below" if (key == "stop") is long else "above"
+            # A long's stop under the price and its targets over it; a short's the mirror.
+            under = (key == "stop") is long
+            if price >= last if under else price <= last:
                 what = "stop" if key == "stop" else "target"
                 raise UserError(
-                    f"{key}={price} refused: a {'long' if long else 'short'}'s {what} must be {side} "
-                    f"the last price {last}"
+                    f"{key}={price} refused: a {'long' if long else 'short'}'s {what} must be "
+                    f"{'below' if under else 'above'} the last price {last}"
                 )
-        tick = instrument.tick_size
         await self._check_order_of_levels(broker, signal_id, long, changes, len(plan.take_profits), tick)
         before = {key: self._level(order) for key, order in orders.items()}
-        amended: list[tuple[str, Order]] = []
-        try:
-            for key, order in orders.items():
-                price = changes[key]
-                if key == "stop":
-                    await broker.amend(order.client_order_id, stop_price=price)
-                else:
-                    await broker.amend(order.client_order_id, limit_price=price)
-                amended.append((key, order))
-        except VenueError as exc:
-            for key, order in amended:  # put back what moved: a refusal changes nothing
-                back = before[key]
-                try:
-                    if key == "stop":
-                        await broker.amend(order.client_order_id, stop_price=back)
-                    else:
-                        await broker.amend(order.client_order_id, limit_price=back)
-                except VenueError:
-                    continue
-            raise UserError(f"/plan {signal_id}: {exc}; nothing was changed") from None
+        await self._amend_all(broker, signal_id, changes, before)
         now = self.s.clock.now()
         take_profits = list(plan.take_profits)
         for key, price in changes.items():
@@ -597,14 +566,63 @@ class TradingCommands:
         self.s.plans.save(plan)
         moved = {k: {"from": on_tick(before[k], tick), "to": on_tick(v, tick)} for k, v in changes.items()}
         self._audit(caller, "plan", signal_id, moved)
-        said = ", ".join(
-            f"{k.upper() if k != 'stop' else k} {on_tick(before[k], tick)} -> {on_tick(v, tick)}"
-            for k, v in changes.items()
-        )
+        said = ", ".join(f"{k if k == 'stop' else k.upper()} {m['from']} -> {m['to']}" for k, m in moved.items())
         return Reply(
             f"plan {signal_id} ({plan.symbol}): {said}; the live exit orders are amended (by {caller.actor})",
             data={"signal_id": signal_id, "changes": moved},
         )
+
+    def _open_plan(self, word: str) -> TradePlan:
+        signal_id = word.lower() if word.isascii() else ""  # validated before folding: see fold()
+        if not re.fullmatch(r"[a-z0-9]{4,40}", signal_id):
+            raise UserError(f"{word[:40]!r} is not a signal id (4-40 letters and digits). {self._open_plans()}")
+        plan = self.s.plans.get(signal_id)
+        if plan is None:
+            raise UserError(f"no plan for {signal_id}. {self._open_plans()}")
+        if plan.status != "open":
+            why = {"entry_pending": "its entry has not filled yet (/cancel it to drop it)"}.get(
+                plan.status, f"it is {plan.status}" + (f" ({plan.close_reason})" if plan.close_reason else "")
+            )
+            raise UserError(f"plan {signal_id} cannot be changed: {why}. {self._open_plans()}")
+        return plan
+
+    @staticmethod
+    def _plan_changes(words: list[str], targets: int, tick: Decimal) -> dict[str, Decimal]:
+        """``stop=P tp1=P ...`` as {key: price}: known keys only, each once, prices on the tick."""
+        valid = ["stop", *(f"tp{n}" for n in range(1, targets + 1))]
+        changes: dict[str, Decimal] = {}
+        for word in words:
+            key, sep, value = fold(word).partition("=")
+            if not sep or key not in valid:
+                raise UserError(f"{word[:32]!r} is not a change: use {'=P, '.join(valid)}=P; usage: {PLAN_USAGE}")
+            if key in changes:
+                raise UserError(f"{key} is given twice")
+            changes[key] = parse_price(value, key, tick)
+        return changes
+
+    @staticmethod
+    async def _amend_all(
+        broker: Broker, signal_id: str, changes: dict[str, Decimal], before: dict[str, Decimal]
+    ) -> None:
+        """Amend each exit; when one fails (filled meanwhile), put back those already moved, so a
+        refusal changes nothing."""
+
+        async def amend(key: str, price: Decimal) -> None:
+            if key == "stop":
+                await broker.amend(_exit_id(signal_id, key), stop_price=price)
+            else:
+                await broker.amend(_exit_id(signal_id, key), limit_price=price)
+
+        done: list[str] = []
+        try:
+            for key, price in changes.items():
+                await amend(key, price)
+                done.append(key)
+        except VenueError as exc:
+            for key in done:
+                with contextlib.suppress(VenueError):
+                    await amend(key, before[key])
+            raise UserError(f"/plan {signal_id}: {exc}; nothing was changed") from None
 
     async def _check_order_of_levels(
         self, broker: Broker, signal_id: str, long: bool, changes: dict[str, Decimal], targets: int, tick: Decimal
@@ -613,8 +631,7 @@ class TradingCommands:
         (a short's the mirror), so no target is passed over by a later one."""
         levels: list[tuple[str, Decimal]] = []
         for key in ["stop", *(f"tp{n}" for n in range(1, targets + 1))]:
-            coid = stop_order_id(signal_id) if key == "stop" else target_order_id(signal_id, int(key[2:]))
-            order = await broker.order(coid)
+            order = await broker.order(_exit_id(signal_id, key))
             if order is not None and order.status.is_open:
                 levels.append((key, changes.get(key, self._level(order))))
         for (low_key, low), (high_key, high) in itertools.pairwise(levels):
