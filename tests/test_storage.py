@@ -143,3 +143,33 @@ def test_an_llm_policy_name_with_a_long_model_id_fits(engine: Engine) -> None:
         session.add(DecisionTrace(signal_id="s1", node="decide", policy=name, created_at=T0))
     with Session(engine) as session:
         assert session.exec(select(DecisionTrace.policy)).one() == name
+
+
+def test_signal_listing_pages_without_holds_and_order_notes(engine: Engine) -> None:
+    """What /signals pages through (HOLD rows left out unless asked) and the notes /orders shows
+    (who closed or cancelled an order); a key with LIKE wildcards is not a pattern."""
+    from storage.signals import SignalStatus, SignalStore
+    from storage.tables import SignalRow
+
+    store = SignalStore(engine)
+    at = datetime(2024, 1, 2, tzinfo=UTC)
+    for i, status in enumerate(["hold", "pending", "hold", "rejected", "executed"]):
+        row = SignalRow(
+            id=f"sig{i}",
+            venue="v",
+            symbol="X",
+            side="buy",
+            status=status,
+            created_at=at + timedelta(minutes=i),
+            updated_at=at,
+        )
+        store.create(row)
+    without = (SignalStatus.HOLD,)
+    assert store.count(without=without) == 3 and store.count(status=SignalStatus.HOLD) == 2
+    assert [r.id for r in store.recent(without=without, limit=2)] == ["sig4", "sig3"]
+    assert [r.id for r in store.recent(without=without, limit=2, offset=2)] == ["sig1"]
+    assert store.count(since=at + timedelta(minutes=3)) == 2
+    store.set_order_note("abc-mc1", "manual close by telegram:1", at=at)
+    store.set_order_note("a%c", "cancelled by discord:2", at=at)
+    store.set_value("order_notes_other", {"note": "not a note"}, at=at)
+    assert store.order_notes() == {"abc-mc1": "manual close by telegram:1", "a%c": "cancelled by discord:2"}
