@@ -101,7 +101,7 @@ class CommandCore(TradingCommands):
                 "signals",
                 Role.VIEWER,
                 SIGNALS_USAGE,
-                "signals and their status (holds only with holds), 20 a page",
+                "signals and their status, 20 a page (HOLD rows only with /signals holds)",
                 self._signals,
             ),
             (
@@ -144,7 +144,13 @@ class CommandCore(TradingCommands):
                 "the daily summary now: P&L per venue and equity charts",
                 self._summary,
             ),
-            ("risk", Role.VIEWER, "/risk", "risk limits and what is used today", self._risk),
+            (
+                "risk",
+                Role.VIEWER,
+                "/risk",
+                "risk limits; today's realized P&L, loss against the limit, trades left, cooldowns",
+                self._risk,
+            ),
             ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
             ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
             ("users", Role.ADMIN, USERS_USAGE, "who may use the bot, and as what", self._users),

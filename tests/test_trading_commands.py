@@ -604,3 +604,26 @@ async def test_a_short_is_bought_back_and_its_plan_mirrors_a_long(
         "manual",
         "USD",
     )
+
+
+async def test_plan_puts_back_the_stop_when_a_target_cannot_be_amended(
+    services: Services, core: CommandCore, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target that fills between the checks and its amendment: the stop already moved goes back."""
+    signal_id = await filled_eth(core, services, clock)
+    broker = services.venues[CRYPTO].broker_required()
+    real_amend = broker.amend
+
+    async def amend(client_order_id: str, **prices: Decimal | None) -> object:
+        if client_order_id.endswith("-tp2"):
+            raise VenueError(f"order {client_order_id} is a filled limit order")
+        return await real_amend(client_order_id, **prices)
+
+    monkeypatch.setattr(broker, "amend", amend)
+    reply = await core.handle(TRADER, f"/plan {signal_id} stop=2300 tp2=2550")
+    assert not reply.ok
+    assert reply.text == f"/plan {signal_id}: order {signal_id}-tp2 is a filled limit order; nothing was changed"
+    assert (await order(services, f"{signal_id}-sl")).stop_price == Decimal("2245.37")
+    plan = services.plans.get(signal_id)
+    assert plan is not None and plan.stop != Decimal(2300)
+    assert not [a for a in services.signals.audit_log() if a.action == "plan"]
