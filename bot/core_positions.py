@@ -552,18 +552,20 @@ class TradingCommands:
         await self._check_order_of_levels(broker, signal_id, long, changes, len(plan.take_profits), tick)
         before = {key: self._level(order) for key, order in orders.items()}
         await self._amend_all(broker, signal_id, changes, before)
-        now = self.s.clock.now()
         take_profits = list(plan.take_profits)
         for key, price in changes.items():
-            if key == "stop":
-                plan.stop = price
-                if plan.trailing_stop is not None:
-                    plan.trailing_stop = price
-            else:
+            if key != "stop":
                 take_profits[int(key[2:]) - 1] = format(price, "f")
-        plan.take_profits = take_profits
-        plan.updated_at = now
-        self.s.plans.save(plan)
+        moved_stop = changes.get("stop")
+        self.s.plans.set_levels(
+            signal_id,
+            stop=moved_stop or plan.stop,
+            take_profits=take_profits,
+            trailing_stop=moved_stop
+            if moved_stop is not None and plan.trailing_stop is not None
+            else plan.trailing_stop,
+            at=self.s.clock.now(),
+        )
         moved = {k: {"from": on_tick(before[k], tick), "to": on_tick(v, tick)} for k, v in changes.items()}
         self._audit(caller, "plan", signal_id, moved)
         said = ", ".join(f"{k if k == 'stop' else k.upper()} {m['from']} -> {m['to']}" for k, m in moved.items())
