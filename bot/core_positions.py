@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 from bot.command_types import Caller, Page, Reply, UserError, fold
 from bot.render import table
 from storage.tables import TradePlan
-from tools.exits import exit_kind, manual_exit_order_id, stop_order_id, target_order_id
+from tools.exits import (
+    exit_kind,
+    is_standalone_close,
+    manual_exit_order_id,
+    standalone_close_order_id,
+    stop_order_id,
+    target_order_id,
+)
 from tools.risk import RiskProfile
 from venues import calendars
 from venues.base import Broker, Venue
@@ -282,7 +289,7 @@ class TradingCommands:
             placed.append(order)
             left -= take
         if left > 0:
-            coid = f"close-{secrets.token_hex(6)}"
+            coid = standalone_close_order_id(secrets.token_hex(6))
             self.s.signals.set_order_note(coid, note, at=now)
             placed.append(
                 await broker.place(OrderRequest(client_order_id=coid, symbol=instrument.symbol, side=side, qty=left))
@@ -458,7 +465,6 @@ class TradingCommands:
         cooldowns: list[str] = []
         data: list[dict[str, str]] = []
         now = self.s.clock.now()
-        notes = self.s.signals.order_notes()
         for name, venue in self.s.venues.items():
             instruments = await venue.instruments()
             calendar = instruments[0].calendar if instruments else "24/7"
@@ -472,7 +478,7 @@ class TradingCommands:
                 if o.parent is None
                 and (o.side is Side.BUY or o.client_order_id in with_bracket)
                 and o.status is not OrderStatus.REJECTED
-                and not notes.get(o.client_order_id, "").startswith("manual close")
+                and not is_standalone_close(o)
             ]
             used = sum(1 for o in entries if calendars.trading_day(calendar, o.created_at) == today)
             held = len(await broker.positions())

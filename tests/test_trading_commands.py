@@ -627,3 +627,24 @@ async def test_plan_puts_back_the_stop_when_a_target_cannot_be_amended(
     plan = services.plans.get(signal_id)
     assert plan is not None and plan.stop != Decimal(2300)
     assert not [a for a in services.signals.audit_log() if a.action == "plan"]
+
+
+async def test_buying_back_a_short_without_a_plan_is_not_counted_as_an_entry(
+    services: Services, core: CommandCore, clock: SimulatedClock
+) -> None:
+    from agent.gather import risk_context
+
+    clock.advance_to(datetime(2021, 7, 6, 14, 0, 5, tzinfo=UTC))  # 10:00 in New York
+    broker = services.venues["replay-us"].broker_required()
+    await broker.place(OrderRequest(client_order_id="bare-short", symbol="SPY", side=Side.SELL, qty=Decimal(5)))
+    clock.advance_to(datetime(2021, 7, 6, 14, 2, 5, tzinfo=UTC))
+    assert await held(services, "SPY", "replay-us") == -5
+    reply = await core.handle(TRADER, "/close SPY")
+    [placed] = reply.data["orders"]
+    assert placed["id"].startswith("close-") and "buy back 5 SPY" in reply.text
+    clock.advance_to(datetime(2021, 7, 6, 14, 4, 5, tzinfo=UTC))
+    assert await held(services, "SPY", "replay-us") == 0
+    context = await risk_context(services.deps, venue_name="replay-us", symbol="SPY", timeframe="1m")
+    assert context.trades_today == 0 and context.last_trade_at is None
+    us = next(d for d in (await core.handle(VIEWER, "/risk")).data["today"] if d["venue"] == "replay-us")
+    assert us["trades_today"] == "0"

@@ -38,6 +38,15 @@ def manual_exit_order_id(entry_id: str, number: int) -> str:
     return f"{entry_id}-mc{number}"
 
 
+def standalone_close_order_id(token: str) -> str:
+    """A manual close (``/close``) of a position no plan holds: an order of its own, no parent."""
+    return f"close-{token}"
+
+
+def is_standalone_close(order: Order) -> bool:
+    return order.parent is None and order.client_order_id.startswith("close-")
+
+
 def exit_kind(entry_id: str, order: Order) -> str:
     """What an exit of the entry ``entry_id`` is, in the trader's words: stop (trailing stop once it
     trails), TP1, TP2..., time (the time stop), manual (/close); "exit" for anything else."""
