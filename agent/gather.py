@@ -13,6 +13,7 @@ import pandas as pd
 from agent.deps import AgentDeps
 from agent.policies import DecisionInput
 from storage.signals import KILL_SWITCH_KEY
+from tools.exits import is_standalone_close
 from tools.indicators import compute
 from tools.models import Candidate
 from tools.risk import RiskContext
@@ -183,6 +184,7 @@ async def _todays_entries(
     with_bracket = {o.parent for o in orders if o.parent is not None}
     for order in orders:
         entry = order.parent is None and (order.side is Side.BUY or order.client_order_id in with_bracket)
+        entry = entry and not is_standalone_close(order)  # a /close buying back a short opens nothing
         if not entry or order.status is OrderStatus.REJECTED:
             continue
         if calendars.trading_day(instrument.calendar, order.created_at) == today:

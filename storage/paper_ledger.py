@@ -52,12 +52,13 @@ def _order_from_row(row: OrderRow) -> Order:
 
 
 def _copy_order_into(row: OrderRow, order: Order) -> None:
-    """What may change on a stored order: its state, and the quantity and stop of a resting order
-    (a bracket child is clipped, a stop moved); never what identifies the request."""
+    """What may change on a stored order: its state, and the quantity, stop and limit of a resting
+    order (a bracket child is clipped, a stop or a target moved); never what identifies the request."""
     row.status = order.status.value
     row.reason = order.reason[:500]
     row.qty = order.qty
     row.stop_price = order.stop_price
+    row.limit_price = order.limit_price
     row.trail = order.trail
     row.filled_qty = order.filled_qty
     row.avg_fill_price = order.avg_fill_price

@@ -64,8 +64,31 @@ class PlanStore:
             return list(session.exec(select(TradePlan).order_by(col(TradePlan.id).desc()).limit(limit)).all())
 
     def save(self, plan: TradePlan) -> None:
+        """Store a plan as its holder changed it. Two things the chat changes while a tick may hold
+        an older copy are kept as stored: exit orders are only ever appended (a /close adds one),
+        so the stored ones stay and new ones are added; the levels (stop, take-profits) change
+        only through ``set_levels``."""
         with transaction(self.engine) as session:
+            stored = session.get(TradePlan, plan.id, with_for_update=True) if plan.id is not None else None
+            if stored is not None:
+                plan.exit_orders = [*stored.exit_orders, *(c for c in plan.exit_orders if c not in stored.exit_orders)]
+                plan.stop, plan.take_profits = stored.stop, list(stored.take_profits)
             session.merge(plan)
+
+    def set_levels(
+        self,
+        signal_id: str,
+        *,
+        stop: Decimal,
+        take_profits: list[str],
+        trailing_stop: Decimal | None,
+        at: datetime,
+    ) -> None:
+        """Move a plan's stop and targets (/plan), in one transaction."""
+        with transaction(self.engine) as session:
+            plan = session.exec(select(TradePlan).where(TradePlan.signal_id == signal_id).with_for_update()).one()
+            plan.stop, plan.take_profits, plan.trailing_stop, plan.updated_at = stop, take_profits, trailing_stop, at
+            session.add(plan)
 
     def snapshot_equity(self, venue: str, currency: str, *, cash: Decimal, equity: Decimal, at: datetime) -> None:
         if self._held is not None:

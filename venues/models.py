@@ -364,13 +364,14 @@ class Order(BaseModel):
 
     def same_request(self, request: OrderRequest) -> bool:
         """Whether ``request`` asks for this order (the idempotent re-send of one client order id).
-        The stop price is left out: a trailing stop moves it after placement."""
+        The stop price is left out: a trailing stop moves it after placement; and a bracket child's
+        limit too (/plan moves a target)."""
         return (
             self.symbol == request.symbol
             and self.side == request.side
             and self.type == request.type
             and (self.qty == request.qty or self.parent is not None)  # a bracket child is clipped
-            and self.limit_price == request.limit_price
+            and (self.limit_price == request.limit_price or self.parent is not None)
             and self.parent == request.parent
         )
 

@@ -255,26 +255,22 @@ class PaperBroker:
             return order
 
     async def amend(
-        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+        self,
+        client_order_id: str,
+        *,
+        stop_price: Decimal | None = None,
+        trail: Decimal | None = None,
+        limit_price: Decimal | None = None,
     ) -> Order:
         """Move a resting stop (never past the market: a sell stop stays below the last price) and
-        optionally make it trail. Raises VenueError for an unknown, closed or non-stop order."""
+        optionally make it trail, or move a resting limit (a take-profit). Raises VenueError for an
+        unknown or closed order, or a price its type does not have."""
         async with self._lock:
             await self._process()
             order = self._ledger.order(client_order_id)
             if order is None or order.venue != self.venue:
                 raise VenueError(f"no order with client order id {client_order_id!r} on {self.venue}")
-            if not order.status.is_open or order.type is not OrderType.STOP:
-                raise VenueError(
-                    f"order {client_order_id} is a {order.status.value} {order.type.value} order; "
-                    "only a pending stop can be amended"
-                )
-            update: dict[str, object] = {"updated_at": self._now()}
-            if stop_price is not None:
-                update["stop_price"] = stop_price
-            if trail is not None:
-                update["trail"] = trail
-            amended = order.model_copy(update=update)
+            amended = amended_order(order, stop_price=stop_price, trail=trail, limit_price=limit_price, at=self._now())
             self._ledger.update_order(amended)
             return amended
 
@@ -1190,6 +1186,32 @@ def position_value(position: Position, instrument: Instrument, mark: Decimal) ->
     if instrument.margin_rate is not None:
         return position.qty * (mark - position.avg_cost) * instrument.multiplier
     return position.qty * mark
+
+
+def amended_order(
+    order: Order,
+    *,
+    stop_price: Decimal | None,
+    trail: Decimal | None,
+    limit_price: Decimal | None,
+    at: datetime,
+) -> Order:
+    """``order`` with its resting price moved: a pending stop takes ``stop_price`` and ``trail``, a
+    pending limit ``limit_price``; VenueError naming what may be amended otherwise."""
+    stop_fields = stop_price is not None or trail is not None
+    fits = (order.type is OrderType.STOP and limit_price is None) or (order.type is OrderType.LIMIT and not stop_fields)
+    if not order.status.is_open or not fits or order.type is OrderType.MARKET:
+        raise VenueError(
+            f"order {order.client_order_id} is a {order.status.value} {order.type.value} order; only a pending "
+            "stop (its stop price or trail) or a pending limit (its limit price) can be amended"
+        )
+    update: dict[str, object] = {"updated_at": at}
+    for name, value in (("stop_price", stop_price), ("trail", trail), ("limit_price", limit_price)):
+        if value is not None:
+            if not value.is_finite() or value <= 0:
+                raise VenueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
+            update[name] = value
+    return order.model_copy(update=update)
 
 
 def _initial_margin(instrument: Instrument) -> Decimal:

@@ -54,7 +54,7 @@ from venues.models import (
     Side,
 )
 from venues.options import LegsOrder, OccSymbol, OptionLeg
-from venues.paper import PaperLedger
+from venues.paper import PaperLedger, amended_order
 
 _PENDING = {
     "new",
@@ -286,23 +286,24 @@ class AlpacaBroker:
             return cancelled
 
     async def amend(
-        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+        self,
+        client_order_id: str,
+        *,
+        stop_price: Decimal | None = None,
+        trail: Decimal | None = None,
+        limit_price: Decimal | None = None,
     ) -> Order:
         async with self._lock:
             order = self._ledger.order(client_order_id)
             if order is None or order.venue != self.venue:
                 raise VenueError(f"no order with client order id {client_order_id!r} on {self.venue}")
-            if not order.status.is_open or order.type is not OrderType.STOP or order.parent is None:
-                raise VenueError(
-                    f"order {client_order_id} is a {order.status.value} {order.type.value} order; "
-                    "only a pending exit stop can be amended"
-                )
-            update: dict[str, object] = {"updated_at": self._clock.now()}
-            if stop_price is not None:
-                update["stop_price"] = stop_price
-            if trail is not None:
-                update["trail"] = trail
-            amended = order.model_copy(update=update)
+            if order.parent is None:
+                raise VenueError(f"order {client_order_id} is an entry; only a pending exit can be amended")
+            if order.reason == SENT:
+                raise VenueError(f"exit {client_order_id} was already sent to Alpaca; it can no longer be amended")
+            amended = amended_order(
+                order, stop_price=stop_price, trail=trail, limit_price=limit_price, at=self._clock.now()
+            )
             self._ledger.update_order(amended)
             return amended
 
