@@ -350,7 +350,9 @@ async def test_a_buy_on_spy_becomes_a_bull_call_spread_ordered_once_and_closed_a
     # Approve: the POST reaches Alpaca and its answer is a 429; the retry finds it by client order id.
     fake.fail(ORDER_ROUTE, 429, retry_after="0", after_work=True)
     approved = await core.handle(TRADER, f"/approve {walk.signal_id}")
-    assert approved.ok and "now executed" in approved.text, approved.text
+    assert approved.ok and f"approved by telegram:1002: spread order {walk.signal_id} filled" in approved.text, (
+        approved.text
+    )
     assert not fake.faults[ORDER_ROUTE], "the 429 was answered"
     assert fake.hits[ORDER_ROUTE] == 1 and list(fake.orders) == [walk.signal_id]
     sent = fake.orders[walk.signal_id]
@@ -410,8 +412,7 @@ async def test_the_last_session_before_expiry_closes_the_spread(
     plan = spreads_on.plans.get(signal_id)
     assert plan is not None and plan.time_stop_at == datetime(2021, 7, 29, 13, 30, tzinfo=UTC)  # 09:30 New York
     # Keep SPY between the stop and TP1 (the plan's levels, which the manager watches), then reach 07-29.
-    plan.stop, plan.take_profits = Decimal(1), ["9999"]
-    spreads_on.plans.save(plan)
+    spreads_on.plans.set_levels(signal_id, stop=Decimal(1), take_profits=["9999"], trailing_stop=None, at=clock.now())
     clock.advance_to(datetime(2021, 7, 29, 13, 45, tzinfo=UTC))
     events = await manager.tick("alpaca")
     assert [e.text for e in events] == [
