@@ -467,3 +467,9 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(status)
+
+
+# `train` and `models` live in bot/ml_commands.py; registered last so they list after the others.
+from bot.ml_commands import register as _register_ml_commands  # noqa: E402
+
+_register_ml_commands(app, _settings)
