@@ -88,7 +88,7 @@ def _recorded(venues: dict[str, Any], venue: str, symbol: str) -> RecordedBarsVe
     if venue == REPLAY:
         for market in MARKETS.values():
             if symbol in market.symbols:
-                return venues[market.venue]  # type: ignore[no-any-return]
+                return venues[market.venue]
         listed = ", ".join(s for m in MARKETS.values() for s in m.symbols)
         raise TrainError(f"no replay market lists {symbol!r}; replay symbols: {listed}")
     found = venues.get(venue)
@@ -205,6 +205,10 @@ def _f(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _n(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
 def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
@@ -229,8 +233,9 @@ def card_text(card: dict[str, Any], *, promoted: bool = False) -> str:
     )
     for fold in validation.get("fold_metrics", []):
         lines.append(
-            f"  fold {fold['index']}: {fold['test_rows']} test bars, up {_pct(fold['up_rate'])}, AUC {_f(fold['auc'])}, "
-            f"log loss {_f(fold['log_loss_raw'])} raw / {_f(fold['log_loss'])} calibrated, signals {fold["signals"] if fold["signals"] is not None else "n/a"}, "
+            f"  fold {fold['index']}: {fold['test_rows']} test bars, up {_pct(fold['up_rate'])}, "
+            f"AUC {_f(fold['auc'])}, log loss {_f(fold['log_loss_raw'])} raw / {_f(fold['log_loss'])} calibrated, "
+            f"signals {_n(fold['signals'])}, "
             f"TP1 precision {_pct(fold['tp1_precision'])}, ECE {_f(fold['ece'])}"
         )
     oos = validation.get("out_of_sample")
@@ -244,7 +249,8 @@ def card_text(card: dict[str, Any], *, promoted: bool = False) -> str:
     if table:
         lines.append("  reliability (predicted -> observed, bars):")
         lines += [
-            f"    {r['bin']}: {_pct(r['mean_predicted'])} -> {_pct(r['observed_up_rate'])} ({r['count']})" for r in table
+            f"    {r['bin']}: {_pct(r['mean_predicted'])} -> {_pct(r['observed_up_rate'])} ({r['count']})"
+            for r in table
         ]
     return "\n".join(lines)
 

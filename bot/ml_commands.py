@@ -60,9 +60,13 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
             str, typer.Option(help="replay (any shipped series), replay-crypto, replay-us, replay-cn or lake.")
         ],
         symbols: Annotated[str, typer.Option(help="Comma-separated symbols, e.g. BTC/USD,ETH/USDT.")],
-        timeframe: Annotated[str, typer.Option(help="Bar timeframe: 1m 5m 15m 30m 1h 4h 1d (not finer than the data).")],
+        timeframe: Annotated[
+            str, typer.Option(help="Bar timeframe: 1m 5m 15m 30m 1h 4h 1d (not finer than the data).")
+        ],
         from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD, or YYYY-MM-DDTHH:MM), UTC.")],
-        to: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD, or an exclusive YYYY-MM-DDTHH:MM), UTC.")],
+        to: Annotated[
+            str, typer.Option(help="Last day, included (YYYY-MM-DD, or an exclusive YYYY-MM-DDTHH:MM), UTC.")
+        ],
         model: Annotated[str, typer.Option(help="lgbm, xgb or ensemble (the mean of both).")] = "lgbm",
         folds: Annotated[int, typer.Option(help="Walk-forward folds (2 or more).", min=2)] = 4,
         threshold: Annotated[float, typer.Option(help="Calibrated probability at which the model signals.")] = 0.55,

@@ -201,9 +201,7 @@ def expected_calibration_error(prob: FloatArray, labels: FloatArray, bins: int =
         return None
     table = reliability(prob, labels, bins)
     return float(
-        sum(
-            r["count"] / len(prob) * abs(r["mean_predicted"] - r["observed_up_rate"]) for r in table if r["count"] > 0
-        )
+        sum(r["count"] / len(prob) * abs(r["mean_predicted"] - r["observed_up_rate"]) for r in table if r["count"] > 0)
     )
 
 
@@ -453,7 +451,11 @@ def train(
     columns = list(datasets[0].features.columns)
     splits = {
         d.symbol: walk_forward(
-            len(d.features), config.folds, purge=purge, embargo=embargo, min_train=int(len(d.features) * config.min_train_share)
+            len(d.features),
+            config.folds,
+            purge=purge,
+            embargo=embargo,
+            min_train=int(len(d.features) * config.min_train_share),
         )
         for d in datasets
     }
@@ -491,7 +493,12 @@ def train(
         if oof_raw:
             calibrated = Calibrator.fit(np.concatenate(oof_raw), np.concatenate(oof_labels)).apply(raw)
         fold_cards.append(
-            {"index": k, "windows": windows, "train_rows": len(y_train), **_metrics(raw, y_test, calibrated, config.threshold)}
+            {
+                "index": k,
+                "windows": windows,
+                "train_rows": len(y_train),
+                **_metrics(raw, y_test, calibrated, config.threshold),
+            }
         )
         oof_raw.append(raw)
         oof_labels.append(y_test)
@@ -539,4 +546,3 @@ def train(
         "final_model_rows": len(all_y),
     }
     return TrainedModel(_clean(full_card), boosters, calibrator)
-
