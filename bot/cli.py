@@ -228,7 +228,12 @@ def backtest(
     timeframe: Annotated[str, typer.Option(help="Bar timeframe the scans use: 1m 5m 15m 30m 1h 4h 1d.")],
     from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD, or YYYY-MM-DDTHH:MM), UTC.")],
     to: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD, or an exclusive YYYY-MM-DDTHH:MM), UTC.")],
-    policy: Annotated[str, typer.Option(help="rules, llm or sma_cross (the reference crossover).")] = "rules",
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="rules, llm, ml (TRADEOPS_ML_MODEL or the promoted model) or sma_cross (the reference crossover)."
+        ),
+    ] = "rules",
     param: Annotated[
         list[str] | None, typer.Option(help="A policy parameter NAME=NUMBER; repeat for more.", show_default=False)
     ] = None,

@@ -49,12 +49,8 @@ class TrainSeries:
     bars: pd.DataFrame
 
 
-def models_dir(settings: Settings) -> Path:
-    return settings.data_dir / "models"
-
-
 def registry(settings: Settings) -> ModelRegistry:
-    return ModelRegistry(models_dir(settings))
+    return ModelRegistry(settings.models_dir)
 
 
 def code_version() -> str:
