@@ -1,7 +1,7 @@
 """``MLPolicy``: a trained model (tools/ml.py) decides, through the same graph and risk gate as the
 other policies.
 
-For the symbol asked about it reads the venue's last ``lookback_bars`` final bars of the decision's
+For the symbol asked about it reads the venue's last ``lookback_bars`` (3,000) final bars of the decision's
 timeframe, builds the model's features on them (tools/features.py: the same code the model was
 trained with) and scores the last bar: the calibrated probability that a long entered at the next
 open reaches TP1 before its stop with a net profit after costs. At or above the model's threshold
@@ -31,7 +31,10 @@ from tools.ml import TrainedModel
 from tools.models import Action, Signal
 from venues.costs import round_to_tick
 
-ML_LOOKBACK_BARS = 1500  # enough for a daily EMA50 on hourly bars (the higher-timeframe features)
+# Training computes features over the whole history; TA-Lib's EMAs and RSI depend on where the
+# bars start, so a short window would score other features than the model learnt. 3,000 hourly bars
+# keep the daily EMA50 slope within about 0.06 ATR of the full-history value (1,500: 0.8 ATR).
+ML_LOOKBACK_BARS = 3000
 EXTRA_TARGETS_R = (1.0, 2.0)  # TP2 and TP3 beyond TP1, in R, as the rule policy spaces them
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from agent.ml_policy import MLPolicy
+from agent.ml_policy import ML_LOOKBACK_BARS, MLPolicy
 from bot.cli import app
 from tests.test_graph import CRYPTO, ETH, eth_clock, rig
 from tools.features import build_features
@@ -56,7 +56,7 @@ async def test_a_score_above_the_threshold_reaches_a_pending_buy_card(
         card = walk.card
         assert card is not None and card["policy"] == "ml" and card["side"] == "BUY"
         # The probability is the model's on the bars the venue shows at that moment.
-        bars = await app_.venues[CRYPTO].bars(ETH, "1h", limit=1500)
+        bars = await app_.venues[CRYPTO].bars(ETH, "1h", limit=ML_LOOKBACK_BARS)
         expected = float(lifted.predict_proba(build_features(bars, "1h").iloc[[-1]])[0])
         assert card["confidence"] == round(expected, 2) >= 0.7
         reasons = " | ".join(card["reasons"])
@@ -145,3 +145,16 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
     assert sum(doc["signals"].values()) > 0, doc["signals"]
     # The model's calibrated probability is what the risk gate judged (under 0.60 on this model).
     assert any(s["reason"].startswith("confidence 0.") for s in doc["skipped"]), doc["skipped"]
+
+
+def test_the_policys_window_scores_nearly_the_features_training_saw() -> None:
+    """Training builds features over the whole history; the policy over its last ML_LOOKBACK_BARS.
+    Where the windows start changes TA-Lib's EMAs a little: at most 0.1 (ATRs, RSI points) here."""
+    venue = ReplayVenue("crypto", SimulatedClock(datetime(2021, 1, 1, tzinfo=UTC)))
+    series = venue.series(ETH)
+    bars = series.frame(series.timeframe).bars
+    full = build_features(bars, "1h")
+    for end in range(ML_LOOKBACK_BARS + 500, len(bars), 1000):
+        window = build_features(bars.iloc[end - ML_LOOKBACK_BARS : end], "1h").iloc[-1]
+        gap = (window - full.iloc[end - 1]).abs()
+        assert gap.max() < 0.1, gap[gap > 0.1]
