@@ -3,7 +3,9 @@ files and the registry, and the `tradeops train` / `tradeops models` commands.""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from storage.backfill import backfill
+from storage.lake import BarsLake
+from tests.lake_support import FlakySource
 from tools.labels import BarrierPlan, RoundTripCosts
 from tools.ml import Calibrator, SymbolData, TrainConfig, TrainedModel, expected_calibration_error, make_dataset, train
 from tools.model_registry import ModelRegistry, RegistryError
@@ -20,6 +25,16 @@ from venues.clock import SimulatedClock
 from venues.replay.venue import ReplayVenue
 
 PLAN = BarrierPlan(horizon_bars=24)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TRADEOPS_* variable or .env file of the machine reaches the commands."""
+    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
 SMALL = TrainConfig(model="lgbm", folds=3, n_estimators=15, num_leaves=7, min_child_samples=20)
 
 
@@ -194,3 +209,22 @@ def test_train_and_models_commands(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--to", "2021-06-30", "--model", "gbm", *data])
     assert result.exit_code == 2 and "lgbm, xgb, ensemble" in result.output
     assert runner.invoke(app, ["models", "show", "../etc", *data]).exit_code == 2
+
+
+def test_training_on_the_lake_uses_the_same_bars_as_the_replay_it_was_filled_from(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    source = FlakySource("crypto")
+    start, end = datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 5, 1, tzinfo=UTC)
+    asyncio.run(backfill(BarsLake(data_dir / "lake"), source, "ETH/USDT", "1h", start, end, clock=source.clock))
+    runner = CliRunner()
+    common = ["--symbols", "ETH/USDT", "--timeframe", "1h", "--from", "2021-01-01", "--to", "2021-04-30"]
+    options = ["--trees", "5", "--folds", "2", "--json", "--data-dir", str(data_dir)]
+    cards = {}
+    for venue in ("lake", "replay-crypto"):
+        result = runner.invoke(app, ["train", "--venue", venue, *common, *options])
+        assert result.exit_code == 0, result.output
+        cards[venue] = json.loads(result.stdout)
+    assert cards["lake"]["venue"] == ["lake"] and cards["replay-crypto"]["venue"] == ["replay-crypto"]
+    assert cards["lake"]["series"] == cards["replay-crypto"]["series"]  # same bars, same sha256
+    assert cards["lake"]["series"][0]["bars"] == 24 * 120  # every hour of 2021-01-01 -> 2021-04-30
+    assert cards["lake"]["validation"] == cards["replay-crypto"]["validation"]

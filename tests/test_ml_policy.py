@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,15 @@ from venues.clock import SimulatedClock
 from venues.replay.venue import ReplayVenue
 
 PLAN = BarrierPlan()
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TRADEOPS_* variable or .env file of the machine reaches the commands."""
+    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
+        if name != "TRADEOPS_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
