@@ -237,6 +237,13 @@ def backtest(
     param: Annotated[
         list[str] | None, typer.Option(help="A policy parameter NAME=NUMBER; repeat for more.", show_default=False)
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="With --policy ml: the model id (default: TRADEOPS_ML_MODEL, else the promoted model).",
+            show_default=False,
+        ),
+    ] = None,
     capital: Annotated[str, typer.Option(help="Starting cash in the symbols' currency.")] = "100000",
     profile: Annotated[str, typer.Option(help="Risk profile: low, medium or high.")] = "medium",
     no_costs: Annotated[bool, typer.Option("--no-costs", help="No fees and no slippage.")] = False,
@@ -270,6 +277,11 @@ def backtest(
     from venues.errors import UnknownSymbolError, UnknownTimeframeError
 
     settings = _settings(data_dir, quiet=True)
+    if model is not None:
+        if policy.strip() != "ml":
+            typer.echo(f"error: --model is for --policy ml, not --policy {policy.strip()}", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"ml_model": model.strip()})
     console = Console(stderr=True)
     try:
         spec = BacktestSpec(

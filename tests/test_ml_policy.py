@@ -155,6 +155,31 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
     assert sum(doc["signals"].values()) > 0, doc["signals"]
     # The model's calibrated probability is what the risk gate judged (under 0.60 on this model).
     assert any(s["reason"].startswith("confidence 0.") for s in doc["skipped"]), doc["skipped"]
+    again = runner.invoke(
+        app,
+        [
+            "backtest",
+            *window,
+            "--from",
+            "2021-07-05",
+            "--to",
+            "2021-07-07",
+            "--policy",
+            "ml",
+            "--model",
+            model_id,
+            "--json",
+            *data,
+        ],
+    )
+    assert again.exit_code == 0 and json.loads(again.stdout)["signals"] == doc["signals"]
+    for extra, message in (
+        (["--policy", "ml", "--model", "nope-1"], "--policy ml: no model 'nope-1'; known: " + model_id),
+        (["--policy", "ml", "--model", "../x"], "is not a model id"),
+        (["--policy", "rules", "--model", model_id], "--model is for --policy ml, not --policy rules"),
+    ):
+        result = runner.invoke(app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-07", *extra, *data])
+        assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_the_policys_window_scores_nearly_the_features_training_saw() -> None:
