@@ -142,10 +142,19 @@ def load_series(
         engine.dispose()
 
 
-def model_id(kind: str, timeframe: str, created: datetime, series: Sequence[SymbolData], config: TrainConfig) -> str:
-    """``<kind>-<timeframe>-<yyyymmdd-hhmmss>-<6 hex of data and params>``: sortable and unique."""
+def model_id(
+    kind: str,
+    timeframe: str,
+    created: datetime,
+    series: Sequence[TrainSeries],
+    datasets: Sequence[SymbolData],
+    config: TrainConfig,
+) -> str:
+    """``<kind>-<timeframe>-<yyyymmdd-hhmmss>-<6 hex of venues, data and params>``: sortable."""
     digest = hashlib.sha256()
-    for data in series:
+    for s in series:
+        digest.update(f"{s.venue}:{s.symbol}".encode())
+    for data in datasets:
         digest.update(str(data.manifest.get("sha256")).encode())
     digest.update(json.dumps(config.__dict__, sort_keys=True, default=str).encode())
     return f"{kind}-{timeframe}-{created:%Y%m%d-%H%M%S}-{digest.hexdigest()[:6]}".lower()
@@ -176,8 +185,14 @@ def train_model(
         for s in series
     ]
     created = clock.now()
+    reg = registry(settings)
+    base_id = model_id(config.model, timeframe, created, series, datasets, config)
+    unique_id, n = base_id, 1
+    while unique_id in reg.ids():  # the same data and parameters trained twice within a second
+        n += 1
+        unique_id = f"{base_id}-{n}"
     card = {
-        "id": model_id(config.model, timeframe, created, datasets, config),
+        "id": unique_id,
         "created_at": created.isoformat(),
         "code_version": code_version(),
         "venue": sorted({s.venue for s in series}),
@@ -194,7 +209,7 @@ def train_model(
         model = train(datasets, config, plan, card=card, on_progress=on_progress)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-    return model, registry(settings).save(model)
+    return model, reg.save(model)
 
 
 def _f(value: Any, digits: int = 3) -> str:

@@ -83,6 +83,7 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
         from bot.lake_commands import CommandError, parse_moment
         from bot.ml import TrainError, card_text, load_series, train_model
         from tools.ml import TrainConfig
+        from tools.model_registry import RegistryError
         from venues.clock import RealClock
 
         settings = load_settings(data_dir, quiet=True)
@@ -103,7 +104,7 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
                     window=(start, end),
                     on_progress=on_progress,
                 )
-        except (CommandError, TrainError, ValueError) as exc:
+        except (CommandError, TrainError, RegistryError, ValueError) as exc:
             raise _fail(exc) from None
         if as_json:
             typer.echo(json.dumps(trained.card, indent=2))

@@ -15,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.ml import load_series, train_model
+from bot.settings import load_settings
 from storage.backfill import backfill
 from storage.lake import BarsLake
 from tests.lake_support import FlakySource
@@ -228,3 +230,16 @@ def test_training_on_the_lake_uses_the_same_bars_as_the_replay_it_was_filled_fro
     assert cards["lake"]["series"] == cards["replay-crypto"]["series"]  # same bars, same sha256
     assert cards["lake"]["series"][0]["bars"] == 24 * 120  # every hour of 2021-01-01 -> 2021-04-30
     assert cards["lake"]["validation"] == cards["replay-crypto"]["validation"]
+    assert cards["lake"]["id"] != cards["replay-crypto"]["id"]
+
+
+def test_the_same_training_twice_in_one_second_gets_a_second_id(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "data")
+    start, end = datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 4, 1, tzinfo=UTC)
+    series = load_series(settings, "replay", ["BTC/USD"], "4h", start, end)
+    clock = SimulatedClock(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    config = TrainConfig(folds=2, n_estimators=3, num_leaves=7)
+    first, _ = train_model(settings, series, "4h", config, clock=clock, window=(start, end))
+    second, directory = train_model(settings, series, "4h", config, clock=clock, window=(start, end))
+    assert first.id.startswith("lgbm-4h-20260102-030405-") and second.id == f"{first.id}-2"
+    assert directory.name == second.id and ModelRegistry(settings.models_dir).ids() == [first.id, second.id]
