@@ -121,7 +121,7 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
     data = ["--data-dir", str(tmp_path / "data")]
     window = ["--venue", "replay-crypto", "--symbols", "ETH/USDT", "--timeframe", "1h"]
     result = runner.invoke(
-        app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-07", "--policy", "ml", *data]
+        app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-05", "--policy", "ml", *data]
     )
     assert result.exit_code == 2 and "--policy ml: no model is promoted" in result.output
     trained = runner.invoke(
@@ -147,7 +147,7 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
     model_id = json.loads(trained.stdout)["id"]
     assert runner.invoke(app, ["models", "promote", model_id, *data]).exit_code == 0
     result = runner.invoke(
-        app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-07", "--policy", "ml", "--json", *data]
+        app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-05", "--policy", "ml", "--json", *data]
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -163,7 +163,7 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
             "--from",
             "2021-07-05",
             "--to",
-            "2021-07-07",
+            "2021-07-05",
             "--policy",
             "ml",
             "--model",
@@ -178,7 +178,7 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
         (["--policy", "ml", "--model", "../x"], "is not a model id"),
         (["--policy", "rules", "--model", model_id], "--model is for --policy ml, not --policy rules"),
     ):
-        result = runner.invoke(app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-07", *extra, *data])
+        result = runner.invoke(app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-05", *extra, *data])
         assert result.exit_code == 2 and message in result.output, result.output
 
 
