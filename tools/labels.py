@@ -7,6 +7,10 @@ defaults equal), placed from the decision bar t's close ``c`` and its ATR(14) ``
 - upper (TP1): ``c + tp1_r * (c - stop)`` (1.5 R = 3 ATRs);
 - vertical (time stop): ``horizon_bars`` bars after the fill (48).
 
+The rule policy moves its stop up to just under a recent swing low when that is tighter (never
+closer than 1 ATR); the labels keep the plain 2-ATR stop, which is also what ``agent.ml_policy``
+places, so a label is the outcome of the very trade the ML policy proposes.
+
 Fills follow the house convention (DESIGN.md, "How orders fill"): the entry fills at the open of bar
 t+1, and from there on bars t+1 .. t+horizon are walked. A bar whose low reaches the stop stops the
 trade out, at the stop or at the bar's open when it gaps through; a bar whose high reaches TP1 takes
