@@ -126,6 +126,7 @@ async def open_services(
         max_drift_bps=settings.max_drift_bps,
         approval_timeout=settings.approval_timeout,
         auto_approve=auto_approve or AutoApprove(mode=settings.auto_approve),
+        options=settings.spread_rules,
     )
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
     llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
