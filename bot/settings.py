@@ -166,7 +166,10 @@ class Settings(BaseSettings):
     auto_approve: Literal["none", "all", "rule"] = "none"
     max_drift_bps: Decimal = Field(default=Decimal(50), ge=0, le=2000)
 
-    policy: Literal["auto", "rules", "llm"] = "auto"
+    policy: Literal["auto", "rules", "llm", "ml"] = "auto"
+    ml_model: str | None = Field(
+        default=None, description="the ML policy's model id (tradeops models list); unset: the promoted model"
+    )
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TRADEOPS_LLM_BASE_URL", "OPENAI_BASE_URL")
     )
@@ -425,6 +428,11 @@ class Settings(BaseSettings):
     def lake_dir(self) -> Path:
         """The bars lake of `tradeops backfill` and `tradeops sql --lake`."""
         return self.data_dir / "lake"
+
+    @property
+    def models_dir(self) -> Path:
+        """Trained ML models (`tradeops train`, `tradeops models`), one directory each."""
+        return self.data_dir / "models"
 
     @property
     def resolved_database_url(self) -> str:
