@@ -21,7 +21,7 @@ from agent.llm.ask import ask
 from bot.command_types import Button, Caller, Command, Page, Reply, UserError, fold
 from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands, on_tick
 from bot.options_view import describe_position, mark_price, plan_symbol, spread_order_rows
-from bot.render import card_chart, card_text, decision_text, signal_outcome, symbol_chart, table
+from bot.render import card_chart, card_text, decision_text, plural, signal_outcome, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
 from bot.summary import daily_summary, equity_charts, starting_cash, venue_pnl
@@ -307,7 +307,7 @@ class CommandCore(TradingCommands):
                 lines.append(f"{watchlist.name}: {report.error}")
                 continue
             lines.append(
-                f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates"
+                f"{watchlist.name}: {plural(report.universe, 'symbol')}, {plural(len(report.candidates), 'candidate')}"
                 + "".join(f"; {note}" for note in self._market_closed(watchlist.venue))
                 + "".join(f"\n  {symbol} {why[:300]}" for symbol, why in report.not_walked.items())
                 + "".join(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bot.render import plural
 from bot.settings import Settings
 
 # exchange-calendars ships sessions about a year ahead; scans stop when a calendar runs out.
@@ -301,7 +302,8 @@ def run_checks(settings: Settings) -> Iterator[Check]:
             venue = ReplayVenue(key, RealClock())
             symbols = [s.instrument.symbol for s in MARKETS[key].series]
             first, last = zip(*(venue.available_range(s) for s in symbols), strict=True)
-            parts.append(f"{venue.name}: {len(symbols)} symbols, {min(first):%Y-%m-%d} to {max(last):%Y-%m-%d}")
+            listed = plural(len(symbols), "symbol")
+            parts.append(f"{venue.name}: {listed}, {min(first):%Y-%m-%d} to {max(last):%Y-%m-%d}")
         return "; ".join(parts)
 
     yield _run("replay data", replay_data)
