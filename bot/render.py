@@ -143,7 +143,7 @@ def _spread_head(card: dict[str, Any]) -> list[str]:
 
 
 def plural(count: int, word: str) -> str:
-    """"1 symbol", "3 symbols", "0 candidates": a count with its noun (regular English plurals)."""
+    """ "1 symbol", "3 symbols", "0 candidates": a count with its noun (regular English plurals)."""
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
