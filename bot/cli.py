@@ -110,8 +110,10 @@ def _settings(
     try:
         settings = load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
     except ValidationError as exc:
-        lines = [f"  {setting_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
-        typer.echo("invalid settings (TRADEOPS_* variables or .env):\n" + "\n".join(lines), err=True)
+        lines = [f"{setting_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        heading = "invalid settings (TRADEOPS_* variables or .env):"
+        text = f"{heading} {lines[0]}" if len(lines) == 1 else "\n  ".join([heading, *lines])
+        typer.echo(text, err=True)
         raise typer.Exit(2) from None
     except SettingsError as exc:
         line = settings_error_line(exc)
@@ -140,7 +142,10 @@ def db_upgrade(data_dir: DataDirOption = None) -> None:
     settings = _settings(data_dir)
     with _database_errors(settings):
         engine = open_database(settings, migrate=False, one_shot=True)
-        revision = upgrade(engine)
+        try:
+            revision = upgrade(engine)
+        finally:
+            engine.dispose()
     typer.echo(f"database {redact_url(settings.resolved_database_url)} is at revision {revision}")
 
 
@@ -154,7 +159,10 @@ def db_status(data_dir: DataDirOption = None) -> None:
     settings = _settings(data_dir, create=False)
     with _database_errors(settings):
         engine = open_database(settings, read_only=True)
-        current, head = current_revision(engine), head_revision()
+        try:
+            current, head = current_revision(engine), head_revision()
+        finally:
+            engine.dispose()
     state = "up to date" if current == head else "needs `tradeops db upgrade`"
     url = redact_url(settings.resolved_database_url)
     typer.echo(f"database {url}: revision {current or 'none'}, latest {head}: {state}")
