@@ -276,14 +276,18 @@ def database_check(settings: Settings) -> Check:
             started = time.perf_counter()
             revision = current_revision(engine)
             elapsed = (time.perf_counter() - started) * 1000
-            damaged: list[str] = []
+        except DBAPIError as exc:
+            engine.dispose()
+            failure = describe_failure(exc, database_url=url, data_dir=settings.data_dir)
+            raise Problem(failure.message if failure else f"{redact_url(url)}: {exc.orig}") from None
+        damaged: list[str] = []
+        try:
             if path is not None:
                 with engine.connect() as connection:
                     found = [str(row[0]) for row in connection.exec_driver_sql("PRAGMA quick_check").fetchall()]
                 damaged = [line for line in found if line != "ok"]
-        except DBAPIError as exc:
-            failure = describe_failure(exc, database_url=url, data_dir=settings.data_dir)
-            raise Problem(failure.message if failure else f"{redact_url(url)}: {exc.orig}") from None
+        except DBAPIError as exc:  # damage bad enough that the check itself stops
+            damaged = [" ".join(str(exc.orig).split())]
         finally:
             engine.dispose()
         if damaged:

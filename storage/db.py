@@ -129,7 +129,8 @@ def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_read_only_engine(url: str) -> Engine:
     """An engine that cannot write: SQLite opened with ``mode=ro`` (an existing file only, never
-    created; ATTACH cannot create one either) and ``query_only``; PostgreSQL with a one-connection
+    created; ``immutable`` when no process has it open, so not even -wal and -shm files are made)
+    and ``query_only``, with ``read_only_query``'s authorizer refusing ATTACH; PostgreSQL with a one-connection
     pool whose every transaction is made READ ONLY by ``read_only_query``. Raises
     DatabaseMissingError when the SQLite file does not exist, ValueError for another database."""
     url = normalize_url(url)
@@ -141,8 +142,11 @@ def make_read_only_engine(url: str) -> Engine:
         path = Path(database).resolve()
         if not path.is_file():
             raise DatabaseMissingError(path)
-        # The stdlib driver takes a file: URI when the SQLAlchemy URL says uri=true.
-        ro_url = f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true"
+        # The stdlib driver takes a file: URI when the SQLAlchemy URL says uri=true. A WAL database
+        # opened read-only still creates its -wal and -shm files; without a -wal file no process has
+        # it open and all of it is in the main file, so it is read as immutable and nothing is made.
+        immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+        ro_url = f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         engine = create_engine(ro_url, connect_args=connect_args)
         event.listen(engine, "connect", _sqlite_read_only_pragmas)
