@@ -100,7 +100,8 @@ def function_name(node: exp.Func) -> str:
 
 
 def denied_function(name: str) -> bool:
-    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
+    """On the deny list, or spelled with escapes (PostgreSQL's U&"pg\\005fread_file" is pg_read_file)."""
+    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES) or "\\" in name
 
 
 def _statement_kind(node: exp.Expr) -> str:

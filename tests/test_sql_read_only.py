@@ -68,6 +68,8 @@ ATTACKS = [
     ("for-update", "select * from orders for update", "FOR UPDATE"),
     ("set-read-write", "set transaction read write", "SET"),
     ("load-extension", "select load_extension('/tmp/evil')", "load_extension()"),
+    # PostgreSQL reads U&"pg\005fread_file" as pg_read_file: a function name with an escape is refused.
+    ("unicode-escaped-name", "select U&\"pg\\005fread_file\"('/etc/hostname')", "refused"),
     ("comment-hides-nothing", "select 1 /* /* */ ; copy (select 1) to program 'touch {marker}' */", ""),
 ]
 
