@@ -11,43 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from typer.core import TyperGroup
+
+from bot.errors import OneLineErrors, remember_settings
 
 if TYPE_CHECKING:
-    from typer._click import Context
-
     from bot.settings import Settings
-
-# The settings the running command loaded, for the top-level handler's messages (a path, a URL).
-_loaded: dict[str, Settings] = {}
-
-
-class OneLineErrors(TyperGroup):
-    """The one top-level handler: a failure of a known kind (a data dir or database file that cannot
-    be used, a database that cannot be reached or is damaged, a full disk, a setting that makes the
-    command impossible) is one line on stderr and a non-zero exit status (bot/errors.py), never a
-    traceback. Anything else is a bug and surfaces as one."""
-
-    def invoke(self, ctx: Context) -> object:
-        _loaded.clear()
-        try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:
-            from bot.errors import describe_failure
-
-            settings = _loaded.get("settings")
-            failure = describe_failure(
-                exc,
-                database_url=settings.resolved_database_url if settings is not None else None,
-                data_dir=settings.data_dir if settings is not None else None,
-            )
-            if failure is None:
-                raise
-            typer.echo(f"error: {failure.message}", err=True)
-            raise typer.Exit(failure.exit_code) from None
-
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -82,7 +50,7 @@ DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Use this data directory (overrides TRADEOPS_DATA_DIR).", show_default=False),
 ]
-DATABASE_UNAVAILABLE = 3  # exit status: the database could not be reached or had no connection left (bot/errors.py)
+DATABASE_UNAVAILABLE = 3  # exit status: the database could not be reached or had no connection left
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the structured result as JSON.")]
 
 
@@ -121,7 +89,7 @@ def _settings(
             raise
         typer.echo(f"invalid settings (TRADEOPS_* variables or .env): {line}", err=True)
         raise typer.Exit(2) from None
-    _loaded["settings"] = settings
+    remember_settings(settings)
     if check_dir:
         check_data_dir(settings.data_dir, create=create)
     setup_logging(

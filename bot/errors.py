@@ -1,8 +1,10 @@
 """What a failure means to the person at the terminal: each kind of configuration, file system or
 database fault becomes one line naming the setting or path and what would be valid, with an exit
-status (README "Exit status"). bot/cli.py applies it once, around every command.
+status (README "Data directory, errors and read-only SQL"). ``OneLineErrors`` applies it once,
+around every command of bot/cli.py.
 
-Standard library only at import time; anything else is imported when a failure is described.
+Only the standard library and typer at import time (`tradeops --help` stays fast); anything else
+is imported when a failure is described.
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ import errno
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from typer.core import TyperGroup
 
 from bot.data_dir import DATA_DIR_SETTING, DataDirError
+
+if TYPE_CHECKING:
+    from typer._click import Context
+
+    from bot.settings import Settings
 
 BAD_INPUT = 2  # a setting, a path or an argument that cannot work
 DATABASE_UNAVAILABLE = 3  # the database cannot be reached, opened, written or read
@@ -152,3 +163,36 @@ def _os_failure(exc: OSError, data_dir: Path | None) -> Failure:
             BAD_INPUT,
         )
     return Failure(f"{path}: {reason} (an I/O error: check the disk)", FAILED)
+
+
+# The settings the running command loaded, for the handler's messages (a path, a URL).
+_loaded: dict[str, Settings] = {}
+
+
+def remember_settings(settings: Settings) -> None:
+    _loaded["settings"] = settings
+
+
+class OneLineErrors(TyperGroup):
+    """The one top-level handler: a failure of a known kind (a data dir or database file that cannot
+    be used, a database that cannot be reached or is damaged, a full disk, a setting that makes the
+    command impossible) is one line on stderr and a non-zero exit status, never a traceback.
+    Anything else is a bug and surfaces as one."""
+
+    def invoke(self, ctx: Context) -> object:
+        _loaded.clear()
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            settings = _loaded.get("settings")
+            failure = describe_failure(
+                exc,
+                database_url=settings.resolved_database_url if settings is not None else None,
+                data_dir=settings.data_dir if settings is not None else None,
+            )
+            if failure is None:
+                raise
+            typer.echo(f"error: {failure.message}", err=True)
+            raise typer.Exit(failure.exit_code) from None
