@@ -68,6 +68,8 @@ def parse_cash_list(text: str, what: str = "TRADEOPS_PAPER_CASH_CCXT") -> dict[s
     if len(cash) > PAPER_CASH_CURRENCIES_MAX:
         raise ValueError(f"{what} names {len(cash)} currencies, at most {PAPER_CASH_CURRENCIES_MAX} ({CCXT_CASH_FORM})")
     return cash
+
+
 # LLM prices (USD per million tokens): far above any model's, far below an overflow in the cost sums.
 MAX_LLM_PRICE = Decimal(100_000)
 
