@@ -260,10 +260,14 @@ def database_check(settings: Settings) -> Check:
 
     from bot.errors import describe_failure
     from bot.wiring import open_database, sqlite_file
-    from storage.db import redact_url
+    from storage.db import DatabaseUrlError, check_database_url, redact_url
     from storage.migrate import current_revision, head_revision
 
     url = settings.resolved_database_url
+    try:
+        check_database_url(url)
+    except DatabaseUrlError as exc:
+        return Check("database", False, str(exc))
     path = sqlite_file(url)
     if path is not None and not path.exists():
         return Check(

@@ -93,7 +93,12 @@ def describe_failure(exc: BaseException, *, database_url: str | None, data_dir: 
         if isinstance(found, DataDirError):
             return Failure(one_line(found), BAD_INPUT)
     for found in chain:
-        if type(found).__name__ == "ConfigError" and type(found).__module__.startswith("bot."):
+        # ConfigError (bot/services.py), VenueConfigError (bot/venues.py), DatabaseUrlError (storage/db.py):
+        # a setting that cannot work, the message names it. Matched by name: importing them is slow.
+        name, module = type(found).__name__, type(found).__module__
+        if (name.endswith("ConfigError") and module.startswith("bot.")) or (
+            name == "DatabaseUrlError" and module == "storage.db"
+        ):
             return Failure(one_line(found), BAD_INPUT)
     if database_url is not None:
         from storage.db import connection_problem

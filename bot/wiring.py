@@ -10,7 +10,14 @@ from sqlalchemy.engine import make_url
 from bot.data_dir import check_data_dir, check_sqlite_file
 from bot.logs import register_secret
 from bot.settings import Settings
-from storage.db import ONE_SHOT_POOL, SERVICE_POOL, make_engine, make_read_only_engine, normalize_url
+from storage.db import (
+    ONE_SHOT_POOL,
+    SERVICE_POOL,
+    check_database_url,
+    make_engine,
+    make_read_only_engine,
+    normalize_url,
+)
 from storage.migrate import upgrade
 
 
@@ -32,7 +39,7 @@ def open_database(
     or SQLite file that cannot be used, before anything is created."""
     url = settings.resolved_database_url
     if settings.database_url is not None:
-        register_secret(make_url(url).password)
+        register_secret(make_url(check_database_url(url)).password)  # one line for a URL tradeops cannot use
     check_data_dir(settings.data_dir, create=not read_only)
     path = sqlite_file(url)
     if path is not None:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
@@ -28,12 +29,33 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+VALID_URLS = "sqlite:///path/to/file.db or postgresql://user@host:5432/dbname"
+
+
+class DatabaseUrlError(ValueError):
+    """TRADEOPS_DATABASE_URL is not a URL of a database tradeops supports; the message says what is."""
+
+
 def normalize_url(url: str) -> str:
-    """Accept the URLs people paste: postgres:// and postgresql:// become the psycopg 3 driver."""
-    parsed = make_url(url)
+    """Accept the URLs people paste: postgres:// and postgresql:// become the psycopg 3 driver.
+    Raises DatabaseUrlError for text that is not a database URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlError(f"TRADEOPS_DATABASE_URL {url[:60]!r} is not a database URL: use {VALID_URLS}") from None
     if parsed.drivername in {"postgres", "postgresql"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def check_database_url(url: str) -> str:
+    """``url`` normalised (:func:`normalize_url`); DatabaseUrlError unless it is SQLite or PostgreSQL."""
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseUrlError(
+            f"unsupported database URL {redact_url(url)!r} (TRADEOPS_DATABASE_URL): use {VALID_URLS}"
+        )
+    return url
 
 
 def redact_url(url: str) -> str:
@@ -52,8 +74,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_engine(url: str, *, pool: tuple[int, int] = SERVICE_POOL) -> Engine:
     """An engine for ``url``; ``pool`` is PostgreSQL's (pool_size, max_overflow): ``ONE_SHOT_POOL``
-    for a command that runs once and exits. Raises ValueError for a URL of another database."""
-    url = normalize_url(url)
+    for a command that runs once and exits. Raises DatabaseUrlError for a URL of another database."""
+    url = check_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -70,10 +92,7 @@ def make_engine(url: str, *, pool: tuple[int, int] = SERVICE_POOL) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         pool_size, max_overflow = pool
         return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
-    raise ValueError(
-        f"unsupported database URL {redact_url(url)!r}: use sqlite:///path/to/file.db or "
-        "postgresql://user@host:5432/dbname"
-    )
+    raise DatabaseUrlError(f"unsupported database URL {redact_url(url)!r} (TRADEOPS_DATABASE_URL): use {VALID_URLS}")
 
 
 def connection_problem(exc: BaseException, url: str) -> str | None:

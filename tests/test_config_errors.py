@@ -101,6 +101,8 @@ CASES: list[tuple[str, Prepare, list[str], int]] = [
     ("truncated-database", _truncated, ["tradeops.db", "damaged", "backup"], 3),
     ("llm-prices-not-json", lambda t: {"TRADEOPS_LLM_PRICES": "not json"}, ["TRADEOPS_LLM_PRICES", "JSON"], 2),
     ("cash-1e400", lambda t: {"TRADEOPS_PAPER_CASH_USDT": "1e400"}, ["TRADEOPS_PAPER_CASH_USDT", "1000000000000"], 2),
+    ("database-url-not-a-url", lambda t: {"TRADEOPS_DATABASE_URL": "notaurl"}, ["TRADEOPS_DATABASE_URL", "sqlite:"], 2),
+    ("database-url-mysql", lambda t: {"TRADEOPS_DATABASE_URL": "mysql://u@h/db"}, ["unsupported", "postgresql://"], 2),
 ]
 COMMANDS = [["chat", "-c", "/signals all"], ["db", "upgrade"], ["db", "status"]]
 
@@ -238,3 +240,26 @@ def test_a_new_data_dir_inside_an_existing_one_is_created(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["chat", "-c", "/positions", "--data-dir", str(tmp_path / "new")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "new" / "tradeops.db").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("variables", "needles"),
+    [
+        ({"TRADEOPS_MARKET_DATA": "live"}, ["TRADEOPS_MARKET_DATA=live", "TRADEOPS_CCXT_EXCHANGE"]),
+        (
+            {"TRADEOPS_CCXT_EXCHANGE": "okx", "TRADEOPS_CCXT_API_KEY": "x", "TRADEOPS_CCXT_SECRET": "y"},
+            ["TRADEOPS_CCXT_SANDBOX", "paper only"],
+        ),
+        ({"TRADEOPS_POLICY": "llm"}, ["TRADEOPS_POLICY=llm", "TRADEOPS_LLM_MODEL"]),
+    ],
+    ids=["live-without-venue", "ccxt-keys-without-sandbox", "llm-without-endpoint"],
+)
+def test_a_venue_or_policy_that_cannot_work_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], needles: list[str]
+) -> None:
+    for name, value in ({"TRADEOPS_DATA_DIR": str(tmp_path / "data")} | variables).items():
+        monkeypatch.setenv(name, value)
+    for command in (["scan"], ["chat", "-c", "/signals all"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert_one_line(result.stderr, *needles)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, inspect
 from sqlmodel import Session, select
 
-from storage.db import make_engine, normalize_url, redact_url, transaction
+from storage.db import DatabaseUrlError, make_engine, normalize_url, redact_url, transaction
 from storage.migrate import current_revision, head_revision, upgrade
 from storage.tables import AuditEntry, CashEntry, OrderRow
 
@@ -126,7 +126,7 @@ def test_a_failing_unit_of_work_writes_nothing(engine: Engine) -> None:
 def test_urls_are_normalised_and_redacted() -> None:
     assert normalize_url("postgres://u:secret@h:5432/db").startswith("postgresql+psycopg://u:secret@h")
     assert "secret" not in redact_url("postgresql://u:secret@h/db")
-    with pytest.raises(ValueError, match="unsupported database URL"):
+    with pytest.raises(DatabaseUrlError, match="unsupported database URL"):
         make_engine("mysql://u:p@h/db")
 
 
