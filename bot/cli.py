@@ -75,6 +75,7 @@ def _settings(data_dir: Path | None = None, *, quiet: bool = False) -> Settings:
         settings.log_level,
         log_file=settings.data_dir / "tradeops.log" if quiet else None,
         console_level="WARNING" if quiet else None,
+        fmt=settings.log_format,
     )
     return settings
 
