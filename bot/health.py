@@ -95,14 +95,14 @@ class Readiness:
         transports: Callable[[], Mapping[str, str | None]],
         *,
         redis_url: str | None = None,
-        venue_ttl: float = VENUE_HEALTH_TTL_SECONDS,
+        venue_ttl: float | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.venues = venues
         self.transports = transports
         self.redis_url = redis_url
-        self.venue_ttl = venue_ttl
+        self.venue_ttl = VENUE_HEALTH_TTL_SECONDS if venue_ttl is None else venue_ttl
         self._timer = timer
         self._venue_answers: dict[str, tuple[float, Check]] = {}  # name -> (when asked, answer)
         self._venue_lock = asyncio.Lock()  # probes arriving together ask each venue once
