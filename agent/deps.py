@@ -14,6 +14,7 @@ from storage.plans import PlanStore
 from storage.signals import SignalStore
 from tools.risk import RiskProfile, profile
 from tools.sizing import DEFAULT_EXIT_WEIGHTS
+from tools.spreads import SpreadRules
 from venues.base import Venue
 from venues.clock import Clock
 from venues.errors import VenueError
@@ -46,6 +47,8 @@ class AgentConfig:
     exit_weights: tuple[Decimal, ...] = DEFAULT_EXIT_WEIGHTS
     lookback_bars: int = 250
     auto_approve: AutoApprove = AutoApprove()
+    # TRADEOPS_OPTIONS=spreads: a BUY or SHORT on an optionable US stock becomes a debit spread.
+    options: SpreadRules | None = None
 
     def risk_for(self, venue: str) -> RiskProfile:
         return profile(self.profiles_by_venue.get(venue, self.risk_profile))

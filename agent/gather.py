@@ -13,13 +13,16 @@ import pandas as pd
 from agent.deps import AgentDeps
 from agent.policies import DecisionInput
 from storage.signals import KILL_SWITCH_KEY
+from tools.exits import is_standalone_close
 from tools.indicators import compute
 from tools.models import Candidate
 from tools.risk import RiskContext
+from tools.spreads import SPREAD_CLOSE_SUFFIX
 from venues import calendars
 from venues.base import Venue
 from venues.errors import VenueError
 from venues.models import ZERO, Instrument, OrderStatus, Side
+from venues.options import OccSymbol, OptionOrders, is_occ_symbol
 
 BASE_SPECS = ("rsi:14", "ema:20", "ema:50", "macd:12,26,9", "atr:14", "bbands:20,2", "adx:14")
 RECENT_BARS = 20
@@ -36,6 +39,13 @@ def venue_rules(instrument: Instrument) -> tuple[str, ...]:
         rules.append(f"daily price limit +/-{instrument.price_limit_pct:.0%} around the previous close")
     if instrument.min_notional > 0:
         rules.append(f"minimum order value {instrument.min_notional} {instrument.currency}")
+    if instrument.min_qty > max(instrument.qty_step, instrument.lot_size):
+        rules.append(f"minimum order quantity {instrument.min_qty}")
+    if instrument.funding is not None:
+        rules.append(
+            f"perpetual funding {instrument.funding.rate_8h * 100:+.4f}% per 8 h of the position's value "
+            f"(positive: longs pay shorts; negative: shorts pay longs); {instrument.funding.basis}"
+        )
     refusal = instrument.short_refusal()
     if refusal is not None or instrument.short is None:
         rules.append(f"no SHORT: {refusal}")
@@ -116,7 +126,8 @@ async def risk_context(deps: AgentDeps, *, venue_name: str, symbol: str, timefra
     )
     trades_today, last_trade_at = await _todays_entries(venue, instrument, symbol, now)
     position_qty, _, sellable = await _position(venue, instrument, now)
-    held = [p.symbol for p in await broker.positions() if p.qty != 0]  # shorts count like longs
+    # Shorts count like longs; an option spread's legs count once, as their underlying.
+    held = list(dict.fromkeys(_held_as(p.symbol) for p in await broker.positions() if p.qty != 0))
     kill = deps.signals.get_value(KILL_SWITCH_KEY) or {}
     return RiskContext(
         now=now,
@@ -131,6 +142,10 @@ async def risk_context(deps: AgentDeps, *, venue_name: str, symbol: str, timefra
         kill_reason=str(kill.get("reason", "")),
         correlations=await _correlations(venue, symbol, [s for s in held if s != symbol], timeframe),
     )
+
+
+def _held_as(symbol: str) -> str:
+    return OccSymbol.parse(symbol).underlying if is_occ_symbol(symbol) else symbol
 
 
 async def _position(venue: Venue, instrument: Instrument, now: datetime) -> tuple[Decimal, Decimal, Decimal]:
@@ -169,12 +184,22 @@ async def _todays_entries(
     with_bracket = {o.parent for o in orders if o.parent is not None}
     for order in orders:
         entry = order.parent is None and (order.side is Side.BUY or order.client_order_id in with_bracket)
+        entry = entry and not is_standalone_close(order)  # a /close buying back a short opens nothing
         if not entry or order.status is OrderStatus.REJECTED:
             continue
         if calendars.trading_day(instrument.calendar, order.created_at) == today:
             count += 1
         if order.symbol == symbol and (last is None or order.created_at > last):
             last = order.created_at
+    broker = venue.broker_required()
+    if isinstance(broker, OptionOrders):  # an option spread's opening order is an entry in its underlying
+        for spread in await broker.legs_orders():
+            if spread.client_order_id.endswith(SPREAD_CLOSE_SUFFIX) or spread.status is OrderStatus.REJECTED:
+                continue
+            if calendars.trading_day(instrument.calendar, spread.created_at) == today:
+                count += 1
+            if spread.underlying == symbol and (last is None or spread.created_at > last):
+                last = spread.created_at
     return count, last
 
 

@@ -1,5 +1,8 @@
 """The signal graph: gather -> decide -> risk -> approve -> execute -> record, one thread per signal
-(thread_id = signal id), checkpointed in the project database.
+(thread_id = signal id), checkpointed in the project database. With option spreads on
+(``AgentConfig.options``), an entry passes ``spread`` between decide and risk: it reads the chain and
+picks the debit spread (agent.spread), which risk then sizes and gates and execute orders as one
+multi-leg order.
 
 Node rules that keep it safe:
 - ``approve`` calls ``interrupt()`` and does nothing else: a node re-runs from its first line when
@@ -29,18 +32,22 @@ from agent.deps import AgentDeps
 from agent.gather import decision_input, risk_context
 from agent.llm.types import CallRecord
 from agent.policies import DecisionInput, PolicyOutcome
+from agent.spread import choose_spread, place_spread, placed_spread, spread_result, store_spread_plan
 from storage.llm import LLM_NODE_PREFIX
 from storage.signals import RISK_TRACE_NODE, SignalStatus
 from storage.tables import DecisionTrace, SignalRow, TradePlan
 from tools import risk as risk_gate
 from tools.exits import bracket
-from tools.models import Action, Candidate, Proposal, RiskVerdict, Signal
+from tools.models import Action, Candidate, Proposal, RiskCheck, RiskVerdict, Signal
+from tools.options import SpreadPlan
 from tools.risk import RiskContext
 from tools.sizing import propose, sized_entry
+from tools.spreads import SpreadRules, contracts_for, spread_proposal
 from venues import calendars
 from venues.costs import round_to_tick, slipped_price
 from venues.errors import VenueError
 from venues.models import Instrument, Order, OrderRequest, OrderStatus, OrderType, Side
+from venues.options import LegsOrder
 
 log = logging.getLogger("tradeops.agent")
 
@@ -55,6 +62,7 @@ class SignalState(TypedDict, total=False):
     notes: list[str]
     facts: dict[str, Any]
     signal: dict[str, Any]
+    option_spread: dict[str, Any]  # TRADEOPS_OPTIONS=spreads: {"plan": ...} or {"refused": reason}
     proposal: dict[str, Any]
     verdict: dict[str, Any]
     card: dict[str, Any]
@@ -90,10 +98,11 @@ def build_card(
     ``settles_next_day``: T+1, so the loss at the stop can be larger than the card's figure.
     ``zone``: the exchange's IANA time zone, in which the card shows its times (UTC beside them)."""
     signal = proposal.signal
+    spread = proposal.spread
     notes = list(signal.risk_notes) + list(proposal.notes)
     if settles_next_day:
         notes.insert(0, "T+1: a stop crossed on the buy day sells at the next session's open, maybe below the stop")
-    if signal.action is Action.SHORT:
+    if signal.action is Action.SHORT and spread is None:
         notes.insert(0, "SHORT: sells to open; the stop above buys it back, the targets below take the profit")
     if opens_at is not None:
         opens = calendars.local_text(datetime.fromisoformat(opens_at), zone)
@@ -122,7 +131,15 @@ def build_card(
         "horizon_bars": signal.horizon_bars,
         "reasons": list(signal.reasons),
         "risk_notes": notes,
-        "fills_at": f"next open {opens_at}" if opens_at is not None else "market",
+        "fills_at": (
+            f"limit at the net debit {spread.net_debit}"
+            if spread is not None
+            else f"next open {opens_at}"
+            if opens_at is not None
+            else "market"
+        ),
+        "spread": spread.model_dump(mode="json") if spread is not None else None,
+        "spread_lines": spread.card_lines() if spread is not None else [],
         "risk": [c.model_dump() for c in verdict.checks],
         "risk_decision": verdict.decision,
         "policy": signal.policy,
@@ -136,6 +153,7 @@ SignalGraph = CompiledStateGraph[Any, Any, Any, Any]
 
 def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) -> SignalGraph:
     config = deps.config
+    spread_min_rr = config.options.min_reward_risk if config.options is not None else None
 
     async def _risk_context(state: SignalState) -> RiskContext:
         return await risk_context(deps, venue_name=state["venue"], symbol=state["symbol"], timeframe=state["timeframe"])
@@ -199,6 +217,17 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 continue  # the decide step ran again after a crash: its calls are recorded
             deps.signals.add_trace(call.trace(signal_id=signal_id, node=node, policy=deps.policy.name, at=now))
 
+    async def spread(state: SignalState) -> dict[str, Any]:
+        started = time.perf_counter()
+        chosen = await choose_spread(
+            deps,
+            venue_name=state["venue"],
+            symbol=state["symbol"],
+            timeframe=state["timeframe"],
+            signal=Signal.model_validate(state["signal"]),
+        )
+        return {"option_spread": chosen, "timings": {"spread": _ms(started)}}
+
     async def assess(state: SignalState) -> dict[str, Any]:
         started = time.perf_counter()
         signal = Signal.model_validate(state["signal"])
@@ -211,7 +240,25 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         facts = DecisionInput.model_validate(state["facts"])
         # Costs at the fee rates of the expected fill's trade day: this session, or the next one.
         fill_day = calendars.trading_day(instrument.calendar, deps.clock.now())
-        if signal.action.opens:  # a BUY or a SHORT: sized by risk, with its bracket
+        chosen = state.get("option_spread") or {}
+        if signal.action.opens and chosen.get("plan"):  # a debit spread, sized by its max loss
+            plan = SpreadPlan.model_validate(chosen["plan"])
+            contracts, sizing_notes = contracts_for(
+                plan.net_debit,
+                equity=context.equity,
+                cash=facts.cash,
+                risk_per_trade_pct=profile.risk_per_trade_pct,
+                max_position_pct=profile.max_position_pct,
+                rules=config.options or SpreadRules(),
+            )
+            proposal = spread_proposal(
+                signal,
+                plan.model_copy(update={"contracts": contracts}),
+                venue=state["venue"],
+                costs_on=fill_day,
+                notes=tuple(sizing_notes),
+            )
+        elif signal.action.opens:  # a BUY or a SHORT: sized by risk, with its bracket
             proposal = sized_entry(
                 signal,
                 instrument,
@@ -234,7 +281,17 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 on=fill_day,
                 avg_cost=facts.position_avg_cost,
             )
-        verdict, proposal = risk_gate.check(proposal, context, profile, instrument, slippage_bps=config.slippage_bps)
+        verdict, proposal = risk_gate.check(
+            proposal,
+            context,
+            profile,
+            instrument,
+            slippage_bps=config.slippage_bps,
+            spread_min_reward_risk=spread_min_rr,
+        )
+        if chosen.get("refused"):  # the spread could not be built: refused with the reason, no stock trade instead
+            refusal = RiskCheck(rule="option_spread", passed=False, detail=str(chosen["refused"]))
+            verdict = RiskVerdict(decision="block", qty=Decimal(0), checks=(refusal, *verdict.checks))
         now = deps.clock.now()
         expires_at = calendars.add_trading_time(instrument.calendar, now, config.approval_timeout)
         opens_at = calendars.next_open(instrument.calendar, now)
@@ -272,6 +329,11 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
         proposal = Proposal.model_validate(state["proposal"])
         signal = proposal.signal
         instrument = await venue.instrument(state["symbol"])
+        if proposal.spread is not None:
+            placed = await placed_spread(deps, signal_id=signal_id, venue_name=state["venue"])
+            if placed is not None:  # an earlier or concurrent resume placed it: finish its plan, order nothing
+                _store_spread_plan(state, proposal.spread, instrument, placed)
+                return spread_result(placed, proposal.spread)
         existing = await broker.order(signal_id)
         if existing is not None:
             # A concurrent or earlier resume placed it, and may have stopped before its exits or the
@@ -303,11 +365,29 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
             )
             # The proposal carries the size the first check allowed; judge it again on today's facts.
             recheck, _ = risk_gate.check(
-                proposal, context, config.risk_for(state["venue"]), instrument, slippage_bps=config.slippage_bps
+                proposal,
+                context,
+                config.risk_for(state["venue"]),
+                instrument,
+                slippage_bps=config.slippage_bps,
+                spread_min_reward_risk=spread_min_rr,
             )
             if recheck.decision == "block":
                 reason = "risk re-check: " + "; ".join(recheck.reasons)
                 return {"status": SignalStatus.ABORTED.value, "reason": reason}
+            if proposal.spread is not None:
+                try:
+                    placed = await place_spread(
+                        deps,
+                        signal_id=signal_id,
+                        venue_name=state["venue"],
+                        plan=proposal.spread,
+                        contracts=int(recheck.qty),
+                    )
+                except VenueError as exc:
+                    return {"status": SignalStatus.FAILED.value, "reason": str(exc)}
+                _store_spread_plan(state, proposal.spread, instrument, placed)
+                return spread_result(placed, proposal.spread)
             collar = drift_collar(signal.entry, config.max_drift_bps, instrument.tick_size)
             try:
                 order = await venue.place_order(
@@ -327,6 +407,17 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
                 return {"status": SignalStatus.FAILED.value, "reason": str(exc)}
         await _place_exits(state, proposal, instrument, order)
         return _order_result(order)
+
+    def _store_spread_plan(state: SignalState, plan: SpreadPlan, instrument: Instrument, order: LegsOrder) -> None:
+        store_spread_plan(
+            deps,
+            signal_id=state["signal_id"],
+            venue_name=state["venue"],
+            timeframe=state["timeframe"],
+            calendar=instrument.calendar,
+            plan=plan,
+            order=order,
+        )
 
     async def _place_exits(state: SignalState, proposal: Proposal, instrument: Instrument, order: Order) -> None:
         """The bracket (stop and targets, resting from the entry's fill) and the trade plan of an
@@ -460,13 +551,17 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
     graph = StateGraph(SignalState)
     graph.add_node("gather", gather)
     graph.add_node("decide", decide)
+    graph.add_node("spread", spread)
     graph.add_node("risk", assess)
     graph.add_node("approve", approve)
     graph.add_node("execute", execute)
     graph.add_node("record", record)
     graph.add_edge(START, "gather")
     graph.add_edge("gather", "decide")
-    graph.add_conditional_edges("decide", _after_decide, ["risk", "record"])
+    # With TRADEOPS_OPTIONS=spreads an entry first looks for its spread; otherwise straight to risk.
+    after_decide = _after_decide if config.options is None else _after_decide_spreads
+    graph.add_conditional_edges("decide", after_decide, ["spread", "risk", "record"])
+    graph.add_edge("spread", "risk")
     graph.add_conditional_edges("risk", _after_risk, ["approve", "record"])
     graph.add_conditional_edges("approve", _after_approve, ["execute", "record"])
     graph.add_edge("execute", "record")
@@ -476,6 +571,10 @@ def build_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver[str] | None) 
 
 def _after_decide(state: SignalState) -> Literal["risk", "record"]:
     return "risk" if Action(state["signal"]["action"]).trades else "record"
+
+
+def _after_decide_spreads(state: SignalState) -> Literal["spread", "risk", "record"]:
+    return "spread" if Action(state["signal"]["action"]).opens else _after_decide(state)
 
 
 def _after_risk(state: SignalState) -> Literal["approve", "record"]:

@@ -31,11 +31,12 @@ from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpe
 from scheduler.backtest.walkforward import fold_windows, walk_forward_json
 from storage.db import make_engine, sqlite_url
 from storage.llm import LLMCache, call_counts
+from tools.model_registry import ModelRegistry, RegistryError
 from venues.clock import SimulatedClock
 from venues.lake import LAKE_VENUE
 from venues.paper import PaperBroker
 
-POLICIES = ("rules", "llm", "sma_cross")
+POLICIES = ("rules", "llm", "ml", "sma_cross")
 PROFILES = ("low", "medium", "high")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LLM_COUNTS = ("requests_sent", "answers_from_cache", "cache_misses", "abstained_on_cache_miss")
@@ -149,6 +150,11 @@ async def backtest(
         raise BacktestError(f"--profile {spec.profile!r} is not one of: {', '.join(PROFILES)}")
     if spec.policy == "llm" and not settings.llm_config.configured:
         raise BacktestError(f"--policy llm needs an LLM endpoint: set {LLM_VARIABLES}")
+    if spec.policy == "ml":
+        try:
+            await asyncio.to_thread(ModelRegistry(settings.models_dir).load, settings.ml_model or None)
+        except RegistryError as exc:
+            raise BacktestError(f"--policy ml: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="tradeops-backtest-") as tmp:
         run_settings = backtest_settings(settings, spec, Path(tmp) / "backtest.db")
         clock = SimulatedClock(spec.start)

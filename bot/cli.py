@@ -229,9 +229,21 @@ def backtest(
     timeframe: Annotated[str, typer.Option(help="Bar timeframe the scans use: 1m 5m 15m 30m 1h 4h 1d.")],
     from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD, or YYYY-MM-DDTHH:MM), UTC.")],
     to: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD, or an exclusive YYYY-MM-DDTHH:MM), UTC.")],
-    policy: Annotated[str, typer.Option(help="rules, llm or sma_cross (the reference crossover).")] = "rules",
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="rules, llm, ml (TRADEOPS_ML_MODEL or the promoted model) or sma_cross (the reference crossover)."
+        ),
+    ] = "rules",
     param: Annotated[
         list[str] | None, typer.Option(help="A policy parameter NAME=NUMBER; repeat for more.", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="With --policy ml: the model id (default: TRADEOPS_ML_MODEL, else the promoted model).",
+            show_default=False,
+        ),
     ] = None,
     capital: Annotated[str, typer.Option(help="Starting cash in the symbols' currency.")] = "100000",
     profile: Annotated[str, typer.Option(help="Risk profile: low, medium or high.")] = "medium",
@@ -266,6 +278,11 @@ def backtest(
     from venues.errors import UnknownSymbolError, UnknownTimeframeError
 
     settings = _settings(data_dir, quiet=True)
+    if model is not None:
+        if policy.strip() != "ml":
+            typer.echo(f"error: --model is for --policy ml, not --policy {policy.strip()}", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"ml_model": model.strip()})
     console = Console(stderr=True)
     try:
         spec = BacktestSpec(
@@ -468,3 +485,9 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(status)
+
+
+# `train` and `models` live in bot/ml_commands.py; registered last so they list after the others.
+from bot.ml_commands import register as _register_ml_commands  # noqa: E402
+
+_register_ml_commands(app, _settings)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from agent.llm.ask import ask
+from bot.command_types import Button, Caller, Command, Page, Reply, UserError, fold
+from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands, on_tick
+from bot.options_view import describe_position, mark_price, plan_symbol, spread_order_rows
 from bot.render import card_chart, card_text, decision_text, signal_outcome, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
@@ -33,22 +34,15 @@ from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
 from venues.errors import VenueError
-from venues.models import Order, OrderStatus, OrderType, Side
+from venues.models import Order, OrderType
 from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
 MAX_INPUT = 1000
+ORDERS_USAGE = "/orders [N] [PAGE]"
+SIGNALS_USAGE = "/signals [pending|today|all|holds] [PAGE]"
+SIGNALS_PAGE = 20
 SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
-
-
-def fold(word: str) -> str:
-    """Lower case for matching, after refusing anything outside ASCII: case folding would turn
-    look-alikes into real ids (the Kelvin sign K lowers to k, so "xtmxxbKr" would approve xtmxxbkr)."""
-    if not word.isascii():
-        raise UserError(
-            f"{word[:40]!r} has characters outside ASCII; ids, names and options are plain letters and digits"
-        )
-    return word.lower()
 
 
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
@@ -68,60 +62,6 @@ USERS_USAGE = (
 )
 
 
-@dataclass(frozen=True)
-class Caller:
-    platform: str  # console | telegram | discord | cli
-    user_id: int
-    name: str = ""
-    role: Role | None = None  # set by the transport only for the local console; else looked up
-    chat_id: int | None = None  # the chat the command came from (Telegram, Discord); none on the console
-
-    @property
-    def actor(self) -> str:
-        return f"{self.platform}:{self.user_id}"
-
-
-@dataclass(frozen=True)
-class Button:
-    label: str
-    action: Literal["approve", "reject"]
-    signal_id: str  # the only thing a button carries: the action is looked up server side
-
-
-@dataclass
-class Reply:
-    text: str
-    ok: bool = True
-    images: list[str] = field(default_factory=list)
-    buttons: list[Button] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "text": self.text,
-            "images": self.images,
-            "buttons": [{"label": b.label, "action": b.action, "signal_id": b.signal_id} for b in self.buttons],
-            "data": self.data,
-        }
-
-
-class UserError(Exception):
-    """A message for the user: what was wrong and what is valid."""
-
-
-Handler = Callable[[Caller, list[str]], Awaitable[Reply]]
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    role: Role
-    usage: str
-    summary: str
-    handler: Handler
-
-
 def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
 
@@ -139,11 +79,15 @@ def _order_type(order: Order, tick: Decimal) -> str:
     return "market"
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def _money(value: Decimal, currency: str = "") -> str:
     return f"{value:,.2f}{' ' + currency if currency else ''}"
 
 
-class CommandCore:
+class CommandCore(TradingCommands):
     def __init__(self, services: Services) -> None:
         self.s = services
         self._calendar_warned: dict[str, date] = {}  # calendar -> the day its weekday warning was shown
@@ -154,7 +98,13 @@ class CommandCore:
             ("watch", Role.VIEWER, "/watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]", "watchlists", self._watch),
             ("scan", Role.TRADER, "/scan [WATCHLIST]", "scan now (all watchlists, or one)", self._scan),
             ("signal", Role.TRADER, "/signal SYMBOL", "a decision on one symbol now", self._signal),
-            ("signals", Role.VIEWER, "/signals [pending|today|all]", "signals and their status", self._signals),
+            (
+                "signals",
+                Role.VIEWER,
+                SIGNALS_USAGE,
+                "signals and their status, 20 a page (HOLD rows only with /signals holds)",
+                self._signals,
+            ),
             (
                 "approve",
                 Role.TRADER,
@@ -164,7 +114,29 @@ class CommandCore:
             ),
             ("reject", Role.TRADER, "/reject ID [REASON]", "reject a pending signal", self._reject),
             ("positions", Role.VIEWER, "/positions", "open positions and their exit plans", self._positions),
-            ("orders", Role.VIEWER, "/orders", "recent paper orders", self._orders),
+            ("close", Role.TRADER, CLOSE_USAGE, "exit a position now at market (all, or QTY of it)", self._close),
+            (
+                "cancel",
+                Role.TRADER,
+                "/cancel ID",
+                "cancel a pending order (an entry takes its exits along)",
+                self._cancel,
+            ),
+            (
+                "plan",
+                Role.TRADER,
+                PLAN_USAGE,
+                "move the stop or a target of an open position; the live exit orders follow",
+                self._plan,
+            ),
+            ("orders", Role.VIEWER, ORDERS_USAGE, "paper orders, newest first, N a page (default 20)", self._orders),
+            (
+                "trades",
+                Role.VIEWER,
+                TRADES_USAGE,
+                "closed round trips: entry, exit, P&L net of fees, R, exit reason (N a page, default 10)",
+                self._trades,
+            ),
             ("pnl", Role.VIEWER, "/pnl", "profit and loss, with the equity curve", self._pnl),
             (
                 "summary",
@@ -173,7 +145,13 @@ class CommandCore:
                 "the daily summary now: P&L per venue and equity charts",
                 self._summary,
             ),
-            ("risk", Role.VIEWER, "/risk", "risk limits and what is used today", self._risk),
+            (
+                "risk",
+                Role.VIEWER,
+                "/risk",
+                "risk limits; today's realized P&L, loss against the limit, trades left, cooldowns",
+                self._risk,
+            ),
             ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
             ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
             ("users", Role.ADMIN, USERS_USAGE, "who may use the bot, and as what", self._users),
@@ -331,6 +309,7 @@ class CommandCore:
             lines.append(
                 f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates"
                 + "".join(f"; {note}" for note in self._market_closed(watchlist.venue))
+                + "".join(f"\n  {symbol} {why[:300]}" for symbol, why in report.not_walked.items())
                 + "".join(
                     f"\n  {w.signal_id} {w.status}"
                     # A pending walk's card says it all, unless it is an earlier signal this scan
@@ -377,17 +356,23 @@ class CommandCore:
 
     async def _signals(self, caller: Caller, args: list[str]) -> Reply:
         which = fold(args[0]) if args else "pending"
-        if which not in ("pending", "today", "all"):
-            raise UserError("usage: /signals [pending|today|all]")
+        if which not in ("pending", "today", "all", "holds") or len(args) > 2:
+            raise UserError(f"usage: {SIGNALS_USAGE}")
+        page = Page(SIGNALS_PAGE, 1)
+        if len(args) == 2:
+            page = Page.parse([str(SIGNALS_PAGE), args[1]], SIGNALS_USAGE)
         await self.s.runner.expire_due()
-        if which == "pending":
-            rows = self.s.signals.recent(status=SignalStatus.PENDING, limit=50)
-        elif which == "today":
-            rows = self.s.signals.recent(since=self._today_start(), limit=100)
-        else:
-            rows = self.s.signals.recent(limit=100)
+        # HOLD rows (the policy wanted nothing) are most rows: listed only when asked for.
+        status = {"pending": SignalStatus.PENDING, "holds": SignalStatus.HOLD}.get(which)
+        since = self._today_start() if which == "today" else None
+        without = (SignalStatus.HOLD,) if which in ("today", "all") else ()
+        total = self.s.signals.count(status=status, since=since, without=without)
+        offset = (page.number - 1) * page.size
+        rows = self.s.signals.recent(status=status, since=since, without=without, limit=page.size, offset=offset)
         if not rows:
-            return Reply(f"no {which} signals", data={"signals": []})
+            label = {"pending": "pending signals", "today": "signals today", "all": "signals"}.get(which, which)
+            past = f" on page {page.number} ({total} in all)" if total else ""
+            return Reply(f"no {label}{past}", data={"signals": [], "total": total})
         reply = Reply(
             table(
                 ["id", "symbol", "side", "status", "entry", "stop", "conf", "created", "expires"],
@@ -406,8 +391,11 @@ class CommandCore:
                     for r in rows
                 ],
             ),
-            data={"signals": [{"id": r.id, "symbol": r.symbol, "status": r.status} for r in rows]},
+            data={"signals": [{"id": r.id, "symbol": r.symbol, "status": r.status} for r in rows], "total": total},
         )
+        footer = page.footer(total, f"/signals {which}", with_size=False)
+        if footer:
+            reply.text += f"\n{footer}"
         for row in rows:
             if row.status == SignalStatus.PENDING.value:
                 reply.buttons.extend(self._buttons(row.id))
@@ -446,22 +434,25 @@ class CommandCore:
             broker = venue.broker_required()
             for position in await broker.positions():
                 instrument = await venue.instrument(position.symbol)
-                bars = await venue.bars(position.symbol, instrument.timeframe, limit=1)
-                last = _dec(repr(float(bars["close"].iloc[-1]))) if not bars.empty else position.avg_cost
+                marked = await mark_price(venue, position.symbol, instrument.timeframe)  # an option: its quote
+                last = marked if marked is not None else position.avg_cost
                 unrealized = (last - position.avg_cost) * position.qty * instrument.multiplier
-                plan = plans.get((name, position.symbol))
+                plan = plans.get((name, plan_symbol(position.symbol)))  # a spread's legs: its underlying's plan
                 exits = ""
                 if plan is not None:
                     # A trailing stop follows the price: up under a long, down over a short.
                     trailed = plan.trailing_stop is not None and (
                         plan.trailing_stop > plan.stop if position.qty > 0 else plan.trailing_stop < plan.stop
                     )
-                    stop = plan.trailing_stop if trailed else plan.stop
-                    exits = f"stop {stop} TPs {'/'.join(plan.take_profits)} hit {plan.targets_hit}"
+                    stop = plan.trailing_stop if trailed and plan.trailing_stop is not None else plan.stop
+                    tick = instrument.tick_size
+                    targets = "/".join(on_tick(Decimal(tp), tick) for tp in plan.take_profits)
+                    # The plan's id first: what /plan ID acts on.
+                    exits = f"{plan.signal_id}: stop {on_tick(stop, tick)} TPs {targets} hit {plan.targets_hit}"
                 rows.append(
                     (
                         name,
-                        position.symbol,
+                        describe_position(position.symbol),
                         position.qty,
                         f"{position.avg_cost:.4f}",
                         last,
@@ -486,40 +477,56 @@ class CommandCore:
         )
 
     async def _orders(self, caller: Caller, args: list[str]) -> Reply:
-        orders, ticks = [], {}
+        page = Page.parse(args, ORDERS_USAGE, default=20)
+        orders: list[Order] = []
+        ticks: dict[tuple[str, str], Decimal] = {}
+        currencies: dict[tuple[str, str], str] = {}
         for venue in self.s.venues.values():
             orders.extend(await venue.broker_required().orders())
-            ticks.update({(venue.name, i.symbol): i.tick_size for i in await venue.instruments()})
-        orders.sort(key=lambda o: (o.created_at, o.client_order_id), reverse=True)
-        orders = orders[:20]
-        if not orders:
+            for i in await venue.instruments():
+                ticks[(venue.name, i.symbol)] = i.tick_size
+                currencies[(venue.name, i.symbol)] = i.currency
+        spreads = await spread_order_rows(dict(self.s.venues))  # multi-leg option orders, one row each
+        if not orders and not spreads:
             return Reply("no orders yet", data={"orders": []})
+        reasons = dict(zip((o.client_order_id for o in orders), self.order_reasons(orders), strict=True))
+        listed = [
+            (
+                o.created_at,
+                o.client_order_id,
+                (
+                    o.client_order_id,
+                    o.venue,
+                    o.symbol,
+                    o.side.value,
+                    o.qty,
+                    _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
+                    o.status.value,
+                    o.avg_fill_price,
+                    _money(o.fees, currencies.get((o.venue, o.symbol), "")),
+                    o.created_at.strftime("%m-%d %H:%M"),
+                    reasons[o.client_order_id][:80],
+                ),
+                {
+                    "id": o.client_order_id,
+                    "status": o.status.value,
+                    "type": o.type.value,
+                    "parent": o.parent,
+                    "reason": reasons[o.client_order_id],
+                },
+            )
+            for o in orders
+        ]
+        everything = sorted([*listed, *spreads], key=lambda x: (x[0], x[1]), reverse=True)
+        shown = page.of(everything)
+        text = table(
+            ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
+            [row for _, _, row, _ in shown],
+        )
+        footer = page.footer(len(everything), "/orders")
         return Reply(
-            table(
-                ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
-                [
-                    (
-                        o.client_order_id,
-                        o.venue,
-                        o.symbol,
-                        o.side.value,
-                        o.qty,
-                        _order_type(o, ticks.get((o.venue, o.symbol), Decimal("0.01"))),
-                        o.status.value,
-                        o.avg_fill_price,
-                        o.fees,
-                        o.created_at.strftime("%m-%d %H:%M"),
-                        o.reason[:60],
-                    )
-                    for o in orders
-                ],
-            ),
-            data={
-                "orders": [
-                    {"id": o.client_order_id, "status": o.status.value, "type": o.type.value, "parent": o.parent}
-                    for o in orders
-                ]
-            },
+            text + (f"\n{footer}" if footer else ""),
+            data={"orders": [data for _, _, _, data in shown], "total": len(everything)},
         )
 
     async def _pnl(self, caller: Caller, args: list[str]) -> Reply:
@@ -575,31 +582,22 @@ class CommandCore:
             f"other profiles: {', '.join(p for p in PROFILES if p != profile.name)}",
             self._llm_line(),
         ]
-        usage = []
-        now = self.s.clock.now()
-        for name, venue in self.s.venues.items():
-            instruments = await venue.instruments()
-            calendar = instruments[0].calendar if instruments else "24/7"
-            today = calendars.trading_day(calendar, now)
-            orders = await venue.broker_required().orders()
-            entries = sum(
-                1
-                for o in orders
-                if o.side is Side.BUY
-                and o.status is not OrderStatus.REJECTED
-                and calendars.trading_day(calendar, o.created_at) == today
-            )
-            held = len(await venue.broker_required().positions())
-            usage.append(
-                (
-                    name,
-                    today.isoformat(),
-                    f"{entries}/{profile.max_trades_per_day}",
-                    f"{held}/{profile.max_concurrent_positions}",
-                )
-            )
-        text = "\n".join(lines) + "\n" + table(["venue", "day", "trades", "positions"], usage)
-        return Reply(text, data={"profile": profile.name, "kill_switch": bool(kill.get("paused"))})
+        rows, cooldowns, today = await self.risk_today(profile)
+        text = (
+            "\n".join(lines)
+            + "\n"
+            + table(["venue", "day", "realized today", "loss today / limit", "trades", "left", "positions"], rows)
+        )
+        text += "\n" + ("cooldowns: " + "; ".join(cooldowns) if cooldowns else "cooldowns: none in force")
+        return Reply(
+            text,
+            data={
+                "profile": profile.name,
+                "kill_switch": bool(kill.get("paused")),
+                "today": today,
+                "cooldowns": cooldowns,
+            },
+        )
 
     async def _pause(self, caller: Caller, args: list[str]) -> Reply:
         reason = " ".join(args)[:200] or "paused by an admin"
@@ -625,7 +623,8 @@ class CommandCore:
             rows = [
                 (f"{u.platform}:{u.platform_user_id}", u.role, u.display_name, u.updated_at.isoformat()) for u in users
             ]
-            text = table(["user", "role", "name", "changed"], rows) if rows else "no users: everyone is refused"
+            empty = "no users: everyone on Telegram and Discord is refused (the local console is always admin)"
+            text = table(["user", "role", "name", "changed"], rows) if rows else empty
             return Reply(text, data={"users": [{"user": r[0], "role": r[1]} for r in rows]})
         shapes = {"add": "[PLATFORM:]ID ROLE [NAME]", "rm": "[PLATFORM:]ID", "role": "[PLATFORM:]ID ROLE"}
         if action not in shapes:
@@ -639,7 +638,7 @@ class CommandCore:
         if action == "add":
             role = self._role_word(args[2])
             if current is not None:
-                raise UserError(f"{target} is already a {current.value}; change it with /users role {target} ROLE")
+                raise UserError(f"{target} is already {_a(current.value)}; change it with /users role {target} ROLE")
             return self.grant_user(caller, platform, user_id, role, name=" ".join(args[3:])[:64])
         if current is None:
             raise UserError(f"{target} has no role (not in the users table); add one with /users add {target} ROLE")
@@ -654,10 +653,10 @@ class CommandCore:
         if yourself and not role.allows(Role.ADMIN):
             raise UserError("refused: you cannot demote yourself (you would lock yourself out); ask another admin")
         if role is current:
-            return Reply(f"{target} is already a {role.value}")
+            return Reply(f"{target} is already {_a(role.value)}")
         self.s.users.grant(platform, user_id, role, at=self.s.clock.now())
         self._audit(caller, "users_role", target, {"role": role.value, "before": current.value})
-        return Reply(f"{target} is now a {role.value} (was {current.value})")
+        return Reply(f"{target} is now {_a(role.value)} (was {current.value})")
 
     def grant_user(self, caller: Caller, platform: str, user_id: int, role: Role, *, name: str = "") -> Reply:
         """Give a user without a role one: ``/users add`` and an admin's Grant button. The caller must
@@ -670,7 +669,7 @@ class CommandCore:
         target = f"{platform}:{user_id}"
         current = self.s.users.role(platform, user_id)
         if current is not None:
-            return Reply(f"{target} is already a {current.value}", ok=False)
+            return Reply(f"{target} is already {_a(current.value)}", ok=False)
         self.s.users.grant(platform, user_id, role, at=self.s.clock.now(), display_name=name)
         self._audit(caller, "users_add", target, {"role": role.value, "name": name})
         return Reply(f"{target} added as {role.value}" + (f" ({name})" if name else ""))
@@ -756,7 +755,7 @@ class CommandCore:
             start=end - timedelta(days=days),
             end=end,
             policy=policy,
-            capital=starting_cash(self.s, instrument.currency),
+            capital=starting_cash(self.s, instrument.currency, venue),
             profile=self.s.settings.risk_profile,
         )
         self._audit(caller, "backtest", symbol, {"days": days, "policy": policy})

@@ -10,14 +10,27 @@ from typing import TYPE_CHECKING, Any, Literal
 import discord
 from discord import app_commands
 
+from bot.command_types import MAX_PAGE
 from storage.chats import ALL
 from storage.signals import SignalStatus
+from venues.models import OrderStatus
 
 if TYPE_CHECKING:
     from bot.discord import DiscordTransport
 
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
-SLOW = {"scan", "signal", "ask", "chart", "pnl", "summary", "approve", "backtest"}  # may take over 3 s: deferred first
+SLOW = {
+    "scan",
+    "signal",
+    "ask",
+    "chart",
+    "pnl",
+    "summary",
+    "approve",
+    "backtest",
+    "close",
+    "trades",
+}  # may take over 3 s: deferred first
 
 Complete = Callable[[discord.Interaction[Any], str], Coroutine[Any, Any, list[app_commands.Choice[str]]]]
 
@@ -47,6 +60,16 @@ def add_commands(tree: app_commands.CommandTree[Any], transport: DiscordTranspor
     subscribable = completer(lambda: [ALL, *(w.name for w in s.watchlists.all())])
     symbols = completer(lambda: [sym for w in s.watchlists.all() for sym in w.symbols])
     pending = completer(lambda: [r.id for r in s.signals.recent(status=SignalStatus.PENDING, limit=100)])
+    open_plans = completer(lambda: [p.signal_id for p in s.plans.active() if p.status == "open"])
+    held = completer(lambda: [p.symbol for p in s.plans.active() if p.status == "open"])
+
+    async def pending_orders(interaction: discord.Interaction[Any], current: str) -> list[app_commands.Choice[str]]:
+        if s.users.role("discord", interaction.user.id) is None:
+            return []
+        ids = [
+            o.client_order_id for v in s.venues.values() for o in await v.broker_required().orders(OrderStatus.PENDING)
+        ]
+        return choices(ids, current)
 
     async def run(interaction: discord.Interaction[Any], name: str, *words: str | None) -> None:
         await transport.run_command(interaction, text_command(name, *words), slow=name in SLOW)
@@ -81,10 +104,63 @@ def add_commands(tree: app_commands.CommandTree[Any], transport: DiscordTranspor
         await run(interaction, "signal", symbol)
 
     @tree.command(name="signals", description=summary("signals"))
+    @app_commands.describe(which="which signals (holds: only the HOLD rows)", page="page of 20 rows")
     async def signals(
-        interaction: discord.Interaction[Any], which: Literal["pending", "today", "all"] = "pending"
+        interaction: discord.Interaction[Any],
+        which: Literal["pending", "today", "all", "holds"] = "pending",
+        page: app_commands.Range[int, 1, MAX_PAGE] = 1,
     ) -> None:
-        await run(interaction, "signals", which)
+        await run(interaction, "signals", which, str(page) if page > 1 else None)
+
+    @tree.command(name="orders", description=summary("orders"))
+    @app_commands.describe(n="rows a page (1-50)", page="page number")
+    async def orders(
+        interaction: discord.Interaction[Any],
+        n: app_commands.Range[int, 1, 50] = 20,
+        page: app_commands.Range[int, 1, MAX_PAGE] = 1,
+    ) -> None:
+        await run(interaction, "orders", str(n), str(page))
+
+    @tree.command(name="trades", description=summary("trades"))
+    @app_commands.describe(n="rows a page (1-50)", page="page number")
+    async def trades(
+        interaction: discord.Interaction[Any],
+        n: app_commands.Range[int, 1, 50] = 10,
+        page: app_commands.Range[int, 1, MAX_PAGE] = 1,
+    ) -> None:
+        await run(interaction, "trades", str(n), str(page))
+
+    @tree.command(name="close", description=summary("close"))
+    @app_commands.describe(symbol="a held symbol", qty="how much: a quantity, or all (default)")
+    @app_commands.autocomplete(symbol=held)
+    async def close(interaction: discord.Interaction[Any], symbol: str, qty: str = "all") -> None:
+        await run(interaction, "close", symbol, qty)
+
+    @tree.command(name="cancel", description=summary("cancel"))
+    @app_commands.describe(order_id="a pending order's id (see /orders)")
+    @app_commands.autocomplete(order_id=pending_orders)
+    async def cancel(interaction: discord.Interaction[Any], order_id: str) -> None:
+        await run(interaction, "cancel", order_id)
+
+    @tree.command(name="plan", description=summary("plan"))
+    @app_commands.describe(
+        signal_id="the plan's signal id (see /positions)",
+        stop="the new stop price",
+        tp1="the new first target",
+        tp2="the new second target",
+        tp3="the new third target",
+    )
+    @app_commands.autocomplete(signal_id=open_plans)
+    async def plan(
+        interaction: discord.Interaction[Any],
+        signal_id: str,
+        stop: str | None = None,
+        tp1: str | None = None,
+        tp2: str | None = None,
+        tp3: str | None = None,
+    ) -> None:
+        levels = {"stop": stop, "tp1": tp1, "tp2": tp2, "tp3": tp3}
+        await run(interaction, "plan", signal_id, *(f"{k}={v.strip()}" for k, v in levels.items() if v))
 
     @tree.command(name="approve", description=summary("approve"))
     @app_commands.describe(signal_id="a pending signal's id")
@@ -165,7 +241,7 @@ def add_commands(tree: app_commands.CommandTree[Any], transport: DiscordTranspor
     ) -> None:
         await run(interaction, "notify", kind, time or state)
 
-    for name in ("positions", "orders", "pnl", "summary", "risk", "resume", "llm"):  # no options
+    for name in ("positions", "pnl", "summary", "risk", "resume", "llm"):  # no options
         tree.add_command(_plain(name, summary(name), run))
     missing = set(transport.core.commands) - {c.name for c in tree.get_commands()}
     if missing:  # a new core command needs its slash command here

@@ -103,6 +103,7 @@ def venue_checks(settings: Settings) -> Iterator[Check]:
 def _venue_probe(settings: Settings, builder: object) -> str:
     import asyncio
 
+    from bot.logs import redact
     from bot.venues import LiveVenueBuilder
     from bot.wiring import open_database
     from storage.paper_ledger import SqlPaperLedger
@@ -126,7 +127,7 @@ def _venue_probe(settings: Settings, builder: object) -> str:
     try:
         return asyncio.run(probe())
     except VenueError as exc:
-        raise Problem(str(exc)) from None
+        raise Problem(redact(str(exc))) from None  # a venue's error may quote a URL with its credentials
     finally:
         engine.dispose()
 

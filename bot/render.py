@@ -29,8 +29,8 @@ def _num(value: Any, places: int | None = None) -> str:
 
 
 def card_text(card: dict[str, Any]) -> str:
-    """The signal card: what a trader needs to say yes or no, in a dozen lines."""
-    currency = card.get("currency", "")
+    """The signal card: what a trader needs to say yes or no, in a dozen lines (a spread's card:
+    the underlying's levels, then the spread's legs, net debit, max loss and gain, breakeven, exit)."""
     tps = card.get("take_profits") or []
     plan = card.get("exit_plan") or []
     targets = "  ".join(
@@ -41,16 +41,8 @@ def card_text(card: dict[str, Any]) -> str:
     short = side == "SHORT"
     above = " (above)" if short else ""
     carry = f" (funding/borrow {_num(card.get('carry'), 2)})" if card.get("carry") else ""
-    lines = [
-        f"{'SHORT (sell-to-open)' if short else side} {card.get('symbol', '?')} on {card.get('venue', '?')}"
-        f" [{card.get('timeframe', '')}]  id {card.get('signal_id', '?')}",
-        f"entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}{above}  {targets}".rstrip(),
-        f"size {_num(card.get('qty'))} (~{_num(card.get('notional'), 2)} {currency})"
-        f"  confidence {float(card.get('confidence') or 0):.2f}  reward/risk {card.get('reward_risk', '-')}",
-        # Both after every cost: "expected" would read as a forecast, but it is the all-targets case.
-        f"net if all targets hit {_num(card.get('expected_net_profit'), 2)} {currency}; "
-        f"net loss at stop {_num(card.get('loss_at_stop'), 2)} {currency} (costs {_num(card.get('costs'), 2)}{carry})",
-    ]
+    spread = bool(card.get("spread_lines"))
+    lines = _spread_head(card) if spread else _stock_head(card, side, short, above, targets, carry)
     reasons = card.get("reasons") or []
     if reasons:
         lines.append("why: " + "; ".join(str(r) for r in reasons[:8]))
@@ -117,6 +109,37 @@ def signal_outcome(signals: SignalStore, signal_id: str, *, on_card: bool = Fals
         at=approval.decided_at if approval else None,
         reason=history[-1].reason if history else "",
     )
+
+
+def _stock_head(card: dict[str, Any], side: str, short: bool, above: str, targets: str, carry: str) -> list[str]:
+    currency = card.get("currency", "")
+    return [
+        f"{'SHORT (sell-to-open)' if short else side} {card.get('symbol', '?')} on {card.get('venue', '?')}"
+        f" [{card.get('timeframe', '')}]  id {card.get('signal_id', '?')}",
+        f"entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}{above}  {targets}".rstrip(),
+        f"size {_num(card.get('qty'))} (~{_num(card.get('notional'), 2)} {currency})"
+        f"  confidence {float(card.get('confidence') or 0):.2f}  reward/risk {card.get('reward_risk', '-')}",
+        # Both after every cost: "expected" would read as a forecast, but it is the all-targets case.
+        f"net if all targets hit {_num(card.get('expected_net_profit'), 2)} {currency}; "
+        f"net loss at stop {_num(card.get('loss_at_stop'), 2)} {currency} (costs {_num(card.get('costs'), 2)}{carry})",
+    ]
+
+
+def _spread_head(card: dict[str, Any]) -> list[str]:
+    """A decision expressed as an option spread: the underlying's levels (what the exits watch),
+    then the spread's lines (tools.options via SpreadPlan.card_lines), its size and its risk."""
+    spread = card.get("spread") or {}
+    return [
+        f"{card.get('side', '?')} {card.get('symbol', '?')} on {card.get('venue', '?')} as a "
+        f"{spread.get('name', 'spread')} [{card.get('timeframe', '')}]  id {card.get('signal_id', '?')}",
+        f"{card.get('symbol', '?')}: entry {_num(card.get('entry'))}  stop {_num(card.get('stop'))}"
+        f"  TP1 {_num(spread.get('target'))} (the stop or TP1 closes the spread)",
+        *[str(line) for line in card.get("spread_lines") or []],
+        f"size {_num(card.get('qty'))} contracts (premium {_num(card.get('notional'), 2)} USD)"
+        f"  confidence {float(card.get('confidence') or 0):.2f}  reward/risk {card.get('reward_risk', '-')}",
+        f"max gain {_num(card.get('expected_net_profit'), 2)} USD after fees {_num(card.get('costs'), 2)}; "
+        f"max loss {_num(card.get('loss_at_stop'), 2)} USD",
+    ]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -10,13 +10,14 @@ pending approvals stay pending in the database, so their buttons work after the 
 transport that cannot go on (Telegram's 409 Conflict: another process took the token) asks the run
 to stop with a reason (``Transport.start``'s ``request_stop``): the same clean stop, exit status 4.
 
-Scheduling: the only data source today is the replay venue, on a :class:`ScaledClock` (simulated
-time running ``speed`` times real time, from the moment the data dir remembers). APScheduler cannot
-follow such a clock (its own wake-ups are wall-clock timers), so the same trigger objects are driven
-by :class:`FastForwardDriver`, which waits for each fire with ``clock.sleep_until`` (scaled real
-time) and coalesces or drops late fires as APScheduler would. Jobs run one at a time: at a high
-speed a slow scan makes the next fires late, and they coalesce, as live would on a busy machine.
-Live venues (a real clock) will use :func:`scheduler.driver.build_scheduler` when they land.
+Scheduling: live (the configured real venues, see bot/venues.py), the jobs run on APScheduler on
+the real clock (:func:`schedule_live`, :func:`scheduler.driver.build_scheduler`). On replay
+(``--replay``: the shipped data) the clock is a :class:`ScaledClock` (simulated time running
+``speed`` times real time, from the moment the data dir remembers). APScheduler cannot follow such a
+clock (its own wake-ups are wall-clock timers), so the same trigger objects are driven by
+:class:`FastForwardDriver`, which waits for each fire with ``clock.sleep_until`` (scaled real time)
+and coalesces or drops late fires as APScheduler would. Jobs run one at a time: at a high speed a
+slow scan makes the next fires late, and they coalesce, as live would on a busy machine.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from apscheduler.triggers.base import BaseTrigger
 
 from agent.runner import DecideResult
 from bot.health import HealthServerError, serving_health, transport_problems
-from bot.logs import register_secret
+from bot.logs import redact, register_secret
 from bot.render import decision_text, signal_outcome
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
@@ -162,9 +163,11 @@ class Fanout:
 
     async def _decided(self, signal_id: str, status: str, text: str) -> None:
         self.watched.discard(signal_id)
+        text = redact(text)  # a reason may quote a venue's error, and with it a URL's credentials
         await self._each("push_decision", lambda t: t.push_decision(signal_id, status, text))
 
     async def push_event(self, text: str, *, kind: str) -> None:
+        text = redact(text)  # a failed scan's reason quotes the venue's error: no secret reaches a chat
         await self._each("push_event", lambda t: t.push_event(text, kind=kind))
 
     async def push_summary(self, summary: Summary) -> None:

@@ -17,6 +17,7 @@ from agent.deps import AgentConfig, AgentDeps, AutoApprove
 from agent.graph import build_graph
 from agent.llm.client import OpenAICompatClient
 from agent.llm.policy import LLMPolicy
+from agent.ml_policy import MLPolicy
 from agent.policies import RulePolicy
 from agent.runner import CardHook, DecisionHook, SignalRunner
 from bot.settings import Settings
@@ -32,6 +33,7 @@ from storage.plans import PlanStore
 from storage.signals import CLOCK_KEY, SignalStore
 from storage.users import UserStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
+from tools.model_registry import ModelRegistry
 from venues.base import LiveVenue, Venue
 from venues.clock import Clock, RealClock, ScaledClock, SimulatedClock
 
@@ -124,11 +126,15 @@ async def open_services(
         max_drift_bps=settings.max_drift_bps,
         approval_timeout=settings.approval_timeout,
         auto_approve=auto_approve or AutoApprove(mode=settings.auto_approve),
+        options=settings.spread_rules,
     )
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
     llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
     if llm is not None:
         deps.policy = LLMPolicy(llm, deps, settings.llm_config)
+    elif settings.policy == "ml":
+        models = ModelRegistry(settings.models_dir)
+        deps.policy = MLPolicy(lambda: models.load(settings.ml_model or None), deps)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
     async with open_checkpointer(settings.resolved_database_url) as checkpointer:
         graph = build_graph(deps, checkpointer)

@@ -25,8 +25,49 @@ from venues.paper import FillAt, PaperBrokerConfig
 
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
 if TYPE_CHECKING:
+    from tools.spreads import SpreadRules
     from venues.adapters.ccxt.config import CcxtConfig
 HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+# Paper cash: at most a trillion units of any currency per account, and a ccxt account in at most
+# 20 currencies named as exchanges spell them (USDT, USDC, BTC, EUR, 1INCH: letters and digits).
+PAPER_CASH_MAX = Decimal(10**12)
+PAPER_CASH_CURRENCIES_MAX = 20
+CURRENCY_CODE = re.compile(r"[A-Z0-9]{2,12}")
+CCXT_CASH_FORM = 'a comma-separated CURRENCY=AMOUNT list, e.g. "USDT=10000,USDC=5000,BTC=0.5"'
+CCXT_UNFUNDED_HINT = (
+    'fund it with TRADEOPS_PAPER_CASH_CCXT, e.g. TRADEOPS_PAPER_CASH_CCXT="USDT=100000,{currency}=10000" '
+    "(a CURRENCY=AMOUNT list)"
+)
+PAPER_UNFUNDED_HINT = "set its starting cash (TRADEOPS_PAPER_CASH_CNY, _USD or _USDT)"
+
+
+def parse_cash_list(text: str, what: str = "TRADEOPS_PAPER_CASH_CCXT") -> dict[str, Decimal]:
+    """``"USDT=10000, usdc=5000"`` -> {"USDT": 10000, "USDC": 5000}; "" -> {}. Anything else is a
+    ValueError naming ``what`` and the valid form: a currency of 2-12 letters or digits, once; an
+    amount from 0 to 1e12; at most 20 currencies."""
+    cash: dict[str, Decimal] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, amount_text = (x.strip() for x in part.partition("="))
+        currency = name.upper()
+        if not sep or not CURRENCY_CODE.fullmatch(currency):
+            raise ValueError(f"{what} must be {CCXT_CASH_FORM}; {part[:40]!r} is not CURRENCY=AMOUNT")
+        try:
+            amount = Decimal(amount_text)
+        except ArithmeticError:
+            amount = Decimal("NaN")
+        if not amount.is_finite() or not 0 <= amount <= PAPER_CASH_MAX:
+            raise ValueError(
+                f"{what}: the amount of {currency} must be a number from 0 to {PAPER_CASH_MAX:,}, "
+                f"got {amount_text[:40]!r} ({CCXT_CASH_FORM})"
+            )
+        if currency in cash:
+            raise ValueError(f"{what} names {currency} twice; give each currency once ({CCXT_CASH_FORM})")
+        cash[currency] = amount
+    if len(cash) > PAPER_CASH_CURRENCIES_MAX:
+        raise ValueError(f"{what} names {len(cash)} currencies, at most {PAPER_CASH_CURRENCIES_MAX} ({CCXT_CASH_FORM})")
+    return cash
 
 
 def parse_hhmm(text: str, what: str) -> time:
@@ -88,6 +129,22 @@ class Settings(BaseSettings):
     alpaca_rate_per_second: float = Field(
         default=3.0, gt=0, le=100, description="requests a second to Alpaca (its basic plan allows 200 a minute)"
     )
+    # Options: how a BUY or SHORT on an optionable US stock of the alpaca venue is expressed.
+    options: Literal["off", "spreads"] = Field(
+        default="off", description="off = the stock itself; spreads = a debit vertical spread (bull call / bear put)"
+    )
+    options_expiry_buffer_days: int = Field(
+        default=2, ge=0, le=60, description="calendar days an expiry must leave after the plan's time stop"
+    )
+    options_max_leg_spread_pct: Decimal = Field(
+        default=Decimal("0.25"), gt=0, le=1, description="a leg's ask - bid as a share of its mid, at most"
+    )
+    options_min_reward_risk: float = Field(
+        default=0.8, ge=0, le=10, description="a spread's minimum max gain / max loss (after fees) at the risk gate"
+    )
+    options_fee_per_contract: Decimal = Field(
+        default=Decimal("0.05"), ge=0, le=10, description="USD of fees assumed per contract per leg fill"
+    )
     # akshare (China A-shares, ETFs and SHFE main contracts through Eastmoney and Sina; no keys).
     akshare: bool = Field(default=False, description="serve the akshare venue (live A-share and SHFE data)")
     akshare_rate: float = Field(
@@ -108,16 +165,24 @@ class Settings(BaseSettings):
 
     paper_fill_at: FillAt = FillAt.NEXT_OPEN
     paper_slippage_bps: Decimal = Field(default=Decimal(5), ge=0, le=500)
-    paper_cash_cny: Decimal = Field(default=Decimal(1_000_000), ge=0)
-    paper_cash_usd: Decimal = Field(default=Decimal(100_000), ge=0)
-    paper_cash_usdt: Decimal = Field(default=Decimal(100_000), ge=0)
+    paper_cash_cny: Decimal = Field(default=Decimal(1_000_000), ge=0, le=PAPER_CASH_MAX)
+    paper_cash_usd: Decimal = Field(default=Decimal(100_000), ge=0, le=PAPER_CASH_MAX)
+    paper_cash_usdt: Decimal = Field(default=Decimal(100_000), ge=0, le=PAPER_CASH_MAX)
+    paper_cash_ccxt: str = Field(
+        default="",
+        description="starting cash of the ccxt paper account per currency its markets settle in, "
+        "CURRENCY=AMOUNT,... (USDT=10000,USDC=5000,BTC=0.5); USDT defaults to TRADEOPS_PAPER_CASH_USDT",
+    )
 
     risk_profile: Literal["low", "medium", "high"] = "medium"
     approval_minutes: int = Field(default=15, ge=1, le=24 * 60)
     auto_approve: Literal["none", "all", "rule"] = "none"
     max_drift_bps: Decimal = Field(default=Decimal(50), ge=0, le=2000)
 
-    policy: Literal["auto", "rules", "llm"] = "auto"
+    policy: Literal["auto", "rules", "llm", "ml"] = "auto"
+    ml_model: str | None = Field(
+        default=None, description="the ML policy's model id (tradeops models list); unset: the promoted model"
+    )
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TRADEOPS_LLM_BASE_URL", "OPENAI_BASE_URL")
     )
@@ -188,6 +253,18 @@ class Settings(BaseSettings):
     # The daily summary (P&L per venue with the equity charts) to chats that want it.
     summary_time: str = Field(default="18:00", description="local time HH:MM of the daily summary (24-hour)")
     timezone: str = Field(default="UTC", description="IANA time zone of the summary time, e.g. Asia/Shanghai")
+
+    @field_validator("paper_cash_ccxt")
+    @classmethod
+    def _ccxt_cash(cls, value: str) -> str:
+        cash = parse_cash_list(value)
+        return ",".join(f"{currency}={amount}" for currency, amount in cash.items())
+
+    @property
+    def ccxt_paper_cash(self) -> dict[str, Decimal]:
+        """Starting cash of the ccxt paper account: USDT from TRADEOPS_PAPER_CASH_USDT, then what
+        TRADEOPS_PAPER_CASH_CCXT lists (it wins for a currency both name)."""
+        return {"USDT": self.paper_cash_usdt, **parse_cash_list(self.paper_cash_ccxt)}
 
     @field_validator("summary_time")
     @classmethod
@@ -296,6 +373,20 @@ class Settings(BaseSettings):
         )
 
     @property
+    def spread_rules(self) -> SpreadRules | None:
+        """The agent's option-spread rules; None when TRADEOPS_OPTIONS=off."""
+        if self.options == "off":
+            return None
+        from tools.spreads import SpreadRules
+
+        return SpreadRules(
+            expiry_buffer_days=self.options_expiry_buffer_days,
+            max_leg_spread_pct=self.options_max_leg_spread_pct,
+            fee_per_contract=self.options_fee_per_contract,
+            min_reward_risk=self.options_min_reward_risk,
+        )
+
+    @property
     def approval_timeout(self) -> timedelta:
         return timedelta(minutes=self.approval_minutes)
 
@@ -370,6 +461,11 @@ class Settings(BaseSettings):
         return self.data_dir / "lake"
 
     @property
+    def models_dir(self) -> Path:
+        """Trained ML models (`tradeops train`, `tradeops models`), one directory each."""
+        return self.data_dir / "models"
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url is not None and self.database_url.get_secret_value().strip():
             return self.database_url.get_secret_value().strip()
@@ -382,7 +478,25 @@ class Settings(BaseSettings):
             starting_cash={c: cash[c] for c in currencies if c in cash},
             fill_at=self.paper_fill_at,
             slippage_bps=self.paper_slippage_bps,
+            unfunded_hint=PAPER_UNFUNDED_HINT,
         )
+
+    def ccxt_paper_config(self) -> PaperBrokerConfig:
+        """The ccxt paper account: cash in each currency of ``ccxt_paper_cash`` (USDT first, its
+        main one); a market quoted in another currency has none, and says which setting funds it."""
+        return PaperBrokerConfig(
+            starting_cash=self.ccxt_paper_cash,
+            fill_at=self.paper_fill_at,
+            slippage_bps=self.paper_slippage_bps,
+            unfunded_hint=CCXT_UNFUNDED_HINT,
+        )
+
+    def starting_cash(self, venue: str, currency: str) -> Decimal:
+        """The starting cash of ``venue``'s paper account in ``currency`` (0 when none is set)."""
+        if self.ccxt_exchange and venue == self.ccxt_exchange:
+            return self.ccxt_paper_cash.get(currency, Decimal(0))
+        cash = {"CNY": self.paper_cash_cny, "USD": self.paper_cash_usd, "USDT": self.paper_cash_usdt}
+        return cash.get(currency, Decimal(0))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -55,11 +55,9 @@ def money(value: Decimal, currency: str = "") -> str:
     return f"{value:,.2f}{' ' + currency if currency else ''}"
 
 
-def starting_cash(services: Services, currency: str) -> Decimal:
-    settings = services.settings
-    return {"CNY": settings.paper_cash_cny, "USD": settings.paper_cash_usd, "USDT": settings.paper_cash_usdt}.get(
-        currency, ZERO
-    )
+def starting_cash(services: Services, currency: str, venue: str = "") -> Decimal:
+    """The starting cash in ``currency`` (of ``venue``'s paper account: the ccxt one has its own)."""
+    return services.settings.starting_cash(venue, currency)
 
 
 async def venue_pnl(services: Services) -> list[VenuePnl]:
@@ -74,14 +72,16 @@ async def venue_pnl(services: Services) -> list[VenuePnl]:
         margined = {i.symbol for i in instruments if i.margin_rate is not None}
         for currency in sorted({i.currency for i in instruments}):
             account = await broker.account(currency)
+            if account.unfunded:  # an exchange quoting in many currencies: only those with money
+                continue
             symbols = {i.symbol for i in instruments if i.currency == currency}
             realized = sum((v for k, v in realized_all.items() if k in symbols), ZERO)
             unrealized = account.positions_value - sum(
                 (p.qty * p.avg_cost for p in positions if p.symbol in symbols and p.symbol not in margined), ZERO
             )
-            rows.append(
-                VenuePnl(name, currency, starting_cash(services, currency), account.equity, realized, unrealized)
-            )
+            # Measured from what the ledger says was deposited: the setting may have changed since.
+            deposits = account.deposited if account.deposited is not None else starting_cash(services, currency, name)
+            rows.append(VenuePnl(name, currency, deposits, account.equity, realized, unrealized))
     return rows
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
@@ -94,15 +95,22 @@ def _build_ccxt(settings: Settings, clock: Clock, ledger: SqlPaperLedger) -> Ven
         config = settings.ccxt_config
     except CcxtConfigError as exc:
         raise VenueConfigError(str(exc)) from None
-    for value in (config.api_key, config.secret, config.password):
+    # A proxy's password in TRADEOPS_CCXT_API_URL (http://user:password@host) is quoted by ccxt's
+    # error messages with every URL it called: a secret like the keys, in logs and in chats.
+    proxy_password = urlsplit(config.api_url).password if config.api_url else None
+    for value in (config.api_key, config.secret, config.password, proxy_password):
         register_secret(value)
+    if proxy_password:
+        install_redaction()
     if config.has_keys:
         install_redaction()
         # ccxt logs each request's headers (the key, the passphrase, the signature) at DEBUG.
         ccxt_log = logging.getLogger("ccxt")
         ccxt_log.setLevel(max(logging.INFO, ccxt_log.level))
     venue = CcxtVenue(config, clock)
-    paper = PaperBroker(venue.name, venue, clock, ledger, settings.paper_config(["USDT"]))
+    # Cash in each currency TRADEOPS_PAPER_CASH_USDT / _CCXT funds; markets settling in another
+    # one are skipped by the scan with the setting named (Account.unfunded).
+    paper = PaperBroker(venue.name, venue, clock, ledger, settings.ccxt_paper_config())
     venue.broker = SandboxBroker(venue, paper) if config.has_keys else paper
     return venue
 

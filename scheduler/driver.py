@@ -296,6 +296,20 @@ class FastForwardDriver:
                 best = (job, moment)
         return best
 
+    def skip_before(self, moment: datetime) -> list[datetime]:
+        """Pass over every fire scheduled before ``moment`` without running it (a backtest knows
+        nothing can happen there); returns the fire times passed over, in order. The clock does not
+        move: the next :meth:`step` jumps to the first fire at or after ``moment``, which then runs
+        on time, as does every later one. Only for jobs that never move the clock themselves."""
+        moment = ensure_utc(moment)
+        skipped: list[datetime] = []
+        for job in self._jobs:
+            while (upcoming := self._next_time(job)) is not None and upcoming < moment:
+                skipped.append(upcoming)
+                # As step() computes the fire after a run on time: now is that fire's time.
+                self._set_next(job, job.trigger.get_next_fire_time(upcoming, upcoming))
+        return sorted(skipped)
+
     async def step(self) -> FireRecord | None:
         """Advance the clock to the next fire and run that one job; None when no job will fire."""
         upcoming = self.next_fire()

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from scheduler.spreads import follow_spread
 from storage.plans import PlanStore
-from storage.signals import SignalStore
+from storage.signals import ORDER_NOTE_PREFIX, SignalStore
 from storage.tables import TradePlan
-from tools.exits import after_first_target, stop_order_id, time_exit_order_id
+from tools.exits import after_first_target, exit_kind, stop_order_id, time_exit_order_id
+from tools.spreads import is_spread_plan
 from venues import calendars
 from venues.base import Broker, Venue
 from venues.clock import Clock
@@ -49,6 +51,10 @@ class PositionManager:
         await broker.process()  # fill what the clock has reached first
         events: list[PositionEvent] = []
         for plan in self.plans.active(venue_name):
+            if is_spread_plan(plan):  # an option spread: watched on its underlying (scheduler.spreads)
+                found = await follow_spread(venue, plan, self.plans, self.signals, self.clock)
+                events.extend(PositionEvent(plan.venue, plan.symbol, plan.signal_id, k, t) for k, t in found)
+                continue
             instrument = await venue.instrument(plan.symbol)
             entry = await broker.order(plan.signal_id)
             if entry is None:
@@ -107,7 +113,7 @@ class PositionManager:
             last = max(filled, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id), default=None)
             plan.status = "closed"
             plan.closed_at = now
-            plan.close_reason = (_exit_reason(plan, last) if last else "closed")[:200]
+            plan.close_reason = (self._reason(plan, last) if last else "closed")[:200]
             plan.updated_at = now
             self.plans.save(plan)
             total = sum((_tranche_pnl(instrument, entry, o) for o in filled), ZERO)
@@ -119,9 +125,12 @@ class PositionManager:
             return [*events, *await self._closed_elsewhere(broker, plan, exits, now)]
         if stop is not None and stop.status.is_open:
             if plan.targets_hit > 0 and stop.trail is None and plan.entry_price is not None:
+                # The trail is the risk taken at entry: the card's stop, not one /plan moved since
+                # (a stop moved to break-even would make it zero).
+                signal = self.signals.get(plan.signal_id)
                 level, trail = after_first_target(
                     entry_price=plan.entry_price,
-                    initial_stop=plan.stop,
+                    initial_stop=signal.stop if signal is not None and signal.stop is not None else plan.stop,
                     current_stop=stop.stop_price or plan.stop,
                     long=entry.side is Side.BUY,
                     tick=instrument.tick_size,
@@ -188,7 +197,7 @@ class PositionManager:
         for order in sorted(exits, key=lambda o: (o.filled_at or o.updated_at, o.client_order_id)):
             if order.status is OrderStatus.FILLED and order.client_order_id not in told:
                 verb = "bought back" if order.side is Side.BUY else "sold"
-                label, how = _exit_label(plan, order)
+                label, how = self._exit_label(plan, order)
                 pnl = _tranche_pnl(instrument, entry, order)
                 text = (
                     f"{label}: {verb} {order.filled_qty} {plan.symbol} at {order.avg_fill_price}"
@@ -204,25 +213,34 @@ class PositionManager:
         plan.announced = sorted(told)
         return events
 
+    def _exit_label(self, plan: TradePlan, order: Order) -> tuple[str, str]:
+        """(what closed a tranche, how it filled). A target's fill is its limit or better, so its
+        line needs no "how": the price is said once, in the line itself."""
+        kind = exit_kind(plan.signal_id, order)
+        if kind == "manual":
+            note = str((self.signals.get_value(ORDER_NOTE_PREFIX + order.client_order_id) or {}).get("note", ""))
+            return note or "manual close", order.reason
+        if kind == "time":
+            return "time stop", order.reason
+        if kind.startswith("TP"):
+            return kind, ""
+        return kind, order.reason
+
+    def _reason(self, plan: TradePlan, order: Order) -> str:
+        note = ""
+        if exit_kind(plan.signal_id, order) == "manual":
+            note = str((self.signals.get_value(ORDER_NOTE_PREFIX + order.client_order_id) or {}).get("note", ""))
+        return _exit_reason(plan, order, note)
+
     async def _snapshot(self, venue_name: str, venue: Venue) -> None:
         broker = venue.broker_required()
         currencies = sorted({i.currency for i in await venue.instruments()})
         now = self.clock.now()
         for currency in currencies:
             account = await broker.account(currency)
+            if account.unfunded:  # a currency the paper account was never given: nothing to chart
+                continue
             self.plans.snapshot_equity(venue_name, currency, cash=account.cash, equity=account.equity, at=now)
-
-
-def _exit_label(plan: TradePlan, order: Order) -> tuple[str, str]:
-    """(what closed a tranche, how it filled). A target's fill is its limit or better, so its line
-    needs no "how": the price is said once, in the line itself."""
-    if order.client_order_id == time_exit_order_id(plan.signal_id):
-        return "time stop", order.reason
-    if order.type is OrderType.LIMIT:
-        return f"TP{order.client_order_id.rsplit('-tp', 1)[-1]}", ""
-    if order.client_order_id == stop_order_id(plan.signal_id):
-        return ("trailing stop" if order.trail is not None else "stop"), order.reason
-    return "exit", order.reason
 
 
 def _tranche_pnl(instrument: Instrument, entry: Order, order: Order) -> Decimal:
@@ -241,8 +259,11 @@ def _signed(value: Decimal) -> str:
     return f"{value:+,.2f}"
 
 
-def _exit_reason(plan: TradePlan, order: Order) -> str:
-    """What closed a tranche, in the trader's words: the broker's account of the fill, named."""
+def _exit_reason(plan: TradePlan, order: Order, note: str = "") -> str:
+    """What closed a tranche, in the trader's words: the broker's account of the fill, named (a
+    manual close by whoever sent /close: its order note)."""
+    if exit_kind(plan.signal_id, order) == "manual":
+        return f"{note or 'manual close'}: {order.reason}" if order.reason else note or "manual close"
     if order.client_order_id == time_exit_order_id(plan.signal_id):
         return f"time stop: {order.reason}"
     if order.type is OrderType.LIMIT:

@@ -18,7 +18,8 @@ from scheduler.manage import PositionEvent, PositionManager
 from storage.tables import ScanRun
 from storage.watchlists import WatchlistSpec
 from tools.models import Candidate
-from tools.screen import ScreenConfig, ScreenResult, screen
+from tools.screen import ScreenConfig, screen
+from venues.errors import VenueError
 from venues.metrics import metrics
 from venues.timeframes import parse_timeframe
 
@@ -67,6 +68,9 @@ class ScanReport:
     skipped: dict[str, str]
     walks: tuple[WalkResult, ...] = ()
     error: str = ""
+    # Candidates not walked, with why: their market settles in a currency the venue's paper account
+    # holds no cash in (the reason names the setting that funds it).
+    not_walked: dict[str, str] = field(default_factory=dict)
 
     @property
     def pending(self) -> list[WalkResult]:
@@ -104,7 +108,8 @@ class Scanner:
         try:
             venue = self.deps.venue(watchlist.venue)
             result = await screen(venue, watchlist.symbols, self.screen_config(watchlist), now=now)
-            walks = await self._walk(watchlist, result)
+            not_walked = await self._unfunded(watchlist.venue, [c.symbol for c in result.candidates])
+            walks = await self._walk(watchlist, [c for c in result.candidates if c.symbol not in not_walked])
         except Exception as exc:
             self.deps.signals.finish_scan(run.id, at=self.deps.clock.now(), status="failed", error=str(exc)[:1000])
             log.exception("scan of %s failed", watchlist.name)
@@ -130,9 +135,26 @@ class Scanner:
             result.candidates,
             result.skipped,
             walks,
+            not_walked=not_walked,
         )
 
-    async def _walk(self, watchlist: WatchlistSpec, result: ScreenResult) -> tuple[WalkResult, ...]:
+    async def _unfunded(self, venue_name: str, symbols: Sequence[str]) -> dict[str, str]:
+        """The symbols whose market settles in a currency the venue's paper account has no cash in,
+        each with the account's reason (which names the setting); one account read per currency."""
+        venue = self.deps.venue(venue_name)
+        broker = venue.broker_required()
+        reasons: dict[str, str] = {}
+        by_currency: dict[str, str] = {}
+        for symbol in symbols:
+            currency = (await venue.instrument(symbol)).currency
+            if currency not in by_currency:
+                by_currency[currency] = (await broker.account(currency)).unfunded
+            if by_currency[currency]:
+                reasons[symbol] = f"skipped: {by_currency[currency]}"
+                log.info("%s %s %s", venue_name, symbol, reasons[symbol])
+        return reasons
+
+    async def _walk(self, watchlist: WatchlistSpec, candidates: Sequence[Candidate]) -> tuple[WalkResult, ...]:
         limit = asyncio.Semaphore(self.concurrency)
 
         async def one(candidate: Candidate) -> WalkResult:
@@ -146,12 +168,16 @@ class Scanner:
                     watchlist=watchlist.name,
                 )
 
-        return tuple(await asyncio.gather(*(one(c) for c in result.candidates)))
+        return tuple(await asyncio.gather(*(one(c) for c in candidates)))
 
     async def signal_now(self, venue_name: str, symbol: str, timeframe: str, *, actor: str) -> WalkResult:
         """A decision on demand for one symbol: the screen's rules are checked on it (with no
-        minimum score), and the graph walks whatever they found, a setup or not."""
+        minimum score), and the graph walks whatever they found, a setup or not. A market whose
+        currency the paper account has no cash in raises VenueError naming the setting."""
         venue = self.deps.venue(venue_name)
+        unfunded = await self._unfunded(venue_name, [symbol])
+        if unfunded:
+            raise VenueError(f"{symbol} {unfunded[symbol]}")
         now = self.deps.clock.now()
         spec = WatchlistSpec(name=f"on-demand:{actor}", venue=venue_name, symbols=(symbol,), timeframe=timeframe)
         config = self.screen_config(spec).model_copy(update={"min_score": 0.0, "top_n": 1, "shortlist": 1})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,7 +19,8 @@ from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, 
 from venues.paper import StaleOrderError
 
 INITIAL_DEPOSIT_REF = "initial"
-CARRY_KINDS = ("funding", "borrow")  # cash entries of a short's carrying costs, ref "<symbol>@<ISO time>"
+# Cash entries of a position's carry (paid: amount < 0, received: > 0), ref "<symbol>@<ISO time>".
+CARRY_KINDS = ("funding", "borrow")
 
 
 def _order_from_row(row: OrderRow) -> Order:
@@ -48,12 +52,13 @@ def _order_from_row(row: OrderRow) -> Order:
 
 
 def _copy_order_into(row: OrderRow, order: Order) -> None:
-    """What may change on a stored order: its state, and the quantity and stop of a resting order
-    (a bracket child is clipped, a stop moved); never what identifies the request."""
+    """What may change on a stored order: its state, and the quantity, stop and limit of a resting
+    order (a bracket child is clipped, a stop or a target moved); never what identifies the request."""
     row.status = order.status.value
     row.reason = order.reason[:500]
     row.qty = order.qty
     row.stop_price = order.stop_price
+    row.limit_price = order.limit_price
     row.trail = order.trail
     row.filled_qty = order.filled_qty
     row.avg_fill_price = order.avg_fill_price
@@ -188,6 +193,14 @@ class SqlPaperLedger:
     def cash(self, venue: str, currency: str) -> Decimal:
         with Session(self._engine) as session:
             return self._balance(session, venue, currency)
+
+    def deposited(self, venue: str, currency: str) -> Decimal:
+        query = select(col(CashEntry.amount)).where(
+            CashEntry.venue == venue, CashEntry.currency == currency, CashEntry.kind == "deposit"
+        )
+        with Session(self._engine) as session:
+            # Summed here, not by SQL: SQLite's SUM() of these would be a float.
+            return sum(session.exec(query).all(), ZERO)
 
     def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
         with transaction(self._engine) as session:
@@ -367,3 +380,232 @@ class SqlPaperLedger:
             .limit(1)
         ).first()
         return last if last is not None else ZERO
+
+
+def _stored(order: Order) -> Order:
+    return order.model_copy(update={"reason": order.reason[:500]})
+
+
+class RunPaperLedger:
+    """A backtest's PaperLedger: the state lives in memory for the run and is written to the
+    database once, by :meth:`flush`, in one transaction. It keeps the SQL ledger's rules (one order
+    per client order id, a stored order changes only while pending, a fill against a position or
+    cash that changed is refused, a deposit and each carry charge happen once, the running cash
+    balance) so the broker behaves exactly as on :class:`SqlPaperLedger`. Only for a database that
+    one process owns for the whole run and that holds no paper state yet (a fresh backtest one):
+    nothing else sees the state before the flush."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._orders: dict[str, Order] = {}  # insertion order is id order
+        self._pending: dict[str, None] = {}  # the pending ones' ids, in id order: read at every fire
+        self._fills: list[Fill] = []
+        self._positions: dict[tuple[str, str], Position] = {}
+        self._cash: list[_CashMove] = []
+        self._balance_of: dict[tuple[str, str], Decimal] = {}
+        self._flushed = False
+
+    def order(self, client_order_id: str) -> Order | None:
+        order = self._orders.get(client_order_id)
+        return order.model_copy() if order is not None else None
+
+    def add_order(self, order: Order) -> tuple[Order, bool]:
+        existing = self._orders.get(order.client_order_id)
+        if existing is not None:
+            return existing.model_copy(), False
+        self._orders[order.client_order_id] = _stored(order)
+        if order.status is OrderStatus.PENDING:
+            self._pending[order.client_order_id] = None
+        return order, True
+
+    def _row(self, client_order_id: str) -> Order:
+        try:
+            return self._orders[client_order_id]
+        except KeyError:
+            raise KeyError(f"no order {client_order_id!r}") from None
+
+    def _update(self, order: Order) -> None:
+        row = self._row(order.client_order_id)
+        self._orders[order.client_order_id] = row.model_copy(
+            update={name: getattr(order, name) for name in _MUTABLE_ORDER_FIELDS} | {"reason": order.reason[:500]}
+        )
+        if order.status is not OrderStatus.PENDING:
+            self._pending.pop(order.client_order_id, None)
+
+    def update_order(self, order: Order) -> None:
+        row = self._row(order.client_order_id)
+        if row.status is not OrderStatus.PENDING and row.status is not order.status:
+            raise StaleOrderError(f"order {order.client_order_id} is already {row.status.value}")
+        self._update(order)
+
+    def update_pending(self, orders: Sequence[Order]) -> None:
+        for order in orders:
+            if self._row(order.client_order_id).status is OrderStatus.PENDING:
+                self._update(order)
+
+    def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]:
+        if status is OrderStatus.PENDING:
+            return [o.model_copy() for coid in self._pending if (o := self._orders[coid]).venue == venue]
+        return [
+            o.model_copy() for o in self._orders.values() if o.venue == venue and (status is None or o.status is status)
+        ]
+
+    def children(self, parent: str) -> list[Order]:
+        return [o.model_copy() for o in self._orders.values() if o.parent == parent]
+
+    def fills(self, venue: str, client_order_id: str | None = None) -> list[Fill]:
+        return [
+            f
+            for f in self._fills
+            if f.venue == venue and (client_order_id is None or f.client_order_id == client_order_id)
+        ]
+
+    def position(self, venue: str, symbol: str) -> Position | None:
+        position = self._positions.get((venue, symbol))
+        return position.model_copy() if position is not None else None
+
+    def positions(self, venue: str) -> list[Position]:
+        return [p.model_copy() for (v, _), p in sorted(self._positions.items()) if v == venue]
+
+    def cash(self, venue: str, currency: str) -> Decimal:
+        return self._balance_of.get((venue, currency), ZERO)
+
+    def _entry(self, venue: str, currency: str, amount: Decimal, kind: str, ref: str, ts: datetime) -> None:
+        balance = self.cash(venue, currency) + amount
+        self._cash.append(_CashMove(venue, currency, amount, balance, kind, ref, ts))
+        self._balance_of[(venue, currency)] = balance
+
+    def _entry_exists(self, venue: str, currency: str, kind: str, ref: str) -> bool:
+        return any(e.venue == venue and e.currency == currency and e.kind == kind and e.ref == ref for e in self._cash)
+
+    def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
+        if not self._entry_exists(venue, currency, "deposit", INITIAL_DEPOSIT_REF):
+            self._entry(venue, currency, amount, "deposit", INITIAL_DEPOSIT_REF, ts)
+
+    def deposited(self, venue: str, currency: str) -> Decimal:
+        return sum(
+            (e.amount for e in self._cash if e.venue == venue and e.currency == currency and e.kind == "deposit"), ZERO
+        )
+
+    def record_fill(
+        self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
+    ) -> None:
+        # Every check before any write: all or nothing, as the SQL ledger's transaction.
+        row = self._row(order.client_order_id)
+        if row.status is not OrderStatus.PENDING:
+            raise StaleOrderError(f"order {order.client_order_id} is no longer pending ({row.status.value})")
+        stored = self._positions.get((position.venue, position.symbol))
+        held = stored.qty if stored else ZERO
+        held_before = position.qty - fill.qty if fill.side is Side.BUY else position.qty + fill.qty
+        if held != held_before:
+            raise StaleOrderError(f"position in {position.symbol} changed to {held} while the fill was priced")
+        if trade_amount is None:
+            notional = fill.qty * fill.price
+            trade_amount = -notional if fill.side is Side.BUY else notional
+        moves = [(kind, amount) for kind, amount in ((fill.side.value, trade_amount), ("fee", -fill.fee)) if amount]
+        balance = self.cash(fill.venue, currency) + sum((amount for _, amount in moves), ZERO)
+        if fill.side is Side.BUY and balance < 0:
+            raise StaleOrderError(f"cash {currency} would go to {balance} by the fill of {order.client_order_id}")
+        self._update(order)
+        self._fills.append(fill)
+        self._positions[(position.venue, position.symbol)] = position.model_copy(
+            update={"updated_at": position.updated_at or order.updated_at}
+        )
+        for kind, amount in moves:
+            self._entry(fill.venue, currency, amount, kind, fill.client_order_id, fill.ts)
+
+    def last_carry(self, venue: str, symbol: str, currency: str) -> datetime | None:
+        times = [
+            e.ts
+            for e in self._cash
+            if e.venue == venue and e.currency == currency and e.kind in CARRY_KINDS and e.ref.startswith(f"{symbol}@")
+        ]
+        return max(times, default=None)
+
+    def charge_carry(self, venue: str, symbol: str, currency: str, amount: Decimal, *, kind: str, at: datetime) -> bool:
+        if kind not in CARRY_KINDS:
+            raise ValueError(f"unknown carry kind {kind!r}; valid: {', '.join(CARRY_KINDS)}")
+        ref = f"{symbol}@{at.isoformat()}"
+        if self._entry_exists(venue, currency, kind, ref):
+            return False
+        self._entry(venue, currency, -amount, kind, ref, at)
+        position = self._positions.get((venue, symbol))
+        if position is not None:
+            self._positions[(venue, symbol)] = position.model_copy(
+                update={"realized_pnl": position.realized_pnl - amount}
+            )
+        return True
+
+    def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal:
+        return sum(
+            (
+                f.qty
+                for f in self._fills
+                if f.venue == venue and f.symbol == symbol and f.side is Side.BUY and f.trade_day == trade_day
+            ),
+            ZERO,
+        )
+
+    def flush(self) -> None:
+        """Write the run's orders, fills, positions and cash entries to the database, in one
+        transaction; once (a second call raises RuntimeError: the rows would be written twice)."""
+        if self._flushed:
+            raise RuntimeError("this run's paper ledger is already written to the database")
+        # One executemany per table, orders first (fills refer to them), not an ORM object per row.
+        tables: list[tuple[Any, list[dict[str, Any]]]] = [
+            (OrderRow, [_order_row_fields(o) for o in self._orders.values()]),
+            (FillRow, [_fill_row_fields(f) for f in self._fills]),
+            (PositionRow, [_position_row_fields(p) for p in self._positions.values()]),
+            (CashEntry, [dataclasses.asdict(e) for e in self._cash]),
+        ]
+        with transaction(self._engine) as session:
+            for table, rows in tables:
+                if rows:
+                    session.execute(insert(table), rows)
+        self._flushed = True
+
+
+@dataclass(frozen=True, slots=True)
+class _CashMove:
+    """A cash entry of the run, as :class:`CashEntry` stores it."""
+
+    venue: str
+    currency: str
+    amount: Decimal
+    balance_after: Decimal
+    kind: str
+    ref: str
+    ts: datetime
+
+
+_MUTABLE_ORDER_FIELDS = (
+    "status",
+    "qty",
+    "stop_price",
+    "trail",
+    "filled_qty",
+    "avg_fill_price",
+    "fees",
+    "updated_at",
+    "filled_at",
+    "checked_until",
+    "triggered_at",
+)
+"""What may change on a stored order (as :func:`_copy_order_into`), besides its reason."""
+
+
+def _position_row_fields(position: Position) -> dict[str, Any]:
+    assert position.updated_at is not None  # record_fill sets it
+    return position.model_dump(include=set(PositionRow.model_fields) - {"id"})
+
+
+def _fill_row_fields(fill: Fill) -> dict[str, Any]:
+    fields = fill.model_dump(include=set(FillRow.model_fields) - {"id"})
+    fields.update(side=fill.side.value, liquidity=fill.liquidity.value)
+    return fields
+
+
+def _order_row_fields(order: Order) -> dict[str, Any]:
+    fields = order.model_dump(include=set(OrderRow.model_fields) - {"id"})
+    fields.update(side=order.side.value, type=order.type.value, status=order.status.value)
+    return fields

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,6 +16,25 @@ from storage.tables import EquitySnapshot, TradePlan
 class PlanStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # (venue, currency, ts) -> (cash, equity) while a backtest holds its snapshots back.
+        self._held: dict[tuple[str, str, datetime], tuple[Decimal, Decimal]] | None = None
+
+    def hold_equity(self) -> None:
+        """Keep equity snapshots in memory until :meth:`flush_equity` (a backtest: one write for
+        the run instead of one per fire); :meth:`equity_history` flushes first."""
+        if self._held is None:
+            self._held = {}
+
+    def flush_equity(self) -> None:
+        """Write the held snapshots in one transaction and stop holding them back."""
+        held, self._held = self._held, None
+        if held:
+            rows = [
+                {"venue": v, "currency": c, "cash": cash, "equity": equity, "ts": at}
+                for (v, c, at), (cash, equity) in held.items()
+            ]
+            with transaction(self.engine) as session:
+                session.execute(insert(EquitySnapshot), rows)
 
     def create(self, plan: TradePlan) -> TradePlan:
         """Insert once per signal: the execute node may run again after a crash or a race."""
@@ -45,17 +64,81 @@ class PlanStore:
             return list(session.exec(select(TradePlan).order_by(col(TradePlan.id).desc()).limit(limit)).all())
 
     def save(self, plan: TradePlan) -> None:
+        """Store a plan as its holder changed it. Two things the chat changes while a tick may hold
+        an older copy are kept as stored: exit orders are only ever appended (a /close adds one),
+        so the stored ones stay and new ones are added; the levels (stop, take-profits) change
+        only through ``set_levels``."""
         with transaction(self.engine) as session:
+            stored = session.get(TradePlan, plan.id, with_for_update=True) if plan.id is not None else None
+            if stored is not None:
+                plan.exit_orders = [*stored.exit_orders, *(c for c in plan.exit_orders if c not in stored.exit_orders)]
+                plan.stop, plan.take_profits = stored.stop, list(stored.take_profits)
             session.merge(plan)
 
+    def set_levels(
+        self,
+        signal_id: str,
+        *,
+        stop: Decimal,
+        take_profits: list[str],
+        trailing_stop: Decimal | None,
+        at: datetime,
+    ) -> None:
+        """Move a plan's stop and targets (/plan), in one transaction."""
+        with transaction(self.engine) as session:
+            plan = session.exec(select(TradePlan).where(TradePlan.signal_id == signal_id).with_for_update()).one()
+            plan.stop, plan.take_profits, plan.trailing_stop, plan.updated_at = stop, take_profits, trailing_stop, at
+            session.add(plan)
+
     def snapshot_equity(self, venue: str, currency: str, *, cash: Decimal, equity: Decimal, at: datetime) -> None:
+        if self._held is not None:
+            self._held.setdefault((venue, currency, at), (cash, equity))  # the first of a moment stays
+            return
         try:
             with transaction(self.engine) as session:
                 session.add(EquitySnapshot(venue=venue, currency=currency, cash=cash, equity=equity, ts=at))
         except IntegrityError:
             pass  # this moment is already recorded (a re-run tick)
 
+    def snapshot_equity_many(self, venue: str, currency: str, points: list[tuple[datetime, Decimal, Decimal]]) -> None:
+        """Many (at, cash, equity) snapshots in one transaction: a backtest's equity at the fires it
+        passed over. All or nothing; a moment already recorded raises IntegrityError (kept as it
+        was while snapshots are held back)."""
+        if self._held is not None:
+            for at, cash, equity in points:
+                self._held.setdefault((venue, currency, at), (cash, equity))
+            return
+        if not points:
+            return
+        with transaction(self.engine) as session:
+            # One executemany, not an ORM object per row.
+            session.execute(
+                insert(EquitySnapshot),
+                [
+                    {"venue": venue, "currency": currency, "cash": cash, "equity": equity, "ts": at}
+                    for at, cash, equity in points
+                ],
+            )
+
+    def equity_curve(self, venue: str, currency: str) -> list[tuple[datetime, Decimal]]:
+        """(ts, equity) of ``venue``'s ``currency`` snapshots in time order, held ones included:
+        the plain rows a backtest's metrics need, without an ORM object per point."""
+        query = (
+            select(col(EquitySnapshot.ts), col(EquitySnapshot.equity))
+            .where(EquitySnapshot.venue == venue, EquitySnapshot.currency == currency)
+            .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id))
+        )
+        with Session(self.engine) as session:
+            stored = [(ts, equity) for ts, equity in session.exec(query).all()]
+        if not self._held:
+            return stored
+        held = [(at, equity) for (v, c, at), (_, equity) in self._held.items() if v == venue and c == currency]
+        return sorted(stored + held, key=lambda point: point[0])  # stable: a stored point first on a tie
+
     def equity_history(self, venue: str | None = None) -> list[EquitySnapshot]:
+        if self._held is not None:
+            self.flush_equity()
+            self.hold_equity()
         query = select(EquitySnapshot)
         if venue is not None:
             query = query.where(EquitySnapshot.venue == venue)

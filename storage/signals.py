@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, exists, or_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from storage.db import transaction
 from storage.tables import (
@@ -27,6 +27,9 @@ from storage.tables import (
 KILL_SWITCH_KEY = "kill_switch"  # {"paused": bool, "by": actor, "reason": str}
 RISK_TRACE_NODE = "risk"  # the decision trace of the risk gate, written when a walk ends
 CLOCK_KEY = "clock"  # {"mode": "simulated", "now": ISO time}: the demo's clock, for later sessions
+
+
+ORDER_NOTE_PREFIX = "order_note:"
 
 
 class SignalStatus(StrEnum):
@@ -129,15 +132,38 @@ class SignalStore:
         status: SignalStatus | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        offset: int = 0,
+        without: tuple[SignalStatus, ...] = (),
     ) -> list[SignalRow]:
-        query = select(SignalRow)
+        """The newest signals first; ``without``: statuses left out (HOLD rows in a listing)."""
+        query = self._filtered(select(SignalRow), status, since, without)
+        query = query.order_by(col(SignalRow.created_at).desc(), col(SignalRow.id)).offset(offset).limit(limit)
+        with Session(self.engine) as session:
+            return list(session.exec(query).all())
+
+    def count(
+        self,
+        *,
+        status: SignalStatus | None = None,
+        since: datetime | None = None,
+        without: tuple[SignalStatus, ...] = (),
+    ) -> int:
+        """How many signals ``recent`` pages through with the same filters."""
+        query = self._filtered(select(func.count()).select_from(SignalRow), status, since, without)
+        with Session(self.engine) as session:
+            return int(session.exec(query).one())
+
+    @staticmethod
+    def _filtered(
+        query: Any, status: SignalStatus | None, since: datetime | None, without: tuple[SignalStatus, ...]
+    ) -> Any:
         if status is not None:
             query = query.where(SignalRow.status == status.value)
         if since is not None:
             query = query.where(col(SignalRow.created_at) >= since)
-        query = query.order_by(col(SignalRow.created_at).desc(), col(SignalRow.id)).limit(limit)
-        with Session(self.engine) as session:
-            return list(session.exec(query).all())
+        if without:
+            query = query.where(col(SignalRow.status).not_in([s.value for s in without]))
+        return query
 
     def pending_for(self, venue: str, symbol: str, *, now: datetime) -> SignalRow | None:
         """The signal on ``venue`` and ``symbol`` that waits for an answer, if any (the newest). One
@@ -296,6 +322,20 @@ class SignalStore:
                 row.value = value
                 row.updated_at = at
                 session.add(row)
+
+    def set_order_note(self, client_order_id: str, note: str, *, at: datetime) -> None:
+        """Who asked for an order and why, in words (``manual close by telegram:1002``): kept beside
+        the broker's own reason, which says how it filled or why it was refused."""
+        self.set_value(ORDER_NOTE_PREFIX + client_order_id, {"note": note[:200]}, at=at)
+
+    def order_notes(self) -> dict[str, str]:
+        """Client order id -> its note, for every order that has one."""
+        query = select(KeyValue).where(col(KeyValue.key).startswith(ORDER_NOTE_PREFIX, autoescape=True))
+        with Session(self.engine) as session:
+            return {
+                row.key.removeprefix(ORDER_NOTE_PREFIX): str(row.value.get("note", ""))
+                for row in session.exec(query).all()
+            }
 
     def set_value_if_absent(self, key: str, value: dict[str, Any], *, at: datetime) -> dict[str, Any]:
         """Store ``value`` unless the key exists; return what is stored (first writer wins)."""

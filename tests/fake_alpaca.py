@@ -85,6 +85,8 @@ class FakeAlpaca:
     faults: dict[str, list[Fault]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     gap_once: bool = False  # the next bars page token skips ahead
+    # latestQuote of an option contract, replacing the priced one (None: the contract has no quote)
+    option_quotes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     port: int = 0
     _derived: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
 
@@ -140,6 +142,36 @@ class FakeAlpaca:
         if done.empty:
             raise web.HTTPBadRequest(text=json.dumps({"code": 42210000, "message": f"no trade of {symbol} yet"}))
         return float(done["close"].iloc[-1])
+
+    def option_price(self, symbol: str) -> float:
+        """The Black-Scholes price (flat 20% volatility) of an OCC contract at the fake's now."""
+        underlying = symbol[:-15]
+        expiry = datetime.strptime(symbol[-15:-9], "%y%m%d").date()
+        now = pd.Timestamp(self.now())
+        years = max((pd.Timestamp(expiry, tz="UTC") + pd.Timedelta(hours=20) - now).total_seconds(), 60) / 31_557_600
+        price, _ = _black_scholes(self._last_price(underlying), int(symbol[-8:]) / 1000, years, 0.2, symbol[-9] == "C")
+        return price
+
+    def _fill_legs(self, order: dict[str, Any]) -> None:
+        """A multi-leg order fills at once: a market one at the legs' model prices (net, per unit),
+        a limit one at its limit when the model's net is no worse."""
+        prices = [self.option_price(leg["symbol"]) for leg in order["legs"]]
+        net = sum(
+            p * float(leg.get("ratio_qty") or 1) * (1 if leg["side"] == "buy" else -1)
+            for p, leg in zip(prices, order["legs"], strict=True)
+        )
+        if order["type"] == "limit":
+            if net > float(order["limit_price"]):
+                return
+            net = float(order["limit_price"])
+        for price, leg in zip(prices, order["legs"], strict=True):
+            leg["filled_avg_price"] = str(round(price, 2))
+        order.update(
+            status="filled",
+            filled_qty=str(order["qty"]),
+            filled_avg_price=str(round(net, 2)),
+            filled_at=pd.Timestamp(self.now()).isoformat(),
+        )
 
     # --- the server ---
 
@@ -221,17 +253,34 @@ class FakeAlpaca:
         for order in self._fill_due():
             if order["status"] != "filled":
                 continue
-            qty = Decimal(order["filled_qty"]) * (1 if order["side"] == "buy" else -1)
-            held[order["symbol"]] = held.get(order["symbol"], Decimal(0)) + qty
-            cost[order["symbol"]] = cost.get(order["symbol"], Decimal(0)) + qty * Decimal(order["filled_avg_price"])
+            fills = [(order["symbol"], order["side"], Decimal(order["filled_qty"]), order["filled_avg_price"])]
+            if order.get("legs"):  # a multi-leg order: a position per leg, as Alpaca keeps them
+                units = Decimal(order["filled_qty"])
+                fills = [
+                    (
+                        leg["symbol"],
+                        leg["side"],
+                        units * Decimal(str(leg.get("ratio_qty") or 1)),
+                        leg["filled_avg_price"],
+                    )
+                    for leg in order["legs"]
+                ]
+            for symbol, side, filled, price in fills:
+                qty = filled * (1 if side == "buy" else -1)
+                held[symbol] = held.get(symbol, Decimal(0)) + qty
+                cost[symbol] = cost.get(symbol, Decimal(0)) + qty * Decimal(price)
         out = []
         template = recorded("trading", "get_all_positions")[0]
         for symbol, qty in held.items():
             if qty == 0:
                 continue
-            price = Decimal(str(self._last_price(symbol)))
+            option = is_occ_symbol(symbol)
+            price = Decimal(str(round(self.option_price(symbol), 2) if option else self._last_price(symbol)))
+            value = qty * price * (100 if option else 1)
             row = dict(template, symbol=symbol, qty=str(abs(qty)), side="long" if qty > 0 else "short")
-            row.update(avg_entry_price=str(cost[symbol] / qty), current_price=str(price), market_value=str(qty * price))
+            row.update(avg_entry_price=str(cost[symbol] / qty), current_price=str(price), market_value=str(value))
+            if option:
+                row.update(asset_class="us_option")
             out.append(row)
         return web.json_response(out)
 
@@ -239,6 +288,9 @@ class FakeAlpaca:
         """Alpaca's paper account fills a market order at once in market hours; here, at the
         last final bar's close when it is next looked at."""
         for order in self.orders.values():
+            if order["status"] in ("accepted", "new") and order.get("order_class") == "mleg":
+                self._fill_legs(order)
+                continue
             if order["status"] in ("accepted", "new") and order["type"] == "market" and order["symbol"] in self.bars:
                 price = self._last_price(order["symbol"])
                 stamp = pd.Timestamp(self.now()).isoformat()
@@ -418,12 +470,12 @@ class FakeAlpaca:
                         continue
                     price, delta = _black_scholes(spot, strike, years, 0.2, right == "C")
                     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    quote = {"t": stamp, "bp": round(max(price - 0.05, 0.01), 2), "ap": round(price + 0.05, 2)}
+                    if symbol in self.option_quotes:
+                        replaced = self.option_quotes[symbol]
+                        quote = {"t": stamp, **replaced} if replaced is not None else {}
                     out[symbol] = {
-                        "latestQuote": {
-                            "t": stamp,
-                            "bp": round(max(price - 0.05, 0.01), 2),
-                            "ap": round(price + 0.05, 2),
-                        },
+                        "latestQuote": quote,
                         "latestTrade": {"t": stamp, "p": round(price, 2), "s": 1},
                         "impliedVolatility": 0.2,
                         "greeks": {"delta": round(delta, 4), "gamma": 0.05, "theta": -0.1, "vega": 0.2, "rho": 0.01},

@@ -6,6 +6,11 @@ recorded ccxt payloads (tests/fixtures/ccxt, see PROVENANCE.md) are served as re
 templates; market lists, funding rates and long candle histories are built in the exchanges'
 documented shapes around them. Faults are injected per route: a status (429 with Retry-After, 503,
 401) some number of times, or a slow answer.
+
+On the real clock (``now=None``) with an ``anchor``, the fake serves, at each real moment, the series
+(recorded rows included) it serves at the same distance past ``anchor``: the hour it started in is
+``anchor``'s hour, so a live test sees the same market whenever it runs, on bars that close as real
+time passes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from venues.clock import RealClock
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ccxt"
 MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
 _TF_MS = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "1H": 60, "4h": 240, "4H": 240, "1d": 1440, "1Dutc": 1440}
 _TF_MS = {k: v * MINUTE_MS for k, v in _TF_MS.items()}
 VALID_KEY = "test-key"
@@ -40,6 +46,9 @@ ASSETS: dict[str, tuple[float, str, str, str]] = {
     "LTC": (70.0, "0.001", "0.01", "1"),
 }
 SWAPS = ("BTC", "ETH")
+# OKX's BTC-USDT spot trades in lots (lotSz) finer than its minimum order size (minSz), as the real
+# instrument does; the other names' lot is their minimum.
+OKX_SPOT_LOT = {"BTC": "0.00000001"}
 
 
 def recorded(exchange: str) -> dict[str, Any]:
@@ -66,7 +75,9 @@ class Fault:
 class FakeExchange:
     """``exchange``: "okx" or "binance". ``now``: the fake's present (the newest bar is the one still
     forming at ``now``). ``gaps``: {(exchange symbol id, timeframe): [(from ms, to ms)]} without bars.
-    ``history_page``: most bars OKX's history-candles answers (100, as the real one)."""
+    ``history_page``: most bars OKX's history-candles answers (100, as the real one). ``anchor`` (with
+    ``now=None`` only; a whole UTC hour): the series moment served at the start of the real hour the
+    fake starts in."""
 
     exchange: str
     now: datetime | None  # None: the real time, for the CLI on the real clock
@@ -84,8 +95,21 @@ class FakeExchange:
     simulated_trading: list[str | None] = field(default_factory=list)  # OKX's demo header on each POST
     url: str = ""
     extra_coins: int = 0  # synthetic spot markets C001, C002, ... beside the four real names (benchmarks)
+    # OKX only: BTC and ETH spot markets quoted in these USD stablecoins too (BTC-USDC), priced as
+    # the USDT pair; a paper account holds cash per quote currency.
+    stable_quotes: tuple[str, ...] = ()
+    anchor: datetime | None = None
 
     def __post_init__(self) -> None:
+        # Series time = real time + shift: whole hours, so bars up to 1h are the anchor's own bars.
+        self.shift_ms = 0
+        if self.anchor is not None:
+            if self.now is not None:
+                raise ValueError("an anchor moves the series along the real clock: give now=None with it")
+            anchor_ms = int(self.anchor.timestamp() * 1000)
+            if anchor_ms % HOUR_MS:
+                raise ValueError(f"the anchor must be a whole UTC hour, not {self.anchor.isoformat()}")
+            self.shift_ms = anchor_ms - self.now_ms // HOUR_MS * HOUR_MS
         self.assets = dict(ASSETS)
         for n in range(1, self.extra_coins + 1):
             self.assets[f"C{n:03d}"] = (1.0 + n * 0.37, "0.01", "0.0001", "1")
@@ -145,8 +169,9 @@ class FakeExchange:
     # --- the series ---
 
     def price(self, base: str, ms: int) -> float:
+        """The series' price of ``base`` at real time ``ms``."""
         level = self.assets[base][0]
-        m = ms / MINUTE_MS
+        m = (ms + self.shift_ms) / MINUTE_MS
         return round(level * (1 + 0.03 * math.sin(m / 997) + 0.01 * math.sin(m / 61) + 0.00002 * (m % 13)), 2)
 
     def candles(self, base: str, inst: str, tf: str, lo: int | None, hi: int | None, limit: int) -> list[list[Any]]:
@@ -166,8 +191,8 @@ class FakeExchange:
         for ms in range(-(-bottom // step) * step, top + 1, step):
             if any(lo <= ms < hi for lo, hi in holes):
                 continue
-            if ms in overlay:
-                rows.append(overlay[ms])
+            if ms + self.shift_ms in overlay:
+                rows.append([ms, *overlay[ms + self.shift_ms][1:]])
                 continue
             end = min(ms + step, self.now_ms)
             o, c = self.price(base, ms), self.price(base, end)
@@ -275,9 +300,10 @@ class FakeExchange:
                       "optType": "", "quoteCcy": "", "settleCcy": "", "state": "live", "stk": "", "uly": "",
                       "maxLmtSz": "10000", "maxMktSz": "1000000", "ruleType": "normal"}  # fmt: skip
             if kind == "SPOT":
-                data.append(common | {"instType": "SPOT", "instId": f"{base}-USDT", "baseCcy": base,
-                                      "quoteCcy": "USDT", "lotSz": amount, "minSz": amount, "tickSz": tick,
-                                      "lever": "10"})  # fmt: skip
+                for quote in ("USDT", *(self.stable_quotes if base in SWAPS else ())):
+                    data.append(common | {"instType": "SPOT", "instId": f"{base}-{quote}", "baseCcy": base,
+                                          "quoteCcy": quote, "lotSz": OKX_SPOT_LOT.get(base, amount),
+                                          "minSz": amount, "tickSz": tick, "lever": "10"})  # fmt: skip
             elif kind == "SWAP" and base in SWAPS:
                 data.append(common | {"instType": "SWAP", "instId": f"{base}-USDT-SWAP", "ctType": "linear",
                                       "ctVal": ct_val, "ctMult": "1", "ctValCcy": base, "settleCcy": "USDT",
@@ -306,6 +332,8 @@ class FakeExchange:
     def _okx_tickers(self, method: str, q: dict[str, str]) -> tuple[int, Any]:
         kind = q.get("instType", "SPOT")
         insts = [f"{b}-USDT" for b in self.assets] if kind == "SPOT" else [f"{b}-USDT-SWAP" for b in SWAPS]
+        if kind == "SPOT":
+            insts += [f"{b}-{q}" for b in SWAPS for q in self.stable_quotes]
         rows = [self._okx_ticker_row(i) for i in insts if i.split("-")[0] not in self.unquoted]
         return 200, {"code": "0", "msg": "", "data": rows}
 

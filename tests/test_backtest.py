@@ -135,7 +135,7 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--param", "fast"], "NAME=NUMBER"),
         (["--from", "2021-07-05", "--to", "2021-07-01"], "must be after --from"),
         (["--venue", "nowhere"], "valid venues: replay-crypto"),
-        (["--policy", "magic"], "rules, llm, sma_cross"),
+        (["--policy", "magic"], "rules, llm, ml, sma_cross"),
         (["--capital", "-5"], "above zero"),
         (["--timeframe", "7h"], "7h"),
     ],

@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,7 +51,11 @@ POLICY = {
     "approve": Role.TRADER,
     "reject": Role.TRADER,
     "positions": Role.VIEWER,
+    "close": Role.TRADER,
+    "cancel": Role.TRADER,
+    "plan": Role.TRADER,
     "orders": Role.VIEWER,
+    "trades": Role.VIEWER,
     "pnl": Role.VIEWER,
     "summary": Role.VIEWER,
     "risk": Role.VIEWER,
@@ -77,7 +82,11 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
     "approve": ("/approve abcd1234", "no signal abcd1234", False),
     "reject": ("/reject abcd1234 too late", "no signal abcd1234", False),
     "positions": ("/positions", "no open positions", True),
+    "close": ("/close ETH/USDT", "no open position in ETH/USDT on replay-crypto", False),
+    "cancel": ("/cancel abcd1234", "no order abcd1234", False),
+    "plan": ("/plan abcd1234 stop=2000", "no plan for abcd1234", False),
     "orders": ("/orders", "no orders yet", True),
+    "trades": ("/trades", "no closed trades yet", True),
     "pnl": ("/pnl", "equity", True),
     "summary": ("/summary", "daily summary 2021-07-06 06:00 UTC", True),
     "risk": ("/risk", "kill switch: off", True),
@@ -215,7 +224,10 @@ def test_who_is_refused_what() -> None:
         "approve",
         "ask",
         "backtest",
+        "cancel",
+        "close",
         "pause",
+        "plan",
         "reject",
         "resume",
         "scan",
@@ -573,7 +585,7 @@ async def test_watch_bad_input(services: Services, core: CommandCore, message: s
 
 async def test_signals_with_a_bad_filter(services: Services, core: CommandCore) -> None:
     reply = await refused_without_writes(services, core, VIEWER, "/signals bogus")
-    assert reply.text == "usage: /signals [pending|today|all]"
+    assert reply.text == "usage: /signals [pending|today|all|holds] [PAGE]"
 
 
 async def test_scan_of_an_unknown_watchlist(services: Services, core: CommandCore) -> None:
@@ -728,12 +740,27 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
     for image in pnl.images:
         assert_png(image)
     usdt = next(row for row in pnl.data["pnl"] if row["currency"] == "USDT")
-    assert usdt["equity_start"] == "100000" and usdt["realized"] == "0"
+    # The long on the perpetual was held across the 08:00 funding mark: at the assumed +0.01% per
+    # 8 h it paid 0.01% of its value, realized as it was paid (the only realized P&L so far).
+    with services.engine.connect() as db:
+        (funding,) = db.execute(text("select amount, ts from cash_ledger where kind = 'funding'")).all()
+    paid = Decimal(str(funding[0]))
+    assert paid < 0 and str(funding[1]).startswith("2021-07-06 08:00:00")
+    assert usdt["equity_start"] == "100000" and Decimal(usdt["realized"]) == paid
     assert usdt["equity"] != usdt["equity_start"]  # marked to market
+
+    # P&L counts from what the ledger says was deposited, not from today's setting: a restart with
+    # TRADEOPS_PAPER_CASH_USDT doubled still shows the 100,000 that went in.
+    services.settings = services.settings.model_copy(update={"paper_cash_usdt": Decimal(200_000)})
+    again = await core.handle(VIEWER, "/pnl")
+    usdt_again = next(row for row in again.data["pnl"] if row["currency"] == "USDT")
+    assert usdt_again["equity_start"] == "100000"
 
     risk = await core.handle(VIEWER, "/risk")
     assert "profile medium" in risk.text and "kill switch: off" in risk.text
-    assert "replay-crypto  2021-07-06  1/5     1/5" in risk.text
+    usdt_today = next(d for d in risk.data["today"] if d["currency"] == "USDT")
+    assert (usdt_today["trades_today"], usdt_today["trades_left"]) == ("1", "4")
+    assert "1/5     4     1/5" in risk.text  # trades, left, positions
 
     chart = await core.handle(VIEWER, "/chart ETH/USDT 4h")
     assert chart.ok and chart.text == "ETH/USDT 4h"
@@ -949,7 +976,7 @@ async def test_scan_and_signal_say_when_the_market_is_closed_and_when_it_opens(c
 
 
 async def test_a_command_without_arguments_refuses_extra_words(core: CommandCore) -> None:
-    for command in ("/orders extra args", "/positions x", "/pnl ; ls", "/risk 1", "/llm now"):
+    for command in ("/positions x", "/pnl ; ls", "/risk 1", "/llm now"):
         reply = await core.handle(VIEWER, command)
         name = command.split()[0]
         assert not reply.ok and reply.text == f"{name} takes no arguments; usage: {name}", reply.text

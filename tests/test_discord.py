@@ -215,7 +215,15 @@ async def test_every_core_command_is_a_slash_command_with_typed_options(bot: Dis
     assert set(commands) == set(bot.core.commands)
     approve = {p.name: p for p in commands["approve"].parameters}
     assert approve["signal_id"].required and approve["signal_id"].autocomplete
-    assert [c.value for c in commands["signals"].parameters[0].choices] == ["pending", "today", "all"]
+    assert [c.value for c in commands["signals"].parameters[0].choices] == ["pending", "today", "all", "holds"]
+    close = {p.name: p for p in commands["close"].parameters}
+    assert close["symbol"].required and close["symbol"].autocomplete and not close["qty"].required
+    plan = {p.name: p for p in commands["plan"].parameters}
+    assert list(plan) == ["signal_id", "stop", "tp1", "tp2", "tp3"] and plan["signal_id"].autocomplete
+    assert [(p.name, p.min_value, p.max_value) for p in commands["orders"].parameters] == [
+        ("n", 1, 50),
+        ("page", 1, 10_000),
+    ]
     assert not commands["watch"].parameters[1].required and commands["watch"].parameters[1].autocomplete
 
 
@@ -277,6 +285,26 @@ async def test_a_viewer_running_a_trader_command_is_refused_and_audited(
     assert approve.texts()[-1] == "refused: /approve needs the trader role; you are a viewer."
     assert refusals(services, VIEWER) == ["refused"]
     assert services.signals.get(sid).status == SignalStatus.PENDING.value  # type: ignore[union-attr]
+
+
+async def test_the_trading_slash_commands_become_core_commands_with_their_role_checks(
+    bot: DiscordTransport, services: Services
+) -> None:
+    close = command(bot.client, VIEWER, "close")
+    await run_slash(bot, close, symbol="ETH/USDT", qty="all")
+    assert close.texts()[-1] == "refused: /close needs the trader role; you are a viewer."
+    plan = command(bot.client, TRADER, "plan")
+    await run_slash(bot, plan, signal_id="abcd1234", stop="2300", tp1=None, tp2=" 2500 ", tp3=None)
+    assert plan.texts()[-1].startswith("no plan for abcd1234.")
+    trades = command(bot.client, VIEWER, "trades")
+    await run_slash(bot, trades, n=5, page=1)
+    assert trades.calls[0] == ("defer", {"thinking": True}) and trades.texts()[-1] == "no closed trades yet"
+    orders = command(bot.client, VIEWER, "orders")
+    await run_slash(bot, orders, n=20, page=1)
+    assert orders.texts()[-1] == "no orders yet"
+    cancel = command(bot.client, TRADER, "cancel")
+    await run_slash(bot, cancel, order_id="nope;1")
+    assert "is not an order id" in cancel.texts()[-1]
 
 
 # --- cards and buttons ---

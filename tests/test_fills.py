@@ -14,12 +14,14 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from storage.paper_ledger import SqlPaperLedger
+from storage.tables import CashEntry
 from tests.support import FrameMarket, bars_frame, replay_instrument
 from tools.exits import after_first_target, bracket
 from venues.clock import SimulatedClock
-from venues.models import Instrument, Order, OrderRequest, OrderStatus, OrderType, Side
+from venues.models import FundingTerms, Instrument, Order, OrderRequest, OrderStatus, OrderType, Side
 from venues.paper import PaperBroker, PaperBrokerConfig
 from venues.replay import ReplayVenue
 
@@ -507,9 +509,10 @@ async def test_a_bracket_exit_never_opens_a_position_once_its_entry_was_closed_e
     assert await desk.broker.positions() == []  # flat: no short was opened by the stop
 
 
-async def test_a_short_on_the_perpetual_pays_funding_at_each_8_hour_mark_once(engine: Engine) -> None:
-    # Short 1 ETH at the 01:00 open (2000) and hold it to 17:00: the 08:00 and 16:00 marks each
-    # charge 0.01% of the short's value at the last close before the mark (2000): 0.2 USDT each.
+async def test_a_short_on_the_perpetual_receives_a_positive_funding_at_each_8_hour_mark_once(engine: Engine) -> None:
+    # Short 1 ETH at the 01:00 open (2000) and hold it to 17:00: at the assumed +0.01% per 8 h longs
+    # pay shorts, so the 08:00 and 16:00 marks each credit 0.01% of the short's value at the last
+    # close before the mark (2000): 0.2 USDT each, to cash and to the position's P&L.
     rows = [(h, 2000, 2001, 1999, 2000) for h in range(18)]
     desk = frame_desk(engine, rows, instrument=ETH_PERP)
     await desk.broker.place(OrderRequest(client_order_id="sh", symbol="ETH/USDT", side=Side.SELL, qty=D(1)))
@@ -517,10 +520,77 @@ async def test_a_short_on_the_perpetual_pays_funding_at_each_8_hour_mark_once(en
     cash_before = (await desk.broker.account("USDT")).cash
     desk.at("2021-06-01T17:00:00")
     account = await desk.broker.account("USDT")
-    assert cash_before - account.cash == D("0.4")
+    assert account.cash - cash_before == D("0.4")
     (short,) = await desk.broker.positions()
     entry = await desk.order("sh")
-    assert short.realized_pnl == -D("0.4") and entry.fees > 0  # the carry is P&L; fees stay the fill's
+    assert short.realized_pnl == D("0.4") and entry.fees > 0  # the carry is P&L; fees stay the fill's
     twin = PaperBroker("paper", desk.broker._market, desk.clock, SqlPaperLedger(engine), desk.broker.config)
     await twin.process()  # another process looking at the same moment charges nothing again
     assert (await twin.account("USDT")).cash == account.cash
+
+
+# Hourly ETH perpetual bars on 2021-06-01 closing 2000 + 10 x hour: the 08:00 mark is charged on the
+# 07:00 bar's close (2070), the 16:00 mark on the 15:00 bar's (2150).
+RISING = [
+    (h, 2000 + 10 * (h - 1) if h else 2000, 2000 + 10 * h + 1, 2000 + 10 * (h - 1) - 1, 2000 + 10 * h)
+    for h in range(18)
+]
+
+
+def perpetual(rate_8h: str) -> Instrument:
+    return ETH_PERP.model_copy(update={"funding": FundingTerms(rate_8h=D(rate_8h), basis=f"test {rate_8h}")})
+
+
+def funding_entries(engine: Engine) -> list[tuple[datetime, Decimal]]:
+    with Session(engine) as session:
+        rows = session.exec(select(CashEntry).where(CashEntry.kind == "funding").order_by(col(CashEntry.id))).all()
+        return [(utc(row.ts.replace(tzinfo=None).isoformat()), row.amount) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("side", "rate", "paid"),
+    [
+        # 2 ETH x 2070 x 0.03% = 1.242 at 08:00, 2 x 2150 x 0.03% = 1.29 at 16:00: 2.532 in all
+        (Side.BUY, "0.0003", D("2.532")),  # a positive rate: longs pay
+        (Side.BUY, "-0.0003", D("-2.532")),  # a negative one: longs receive
+        (Side.SELL, "0.0003", D("-2.532")),  # the mirror: a short receives a positive rate
+        (Side.SELL, "-0.0003", D("2.532")),  # and pays a negative one
+    ],
+)
+async def test_funding_is_settled_by_both_sides_with_the_sign_of_the_rate(
+    engine: Engine, side: Side, rate: str, paid: Decimal
+) -> None:
+    desk = frame_desk(engine, RISING, instrument=perpetual(rate))
+    await desk.broker.place(OrderRequest(client_order_id="p", symbol="ETH/USDT", side=side, qty=D(2)))
+    desk.at("2021-06-01T07:59:00")
+    cash_before = (await desk.broker.account("USDT")).cash
+    desk.at("2021-06-01T17:00:00")
+    account = await desk.broker.account("USDT")
+    assert cash_before - account.cash == paid
+    (position,) = await desk.broker.positions()
+    assert position.qty == (D(2) if side is Side.BUY else D(-2))
+    assert position.realized_pnl == -paid  # a charge and a credit both show in the position's P&L
+    sign = 1 if paid > 0 else -1
+    assert funding_entries(engine) == [
+        (utc("2021-06-01T08:00:00"), -sign * D("1.242")),
+        (utc("2021-06-01T16:00:00"), -sign * D("1.29")),
+    ]
+
+
+async def test_a_position_opened_after_a_funding_mark_pays_nothing_for_it(engine: Engine) -> None:
+    desk = frame_desk(engine, RISING, instrument=perpetual("0.0003"))
+    desk.at("2021-06-01T08:00:05")  # the 08:00 mark has passed: the long fills at the 08:00 open
+    await desk.broker.place(OrderRequest(client_order_id="late", symbol="ETH/USDT", side=Side.BUY, qty=D(2)))
+    desk.at("2021-06-01T17:00:00")
+    await desk.broker.process()
+    assert (await desk.order("late")).filled_at == utc("2021-06-01T08:00:00")
+    # Only 16:00: 2 x 2150 x 0.03%
+    assert funding_entries(engine) == [(utc("2021-06-01T16:00:00"), -D("1.29"))]
+
+
+async def test_a_zero_funding_rate_charges_nothing(engine: Engine) -> None:
+    desk = frame_desk(engine, RISING, instrument=perpetual("0"))
+    await desk.broker.place(OrderRequest(client_order_id="z", symbol="ETH/USDT", side=Side.BUY, qty=D(2)))
+    desk.at("2021-06-01T17:00:00")
+    await desk.broker.process()
+    assert funding_entries(engine) == []

@@ -877,7 +877,9 @@ async def test_a_short_on_the_perpetual_is_placed_with_its_bracket_and_followed_
         assert walk.status == SignalStatus.PENDING.value and walk.card is not None, walk
         card = walk.card
         assert card["side"] == "SHORT" and D(card["stop"]) > D(card["entry"]) > D(card["take_profits"][0])
-        assert card["risk_decision"] == "allow" and D(card["carry"]) > 0
+        assert card["risk_decision"] == "allow" and card["carry"] is None
+        # The assumed +0.01% per 8 h is paid by longs to this short: said, and counted as zero.
+        assert any("short would receive funding" in n and "counted as zero" in n for n in card["risk_notes"])
         assert card["risk_notes"][0].startswith("SHORT: sells to open")
         row = app.signals.get("ethshort")
         assert row is not None and row.side == "short"

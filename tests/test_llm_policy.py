@@ -279,7 +279,7 @@ async def test_tool_calls_then_a_buy_waits_for_approval_with_the_tools_numbers(t
         tmp_path,
         calls(
             ("get_indicators", {"timeframe": "1h", "specs": ["atr:14", "rsi:14"]}),
-            ("preview_trade", {"entry": LAST, "stop": STOP, "take_profits": TARGETS}),
+            ("preview_trade", {"entry": LAST, "stop": STOP, "take_profits": TARGETS, "horizon_bars": 48}),
         ),
         says(decision()),
     ) as app:
@@ -711,7 +711,9 @@ async def test_a_short_on_the_perpetual_is_carded_approved_and_placed_with_its_b
             "2392.44",
             ["2208.61", "2135.08", "2061.55"],
         )
-        assert Decimal(card["carry"]) > 0  # the assumed funding over the 48-bar time stop
+        assert any(r.startswith("perpetual funding +0.0100% per 8 h") for r in rules), rules
+        # The assumed funding is paid by longs to this short: counted as zero, not as a cost or a gain.
+        assert card["carry"] is None and any("short would receive funding" in n for n in card["risk_notes"])
         assert "risk: allow" in card_text(card) and card_text(card).startswith("SHORT (sell-to-open) ETH/USDT")
         result = await app.services.runner.decide(walk.signal_id, "approved", actor=TRADER.actor)
         assert result.status == SignalStatus.EXECUTED.value, result

@@ -28,6 +28,7 @@ from storage.db import make_engine
 from storage.paper_ledger import SqlPaperLedger
 from storage.tables import CashEntry, FillRow, OrderRow
 from tests.support import FrameMarket, bars_frame
+from venues.adapters.alpaca.parse import instrument_from_asset
 from venues.clock import SimulatedClock
 from venues.errors import UnknownSymbolError, VenueError
 from venues.models import (
@@ -65,6 +66,7 @@ def cn_stock(symbol: str, timeframe: str) -> Instrument:
         currency="CNY",
         lot_size=D(100),
         qty_step=D(1),
+        min_qty=D(100),
         tick_size=D("0.01"),
         fees=CnEquityFees(),
         calendar="XSHG",
@@ -582,6 +584,68 @@ async def test_crypto_min_notional(engine: Engine) -> None:
     # 0.0002 x 35000 (last close) = 7.00 < 10
     assert order.status is OrderStatus.REJECTED
     assert order.reason == "order value 7.00 USDT is below the minimum of 10 USDT for BTC/USDT"
+
+
+async def test_an_order_below_the_minimum_quantity_is_refused_entry_and_exit(engine: Engine) -> None:
+    # A venue whose orders start at 0.001 BTC although quantities step by 0.0001 (ccxt's
+    # limits.amount.min above its precision), with no minimum value to hide behind.
+    btc = INSTRUMENTS[-1].model_copy(update={"min_qty": D("0.001"), "min_notional": D(0)})
+    clock = SimulatedClock(utc("2021-07-05T00:30"))
+    market = FrameMarket("paper", clock, [btc], {BTC: bars_frame(BTC_BARS, "1h")})
+    config = PaperBrokerConfig(starting_cash={"USDT": D(100_000)})
+    broker = PaperBroker("paper", market, clock, SqlPaperLedger(engine), config)
+    small = await broker.place(buy("m1", "0.0005", BTC))
+    assert small.status is OrderStatus.REJECTED
+    assert small.reason == (
+        "quantity 0.0005 of BTC/USDT is below its minimum order quantity of 0.001 (the venue refuses smaller orders)"
+    )
+    assert (await broker.place(buy("m2", "0.002", BTC))).status is OrderStatus.PENDING
+    # A bracket exit is held to it too: a 0.0005 target of the 0.002 entry could never be sent.
+    child = OrderRequest(
+        client_order_id="m2-tp1", symbol=BTC, side=Side.SELL, qty=D("0.0005"), type=OrderType.LIMIT,
+        limit_price=D(36000), parent="m2",
+    )  # fmt: skip
+    refused = await broker.place(child)
+    assert refused.status is OrderStatus.REJECTED and "below its minimum order quantity of 0.001" in refused.reason
+
+
+async def test_an_a_share_odd_remainder_under_one_lot_is_sold_whole(engine: Engine) -> None:
+    # 60 shares left by a bonus issue: under the 100-share minimum, yet sold all at once (the lot rule).
+    rig = make_rig(engine, "2021-07-05T01:32")
+    friday = utc("2021-07-02T07:00")
+    rig.ledger.fund("paper", "CNY", D(1_000_000), friday)
+    seed = Order(
+        client_order_id="bonus", venue="paper", symbol=MOUTAI, side=Side.BUY, type=OrderType.MARKET, qty=D(60),
+        status=OrderStatus.PENDING, created_at=friday, updated_at=friday,
+    )  # fmt: skip
+    rig.ledger.add_order(seed)
+    rig.ledger.record_fill(
+        seed.model_copy(update={"status": OrderStatus.FILLED, "filled_qty": D(60), "avg_fill_price": D(2000)}),
+        Fill(
+            client_order_id="bonus",
+            venue="paper",
+            symbol=MOUTAI,
+            side=Side.BUY,
+            qty=D(60),
+            price=D(2000),
+            fee=D(0),
+            liquidity=Liquidity.TAKER,
+            ts=friday,
+            trade_day="2021-07-02",
+        ),
+        Position(venue="paper", symbol=MOUTAI, qty=D(60), avg_cost=D(2000), opened_at=friday, updated_at=friday),
+        "CNY",
+    )
+    assert (await rig.broker.place(sell("s1", 60))).status is OrderStatus.PENDING
+    # A buy of under a lot stays refused, by the lot rule that says why.
+    bought = await rig.broker.place(buy("b1", 60))
+    assert bought.status is OrderStatus.REJECTED and "bought in lots of 100" in bought.reason
+
+
+def test_alpaca_whole_share_stocks_have_a_minimum_of_one_share() -> None:
+    asset = {"symbol": "BRK.A", "name": "Berkshire", "class": "us_equity", "fractionable": False}
+    assert instrument_from_asset(asset, "alpaca").min_qty == D(1)
+    assert instrument_from_asset(asset | {"fractionable": True}, "alpaca").min_qty == 0
 
 
 async def test_crypto_step_size(engine: Engine) -> None:

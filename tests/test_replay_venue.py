@@ -368,6 +368,24 @@ async def test_snapshot_crypto_sums_the_utc_day() -> None:
     assert q.change_pct == pytest.approx((q.last / prev_close - 1) * 100)
 
 
+@pytest.mark.parametrize(("market", "symbol"), [("crypto", "BTC/USD"), ("cn", "600519.SH"), ("cn", "510300.SH")])
+async def test_last_prices_are_the_snapshots_last_at_each_moment(market: str, symbol: str) -> None:
+    # Bar closes, moments inside a bar in progress (its open is the last trade), session gaps,
+    # and a moment before the first bar (NaN).
+    first = ReplayVenue(market, SimulatedClock(utc(2030, 1, 1))).available_range(symbol)[0]
+    moments = [first - timedelta(hours=1)] + [first + timedelta(minutes=37 * k) for k in range(0, 400, 7)]
+    venue = venue_at(market, moments[-1])
+    prices = venue.last_prices(symbol, moments)
+    for moment, price in zip(moments, prices, strict=True):
+        quote = (await venue_at(market, moment).snapshot([symbol])).get(symbol)
+        if quote is None:
+            assert np.isnan(price)
+        else:
+            assert price == quote.last
+    with pytest.raises(ValueError, match="not known yet"):
+        venue.last_prices(symbol, [moments[-1] + timedelta(microseconds=1)])
+
+
 async def test_snapshot_leaves_out_symbols_without_a_bar_yet() -> None:
     # 2021-04-22 01:40Z: 510300's first two 5m bars are final; the daily stocks' bar of the day is
     # in progress, so their last trade is the day's open, with nothing of the day counted yet.

@@ -24,7 +24,7 @@ from tests.support import replay_instrument
 from tools.models import Action, Proposal, RiskCheck, RiskVerdict, Signal
 from tools.risk import PROFILES, RiskContext, check, profile
 from tools.sizing import propose, sized_buy
-from venues.models import Instrument, UsEquityFees
+from venues.models import FundingTerms, Instrument, UsEquityFees
 
 D = Decimal
 SLIP = D(10)
@@ -407,6 +407,27 @@ def test_a_shrink_below_the_venue_minimum_is_blocked() -> None:
     blocked_by(verdict, "min_notional", "shrunk order value 8.00 is below the venue minimum 10 USD")
 
 
+def test_a_size_below_the_venue_minimum_quantity_is_blocked() -> None:
+    # A venue whose orders start at 0.001 BTC (ccxt's limits.amount.min) although its step is finer.
+    btc = replay_instrument("BTC/USD").model_copy(update={"min_qty": D("0.001"), "min_notional": D(0)})
+    signal = Signal(
+        action=Action.BUY, symbol="BTC/USD", entry=D(40000), stop=D(39000), take_profits=(D(44000),), confidence=0.8
+    )
+    small = propose(signal, btc, D("0.0005"), slippage_bps=SLIP, on=ON)
+    blocked_by(
+        judge(small, context(), instrument=btc),
+        "min_qty",
+        "size 0.0005 BTC/USD is below the venue's minimum order quantity of 0.001",
+    )
+    # 20% of an equity of 300 caps the position at 60 USD: 0.0015 BTC shrinks to 0.0015 -> fits;
+    # of 150, 30 USD: 0.0007 BTC, below the minimum.
+    p = propose(signal, btc, D("0.002"), slippage_bps=SLIP, on=ON)
+    ok, _ = check(p, context(equity=D(300), day_start_equity=D(300)), profile("medium"), btc, slippage_bps=SLIP)
+    assert "min_qty" not in {c.rule for c in ok.checks} and ok.qty == D("0.0015")
+    shrunk, _ = check(p, context(equity=D(150), day_start_equity=D(150)), profile("medium"), btc, slippage_bps=SLIP)
+    blocked_by(shrunk, "min_qty", "shrunk size 0.0007 BTC/USD is below the venue's minimum order quantity of 0.001")
+
+
 def test_a_ratio_just_under_the_minimum_never_reads_as_the_minimum() -> None:
     from tools.risk import _floor2
 
@@ -579,8 +600,18 @@ def test_a_short_on_the_perpetual_passes_every_rule() -> None:
     assert (verdict.decision, verdict.qty) == ("allow", D("9.6061"))
     passes(verdict, "short_allowed", "ETH/USDT may be sold short on this account")
     passes(verdict, "max_position_value", "value 19212.20 within the cap 20000.00")
-    # 0.06% funding over the 48 h time stop on 19212.20 of value, counted in the costs
-    assert p.carry_cost == D("11.527320")
+    # The assumed +0.01% per 8 h is paid by longs to this short: counted as zero, not as a gain.
+    assert p.carry_cost == 0
+
+
+def test_a_short_paying_a_negative_funding_counts_it_in_its_size_and_costs() -> None:
+    # -0.01% per 8 h: shorts pay 0.06% over the 48 h time stop, 1.20 a unit at 2000 on top of the
+    # 104.10 at risk: 1000 / 105.30 = 9.4966 ETH worth 18993.20, carrying 18993.20 x 0.0006 = 11.39592.
+    eth = ETH.model_copy(update={"funding": FundingTerms(rate_8h=D("-0.0001"), basis="test")})
+    p = sized_short(short_signal(), eth)
+    verdict = judge(p, short_context(), instrument=eth)
+    assert (verdict.decision, verdict.qty) == ("allow", D("9.4966"))
+    assert p.carry_cost == D("11.39592") and p.fees_round_trip > p.carry_cost
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.settings import Settings, load_settings
+from bot.settings import Settings, load_settings, parse_cash_list
 from storage.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,3 +118,62 @@ def test_a_bad_setting_is_named_by_its_variable(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "TRADEOPS_TELEGRAM_WEBHOOK_PORT: Input should be less than or equal to 65535" in result.stderr
     assert "TRADEOPS_DISCORD_GUILD_ID: " in result.stderr and "discord_guild_id" not in result.stderr
+
+
+# --- the ccxt paper account's cash per currency ---
+
+
+def test_ccxt_paper_cash_is_funded_per_currency_with_usdt_from_its_own_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADEOPS_PAPER_CASH_USDT", "25000")
+    assert load_settings().ccxt_paper_cash == {"USDT": Decimal(25000)}  # unset: USDT only, as before
+    monkeypatch.setenv("TRADEOPS_PAPER_CASH_CCXT", " usdc=5000 , BTC=0.5,EUR=1e3")
+    settings = load_settings()
+    assert settings.ccxt_paper_cash == {"USDT": Decimal(25000), "USDC": 5000, "BTC": Decimal("0.5"), "EUR": 1000}
+    config = settings.ccxt_paper_config()
+    assert list(config.starting_cash) == ["USDT", "USDC", "BTC", "EUR"]  # USDT stays the main currency
+    assert "TRADEOPS_PAPER_CASH_CCXT" in config.unfunded_hint
+    # Named in the list, USDT takes the list's amount; 0 leaves an account without it.
+    monkeypatch.setenv("TRADEOPS_PAPER_CASH_CCXT", "USDT=0,USDC=100")
+    assert load_settings().ccxt_paper_cash == {"USDT": 0, "USDC": 100}
+    assert load_settings(ccxt_exchange="okx").starting_cash("okx", "USDC") == 100
+    assert load_settings(ccxt_exchange="okx").starting_cash("replay-crypto", "USDC") == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("USDT", "'USDT' is not CURRENCY=AMOUNT"),
+        ("USDT:100", "'USDT:100' is not CURRENCY=AMOUNT"),
+        ("US$=100", "'US$=100' is not CURRENCY=AMOUNT"),
+        ("=100", "'=100' is not CURRENCY=AMOUNT"),
+        ("USDC=-5", "the amount of USDC must be a number from 0 to 1,000,000,000,000, got '-5'"),
+        ("USDC=lots", "the amount of USDC must be a number from 0 to 1,000,000,000,000, got 'lots'"),
+        ("USDC=nan", "got 'nan'"),
+        ("USDC=1e13", "got '1e13'"),
+        ("USDC=1,usdc=2", "names USDC twice"),
+        (",".join(f"C{n:02d}=1" for n in range(21)), "names 21 currencies, at most 20"),
+    ],
+)
+def test_a_bad_ccxt_paper_cash_is_one_line_naming_the_variable_and_the_form(value: str, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_cash_list(value)
+    text = str(raised.value)
+    assert text.startswith("TRADEOPS_PAPER_CASH_CCXT") and message in text and "\n" not in text
+    assert "CURRENCY=AMOUNT" in text
+
+
+def test_a_bad_ccxt_paper_cash_stops_the_cli_with_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRADEOPS_PAPER_CASH_CCXT", "USDC 5000")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    assert "TRADEOPS_PAPER_CASH_CCXT: TRADEOPS_PAPER_CASH_CCXT must be a comma-separated CURRENCY=AMOUNT list" in (
+        result.output
+    )
+    monkeypatch.setenv("TRADEOPS_PAPER_CASH_CCXT", "")
+    monkeypatch.setenv("TRADEOPS_PAPER_CASH_USDT", "1e15")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2 and "TRADEOPS_PAPER_CASH_USDT: " in result.output

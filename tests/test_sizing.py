@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.support import replay_instrument
 from tools.models import Action, Signal
 from tools.sizing import DEFAULT_EXIT_WEIGHTS, exit_tranches, normalized_weights, propose, risk_based_qty
-from venues.models import AssetClass, CryptoFees, Instrument
+from venues.models import AssetClass, CryptoFees, FundingTerms, Instrument
 
 D = Decimal
 SLIP = D(10)  # bps, against the trader on both legs
@@ -407,29 +407,69 @@ def test_a_short_where_the_instrument_cannot_be_shorted_sizes_to_zero_with_the_r
     assert notes == ["BTC/USD cannot be sold short: spot crypto is never sold short here (only perpetuals are)"]
 
 
-def test_a_short_proposal_buys_back_at_the_targets_and_pays_funding_over_the_time_stop() -> None:
+def with_funding(instrument: Instrument, rate_8h: str) -> Instrument:
+    return instrument.model_copy(update={"funding": FundingTerms(rate_8h=D(rate_8h), basis=f"test rate {rate_8h}")})
+
+
+def test_a_short_proposal_buys_back_at_the_targets_and_pays_a_negative_funding_over_the_time_stop() -> None:
     # 10 ETH sold at 1998.00: fee 19.98, slippage 2.00 x 10 = 20.00 -> entry costs 39.98
     # TP1 3 at 1850 (buy fill 1851.85): gross 150 x 3 = 450; fee 5.55555 + slippage 5.55 = 11.10555
     # TP2 4 at 1750 (1751.75): gross 1000; fee 7.007 + 7.00 = 14.007
     # TP3 3 at 1650 (1651.65): gross 1050; fee 4.95495 + 4.95 = 9.90495  -> exit costs 35.0175
-    # funding 0.01% per 8 h over 48 h = 0.06% of 20000 = 12.00
+    # funding -0.01% per 8 h: shorts pay longs; over 48 h = 0.06% of 20000 = 12.00
     # expected 2500 - 39.98 - 35.0175 - 12 = 2413.0025
-    # loss at stop: (2102.10 - 1998.00) x 10 = 1041.00 + 19.98 + buy fee 21.021 = 1082.001
-    p = propose(short("ETH/USDT", "2000", "2100", "1850", "1750", "1650"), ETH, D(10), slippage_bps=SLIP, on=ON)
+    # loss at stop: (2102.10 - 1998.00) x 10 = 1041.00 + 19.98 + buy fee 21.021 + funding 12 = 1094.001
+    eth = with_funding(ETH, "-0.0001")
+    p = propose(short("ETH/USDT", "2000", "2100", "1850", "1750", "1650"), eth, D(10), slippage_bps=SLIP, on=ON)
     assert p.exit_qtys == (D(3), D(4), D(3))
     assert p.carry_cost == D("12.00")
     assert p.expected_net_profit == D("2413.0025")
     assert p.fees_round_trip == D("86.9975")
-    assert p.loss_at_stop == D("1082.001")
-    assert p.reward_risk == pytest.approx(2413.0025 / 1082.001)
-    assert any(n.startswith("short funding 12.00 USDT over 48 h (assumed funding 0.01% per 8 h") for n in p.notes)
+    assert p.loss_at_stop == D("1094.001")
+    assert p.reward_risk == pytest.approx(2413.0025 / 1094.001)
+    assert "short pays funding of 0.0600% over 48 h (test rate -0.0001): 12.00 USDT" in p.notes
+
+
+def test_funding_a_short_would_receive_is_counted_as_zero() -> None:
+    # The replay perpetual's assumed +0.01% per 8 h is paid by longs to shorts: the short's plan
+    # counts none of it (a rate can turn), and says so. Same numbers as above without the 12.00.
+    p = propose(short("ETH/USDT", "2000", "2100", "1850", "1750", "1650"), ETH, D(10), slippage_bps=SLIP, on=ON)
+    assert p.carry_cost == 0
+    assert p.expected_net_profit == D("2425.0025") and p.loss_at_stop == D("1082.001")
+    assert any(n.startswith("short would receive funding of 0.0600% over 48 h, counted as zero") for n in p.notes)
+
+
+def test_a_long_perpetual_pays_a_positive_funding_over_the_time_stop_in_its_costs() -> None:
+    # 10 ETH bought at 2000 x 1.001 = 2002.00 (fee 20.02, slippage 20.00: entry costs 40.02); one
+    # target 2100 (sell fill 2097.90: fee 20.979 + slippage 21.00); funding +0.03% per 8 h over
+    # 24 bars of 1h = 0.09% of 20000 = 18.00, paid by the long.
+    # expected 1000 - 40.02 - 41.979 - 18 = 900.001
+    # loss at stop 1900 (sell fill 1898.10): 103.90 x 10 = 1039 + 20.02 + 18.981 + 18 = 1096.001
+    eth = with_funding(ETH, "0.0003")
+    signal = buy("ETH/USDT", "2000", "1900", "2100").model_copy(update={"horizon_bars": 24, "timeframe": "1h"})
+    p = propose(signal, eth, D(10), slippage_bps=SLIP, exit_weights=(D(1),), on=ON)
+    assert p.carry_cost == D("18.00")
+    assert p.expected_net_profit == D("900.001")
+    assert p.loss_at_stop == D("1096.001")
+    assert "long pays funding of 0.0900% over 24 h (test rate 0.0003): 18.00 USDT" in p.notes
+    # The same long with a negative rate would be paid: nothing counted, not a negative cost.
+    credited = propose(signal, with_funding(ETH, "-0.0003"), D(10), slippage_bps=SLIP, exit_weights=(D(1),), on=ON)
+    assert credited.carry_cost == 0 and credited.expected_net_profit == D("918.001")
+
+
+def test_the_funding_a_long_pays_counts_in_its_risk_per_unit() -> None:
+    # Risk per unit: |2002.00 - 1898.10| = 103.90, plus the funding over 24 h: 0.09% of 2000 = 1.80.
+    # 1000 / 105.70 = 9.4607... -> 9.4607 (without funding 1000 / 103.90 = 9.6246)
+    signal = buy("ETH/USDT", "2000", "1900", "2100").model_copy(update={"horizon_bars": 24, "timeframe": "1h"})
+    assert size(signal, with_funding(ETH, "0.0003"), equity="100000")[0] == D("9.4607")
+    assert size(signal, with_funding(ETH, "-0.0003"), equity="100000")[0] == D("9.6246")
 
 
 def test_a_us_equity_short_pays_the_borrow_fee_over_the_time_stop() -> None:
     # 100 SPY worth 43000 for 48 h at 0.30% a year: 43000 x 0.003 x 48 / 8760 = 0.7068...
     p = propose(short("SPY", "430", "435", "420"), SPY, D(100), slippage_bps=SLIP, on=ON)
     assert p.carry_cost.quantize(D("0.0001")) == D("0.7068")
-    assert any(n.startswith("short borrow 0.71 USD over 48 h") for n in p.notes)
+    assert any(n.startswith("short pays borrow of 0.0016% over 48 h") and n.endswith(": 0.71 USD") for n in p.notes)
 
 
 def test_a_short_without_a_time_stop_says_its_carry_is_not_counted() -> None:
@@ -459,3 +499,25 @@ def test_a_short_signal_needs_a_stop_and_a_target() -> None:
     with pytest.raises(ValueError, match="a SHORT needs an entry, a stop and at least one take-profit"):
         Signal(action=Action.SHORT, symbol="ETH/USDT", entry=D(2000), stop=D(2100))
     assert short("ETH/USDT", "2000", "2100", "1900", "1800").long is False
+
+
+# --- the venue's minimum order quantity (ccxt's limits.amount.min, whole shares, A-share lots) ---
+
+BTC_MIN = BTC.model_copy(update={"min_qty": D("0.001"), "min_notional": D(0)})  # step 0.0001, orders >= 0.001
+
+
+def test_a_size_below_the_minimum_quantity_is_skipped_naming_the_minimum() -> None:
+    # Equity 100: 20% caps the value at 20 USD = 0.0004995 BTC at the 40040 fill, under 0.001.
+    signal = buy("BTC/USD", "40000", "39000", "44000")
+    assert size(signal, BTC_MIN, equity="100") == (
+        D(0),
+        ["size capped at 20% of equity", "0.0004995 BTC/USD fits, below the venue's minimum order quantity of 0.001"],
+    )
+    # Equity 1000: 0.0049 BTC, above it.
+    assert size(signal, BTC_MIN, equity="1000")[0] == D("0.0049")
+
+
+def test_exit_tranches_below_the_minimum_quantity_are_merged() -> None:
+    # 0.003 at 30/40/30 is 0.0009 / 0.0012 / 0.0009: both 0.0009 are under 0.001, so one exit at TP2.
+    assert exit_tranches(BTC_MIN, D("0.003"), DEFAULT_EXIT_WEIGHTS) == [D(0), D("0.003"), D(0)]
+    assert exit_tranches(BTC, D("0.003"), DEFAULT_EXIT_WEIGHTS) == [D("0.0009"), D("0.0012"), D("0.0009")]

@@ -143,3 +143,76 @@ def test_an_llm_policy_name_with_a_long_model_id_fits(engine: Engine) -> None:
         session.add(DecisionTrace(signal_id="s1", node="decide", policy=name, created_at=T0))
     with Session(engine) as session:
         assert session.exec(select(DecisionTrace.policy)).one() == name
+
+
+def test_signal_listing_pages_without_holds_and_order_notes(engine: Engine) -> None:
+    """What /signals pages through (HOLD rows left out unless asked) and the notes /orders shows
+    (who closed or cancelled an order); a key with LIKE wildcards is not a pattern."""
+    from storage.signals import SignalStatus, SignalStore
+    from storage.tables import SignalRow
+
+    store = SignalStore(engine)
+    at = datetime(2024, 1, 2, tzinfo=UTC)
+    for i, status in enumerate(["hold", "pending", "hold", "rejected", "executed"]):
+        row = SignalRow(
+            id=f"sig{i}",
+            venue="v",
+            symbol="X",
+            side="buy",
+            status=status,
+            created_at=at + timedelta(minutes=i),
+            updated_at=at,
+        )
+        store.create(row)
+    without = (SignalStatus.HOLD,)
+    assert store.count(without=without) == 3 and store.count(status=SignalStatus.HOLD) == 2
+    assert [r.id for r in store.recent(without=without, limit=2)] == ["sig4", "sig3"]
+    assert [r.id for r in store.recent(without=without, limit=2, offset=2)] == ["sig1"]
+    assert store.count(since=at + timedelta(minutes=3)) == 2
+    store.set_order_note("abc-mc1", "manual close by telegram:1", at=at)
+    store.set_order_note("a%c", "cancelled by discord:2", at=at)
+    store.set_value("order_notes_other", {"note": "not a note"}, at=at)
+    assert store.order_notes() == {"abc-mc1": "manual close by telegram:1", "a%c": "cancelled by discord:2"}
+
+
+def test_a_stale_copy_of_a_plan_keeps_the_exits_and_levels_the_chat_added(engine: Engine) -> None:
+    """A tick holds a plan while /close appends an exit and /plan moves the stop: the tick's save
+    keeps both, and writes what the tick itself changed."""
+    from storage.plans import PlanStore
+    from storage.signals import SignalStore
+    from storage.tables import SignalRow, TradePlan
+
+    at = datetime(2024, 1, 2, tzinfo=UTC)
+    SignalStore(engine).create(
+        SignalRow(id="p1", venue="v", symbol="X", side="buy", status="executed", created_at=at, updated_at=at)
+    )
+    plans = PlanStore(engine)
+    plans.create(
+        TradePlan(
+            signal_id="p1",
+            venue="v",
+            symbol="X",
+            timeframe="1h",
+            status="open",
+            qty_entry=Decimal(10),
+            qty_open=Decimal(10),
+            stop=Decimal(90),
+            take_profits=["110", "120"],
+            exit_orders=["p1-sl", "p1-tp1"],
+            updated_at=at,
+        )
+    )
+    stale = plans.get("p1")
+    assert stale is not None
+    fresh = plans.get("p1")
+    assert fresh is not None
+    fresh.exit_orders = [*fresh.exit_orders, "p1-mc1"]
+    plans.save(fresh)
+    plans.set_levels("p1", stop=Decimal(95), take_profits=["112", "120"], trailing_stop=None, at=at)
+    stale.qty_open = Decimal(4)
+    stale.exit_orders = [*stale.exit_orders, "p1-ts"]
+    plans.save(stale)
+    stored = plans.get("p1")
+    assert stored is not None
+    assert stored.exit_orders == ["p1-sl", "p1-tp1", "p1-mc1", "p1-ts"]
+    assert (stored.stop, stored.take_profits, stored.qty_open) == (Decimal(95), ["112", "120"], Decimal(4))

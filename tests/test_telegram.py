@@ -271,6 +271,9 @@ async def test_an_allowed_user_gets_the_core_reply_and_the_commands_are_register
     trader = [p for p in api.sent("setMyCommands") if f'"chat_id": {TRADER}' in p["scope"]]
     assert '"approve"' not in default[0]["commands"] and '"risk"' in default[0]["commands"]
     assert '"approve"' in trader[0]["commands"] and '"pause"' not in trader[0]["commands"]
+    for name in ("close", "cancel", "plan"):  # a trader's, not a viewer's
+        assert f'"{name}"' in trader[0]["commands"] and f'"{name}"' not in default[0]["commands"]
+    assert '"trades"' in default[0]["commands"]
 
 
 async def test_a_stranger_is_refused_once_and_audited(

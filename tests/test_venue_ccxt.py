@@ -31,6 +31,9 @@ from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from tests.fake_ccxt import FIXTURES, VALID_KEY, FakeExchange
 from tests.support import restored_logging
+from tools.models import Action, Signal
+from tools.risk import RiskContext, check, profile
+from tools.sizing import propose, risk_based_qty
 from venues.adapters.ccxt import (
     CcxtConfig,
     CcxtConfigError,
@@ -138,24 +141,27 @@ async def test_instruments_carry_the_exchange_rules(venue: CcxtVenue, fake: Fake
     }  # fmt: skip
     spot = instruments["BTC/USDT"]
     assert spot.asset_class is AssetClass.CRYPTO and not spot.perpetual and spot.short is None
-    assert (spot.qty_step, spot.tick_size, spot.currency, spot.calendar) == (
+    assert (spot.min_qty, spot.tick_size, spot.currency, spot.calendar) == (
         Decimal("0.00001"), Decimal("0.1"), "USDT", "24/7"
     )  # fmt: skip
+    # OKX's BTC-USDT lot (lotSz 1e-8) is finer than its minimum (minSz 0.00001); Binance's step is it.
+    assert spot.qty_step == (Decimal("0.00000001") if fake.exchange == "okx" else Decimal("0.00001"))
     perp = await venue.instrument("BTC/USDT:USDT")
-    assert perp.perpetual and perp.short is not None
-    # The current funding rate is read (0.03% per 8 h in the fake), not the assumed 0.01%.
-    assert perp.short.funding_rate_8h == Decimal("0.0003") and fake.exchange in perp.short.basis
+    assert perp.perpetual and perp.short is not None and perp.funding is not None and spot.funding is None
+    # The current funding rate is read (+0.03% per 8 h in the fake: longs pay), not the assumed 0.01%.
+    assert perp.funding.rate_8h == Decimal("0.0003") and fake.exchange in perp.funding.basis
+    assert "longs pay shorts" in perp.funding.basis
     market = venue.exchange.markets
     assert spot.fees == CryptoFees(
         maker_bps=Decimal(str(market["BTC/USDT"]["maker"])) * 10_000,
         taker_bps=Decimal(str(market["BTC/USDT"]["taker"])) * 10_000,
     )
     if fake.exchange == "okx":
-        # OKX's swap is quoted in contracts of 0.01 BTC, lot 0.01 contract: 0.0001 BTC a step.
-        assert perp.qty_step == Decimal("0.0001") and spot.min_notional == 0
+        # OKX's swap is quoted in contracts of 0.01 BTC, lot and minimum 0.01 contract: 0.0001 BTC.
+        assert perp.qty_step == perp.min_qty == Decimal("0.0001") and spot.min_notional == 0
         assert (spot.fees.maker_bps, spot.fees.taker_bps) == (Decimal(10), Decimal(15))
     else:
-        assert perp.qty_step == Decimal("0.001") and perp.min_notional == Decimal(100)
+        assert perp.qty_step == perp.min_qty == Decimal("0.001") and perp.min_notional == Decimal(100)
         assert spot.min_notional == Decimal(5) and spot.fees.taker_bps == Decimal(10)
     assert fake.count("instruments") + fake.count("exchangeInfo") == 2  # spot and swap, once
 
@@ -197,8 +203,8 @@ async def test_without_a_funding_rate_the_assumed_one_is_kept(fake: FakeExchange
     venue, _ = make_venue(fake)
     try:
         perp = await venue.instrument("ETH/USDT:USDT")
-        assert perp.short is not None and perp.short.funding_rate_8h == Decimal("0.0001")
-        assert "assumed" in perp.short.basis
+        assert perp.funding is not None and perp.funding.rate_8h == Decimal("0.0001")
+        assert "assumed" in perp.funding.basis
     finally:
         await venue.aclose()
 
@@ -514,6 +520,61 @@ async def test_scan_chart_and_signal_work_on_the_exchange_as_on_replay(tmp_path:
 
 
 @pytest.mark.usefixtures("hermetic")
+@pytest.mark.parametrize("funded", [False, True])
+async def test_paper_cash_per_quote_currency_and_a_market_without_any_is_skipped_naming_the_setting(
+    tmp_path: Path, funded: bool
+) -> None:
+    # OKX lists BTC and ETH against USDC too. Without TRADEOPS_PAPER_CASH_CCXT the paper account holds
+    # only USDT (TRADEOPS_PAPER_CASH_USDT): a USDC candidate is skipped with the setting named, never
+    # walked into a silent zero size; with it, each currency has its own cash and is walked.
+    extra = {"paper_cash_ccxt": "usdc=5000, USDT=20000"} if funded else {}
+    universe = ("BTC/USDT", "ETH/USDT", "BTC/USDC", "ETH/USDC")
+    with FakeExchange("okx", NOW, stable_quotes=("USDC",)) as fake:
+        settings = load_settings(data_dir=tmp_path / "data", ccxt_exchange="okx", ccxt_api_url=fake.url, **extra)
+        clock = SimulatedClock(NOW)
+        async with open_services(settings, clock=clock) as services:
+            venue = services.venues["okx"]
+            assert (await venue.instrument("BTC/USDC")).currency == "USDC"
+            broker = venue.broker_required()
+            usdt, usdc = await broker.account("USDT"), await broker.account("USDC")
+            assert usdt.cash == Decimal(20_000 if funded else 100_000) and not usdt.unfunded
+            services.users.grant("telegram", TRADER.user_id, Role.TRADER, at=clock.now(), display_name="tom")
+            core = CommandCore(services)
+            added = await core.handle(TRADER, "/watch add stables " + " ".join(f"okx:{s}" for s in universe))
+            assert added.ok, added.text
+            spec = next(w for w in services.watchlists.all() if w.name == "stables").model_copy(
+                update={"timeframe": "5m"}  # the fake's 5m series gives candidates in both currencies
+            )
+            report = await services.scanner.scan(spec, trigger="manual")
+            assert {"BTC/USDC", "ETH/USDC", "BTC/USDT"} <= {c.symbol for c in report.candidates}, report
+            walked = {w.signal_id for w in report.walks}
+            signal = await core.handle(TRADER, "/signal okx:BTC/USDC")
+            if funded:
+                assert usdc.cash == Decimal(5000) and not usdc.unfunded
+                assert report.not_walked == {} and len(walked) == len(report.candidates)
+                assert signal.ok or "no paper cash" not in signal.text, signal.text
+            else:
+                assert usdc.cash == 0 and usdc.equity == 0
+                why = (
+                    "skipped: no paper cash in USDC on okx: fund it with TRADEOPS_PAPER_CASH_CCXT, e.g. "
+                    'TRADEOPS_PAPER_CASH_CCXT="USDT=100000,USDC=10000" (a CURRENCY=AMOUNT list)'
+                )
+                assert report.not_walked == {"BTC/USDC": why, "ETH/USDC": why}
+                assert len(walked) == len(report.candidates) - 2  # the USDT ones are walked as before
+                assert not signal.ok and signal.text == f"/signal: BTC/USDC {why}"
+                # The paper broker refuses a USDC order with the same reason, whoever sends it.
+                order = await broker.place(
+                    OrderRequest(client_order_id="usdc0001", symbol="BTC/USDC", side=Side.BUY, qty=Decimal("0.001"))
+                )
+                assert order.status is OrderStatus.REJECTED and order.reason.startswith(
+                    "no paper cash in USDC on okx: fund it with TRADEOPS_PAPER_CASH_CCXT"
+                )
+                # /pnl leaves the currency out rather than listing an empty account.
+                pnl = await core.handle(TRADER, "/pnl")
+                assert "USDT" in pnl.text and "USDC" not in pnl.text, pnl.text
+
+
+@pytest.mark.usefixtures("hermetic")
 def test_tradeops_scan_and_doctor_on_the_real_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeExchange("binance", None) as fake:
         monkeypatch.setenv("TRADEOPS_CCXT_EXCHANGE", "binance")
@@ -647,31 +708,94 @@ def test_no_order_path_reaches_a_live_account(fake: FakeExchange, engine: Engine
     assert "TRADEOPS_CCXT_SANDBOX=true" in str(refused.value) and "k-123456" not in str(refused.value)
 
 
-# --- funding: the live rate in the cost of a perpetual short ---
+# --- the exchange's minimum order size (limits.amount.min) on a small account ---
 
 
-async def test_a_negative_funding_rate_is_charged_to_the_short_as_paid(fake: FakeExchange) -> None:
+async def test_okx_minimum_order_size_bites_a_small_account_in_sizing_the_gate_and_the_broker(engine: Engine) -> None:
+    with FakeExchange("okx", NOW) as fake:
+        clock = SimulatedClock(NOW)
+        venue, _ = make_venue(fake, clock)
+        broker = PaperBroker(venue.name, venue, clock, SqlPaperLedger(engine), PaperBrokerConfig({"USDT": Decimal(2)}))
+        try:
+            btc = await venue.instrument("BTC/USDT")  # OKX BTC-USDT: lot 1e-8 BTC, minimum 0.00001 BTC
+            last = Decimal(str((await venue.snapshot(["BTC/USDT"]))["BTC/USDT"].last))
+            entry = last.quantize(Decimal("0.1"))
+            signal = Signal(
+                action=Action.BUY,
+                symbol="BTC/USDT",
+                entry=entry,
+                stop=(entry * Decimal("0.98")).quantize(Decimal("0.1")),
+                take_profits=((entry * Decimal("1.05")).quantize(Decimal("0.1")),),
+                confidence=0.8,
+            )
+            # 2 USDT of equity: 20% is 0.40 USDT, about 0.0000092 BTC at ~43,400, under the minimum.
+            qty, notes = risk_based_qty(
+                signal,
+                btc,
+                equity=Decimal(2),
+                available_cash=Decimal(2),
+                risk_per_trade_pct=Decimal("0.01"),
+                max_position_pct=Decimal("0.2"),
+                slippage_bps=Decimal(5),
+            )
+            assert qty == 0 and notes[-1].endswith("BTC/USDT fits, below the venue's minimum order quantity of 0.00001")
+            # A proposal of 0.000005 BTC (whole lots of 1e-8) is blocked by the gate ...
+            small = propose(signal, btc, Decimal("0.000005"), slippage_bps=Decimal(5), on=NOW.date())
+            context = RiskContext(now=NOW, equity=Decimal(1000), day_start_equity=Decimal(1000))
+            verdict, _ = check(small, context, profile("high"), btc, slippage_bps=Decimal(5))
+            assert verdict.decision == "block" and (
+                "size 0.000005 BTC/USDT is below the venue's minimum order quantity of 0.00001" in verdict.reasons
+            )
+            # ... and refused by the paper broker, which takes the minimum itself.
+            tiny = await broker.place(
+                OrderRequest(client_order_id="tiny0001", symbol="BTC/USDT", side=Side.BUY, qty=Decimal("0.000005"))
+            )
+            assert tiny.status is OrderStatus.REJECTED
+            assert tiny.reason == (
+                "quantity 0.000005 of BTC/USDT is below its minimum order quantity of 0.00001 "
+                "(the venue refuses smaller orders)"
+            )
+            least = await broker.place(
+                OrderRequest(client_order_id="least001", symbol="BTC/USDT", side=Side.BUY, qty=Decimal("0.00001"))
+            )
+            assert least.status is OrderStatus.PENDING, least.reason
+        finally:
+            await venue.aclose()
+
+
+# --- funding: the live rate, paid by longs or shorts as its sign says ---
+
+
+async def test_a_negative_funding_rate_keeps_its_sign(fake: FakeExchange) -> None:
     fake.funding_rate = "-0.00020000"
     venue, _ = make_venue(fake)
     try:
         perp = await venue.instrument("BTC/USDT:USDT")
     finally:
         await venue.aclose()
-    assert perp.short is not None and perp.short.funding_rate_8h == Decimal("0.0002")
-    assert "-0.0200% per 8h" in perp.short.basis
+    assert perp.funding is not None and perp.funding.rate_8h == Decimal("-0.0002")
+    assert "-0.0200% per 8h" in perp.funding.basis and "shorts pay longs" in perp.funding.basis
 
 
-async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(engine: Engine) -> None:
+def test_a_funding_rate_of_another_interval_is_scaled_to_8_hours() -> None:
+    terms = parse.funding_terms({"fundingRate": 0.0001, "interval": "4h"}, "binance")
+    assert terms.rate_8h == Decimal("0.0002") and "+0.0100% per 4h" in terms.basis
+    assert parse.funding_terms(None, "okx").rate_8h == Decimal("0.0001")  # the assumed baseline
+
+
+@pytest.mark.parametrize(("side", "qty"), [(Side.SELL, Decimal("-0.01")), (Side.BUY, Decimal("0.01"))])
+async def test_a_perpetual_held_across_a_funding_time_settles_the_live_rate(
+    engine: Engine, side: Side, qty: Decimal
+) -> None:
+    # The fake's +0.03% per 8 h: the long pays it, the short receives it.
     with FakeExchange("okx", NOW) as fake:
         clock = SimulatedClock(NOW)
         venue, _ = make_venue(fake, clock)
         ledger = SqlPaperLedger(engine)
         broker = PaperBroker(venue.name, venue, clock, ledger, PaperBrokerConfig({"USDT": Decimal(10_000)}))
         try:
-            short = OrderRequest(
-                client_order_id="f00d0001", symbol="BTC/USDT:USDT", side=Side.SELL, qty=Decimal("0.01")
-            )
-            await broker.place(short)
+            entry = OrderRequest(client_order_id="f00d0001", symbol="BTC/USDT:USDT", side=side, qty=Decimal("0.01"))
+            await broker.place(entry)
             clock.advance_to(datetime(2024, 1, 31, 0, 5, tzinfo=UTC))  # across the 00:00 UTC funding
             fake.now = clock.now()
             await broker.process()
@@ -681,9 +805,9 @@ async def test_a_short_perpetual_held_across_a_funding_time_pays_the_live_rate(e
             last = await venue.bars("BTC/USDT:USDT", "1m", end=mark - timedelta(minutes=1), limit=1)
         finally:
             await venue.aclose()
-    assert position.qty == Decimal("-0.01") and ledger.last_carry("okx", "BTC/USDT:USDT", "USDT") == mark
-    funding = (Decimal("0.01") * Decimal(str(last["close"].iloc[-1])) * Decimal("0.0003")).quantize(Decimal("1e-8"))
-    assert fill.ts < mark and position.realized_pnl == -funding  # only the funding is realized while it is open
+    assert position.qty == qty and ledger.last_carry("okx", "BTC/USDT:USDT", "USDT") == mark
+    paid = (qty * Decimal(str(last["close"].iloc[-1])) * Decimal("0.0003")).quantize(Decimal("1e-8"))
+    assert fill.ts < mark and position.realized_pnl == -paid  # only the funding is realized while it is open
 
 
 async def test_the_keys_are_registered_as_secrets_when_the_venue_is_built(fake: FakeExchange, engine: Engine) -> None:

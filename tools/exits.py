@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from tools.sizing import exit_tranches
 from venues.costs import round_to_tick
-from venues.models import Instrument, OrderRequest, OrderType, Side
+from venues.models import Instrument, Order, OrderRequest, OrderType, Side
 
 
 def stop_order_id(entry_id: str) -> str:
@@ -31,6 +31,35 @@ def target_order_id(entry_id: str, number: int) -> str:
 
 def time_exit_order_id(entry_id: str) -> str:
     return f"{entry_id}-ts"
+
+
+def manual_exit_order_id(entry_id: str, number: int) -> str:
+    """The ``number``-th manual close (``/close``) of the position an entry opened."""
+    return f"{entry_id}-mc{number}"
+
+
+def standalone_close_order_id(token: str) -> str:
+    """A manual close (``/close``) of a position no plan holds: an order of its own, no parent."""
+    return f"close-{token}"
+
+
+def is_standalone_close(order: Order) -> bool:
+    return order.parent is None and order.client_order_id.startswith("close-")
+
+
+def exit_kind(entry_id: str, order: Order) -> str:
+    """What an exit of the entry ``entry_id`` is, in the trader's words: stop (trailing stop once it
+    trails), TP1, TP2..., time (the time stop), manual (/close); "exit" for anything else."""
+    suffix = order.client_order_id.removeprefix(f"{entry_id}-")
+    if order.client_order_id == stop_order_id(entry_id):
+        return "trailing stop" if order.trail is not None else "stop"
+    if order.client_order_id == time_exit_order_id(entry_id):
+        return "time"
+    if suffix.startswith("tp") and suffix[2:].isdigit():
+        return f"TP{suffix[2:]}"
+    if suffix.startswith("mc") and suffix[2:].isdigit():
+        return "manual"
+    return "exit"
 
 
 def bracket(

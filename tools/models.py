@@ -11,7 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tools.options import SpreadPlan
 from venues.clock import ensure_utc
+from venues.options import is_occ_symbol
 
 
 class Action(StrEnum):
@@ -72,6 +74,9 @@ class Signal(_Model):
     reasons: tuple[str, ...] = ()
     risk_notes: tuple[str, ...] = ()
     policy: str = ""
+    # With option spreads on: the contracts the policy names, [bought, sold] OCC symbols; empty = the
+    # code picks them (tools.spreads). Checked against the chain before the risk gate.
+    option_legs: tuple[str, ...] = Field(default=(), max_length=2)
 
     @property
     def long(self) -> bool:
@@ -99,6 +104,11 @@ class Signal(_Model):
                     where = "above" if self.long else "above zero and below"
                     raise ValueError(f"TP{i} {tp} must be {where} {'the entry' if i == 1 else f'TP{i - 1}'} {previous}")
                 previous = tp
+        if self.option_legs and not self.action.opens:
+            raise ValueError(f"option_legs belong to a BUY or a SHORT, not a {self.action.value}")
+        bad = [leg for leg in self.option_legs if not is_occ_symbol(leg)]
+        if bad:
+            raise ValueError(f"option_legs must be OCC symbols like SPY251121C00550000, got {bad[0][:40]!r}")
         if self.action is Action.SELL and self.entry is not None and not self.entry > 0:
             raise ValueError(f"entry must be positive, got {self.entry}")
         return self
@@ -129,6 +139,9 @@ class Proposal(_Model):
     carry_cost: Decimal = Decimal(0)
     avg_cost: Decimal | None = None  # a SELL's cost basis per unit (what its realised P&L is against)
     notes: tuple[str, ...] = ()
+    # Set when the decision is expressed as a debit option spread (TRADEOPS_OPTIONS=spreads): then
+    # qty counts contracts, notional is the premium and loss_at_stop the spread's max loss.
+    spread: SpreadPlan | None = None
 
 
 class RiskCheck(_Model):

@@ -13,11 +13,15 @@ credit, < 0). Per contract, with width = the distance between the strikes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
-from venues.options import CONTRACT_MULTIPLIER, OccSymbol, OptionRight
+from pydantic import BaseModel, ConfigDict
+
+from venues.options import CONTRACT_MULTIPLIER, OccSymbol, OptionLeg, OptionRight
 
 CENT = Decimal("0.01")
+LEG_FILLS_PER_CONTRACT = 4  # a spread's two legs opened, then closed
 
 
 class SpreadError(ValueError):
@@ -107,3 +111,95 @@ def spread_card_lines(spread: VerticalSpread) -> list[str]:
         f"  net {kind} {abs(spread.net):.2f} a share = {total:,.2f} USD",
         f"  max loss {spread.max_loss:,.2f} USD, max gain {spread.max_gain:,.2f} USD, breakeven {spread.breakeven:.2f}",
     ]
+
+
+class SpreadPlan(BaseModel):
+    """A sized debit spread as it travels through the graph (state, card, record)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str  # "bull call spread" / "bear put spread"
+    underlying: str
+    expiry: date
+    long_leg: str  # OCC symbol, bought to open
+    short_leg: str  # OCC symbol, sold to open
+    long_bid: Decimal
+    long_ask: Decimal
+    short_bid: Decimal
+    short_ask: Decimal
+    long_delta: float | None = None
+    net_debit: Decimal  # per share
+    contracts: int
+    fee_per_contract: Decimal
+    close_by: date  # the last session before expiry: the spread is closed then at the latest
+    stop: Decimal  # the underlying's level that closes the spread at a loss
+    target: Decimal  # TP1 on the underlying: closes it at a profit
+    chosen_by: str = "code"  # "code" (at the money, short at TP1), or the policy that named the legs
+
+    @property
+    def bullish(self) -> bool:
+        return OccSymbol.parse(self.long_leg).right is OptionRight.CALL
+
+    @property
+    def vertical(self) -> VerticalSpread:
+        return VerticalSpread(
+            OccSymbol.parse(self.long_leg), OccSymbol.parse(self.short_leg), max(self.contracts, 1), self.net_debit
+        )
+
+    @property
+    def premium(self) -> Decimal:
+        """What opening it pays, USD (net debit x 100 x contracts)."""
+        return (self.net_debit * CONTRACT_MULTIPLIER * self.contracts).quantize(CENT)
+
+    @property
+    def fees_round_trip(self) -> Decimal:
+        return (self.fee_per_contract * LEG_FILLS_PER_CONTRACT * self.contracts).quantize(CENT)
+
+    @property
+    def max_loss(self) -> Decimal:
+        """The most it can lose, fees included: the premium and the round trip's fees."""
+        return self.premium + self.fees_round_trip
+
+    @property
+    def max_gain(self) -> Decimal:
+        """The most it can make at expiry (the underlying beyond the short strike), after fees."""
+        width = abs(OccSymbol.parse(self.long_leg).strike - OccSymbol.parse(self.short_leg).strike)
+        return ((width - self.net_debit) * CONTRACT_MULTIPLIER * self.contracts).quantize(CENT) - self.fees_round_trip
+
+    @property
+    def breakeven(self) -> Decimal:
+        return self.vertical.breakeven
+
+    def legs(self, *, closing: bool = False) -> list[OptionLeg]:
+        """The order's legs: opening buys the long leg and sells the short one; closing reverses."""
+        return [
+            OptionLeg(OccSymbol.parse(self.long_leg), buy=not closing),
+            OptionLeg(OccSymbol.parse(self.short_leg), buy=closing),
+        ]
+
+    def exit_line(self) -> str:
+        beyond, short_of = ("at or below", "at or above") if self.bullish else ("at or above", "at or below")
+        return (
+            f"exit: one closing order for both legs when {self.underlying} trades {beyond} the stop "
+            f"{self.stop.normalize():f} or {short_of} TP1 {self.target.normalize():f}, else on "
+            f"{self.close_by.isoformat()} (the last session before expiry)"
+        )
+
+    def card_lines(self) -> list[str]:
+        """The card's lines: tools.options' spread lines (with this plan's contracts), the legs in
+        words, fees, and the exit."""
+        lines = spread_card_lines(self.vertical) if self.contracts > 0 else []
+        words = [
+            f"  = buy {OccSymbol.parse(self.long_leg).describe()}, sell {OccSymbol.parse(self.short_leg).describe()}"
+        ]
+        quotes = (
+            f"  quotes: long bid/ask {self.long_bid:.2f}/{self.long_ask:.2f}, "
+            f"short bid/ask {self.short_bid:.2f}/{self.short_ask:.2f}"
+            f"{f', long delta {self.long_delta:.2f}' if self.long_delta is not None else ''}"
+            f"{f'; legs named by {self.chosen_by}' if self.chosen_by != 'code' else ''}"
+        )
+        fees = (
+            f"  with fees {self.fees_round_trip:,.2f} USD (round trip): max loss {self.max_loss:,.2f} USD, "
+            f"max gain {self.max_gain:,.2f} USD; expiry {self.expiry.isoformat()}"
+        )
+        return [*lines[:3], *words, *lines[3:], quotes, fees, self.exit_line()]

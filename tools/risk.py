@@ -5,10 +5,14 @@ the graph runs it after every decision and again just before the order.
 Rules for a BUY, in order (each one's outcome is listed on the card):
   kill switch, daily loss limit, trades per day, cooldown per symbol, concurrent positions,
   minimum confidence, correlation cap with positions held on the same venue, maximum position
-  value (shrinks to the cap; a symbol already held counts against it), the exit plan (the whole
+  value (shrinks to the cap; a symbol already held counts against it), the venue's minimum order
+  quantity (``Instrument.min_qty``, also after a shrink), the exit plan (the whole
   position sold at the slipped stop must clear the venue's minimum notional, also after a shrink;
   smaller tranches are merged by tools.sizing.exit_tranches, so this is the one exit that can fail),
   minimum expected net profit after all costs, minimum reward/risk.
+A debit option spread (``Proposal.spread``) passes the same rules up to the correlation cap, then
+its own size rules: its max loss (premium + fees) within the risk budget, its premium under the
+maximum position value (shrunk in whole contracts), expected net profit, reward/risk.
 A SHORT (sell-to-open) is an entry like a BUY and passes the same rules, after two of its own:
 ``short_allowed`` (the instrument may be sold short on this account, else blocked with the reason:
 spot crypto, A-shares) and ``position_side`` (no short against a long held, no BUY against a short
@@ -26,6 +30,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools import spreads
 from tools.models import Action, Proposal, RiskCheck, RiskVerdict
 from tools.sizing import buy_increment, propose, round_down
 from venues.costs import slipped_price
@@ -127,10 +132,12 @@ def check(
     *,
     slippage_bps: Decimal,
     on: date | None = None,
+    spread_min_reward_risk: float | None = None,
 ) -> tuple[RiskVerdict, Proposal]:
     """Judge a proposal; returns the verdict and the proposal at the allowed size. A proposal the gate
     resizes is costed again at the fee rates of ``on``; by default the date it was costed for
-    (``Proposal.costs_on``), or the UTC day of ``context.now`` for a proposal stored without one."""
+    (``Proposal.costs_on``), or the UTC day of ``context.now`` for a proposal stored without one.
+    ``spread_min_reward_risk``: a spread's minimum reward/risk (default: the profile's)."""
     costs_on = on or proposal.costs_on or context.now.date()
     if proposal.signal.action is Action.SELL:
         verdict = _check_sell(proposal, context)
@@ -149,7 +156,7 @@ def check(
 
     symbol = proposal.symbol
     long = proposal.signal.long
-    if not long:
+    if not long and proposal.spread is None:  # a bear put spread sells nothing short
         refusal = instrument.short_refusal()
         rule("short_allowed", refusal is None, refusal or f"{symbol} may be sold short on this account")
     # Held on the proposal's side (what the cap adds to) and against it (what it would flip).
@@ -207,6 +214,10 @@ def check(
             f"correlation {worst[1]:+.2f} with {worst[0]} held, cap {risk.max_correlation:.2f}",
         )
 
+    if proposal.spread is not None:
+        minimum = risk.min_reward_risk if spread_min_reward_risk is None else spread_min_reward_risk
+        return _spread_rules(proposal, context, risk, checks, minimum)
+
     cap_value = context.equity * risk.max_position_pct
     assert proposal.signal.entry is not None
     # The cap is on the position, long or short: adding to a symbol already held leaves only the
@@ -235,6 +246,13 @@ def check(
 
     if proposal.qty <= 0:
         rule("size", False, "size is zero: " + ("; ".join(proposal.notes) or "nothing fits"))
+    elif proposal.qty < instrument.min_qty:
+        rule(
+            "min_qty",
+            False,
+            f"{'shrunk ' if shrunk else ''}size {proposal.qty} {symbol} is below the venue's minimum order "
+            f"quantity of {instrument.min_qty}",
+        )
     elif shrunk and proposal.notional < instrument.min_notional:
         rule(
             "min_notional",
@@ -262,6 +280,61 @@ def check(
     blocked = any(not c.passed for c in checks)
     decision = "block" if blocked else ("shrink" if shrunk else "allow")
     return RiskVerdict(decision=decision, qty=ZERO if blocked else proposal.qty, checks=tuple(checks)), proposal
+
+
+def _spread_rules(
+    proposal: Proposal, context: RiskContext, risk: RiskProfile, checks: list[RiskCheck], min_reward_risk: float
+) -> tuple[RiskVerdict, Proposal]:
+    """The size rules of a debit spread: its max loss (premium and fees: all it can lose) is the
+    trade's risk and must fit the risk budget; its premium is the position's value under the cap
+    (shrunk in whole contracts); then the expected net profit and reward/risk, as for any entry."""
+    spread = proposal.spread
+    assert spread is not None
+
+    def rule(name: str, passed: bool, detail: str) -> None:
+        checks.append(RiskCheck(rule=name, passed=passed, detail=detail))
+
+    shrunk = False
+    cap_value = context.equity * risk.max_position_pct
+    if proposal.notional > cap_value and spread.contracts > 0:
+        per_contract = proposal.notional / spread.contracts
+        contracts = int((cap_value / per_contract).to_integral_value(rounding=ROUND_DOWN))
+        over = f"premium {proposal.notional:.2f} above the cap {cap_value:.2f} USD"
+        shrunk = contracts > 0
+        rule("max_position_value", shrunk, f"{over}: shrunk to {contracts} contracts" if shrunk else over)
+        if shrunk:
+            proposal = spreads.resized(proposal, contracts, f"shrunk by risk to {contracts} contracts")
+    else:
+        rule("max_position_value", True, f"premium {proposal.notional:.2f} within the cap {cap_value:.2f} USD")
+    spread = proposal.spread
+    assert spread is not None
+    budget = context.equity * risk.risk_per_trade_pct
+    if spread.contracts <= 0:
+        rule("size", False, "size is zero: " + ("; ".join(proposal.notes) or "no contract fits"))
+    else:
+        rule(
+            "max_loss",
+            spread.max_loss <= budget,
+            f"max loss {spread.max_loss:.2f} USD ({spread.contracts} contracts, fees included) "
+            f"{'within' if spread.max_loss <= budget else 'above'} the risk budget {budget:.2f} USD "
+            f"({risk.risk_per_trade_pct:.2%} of equity)",
+        )
+        floor = proposal.notional * risk.min_net_profit_pct
+        rule(
+            "min_expected_net_profit",
+            proposal.expected_net_profit > 0 and proposal.expected_net_profit >= floor,
+            f"max gain {proposal.expected_net_profit:.2f} USD after fees {proposal.fees_round_trip:.2f}, "
+            f"minimum {floor:.2f} ({risk.min_net_profit_pct:.2%} of the premium)",
+        )
+        rule(
+            "min_reward_risk",
+            proposal.reward_risk >= min_reward_risk,
+            f"reward/risk {_floor2(proposal.reward_risk)} (max gain / max loss), minimum {min_reward_risk:.2f}",
+        )
+    blocked = any(not c.passed for c in checks)
+    decision = "block" if blocked else ("shrink" if shrunk else "allow")
+    qty = ZERO if blocked else Decimal(spread.contracts)
+    return RiskVerdict(decision=decision, qty=qty, checks=tuple(checks)), proposal
 
 
 def _check_sell(proposal: Proposal, context: RiskContext) -> RiskVerdict:

@@ -1,19 +1,24 @@
 """Position size, costs and expected outcome of a signal: the numbers on the card.
 
-Sizing is risk-based: the loss at the stop (slippage included; fees, small next to it, are not) is
-a fixed share of equity, capped by
-the largest position the profile allows and by the cash available, rounded down to what the venue
-accepts (A-share lots of 100, crypto step sizes). Exits follow a partial-exit plan (30/40/30 at
+Sizing is risk-based: the loss at the stop (slippage and the carry paid over the time stop
+included; fees, small next to it, are not) is a fixed share of equity, capped by the largest
+position the profile allows and by the cash available, rounded down to what the venue accepts
+(A-share lots of 100, crypto step sizes); a size under the venue's minimum quantity or value is
+skipped with the minimum named. Exits follow a partial-exit plan (30/40/30 at
 TP1/TP2/TP3 by default) reshaped so the venue takes every order of it (``exit_tranches``), and the
 expected profit is computed on those real tranches. Costs are at the fee rates of the expected fill
 date, which the caller passes (``on``).
 
 A SHORT (sell-to-open) mirrors a BUY: it sells at the entry less slippage, its risk per unit is
 the slipped stop (above) less the slipped entry, its targets below are bought back, and the cash
-it needs is its margin (value x ``ShortTerms.initial_margin``). Carrying it costs funding
-(perpetuals) or a borrow fee (US equities) over the time stop, counted in bar time
-(``horizon_bars`` x the signal's timeframe: for exchange hours a lower bound), at the instrument's
-assumed rates; without a time stop the carry is not counted, and a note says so.
+it needs is its margin (value x ``ShortTerms.initial_margin``).
+
+Carry: a perpetual's funding is paid by longs when its rate is positive and by shorts when it is
+negative (``FundingTerms``); a short stock pays a borrow fee. What the proposed side would pay over
+the time stop, counted in bar time (``horizon_bars`` x the signal's timeframe: for exchange hours a
+lower bound) at the instrument's rate, is a cost of the plan (``Proposal.carry_cost``: in the costs,
+the expected profit and the loss at the stop); funding it would receive is counted as zero (rates
+turn), and a note says so. Without a time stop the carry is not counted, and a note says so.
 """
 
 from __future__ import annotations
@@ -47,13 +52,15 @@ def buy_increment(instrument: Instrument) -> Decimal:
 
 def min_exit_qty(instrument: Instrument, stop_fill: Decimal | None) -> Decimal:
     """The smallest sell the venue takes as one order of a position bought in whole increments:
-    one lot (A-shares: 100; crypto: the step; futures: one contract), and worth at least the venue's
-    minimum notional at ``stop_fill`` (the slipped stop price: the lowest price a planned exit is
-    expected at). Without a stop price only the lot counts."""
+    one lot (A-shares: 100; crypto: the step; futures: one contract), at least the venue's minimum
+    quantity (``min_qty``, rounded up to whole increments), and worth at least the venue's minimum
+    notional at ``stop_fill`` (the slipped stop price: the lowest price a planned exit is expected
+    at). Without a stop price the notional does not count."""
     increment = buy_increment(instrument)
+    floor = max(increment, round_up(instrument.min_qty, increment))
     if stop_fill is None or stop_fill <= 0 or instrument.min_notional <= 0:
-        return increment
-    return max(increment, round_up(instrument.min_notional / (stop_fill * instrument.multiplier), increment))
+        return floor
+    return max(floor, round_up(instrument.min_notional / (stop_fill * instrument.multiplier), increment))
 
 
 def exit_tranches(
@@ -133,8 +140,9 @@ def risk_based_qty(
     slippage_bps: Decimal,
 ) -> tuple[Decimal, list[str]]:
     """How much to buy (a BUY) or sell short (a SHORT), with a note for every cap that bit. The
-    risk per unit is |slipped entry - slipped stop|; a SHORT on an instrument that cannot be sold
-    short sizes to zero with the reason."""
+    risk per unit is |slipped entry - slipped stop| plus the carry the side pays over the time stop
+    (``carry_rate``); a SHORT on an instrument that cannot be sold short, or a size under the
+    venue's minimum quantity (``Instrument.min_qty``) or value, sizes to zero with the reason."""
     assert signal.action.opens and signal.entry is not None and signal.stop is not None
     notes: list[str] = []
     entry_side, exit_side = _sides(signal)
@@ -152,7 +160,8 @@ def risk_based_qty(
     units = instrument.multiplier
     entry_fill = slipped_price(instrument, entry_side, signal.entry, slippage_bps)
     stop_fill = slipped_price(instrument, exit_side, signal.stop, slippage_bps)
-    per_unit_risk = abs(entry_fill - stop_fill) * units
+    rate, _ = carry_rate(signal, instrument)
+    per_unit_risk = (abs(entry_fill - stop_fill) + signal.entry * rate) * units
     by_risk = equity * risk_per_trade_pct / per_unit_risk
     # The cap is on the value at the entry (what the gate checks); a buy's fill is above it.
     by_value = equity * max_position_pct / (max(entry_fill, signal.entry) * units)
@@ -164,12 +173,19 @@ def risk_based_qty(
     if qty == by_cash and by_cash < min(by_risk, by_value):
         notes.append("size capped by available cash")
     step = buy_increment(instrument)
+    fits = qty
     qty = round_down(qty, step)
-    if qty <= 0:
-        if available_cash <= 0:
-            notes.append("no cash available")
-        else:
+    if available_cash <= 0:
+        notes.append("no cash available")
+        return ZERO, notes
+    minimum = max(step, instrument.min_qty)
+    if qty < minimum:
+        if instrument.lot_size > instrument.qty_step and minimum == step:
             notes.append(f"less than one lot ({step}) fits the risk budget")
+        else:
+            notes.append(
+                f"{_short_number(fits)} {instrument.symbol} fits, below the venue's minimum order quantity of {minimum}"
+            )
         return ZERO, notes
     if qty * entry_fill * units < instrument.min_notional:
         notes.append(f"order value below the venue minimum of {instrument.min_notional} {instrument.currency}")
@@ -258,12 +274,16 @@ def propose(
         slip = sign * (target - exit_fill) * tranche * units
         exit_costs += fees(instrument, exit_side, tranche, exit_fill, on=on) + slip
     entry_costs = entry_fee + sign * (entry_fill - signal.entry) * qty * units
-    carry, carry_note = short_carry(signal, instrument, qty * signal.entry * units)
+    carry, carry_note = carry_cost(signal, instrument, qty * signal.entry * units)
     if carry_note:
         notes = (*notes, carry_note)
     expected = gross - entry_costs - exit_costs - carry
+    # Counted at the stop too: a stop may be hit late in the time stop, after paying most of it.
     loss = (
-        sign * (entry_fill - stop_fill) * qty * units + entry_fee + fees(instrument, exit_side, qty, stop_fill, on=on)
+        sign * (entry_fill - stop_fill) * qty * units
+        + entry_fee
+        + fees(instrument, exit_side, qty, stop_fill, on=on)
+        + carry
     )
     return Proposal(
         venue=venue,
@@ -290,21 +310,58 @@ def _sides(signal: Signal) -> tuple[Side, Side]:
     return (Side.BUY, Side.SELL) if signal.long else (Side.SELL, Side.BUY)
 
 
-def short_carry(signal: Signal, instrument: Instrument, value: Decimal) -> tuple[Decimal, str]:
-    """What carrying a SHORT of ``value`` costs over its time stop (funding or borrow at the
-    instrument's assumed rates), and a note saying how it was counted; (0, "") for a BUY."""
-    terms = instrument.short
-    if signal.long or terms is None or value <= 0:
-        return ZERO, ""
-    if terms.funding_rate_8h == 0 and terms.borrow_rate_year == 0:
-        return ZERO, ""
-    kind = "funding" if terms.funding_rate_8h else "borrow"
-    if signal.horizon_bars <= 0:
-        return ZERO, f"short {kind} not counted: no time stop to count it over ({terms.basis})"
+def _short_number(qty: Decimal) -> str:
+    """A computed size in a note: 8 significant digits at most, no exponent."""
+    return format(qty.quantize(Decimal("1e-8"), rounding=ROUND_FLOOR).normalize(), "f") if qty > 0 else "0"
+
+
+def _horizon_hours(signal: Signal, instrument: Instrument) -> Decimal:
     bar = parse_timeframe(signal.timeframe or instrument.timeframe).delta
-    hours = Decimal(int((bar * signal.horizon_bars).total_seconds())) / 3600
-    carry = terms.carry(value, hours)
-    return carry, f"short {kind} {carry:.2f} {instrument.currency} over {hours:g} h ({terms.basis})"
+    return Decimal(int((bar * signal.horizon_bars).total_seconds())) / 3600
+
+
+def carry_rate(signal: Signal, instrument: Instrument) -> tuple[Decimal, str]:
+    """The share of an entry's value its side pays to carry it over the time stop, and a note saying
+    how it was counted; (0, "") when nothing is paid or known.
+
+    - Funding (perpetuals): the side's payment at the instrument's signed rate; funding the side
+      would receive counts as zero (a rate can turn within hours), and the note says so.
+    - Borrow (a SHORT of a stock): the fee over the time stop.
+    Without a time stop nothing is counted, and the note says so."""
+    if not signal.action.opens:
+        return ZERO, ""
+    side = "long" if signal.long else "short"
+    funding = instrument.funding if instrument.funding is not None and instrument.funding.rate_8h != 0 else None
+    borrow = instrument.short if not signal.long and instrument.short is not None else None
+    if borrow is not None and borrow.borrow_rate_year == 0:
+        borrow = None
+    if funding is None and borrow is None:
+        return ZERO, ""
+    basis = "; ".join(t.basis for t in (funding, borrow) if t is not None and t.basis)
+    kinds = " and ".join(k for k, t in (("funding", funding), ("borrow", borrow)) if t is not None)
+    if signal.horizon_bars <= 0:
+        return ZERO, f"{side} {kinds} not counted: no time stop to count it over ({basis})"
+    hours = _horizon_hours(signal, instrument)
+    paid = funding.paid(signal.long, Decimal(1), hours) if funding is not None else ZERO
+    rate = max(paid, ZERO) + (borrow.borrow(Decimal(1), hours) if borrow is not None else ZERO)
+    if paid < 0:
+        how = f"{side} would receive funding of {-paid:.4%} over {hours:g} h, counted as zero"
+        if borrow is not None:
+            how += f"; borrow {rate:.4%}"
+        return rate, f"{how} ({basis})"
+    return rate, f"{side} pays {kinds} of {rate:.4%} over {hours:g} h ({basis})"
+
+
+def carry_cost(signal: Signal, instrument: Instrument, value: Decimal) -> tuple[Decimal, str]:
+    """What carrying an entry of ``value`` costs its side over the time stop (``carry_rate``), in
+    the instrument's currency, and a note with the amount; (0, "") when nothing is paid."""
+    rate, note = carry_rate(signal, instrument)
+    if value <= 0 or not note:
+        return ZERO, ""
+    if rate == 0:
+        return ZERO, note
+    carry = value * rate
+    return carry, f"{note}: {carry:.2f} {instrument.currency}"
 
 
 def sized_entry(

@@ -123,9 +123,15 @@ class Broker(Protocol):
     async def cancel(self, client_order_id: str) -> Order: ...
 
     async def amend(
-        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+        self,
+        client_order_id: str,
+        *,
+        stop_price: Decimal | None = None,
+        trail: Decimal | None = None,
+        limit_price: Decimal | None = None,
     ) -> Order:
-        """Move a pending stop order, or make it trail by ``trail``; VenueError if it is not one."""
+        """Move a pending stop order (``stop_price``), make it trail by ``trail``, or move a pending
+        limit order (``limit_price``: a take-profit); VenueError for any other order or price."""
         ...
 
     async def process(self) -> list[Fill]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+# The password of a URL (scheme://user:password@host), as a proxy set in a venue's base URL has it.
+_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]+):[^/\s@]+@")
 
 
 class VenueError(Exception):
@@ -53,13 +57,19 @@ class OrderRejected(VenueError):
         super().__init__(reason)
 
 
+def without_url_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it masked: ``http://user:***@host/...``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 class VenueUnavailable(VenueError):
     """The venue did not answer usably: network errors, 5xx or 429 after every retry, or its circuit
-    breaker is open after repeated failures. Transient: the same call may work later."""
+    breaker is open after repeated failures. Transient: the same call may work later. A client's
+    description of the failure often quotes the URL it called: its password is masked."""
 
     def __init__(self, venue: str, what: str, problem: str) -> None:
         self.venue = venue
-        super().__init__(f"{venue} did not answer {what}: {problem}")
+        super().__init__(f"{venue} did not answer {what}: {without_url_passwords(problem)}")
 
 
 class VenueAuthError(VenueError):

@@ -102,35 +102,52 @@ FeeSchedule = Annotated[CnEquityFees | CryptoFees | UsEquityFees | CnFutureFees,
 
 
 class ShortTerms(_Frozen):
-    """How an instrument may be sold short (sell-to-open) on the paper account, and what carrying
-    the short costs. Rates are shares of the short's value (0.0001 = 0.01%).
+    """How an instrument may be sold short (sell-to-open) on the paper account, and what borrowing
+    it costs. Rates are shares of the short's value (0.003 = 0.3%). A perpetual's funding is not
+    here: both sides settle it (``FundingTerms``).
 
     - ``initial_margin``: cash held beyond the short's own proceeds while it is open, as a share of
       its current value (Reg T: 0.5 for US equities on a margin account; 1.0 for an unleveraged
       perpetual). The paper broker reserves value x (1 + initial_margin) of cash for each short.
-    - ``funding_rate_8h``: a perpetual's funding per 8 hours, counted as a cost to the short.
-    - ``borrow_rate_year``: the stock-borrow fee per year of 365 days.
-    - ``basis``: where the rates come from (they are assumptions where no live rate is known).
+    - ``borrow_rate_year``: the stock-borrow fee per year of 365 days, paid by the short only.
+    - ``basis``: where the terms come from (assumptions where no live rate is known).
     """
 
     initial_margin: Decimal = Decimal(1)
-    funding_rate_8h: Decimal = ZERO
     borrow_rate_year: Decimal = ZERO
     basis: str = ""
 
-    def carry(self, value: Decimal, hours: Decimal) -> Decimal:
-        """The funding and borrow a short of ``value`` pays over ``hours`` (same currency)."""
-        return value * (self.funding_rate_8h * hours / 8 + self.borrow_rate_year * hours / (365 * 24))
+    def borrow(self, value: Decimal, hours: Decimal) -> Decimal:
+        """The borrow fee a short of ``value`` pays over ``hours`` (same currency)."""
+        return value * self.borrow_rate_year * hours / (365 * 24)
 
 
-# Assumed carrying costs (no live rate is read): Binance's USDT-M baseline funding (the interest
-# component, 0.01% per 8 h, paid by shorts here although a positive rate pays them: the cautious
-# reading), and an easy-to-borrow general-collateral rate for US large caps (0.30% a year).
-PERPETUAL_SHORT = ShortTerms(
-    initial_margin=Decimal(1),
-    funding_rate_8h=Decimal("0.0001"),
-    basis="assumed funding 0.01% per 8 h (Binance USDT-M baseline), charged to the short",
+class FundingTerms(_Frozen):
+    """A perpetual's funding, settled between longs and shorts at each 8-hour mark (00:00, 08:00,
+    16:00 UTC on Binance USDT-M and OKX SWAP): position value x ``rate_8h`` is paid by longs to
+    shorts when the rate is positive, by shorts to longs when it is negative.
+
+    - ``rate_8h``: the rate per 8 hours, signed as the exchange publishes it (0.0001 = +0.01%).
+    - ``basis``: where it comes from (the exchange's current rate, or an assumption).
+    """
+
+    rate_8h: Decimal
+    basis: str = ""
+
+    def paid(self, long: bool, value: Decimal, hours: Decimal) -> Decimal:
+        """What a long (``long``) or a short of ``value`` pays over ``hours``; negative = received."""
+        paid_by_longs = value * self.rate_8h * hours / 8
+        return paid_by_longs if long else -paid_by_longs
+
+
+# Assumed terms where no live rate is read: Binance's USDT-M baseline funding (its interest
+# component, +0.01% per 8 h: longs pay shorts), an unleveraged perpetual short, and an
+# easy-to-borrow general-collateral rate for US large caps (0.30% a year).
+ASSUMED_FUNDING = FundingTerms(
+    rate_8h=Decimal("0.0001"),
+    basis="assumed funding +0.01% per 8 h (Binance USDT-M baseline): longs pay shorts",
 )
+PERPETUAL_SHORT = ShortTerms(initial_margin=Decimal(1), basis="unleveraged perpetual short: 100% initial margin")
 US_MARGIN_SHORT = ShortTerms(
     initial_margin=Decimal("0.5"),
     borrow_rate_year=Decimal("0.003"),
@@ -147,6 +164,9 @@ class Instrument(_Frozen):
     qty_step: Decimal = Decimal(1)  # every quantity must be a multiple (crypto: the step size)
     tick_size: Decimal = Decimal("0.01")
     min_notional: Decimal = ZERO
+    # The smallest quantity one order may have (ccxt's limits.amount.min; a whole share where
+    # fractions are not traded; an A-share lot); 0 = none beyond ``qty_step``.
+    min_qty: Decimal = ZERO
     fees: FeeSchedule
     calendar: str  # exchange-calendars name: XSHG, XNYS, 24/7
     timeframe: str  # the finest timeframe the venue serves for it
@@ -154,6 +174,7 @@ class Instrument(_Frozen):
     price_limit_pct: Decimal | None = None  # daily band around the previous close (A-shares: 0.10)
     name: str = ""
     perpetual: bool = False  # a crypto perpetual swap (no expiry, funding), not spot
+    funding: FundingTerms | None = None  # a perpetual's funding, paid or received by either side
     short: ShortTerms | None = None  # None: cannot be sold short on this account
     no_short_reason: str = ""  # why not, when ``short`` is None (a default by asset class otherwise)
     # Futures: units of the underlying per contract (SHFE copper: 5 t); value and P&L = qty x price
@@ -343,13 +364,14 @@ class Order(BaseModel):
 
     def same_request(self, request: OrderRequest) -> bool:
         """Whether ``request`` asks for this order (the idempotent re-send of one client order id).
-        The stop price is left out: a trailing stop moves it after placement."""
+        The stop price is left out: a trailing stop moves it after placement; and a bracket child's
+        limit too (/plan moves a target)."""
         return (
             self.symbol == request.symbol
             and self.side == request.side
             and self.type == request.type
             and (self.qty == request.qty or self.parent is not None)  # a bracket child is clipped
-            and self.limit_price == request.limit_price
+            and (self.limit_price == request.limit_price or self.parent is not None)
             and self.parent == request.parent
         )
 
@@ -387,6 +409,12 @@ class Account(_Frozen):
     positions_value: Decimal
     equity: Decimal
     positions: tuple[Position, ...] = ()
+    # Why nothing can be traded in this currency, when the account was never funded in it: no
+    # starting cash is configured and it holds nothing (the message names the setting). "" = funded.
+    unfunded: str = ""
+    # What was deposited, from the ledger (P&L counts from it, not from today's settings); None
+    # where the venue keeps the account (Alpaca's paper API).
+    deposited: Decimal | None = None
 
     @property
     def available_cash(self) -> Decimal:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from venues.errors import VenueError
+from venues.models import OrderStatus
 
 _OCC = re.compile(r"^([A-Z][A-Z0-9.]{0,5})(\d{2})(\d{2})(\d{2})([CP])(\d{8})$")
 MAX_STRIKE = Decimal("99999.999")
@@ -128,4 +129,41 @@ class OptionsData(Protocol):
         strike_max: Decimal | None = None,
     ) -> list[OptionQuote]:
         """The chain of ``underlying``, sorted by expiry, strike, right; filtered as asked."""
+        ...
+
+
+class LegsOrder(BaseModel):
+    """A multi-leg option order as the venue holds it: one order, one net price per unit (a debit
+    > 0, a credit < 0), ``qty`` units of the legs' ratios; ``legs`` read "buy 1 SPY210730C00437000"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_order_id: str
+    venue: str
+    underlying: str
+    legs: tuple[str, ...]
+    qty: int
+    limit_price: Decimal | None = None  # None: a market order
+    status: OrderStatus
+    filled_avg_price: Decimal | None = None  # the net price per unit it filled at
+    created_at: datetime
+    filled_at: datetime | None = None
+    reason: str = ""
+
+
+@runtime_checkable
+class OptionOrders(Protocol):
+    """A broker that takes multi-leg option orders (a vertical spread is one order of two legs),
+    placed once per client order id like any order."""
+
+    async def place_legs(
+        self, client_order_id: str, legs: list[OptionLeg], quantity: int, limit_price: Decimal | None = None
+    ) -> dict[str, Any]: ...
+
+    async def legs_order(self, client_order_id: str) -> LegsOrder | None:
+        """The multi-leg order with this client order id, as the venue has it now, or None."""
+        ...
+
+    async def legs_orders(self) -> list[LegsOrder]:
+        """Every multi-leg order of the account, newest first."""
         ...

@@ -25,8 +25,11 @@ How an order fills (documented for the user in the README):
   a short is open its current value x (1 + initial margin) of cash is reserved (so the margin comes
   from cash that is not its own proceeds); opening one needs that margin, value x initial margin, in
   available cash. A buy covers it (never beyond it into a long) and realises
-  (avg_cost - price) x qty - fees. While a short is open its funding (perpetuals, at each 8-hour
-  mark) or borrow fee (stocks, each day at 00:00 UTC) is charged to cash and to its realized P&L.
+  (avg_cost - price) x qty - fees. While a short is open its borrow fee (stocks, each day at 00:00
+  UTC) is charged to cash and to its realized P&L.
+- Funding (perpetuals, ``Instrument.funding``): at each 8-hour mark a position held across it, long
+  or short, pays or receives value x rate (positive: longs pay shorts; negative: shorts pay longs),
+  to cash and to its realized P&L; a credit is a negative charge.
 - Futures (``Instrument.margin_rate`` set: SHFE main contracts): quantities are contracts; value,
   P&L and value-based fees are price x quantity x ``multiplier``. A position is margined, not
   paid for: opening or adding moves only the fee out of cash, closing moves the realised P&L
@@ -104,6 +107,9 @@ class PaperBrokerConfig:
     charge_fees: bool = True
     # A market order placed within this long after a bar opened fills at that bar's open.
     order_latency: timedelta = timedelta(minutes=1)
+    # How the trader funds a currency with no starting cash, for ``Account.unfunded``; ``{currency}``
+    # is replaced by the currency (the application names its setting here).
+    unfunded_hint: str = ""
 
 
 class PaperLedger(Protocol):
@@ -136,6 +142,10 @@ class PaperLedger(Protocol):
         """The initial deposit, once: calling it again changes nothing."""
         ...
 
+    def deposited(self, venue: str, currency: str) -> Decimal:
+        """What the ledger records as deposited in ``currency`` (what P&L is measured from)."""
+        ...
+
     def record_fill(
         self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
     ) -> None:
@@ -158,7 +168,7 @@ class PaperLedger(Protocol):
         ...
 
     def charge_carry(self, venue: str, symbol: str, currency: str, amount: Decimal, *, kind: str, at: datetime) -> bool:
-        """Charge one funding or borrow accrual (``amount`` > 0 is paid) of the position at ``at``:
+        """Charge one funding or borrow accrual (``amount`` > 0 is paid, < 0 received) of the position at ``at``:
         a cash entry and the position's realized P&L, together. False, writing nothing, when that
         accrual is already recorded (another process charged it first)."""
         ...
@@ -211,6 +221,14 @@ class PaperBroker:
         self._filled_entries: dict[str, Order] = {}  # a filled order never changes: read once
         self._processed_at: datetime | None = None
 
+    def use_ledger(self, ledger: PaperLedger) -> None:
+        """Keep this broker's state in ``ledger`` from now on (a backtest's in-memory run ledger,
+        installed before its first order: nothing is carried over from the previous one)."""
+        self._ledger = ledger
+        self._funded = False
+        self._filled_entries.clear()
+        self._processed_at = None
+
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
     # fill, so two coroutines of this process must not interleave there. Across processes the
@@ -238,26 +256,22 @@ class PaperBroker:
             return order
 
     async def amend(
-        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+        self,
+        client_order_id: str,
+        *,
+        stop_price: Decimal | None = None,
+        trail: Decimal | None = None,
+        limit_price: Decimal | None = None,
     ) -> Order:
         """Move a resting stop (never past the market: a sell stop stays below the last price) and
-        optionally make it trail. Raises VenueError for an unknown, closed or non-stop order."""
+        optionally make it trail, or move a resting limit (a take-profit). Raises VenueError for an
+        unknown or closed order, or a price its type does not have."""
         async with self._lock:
             await self._process()
             order = self._ledger.order(client_order_id)
             if order is None or order.venue != self.venue:
                 raise VenueError(f"no order with client order id {client_order_id!r} on {self.venue}")
-            if not order.status.is_open or order.type is not OrderType.STOP:
-                raise VenueError(
-                    f"order {client_order_id} is a {order.status.value} {order.type.value} order; "
-                    "only a pending stop can be amended"
-                )
-            update: dict[str, object] = {"updated_at": self._now()}
-            if stop_price is not None:
-                update["stop_price"] = stop_price
-            if trail is not None:
-                update["trail"] = trail
-            amended = order.model_copy(update=update)
+            amended = amended_order(order, stop_price=stop_price, trail=trail, limit_price=limit_price, at=self._now())
             self._ledger.update_order(amended)
             return amended
 
@@ -341,25 +355,31 @@ class PaperBroker:
         return new_fills
 
     async def _accrue_carry(self, now: datetime) -> None:
-        """What holding a short costs, charged as it accrues: a perpetual's funding at each 8-hour
-        mark (00:00, 08:00, 16:00 UTC, as Binance and OKX settle it) and a stock's borrow fee for
-        each day at 00:00 UTC, on the short's value at the last close before that moment. The
-        rates are the instrument's (``ShortTerms``: assumptions where no live rate is known)."""
+        """What holding a position costs or earns, as it accrues: a perpetual's funding at each
+        8-hour mark (00:00, 08:00, 16:00 UTC, as Binance and OKX settle it), paid by longs to
+        shorts when the rate is positive and by shorts to longs when it is negative (a credit is a
+        negative charge), and a short stock's borrow fee for each day at 00:00 UTC; on the
+        position's value at the last close before that moment. The rates are the instrument's
+        (``FundingTerms``, ``ShortTerms``: assumptions where no live rate is known)."""
         for position in self._ledger.positions(self.venue):
-            if position.qty >= 0 or position.opened_at is None:
+            if position.qty == 0 or position.opened_at is None:
                 continue
             instrument = await self._market.instrument(position.symbol)
+            funding = instrument.funding
+            if funding is not None and funding.rate_8h != 0:
+                # Signed: a long pays qty x price x rate, a short (negative qty) the opposite.
+                await self._accrue(instrument, position, now, "funding", timedelta(hours=8), funding.rate_8h)
             terms = instrument.short
-            if terms is None:
-                continue
-            if terms.funding_rate_8h > 0:
-                await self._accrue(instrument, position, now, "funding", timedelta(hours=8), terms.funding_rate_8h)
-            if terms.borrow_rate_year > 0:
-                await self._accrue(instrument, position, now, "borrow", timedelta(days=1), terms.borrow_rate_year / 365)
+            if position.qty < 0 and terms is not None and terms.borrow_rate_year > 0:
+                # Borrow is the short's alone; as a charge on a negative qty it is -rate.
+                daily = -terms.borrow_rate_year / 365
+                await self._accrue(instrument, position, now, "borrow", timedelta(days=1), daily)
 
     async def _accrue(
         self, instrument: Instrument, position: Position, now: datetime, kind: str, every: timedelta, rate: Decimal
     ) -> None:
+        """Charge ``position.qty`` x the close before each mark x ``rate`` for every mark in
+        (last charge or opening, now]; a negative amount is a credit."""
         assert position.opened_at is not None
         since = max(
             position.opened_at,
@@ -372,9 +392,9 @@ class PaperBroker:
                 instrument.symbol, instrument.timeframe, end=mark - _ONE_MICROSECOND, limit=1
             )
             if not bars.empty:
-                value = -position.qty * _dec(bars["close"].iloc[-1])
+                value = position.qty * _dec(bars["close"].iloc[-1]) * instrument.multiplier
                 amount = (value * rate).quantize(Decimal("0.00000001"))
-                if amount > 0:
+                if amount != 0:
                     self._ledger.charge_carry(
                         self.venue, position.symbol, instrument.currency, amount, kind=kind, at=mark
                     )
@@ -416,11 +436,10 @@ class PaperBroker:
         value = ZERO
         for p in held:
             instrument, mark = instruments[p.symbol], last(p.symbol) or p.avg_cost
-            if instrument.margin_rate is not None:  # margined: its unrealised P&L, and the margin held
-                value += p.qty * (mark - p.avg_cost) * instrument.multiplier
+            value += position_value(p, instrument, mark)
+            if instrument.margin_rate is not None:  # margined: the margin held
                 reserved += abs(p.qty) * mark * instrument.multiplier * instrument.margin_rate
                 continue
-            value += p.qty * mark
             if p.qty < 0:
                 reserved += -p.qty * mark * (1 + _initial_margin(instrument))
         for o in short_entries:
@@ -428,6 +447,10 @@ class PaperBroker:
             if instrument.currency == currency and instrument.short is not None:
                 price = o.limit_price or last(o.symbol) or ZERO
                 reserved += o.qty * price * instrument.multiplier * instrument.short.initial_margin
+        unfunded = ""
+        if self.config.starting_cash.get(currency, ZERO) <= 0 and cash <= 0 and not held and reserved <= 0:
+            hint = self.config.unfunded_hint.replace("{currency}", currency)
+            unfunded = f"no paper cash in {currency} on {self.venue}" + (f": {hint}" if hint else "")
         return Account(
             venue=self.venue,
             currency=currency,
@@ -436,6 +459,8 @@ class PaperBroker:
             positions_value=value,
             equity=cash + value,
             positions=tuple(held),
+            unfunded=unfunded,
+            deposited=self._ledger.deposited(self.venue, currency),
         )
 
     # --- placement checks ---
@@ -473,6 +498,10 @@ class PaperBroker:
                     f"{symbol} is sold in lots of {instrument.lot_size}, or an odd remainder all at once: "
                     f"{qty} is neither (you hold {held})"
                 )
+        # An A-share odd remainder is sold whole (the lot rule above); nothing else goes below the minimum.
+        odd_remainder = instrument.lot_size > instrument.qty_step and request.side is Side.SELL and qty == held
+        if qty < instrument.min_qty and not odd_remainder:
+            return _below_min_qty(qty, instrument)
         if request.limit_price is not None:
             limit = request.limit_price
             if limit % instrument.tick_size != 0:
@@ -503,7 +532,10 @@ class PaperBroker:
                 return f"buying {qty} {symbol} would turn the short of {-held} into a long: cover {-held} first"
             return None
         need = await self._estimated_cost(qty, request.limit_price, instrument)
-        available = await self._available_cash(instrument.currency)
+        account = await self._account(instrument.currency)
+        available = account.available_cash
+        if need > available and account.unfunded:
+            return f"{account.unfunded} (buying {qty} {symbol} needs about {need:.2f} {instrument.currency})"
         if need > available:
             return (
                 f"insufficient cash: buying {qty} {symbol} needs about {need:.2f} {instrument.currency} "
@@ -524,6 +556,8 @@ class PaperBroker:
             return f"its entry {parent.client_order_id} is {parent.status.value}"
         if request.qty > parent.qty:
             return f"an exit of {request.qty} is more than its entry's {parent.qty} {parent.symbol}"
+        if request.qty < instrument.min_qty:
+            return _below_min_qty(request.qty, instrument)
         price = request.limit_price or request.stop_price
         if price is not None and request.qty * price < instrument.min_notional:
             return (
@@ -570,9 +604,12 @@ class PaperBroker:
         need = qty * price * instrument.multiplier * instrument.short.initial_margin + fees(
             instrument, Side.SELL, qty, price, on=day
         )
-        available = await self._available_cash(instrument.currency)
+        account = await self._account(instrument.currency)
+        available = account.available_cash
         if need <= available:
             return None
+        if account.unfunded:
+            return f"{account.unfunded} (selling {qty} {instrument.symbol} short needs about {need:.2f})"
         return (
             f"insufficient margin: selling {qty} {instrument.symbol} short needs about {need:.2f} "
             f"{instrument.currency} ({instrument.short.initial_margin:.0%} of its value, with fees), "
@@ -592,9 +629,6 @@ class PaperBroker:
         # A margined contract holds its margin, not its value.
         share = instrument.margin_rate if instrument.margin_rate is not None else Decimal(1)
         return qty * price * instrument.multiplier * share + fees(instrument, Side.BUY, qty, price, on=day)
-
-    async def _available_cash(self, currency: str) -> Decimal:
-        return (await self._account(currency)).available_cash
 
     # --- matching ---
     # Orders of one symbol are matched bar by bar, all of them on each bar before the next bar:
@@ -1140,6 +1174,47 @@ class PaperBroker:
         for currency, amount in self.config.starting_cash.items():
             self._ledger.fund(self.venue, currency, amount, now)
         self._funded = True
+
+
+def _below_min_qty(qty: Decimal, instrument: Instrument) -> str:
+    return (
+        f"quantity {qty} of {instrument.symbol} is below its minimum order quantity of {instrument.min_qty} "
+        f"(the venue refuses smaller orders)"
+    )
+
+
+def position_value(position: Position, instrument: Instrument, mark: Decimal) -> Decimal:
+    """What ``position`` adds to equity at price ``mark``: its value (negative for a short), or
+    for a margined future its unrealised P&L, entry to ``mark`` x qty x multiplier."""
+    if instrument.margin_rate is not None:
+        return position.qty * (mark - position.avg_cost) * instrument.multiplier
+    return position.qty * mark
+
+
+def amended_order(
+    order: Order,
+    *,
+    stop_price: Decimal | None,
+    trail: Decimal | None,
+    limit_price: Decimal | None,
+    at: datetime,
+) -> Order:
+    """``order`` with its resting price moved: a pending stop takes ``stop_price`` and ``trail``, a
+    pending limit ``limit_price``; VenueError naming what may be amended otherwise."""
+    stop_fields = stop_price is not None or trail is not None
+    fits = (order.type is OrderType.STOP and limit_price is None) or (order.type is OrderType.LIMIT and not stop_fields)
+    if not order.status.is_open or not fits or order.type is OrderType.MARKET:
+        raise VenueError(
+            f"order {order.client_order_id} is a {order.status.value} {order.type.value} order; only a pending "
+            "stop (its stop price or trail) or a pending limit (its limit price) can be amended"
+        )
+    update: dict[str, object] = {"updated_at": at}
+    for name, value in (("stop_price", stop_price), ("trail", trail), ("limit_price", limit_price)):
+        if value is not None:
+            if not value.is_finite() or value <= 0:
+                raise VenueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
+            update[name] = value
+    return order.model_copy(update=update)
 
 
 def _initial_margin(instrument: Instrument) -> Decimal:

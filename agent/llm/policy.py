@@ -31,12 +31,13 @@ from pydantic import ValidationError
 from agent.deps import AgentDeps
 from agent.llm.answer_json import AnswerJSONError, extract_json_object
 from agent.llm.config import LLMConfig
-from agent.llm.prompts import ANSWER_SCHEMA, REPAIR, SYSTEM, LLMAnswer, context
+from agent.llm.prompts import OPTIONS_NOTE, REPAIR, SYSTEM, LLMAnswer, answer_schema, context
 from agent.llm.tools import Toolbox
 from agent.llm.types import CallRecord, ChatClient, LLMFailure
 from agent.policies import HORIZON_BARS, DecisionInput, PolicyOutcome, RulePolicy
 from tools.models import Action, Signal
 from venues.costs import round_to_tick
+from venues.options import OptionsData, is_occ_symbol
 
 ENTRY_KEEP = Decimal("0.005")  # within 0.5% of the last price: the model's entry stands
 ENTRY_CORRECT = Decimal("0.05")  # within 5%: corrected to the last price; beyond: rejected
@@ -51,6 +52,7 @@ BUDGET_NOTICE_KEY = "notice:llm_budget:{day}"
 class _Walk:
     calls: list[CallRecord]
     notes: list[str]
+    spreads: bool = False  # option spreads are on for this venue: the answer may name the legs
 
 
 class LLMPolicy:
@@ -82,9 +84,10 @@ class LLMPolicy:
 
     async def _decide(self, facts: DecisionInput, walk: _Walk) -> Signal:
         deps = self.deps
-        toolbox = Toolbox(deps, facts.venue, facts.symbol)
+        toolbox = Toolbox(deps, facts.venue, facts.symbol, facts.timeframe)
+        walk.spreads = deps.config.options is not None and isinstance(deps.venue(facts.venue), OptionsData)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": SYSTEM},
+            {"role": "system", "content": f"{SYSTEM}\n{OPTIONS_NOTE}" if walk.spreads else SYSTEM},
             {"role": "user", "content": context(facts, self._extra(deps, facts))},
         ]
         tools = toolbox.specs() if self.client.supports_tools else None
@@ -94,7 +97,7 @@ class LLMPolicy:
             rounds += 1
             last_round = rounds >= self.config.max_rounds
             result = await self.client.chat(
-                messages, tools=None if last_round else tools, json_schema=ANSWER_SCHEMA, max_tokens=600
+                messages, tools=None if last_round else tools, json_schema=answer_schema(walk.spreads), max_tokens=600
             )
             walk.calls.append(result.record)
             message = result.message
@@ -124,7 +127,23 @@ class LLMPolicy:
                 continue
             if toolbox.unknown_calls:
                 walk.notes.append("the model called unknown tools: " + ", ".join(sorted(set(toolbox.unknown_calls))))
-            return self._signal(facts, data, walk)
+            return self._with_legs(self._signal(facts, data, walk), data, walk)
+
+    @staticmethod
+    def _with_legs(signal: Signal, data: Any, walk: _Walk) -> Signal:
+        """The option legs the answer named, on a BUY or SHORT where spreads are on (the spread
+        step checks them against the chain); elsewhere they are ignored with a note."""
+        legs = LLMAnswer.model_validate(data).option_legs or []
+        if not legs:
+            return signal
+        if not walk.spreads or not signal.action.opens:
+            why = "option spreads are off here" if not walk.spreads else f"a {signal.action.value} trades no spread"
+            return signal.model_copy(update={"risk_notes": (*signal.risk_notes, f"option_legs ignored: {why}")})
+        if len(legs) != 2 or not all(isinstance(leg, str) and is_occ_symbol(leg) for leg in legs):
+            raise LLMFailure(
+                "wrong_schema", f"option_legs must be [bought, sold] OCC symbols like SPY251121C00550000, got {legs}"
+            )
+        return Signal.model_validate({**signal.model_dump(), "option_legs": tuple(leg.strip().upper() for leg in legs)})
 
     def _extra(self, deps: AgentDeps, facts: DecisionInput) -> dict[str, Any]:
         profile = deps.config.risk_for(facts.venue)

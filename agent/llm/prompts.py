@@ -27,8 +27,17 @@ Answer with one JSON object and nothing else:
  "take_profits": [up to 3 numbers, moving away from the entry], "horizon_bars": integer (time stop in
  bars, 0 = none), "reason": "one or two sentences with the numbers that decided it", "risk_notes": ["..."]}
 For a BUY: stop below the entry, take-profits above it, ascending. For a SHORT: stop above the
-entry, take-profits below it, descending; funding or borrow is a cost. For SELL or HOLD use null
-and [] where a price does not apply."""
+entry, take-profits below it, descending; borrow is a short's cost, and a perpetual's funding is paid
+by longs or shorts as the venue rules say. For SELL or HOLD use null and [] where a price does not apply."""
+
+# Appended to SYSTEM where option spreads are on (TRADEOPS_OPTIONS=spreads on a venue with chains).
+OPTIONS_NOTE = """Option spreads are on here: a BUY is traded as a bull call spread and a SHORT as a bear
+put spread (one debit, which is the most it can lose; code sizes it). Code picks the legs (bought at
+the money, sold at the strike nearest TP1) unless you name them: "option_legs": [the OCC symbol
+bought, the OCC symbol sold], one expiry that outlasts the time stop, calls for a BUY and puts for a
+SHORT, the bought one nearer the money; take them from the option_chain tool. null lets code choose.
+Your stop and take-profits stay prices of the stock: the spread is closed when the stock reaches the
+stop or TP1."""
 
 REPAIR = (
     "Your last answer was not valid JSON ({error}). Answer again with only the JSON object described "
@@ -54,6 +63,7 @@ class LLMAnswer(BaseModel):
     horizon_bars: int = Field(default=0, ge=0, le=1000)
     reason: str = Field(max_length=1200)
     risk_notes: list[str] = Field(default_factory=list, max_length=6)
+    option_legs: list[str] | None = Field(default=None, max_length=2)  # asked for only with spreads on
 
 
 def _nullable(kind: str) -> dict[str, Any]:
@@ -79,6 +89,17 @@ ANSWER_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def answer_schema(option_legs: bool) -> dict[str, Any]:
+    """ANSWER_SCHEMA, with the nullable ``option_legs`` where option spreads are on (strict
+    json_schema requires every property, so it is only there when it may be used)."""
+    if not option_legs:
+        return ANSWER_SCHEMA
+    schema = json.loads(json.dumps(ANSWER_SCHEMA))
+    schema["schema"]["required"].append("option_legs")
+    schema["schema"]["properties"]["option_legs"] = {"type": ["array", "null"], "items": {"type": "string"}}
+    return schema
 
 
 def _round(value: float) -> float:

@@ -87,6 +87,12 @@ class PreviewArgs(_Args):
     entry: float = Field(gt=0)
     stop: float = Field(gt=0)
     take_profits: list[float] = Field(min_length=1, max_length=3)
+    horizon_bars: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="time stop in bars (0 = none): a perpetual's funding the BUY pays is counted over it",
+    )
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,13 @@ class Toolbox:
     """The tools of one decision (its venue and symbol are the defaults), or of /ask (no defaults:
     every call names its symbol, and the account tools cover every venue)."""
 
-    def __init__(self, deps: AgentDeps, venue: str | None = None, symbol: str | None = None) -> None:
+    def __init__(
+        self, deps: AgentDeps, venue: str | None = None, symbol: str | None = None, timeframe: str | None = None
+    ) -> None:
         self.deps = deps
         self.venue_name = venue
         self.symbol = symbol
+        self.timeframe = timeframe  # the decision's: what a preview's horizon_bars count in
         self.unknown_calls: list[str] = []
         market = [
             Tool("get_bars", "Latest final OHLCV bars (oldest first) of a symbol.", BarsArgs, self._bars),
@@ -314,7 +323,9 @@ class Toolbox:
         for name, venue in self.deps.venues.items():
             broker = venue.broker_required()
             currencies = sorted({i.currency for i in await venue.instruments()})
-            out[name] = [_account_view(await broker.account(c)) for c in currencies]
+            accounts = [await broker.account(c) for c in currencies]
+            # An exchange quotes in dozens of currencies: only those the paper account holds count.
+            out[name] = [_account_view(a) for a in accounts if not a.unfunded]
         return out
 
     async def _trades(self, args: NoArgs) -> dict[str, Any]:
@@ -351,6 +362,8 @@ class Toolbox:
                 entry=Decimal(repr(args.entry)),
                 stop=Decimal(repr(args.stop)),
                 take_profits=tuple(Decimal(repr(t)) for t in args.take_profits),
+                horizon_bars=args.horizon_bars,
+                timeframe=self.timeframe or instrument.timeframe,
                 confidence=1.0,
             )
         except ValidationError as exc:

@@ -22,11 +22,13 @@ from decimal import Decimal
 from typing import Any
 
 from scheduler.backtest import metrics
+from scheduler.backtest.events import EventHorizon, HeldSpan, bars_ahead
 from scheduler.backtest.metrics import EquityPoint, TradeRecord
 from scheduler.backtest.reference import (
     SMA_CROSS,
     ReferenceParamError,
     ReferenceRun,
+    SignalTable,
     SmaCross,
     reference_job,
     reference_trades,
@@ -35,11 +37,14 @@ from scheduler.driver import FastForwardDriver, ScanTick
 from scheduler.jobs import watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import Scanner, ScanReport
+from storage.paper_ledger import RunPaperLedger
 from storage.signals import SignalStatus
 from storage.watchlists import WatchlistSpec
 from venues.base import Venue
 from venues.clock import SimulatedClock, ensure_utc
 from venues.models import Fill, Side
+from venues.paper import PaperBroker
+from venues.recorded import RecordedBarsVenue
 from venues.timeframes import parse_timeframe
 
 BACKTEST_WATCHLIST = "backtest"
@@ -100,6 +105,7 @@ class BacktestResult:
     llm: dict[str, Any] | None = None
     possible_leak: bool = False
     possible_leak_reason: str = ""
+    fires: int = 0  # fires the clock stopped at; the others were passed over (nothing could happen)
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document: ``params``, ``possible_leak`` (and its reason, or null),
@@ -172,6 +178,8 @@ async def run_backtest(
         raise BacktestError(f"the clock stands at {clock.now().isoformat()}, not at the start {start.isoformat()}")
     venue = deps.venue(spec.venue)
     currency = await check_spec(venue, spec)
+    ledger = await use_run_ledger(scanner, spec)
+    deps.plans.hold_equity()  # one write for the run's equity curve, at the end
     watchlist = WatchlistSpec(
         name=BACKTEST_WATCHLIST, venue=spec.venue, symbols=spec.symbols, timeframe=spec.timeframe, profile=spec.profile
     )
@@ -201,15 +209,28 @@ async def run_backtest(
     else:
         jobs = watchlist_jobs(scanner, [watchlist], lambda _name: calendar, on_scan, trigger="backtest")
     driver = FastForwardDriver(clock, jobs)
+    horizon = event_horizon(scanner, spec, reference, currency)
+    held: HeldSpan | None = None
     span = (end - start).total_seconds()
     while (upcoming := driver.next_fire()) is not None and upcoming[1] < end:
         record = await driver.step()
         if record is not None and record.error is not None:
             raise BacktestError(f"the scan at {record.fire_time.isoformat()} failed: {record.error}")
+        if held is not None and horizon is not None:
+            await horizon.record(held)  # the clock has passed them now: their prices are known
+            held = None
+        if horizon is not None and (upcoming := driver.next_fire()) is not None:
+            target = min(await horizon.next_event(end), end)
+            if target > upcoming[1]:
+                held = await horizon.hold(driver.skip_before(target))
         if on_progress is not None:
             on_progress(min((clock.now() - start).total_seconds() / span, 1.0))
     clock.advance_to(max(clock.now(), end))
+    if held is not None and horizon is not None:
+        await horizon.record(held)
     await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
+    if ledger is not None:
+        ledger.flush()
     if on_progress is not None:
         on_progress(1.0)
 
@@ -221,10 +242,11 @@ async def run_backtest(
     else:
         trades = await collect_trades(scanner, spec, currency)
     equity = tuple(
-        EquityPoint(h.ts, float(h.equity))
-        for h in deps.plans.equity_history(spec.venue)
-        if h.currency == currency and start <= h.ts <= end
+        EquityPoint(ts, float(value))
+        for ts, value in deps.plans.equity_curve(spec.venue, currency)
+        if start <= ts <= end
     )
+    deps.plans.flush_equity()
     fills = await venue.broker_required().fills()
     costs = float(sum((f.fee for f in fills), Decimal(0)))
     periods = metrics.periods_per_year(calendar, start.year)
@@ -241,6 +263,45 @@ async def run_backtest(
         signals=dict(sorted(statuses.items())),
         data_range=await data_range(venue, spec),
         elapsed_seconds=round(time.perf_counter() - started, 3),
+        fires=len(driver.records),
+    )
+
+
+async def use_run_ledger(scanner: Scanner, spec: BacktestSpec) -> RunPaperLedger | None:
+    """Put the backtest venue's paper broker on an in-memory ledger for the run (written to the
+    database once at the end): the broker reads its orders, positions and cash at every fire, and
+    the run's fresh database has no other reader meanwhile. None when the broker is not a paper
+    one or already holds state."""
+    broker = scanner.deps.venue(spec.venue).broker_required()
+    if not isinstance(broker, PaperBroker) or await broker.orders() or await broker.fills():
+        return None
+    ledger = RunPaperLedger(scanner.deps.plans.engine)
+    broker.use_ledger(ledger)
+    return ledger
+
+
+def event_horizon(
+    scanner: Scanner, spec: BacktestSpec, reference: ReferenceRun | None, currency: str
+) -> EventHorizon | None:
+    """The event horizon of a run whose candidate bars are known ahead (sma_cross on recorded
+    bars: its signals computed once over the window); None for a run that fires at every bar
+    (the rule and LLM policies screen at each fire)."""
+    deps = scanner.deps
+    venue = deps.venue(spec.venue)
+    broker = venue.broker_required()
+    if reference is None or not isinstance(venue, RecordedBarsVenue) or not isinstance(broker, PaperBroker):
+        return None
+    for symbol in spec.symbols:
+        bars = bars_ahead(venue, symbol, spec.timeframe, spec.end)
+        reference.tables[symbol] = SignalTable.of(reference.policy, bars)
+    return EventHorizon(
+        clock=deps.clock,
+        venue=venue,
+        broker=broker,
+        plans=deps.plans,
+        venue_name=spec.venue,
+        currency=currency,
+        next_candidate=reference.next_candidate,
     )
 
 

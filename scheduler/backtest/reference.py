@@ -12,12 +12,12 @@ crossover with no stop would have to be distorted to pass them, or distort them 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+import numpy as np
 import pandas as pd
 
 from scheduler.driver import ScanJob, ScanTick
@@ -64,21 +64,68 @@ class SmaCross:
             raise ReferenceParamError(f"sma_cross qty is a quantity above zero, got {qty}")
         return cls(int(fast), int(slow), size, qty)
 
-    def decide(self, bars: pd.DataFrame) -> Side | None:
-        """BUY on a fast-over-slow cross at the last bar's close, SELL on the reverse, else None.
-        ``bars``: the venue's bars closed so far (at least ``slow + 1`` of them to decide)."""
-        if len(bars) < self.slow + 1:
-            return None
+    def signals(self, bars: pd.DataFrame) -> np.ndarray:
+        """Per bar of ``bars``: 1 (BUY) where the fast SMA crosses above the slow one at that
+        bar's close, -1 (SELL) on the reverse, else 0. Causal: a bar's signal depends only on it
+        and the bars before it (rolling sums run forward), so computing it once over a window
+        gives each bar what computing it on the bars closed by then would."""
         frame = compute(bars, [f"sma:{self.fast}", f"sma:{self.slow}"])
         fast = frame[f"SMA_{self.fast}"].to_numpy(dtype="float64")
         slow = frame[f"SMA_{self.slow}"].to_numpy(dtype="float64")
-        if any(math.isnan(v) for v in (fast[-2], slow[-2], fast[-1], slow[-1])):
+        out = np.zeros(len(bars), dtype=np.int8)
+        # A comparison with NaN (before the slow SMA has its bars) is False: no signal, as before.
+        out[1:][(fast[:-1] < slow[:-1]) & (fast[1:] > slow[1:])] = 1
+        out[1:][(slow[:-1] < fast[:-1]) & (slow[1:] > fast[1:])] = -1
+        return out
+
+    def decide(self, bars: pd.DataFrame) -> Side | None:
+        """BUY on a fast-over-slow cross at the last bar's close, SELL on the reverse, else None.
+        ``bars``: the venue's bars closed so far."""
+        if len(bars) < 2:
             return None
-        if fast[-2] < slow[-2] and fast[-1] > slow[-1]:
-            return Side.BUY
-        if slow[-2] < fast[-2] and slow[-1] > fast[-1]:
-            return Side.SELL
-        return None
+        return _SIDE.get(int(self.signals(bars)[-1]))
+
+
+_SIDE = {1: Side.BUY, -1: Side.SELL}
+
+
+@dataclass(frozen=True)
+class SignalTable:
+    """One symbol's sma_cross signals over the window, computed once: bar open and close times
+    (microseconds since the epoch) and the signal at each bar's close."""
+
+    open_us: np.ndarray
+    signal: np.ndarray
+    candidate_close_us: np.ndarray  # close times of the bars with a signal
+
+    @classmethod
+    def of(cls, policy: SmaCross, bars: pd.DataFrame) -> SignalTable:
+        signal = policy.signals(bars)
+        open_us = pd.DatetimeIndex(bars.index).as_unit("us").asi8
+        close_us = pd.DatetimeIndex(bars["close_time"]).as_unit("us").asi8
+        return cls(open_us, signal, close_us[signal != 0])
+
+    def at(self, bar_open: datetime) -> Side | None:
+        """The signal of the bar that opened at ``bar_open`` (a bar the clock has reached)."""
+        at = _us(bar_open)
+        i = int(np.searchsorted(self.open_us, at))
+        if i == len(self.open_us) or self.open_us[i] != at:
+            return None
+        return _SIDE.get(int(self.signal[i]))
+
+    def next_candidate(self, after: datetime) -> datetime | None:
+        """The close of the first bar with a signal that closes after ``after``; None if none."""
+        i = int(np.searchsorted(self.candidate_close_us, _us(after), side="right"))
+        if i == len(self.candidate_close_us):
+            return None
+        return _EPOCH + timedelta(microseconds=int(self.candidate_close_us[i]))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass
@@ -91,6 +138,14 @@ class ReferenceRun:
     skipped: list[dict[str, str]] = field(default_factory=list)
     last_bar: dict[str, datetime] = field(default_factory=dict)
     orders: int = 0
+    tables: dict[str, SignalTable] = field(default_factory=dict)
+    """Per symbol, the signals computed once over the window (see scheduler.backtest.events);
+    a symbol without one is decided on the bars the venue serves at each fire."""
+
+    def next_candidate(self, after: datetime) -> datetime | None:
+        """The first close of a candidate bar after ``after`` over all symbols; None if none."""
+        found = [c for t in self.tables.values() if (c := t.next_candidate(after)) is not None]
+        return min(found, default=None)
 
 
 def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run: ReferenceRun) -> ScanJob:
@@ -111,11 +166,12 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
             watchlist.venue, run.currency, cash=account.cash, equity=account.equity, at=tick.fire_time
         )
         for symbol in watchlist.symbols:
-            bars = await venue.bars(symbol, watchlist.timeframe, limit=policy.slow + 1)
+            table = run.tables.get(symbol)
+            bars = await venue.bars(symbol, watchlist.timeframe, limit=1 if table else policy.slow + 1)
             if bars.empty or run.last_bar.get(symbol) == bars.index[-1]:
                 continue
             run.last_bar[symbol] = bars.index[-1]
-            side = policy.decide(bars)
+            side = table.at(bars.index[-1].to_pydatetime()) if table else policy.decide(bars)
             if side is None:
                 continue
             instrument = await venue.instrument(symbol)

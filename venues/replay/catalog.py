@@ -8,11 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from venues.models import (
+    ASSUMED_FUNDING,
     PERPETUAL_SHORT,
     US_MARGIN_SHORT,
     AssetClass,
     CnEquityFees,
     CryptoFees,
+    FundingTerms,
     Instrument,
     ShortTerms,
     UsEquityFees,
@@ -50,6 +52,7 @@ def _crypto() -> ReplayMarket:
         min_notional: int,
         file: str,
         short: ShortTerms | None = None,
+        funding: FundingTerms | None = None,
     ) -> ReplaySeries:
         return ReplaySeries(
             Instrument(
@@ -65,7 +68,8 @@ def _crypto() -> ReplayMarket:
                 fees=fees,
                 calendar=calendar,
                 timeframe="1h",
-                perpetual=short is not None,
+                perpetual=funding is not None,
+                funding=funding,
                 short=short,
             ),
             file,
@@ -86,8 +90,9 @@ def _crypto() -> ReplayMarket:
                 "BTC-USD_1h_2021_alpaca.csv",
             ),
             # The bars are the USDT-M perpetual's, the only ETH series covering all of 2021 (see
-            # PROVENANCE.md), so it trades as that perpetual: it may be sold short, at an assumed
-            # funding rate. The fees stay Binance's spot 0.10% (above the perpetual's), the cautious side.
+            # PROVENANCE.md), so it trades as that perpetual: it may be sold short, and either side
+            # settles funding at an assumed rate (no funding history is shipped). The fees stay
+            # Binance's spot 0.10% (above the perpetual's), the cautious side.
             pair(
                 "ETH/USDT",
                 "Ether / Tether perpetual (Binance USDT-M)",
@@ -96,6 +101,7 @@ def _crypto() -> ReplayMarket:
                 5,
                 "ETH-USDT_1h_2021_binance-perp.csv",
                 short=PERPETUAL_SHORT,
+                funding=ASSUMED_FUNDING,
             ),
         ),
     )
@@ -114,6 +120,7 @@ def _cn() -> ReplayMarket:
                 currency="CNY",
                 lot_size=Decimal(100),
                 qty_step=Decimal(1),
+                min_qty=Decimal(100),  # a buy is at least one lot; an odd remainder is sold whole
                 tick_size=Decimal(tick),
                 fees=fees,
                 calendar=calendar,

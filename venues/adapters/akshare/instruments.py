@@ -83,6 +83,7 @@ def equity_instrument(symbol: str, name: str) -> Instrument:
         currency="CNY",
         lot_size=Decimal(100),
         qty_step=Decimal(1),
+        min_qty=Decimal(100),  # a buy is at least one lot; an odd remainder is sold whole
         tick_size=Decimal("0.001") if etf else Decimal("0.01"),
         fees=ETF_FEES if etf else CnEquityFees(),
         calendar=CALENDAR,

@@ -53,8 +53,8 @@ from venues.models import (
     Position,
     Side,
 )
-from venues.options import OptionLeg
-from venues.paper import PaperLedger
+from venues.options import LegsOrder, OccSymbol, OptionLeg
+from venues.paper import PaperLedger, amended_order
 
 _PENDING = {
     "new",
@@ -133,6 +133,34 @@ def order_from_alpaca(raw: dict[str, Any], venue: str, known: Order | None = Non
         if known.parent is not None and status is OrderStatus.PENDING:
             base["reason"] = SENT
     return Order(**base)
+
+
+def legs_order_from_alpaca(raw: dict[str, Any], venue: str) -> LegsOrder | None:
+    """An Alpaca ``mleg`` order (raw JSON) as a LegsOrder; None for any other order class."""
+    if str(raw.get("order_class") or "") != "mleg" or not raw.get("legs"):
+        return None
+    legs = [dict(leg) for leg in raw["legs"]]
+    symbols = [str(leg["symbol"]) for leg in legs]
+    status = order_status(str(raw.get("status", "")))
+    created = _time(raw.get("created_at")) or _time(raw.get("submitted_at"))
+    assert created is not None, "an Alpaca order always has created_at"
+    reason = f"alpaca {raw.get('status')}" if status in (OrderStatus.CANCELLED, OrderStatus.REJECTED) else ""
+    return LegsOrder(
+        client_order_id=str(raw["client_order_id"]),
+        venue=venue,
+        underlying=OccSymbol.parse(symbols[0]).underlying,
+        legs=tuple(
+            f"{leg.get('side')} {Decimal(str(leg.get('ratio_qty') or 1)).normalize():f} {symbol}"
+            for leg, symbol in zip(legs, symbols, strict=True)
+        ),
+        qty=int(Decimal(str(raw.get("qty") or 0))),
+        limit_price=_decimal(raw.get("limit_price")),
+        status=status,
+        filled_avg_price=_decimal(raw.get("filled_avg_price")),
+        created_at=created,
+        filled_at=_time(raw.get("filled_at")),
+        reason=reason,
+    )
 
 
 def fill_of(order: Order) -> Fill | None:
@@ -258,23 +286,24 @@ class AlpacaBroker:
             return cancelled
 
     async def amend(
-        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+        self,
+        client_order_id: str,
+        *,
+        stop_price: Decimal | None = None,
+        trail: Decimal | None = None,
+        limit_price: Decimal | None = None,
     ) -> Order:
         async with self._lock:
             order = self._ledger.order(client_order_id)
             if order is None or order.venue != self.venue:
                 raise VenueError(f"no order with client order id {client_order_id!r} on {self.venue}")
-            if not order.status.is_open or order.type is not OrderType.STOP or order.parent is None:
-                raise VenueError(
-                    f"order {client_order_id} is a {order.status.value} {order.type.value} order; "
-                    "only a pending exit stop can be amended"
-                )
-            update: dict[str, object] = {"updated_at": self._clock.now()}
-            if stop_price is not None:
-                update["stop_price"] = stop_price
-            if trail is not None:
-                update["trail"] = trail
-            amended = order.model_copy(update=update)
+            if order.parent is None:
+                raise VenueError(f"order {client_order_id} is an entry; only a pending exit can be amended")
+            if order.reason == SENT:
+                raise VenueError(f"exit {client_order_id} was already sent to Alpaca; it can no longer be amended")
+            amended = amended_order(
+                order, stop_price=stop_price, trail=trail, limit_price=limit_price, at=self._clock.now()
+            )
             self._ledger.update_order(amended)
             return amended
 
@@ -460,6 +489,16 @@ class AlpacaBroker:
             return await self.api.call(f"order {client_order_id}", send)
         except AlpacaApiError as exc:
             raise OrderRejected(f"alpaca refused the {quantity} x ({what}) order: {exc.detail}") from exc
+
+    async def legs_order(self, client_order_id: str) -> LegsOrder | None:
+        """The multi-leg order with this client order id at Alpaca now (None: none, or not mleg)."""
+        raw = await self._lookup(client_order_id)
+        return legs_order_from_alpaca(raw, self.venue) if raw is not None else None
+
+    async def legs_orders(self) -> list[LegsOrder]:
+        found = [legs_order_from_alpaca(raw, self.venue) for raw in await self.orders_at_alpaca()]
+        orders = [o for o in found if o is not None]
+        return sorted(orders, key=lambda o: (o.created_at, o.client_order_id), reverse=True)
 
     async def orders_at_alpaca(self) -> list[dict[str, Any]]:
         """Every order Alpaca holds for the account (raw), for doctor and tests."""

@@ -23,7 +23,7 @@ import pandas as pd
 from venues.calendars import previous_session, session, sessions_between
 from venues.errors import UnknownTimeframeError
 from venues.models import US_MARGIN_SHORT, AssetClass, Instrument, Quote, UsEquityFees
-from venues.options import OccSymbol, OptionQuote
+from venues.options import CONTRACT_MULTIPLIER, OccSymbol, OptionQuote
 from venues.timeframes import BAR_COLUMNS, Timeframe, empty_bars
 
 CALENDAR = "XNYS"
@@ -53,8 +53,8 @@ def alpaca_timeframe(tf: Timeframe) -> str:
 
 def instrument_from_asset(asset: Mapping[str, Any], venue: str) -> Instrument:
     """A tradable us_equity asset as an Instrument: fractionable -> a 1e-9 step with a 1 USD
-    minimum notional; shortable and easy to borrow -> the margin account's short terms; zero
-    commission, with the SEC and FINRA TAF fees Alpaca passes on to sells."""
+    minimum notional, else whole shares (at least one); shortable and easy to borrow -> the margin
+    account's short terms; zero commission, with the SEC and FINRA TAF fees Alpaca passes on to sells."""
     fractionable = bool(asset.get("fractionable"))
     increment = asset.get("price_increment")
     tick = Decimal(str(increment)) if increment else PENNY
@@ -74,6 +74,7 @@ def instrument_from_asset(asset: Mapping[str, Any], venue: str) -> Instrument:
         qty_step=FRACTIONAL_STEP if fractionable else Decimal(1),
         tick_size=tick,
         min_notional=FRACTIONAL_MIN_NOTIONAL if fractionable else Decimal(0),
+        min_qty=Decimal(0) if fractionable else Decimal(1),  # a whole share where fractions are not traded
         fees=UsEquityFees(regulatory_fees=True),
         calendar=CALENDAR,
         timeframe="1m",
@@ -95,6 +96,7 @@ def option_instrument(occ: OccSymbol, venue: str) -> Instrument:
         fees=UsEquityFees(regulatory_fees=True),
         calendar=CALENDAR,
         timeframe="1m",
+        multiplier=Decimal(CONTRACT_MULTIPLIER),  # prices are per share, positions in contracts
         no_short_reason="options are sold only as the short leg of a spread",
     )
 

@@ -172,9 +172,14 @@ class SandboxBroker:
         return await self.paper.cancel(client_order_id)
 
     async def amend(
-        self, client_order_id: str, *, stop_price: Decimal | None = None, trail: Decimal | None = None
+        self,
+        client_order_id: str,
+        *,
+        stop_price: Decimal | None = None,
+        trail: Decimal | None = None,
+        limit_price: Decimal | None = None,
     ) -> Order:
-        return await self.paper.amend(client_order_id, stop_price=stop_price, trail=trail)
+        return await self.paper.amend(client_order_id, stop_price=stop_price, trail=trail, limit_price=limit_price)
 
     async def process(self) -> list[Fill]:
         return await self.paper.process()

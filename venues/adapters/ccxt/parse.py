@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from venues.models import PERPETUAL_SHORT, AssetClass, CryptoFees, Instrument, Quote, ShortTerms
+from venues.models import ASSUMED_FUNDING, PERPETUAL_SHORT, AssetClass, CryptoFees, FundingTerms, Instrument, Quote
 from venues.timeframes import BAR_COLUMNS, OHLCV, Timeframe, empty_bars
 
 # ccxt's precision modes (ccxt.base.decimal_to_precision): what market['precision'] numbers mean.
@@ -61,31 +61,29 @@ def wanted(market: dict[str, Any], types: Sequence[str]) -> bool:
     return "swap" in types and is_usdt_perpetual(market)
 
 
-def funding_terms(rate: dict[str, Any] | None, exchange: str) -> ShortTerms:
-    """ShortTerms of a USDT perpetual from ccxt's funding-rate structure: the current rate scaled to
-    8 hours (some contracts settle every 4 h or 1 h); the assumed default when none was read.
-
-    The short is charged the rate's size either way: a negative rate is what shorts really pay, and
-    a positive one (which would pay the short) is charged too, the cautious reading the assumed
-    default of venues.models already takes."""
+def funding_terms(rate: dict[str, Any] | None, exchange: str) -> FundingTerms:
+    """FundingTerms of a USDT perpetual from ccxt's funding-rate structure: the current rate,
+    signed as published (positive: longs pay shorts), scaled to 8 hours (some contracts settle
+    every 4 h or 1 h); the assumed default when none was read."""
     value = _dec((rate or {}).get("fundingRate"))
     if value is None:
-        return PERPETUAL_SHORT
+        return ASSUMED_FUNDING
     interval = str((rate or {}).get("interval") or "8h")
     hours = Decimal(interval[:-1]) if interval.endswith("h") and interval[:-1].isdigit() else Decimal(8)
-    per_8h = abs(value) * Decimal(8) / hours
+    per_8h = value * Decimal(8) / hours
     stamp = (rate or {}).get("timestamp") or (rate or {}).get("fundingTimestamp")
     when = f" at {datetime.fromtimestamp(stamp / 1000, UTC):%Y-%m-%d %H:%M} UTC" if stamp else ""
-    return ShortTerms(
-        initial_margin=Decimal(1),
-        funding_rate_8h=per_8h,
-        basis=f"{exchange} current funding {value * 100:+.4f}% per {interval}{when}, its size charged to the short",
+    payer = "longs pay shorts" if value > 0 else "shorts pay longs" if value < 0 else "nobody pays"
+    return FundingTerms(
+        rate_8h=per_8h,
+        basis=f"{exchange} current funding {value * 100:+.4f}% per {interval}{when}: {payer}",
     )
 
 
-def instrument(venue: str, market: dict[str, Any], precision_mode: int, funding: ShortTerms | None) -> Instrument:
+def instrument(venue: str, market: dict[str, Any], precision_mode: int, funding: FundingTerms | None) -> Instrument:
     """The Instrument of a ccxt market. Quantities are in base units: a swap quoted in contracts of
-    ``contractSize`` base units has its amount step and minimum multiplied by it."""
+    ``contractSize`` base units has its amount step and minimum amount (``min_qty``) multiplied by
+    it."""
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
     perpetual = is_usdt_perpetual(market)
@@ -112,12 +110,14 @@ def instrument(venue: str, market: dict[str, Any], precision_mode: int, funding:
         qty_step=qty_step,
         tick_size=tick,
         min_notional=min_cost,
+        min_qty=((min_amount or Decimal(0)) * unit).normalize(),
         fees=fees,
         calendar="24/7",
         timeframe="1m",
         name=f"{market.get('base')}/{quote_ccy} {kind}",
         perpetual=perpetual,
-        short=(funding or PERPETUAL_SHORT) if perpetual else None,
+        funding=(funding or ASSUMED_FUNDING) if perpetual else None,
+        short=PERPETUAL_SHORT if perpetual else None,
         no_short_reason="" if perpetual else "spot crypto is never sold short here (only perpetuals are)",
     )
 

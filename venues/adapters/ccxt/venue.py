@@ -2,8 +2,8 @@
 
 - Markets load once (one ``load_markets``) and again after a day on the venue's clock; instruments
   carry the market's real maker/taker fees, amount step, price tick and minimum notional. A
-  perpetual's ShortTerms hold the current funding rate (``fetch_funding_rate``, re-read hourly when
-  the instrument is asked for), else the assumed default of venues.models.
+  perpetual's FundingTerms hold the current funding rate, signed (``fetch_funding_rate``, re-read
+  hourly when the instrument is asked for), else the assumed default of venues.models.
 - ``snapshot``: one ``fetch_tickers`` per market type asked (spot, swap) for the whole batch, quotes
   kept 3 s; per-symbol ``fetch_ticker`` only on an exchange without fetchTickers. A symbol the
   exchange does not answer for is left out and its reason kept in ``quote_problems``.
@@ -35,7 +35,7 @@ from venues.adapters.resilience import CircuitBreaker, RetryPolicy, VenueGuard
 from venues.base import BrokeredVenue
 from venues.clock import Clock, ensure_utc
 from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
-from venues.models import Instrument, Quote, ShortTerms
+from venues.models import FundingTerms, Instrument, Quote
 from venues.timeframes import TIMEFRAMES, Timeframe, parse_timeframe
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class CcxtVenue(BrokeredVenue):
         self._instruments: dict[str, Instrument] = {}
         self._markets_at: datetime | None = None
         self._markets_lock = asyncio.Lock()
-        self._funding: dict[str, tuple[datetime, ShortTerms]] = {}
+        self._funding: dict[str, tuple[datetime, FundingTerms]] = {}
         self._page_limits: dict[str, int] = {}
         self._covered_from: dict[tuple[str, str], datetime] = {}
         self._bar_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -164,12 +164,12 @@ class CcxtVenue(BrokeredVenue):
         try:
             rate = await self.guard.call("fetch_funding_rate", lambda: self.exchange.fetch_funding_rate(symbol))
         except VenueError as exc:
-            log.warning("%s: funding rate of %s not read, keeping %s: %s", self.name, symbol, found.short, exc)
-            self._funding[symbol] = (now, found.short or parse.PERPETUAL_SHORT)
+            log.warning("%s: funding rate of %s not read, keeping %s: %s", self.name, symbol, found.funding, exc)
+            self._funding[symbol] = (now, found.funding or parse.ASSUMED_FUNDING)
             return found
         terms = parse.funding_terms(rate, self.name)
         self._funding[symbol] = (now, terms)
-        found = found.model_copy(update={"short": terms})
+        found = found.model_copy(update={"funding": terms})
         self._instruments[symbol] = found
         return found
 

@@ -1,0 +1,142 @@
+"""The backtest's clock jumps from event to event (scheduler.backtest.events): the same result as
+stopping at every fire, and no peek past a jump's target."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import scheduler.backtest.engine as engine_module
+import venues.replay.venue as replay_venue
+from bot.backtest import backtest
+from bot.settings import load_settings
+from scheduler.backtest.engine import BacktestResult, BacktestSpec
+from scheduler.backtest.events import EventHorizon
+from venues.recorded import BarSeries
+from venues.replay.loader import load_bar_file
+from venues.timeframes import parse_timeframe
+
+MONTH = BacktestSpec(
+    venue="replay-crypto",
+    symbols=("BTC/USD",),
+    timeframe="1h",
+    start=datetime(2021, 1, 1, tzinfo=UTC),
+    end=datetime(2021, 2, 1, tzinfo=UTC),
+    policy="sma_cross",
+    params={"fast": 10, "slow": 30},
+    capital=Decimal(1_000_000),
+    profile="medium",
+)
+RULES = BacktestSpec(
+    venue="replay-crypto",
+    symbols=("BTC/USD",),
+    timeframe="1h",
+    start=datetime(2021, 7, 1, tzinfo=UTC),
+    end=datetime(2021, 7, 6, tzinfo=UTC),
+    policy="rules",
+    capital=Decimal(100),
+    profile="medium",
+)
+HOURS_IN_JANUARY = 31 * 24
+
+
+def run(tmp: Path, spec: BacktestSpec) -> BacktestResult:
+    return asyncio.run(backtest(load_settings(data_dir=tmp), spec))
+
+
+def doc(result: BacktestResult) -> dict[str, Any]:
+    return result.to_json()
+
+
+@pytest.fixture(scope="module")
+def jumping(tmp_path_factory: pytest.TempPathFactory) -> BacktestResult:
+    return run(tmp_path_factory.mktemp("jumping"), MONTH)
+
+
+def test_jumping_gives_what_stopping_at_every_fire_gives(
+    jumping: BacktestResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop_at_every_fire(monkeypatch)
+    stepping = run(tmp_path, MONTH)
+    assert stepping.fires == HOURS_IN_JANUARY
+    assert jumping.fires < HOURS_IN_JANUARY / 4  # candidate bars and fills only
+    assert len(jumping.trades) > 5 and jumping.metrics["costs_paid"] > 0
+    assert len(jumping.equity) == len(stepping.equity) == HOURS_IN_JANUARY + 1  # a point per fire, and the end
+    assert doc(jumping) == doc(stepping)
+
+
+def stop_at_every_fire(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def every_fire(self: EventHorizon, until: datetime) -> datetime:
+        return self.clock.now()  # an event at every fire: nothing is passed over
+
+    monkeypatch.setattr(EventHorizon, "next_event", every_fire)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # NYSE sessions, 15-minute scans over minute bars (the equity marks are the minutes' closes)
+        BacktestSpec(
+            **{**MONTH.__dict__, "venue": "replay-us", "symbols": ("SPY",), "timeframe": "15m",
+               "start": datetime(2021, 7, 1, tzinfo=UTC), "end": datetime(2021, 8, 13, tzinfo=UTC),
+               "params": {"fast": 5, "slow": 20}}
+        ),
+        # Shanghai sessions, daily bars, lots of 100
+        BacktestSpec(
+            **{**MONTH.__dict__, "venue": "replay-cn", "symbols": ("600519.SH",), "timeframe": "1d",
+               "end": datetime(2022, 1, 1, tzinfo=UTC), "params": {"fast": 5, "slow": 20}}
+        ),
+    ],
+    ids=["spy-15m", "moutai-1d"],
+)  # fmt: skip
+def test_jumping_on_exchange_calendars_gives_what_stopping_gives(
+    spec: BacktestSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jumped = run(tmp_path / "jumped", spec)
+    stop_at_every_fire(monkeypatch)
+    stepped = run(tmp_path / "stepped", spec)
+    assert len(jumped.trades) >= 4 and jumped.fires < stepped.fires / 4
+    assert doc(jumped) == doc(stepped)
+
+
+def test_a_poisoned_bar_after_a_jump_target_changes_nothing_before_it(
+    jumping: BacktestResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jump targets come from signals computed once over the window; poisoning every bar from
+    a target on (prices tripled) must leave every trade and equity point up to it as they were."""
+    target = jumping.trades[3].entry_time  # the close of a candidate bar: a fire reached by a jump
+
+    def poisoned(path: str, stamp: tuple[int, int], timeframe: str, calendar: str) -> BarSeries:
+        native = load_bar_file(path, timeframe=timeframe, calendar=calendar)
+        late = native.index >= pd.Timestamp(target)
+        prices = ["open", "high", "low", "close"]
+        native.loc[late, prices] = native.loc[late, prices] * 3
+        return BarSeries.build(native, parse_timeframe(timeframe), calendar)
+
+    monkeypatch.setattr(replay_venue, "_load_series", poisoned)
+    poison = run(tmp_path, MONTH)
+    assert [p for p in poison.equity if p.ts <= target] == [p for p in jumping.equity if p.ts <= target]
+    before = [t for t in jumping.trades if t.exit_time is not None and t.exit_time < target]
+    assert len(before) == 3
+    assert [t for t in poison.trades if t.exit_time is not None and t.exit_time < target] == before
+    assert poison.equity[-1] != jumping.equity[-1]  # the poison reached the run after the target
+
+
+def test_the_rule_policy_on_the_run_ledger_gives_what_the_database_ledger_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_memory = run(tmp_path / "memory", RULES)
+
+    async def no_run_ledger(*_args: object) -> None:
+        return None
+
+    monkeypatch.setattr(engine_module, "use_run_ledger", no_run_ledger)
+    on_database = run(tmp_path / "database", RULES)
+    assert in_memory.trades and in_memory.metrics["tp1_hit_rate"] is not None
+    assert doc(in_memory) == doc(on_database)
