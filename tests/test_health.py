@@ -131,11 +131,17 @@ async def test_run_serves_healthz_readyz_and_metrics_that_move_as_it_works(
         assert body["checks"]["database"] == {"ok": True, "detail": "sqlite answers"}
         assert body["checks"]["transport:recording"]["ok"] is True
 
-        first = parse((await _get(client, "/metrics")).text)
+        first: Samples = {}
+
+        async def scanned() -> bool:  # the scan that pushed the card may still be walking its candidates
+            nonlocal first
+            first = parse((await _get(client, "/metrics")).text)
+            return total(first, "tradeops_scan_candidates_total") >= 1
+
+        await _until(scanned, "a finished scan with candidates", lambda: total(first, "tradeops_scans_total"))
         assert total(first, "tradeops_scheduler_leader") == 1
         assert total(first, "tradeops_scans_total", result="done") >= 1
         assert total(first, "tradeops_scan_duration_seconds_count") >= 1
-        assert total(first, "tradeops_scan_candidates_total") >= 1
         assert total(first, "tradeops_signals_total", outcome="pending") >= 1
 
         # More scans run, signals are approved and their entries fill: the counts move.
