@@ -140,6 +140,7 @@ async def test_run_serves_healthz_readyz_and_metrics_that_move_as_it_works(
 
         await _until(scanned, "a finished scan with candidates", lambda: total(first, "tradeops_scans_total"))
         assert total(first, "tradeops_scheduler_leader") == 1
+        assert total(first, "python_info") == 1 and total(first, "process_cpu_seconds_total") > 0  # the standard ones
         assert total(first, "tradeops_scans_total", result="done") >= 1
         assert total(first, "tradeops_scan_duration_seconds_count") >= 1
         assert total(first, "tradeops_signals_total", outcome="pending") >= 1

@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 # Seconds. A scan is a screen plus a walk per candidate (an LLM call each, on the LLM policy).
 SCAN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -27,11 +35,14 @@ LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.
 
 
 class Metrics:
-    """Every metric of one process, on ``registry`` (a new one when not given)."""
+    """Every metric of one process, on ``registry`` (a new one when not given), with
+    prometheus-client's standard process, Python platform and garbage-collector collectors."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # they only read /proc and gc
+            r.register(standard)
         self.scans = Counter(
             "tradeops_scans",
             "Scans of a watchlist, by venue and result (done, failed, busy)",
