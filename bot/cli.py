@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from bot.errors import OneLineErrors, remember_settings
+
 if TYPE_CHECKING:
     from bot.settings import Settings
 
 app = typer.Typer(
+    cls=OneLineErrors,
     name="tradeops",
     help="Chat-ops trading copilot: session-aware scans, a deterministic risk gate, approvals in chat, paper orders.",
     no_args_is_help=True,
@@ -57,23 +60,41 @@ def setting_name(loc: tuple[int | str, ...]) -> str:
     return f"TRADEOPS_{field.upper()}" if field.islower() else field
 
 
-def _settings(data_dir: Path | None = None, *, quiet: bool = False) -> Settings:
-    """Settings, and logging: with ``quiet`` only warnings reach the terminal, everything goes to
-    tradeops.log in the data dir."""
+def _settings(
+    data_dir: Path | None = None, *, quiet: bool = False, create: bool = True, check_dir: bool = True
+) -> Settings:
+    """Settings, with the data dir checked (bot/data_dir.py) and, when ``create``, made; and
+    logging: with ``quiet`` only warnings reach the terminal, and everything goes to tradeops.log in
+    the data dir unless ``create`` is False (a command that must write nothing: sql, doctor).
+    ``check_dir=False``: the command reports on the data dir itself (doctor)."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
+    from bot.data_dir import check_data_dir
+    from bot.errors import settings_error_line
     from bot.logs import setup_logging
     from bot.settings import load_settings
 
     try:
         settings = load_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
     except ValidationError as exc:
-        lines = [f"  {setting_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
-        typer.echo("invalid settings (TRADEOPS_* variables or .env):\n" + "\n".join(lines), err=True)
+        lines = [f"{setting_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        heading = "invalid settings (TRADEOPS_* variables or .env):"
+        text = f"{heading} {lines[0]}" if len(lines) == 1 else "\n  ".join([heading, *lines])
+        typer.echo(text, err=True)
         raise typer.Exit(2) from None
+    except SettingsError as exc:
+        line = settings_error_line(exc)
+        if line is None:
+            raise
+        typer.echo(f"invalid settings (TRADEOPS_* variables or .env): {line}", err=True)
+        raise typer.Exit(2) from None
+    remember_settings(settings)
+    if check_dir:
+        check_data_dir(settings.data_dir, create=create)
     setup_logging(
         settings.log_level,
-        log_file=settings.data_dir / "tradeops.log" if quiet else None,
+        log_file=settings.data_dir / "tradeops.log" if quiet and create else None,
         console_level="WARNING" if quiet else None,
         fmt=settings.log_format,
     )
@@ -81,30 +102,36 @@ def _settings(data_dir: Path | None = None, *, quiet: bool = False) -> Settings:
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(data_dir: DataDirOption = None) -> None:
     """Create or update the database schema to the latest revision."""
     from bot.wiring import open_database
     from storage.db import redact_url
     from storage.migrate import upgrade
 
-    settings = _settings()
+    settings = _settings(data_dir)
     with _database_errors(settings):
         engine = open_database(settings, migrate=False, one_shot=True)
-        revision = upgrade(engine)
+        try:
+            revision = upgrade(engine)
+        finally:
+            engine.dispose()
     typer.echo(f"database {redact_url(settings.resolved_database_url)} is at revision {revision}")
 
 
 @db_app.command("status")
-def db_status() -> None:
-    """Show the schema revision of the database and the latest one this version knows."""
+def db_status(data_dir: DataDirOption = None) -> None:
+    """Show the schema revision of the database and the latest one this version knows (creates nothing)."""
     from bot.wiring import open_database
     from storage.db import redact_url
     from storage.migrate import current_revision, head_revision
 
-    settings = _settings()
+    settings = _settings(data_dir, create=False)
     with _database_errors(settings):
-        engine = open_database(settings, migrate=False, one_shot=True)
-        current, head = current_revision(engine), head_revision()
+        engine = open_database(settings, read_only=True)
+        try:
+            current, head = current_revision(engine), head_revision()
+        finally:
+            engine.dispose()
     state = "up to date" if current == head else "needs `tradeops db upgrade`"
     url = redact_url(settings.resolved_database_url)
     typer.echo(f"database {url}: revision {current or 'none'}, latest {head}: {state}")
@@ -125,7 +152,9 @@ def sql(
     data_dir: DataDirOption = None,
 ) -> None:
     """Run one read-only query and print the rows: against the tradeops database, or with --lake
-    against the bars lake (`bars`: venue, symbol, timeframe, ts, open, high, low, close, volume)."""
+    against the bars lake (`bars`: venue, symbol, timeframe, ts, open, high, low, close, volume).
+    One plain SELECT (or WITH ... SELECT), checked by a SQL parser before it is sent, in a read-only
+    transaction on a read-only connection; creates nothing. Exit status 2: refused or bad input."""
     from bot.lake_commands import CommandError, format_of, print_rows
 
     try:
@@ -134,7 +163,7 @@ def sql(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     rows_limit = limit if limit is not None else (100 if fmt == "table" else None)
-    settings = _settings(data_dir, quiet=True)
+    settings = _settings(data_dir, quiet=True, create=False)
     try:
         if lake:
             from bot.lake_commands import settings_lake
@@ -147,9 +176,12 @@ def sql(
             from storage.db import read_only_query
 
             with _database_errors(settings):
-                engine = open_database(settings, one_shot=True)
-                fetch = None if rows_limit is None else rows_limit + 1
-                columns, rows = read_only_query(engine, query, limit=fetch)
+                engine = open_database(settings, read_only=True)
+                try:
+                    fetch = None if rows_limit is None else rows_limit + 1
+                    columns, rows = read_only_query(engine, query, limit=fetch)
+                finally:
+                    engine.dispose()
             truncated = rows_limit is not None and len(rows) > rows_limit
             rows = rows[:rows_limit] if truncated else rows
     except ValueError as exc:
@@ -326,14 +358,15 @@ def backtest(
 
 
 @app.command()
-def doctor() -> None:
-    """Say what is configured and what answers: database, schema, market data, indicators."""
+def doctor(data_dir: DataDirOption = None) -> None:
+    """Say what is configured and what answers: database, schema, market data, indicators. Creates
+    nothing (a missing data dir or database is reported as such). Exit status 1: a check failed."""
     from bot.doctor import run_checks
 
-    settings = _settings()
+    settings = _settings(data_dir, create=False, check_dir=False)
     failed = 0
     for check in run_checks(settings):
-        mark = "ok  " if check.ok else "FAIL"
+        mark = "ok  " if check.ok and not check.warning else "warn" if check.ok else "FAIL"
         failed += not check.ok
         typer.echo(f"[{mark}] {check.name}: {check.detail}")
     raise typer.Exit(1 if failed else 0)

@@ -21,7 +21,7 @@ from agent.llm.ask import ask
 from bot.command_types import Button, Caller, Command, Page, Reply, UserError, fold
 from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands, on_tick
 from bot.options_view import describe_position, mark_price, plan_symbol, spread_order_rows
-from bot.render import card_chart, card_text, decision_text, signal_outcome, symbol_chart, table
+from bot.render import card_chart, card_text, decision_text, plural, signal_outcome, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
 from bot.settings import parse_hhmm
 from bot.summary import daily_summary, equity_charts, starting_cash, venue_pnl
@@ -33,6 +33,7 @@ from storage.users import Role
 from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
+from venues.clock import ensure_utc
 from venues.errors import VenueError
 from venues.models import Order, OrderType
 from venues.symbols import resolve_symbol, split_venue
@@ -307,7 +308,7 @@ class CommandCore(TradingCommands):
                 lines.append(f"{watchlist.name}: {report.error}")
                 continue
             lines.append(
-                f"{watchlist.name}: {report.universe} symbols, {len(report.candidates)} candidates"
+                f"{watchlist.name}: {plural(report.universe, 'symbol')}, {plural(len(report.candidates), 'candidate')}"
                 + "".join(f"; {note}" for note in self._market_closed(watchlist.venue))
                 + "".join(f"\n  {symbol} {why[:300]}" for symbol, why in report.not_walked.items())
                 + "".join(
@@ -375,7 +376,7 @@ class CommandCore(TradingCommands):
             return Reply(f"no {label}{past}", data={"signals": [], "total": total})
         reply = Reply(
             table(
-                ["id", "symbol", "side", "status", "entry", "stop", "conf", "created", "expires"],
+                ["id", "symbol", "side", "status", "entry", "stop", "conf", f"created {self.zone_label}", "expires"],
                 [
                     (
                         r.id,
@@ -385,8 +386,8 @@ class CommandCore(TradingCommands):
                         r.entry,
                         r.stop,
                         f"{r.confidence:.2f}" if r.confidence is not None else "",
-                        r.created_at.strftime("%m-%d %H:%M"),
-                        r.expires_at.strftime("%m-%d %H:%M") if r.expires_at and r.status == "pending" else "",
+                        self.stamp(r.created_at),
+                        self.stamp(r.expires_at) if r.expires_at and r.status == "pending" else "",
                     )
                     for r in rows
                 ],
@@ -486,7 +487,7 @@ class CommandCore(TradingCommands):
             for i in await venue.instruments():
                 ticks[(venue.name, i.symbol)] = i.tick_size
                 currencies[(venue.name, i.symbol)] = i.currency
-        spreads = await spread_order_rows(dict(self.s.venues))  # multi-leg option orders, one row each
+        spreads = await spread_order_rows(dict(self.s.venues), self.stamp)  # multi-leg option orders, one row each
         if not orders and not spreads:
             return Reply("no orders yet", data={"orders": []})
         reasons = dict(zip((o.client_order_id for o in orders), self.order_reasons(orders), strict=True))
@@ -504,7 +505,7 @@ class CommandCore(TradingCommands):
                     o.status.value,
                     o.avg_fill_price,
                     _money(o.fees, currencies.get((o.venue, o.symbol), "")),
-                    o.created_at.strftime("%m-%d %H:%M"),
+                    self.stamp(o.created_at),
                     reasons[o.client_order_id][:80],
                 ),
                 {
@@ -519,8 +520,9 @@ class CommandCore(TradingCommands):
         ]
         everything = sorted([*listed, *spreads], key=lambda x: (x[0], x[1]), reverse=True)
         shown = page.of(everything)
+        created = f"created {self.zone_label}"
         text = table(
-            ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", "created", "reason"],
+            ["id", "venue", "symbol", "side", "qty", "type", "status", "fill", "fees", created, "reason"],
             [row for _, _, row, _ in shown],
         )
         footer = page.footer(len(everything), "/orders")
@@ -942,6 +944,15 @@ class CommandCore(TradingCommands):
     def _pending_list(self) -> str:
         pending = [r.id for r in self.s.signals.recent(status=SignalStatus.PENDING, limit=20)]
         return f"Pending: {', '.join(pending)}." if pending else "Nothing is pending."
+
+    def stamp(self, moment: datetime) -> str:
+        """A time in a list (/signals, /orders, /trades): month, day and minute in the user's display
+        zone (TRADEOPS_TIMEZONE); the column header names the zone (:attr:`zone_label`)."""
+        return ensure_utc(moment).astimezone(self.s.settings.zone).strftime("%m-%d %H:%M")
+
+    @property
+    def zone_label(self) -> str:
+        return f"({self.s.settings.zone.key})"
 
     def outcome(self, signal_id: str) -> str:
         """What became of a signal, in the one wording every transport shows on its card."""

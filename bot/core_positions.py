@@ -165,6 +165,9 @@ class TradingCommands:
         def _symbol_word(word: str) -> str: ...
         def _audit(self, caller: Caller, action: str, target: str, detail: dict[str, Any] | None = None) -> None: ...
         def _market_closed(self, venue: str) -> tuple[str, ...]: ...
+        def stamp(self, moment: datetime) -> str: ...
+        @property
+        def zone_label(self) -> str: ...
 
     # --- /close ---
 
@@ -390,9 +393,9 @@ class TradingCommands:
             (
                 t.symbol,
                 t.side,
-                t.entry_at.strftime("%m-%d %H:%M"),
+                self.stamp(t.entry_at),
                 t.entry_price,
-                t.exit_at.strftime("%m-%d %H:%M"),
+                self.stamp(t.exit_at),
                 t.exit_price,
                 t.qty,
                 f"{t.pnl:,.2f} {t.currency}",
@@ -401,7 +404,9 @@ class TradingCommands:
             )
             for t in shown
         ]
-        text = table(["symbol", "side", "entry at", "entry", "exit at", "exit", "qty", "P&L net", "R", "exit"], rows)
+        headers = ["symbol", "side", f"entry at {self.zone_label}", "entry", "exit at", "exit", "qty", "P&L net", "R"]
+        headers.append("exit")
+        text = table(headers, rows)
         footer = page.footer(len(trips), "/trades")
         data = [
             {

@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+from bot.data_dir import DataDirError, check_data_dir
+from bot.render import plural
 from bot.settings import Settings
 
-# exchange-calendars ships sessions about a year ahead; scans stop when a calendar runs out.
-CALENDAR_MIN_DAYS_AHEAD = 30
+# exchange-calendars ships sessions about a year ahead; scans stop when a calendar runs out, so
+# the doctor warns this many days before.
+CALENDAR_WARN_DAYS_AHEAD = 60
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # ok for now, but needs attention ("[warn]"; not a failure)
 
 
 class Problem(Exception):
@@ -27,7 +32,7 @@ class Problem(Exception):
 def _run(name: str, probe: Callable[[], str]) -> Check:
     try:
         return Check(name, True, probe())
-    except Problem as exc:
+    except (Problem, DataDirError) as exc:
         return Check(name, False, str(exc))
     except Exception as exc:  # a doctor reports every failure instead of stopping at the first
         return Check(name, False, f"{type(exc).__name__}: {exc}")
@@ -105,14 +110,17 @@ def _venue_probe(settings: Settings, builder: object) -> str:
 
     from bot.logs import redact
     from bot.venues import LiveVenueBuilder
-    from bot.wiring import open_database
+    from storage.db import make_engine
+    from storage.migrate import upgrade
     from storage.paper_ledger import SqlPaperLedger
     from venues.base import LiveVenue
     from venues.clock import RealClock
     from venues.errors import VenueError
 
     assert isinstance(builder, LiveVenueBuilder)
-    engine = open_database(settings)
+    # The probe's paper ledger lives in memory: the doctor creates nothing in the data dir.
+    engine = make_engine("sqlite://")
+    upgrade(engine)
 
     async def probe() -> str:
         venue = builder.build(settings, RealClock(), SqlPaperLedger(engine))
@@ -215,12 +223,12 @@ def allowlist_probe(settings: Settings, platform: str) -> str:
     except AllowlistError as exc:
         raise Problem(str(exc)) from None
     try:
-        engine = open_database(settings, migrate=False)
+        engine = open_database(settings, read_only=True)
         try:
             stored = [u for u in UserStore(engine).all() if u.platform == platform]
         finally:
             engine.dispose()
-    except SQLAlchemyError:
+    except (SQLAlchemyError, DataDirError):
         stored = []  # a database not created yet holds nobody
     listed = f"{len(allowed)} listed" + (
         f" ({', '.join(sorted({r.value for r in allowed.values()}))})" if allowed else ""
@@ -233,24 +241,114 @@ def allowlist_probe(settings: Settings, platform: str) -> str:
     return f"{listed}; {len(stored)} in the database"
 
 
-def run_checks(settings: Settings) -> Iterator[Check]:
+def data_dir_check(settings: Settings) -> Check:
+    """The data dir as the commands will find it; nothing is created."""
+    path = settings.data_dir.expanduser().resolve()
+    try:
+        check_data_dir(path, create=False)
+    except DataDirError as exc:
+        return Check("data dir", False, str(exc))
+    if not path.exists():
+        return Check("data dir", True, f"{path} does not exist yet: the first command that writes creates it")
+    return Check("data dir", True, str(path))
+
+
+def database_check(settings: Settings) -> Check:
+    """Reachable, schema revision, and for SQLite ``PRAGMA quick_check`` (damaged pages), on a
+    read-only connection: a missing database is reported, not created."""
+    from sqlalchemy.exc import DBAPIError
+
+    from bot.errors import describe_failure
+    from bot.wiring import open_database, sqlite_file
     from storage.db import redact_url
+    from storage.migrate import current_revision, head_revision
 
-    yield Check("data dir", True, str(settings.data_dir.resolve()))
+    url = settings.resolved_database_url
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        return Check(
+            "database", True, f"no database at {path} yet: `tradeops db upgrade` (or any command) creates it", True
+        )
 
-    def database() -> str:
-        from bot.wiring import open_database
-        from storage.migrate import current_revision, head_revision
-
-        engine = open_database(settings, migrate=False)
-        started = time.perf_counter()
-        revision = current_revision(engine)
-        elapsed = (time.perf_counter() - started) * 1000
+    def probe() -> str:
+        engine = open_database(settings, read_only=True)
+        try:
+            started = time.perf_counter()
+            revision = current_revision(engine)
+            elapsed = (time.perf_counter() - started) * 1000
+        except DBAPIError as exc:
+            engine.dispose()
+            failure = describe_failure(exc, database_url=url, data_dir=settings.data_dir)
+            raise Problem(failure.message if failure else f"{redact_url(url)}: {exc.orig}") from None
+        damaged: list[str] = []
+        try:
+            if path is not None:
+                with engine.connect() as connection:
+                    found = [str(row[0]) for row in connection.exec_driver_sql("PRAGMA quick_check").fetchall()]
+                damaged = [line for line in found if line != "ok"]
+        except DBAPIError as exc:  # damage bad enough that the check itself stops
+            damaged = [" ".join(str(exc.orig).split())]
+        finally:
+            engine.dispose()
+        if damaged:
+            raise Problem(
+                f"{path} is damaged: PRAGMA quick_check found {len(damaged)} problem(s), first: {damaged[0][:200]}; "
+                "restore it from a backup (or dump what is readable with sqlite3's .recover)"
+            )
         head = head_revision()
         state = "schema up to date" if revision == head else f"schema at {revision or 'none'}, latest {head}"
-        return f"{redact_url(settings.resolved_database_url)} answers in {elapsed:.0f} ms; {state}"
+        checked = "; quick_check ok" if path is not None else ""
+        return f"{redact_url(url)} answers in {elapsed:.0f} ms; {state}{checked}"
 
-    yield _run("database", database)
+    return _run("database", probe)
+
+
+def calendars_check(settings: Settings, today: date) -> Check:
+    """The last known session of each market calendar: a warning within
+    CALENDAR_WARN_DAYS_AHEAD days of ``today``, a failure once it has passed."""
+    from bot.trading_days import CALENDAR, assumption_warning, register_stored
+    from bot.wiring import open_database
+    from venues import calendars as cals
+
+    try:
+        engine = open_database(settings, read_only=True)
+        try:
+            register_stored(engine, CALENDAR)  # A-share trading days stored from akshare's calendar
+        finally:
+            engine.dispose()
+    except Exception:
+        pass  # no database (yet), or one without the table: the library's sessions alone
+    parts, soon = [], []
+    for name in ("XSHG", "XNYS", "24/7"):
+        last, source = cals.known_until(name) if name != "24/7" else (cals.library_last_session(name), "")
+        days = (last - today).days
+        fix = assumption_warning() if name == CALENDAR else "update exchange-calendars"
+        if days < 0:
+            return Check("market calendars", False, f"{name} sessions ended on {last.isoformat()}. {fix}")
+        if days < CALENDAR_WARN_DAYS_AHEAD:
+            soon.append(f"{name} sessions end on {last.isoformat()}, {days} days from now: {fix}")
+        parts.append(f"{name} until {last.isoformat()}" + (f" ({source})" if source else ""))
+    if soon:
+        return Check("market calendars", True, "; ".join(soon), warning=True)
+    return Check("market calendars", True, ", ".join(parts))
+
+
+def llm_policy_check(settings: Settings) -> Check | None:
+    """TRADEOPS_POLICY=llm without an endpoint cannot decide anything: a failure, not "not configured"."""
+    if settings.policy != "llm" or settings.llm_config.configured:
+        return None
+    from bot.services import LLM_VARIABLES
+
+    return Check("LLM", False, f"TRADEOPS_POLICY=llm but no LLM endpoint is configured: set {LLM_VARIABLES}")
+
+
+def run_checks(settings: Settings, *, today: date | None = None) -> Iterator[Check]:
+    """Every check, in order; ``today`` (default: the real clock's UTC date) for the calendars.
+    Creates nothing: the database is opened read-only, a missing one is reported."""
+    from venues.clock import RealClock
+
+    yield data_dir_check(settings)
+    yield database_check(settings)
 
     def talib() -> str:
         import talib as ta
@@ -260,37 +358,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         return f"TA-Lib {ta.__version__} (C library {c_version.split()[0]})"
 
     yield _run("indicators", talib)
-
-    def calendars() -> str:
-        from bot.trading_days import CALENDAR, assumption_warning, register_stored
-        from bot.wiring import open_database
-        from venues import calendars as cals
-        from venues.clock import RealClock
-
-        today = RealClock().now().date()
-        engine = open_database(settings, migrate=False)
-        try:
-            register_stored(engine, CALENDAR)  # A-share trading days stored from akshare's calendar
-        except Exception:
-            pass
-        finally:
-            engine.dispose()
-        parts = []
-        for name in ("XSHG", "XNYS", "24/7"):
-            last, source = cals.known_until(name) if name != "24/7" else (cals.library_last_session(name), "")
-            days = (last - today).days
-            if days < CALENDAR_MIN_DAYS_AHEAD:
-                if name == CALENDAR:
-                    raise Problem(
-                        f"{name} sessions end on {last.isoformat()}, {days} days from now. {assumption_warning()}"
-                    )
-                raise Problem(
-                    f"{name} sessions end on {last.isoformat()}, {days} days from now: update exchange-calendars"
-                )
-            parts.append(f"{name} until {last.isoformat()}" + (f" ({source})" if source else ""))
-        return ", ".join(parts)
-
-    yield _run("market calendars", calendars)
+    yield calendars_check(settings, today or RealClock().now().date())
 
     def replay_data() -> str:
         from venues.clock import RealClock
@@ -301,7 +369,8 @@ def run_checks(settings: Settings) -> Iterator[Check]:
             venue = ReplayVenue(key, RealClock())
             symbols = [s.instrument.symbol for s in MARKETS[key].series]
             first, last = zip(*(venue.available_range(s) for s in symbols), strict=True)
-            parts.append(f"{venue.name}: {len(symbols)} symbols, {min(first):%Y-%m-%d} to {max(last):%Y-%m-%d}")
+            listed = plural(len(symbols), "symbol")
+            parts.append(f"{venue.name}: {listed}, {min(first):%Y-%m-%d} to {max(last):%Y-%m-%d}")
         return "; ".join(parts)
 
     yield _run("replay data", replay_data)
@@ -337,6 +406,10 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         yield _run("discord", lambda: discord_probe(settings, tokens["discord"]))
         yield _run("discord users", lambda: allowlist_probe(settings, "discord"))
 
+    policy_problem = llm_policy_check(settings)
+    if policy_problem is not None:
+        yield policy_problem
+        return
     llm = settings.llm_config
     if not llm.configured:
         from bot.services import LLM_VARIABLES

@@ -4,6 +4,7 @@ order is one row that names its legs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -40,7 +41,9 @@ def describe_position(symbol: str) -> str:
     return f"{symbol} ({OccSymbol.parse(symbol).describe()})" if is_occ_symbol(symbol) else symbol
 
 
-async def spread_order_rows(venues: dict[str, Venue]) -> list[tuple[datetime, str, tuple[Any, ...], dict[str, Any]]]:
+async def spread_order_rows(
+    venues: dict[str, Venue], stamp: Callable[[datetime], str]
+) -> list[tuple[datetime, str, tuple[Any, ...], dict[str, Any]]]:
     """Each multi-leg order as (created, id, /orders row, data): symbol = the underlying, side =
     the legs, type = mleg limit NET or mleg market."""
     out = []
@@ -60,7 +63,7 @@ async def spread_order_rows(venues: dict[str, Venue]) -> list[tuple[datetime, st
                 o.status.value,
                 f"{o.filled_avg_price:.2f}" if o.filled_avg_price is not None else None,
                 None,
-                o.created_at.strftime("%m-%d %H:%M"),
+                stamp(o.created_at),
                 o.reason[:60],
             )
             data: dict[str, Any] = {"id": o.client_order_id, "status": o.status.value, "type": "mleg", "parent": None}

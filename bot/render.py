@@ -142,6 +142,11 @@ def _spread_head(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def plural(count: int, word: str) -> str:
+    """ "1 symbol", "3 symbols", "0 candidates": a count with its noun (regular English plurals)."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers], *[["" if v is None else str(v) for v in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

@@ -196,7 +196,8 @@ def llm_client(
     the clock)."""
     config = settings.llm_config
     if not config.configured:
-        raise ConfigError(f"the LLM policy needs an endpoint: set {LLM_VARIABLES}")
+        asked = "TRADEOPS_POLICY=llm" if settings.policy == "llm" else "the LLM policy"
+        raise ConfigError(f"{asked} needs an LLM endpoint: set {LLM_VARIABLES}")
 
     def spent_today() -> int:
         now = clock.now()

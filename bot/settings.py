@@ -70,6 +70,10 @@ def parse_cash_list(text: str, what: str = "TRADEOPS_PAPER_CASH_CCXT") -> dict[s
     return cash
 
 
+# LLM prices (USD per million tokens): far above any model's, far below an overflow in the cost sums.
+MAX_LLM_PRICE = Decimal(100_000)
+
+
 def parse_hhmm(text: str, what: str) -> time:
     """``"18:00"`` -> 18:00; anything else is a ValueError naming ``what`` and what is valid."""
     match = HHMM.fullmatch(text.strip())
@@ -265,6 +269,17 @@ class Settings(BaseSettings):
         """Starting cash of the ccxt paper account: USDT from TRADEOPS_PAPER_CASH_USDT, then what
         TRADEOPS_PAPER_CASH_CCXT lists (it wins for a currency both name)."""
         return {"USDT": self.paper_cash_usdt, **parse_cash_list(self.paper_cash_ccxt)}
+
+    @field_validator("llm_prices", mode="after")
+    @classmethod
+    def _price_bounds(cls, value: dict[str, tuple[Decimal, Decimal]]) -> dict[str, tuple[Decimal, Decimal]]:
+        for model, prices in value.items():
+            if not all(0 <= price <= MAX_LLM_PRICE for price in prices):
+                raise ValueError(
+                    f"the prices of {model[:64]!r} must be USD per million tokens from 0 to "
+                    f"{MAX_LLM_PRICE:,.0f}, got {[str(p) for p in prices]}"
+                )
+        return value
 
     @field_validator("summary_time")
     @classmethod

@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from bot.data_dir import check_data_dir, check_sqlite_file
 from bot.logs import register_secret
 from bot.settings import Settings
-from storage.db import ONE_SHOT_POOL, SERVICE_POOL, make_engine
+from storage.db import ONE_SHOT_POOL, SERVICE_POOL, make_engine, make_read_only_engine, normalize_url
 from storage.migrate import upgrade
 
 
-def open_database(settings: Settings, *, migrate: bool = True, one_shot: bool = False) -> Engine:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def open_database(
+    settings: Settings, *, migrate: bool = True, one_shot: bool = False, read_only: bool = False
+) -> Engine:
     """The engine for the configured database, migrated to the latest schema unless told not to;
-    ``one_shot`` (a command that runs once and exits) keeps at most two pooled connections."""
+    ``one_shot`` (a command that runs once and exits) keeps at most two pooled connections.
+    ``read_only``: creates nothing (no data dir, no file), never migrates, and the engine cannot
+    write (storage.db.make_read_only_engine). Raises DataDirError (bot/data_dir.py) for a data dir
+    or SQLite file that cannot be used, before anything is created."""
     url = settings.resolved_database_url
     if settings.database_url is not None:
-        from sqlalchemy.engine import make_url
-
         register_secret(make_url(url).password)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_data_dir(settings.data_dir, create=not read_only)
+    path = sqlite_file(url)
+    if path is not None:
+        check_sqlite_file(path, must_exist=read_only)
+    if read_only:
+        return make_read_only_engine(url)
     engine = make_engine(url, pool=ONE_SHOT_POOL if one_shot else SERVICE_POOL)
     if migrate:
         upgrade(engine)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
@@ -119,19 +120,80 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def make_read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: SQLite opened with ``mode=ro`` (an existing file only, never
+    created; ``immutable`` when no process has it open, so not even -wal and -shm files are made)
+    and ``query_only``, with ``read_only_query``'s authorizer refusing ATTACH; PostgreSQL with a one-connection
+    pool whose every transaction is made READ ONLY by ``read_only_query``. Raises
+    DatabaseMissingError when the SQLite file does not exist, ValueError for another database."""
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:":
+            raise ValueError("a read-only query needs a database file, not an in-memory database")
+        path = Path(database).resolve()
+        if not path.is_file():
+            raise DatabaseMissingError(path)
+        # The stdlib driver takes a file: URI when the SQLAlchemy URL says uri=true. A WAL database
+        # opened read-only still creates its -wal and -shm files; without a -wal file no process has
+        # it open and all of it is in the main file, so it is read as immutable and nothing is made.
+        immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+        ro_url = f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        engine = create_engine(ro_url, connect_args=connect_args)
+        event.listen(engine, "connect", _sqlite_read_only_pragmas)
+        return engine
+    return make_engine(url, pool=ONE_SHOT_POOL)
+
+
+class DatabaseMissingError(FileNotFoundError):
+    """The SQLite file a read-only command needs does not exist (it is never created by reading)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database at {path}: `tradeops db upgrade` (or any other command) creates it")
+        self.path = path
+
+
+def _sqlite_authorizer(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    """SQLite's own check of every step of a statement: reading and the allowed functions, nothing
+    else (no ATTACH, which VACUUM INTO also needs, no PRAGMA, no transaction control, no writes)."""
+    import sqlite3
+
+    from storage.sql_gate import denied_function
+
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION and not denied_function((arg2 or "").lower()):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
 def read_only_query(engine: Engine, query: str, *, limit: int | None = 100) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one statement in a transaction the database itself makes read-only, then roll back.
-    Returns the column names and at most ``limit`` rows (None: all)."""
-    statement = query.strip().rstrip(";").strip()
-    if not statement:
-        raise ValueError("empty query: give one SQL statement, e.g. select * from orders")
-    if ";" in statement:
-        raise ValueError("one statement at a time: the query contains ';'")
+    """Run one SELECT, passed by the parser gate (storage/sql_gate.py), read-only in the database
+    itself (PostgreSQL: a READ ONLY transaction; SQLite: ``query_only`` and an authorizer that allows
+    reading only), then roll back. Returns the column names and at most ``limit`` rows (None: all).
+    Raises QueryRefused (a ValueError) before anything is sent when the query is not one plain
+    read-only SELECT, ValueError when the database refuses it."""
     from sqlalchemy.exc import DBAPIError
 
+    from storage.sql_gate import Dialect, read_only_statement
+
+    dialect: Dialect = "sqlite" if engine.dialect.name == "sqlite" else "postgres"
+    rendered = read_only_statement(query, dialect)
+    statement = query.strip().rstrip(";").strip() if dialect == "sqlite" else rendered
     with engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
+        raw: Any = connection.connection.driver_connection
+        if dialect == "sqlite":
             connection.exec_driver_sql("PRAGMA query_only = ON")
+            raw.set_authorizer(_sqlite_authorizer)
         else:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
         try:
@@ -142,9 +204,12 @@ def read_only_query(engine: Engine, query: str, *, limit: int | None = 100) -> t
             fetched = result.fetchall() if limit is None else result.fetchmany(limit)
             rows = [tuple(row) for row in fetched]
         except DBAPIError as exc:
-            raise ValueError(f"the database refused the query: {exc.orig}") from None
+            detail = " ".join(str(exc.orig).split())
+            raise ValueError(f"the database refused the query: {detail}") from None
         finally:
+            if dialect == "sqlite":
+                raw.set_authorizer(None)
             connection.rollback()
-            if connection.dialect.name == "sqlite":
+            if dialect == "sqlite":  # a writable engine's pooled connection is handed back as it was
                 connection.exec_driver_sql("PRAGMA query_only = OFF")
     return columns, rows

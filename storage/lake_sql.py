@@ -8,7 +8,9 @@ Read-only twice over: the statement must be exactly one SELECT (DuckDB's own par
 it is), and the connection is an in-memory database with file-system access switched off except
 for reading the listed part files, extension installs and loads off, and the configuration
 locked, so even a statement that slipped through could neither write a file, attach a database
-nor install anything.
+nor install anything. The sqlglot gate of `tradeops sql` (storage/sql_gate.py) is not stacked on
+top: DuckDB's own parser is the authority on DuckDB's syntax (DESCRIBE, SUMMARIZE, FROM-first
+queries), and this connection has no server files, programs or other databases to reach.
 """
 
 from __future__ import annotations

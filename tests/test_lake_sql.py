@@ -171,6 +171,7 @@ def test_sql_lake_command_refusals_are_clear(lake: BarsLake) -> None:
 
 def test_sql_without_lake_still_reads_the_database(tmp_path: Path) -> None:
     runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0  # `sql` reads; it never creates the database
     result = runner.invoke(app, ["sql", "select count(*) as n from orders", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{"n": 0}]

@@ -197,7 +197,7 @@ def test_tradeops_scan_chart_and_signal_on_alpaca_on_the_real_clock(
         scanned = runner.invoke(app, ["scan", "us", "--json"])
         assert scanned.exit_code == 0, scanned.output
         report = json.loads(scanned.stdout)
-        assert report["ok"] and "us: 2 symbols, 1 candidates" in report["text"], report["text"]
+        assert report["ok"] and "us: 2 symbols, 1 candidate" in report["text"], report["text"]
         [card] = report["data"]["cards"]
         assert (card["venue"], card["symbol"], card["side"], card["timeframe"]) == ("alpaca", "SPY", "BUY", "15m")
         spy = bars["SPY"]

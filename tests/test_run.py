@@ -380,7 +380,9 @@ async def test_a_card_answered_by_another_process_is_edited_at_the_next_scan(eng
         await fanout.push_card({"signal_id": signal_id})
     signals.decide("outside1", "approved", actor="console:0", at=at)
     await fanout.push_outside_decisions(signals)
-    assert transport.decisions == [("outside1", "approved", "approved (approved by console:0)")]
+    assert transport.decisions == [
+        ("outside1", "approved", "APPROVED by console:0 at 2021-07-06 06:00 UTC: placing the order")
+    ]
     await fanout.push_outside_decisions(signals)  # told once
     assert len(transport.decisions) == 1 and fanout.watched == {"stillpen"}
 
@@ -517,6 +519,9 @@ async def test_a_decision_this_process_is_making_is_not_announced_by_the_outside
         def approval(self, signal_id: str) -> None:
             return None
 
+        def history(self, signal_id: str) -> list[Any]:
+            return []
+
     fanout = Fanout()
     transport = RecordingTransport(None)  # type: ignore[arg-type]
     fanout.transports.append(transport)  # type: ignore[arg-type]
@@ -524,4 +529,4 @@ async def test_a_decision_this_process_is_making_is_not_announced_by_the_outside
     await fanout.push_outside_decisions(Signals(), {"abcd1234"})  # type: ignore[arg-type]
     assert transport.decisions == [] and "abcd1234" in fanout.watched
     await fanout.push_outside_decisions(Signals())  # type: ignore[arg-type]  # decided elsewhere: edited
-    assert transport.decisions == [("abcd1234", "approved", "approved")]
+    assert transport.decisions == [("abcd1234", "approved", "APPROVED: placing the order")]
