@@ -47,6 +47,7 @@ from storage.locks import process_lock, setup_lock_name, thread_lock_name
 from storage.signals import DecisionOutcome, SignalStatus
 from storage.tables import SignalRow
 from tools.models import Candidate
+from venues.metrics import metrics
 
 log = logging.getLogger("tradeops.agent")
 
@@ -176,6 +177,8 @@ class SignalRunner:
                 card = dict(interrupts[0].value) if interrupts else {}
             created = await self._store_pending(values, card) if card else False
         self._log_done(values, started)
+        if not card or created:  # a card stored before (this walk found it) was counted then
+            metrics().observe_walk(venue, "pending" if card else str(values.get("outcome") or ""))
         notices = tuple(values.get("notices") or ())
         if not card:
             return WalkResult(
@@ -275,6 +278,8 @@ class SignalRunner:
         )
         row = self.deps.signals.get(signal_id)
         status = row.status if row else ""
+        waited = (now - row.created_at).total_seconds() if row is not None else None
+        metrics().observe_decision(decision, status, waited)
         result = DecideResult(signal_id, outcome, status, self._last_reason(signal_id))
         if self.on_decision is not None:
             await self.on_decision(result)
@@ -339,15 +344,20 @@ class SignalRunner:
         signal = values.get("signal") or {}
         facts = values.get("facts") or {}
         timings = values.get("timings") or {}
+        fields = {
+            "id": values.get("signal_id"),
+            "symbol": values.get("symbol"),
+            "action": signal.get("action", "?"),
+            "conf": round(float(signal.get("confidence") or 0), 2),
+            "bars": facts.get("bars", 0),
+            "ms_policy": round(float(timings.get("policy", 0.0))),
+            "ms_total": round((time.perf_counter() - started) * 1000),
+        }
+        # The same fields ride on the record, so a JSON log line (bot/logs.py) carries them as keys.
         log.info(
             "signal_done | id=%s symbol=%s action=%s conf=%.2f bars=%s ms_policy=%.0f ms_total=%.0f",
-            values.get("signal_id"),
-            values.get("symbol"),
-            signal.get("action", "?"),
-            float(signal.get("confidence") or 0),
-            facts.get("bars", 0),
-            timings.get("policy", 0.0),
-            (time.perf_counter() - started) * 1000,
+            *fields.values(),
+            extra={"event": "signal_done", "fields": fields},
         )
 
 

@@ -96,6 +96,7 @@ def _settings(
         settings.log_level,
         log_file=settings.data_dir / "tradeops.log" if quiet and create else None,
         console_level="WARNING" if quiet else None,
+        fmt=settings.log_format,
     )
     return settings
 

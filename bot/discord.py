@@ -194,6 +194,12 @@ class DiscordTransport:
         if self._request_stop is not None:
             self._request_stop(StopRequest(self.name, f"the Discord gateway connection ended ({why})"))
 
+    def not_ready(self) -> str | None:
+        """For `/readyz`: None while the gateway connection is up (discord.py reconnects by itself)."""
+        if self._task is None or self._task.done() or self.client.is_closed():
+            return "the gateway connection ended"
+        return None
+
     async def _sync(self) -> None:
         guild_id = self.settings.discord_guild_id
         try:

@@ -37,6 +37,7 @@ from typing import Any
 from apscheduler.triggers.base import BaseTrigger
 
 from agent.runner import DecideResult
+from bot.health import HealthServerError, serving_health, transport_problems
 from bot.logs import redact, register_secret
 from bot.render import decision_text, signal_outcome
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
@@ -55,6 +56,7 @@ from storage.locks import process_lock
 from storage.signals import SignalStatus, SignalStore
 from storage.watchlists import WatchlistSpec
 from venues.clock import RealClock, ScaledClock
+from venues.metrics import Metrics, installed, metrics
 
 log = logging.getLogger("tradeops.run")
 
@@ -232,6 +234,18 @@ async def _run_holding_lock(
     for token in settings.transport_tokens.values():
         register_secret(token)
     fanout = Fanout()
+    with installed(Metrics()) as counted:  # this run's own registry: what /metrics serves
+        return await _run_with_services(settings, make_transports, clock, stop, fanout, counted)
+
+
+async def _run_with_services(
+    settings: Settings,
+    make_transports: TransportFactory,
+    clock: ScaledClock | RealClock,
+    stop: asyncio.Event,
+    fanout: Fanout,
+    counted: Metrics,
+) -> int:
     async with open_services(
         settings, clock=clock, on_card=fanout.push_card, on_decision=fanout.push_decision
     ) as services:
@@ -250,11 +264,21 @@ async def _run_holding_lock(
             stop.set()
 
         try:
-            for transport in transports:
-                await transport.start(request_stop)
-                fanout.transports.append(transport)
-                log.info("transport %s started", transport.name)
-            await _schedule_until_stopped(services, fanout, clock, stop, since=started)
+            health = serving_health(
+                settings,
+                services.engine,
+                services.venues,
+                lambda: transport_problems(transports, fanout.transports, requested),
+                counted.registry,
+            )
+            async with health:
+                for transport in transports:
+                    await transport.start(request_stop)
+                    fanout.transports.append(transport)
+                    log.info("transport %s started", transport.name)
+                await _schedule_until_stopped(services, fanout, clock, stop, since=started)
+        except HealthServerError as exc:
+            raise RunRefused(str(exc)) from None
         finally:
             await _stop_transports(fanout.transports)
     log.info("stopped; pending approvals stay pending until the next start")
@@ -318,6 +342,8 @@ async def _schedule_until_stopped(
         drive = asyncio.create_task(_drive(driver, clock, stop, changed, summary_trigger))
     else:
         drive = asyncio.create_task(schedule_live(jobs, stop, changed, summary_trigger))
+    # The leader lock's hook: today the run lock this process holds makes it the only scheduler.
+    metrics().set_scheduler_leader(True)
     try:
         await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -329,6 +355,7 @@ async def _schedule_until_stopped(
         with contextlib.suppress(asyncio.CancelledError):
             await drive
     finally:
+        metrics().set_scheduler_leader(False)
         for signum in handled:
             loop.remove_signal_handler(signum)
 

@@ -96,6 +96,19 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; empty = SQLite file tradeops.db in the data dir"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text lines, or one JSON object per line (time, level, logger, message, fields)"
+    )
+    # `tradeops run`'s health and metrics server: /healthz, /readyz, /metrics (off when no port is set).
+    http_port: int | None = Field(
+        default=None, ge=1, le=65535, description="port of /healthz, /readyz and /metrics; empty = no server"
+    )
+    http_host: str = Field(
+        default="127.0.0.1", min_length=1, description="address the health server listens on (0.0.0.0 = all)"
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://[:password@]host:port/db; /readyz checks it answers; empty = no Redis"
+    )
 
     market_data: Literal["auto", "replay", "live"] = Field(
         default="auto",
@@ -428,7 +441,7 @@ class Settings(BaseSettings):
             timeout_s=self.ccxt_timeout,
         )
 
-    @field_validator("discord_guild_id", "llm_training_cutoff", mode="before")
+    @field_validator("discord_guild_id", "llm_training_cutoff", "http_port", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         """`NAME=` (as .env.example writes every unset optional) means unset, not an empty number."""
@@ -438,6 +451,24 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url:
+            return None
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):  # the URL itself may hold a password
+            raise ValueError(
+                "TRADEOPS_REDIS_URL must be a Redis URL such as redis://127.0.0.1:6379/0 "
+                "(rediss:// for TLS, unix:///path/to/redis.sock); empty = no Redis"
+            )
+        return SecretStr(url)
 
     @property
     def lake_dir(self) -> Path:

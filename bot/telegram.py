@@ -89,6 +89,7 @@ class TelegramTransport:
         self._stopping: asyncio.Task[None] | None = None  # polling stopped after a 409 Conflict
         self._watch: asyncio.Task[None] | None = None  # webhook mode: is the webhook still ours?
         self._request_stop: RequestStop | None = None  # the run's, when a run started this transport
+        self._lost: str | None = None  # why updates stopped arriving (a 409 Conflict), for /readyz
 
     # --- lifecycle ---
 
@@ -140,6 +141,16 @@ class TelegramTransport:
             await self.app.stop()
         await self.app.shutdown()
 
+    def not_ready(self) -> str | None:
+        """For `/readyz`: None while updates arrive (polling runs, or the webhook is still ours)."""
+        if self._lost is not None:
+            return self._lost
+        if not self.app.running:
+            return "not running"
+        if self.webhook is None and (self.app.updater is None or not self.app.updater.running):
+            return "polling stopped"
+        return None
+
     async def _check_no_other_poller(self) -> None:
         """One getUpdates that waits for nothing and confirms nothing (no offset): Telegram answers
         409 Conflict when another process is polling the token. A webhook set for the token is also
@@ -160,6 +171,7 @@ class TelegramTransport:
             return
         if self._stopping is None:
             log.error("telegram: %s. Polling stopped: this process takes no more Telegram updates.", CONFLICT)
+            self._lost = CONFLICT
             self._stopping = asyncio.get_running_loop().create_task(self._stop_polling())
             if self._request_stop is not None:
                 self._request_stop(StopRequest(PLATFORM, CONFLICT))
@@ -167,6 +179,7 @@ class TelegramTransport:
     def _webhook_lost(self, reason: str) -> None:
         """Webhook mode's 409: Telegram posts elsewhere now; the run, if one started this, is asked to stop."""
         log.error("telegram: %s", reason)
+        self._lost = reason
         if self._request_stop is not None:
             self._request_stop(StopRequest(PLATFORM, reason))
 

@@ -69,6 +69,16 @@ class Transport(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """A transport that can tell whether it still takes updates (for `/readyz`). One without this
+    counts as ready from its start until it asks the run to stop."""
+
+    def not_ready(self) -> str | None:
+        """None while it takes updates; else what is wrong, one line, never a secret."""
+        ...
+
+
 @dataclass(frozen=True)
 class Press:
     """A card button pressed, as parsed from the client-supplied data (never trusted beyond this:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from storage.watchlists import WatchlistSpec
 from tools.models import Candidate
 from tools.screen import ScreenConfig, screen
 from venues.errors import VenueError
+from venues.metrics import metrics
 from venues.timeframes import parse_timeframe
 
 log = logging.getLogger("tradeops.scan")
@@ -94,7 +96,9 @@ class Scanner:
         """Screen the watchlist and walk each candidate up to its approval. A second scan of the
         same watchlist while one runs is refused, not queued (the scheduler coalesces too)."""
         now = self.deps.clock.now()
+        started = time.perf_counter()
         if watchlist.name in self._busy:
+            metrics().observe_scan(watchlist.venue, "busy", 0.0)
             return ScanReport(watchlist.name, watchlist.venue, now, 0, 0, (), {}, error="a scan of it is running")
         self._busy.add(watchlist.name)
         run = self.deps.signals.start_scan(
@@ -109,6 +113,7 @@ class Scanner:
         except Exception as exc:
             self.deps.signals.finish_scan(run.id, at=self.deps.clock.now(), status="failed", error=str(exc)[:1000])
             log.exception("scan of %s failed", watchlist.name)
+            metrics().observe_scan(watchlist.venue, "failed", time.perf_counter() - started)
             return ScanReport(watchlist.name, watchlist.venue, now, len(watchlist.symbols), 0, (), {}, error=str(exc))
         finally:
             self._busy.discard(watchlist.name)
@@ -120,6 +125,7 @@ class Scanner:
             candidates=len(result.candidates),
             signals=sum(1 for w in walks if w.created),
         )
+        metrics().observe_scan(watchlist.venue, "done", time.perf_counter() - started, len(result.candidates))
         return ScanReport(
             watchlist.name,
             watchlist.venue,

@@ -306,8 +306,10 @@ async def test_a_gateway_that_refuses_the_session_later_asks_the_run_to_stop(
     await bot.start(request_stop=asked.append)
     try:
         assert bot._task is not None
+        assert bot.not_ready() is None  # /readyz: the gateway connection is up
         await fake.current().ws.close(code=4004, message=b"Authentication failed.")  # the token was reset
         await asyncio.wait({bot._task}, timeout=10)
+        assert bot.not_ready() == "the gateway connection ended"
     finally:
         await bot.stop()
     [error] = [r.getMessage() for r in caplog.records if r.name == "bot.discord" and r.levelno == logging.ERROR]

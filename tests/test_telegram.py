@@ -574,10 +574,12 @@ async def test_a_conflict_while_running_stops_polling_instead_of_fighting(
     api, _ = fake
     api.message(VIEWER, "/help")
     await api.until(lambda: api.sent("sendMessage", chat_id=str(VIEWER)))
+    assert bot.not_ready() is None  # /readyz: polling runs
     api.conflict = True  # another process starts polling the token
     stopping = await api.until(lambda: bot._stopping)
     await asyncio.wait_for(asyncio.shield(stopping), 10)  # the updater's stop, its last getUpdates included
     assert bot.app.updater is not None and not bot.app.updater.running
+    assert bot.not_ready() == CONFLICT  # /readyz names the transport with this reason
     polls = api.polls
     await asyncio.sleep(2.5)  # the retry loop would poll again after 1 s, then 1.5 s
     assert api.polls == polls and api.conflicts == 1  # nor a last getUpdates to confirm what was fetched

@@ -67,6 +67,7 @@ from venues.base import MarketData
 from venues.clock import Clock
 from venues.costs import fees, round_to_tick, slipped_price
 from venues.errors import VenueError
+from venues.metrics import metrics
 from venues.models import (
     ZERO,
     Account,
@@ -328,6 +329,7 @@ class PaperBroker:
         stored, created = self._ledger.add_order(order)
         if not created:  # another process stored the same id between our read and our write
             return self._same_or_conflict(stored, request)
+        metrics().observe_order(self.venue, stored.status.value)
         # A bracket exit of an entry still pending cannot fill yet: the entry's own matching
         # activates it, so no matching pass is spent on it here.
         entry = self._entry(stored.parent) if stored.parent is not None else None
@@ -995,6 +997,7 @@ class PaperBroker:
             self._ledger.record_fill(filled, fill, position, instrument.currency)
         else:
             self._ledger.record_fill(filled, fill, position, instrument.currency, trade_amount=trade_amount)
+        metrics().observe_fill(self.venue, order.side.value)
         return fill
 
     def _fill_margined(

@@ -45,6 +45,7 @@ from agent.llm.providers import OPENAI_BASE_URL, ProviderProfile, detect
 from agent.llm.types import CallRecord, ChatResult, FailureKind, LLMFailure
 from storage.llm import LLMCache
 from venues.clock import Clock, RealClock, ensure_utc
+from venues.metrics import metrics
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -303,10 +304,21 @@ class OpenAICompatClient:
             completion: int = 0,
             cost: Decimal = Decimal(0),
         ) -> CallRecord:
+            # Made once per call, on every way out: where the call is counted for /metrics too.
+            seconds = time.perf_counter() - started
+            metrics().observe_llm_call(
+                self.model,
+                outcome,
+                cached=cached,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                seconds=seconds,
+            )
             return CallRecord(
                 model=self.model,
                 provider=self.provider,
-                latency_ms=(time.perf_counter() - started) * 1000,
+                latency_ms=seconds * 1000,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 cost_usd=cost,

@@ -27,6 +27,7 @@ from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from venues.errors import VenueError, VenueUnavailable
+from venues.metrics import metrics
 
 T = TypeVar("T")
 
@@ -169,7 +170,11 @@ class VenueGuard:
     async def call(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
         """Run ``request`` (a fresh coroutine per attempt). Raises VenueUnavailable when transient
         failures outlast the retries or the breaker is open, the translated error for a permanent one."""
-        self.breaker.before_call(what)
+        try:
+            self.breaker.before_call(what)
+        except VenueUnavailable:
+            metrics().observe_venue_error(self.venue, "circuit_open")
+            raise
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=self._wait,
@@ -182,24 +187,31 @@ class VenueGuard:
                 with attempt:
                     if self.limiter is not None:
                         async with self.limiter:
-                            self.requests += 1
+                            self._count_request()
                             result = await request()
                     else:
-                        self.requests += 1
+                        self._count_request()
                         result = await request()
         except VenueError:
+            metrics().observe_venue_error(self.venue, "refused")
             raise
         except Exception as exc:
             verdict = self.classify(exc)
             if verdict is None:
                 self.breaker.success()  # the venue answered; the request was wrong
+                metrics().observe_venue_error(self.venue, "refused")
                 raise self.translate(exc) from exc
             problem = _describe(exc, verdict)
             self.breaker.failure(problem)
+            metrics().observe_venue_error(self.venue, "unavailable")
             tries = f"after {self.retry.attempts} tries" if self._retryable(exc) else "(not retried)"
             raise VenueUnavailable(self.venue, what, f"{problem} {tries}") from exc
         self.breaker.success()
         return result
+
+    def _count_request(self) -> None:
+        self.requests += 1
+        metrics().observe_venue_request(self.venue)
 
 
 def _describe(exc: BaseException, verdict: Transient) -> str:
