@@ -380,7 +380,8 @@ def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlist
 
     async def main() -> int:
         async with open_services(settings, one_shot=True) as services:
-            if seed_watchlists and not services.watchlists.all():
+            # The shipped watchlists are on the replay venues: only a replay process gets them.
+            if seed_watchlists and services.simulated and not services.watchlists.all():
                 seed(services)
             out, ok = await run_command(services, text, as_json=as_json)
             typer.echo(out)

@@ -297,8 +297,17 @@ class CommandCore(TradingCommands):
             if not watchlists:
                 raise UserError(f"no watchlist {args[0][:32]!r}; watchlists: {self._watchlist_names()}")
         watchlists = [w for w in watchlists if w.enabled]
+        # A watchlist on a venue this process does not run (the replay ones, with a live venue set)
+        # is left out: scanning it would need a market this process cannot see.
+        elsewhere = sorted({w.venue for w in watchlists if w.venue not in self.s.venues})
+        watchlists = [w for w in watchlists if w.venue in self.s.venues]
         if not watchlists:
-            raise UserError("no watchlist to scan: add one with /watch add NAME SYMBOL...")
+            venues = ", ".join(self.s.venues)
+            raise UserError(
+                "no watchlist to scan"
+                + (f" on {venues} (watchlists on {', '.join(elsewhere)} are not scanned here)" if elsewhere else "")
+                + f": add one with /watch add NAME {next(iter(self.s.venues), 'VENUE')}:SYMBOL..."
+            )
         self._audit(caller, "scan", ",".join(w.name for w in watchlists))
         await self.s.scanner.tick(sorted({w.venue for w in watchlists}))
         lines, reply = [], Reply("")

@@ -1044,3 +1044,18 @@ def test_a_card_shows_its_times_in_the_exchange_zone_with_utc_beside() -> None:
     assert "expires 2021-07-08 10:00 CST (02:00 UTC)" in cn
     crypto = card_text(card | {"expires_at": "2021-07-08T02:00:00+00:00"})  # a card stored before the zone
     assert "expires 2021-07-08 02:00 UTC (then rejected)" in crypto
+
+
+async def test_a_scan_leaves_out_watchlists_on_venues_this_process_does_not_run(
+    services: Services, core: CommandCore
+) -> None:
+    # As with a live venue configured on a data dir that holds the shipped replay watchlists.
+    services.venues.pop("replay-cn")
+    reply = await core.handle(TRADER, "/scan")
+    assert reply.ok, reply.text
+    assert "cn-etf" not in reply.text and "cn-stocks" not in reply.text and "crypto:" in reply.text
+    only = await core.handle(TRADER, "/scan cn-etf")
+    assert not only.ok
+    assert (
+        "no watchlist to scan on replay-crypto, replay-us (watchlists on replay-cn are not scanned here)" in only.text
+    )
