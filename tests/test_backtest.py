@@ -138,6 +138,7 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--policy", "magic"], "rules, llm, ml, sma_cross"),
         (["--capital", "-5"], "above zero"),
         (["--timeframe", "7h"], "7h"),
+        (["--from", "2024-01-01", "--to", "2024-01-05"], "has bars from 2021-01-01 06:00 to 2022-01-01 00:00 UTC"),
     ],
 )
 def test_bad_input_is_a_clear_error(

@@ -153,6 +153,18 @@ async def check_spec(venue: Venue, spec: BacktestSpec) -> str:
     if spec.capital <= 0:
         raise BacktestError(f"--capital must be above zero, got {spec.capital}")
     currencies = {s: (await venue.instrument(s)).currency for s in spec.symbols}
+    # Recorded venues (replay, lake) know their range: a window outside it would run, trade nothing
+    # and print zeros as if the policy had found nothing.
+    available_range = getattr(venue, "available_range", None)
+    if available_range is not None:
+        for symbol in spec.symbols:
+            first, last = available_range(symbol)
+            if ensure_utc(spec.start) >= last or ensure_utc(spec.end) <= first:
+                raise BacktestError(
+                    f"{symbol} on {spec.venue} has bars from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC, "
+                    f"none in the window {spec.start:%Y-%m-%d %H:%M} -> {spec.end:%Y-%m-%d %H:%M} UTC: "
+                    "choose --from/--to inside it"
+                )
     if len(set(currencies.values())) > 1:
         listed = ", ".join(f"{s} ({c})" for s, c in currencies.items())
         raise BacktestError(f"a backtest trades in one currency; these symbols do not: {listed}")
