@@ -331,6 +331,9 @@ def backtest(
         )
         if report is not None and walk_forward:
             raise BacktestError("--report is for a single run; leave out --walk-forward, or --report")
+        if spec.params and spec.policy != "sma_cross":
+            # The other policies take their parameters from settings: a --param would be silently ignored.
+            raise BacktestError(f"--param is for --policy sma_cross (fast, slow, size, qty), not {spec.policy}")
         with _database_errors(settings), progress_bar(console if console.is_terminal else None) as on_progress:
             if walk_forward:
                 doc = asyncio.run(

@@ -139,6 +139,7 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--capital", "-5"], "above zero"),
         (["--timeframe", "7h"], "7h"),
         (["--from", "2024-01-01", "--to", "2024-01-05"], "has bars from 2021-01-01 06:00 to 2022-01-01 00:00 UTC"),
+        (["--policy", "rules", "--param", "fast=10"], "--param is for --policy sma_cross"),
     ],
 )
 def test_bad_input_is_a_clear_error(
