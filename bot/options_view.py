@@ -14,8 +14,9 @@ from venues.options import OccSymbol, OptionOrders, OptionsData, is_occ_symbol
 
 
 async def mark_price(venue: Venue, symbol: str, timeframe: str) -> Decimal | None:
-    """The last price of a position's symbol: the last bar's close, or for an option contract the
-    mid of its quote (its last trade without one); None when there is neither."""
+    """The last price of a position's symbol: its quote's last price (the last bar's close without
+    one), or for an option contract the mid of its quote (its last trade without one); None when
+    there is neither."""
     if is_occ_symbol(symbol) and isinstance(venue, OptionsData):
         occ = OccSymbol.parse(symbol)
         chain = await venue.option_chain(
@@ -27,6 +28,10 @@ async def mark_price(venue: Venue, symbol: str, timeframe: str) -> Decimal | Non
         if quote.bid and quote.ask:
             return (Decimal(repr(quote.bid)) + Decimal(repr(quote.ask))) / 2
         return Decimal(repr(quote.last)) if quote.last else None
+    # The quote the paper broker marks the account with (/pnl's equity), so /positions agrees with it.
+    last = (await venue.snapshot([symbol])).get(symbol)
+    if last is not None and last.last:
+        return Decimal(repr(float(last.last)))
     bars = await venue.bars(symbol, timeframe, limit=1)
     return Decimal(repr(float(bars["close"].iloc[-1]))) if not bars.empty else None
 

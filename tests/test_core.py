@@ -748,6 +748,11 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
     assert paid < 0 and str(funding[1]).startswith("2021-07-06 08:00:00")
     assert usdt["equity_start"] == "100000" and Decimal(usdt["realized"]) == paid
     assert usdt["equity"] != usdt["equity_start"]  # marked to market
+    # /positions marks with the same quote as the account behind /pnl: the same unrealized P&L.
+    (held,) = positions.data["positions"]
+    assert Decimal(held["unrealized"]).quantize(Decimal("0.01")) == Decimal(usdt["unrealized"]).quantize(
+        Decimal("0.01")
+    )
 
     # P&L counts from what the ledger says was deposited, not from today's setting: a restart with
     # TRADEOPS_PAPER_CASH_USDT doubled still shows the 100,000 that went in.
