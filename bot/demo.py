@@ -183,6 +183,10 @@ async def run_demo(
     else:
         cached = await asyncio.to_thread(prepare_database, settings)
         clock = SimulatedClock(REPLAY_START)
+        # The earlier run's card and equity charts go with its database (a /chart of yours stays).
+        charts = settings.data_dir / "charts"
+        for old in [*charts.glob("signal-*.png"), *charts.glob("equity-*.png")]:
+            old.unlink(missing_ok=True)
     start = clock.now()
     end = start + timedelta(days=days)
     run = DemoRun(approve=approve, asked=asked, echo=echo, resume=resume)

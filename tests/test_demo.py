@@ -226,6 +226,13 @@ async def test_a_rerun_lists_only_its_own_charts(tmp_path: Path) -> None:
     own = {Path(c).name for c in shorter["charts"] if Path(c).name.startswith("signal-")}
     assert len(own) == shorter["pending"] == shorter["signals"]
     assert len([c for c in longer["charts"] if "signal-" in c]) > len(own)
+    # ... and are gone from the charts dir with the database they belonged to; a chart of yours stays.
+    charts = settings.data_dir / "charts"
+    assert {p.name for p in charts.glob("signal-*.png")} == own
+    mine = charts / "chart-BTC-USD-1h.png"
+    mine.write_bytes(b"x")
+    await run_demo(settings, approve="none", days=1, echo=lambda _: None)
+    assert mine.exists()
 
 
 async def test_days_out_of_range_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
