@@ -233,7 +233,12 @@ def print_rows(
         table = Table(*columns)
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row))
-        Console().print(table)
+        console = Console()
+        # Piped or redirected, rich would fold the table into 80 columns and cut cells ("replay-…"):
+        # a file gets every cell whole, however wide the table.
+        if not console.is_terminal:
+            console = Console(width=max(80, Console(width=100_000).measure(table).maximum))
+        console.print(table)
         echo(f"{len(rows)} row(s)")
     if truncated:
         sys.stderr.write(f"showing the first {len(rows)} rows; --limit N shows more\n")

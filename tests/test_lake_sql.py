@@ -137,6 +137,11 @@ def test_sql_lake_command_prints_a_table_csv_or_json(lake: BarsLake) -> None:
     table = runner.invoke(app, ["sql", "--lake", query])
     assert table.exit_code == 0, table.output
     assert "symbol" in table.output and "BTC/USD" in table.output and "3 row(s)" in table.output
+    # Not a terminal: every cell whole, however wide (rich would fold it into 80 columns and cut cells).
+    wide_query = "select *, venue || venue || venue as long_column_name from bars limit 2"
+    wide = runner.invoke(app, ["sql", "--lake", wide_query])
+    assert wide.exit_code == 0, wide.output
+    assert "…" not in wide.output and "long_column_name" in wide.output
 
     as_json = runner.invoke(app, ["sql", "--lake", query, "--json"])
     assert as_json.exit_code == 0, as_json.output
