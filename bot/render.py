@@ -54,7 +54,7 @@ def card_text(card: dict[str, Any]) -> str:
     lines.append(f"risk: {decision}" + (": " + "; ".join(failed) if failed else " (all checks passed)"))
     if card.get("expires_at"):
         expires = calendars.local_text(datetime.fromisoformat(card["expires_at"]), card.get("exchange_tz", "UTC"))
-        lines.append(f"expires {expires} (then rejected)")
+        lines.append(f"unanswered, it expires {expires}: no order")
     return "\n".join(lines)
 
 

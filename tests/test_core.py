@@ -1044,11 +1044,11 @@ def test_a_card_shows_its_times_in_the_exchange_zone_with_utc_beside() -> None:
 
     card = {"signal_id": "abcd1234", "side": "BUY", "symbol": "SPY", "venue": "replay-us", "entry": "428"}
     us = card_text(card | {"expires_at": "2021-07-08T14:15:05+00:00", "exchange_tz": "America/New_York"})
-    assert "expires 2021-07-08 10:15 EDT (14:15 UTC) (then rejected)" in us
+    assert "unanswered, it expires 2021-07-08 10:15 EDT (14:15 UTC): no order" in us
     cn = card_text(card | {"expires_at": "2021-07-08T02:00:00+00:00", "exchange_tz": "Asia/Shanghai"})
     assert "expires 2021-07-08 10:00 CST (02:00 UTC)" in cn
     crypto = card_text(card | {"expires_at": "2021-07-08T02:00:00+00:00"})  # a card stored before the zone
-    assert "expires 2021-07-08 02:00 UTC (then rejected)" in crypto
+    assert "unanswered, it expires 2021-07-08 02:00 UTC: no order" in crypto
 
 
 async def test_a_scan_leaves_out_watchlists_on_venues_this_process_does_not_run(
