@@ -431,7 +431,7 @@ async def test_tradeops_run_pushes_a_scheduled_card_to_discord_and_a_press_place
         assert (await fake.answered(press))[0].startswith(f"{sid} approved by discord:{TRADER}")
         [edit] = await fake.until(lambda: fake.edits(int(card["id"])))  # once, by the run's decision hook
         assert edit["components"] == [] and edit["embeds"][0]["title"].startswith("APPROVED: BUY ETH/USDT")
-        assert f"executed (approved by discord:{TRADER})" in edit["embeds"][0]["description"]
+        assert f"APPROVED by discord:{TRADER} at " in edit["embeds"][0]["description"]
         orders = await fake.slash(TRADER, "orders", CHANNEL)
         [text] = await fake.answered(orders)
         assert sid in text and "ETH/USDT" in text and "buy" in text
