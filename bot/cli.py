@@ -340,7 +340,12 @@ def doctor() -> None:
 
 def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlists: bool = False) -> int:
     """Run one chat command as the console user and print the reply; the exit code says if it worked."""
-    from bot.console import run_command
+    from bot.console import answer_without_services, run_command
+
+    answered = answer_without_services(text, as_json=as_json)  # /help needs no database
+    if answered is not None:
+        typer.echo(answered[0])
+        return 0 if answered[1] else 1
     from bot.services import open_services
     from bot.services import seed_watchlists as seed
 
