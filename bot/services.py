@@ -10,14 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from agent.deps import AgentConfig, AgentDeps, AutoApprove
 from agent.graph import build_graph
-from agent.llm.client import OpenAICompatClient
-from agent.llm.policy import LLMPolicy
-from agent.ml_policy import MLPolicy
 from agent.policies import RulePolicy
 from agent.runner import CardHook, DecisionHook, SignalRunner
 from bot.settings import Settings
@@ -33,9 +31,11 @@ from storage.plans import PlanStore
 from storage.signals import CLOCK_KEY, SignalStore
 from storage.users import UserStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
-from tools.model_registry import ModelRegistry
 from venues.base import LiveVenue, Venue
 from venues.clock import Clock, RealClock, ScaledClock, SimulatedClock
+
+if TYPE_CHECKING:  # the openai SDK (about a second to import) loads only when an LLM is configured
+    from agent.llm.client import OpenAICompatClient
 
 log = logging.getLogger("tradeops.services")
 
@@ -131,8 +131,13 @@ async def open_services(
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
     llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
     if llm is not None:
+        from agent.llm.policy import LLMPolicy
+
         deps.policy = LLMPolicy(llm, deps, settings.llm_config)
     elif settings.policy == "ml":
+        from agent.ml_policy import MLPolicy
+        from tools.model_registry import ModelRegistry
+
         models = ModelRegistry(settings.models_dir)
         deps.policy = MLPolicy(lambda: models.load(settings.ml_model or None), deps)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
@@ -197,6 +202,7 @@ def llm_client(
     config = settings.llm_config
     if not config.configured:
         raise ConfigError(f"the LLM policy needs an endpoint: set {LLM_VARIABLES}")
+    from agent.llm.client import OpenAICompatClient
 
     def spent_today() -> int:
         now = clock.now()
