@@ -346,11 +346,12 @@ def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlist
     if answered is not None:
         typer.echo(answered[0])
         return 0 if answered[1] else 1
+    from bot.command_table import needs_agent
     from bot.services import open_services
     from bot.services import seed_watchlists as seed
 
     async def main() -> int:
-        async with open_services(settings, one_shot=True) as services:
+        async with open_services(settings, one_shot=True, agent=needs_agent(text)) as services:
             if seed_watchlists and not services.watchlists.all():
                 seed(services)
             out, ok = await run_command(services, text, as_json=as_json)

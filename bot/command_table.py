@@ -91,6 +91,11 @@ COMMAND_TABLE: tuple[CommandSpec, ...] = tuple(
     ]
 )
 COMMANDS = {spec.name: spec for spec in COMMAND_TABLE}
+# Commands whose handlers never touch the agent graph's runner or the scanner: a one-shot process
+# (`tradeops chat -c`) opens the application without the graph for them (see open_services).
+WITHOUT_AGENT = frozenset(
+    {"positions", "orders", "trades", "pnl", "summary", "risk", "watch", "users", "llm", "notify", "pause", "resume"}
+)
 
 
 def help_reply(role: Role, note: str = "") -> Reply:
@@ -110,6 +115,12 @@ def command_of(text: str) -> tuple[CommandSpec | None, list[str]]:
         return None, words
     name = words[0][1:].split("@", 1)[0]  # Telegram appends @botname in groups
     return (COMMANDS.get(name.lower()) if name.isascii() else None), words[1:]
+
+
+def needs_agent(text: str) -> bool:
+    """Whether the command in ``text`` may use the agent graph (any command not in WITHOUT_AGENT)."""
+    command, _ = command_of(text)
+    return command is None or command.name not in WITHOUT_AGENT
 
 
 def answer_before_running(role: Role, text: str) -> Reply | None:
