@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,7 +109,8 @@ def main() -> None:
         report(f"compared checkout ({options.compare})", other)
         print("\nratio this / compared (wall median, import seconds):")
         for label in COMMANDS:
-            print(f"{label:20} wall {here[label][0] / other[label][0]:.2f}x, imports {here[label][1] / other[label][1]:.2f}x")
+            wall, imports = here[label][0] / other[label][0], here[label][1] / other[label][1]
+            print(f"{label:20} wall {wall:.2f}x, imports {imports:.2f}x")
 
 
 if __name__ == "__main__":
