@@ -16,13 +16,23 @@ import pytest
 
 from bot.command_table import COMMAND_TABLE, WITHOUT_AGENT, answer_before_running, needs_agent
 from bot.console import CONSOLE_USER, answer_without_services, run_command
-from bot.services import open_services
+from bot.core import CommandCore
+from bot.services import open_services, seed_watchlists
 from bot.settings import load_settings
 from storage.roles import Role
 from venues.clock import SimulatedClock
 
 ROOT = Path(__file__).resolve().parent.parent
+SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # the crypto scan proposes an ETH/USDT buy here
 HEAVY = ["matplotlib", "mplfinance", "langgraph", "langchain_core", "openai", "pandas", "sqlalchemy", "alembic"]
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
+    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 def _run_cli(args: list[str], data_dir: Path) -> tuple[int, str, list[str]]:
@@ -109,3 +119,22 @@ async def test_commands_without_agent_run_on_services_opened_without_the_graph(t
         for name in sorted(WITHOUT_AGENT):
             out, _ok = await run_command(services, f"/{name}")
             assert out, name
+
+
+async def test_without_agent_a_walk_left_unfinished_is_still_recovered(tmp_path: Path) -> None:
+    """A decision recorded before a stop is finished by the next process, even one opened for a
+    read-only command: the graph is built then, as before."""
+    settings = load_settings(data_dir=tmp_path)
+    clock = SimulatedClock(SIGNAL_AT)
+    async with open_services(settings, clock=clock) as before:
+        seed_watchlists(before)
+        reply = await CommandCore(before).handle(CONSOLE_USER, "/scan crypto")
+        (signal_id,) = [c["signal_id"] for c in reply.data["cards"] if c["symbol"] == "ETH/USDT"]
+        # The process stops right after the approval row is written, before the resume.
+        before.signals.decide(signal_id, "approved", actor="console:0", at=clock.now())
+    async with open_services(settings, clock=clock, agent=False) as after:
+        assert after.agent is not None
+        row = after.signals.get(signal_id)
+        assert row is not None and row.status == "executed"
+    async with open_services(settings, clock=clock, agent=False) as later:
+        assert later.agent is None  # nothing left to recover: no graph
