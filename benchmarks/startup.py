@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -42,19 +43,26 @@ def _python(checkout: Path) -> str:
     return str(checkout / ".venv" / "bin" / "python")
 
 
-def wall_times(checkout: Path, args: list[str], data_dir: Path, runs: int) -> list[float]:
-    """Seconds per whole process, after one untimed run (which creates the database)."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wall_times(checkout: Path, args: list[str], data_dir: Path, runs: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds: user + system) per whole process, after one untimed run (which
+    creates the database)."""
     command = [_python(checkout), "-c", ENTRY, *args]
     env = _env(data_dir)
     subprocess.run(command, cwd=checkout, env=env, capture_output=True, check=False)
-    times = []
+    walls, cpus = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _children_cpu()
         done = subprocess.run(command, cwd=checkout, env=env, capture_output=True, check=False)
-        times.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_children_cpu() - cpu_start)
         if done.returncode not in (0, 1):
             raise SystemExit(f"{' '.join(args)} failed in {checkout}: {done.stderr.decode()[-500:]}")
-    return times
+    return walls, cpus
 
 
 def import_cost(checkout: Path, args: list[str], data_dir: Path) -> tuple[float, list[tuple[float, str]], list[str]]:
@@ -75,23 +83,26 @@ def import_cost(checkout: Path, args: list[str], data_dir: Path) -> tuple[float,
     return total, sorted(top, reverse=True)[:6], [lib for lib in HEAVY if lib in loaded]
 
 
-def measure(checkout: Path, runs: int) -> dict[str, tuple[float, float, list[tuple[float, str]], list[str]]]:
+Result = tuple[float, float, float, list[tuple[float, str]], list[str]]  # wall, CPU, imports, heaviest, heavy
+
+
+def measure(checkout: Path, runs: int) -> dict[str, Result]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="tradeops-startup-") as tmp:
         for label, args in COMMANDS.items():
             data_dir = Path(tmp) / label.replace(" ", "_").replace("/", "")
-            median = statistics.median(wall_times(checkout, args, data_dir, runs))
+            walls, cpus = wall_times(checkout, args, data_dir, runs)
             total, top, heavy = import_cost(checkout, args, data_dir)
-            results[label] = (median, total, top, heavy)
+            results[label] = (statistics.median(walls), statistics.median(cpus), total, top, heavy)
     return results
 
 
-def report(name: str, results: dict[str, tuple[float, float, list[tuple[float, str]], list[str]]]) -> None:
+def report(name: str, results: dict[str, Result]) -> None:
     print(f"\n== {name}")
-    for label, (median, total, top, heavy) in results.items():
+    for label, (median, cpu, total, top, heavy) in results.items():
         target = TARGETS.get(label)
         verdict = "" if target is None else f" (target <= {target:.1f} s: {'met' if median <= target else 'NOT met'})"
-        print(f"{label:20} wall median {median:6.2f} s{verdict}")
+        print(f"{label:20} wall median {median:6.2f} s{verdict}; CPU median {cpu:.2f} s")
         print(f"{'':20} imports {total:6.2f} s; heavy libraries loaded: {', '.join(heavy) or 'none'}")
         print(f"{'':20} heaviest: " + ", ".join(f"{module} {seconds:.2f}" for seconds, module in top))
 
@@ -107,10 +118,10 @@ def main() -> None:
     if options.compare is not None:
         other = measure(options.compare.resolve(), options.runs)
         report(f"compared checkout ({options.compare})", other)
-        print("\nratio this / compared (wall median, import seconds):")
+        print("\nratio this / compared (wall median, CPU median, import seconds):")
         for label in COMMANDS:
-            wall, imports = here[label][0] / other[label][0], here[label][1] / other[label][1]
-            print(f"{label:20} wall {wall:.2f}x, imports {imports:.2f}x")
+            wall, cpu, imports = (here[label][i] / other[label][i] for i in range(3))
+            print(f"{label:20} wall {wall:.2f}x, CPU {cpu:.2f}x, imports {imports:.2f}x")
 
 
 if __name__ == "__main__":
