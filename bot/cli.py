@@ -377,12 +377,18 @@ def doctor(data_dir: DataDirOption = None) -> None:
 
 def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlists: bool = False) -> int:
     """Run one chat command as the console user and print the reply; the exit code says if it worked."""
-    from bot.console import run_command
+    from bot.console import answer_without_services, run_command
+
+    answered = answer_without_services(text, as_json=as_json)  # /help needs no database
+    if answered is not None:
+        typer.echo(answered[0])
+        return 0 if answered[1] else 1
+    from bot.command_table import needs_agent
     from bot.services import open_services
     from bot.services import seed_watchlists as seed
 
     async def main() -> int:
-        async with open_services(settings, one_shot=True) as services:
+        async with open_services(settings, one_shot=True, agent=needs_agent(text)) as services:
             # The shipped watchlists are on the replay venues: only a replay process gets them.
             if seed_watchlists and services.simulated and not services.watchlists.all():
                 seed(services)

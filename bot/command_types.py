@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from storage.users import Role
+from storage.roles import Role
 
 T = TypeVar("T")
 MAX_PAGE = 10_000

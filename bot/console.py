@@ -11,16 +11,18 @@ import sys
 import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from prompt_toolkit import PromptSession
-from prompt_toolkit.history import FileHistory, InMemoryHistory
-from prompt_toolkit.input import Input
-from prompt_toolkit.output import Output
+from bot.command_table import answer_before_running
+from bot.command_types import Caller, Reply
+from storage.roles import Role
 
-from bot.core import Caller, CommandCore, Reply
-from bot.services import Services
-from storage.users import Role
+if TYPE_CHECKING:  # the command core, the application and prompt_toolkit load when a command runs
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.input import Input
+    from prompt_toolkit.output import Output
+
+    from bot.services import Services
 
 T = TypeVar("T")
 
@@ -35,10 +37,23 @@ def render(reply: Reply) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def _output(reply: Reply, as_json: bool) -> tuple[str, bool]:
+    return (json.dumps(reply.to_json(), indent=2, default=str) if as_json else render(reply)), reply.ok
+
+
+def answer_without_services(text: str, *, as_json: bool = False) -> tuple[str, bool] | None:
+    """The console user's reply to ``text`` when the command table alone gives it (/help, an
+    unknown command, a malformed line), as ``run_command`` would print it; None when the command
+    needs the application. Lets `tradeops chat -c /help` answer without opening the database."""
+    assert CONSOLE_USER.role is not None
+    reply = answer_before_running(CONSOLE_USER.role, text)
+    return None if reply is None else _output(reply, as_json)
+
+
 async def run_command(services: Services, text: str, *, as_json: bool = False) -> tuple[str, bool]:
-    reply = await CommandCore(services).handle(CONSOLE_USER, text)
-    out = json.dumps(reply.to_json(), indent=2, default=str) if as_json else render(reply)
-    return out, reply.ok
+    from bot.core import CommandCore
+
+    return _output(await CommandCore(services).handle(CONSOLE_USER, text), as_json)
 
 
 class ConsolePrompt:
@@ -46,6 +61,9 @@ class ConsolePrompt:
     ``input``/``output`` are for tests (a pipe input, a dummy output); default: the terminal."""
 
     def __init__(self, history: Path | None = None, *, pipe: Input | None = None, output: Output | None = None) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+
         self.session: PromptSession[str] = PromptSession(
             history=FileHistory(str(history)) if history is not None else InMemoryHistory(),
             input=pipe,
@@ -114,6 +132,8 @@ async def interactive(
 ) -> None:
     """The console: Up/Down walk the history (kept in the data dir), Ctrl-C clears the line or
     cancels the running command, Ctrl-D or /quit leaves."""
+    from bot.core import CommandCore
+
     core = CommandCore(services)
     if prompt is None:
         # Line editing needs a terminal; from a pipe or a file (`tradeops chat < commands.txt`) the

@@ -18,8 +18,19 @@ from decimal import Decimal
 from typing import Any
 
 from agent.llm.ask import ask
+from bot.command_table import (
+    COMMAND_TABLE,
+    MAX_INPUT,
+    NOTIFY_USAGE,
+    ORDERS_USAGE,
+    SIGNALS_USAGE,
+    USERS_USAGE,
+    answer_before_running,
+    command_of,
+    help_reply,
+)
 from bot.command_types import Button, Caller, Command, Page, Reply, UserError, fold
-from bot.core_positions import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE, TradingCommands, on_tick
+from bot.core_positions import TradingCommands, on_tick
 from bot.options_view import describe_position, mark_price, plan_symbol, spread_order_rows
 from bot.render import card_chart, card_text, decision_text, plural, signal_outcome, symbol_chart, table
 from bot.services import LLM_VARIABLES, Services
@@ -39,9 +50,6 @@ from venues.models import Order, OrderType
 from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
 
-MAX_INPUT = 1000
-ORDERS_USAGE = "/orders [N] [PAGE]"
-SIGNALS_USAGE = "/signals [pending|today|all|holds] [PAGE]"
 SIGNALS_PAGE = 20
 SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
 
@@ -49,7 +57,6 @@ SIGNAL_ID = re.compile(r"^[a-z0-9]{4,40}$")
 SYMBOL = re.compile(r"^[A-Za-z0-9./:_-]{1,32}$")
 USER_PLATFORMS = ("telegram", "discord")  # where /users manages people (the console user is always admin)
 USER_REF = re.compile(r"^(?:([a-z]{1,16}):)?([0-9]{1,19})$")
-NOTIFY_USAGE = "/notify [KIND on|off] | [summary HH:MM|default] (KIND: signals, fills, errors, notices, summary, all)"
 NOTIFY_KINDS = {
     "signals": "new signal cards",
     "fills": "fills and exits",
@@ -57,10 +64,6 @@ NOTIFY_KINDS = {
     "notices": "notices (e.g. the LLM budget is spent)",
     "summary": "the daily summary",
 }
-USERS_USAGE = (
-    "/users list | add [PLATFORM:]ID ROLE [NAME] | rm [PLATFORM:]ID | role [PLATFORM:]ID ROLE "
-    "(numeric ids; PLATFORM telegram or discord, default yours; ROLE viewer, trader or admin)"
-)
 
 
 def _dec(value: Any) -> Decimal:
@@ -94,95 +97,9 @@ class CommandCore(TradingCommands):
         self._calendar_warned: dict[str, date] = {}  # calendar -> the day its weekday warning was shown
         self.commands: dict[str, Command] = {}
         self._backtests: set[str] = set()  # callers (actor) whose /backtest is running
-        for name, role, usage, summary, handler in [
-            ("help", Role.VIEWER, "/help", "this list", self._help),
-            ("watch", Role.VIEWER, "/watch list | add NAME SYMBOL... | rm NAME [SYMBOL...]", "watchlists", self._watch),
-            ("scan", Role.TRADER, "/scan [WATCHLIST]", "scan now (all watchlists, or one)", self._scan),
-            ("signal", Role.TRADER, "/signal SYMBOL", "a decision on one symbol now", self._signal),
-            (
-                "signals",
-                Role.VIEWER,
-                SIGNALS_USAGE,
-                "signals and their status, 20 a page (HOLD rows only with /signals holds)",
-                self._signals,
-            ),
-            (
-                "approve",
-                Role.TRADER,
-                "/approve ID",
-                "approve a pending signal: it becomes a paper order",
-                self._approve,
-            ),
-            ("reject", Role.TRADER, "/reject ID [REASON]", "reject a pending signal", self._reject),
-            ("positions", Role.VIEWER, "/positions", "open positions and their exit plans", self._positions),
-            ("close", Role.TRADER, CLOSE_USAGE, "exit a position now at market (all, or QTY of it)", self._close),
-            (
-                "cancel",
-                Role.TRADER,
-                "/cancel ID",
-                "cancel a pending order (an entry takes its exits along)",
-                self._cancel,
-            ),
-            (
-                "plan",
-                Role.TRADER,
-                PLAN_USAGE,
-                "move the stop or a target of an open position; the live exit orders follow",
-                self._plan,
-            ),
-            ("orders", Role.VIEWER, ORDERS_USAGE, "paper orders, newest first, N a page (default 20)", self._orders),
-            (
-                "trades",
-                Role.VIEWER,
-                TRADES_USAGE,
-                "closed round trips: entry, exit, P&L net of fees, R, exit reason (N a page, default 10)",
-                self._trades,
-            ),
-            ("pnl", Role.VIEWER, "/pnl", "profit and loss, with the equity curve", self._pnl),
-            (
-                "summary",
-                Role.VIEWER,
-                "/summary",
-                "the daily summary now: P&L per venue and equity charts",
-                self._summary,
-            ),
-            (
-                "risk",
-                Role.VIEWER,
-                "/risk",
-                "risk limits; today's realized P&L, loss against the limit, trades left, cooldowns",
-                self._risk,
-            ),
-            ("pause", Role.ADMIN, "/pause [REASON]", "kill switch: no new entries", self._pause),
-            ("resume", Role.ADMIN, "/resume", "lift the kill switch", self._resume),
-            ("users", Role.ADMIN, USERS_USAGE, "who may use the bot, and as what", self._users),
-            ("chart", Role.VIEWER, "/chart SYMBOL [TIMEFRAME]", "candlestick chart", self._chart),
-            ("ask", Role.TRADER, "/ask QUESTION", "ask the model about the markets (read-only)", self._ask),
-            ("llm", Role.VIEWER, "/llm", "the model in use and today's LLM spend", self._llm),
-            (
-                "backtest",
-                Role.TRADER,
-                "/backtest SYMBOL [DAYS] [POLICY]",
-                "replay the last DAYS (30) with POLICY (rules, sma_cross, llm): chart and key figures",
-                self._backtest,
-            ),
-            (
-                "subscribe",
-                Role.TRADER,
-                "/subscribe WATCHLIST|all",
-                "this chat receives the watchlist's signal cards",
-                self._subscribe,
-            ),
-            (
-                "unsubscribe",
-                Role.TRADER,
-                "/unsubscribe [WATCHLIST|all]",
-                "stop one subscription of this chat, or all of them",
-                self._unsubscribe,
-            ),
-            ("notify", Role.VIEWER, NOTIFY_USAGE, "what this chat is sent: signals, fills, errors, ...", self._notify),
-        ]:
-            self.commands[name] = Command(name, role, usage, summary, handler)
+        for spec in COMMAND_TABLE:  # each row's handler is the method named after it
+            handler = getattr(self, f"_{spec.name}")
+            self.commands[spec.name] = Command(spec.name, spec.role, spec.usage, spec.summary, handler)
 
     # --- entry point ---
 
@@ -194,26 +111,14 @@ class CommandCore(TradingCommands):
                 ok=False,
             )
         caller = dataclasses.replace(caller, role=role)
-        text = (text or "").strip()
-        if len(text) > MAX_INPUT:
-            return Reply(f"message too long ({len(text)} characters, at most {MAX_INPUT})", ok=False)
-        words = text.split()
-        if not words or not words[0].startswith("/"):
-            return await self._help(caller, [], note="Commands start with '/'.")
-        name = words[0][1:].split("@", 1)[0]  # Telegram appends @botname in groups
-        command = self.commands.get(name.lower()) if name.isascii() else None
-        name = name.lower() if command is not None else name
-        if command is None:
-            return await self._help(caller, [], note=f"Unknown command /{name[:32]}.")
-        if not role.allows(command.role):
-            return Reply(
-                f"refused: /{name} needs the {command.role.value} role; you are a {role.value}.",
-                ok=False,
-            )
-        if len(words) > 1 and command.usage == f"/{name}":
-            return Reply(f"/{name} takes no arguments; usage: {command.usage}", ok=False)
+        early = answer_before_running(role, text)  # /help, and refusals the command table decides
+        if early is not None:
+            return early
+        spec, args = command_of(text)
+        assert spec is not None  # answer_before_running answered every message that names no command
+        command, name = self.commands[spec.name], spec.name
         try:
-            return await command.handler(caller, words[1:])
+            return await command.handler(caller, args)
         except UserError as exc:
             return Reply(str(exc), ok=False)
         except (VenueError, ValueError) as exc:
@@ -222,12 +127,7 @@ class CommandCore(TradingCommands):
     # --- commands ---
 
     async def _help(self, caller: Caller, args: list[str], note: str = "") -> Reply:
-        role = caller.role or Role.VIEWER
-        # Two lines per command, not a table: one long usage (/users) would pad every row of a table
-        # past what a phone shows.
-        lines = [f"{c.usage}\n  {c.summary}" for c in self.commands.values() if role.allows(c.role)]
-        head = f"{note}\n" if note else ""
-        return Reply(f"{head}tradeops commands (you are {role.value}):\n" + "\n".join(lines), ok=not note)
+        return help_reply(caller.role or Role.VIEWER, note)
 
     async def _watch(self, caller: Caller, args: list[str]) -> Reply:
         action = fold(args[0]) if args else "list"

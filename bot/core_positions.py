@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from bot.command_table import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE
 from bot.command_types import Caller, Page, Reply, UserError, fold
 from bot.render import table
 from storage.tables import TradePlan
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
 ORDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # what a client order id may be (venues.models)
 QTY = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
 PRICE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,12})?$")
-CLOSE_USAGE = "/close SYMBOL [QTY|all], e.g. /close ETH/USDT all or /close 600519.SH 100"
-PLAN_USAGE = "/plan ID stop=PRICE tp1=PRICE tp2=PRICE ..., e.g. /plan ab12cd34 stop=2300 tp2=2550"
-TRADES_USAGE = "/trades [N] [PAGE]"
 
 
 @dataclass(frozen=True)

@@ -400,7 +400,7 @@ def run_checks(settings: Settings, *, today: date | None = None) -> Iterator[Che
     # Chat transports: each one with a token is asked who it is; a token is never printed.
     tokens = settings.transport_tokens
     if not tokens:
-        from bot.run import TRANSPORT_VARIABLES
+        from bot.transport import TRANSPORT_VARIABLES  # bot.run would load the agent graph
 
         yield Check("chat", True, f"no transport configured: `tradeops run` needs {TRANSPORT_VARIABLES}")
     if "telegram" in tokens:

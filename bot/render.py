@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from storage.signals import SignalStore
-from tools.charts import equity_curve_chart, signal_chart
 from venues import calendars
 from venues.base import Venue
 
@@ -158,6 +157,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def card_chart_path(charts_dir: Path, signal_id: str) -> Path:
     """Where a signal's card chart is (once rendered): its file name is the attachment's name too."""
     return charts_dir / f"signal-{signal_id}.png"
+
+
+def signal_chart(*args: Any, **kwargs: Any) -> Path:
+    """tools.charts.signal_chart, loaded on first use: matplotlib and mplfinance take about a
+    second to import, which a command that draws nothing should not pay."""
+    from tools.charts import signal_chart as draw
+
+    return draw(*args, **kwargs)
+
+
+def equity_curve_chart(*args: Any, **kwargs: Any) -> Path:
+    """tools.charts.equity_curve_chart, loaded on first use (see signal_chart)."""
+    from tools.charts import equity_curve_chart as draw
+
+    return draw(*args, **kwargs)
 
 
 async def card_chart(venue: Venue, card: dict[str, Any], charts_dir: Path, calendar: str) -> Path | None:

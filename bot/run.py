@@ -43,7 +43,7 @@ from bot.render import decision_text, signal_outcome
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
 from bot.summary import Summary, daily_summary, due_chats, summary_times
-from bot.transport import StopRequest, Transport, TransportError
+from bot.transport import TRANSPORT_VARIABLES, StopRequest, Transport, TransportError
 from bot.venues import VenueConfigError, uses_live_data
 from bot.wiring import open_database
 from scheduler.driver import FastForwardDriver, ScanJob, ScanTick, build_scheduler
@@ -67,7 +67,6 @@ EXIT_TRANSPORT_STOPPED = 4  # exit status: a transport asked the run to stop (e.
 STOP_GRACE_SECONDS = 10.0  # how long an in-flight scan and each transport's stop may take on shutdown
 DEFAULT_SPEED = 60.0
 
-TRANSPORT_VARIABLES = "TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"
 # name -> (module, class): imported only when its token is set; built as cls(settings, services, token).
 TRANSPORT_CLASSES = {
     "telegram": ("bot.telegram", "TelegramTransport"),

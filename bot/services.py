@@ -10,32 +10,29 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from agent.deps import AgentConfig, AgentDeps, AutoApprove
-from agent.graph import build_graph
-from agent.llm.client import OpenAICompatClient
-from agent.llm.policy import LLMPolicy
-from agent.ml_policy import MLPolicy
 from agent.policies import RulePolicy
-from agent.runner import CardHook, DecisionHook, SignalRunner
 from bot.settings import Settings
 from bot.trading_days import load_trading_days
 from bot.venues import build_venues, uses_live_data
 from bot.wiring import open_database
-from scheduler.manage import PositionManager
-from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
 from storage.chats import ChatStore
-from storage.checkpoints import open_checkpointer
 from storage.llm import LLMCache, usage_since
 from storage.plans import PlanStore
 from storage.signals import CLOCK_KEY, SignalStore
 from storage.users import UserStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
-from tools.model_registry import ModelRegistry
 from venues.base import LiveVenue, Venue
 from venues.clock import Clock, RealClock, ScaledClock, SimulatedClock
+
+if TYPE_CHECKING:  # the openai SDK and LangGraph (about a second each to import) load only when used
+    from agent.llm.client import OpenAICompatClient
+    from agent.runner import CardHook, DecisionHook, SignalRunner
+    from scheduler.scan import Scanner
 
 log = logging.getLogger("tradeops.services")
 
@@ -62,14 +59,28 @@ class Services:
     watchlists: WatchlistStore
     users: UserStore
     deps: AgentDeps
-    runner: SignalRunner
-    scanner: Scanner
     charts_dir: Path
     chats: ChatStore
     llm: OpenAICompatClient | None = None
     # Set by `tradeops run`: called when a chat changes its summary settings, so the summary job
     # fires at the new times.
     on_schedule_change: Callable[[], None] | None = None
+    # The agent graph's runner and the scanner; None when opened with agent=False (and nothing was
+    # left to recover), for a one-shot command that reads records only.
+    agent: tuple[SignalRunner, Scanner] | None = None
+
+    @property
+    def runner(self) -> SignalRunner:
+        return self._agent()[0]
+
+    @property
+    def scanner(self) -> Scanner:
+        return self._agent()[1]
+
+    def _agent(self) -> tuple[SignalRunner, Scanner]:
+        if self.agent is None:
+            raise RuntimeError("these services were opened without the agent graph (open_services(agent=False))")
+        return self.agent
 
     @property
     def simulated(self) -> bool:
@@ -104,13 +115,17 @@ async def open_services(
     one_shot: bool = False,
     with_lake: bool = True,
     llm_cache: LLMCache | None = None,
+    agent: bool = True,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
     for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
     pending signal's card, ``on_decision`` each decision this process makes (agent/runner.py).
     ``with_lake=False`` leaves the bars lake's venue out (the demo walks the shipped data only).
     ``llm_cache``: the LLM response cache to use instead of this database's (a backtest keeps its
-    answers in the data dir's database, not in its throwaway one)."""
+    answers in the data dir's database, not in its throwaway one). ``agent=False``: no agent graph
+    (LangGraph takes about a second to import) unless a signal's walk is left to recover, for a
+    one-shot command that only reads records (`tradeops chat -c /positions`); ``services.runner``
+    and ``services.scanner`` are then a RuntimeError."""
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
@@ -131,34 +146,45 @@ async def open_services(
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
     llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
     if llm is not None:
+        from agent.llm.policy import LLMPolicy
+
         deps.policy = LLMPolicy(llm, deps, settings.llm_config)
     elif settings.policy == "ml":
+        from agent.ml_policy import MLPolicy
+        from tools.model_registry import ModelRegistry
+
         models = ModelRegistry(settings.models_dir)
         deps.policy = MLPolicy(lambda: models.load(settings.ml_model or None), deps)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
-    async with open_checkpointer(settings.resolved_database_url) as checkpointer:
-        graph = build_graph(deps, checkpointer)
-        runner = SignalRunner(deps, graph, on_card=on_card, on_decision=on_decision)
-        # With an LLM deciding, a scan's candidates are decided side by side, up to its concurrency.
-        concurrency = settings.llm_concurrency if llm is not None else DEFAULT_CONCURRENCY
-        scanner = Scanner(runner, PositionManager(venues, plans, signals, clock), concurrency=concurrency)
-        services = Services(
-            settings=settings,
-            engine=engine,
-            clock=clock,
-            venues=venues,
-            signals=signals,
-            plans=plans,
-            watchlists=WatchlistStore(engine),
-            users=UserStore(engine),
-            deps=deps,
-            runner=runner,
-            scanner=scanner,
-            charts_dir=charts_dir,
-            chats=ChatStore(engine),
-            llm=llm,
-        )
-        await runner.recover()
+    services = Services(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        venues=venues,
+        signals=signals,
+        plans=plans,
+        watchlists=WatchlistStore(engine),
+        users=UserStore(engine),
+        deps=deps,
+        charts_dir=charts_dir,
+        chats=ChatStore(engine),
+        llm=llm,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        if agent or signals.awaiting_resume():
+            from agent.graph import build_graph
+            from agent.runner import SignalRunner
+            from scheduler.manage import PositionManager
+            from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
+            from storage.checkpoints import open_checkpointer
+
+            checkpointer = await stack.enter_async_context(open_checkpointer(settings.resolved_database_url))
+            runner = SignalRunner(deps, build_graph(deps, checkpointer), on_card=on_card, on_decision=on_decision)
+            # With an LLM deciding, a scan's candidates are decided side by side, up to its concurrency.
+            concurrency = settings.llm_concurrency if llm is not None else DEFAULT_CONCURRENCY
+            scanner = Scanner(runner, PositionManager(venues, plans, signals, clock), concurrency=concurrency)
+            services.agent = (runner, scanner)
+            await runner.recover()
         try:
             yield services
         finally:
@@ -198,6 +224,7 @@ def llm_client(
     if not config.configured:
         asked = "TRADEOPS_POLICY=llm" if settings.policy == "llm" else "the LLM policy"
         raise ConfigError(f"{asked} needs an LLM endpoint: set {LLM_VARIABLES}")
+    from agent.llm.client import OpenAICompatClient
 
     def spent_today() -> int:
         now = clock.now()

@@ -18,14 +18,13 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.llm.config import LLMConfig
-from storage.db import sqlite_url
-from venues.adapters.akshare.config import AkshareConfig
 from venues.adapters.alpaca.config import AlpacaConfig
-from venues.paper import FillAt, PaperBrokerConfig
+from venues.paper_config import FillAt, PaperBrokerConfig
 
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
 if TYPE_CHECKING:
     from tools.spreads import SpreadRules
+    from venues.adapters.akshare.config import AkshareConfig
     from venues.adapters.ccxt.config import CcxtConfig
 HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 # Paper cash: at most a trillion units of any currency per account, and a ccxt account in at most
@@ -328,6 +327,8 @@ class Settings(BaseSettings):
 
     @property
     def akshare_config(self) -> AkshareConfig:
+        from venues.adapters.akshare.config import AkshareConfig  # its package loads pandas
+
         return AkshareConfig(rate_per_second=self.akshare_rate, adjust="" if self.akshare_adjust == "none" else "qfq")
 
     @property
@@ -484,6 +485,8 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url is not None and self.database_url.get_secret_value().strip():
             return self.database_url.get_secret_value().strip()
+        from storage.db import sqlite_url  # SQLAlchemy loads only when a database is used
+
         return sqlite_url(self.data_dir.resolve() / "tradeops.db")
 
     def paper_config(self, currencies: list[str]) -> PaperBrokerConfig:

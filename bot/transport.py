@@ -19,6 +19,8 @@ from pydantic import SecretStr
 if TYPE_CHECKING:
     from bot.summary import Summary
 
+TRANSPORT_VARIABLES = "TRADEOPS_TELEGRAM_TOKEN or TRADEOPS_DISCORD_TOKEN"  # the settings that enable one
+
 
 @dataclass(frozen=True)
 class StopRequest:

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from storage.db import transaction
+from storage.roles import Role
 from storage.tables import User
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"  # sees signals, positions, P&L
-    TRADER = "trader"  # also approves, rejects, scans, asks for signals, edits watchlists
-    ADMIN = "admin"  # also pauses and resumes trading, manages users
-
-    @property
-    def rank(self) -> int:
-        return [Role.VIEWER, Role.TRADER, Role.ADMIN].index(self)
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
 
 
 class UserStore:

@@ -54,10 +54,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Protocol
 
 import pandas as pd
@@ -82,6 +81,7 @@ from venues.models import (
     Position,
     Side,
 )
+from venues.paper_config import FillAt, PaperBrokerConfig
 from venues.timeframes import parse_timeframe
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -91,25 +91,6 @@ _FILL_ATTEMPTS = 5
 class StaleOrderError(VenueError):
     """The order, or the position or cash it fills against, changed under us (another process
     filled or cancelled first)."""
-
-
-class FillAt(StrEnum):
-    NEXT_OPEN = "next_open"
-    QUOTE = "quote"
-
-
-@dataclass(frozen=True)
-class PaperBrokerConfig:
-    starting_cash: Mapping[str, Decimal] = field(default_factory=dict)  # currency -> initial deposit
-    fill_at: FillAt = FillAt.NEXT_OPEN
-    slippage_bps: Decimal = Decimal(5)
-    # False only for a backtest's --no-costs run (with slippage 0): fills then pay no fee at all.
-    charge_fees: bool = True
-    # A market order placed within this long after a bar opened fills at that bar's open.
-    order_latency: timedelta = timedelta(minutes=1)
-    # How the trader funds a currency with no starting cash, for ``Account.unfunded``; ``{currency}``
-    # is replaced by the currency (the application names its setting here).
-    unfunded_hint: str = ""
 
 
 class PaperLedger(Protocol):
