@@ -18,7 +18,7 @@ from storage.db import (
     make_read_only_engine,
     normalize_url,
 )
-from storage.migrate import upgrade
+from storage.migrate import ensure_latest
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -48,5 +48,5 @@ def open_database(
         return make_read_only_engine(url)
     engine = make_engine(url, pool=ONE_SHOT_POOL if one_shot else SERVICE_POOL)
     if migrate:
-        upgrade(engine)
+        ensure_latest(engine)
     return engine

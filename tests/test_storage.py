@@ -3,15 +3,18 @@ exactly; a failing unit of work leaves nothing behind."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect
 from sqlmodel import Session, select
 
 from storage.db import DatabaseUrlError, make_engine, normalize_url, redact_url, transaction
-from storage.migrate import current_revision, head_revision, upgrade
+from storage.migrate import current_revision, ensure_latest, head_revision, latest_on_disk, upgrade
 from storage.tables import AuditEntry, CashEntry, OrderRow
 
 T0 = datetime(2021, 7, 5, 1, 30, tzinfo=UTC)
@@ -216,3 +219,21 @@ def test_a_stale_copy_of_a_plan_keeps_the_exits_and_levels_the_chat_added(engine
     assert stored is not None
     assert stored.exit_orders == ["p1-sl", "p1-tp1", "p1-mc1", "p1-ts"]
     assert (stored.stop, stored.take_profits, stored.qty_open) == (Decimal(95), ["112", "120"], Decimal(4))
+
+
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    assert latest_on_disk() == head_revision() == "0008"
+
+
+def test_a_current_schema_is_told_by_one_query_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = make_engine(url)
+    ensure_latest(engine)  # a new database: migrated
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+    code = (
+        "import sys; from storage.db import make_engine; from storage.migrate import ensure_latest; "
+        f"ensure_latest(make_engine({url!r})); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd())
+    assert out.stdout.strip() == "False", out.stderr
