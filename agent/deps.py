@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -12,6 +12,7 @@ from typing import Literal
 from agent.policies import Policy
 from storage.plans import PlanStore
 from storage.signals import SignalStore
+from tools.ml import TrainedModel
 from tools.risk import RiskProfile, profile
 from tools.sizing import DEFAULT_EXIT_WEIGHTS
 from tools.spreads import SpreadRules
@@ -62,6 +63,9 @@ class AgentDeps:
     plans: PlanStore
     policy: Policy
     config: AgentConfig = field(default_factory=AgentConfig)
+    # The promoted ML model for the model_score tool (None: no such tool); raises, saying why, when
+    # none is promoted or its files are missing or corrupt.
+    load_model: Callable[[], TrainedModel] | None = None
     _venue_locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
 
     def venue_lock(self, name: str) -> asyncio.Lock:

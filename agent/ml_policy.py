@@ -84,7 +84,7 @@ class MLPolicy:
         venue = self.deps.venue(facts.venue)
         instrument = await venue.instrument(facts.symbol)
         bars = await venue.bars(facts.symbol, facts.timeframe, limit=self.lookback_bars)
-        scored = await asyncio.to_thread(self._score, model, bars, facts.timeframe, instrument.calendar)
+        scored = await asyncio.to_thread(score_last_bar, model, bars, facts.timeframe, instrument.calendar)
         if isinstance(scored, str):
             return self._signal(facts, Action.ABSTAIN, scored)
         probability, atr, contributions = scored
@@ -119,18 +119,19 @@ class MLPolicy:
             confidence=round(probability, 2),
         )
 
-    @staticmethod
-    def _score(
-        model: TrainedModel, bars: pd.DataFrame, timeframe: str, calendar: str
-    ) -> tuple[float, float, list[tuple[str, float]]] | str:
-        """(probability, ATR(14) of the last bar, top contributions), or why there is no score."""
-        higher = sorted({name.rsplit("_", 1)[1] for name in model.features if name.startswith("htf_")})
-        features = build_features(bars, timeframe, higher=higher, calendar=calendar)
-        if features.empty or features[list(BASE_FEATURES)].iloc[-1].isna().any():
-            return f"too little history: {len(bars)} {timeframe} bars do not warm up the model's features"
-        last = features.iloc[[-1]]
-        probability = float(model.predict_proba(last)[0])
-        atr = float(last["atr_pct"].iloc[0] * bars["close"].iloc[-1])
-        if not math.isfinite(probability) or not atr > 0:
-            return f"no score: probability {probability}, ATR {atr}"
-        return probability, atr, model.top_contributions(last)
+
+def score_last_bar(
+    model: TrainedModel, bars: pd.DataFrame, timeframe: str, calendar: str
+) -> tuple[float, float, list[tuple[str, float]]] | str:
+    """(calibrated probability, ATR(14) of the last bar, top 3 feature contributions in log-odds)
+    of the last bar of ``bars``, or why there is no score."""
+    higher = sorted({name.rsplit("_", 1)[1] for name in model.features if name.startswith("htf_")})
+    features = build_features(bars, timeframe, higher=higher, calendar=calendar)
+    if features.empty or features[list(BASE_FEATURES)].iloc[-1].isna().any():
+        return f"too little history: {len(bars)} {timeframe} bars do not warm up the model's features"
+    last = features.iloc[[-1]]
+    probability = float(model.predict_proba(last)[0])
+    atr = float(last["atr_pct"].iloc[0] * bars["close"].iloc[-1])
+    if not math.isfinite(probability) or not atr > 0:
+        return f"no score: probability {probability}, ATR {atr}"
+    return probability, atr, model.top_contributions(last)

@@ -31,12 +31,13 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
 from agent.runner import DecideResult
+from bot.drift import daily_drift
 from bot.health import HealthServerError, serving_health, transport_problems
 from bot.logs import redact, register_secret
 from bot.render import decision_text, signal_outcome
@@ -47,7 +48,7 @@ from bot.transport import TRANSPORT_VARIABLES, StopRequest, Transport, Transport
 from bot.venues import VenueConfigError, uses_live_data
 from bot.wiring import open_database
 from scheduler.driver import FastForwardDriver, ScanJob, ScanTick, build_scheduler
-from scheduler.jobs import SUMMARY_JOB, summary_job, watchlist_jobs
+from scheduler.jobs import SUMMARY_JOB, drift_job, summary_job, watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import ScanReport
 from scheduler.triggers import DailyTrigger
@@ -312,7 +313,8 @@ async def _schedule_until_stopped(
     scans = watchlist_jobs(
         services.scanner, scheduled_watchlists(services), services.venue_calendar, _on_scan(fanout, services)
     )
-    jobs = [*scans, _summary_job(services, fanout)]
+    summary = _summary_job(services, fanout)
+    jobs = [*scans, _drift_job(services, fanout), summary]
     if isinstance(clock, ScaledClock):
         log.info("replay clock at %s, %g x real time", clock.now().isoformat(), clock.speed)
     else:
@@ -320,8 +322,8 @@ async def _schedule_until_stopped(
     for job in scans:
         moment = job.trigger.get_next_fire_time(None, clock.now())
         log.info("watchlist %s scheduled, next scan at %s", job.id, moment.isoformat() if moment else "never")
-    moment = jobs[-1].trigger.get_next_fire_time(None, clock.now())
-    log.info("daily summary at %s, next at %s", jobs[-1].trigger, moment.isoformat() if moment else "never")
+    moment = summary.trigger.get_next_fire_time(None, clock.now())
+    log.info("daily summary at %s, next at %s", summary.trigger, moment.isoformat() if moment else "never")
     changed = asyncio.Event()  # a chat changed its summary settings: the summary job gets new times
     services.on_schedule_change = changed.set
 
@@ -447,6 +449,18 @@ def _summary_job(services: Services, fanout: Fanout) -> ScanJob:
         log.info("daily summary of %s pushed", summary.day.isoformat())
 
     return summary_job(summary_times(services), services.settings.timezone, send)
+
+
+def _drift_job(services: Services, fanout: Fanout) -> ScanJob:
+    """The promoted model's drift check once a day (bot/drift.py); a notice when it drifted."""
+
+    async def check(tick: ScanTick) -> None:
+        notice = await daily_drift(services)
+        if notice is not None:
+            await fanout.push_event(notice, kind="notice")
+            log.info("drift notice pushed")
+
+    return drift_job(time.fromisoformat(services.settings.drift_time), services.settings.timezone, check)
 
 
 def _on_scan(

@@ -144,6 +144,10 @@ async def open_services(
         options=settings.spread_rules,
     )
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
+    from tools.model_registry import ModelRegistry
+
+    models = ModelRegistry(settings.models_dir)
+    deps.load_model = lambda: models.load(None)  # the LLM's model_score tool: the promoted model
     llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
     if llm is not None:
         from agent.llm.policy import LLMPolicy
@@ -151,9 +155,7 @@ async def open_services(
         deps.policy = LLMPolicy(llm, deps, settings.llm_config)
     elif settings.policy == "ml":
         from agent.ml_policy import MLPolicy
-        from tools.model_registry import ModelRegistry
 
-        models = ModelRegistry(settings.models_dir)
         deps.policy = MLPolicy(lambda: models.load(settings.ml_model or None), deps)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
     services = Services(

@@ -186,6 +186,16 @@ class Settings(BaseSettings):
     ml_model: str | None = Field(
         default=None, description="the ML policy's model id (tradeops models list); unset: the promoted model"
     )
+    drift_psi: float = Field(
+        default=0.2, gt=0, description="the daily drift check flags a feature whose PSI is above this"
+    )
+    drift_ks_p: float = Field(
+        default=0.01, gt=0, lt=1, description="the daily drift check flags a feature whose KS p-value is below this"
+    )
+    drift_bars: int = Field(
+        default=500, ge=50, le=3000, description="the latest bars the daily drift check compares with training"
+    )
+    drift_time: str = Field(default="07:00", description="local time HH:MM of the daily drift check (24-hour)")
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TRADEOPS_LLM_BASE_URL", "OPENAI_BASE_URL")
     )
@@ -284,6 +294,11 @@ class Settings(BaseSettings):
     @classmethod
     def _hhmm(cls, value: str) -> str:
         return parse_hhmm(value, "TRADEOPS_SUMMARY_TIME").strftime("%H:%M")
+
+    @field_validator("drift_time")
+    @classmethod
+    def _drift_hhmm(cls, value: str) -> str:
+        return parse_hhmm(value, "TRADEOPS_DRIFT_TIME").strftime("%H:%M")
 
     @field_validator("timezone")
     @classmethod

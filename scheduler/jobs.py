@@ -19,6 +19,8 @@ SUMMARY_GRACE = timedelta(hours=6)
 """How late a summary may still go out: a scan running over its time (at a high replay speed, a
 simulated hour or more) delays it, and a late summary is still worth sending, unlike a late scan."""
 
+DRIFT_JOB = "daily:drift"
+
 OnScan = Callable[[WatchlistSpec, ScanTick, list[PositionEvent], ScanReport], Awaitable[None]]
 """Called after each fire with the watchlist, the tick, the tick's position events and the scan's report."""
 
@@ -51,3 +53,9 @@ def summary_job(times: Iterable[time], timezone: str, func: Callable[[ScanTick],
     """The daily summary's job: ``func(tick)`` every day at each of ``times`` in ``timezone`` (an
     IANA name), with a grace of :data:`SUMMARY_GRACE`."""
     return ScanJob(id=SUMMARY_JOB, trigger=DailyTrigger(times, timezone), func=func, misfire_grace_time=SUMMARY_GRACE)
+
+
+def drift_job(at: time, timezone: str, func: Callable[[ScanTick], Awaitable[None]]) -> ScanJob:
+    """The daily drift check of the promoted model: ``func(tick)`` every day at ``at`` in
+    ``timezone``, with the summary's grace (a late check is still worth running)."""
+    return ScanJob(id=DRIFT_JOB, trigger=DailyTrigger([at], timezone), func=func, misfire_grace_time=SUMMARY_GRACE)

@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tools.drift import reference
 from tools.features import FEATURE_VERSION, build_features
 from tools.indicators import compute
 from tools.labels import BarrierPlan, RoundTripCosts, triple_barrier
@@ -515,6 +516,11 @@ def train(
     all_y = np.concatenate([_rows(d, 0, len(d.features))[1] for d in datasets])
     boosters = _fit(config.model, all_x, all_y, config)
     calibrator = Calibrator.fit(np.concatenate(oof_raw), np.concatenate(oof_labels))
+    # The training window's distributions, the baseline of tools.drift's daily check.
+    drift_reference = reference(
+        {name: all_x[name].to_numpy(dtype="float64") for name in columns},
+        calibrator.apply(_raw(boosters, all_x)),
+    )
     if on_progress is not None:
         on_progress(total, total, "done")
     full_card = {
@@ -544,5 +550,6 @@ def train(
             "reliability": reliability(pooled_cal, pooled_y),
         },
         "final_model_rows": len(all_y),
+        "drift_reference": drift_reference,
     }
     return TrainedModel(_clean(full_card), boosters, calibrator)

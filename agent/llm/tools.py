@@ -1,6 +1,6 @@
 """The data tools an LLM may call: read-only views of bars, indicators, the account, today's trades,
-option chains (when a venue serves them), and a preview of what the risk gate would say about a
-trade. Arguments are validated with pydantic;
+option chains (when a venue serves them), the promoted ML model's score, and a preview of what the
+risk gate would say about a trade. Arguments are validated with pydantic;
 a bad call comes back to the model as a tool error, never as an exception in the graph.
 
 There is no order tool. The decision's only way to trade is its final answer, which the graph
@@ -9,6 +9,7 @@ sizes, costs and sends through the deterministic risk gate and the human approva
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agent.deps import AgentDeps
 from agent.gather import risk_context
+from agent.ml_policy import ML_LOOKBACK_BARS, score_last_bar
 from tools import risk as risk_gate
 from tools.indicators import IndicatorSpecError, compute
 from tools.models import Action, Signal
@@ -81,6 +83,10 @@ class OptionChainArgs(_Args):
     band_pct: float = Field(
         default=5.0, gt=0, le=50, description="strikes within this many percent of the underlying's last price"
     )
+
+
+class ModelScoreArgs(_Args):
+    symbol: str | None = Field(default=None, description="another symbol of the same venue; default: the decision's")
 
 
 class PreviewArgs(_Args):
@@ -172,6 +178,18 @@ class Toolbox:
                     "volatility and Greeks (delta, gamma, theta, vega), for one expiry. Read-only.",
                     OptionChainArgs,
                     self._option_chain,
+                )
+            )
+        if deps.load_model is not None:
+            market.append(
+                Tool(
+                    "model_score",
+                    "The promoted ML model's calibrated probability that a long entered at the next bar's open "
+                    "reaches TP1 before its stop, net of costs, on the latest bar of its timeframe; with the "
+                    "model id, its signal threshold and the features that moved the score most (log-odds). "
+                    "Read-only.",
+                    ModelScoreArgs,
+                    self._model_score,
                 )
             )
         self.tools = {t.name: t for t in (*market, *own)}
@@ -268,6 +286,34 @@ class Toolbox:
             "expiry": expiry.isoformat(),
             "columns": "symbol,right,strike,bid,ask,iv,delta,gamma,theta,vega",
             "contracts": rows,
+        }
+
+    async def _model_score(self, args: ModelScoreArgs) -> dict[str, Any]:
+        load = self.deps.load_model
+        assert load is not None  # the tool is only offered with a loader
+        try:
+            model = await asyncio.to_thread(load)
+        except Exception as exc:  # the registry's message: none promoted, a file missing or corrupt
+            raise ToolError(f"no model score: {exc}") from None
+        venue, symbol = await self._where(args.symbol)
+        timeframe = str(model.card.get("timeframe", ""))
+        if timeframe not in TIMEFRAMES:
+            raise ToolError(f"model {model.id} has no known timeframe in its card")
+        instrument = await venue.instrument(symbol)
+        bars = await venue.bars(symbol, timeframe, limit=ML_LOOKBACK_BARS)
+        scored = await asyncio.to_thread(score_last_bar, model, bars, timeframe, instrument.calendar)
+        if isinstance(scored, str):
+            raise ToolError(f"model {model.id} cannot score {symbol}: {scored}")
+        probability, _, contributions = scored
+        return {
+            "model_id": model.id,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "as_of": bars["close_time"].iloc[-1].strftime("%Y-%m-%d %H:%M UTC"),
+            "probability": round(probability, 3),
+            "threshold": float(model.card["threshold"]),
+            "trained_on": list(model.card.get("symbols", [])),
+            "top_contributions": {name: _sig(value, 3) for name, value in contributions},
         }
 
     async def _indicators(self, args: IndicatorArgs) -> dict[str, Any]:
