@@ -57,8 +57,16 @@ TARGETS = [2429.21, 2502.74, 2576.27]  # 1.5R, 2.5R, 3.5R
 USAGE = (1200, 80)  # what the scripted endpoint reports per call
 COST_PER_CALL = (USAGE[0] * DEFAULT_PRICES[MODEL][0] + USAGE[1] * DEFAULT_PRICES[MODEL][1]) / 1_000_000
 TRADER = Caller("telegram", 2002, "tina")
-DECISION_TOOLS = {"get_bars", "get_indicators", "get_position", "get_account", "get_todays_trades", "preview_trade"}
-ASK_TOOLS = {"get_bars", "get_indicators", "list_symbols", "get_positions", "get_accounts"}
+DECISION_TOOLS = {
+    "get_bars",
+    "get_indicators",
+    "model_score",
+    "get_position",
+    "get_account",
+    "get_todays_trades",
+    "preview_trade",
+}
+ASK_TOOLS = {"get_bars", "get_indicators", "model_score", "list_symbols", "get_positions", "get_accounts"}
 
 
 # --- the scripted model -------------------------------------------------------------------------
