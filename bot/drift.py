@@ -20,6 +20,7 @@ from tools.drift import DriftReport, DriftThresholds, drift_report
 from tools.features import build_features
 from tools.ml import TrainedModel
 from tools.model_registry import RegistryError
+from venues.errors import VenueError
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,12 @@ async def drift_check(services: Services) -> list[SymbolDrift]:
             log.info("drift check: no configured venue lists %s", symbol)
             continue
         name, venue = found
-        instrument = await venue.instrument(symbol)
-        bars = await venue.bars(symbol, timeframe, limit=ML_LOOKBACK_BARS)
+        try:
+            instrument = await venue.instrument(symbol)
+            bars = await venue.bars(symbol, timeframe, limit=ML_LOOKBACK_BARS)
+        except VenueError as exc:  # one venue down: the other symbols are still checked
+            log.warning("drift check: no %s bars of %s from %s: %s", timeframe, symbol, name, exc)
+            continue
         features = await asyncio.to_thread(live_features, model, bars, timeframe, instrument.calendar)
         window = features.iloc[-settings.drift_bars :]
         if window.empty:
