@@ -3,9 +3,9 @@ Kolmogorov-Smirnov statistic of each feature and of the predicted probability, a
 against the training window stored with the model.
 
 What the training window is
-    At training time ``reference`` keeps, per feature and for the calibrated probability of the
-    final model on its own training rows, ``REFERENCE_POINTS`` (201) evenly spaced quantiles of the
-    training values (NaN dropped). The quantiles stand for the training sample: PSI's bins are its
+    At training time ``reference`` keeps, per feature (every labelled training row) and for the
+    calibrated probability (the walk-forward's out-of-fold predictions through the final
+    calibration curve), ``REFERENCE_POINTS`` (201) evenly spaced quantiles (NaN dropped). The quantiles stand for the training sample: PSI's bins are its
     deciles, and KS compares the live values with them as a sample of that many points (so the
     p-value is that of a 201-point sample: conservative, never overstated by a big training set).
 

@@ -516,10 +516,12 @@ def train(
     all_y = np.concatenate([_rows(d, 0, len(d.features))[1] for d in datasets])
     boosters = _fit(config.model, all_x, all_y, config)
     calibrator = Calibrator.fit(np.concatenate(oof_raw), np.concatenate(oof_labels))
-    # The training window's distributions, the baseline of tools.drift's daily check.
+    # The training window's distributions, the baseline of tools.drift's daily check. The
+    # probability's are the out-of-fold ones (through the final curve): live scores are out of
+    # sample too, and in-sample scores of the final model would be more extreme than either.
     drift_reference = reference(
         {name: all_x[name].to_numpy(dtype="float64") for name in columns},
-        calibrator.apply(_raw(boosters, all_x)),
+        calibrator.apply(np.concatenate(oof_raw)),
     )
     if on_progress is not None:
         on_progress(total, total, "done")
