@@ -5,9 +5,11 @@ against the training window stored with the model.
 What the training window is
     At training time ``reference`` keeps, per feature (every labelled training row) and for the
     calibrated probability (the walk-forward's out-of-fold predictions through the final
-    calibration curve), ``REFERENCE_POINTS`` (201) evenly spaced quantiles (NaN dropped). The quantiles stand for the training sample: PSI's bins are its
-    deciles, and KS compares the live values with them as a sample of that many points (so the
-    p-value is that of a 201-point sample: conservative, never overstated by a big training set).
+    calibration curve), ``REFERENCE_POINTS`` (201) evenly spaced quantiles (NaN dropped). The
+    quantiles stand for the training sample: PSI's bins are its deciles, and KS compares the live
+    values with them as a sample of that many points (so the p-value is that of a 201-point
+    sample, not inflated by a big training set). Consecutive bars are not independent, so a KS
+    p-value on a live window overstates the evidence; PSI is the steadier of the two.
 
 PSI: sum over 10 bins of (live share - training share) x ln(live share / training share), the bins
 cut at the training deciles (the outer bins open-ended), an empty bin counted as ``PSI_EPSILON``.
