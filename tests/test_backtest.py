@@ -21,10 +21,10 @@ from bot.backtest import backtest, chat_text, result_text, walk_forward_backtest
 from bot.cli import app
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec
+from venues.clock import window_text
 from venues.errors import UnknownSymbolError
 from venues.recorded import BarSeries
 from venues.replay.loader import load_bar_file
-from venues.clock import window_text
 from venues.timeframes import parse_timeframe
 
 START = datetime(2021, 7, 1, tzinfo=UTC)
