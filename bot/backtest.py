@@ -291,6 +291,14 @@ def _num(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _price(value: float | None) -> str:
+    """A fill price in full: every decimal it has up to 8, at least the cents (34540.76, 2300.00)."""
+    if value is None:
+        return "n/a"
+    whole, _, decimals = f"{value:.8f}".partition(".")
+    return f"{whole}.{decimals.rstrip('0').ljust(2, '0')}"
+
+
 def result_text(result: BacktestResult) -> str:
     """The terminal summary: settings, the data range, the key metrics and the trades."""
     m = result.metrics
@@ -318,8 +326,9 @@ def result_text(result: BacktestResult) -> str:
     for trade in result.trades:
         exit_at = f"{trade.exit_time:%Y-%m-%d %H:%M}" if trade.exit_time else "open"
         lines.append(
-            f"  {trade.entry_time:%Y-%m-%d %H:%M} -> {exit_at}  {trade.symbol} {trade.qty:g} @ {trade.entry_price:g}"
-            f" -> {_num(trade.exit_price)}  P&L {trade.pnl:.2f}  R {_num(trade.r)}  {trade.reason}"
+            f"  {trade.entry_time:%Y-%m-%d %H:%M} -> {exit_at}  {trade.symbol} {trade.qty:g} "
+            f"@ {_price(trade.entry_price)} -> {_price(trade.exit_price)}  "
+            f"P&L {trade.pnl:.2f}  R {_num(trade.r)}  {trade.reason}"
         )
     for item in result.skipped[:20]:
         lines.append(f"  skipped {item['time']} {item['symbol']}: {item['reason']}")

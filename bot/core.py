@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from agent.llm.ask import ask
+from bot.amounts import money_json, price_json
 from bot.command_table import (
     COMMAND_TABLE,
     MAX_INPUT,
@@ -375,8 +376,8 @@ class CommandCore(TradingCommands):
                         "venue": name,
                         "symbol": position.symbol,
                         "qty": str(position.qty),
-                        "avg_cost": str(position.avg_cost),
-                        "unrealized": str(unrealized),
+                        "avg_cost": price_json(position.avg_cost, instrument.tick_size),
+                        "unrealized": money_json(unrealized),
                     }
                 )
         if not rows:
@@ -458,10 +459,10 @@ class CommandCore(TradingCommands):
             {
                 "venue": r.venue,
                 "currency": r.currency,
-                "equity_start": str(r.deposits),
-                "equity": str(r.equity),
-                "realized": str(r.realized),
-                "unrealized": str(r.unrealized),
+                "equity_start": money_json(r.deposits),
+                "equity": money_json(r.equity),
+                "realized": money_json(r.realized),
+                "unrealized": money_json(r.unrealized),
             }
             for r in rows
         ]

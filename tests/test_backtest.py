@@ -202,3 +202,13 @@ def test_dates_read_as_the_user_typed_them(baseline: BacktestResult) -> None:
         "2021-07-01 06:30 UTC",
         "2021-07-02 09:00 UTC",
     )
+
+
+def test_sma_cross_has_no_tp1_rate_and_prices_print_in_full(tmp_path: Path) -> None:
+    spec = BacktestSpec(**{**SPEC.__dict__, "policy": "sma_cross", "params": {"fast": 3, "slow": 8}})
+    result = run(tmp_path, spec)
+    assert result.trades and result.metrics["tp1_hit_rate"] is None
+    assert "TP1 hit rate n/a" in result_text(result) and "TP1 hit rate n/a" in chat_text(result)
+    for trade, line in zip(result.trades, [x for x in result_text(result).splitlines() if " @ " in x], strict=True):
+        price = line.split(" @ ")[1].split()[0]
+        assert Decimal(price) == Decimal(repr(trade.entry_price)) and len(price.split(".")[1]) >= 2, line

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -746,20 +747,21 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
         (funding,) = db.execute(text("select amount, ts from cash_ledger where kind = 'funding'")).all()
     paid = Decimal(str(funding[0]))
     assert paid < 0 and str(funding[1]).startswith("2021-07-06 08:00:00")
-    assert usdt["equity_start"] == "100000" and Decimal(usdt["realized"]) == paid
+    assert usdt["equity_start"] == "100000.00" and Decimal(usdt["realized"]) == paid.quantize(Decimal("0.01"))
     assert usdt["equity"] != usdt["equity_start"]  # marked to market
     # /positions marks with the same quote as the account behind /pnl: the same unrealized P&L.
     (held,) = positions.data["positions"]
-    assert Decimal(held["unrealized"]).quantize(Decimal("0.01")) == Decimal(usdt["unrealized"]).quantize(
-        Decimal("0.01")
-    )
+    assert held["unrealized"] == usdt["unrealized"]
+    # JSON money is at cents and a price at the instrument's tick (0.01 for ETH/USDT), never 28 digits.
+    assert re.fullmatch(r"-?\d+\.\d\d", held["unrealized"]) and re.fullmatch(r"\d+\.\d\d", held["avg_cost"]), held
+    assert all(re.fullmatch(r"-?\d+\.\d\d", usdt[k]) for k in ("equity", "realized", "unrealized")), usdt
 
     # P&L counts from what the ledger says was deposited, not from today's setting: a restart with
     # TRADEOPS_PAPER_CASH_USDT doubled still shows the 100,000 that went in.
     services.settings = services.settings.model_copy(update={"paper_cash_usdt": Decimal(200_000)})
     again = await core.handle(VIEWER, "/pnl")
     usdt_again = next(row for row in again.data["pnl"] if row["currency"] == "USDT")
-    assert usdt_again["equity_start"] == "100000"
+    assert usdt_again["equity_start"] == "100000.00"
 
     risk = await core.handle(VIEWER, "/risk")
     assert "profile medium" in risk.text and "kill switch: off" in risk.text

@@ -384,7 +384,7 @@ async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) ->
                 fees=float(fees),
                 r=float(pnl / risk) if risk > 0 else None,
                 reason=(plan.close_reason or "closed") if done else "open at the end",
-                tp1_hit=plan.targets_hit >= 1,
+                tp1_hit=plan.targets_hit >= 1 if plan.take_profits else None,
             )
         )
     return tuple(trades)
