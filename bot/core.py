@@ -46,7 +46,7 @@ from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
 from venues.clock import ensure_utc
-from venues.errors import VenueError
+from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
 from venues.models import Order, OrderType
 from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
@@ -117,13 +117,15 @@ class CommandCore(TradingCommands):
             return early
         spec, args = command_of(text)
         assert spec is not None  # answer_before_running answered every message that names no command
-        command, name = self.commands[spec.name], spec.name
+        command = self.commands[spec.name]
         try:
             return await command.handler(caller, args)
         except UserError as exc:
-            return Reply(str(exc), ok=False)
+            return Reply(str(exc), ok=False, bad_input=True)
+        except (UnknownSymbolError, UnknownTimeframeError) as exc:
+            return Reply(str(exc), ok=False, bad_input=True)  # one style: no "/chart:" on some errors only
         except (VenueError, ValueError) as exc:
-            return Reply(f"/{name}: {exc}", ok=False)
+            return Reply(str(exc), ok=False)
 
     # --- commands ---
 

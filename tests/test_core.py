@@ -558,6 +558,14 @@ async def test_chart_bad_arguments(services: Services, core: CommandCore, messag
 
 
 @pytest.mark.parametrize(
+    "message", ["/chart ETH/USDT 2h", "/chart BTC/USD 15m", "/chart XRP/USD", "/chart ETH/USDT 7x"]
+)
+async def test_chart_errors_read_in_one_style(services: Services, core: CommandCore, message: str) -> None:
+    reply = await refused_without_writes(services, core, VIEWER, message)
+    assert reply.bad_input and not reply.text.startswith("/"), reply.text
+
+
+@pytest.mark.parametrize(
     ("message", "hint"),
     [
         ("/watch add Bad!Name BTC/USD", "invalid watchlist name"),
@@ -946,7 +954,7 @@ def test_chat_command_prints_json(tmp_path: Path) -> None:
     assert reply == {"ok": True, "text": "no open positions", "images": [], "buttons": [], "data": {"positions": []}}
 
     failed = runner.invoke(app, ["chat", "--data-dir", str(tmp_path / "d"), "-c", "/approve ../x", "--json"])
-    assert failed.exit_code == 1
+    assert failed.exit_code == 2  # a bad argument
     assert json.loads(failed.stdout)["ok"] is False
 
 
@@ -967,7 +975,7 @@ def test_scan_command_prints_json_and_remembers_the_clock(tmp_path: Path) -> Non
     assert one.exit_code == 0, one.output
     assert json.loads(one.stdout)["text"].splitlines()[1].startswith("crypto: ")
     missing = runner.invoke(app, ["scan", "nosuch", "--data-dir", data_dir, "--json"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # bad input, as everywhere else on the command line
     assert "no watchlist 'nosuch'" in json.loads(missing.stdout)["text"]
 
 
