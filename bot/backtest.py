@@ -32,7 +32,7 @@ from scheduler.backtest.walkforward import fold_windows, walk_forward_json
 from storage.db import make_engine, sqlite_url
 from storage.llm import LLMCache, call_counts
 from tools.model_registry import ModelRegistry, RegistryError
-from venues.clock import SimulatedClock
+from venues.clock import SimulatedClock, moment_text, window_text
 from venues.lake import LAKE_VENUE
 from venues.paper import PaperBroker
 
@@ -254,7 +254,8 @@ def walk_forward_text(doc: dict[str, Any]) -> str:
     for fold in wf["folds"]:
         m = fold["metrics"]
         lines.append(
-            f"  fold {fold['index']}: test {fold['test'][0]} -> {fold['test'][1]}: return {_pct(m['total_return'])}, "
+            f"  fold {fold['index']}: test {moment_text(fold['test'][0])} -> {moment_text(fold['test'][1])}: "
+            f"return {_pct(m['total_return'])}, "
             f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, max drawdown {_pct(m['max_drawdown'])}"
         )
     m = doc["metrics"]
@@ -290,17 +291,27 @@ def _num(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _price(value: float | None) -> str:
+    """A fill price in full: every decimal it has up to 8, at least the cents (34540.76, 2300.00)."""
+    if value is None:
+        return "n/a"
+    whole, _, decimals = f"{value:.8f}".partition(".")
+    return f"{whole}.{decimals.rstrip('0').ljust(2, '0')}"
+
+
 def result_text(result: BacktestResult) -> str:
     """The terminal summary: settings, the data range, the key metrics and the trades."""
     m = result.metrics
     spec = result.spec
+    start_text, end_text = window_text(spec.start, spec.end)
     lines = [
-        f"backtest {spec.venue} {','.join(spec.symbols)} {spec.timeframe} {spec.start:%Y-%m-%d} -> "
-        f"{spec.end:%Y-%m-%d} policy {spec.policy} profile {spec.profile} capital {spec.capital} {result.currency}"
+        f"backtest {spec.venue} {','.join(spec.symbols)} {spec.timeframe} {start_text} -> "
+        f"{end_text} policy {spec.policy} profile {spec.profile} capital {spec.capital} {result.currency}"
         + ("" if spec.costs else " (no costs)"),
     ]
     for symbol, info in result.data_range.items():
-        lines.append(f"  data {symbol}: {info['bars']} bars {info['first']} -> {info['last']}")
+        first, last = moment_text(str(info["first"])), moment_text(str(info["last"]))
+        lines.append(f"  data {symbol}: {info['bars']} bars {first} -> {last}")
     lines += [
         f"equity {_num(m['start_equity'])} -> {_num(m['end_equity'])} {result.currency}: "
         f"total return {_pct(m['total_return'])}, CAGR {_pct(m['cagr'])}",
@@ -315,8 +326,9 @@ def result_text(result: BacktestResult) -> str:
     for trade in result.trades:
         exit_at = f"{trade.exit_time:%Y-%m-%d %H:%M}" if trade.exit_time else "open"
         lines.append(
-            f"  {trade.entry_time:%Y-%m-%d %H:%M} -> {exit_at}  {trade.symbol} {trade.qty:g} @ {trade.entry_price:g}"
-            f" -> {_num(trade.exit_price)}  P&L {trade.pnl:.2f}  R {_num(trade.r)}  {trade.reason}"
+            f"  {trade.entry_time:%Y-%m-%d %H:%M} -> {exit_at}  {trade.symbol} {trade.qty:g} "
+            f"@ {_price(trade.entry_price)} -> {_price(trade.exit_price)}  "
+            f"P&L {trade.pnl:.2f}  R {_num(trade.r)}  {trade.reason}"
         )
     for item in result.skipped[:20]:
         lines.append(f"  skipped {item['time']} {item['symbol']}: {item['reason']}")
@@ -334,9 +346,10 @@ def chat_text(result: BacktestResult) -> str:
     """The key figures for a chat reply (the chart carries the curve)."""
     m = result.metrics
     spec = result.spec
+    start_text, end_text = window_text(spec.start, spec.end)
     return "\n".join(
         [
-            f"backtest {','.join(spec.symbols)} {spec.timeframe} {spec.start:%Y-%m-%d} -> {spec.end:%Y-%m-%d} "
+            f"backtest {','.join(spec.symbols)} {spec.timeframe} {start_text} -> {end_text} "
             f"({spec.policy}, {spec.profile}, {spec.capital} {result.currency})",
             f"return {_pct(m['total_return'])}, max drawdown {_pct(m['max_drawdown'])}, Sharpe {_num(m['sharpe'])}",
             f"trades {m['trades']}, win rate {_pct(m['win_rate'])}, TP1 hit rate {_pct(m['tp1_hit_rate'])}, "

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -51,6 +52,21 @@ DataDirOption = Annotated[
     typer.Option("--data-dir", help="Use this data directory (overrides TRADEOPS_DATA_DIR).", show_default=False),
 ]
 DATABASE_UNAVAILABLE = 3  # exit status: the database could not be reached or had no connection left
+
+
+class DemoApproval(StrEnum):
+    """--approve of the demo: listed in --help, and typer refuses any other value (exit 2)."""
+
+    ask = "ask"
+    all = "all"
+    none = "none"
+
+
+class DemoPolicy(StrEnum):
+    rules = "rules"
+    llm = "llm"
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the structured result as JSON.")]
 
 
@@ -377,12 +393,12 @@ def doctor(data_dir: DataDirOption = None) -> None:
 
 def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlists: bool = False) -> int:
     """Run one chat command as the console user and print the reply; the exit code says if it worked."""
-    from bot.console import answer_without_services, run_command
+    from bot.console import answer_without_services, run_command_status
 
     answered = answer_without_services(text, as_json=as_json)  # /help needs no database
     if answered is not None:
         typer.echo(answered[0])
-        return 0 if answered[1] else 1
+        return answered[1]
     from bot.command_table import needs_agent
     from bot.services import open_services
     from bot.services import seed_watchlists as seed
@@ -392,9 +408,9 @@ def _one_command(settings: Settings, text: str, *, as_json: bool, seed_watchlist
             # The shipped watchlists are on the replay venues: only a replay process gets them.
             if seed_watchlists and services.simulated and not services.watchlists.all():
                 seed(services)
-            out, ok = await run_command(services, text, as_json=as_json)
+            out, status = await run_command_status(services, text, as_json=as_json)
             typer.echo(out)
-            return 0 if ok else 1
+            return status
 
     with _database_errors(settings):
         return asyncio.run(main())
@@ -454,8 +470,9 @@ def scan(
 @app.command()
 def demo(
     approve: Annotated[
-        str, typer.Option(help="ask: y/n per signal on a terminal; all: approve everything; none: decide later.")
-    ] = "ask",
+        DemoApproval,
+        typer.Option(help="ask: y/n per signal on a terminal; all: approve everything; none: decide later."),
+    ] = DemoApproval.ask,
     days: Annotated[int, typer.Option(help="Days of 2021 to replay (from 2021-07-06).", min=1, max=60)] = 7,
     resume: Annotated[
         bool,
@@ -466,8 +483,9 @@ def demo(
         ),
     ] = False,
     policy: Annotated[
-        str, typer.Option(help="rules: the deterministic rule policy (offline); llm: the configured LLM endpoint.")
-    ] = "rules",
+        DemoPolicy,
+        typer.Option(help="rules: the deterministic rule policy (offline); llm: the configured LLM endpoint."),
+    ] = DemoPolicy.rules,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -475,15 +493,9 @@ def demo(
     from bot.demo import DemoError, run_demo
     from bot.services import LLM_VARIABLES
 
-    if approve not in ("ask", "all", "none"):
-        typer.echo(f"error: --approve must be ask, all or none, not {approve!r}", err=True)
-        raise typer.Exit(2)
-    if policy not in ("rules", "llm"):
-        typer.echo(f"error: --policy must be rules or llm, not {policy!r}", err=True)
-        raise typer.Exit(2)
-    mode: Literal["ask", "all", "none"] = approve  # type: ignore[assignment]
-    settings = _settings(data_dir, quiet=True).model_copy(update={"policy": policy})
-    if policy == "llm" and not settings.llm_config.configured:
+    mode: Literal["ask", "all", "none"] = approve.value
+    settings = _settings(data_dir, quiet=True).model_copy(update={"policy": policy.value})
+    if policy is DemoPolicy.llm and not settings.llm_config.configured:
         typer.echo(f"error: --policy llm needs an LLM endpoint: set {LLM_VARIABLES}", err=True)
         raise typer.Exit(2)
     echo = (lambda _line: None) if as_json else typer.echo

@@ -128,7 +128,7 @@ def answer_before_running(role: Role, text: str) -> Reply | None:
     module docstring); None when the command must run."""
     text = (text or "").strip()
     if len(text) > MAX_INPUT:
-        return Reply(f"message too long ({len(text)} characters, at most {MAX_INPUT})", ok=False)
+        return Reply(f"message too long ({len(text)} characters, at most {MAX_INPUT})", ok=False, bad_input=True)
     words = text.split()
     if not words or not words[0].startswith("/"):
         return help_reply(role, note="Commands start with '/'.")
@@ -138,7 +138,7 @@ def answer_before_running(role: Role, text: str) -> Reply | None:
     if not role.allows(command.role):
         return Reply(f"refused: /{command.name} needs the {command.role.value} role; you are a {role.value}.", ok=False)
     if args and command.usage == f"/{command.name}":
-        return Reply(f"/{command.name} takes no arguments; usage: {command.usage}", ok=False)
+        return Reply(f"/{command.name} takes no arguments; usage: {command.usage}", ok=False, bad_input=True)
     if command.name == "help":
         return help_reply(role)
     return None

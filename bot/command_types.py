@@ -98,6 +98,7 @@ class Reply:
     images: list[str] = field(default_factory=list)
     buttons: list[Button] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    bad_input: bool = False  # refused for what was typed (a CLI exits 2), not for a failure (exit 1)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -41,19 +41,30 @@ def _output(reply: Reply, as_json: bool) -> tuple[str, bool]:
     return (json.dumps(reply.to_json(), indent=2, default=str) if as_json else render(reply)), reply.ok
 
 
-def answer_without_services(text: str, *, as_json: bool = False) -> tuple[str, bool] | None:
+def answer_without_services(text: str, *, as_json: bool = False) -> tuple[str, int] | None:
     """The console user's reply to ``text`` when the command table alone gives it (/help, an
     unknown command, a malformed line), as ``run_command`` would print it; None when the command
     needs the application. Lets `tradeops chat -c /help` answer without opening the database."""
     assert CONSOLE_USER.role is not None
     reply = answer_before_running(CONSOLE_USER.role, text)
-    return None if reply is None else _output(reply, as_json)
+    return None if reply is None else (_output(reply, as_json)[0], exit_status(reply))
 
 
 async def run_command(services: Services, text: str, *, as_json: bool = False) -> tuple[str, bool]:
+    out, status = await run_command_status(services, text, as_json=as_json)
+    return out, status == 0
+
+
+async def run_command_status(services: Services, text: str, *, as_json: bool = False) -> tuple[str, int]:
+    """The printed reply and the exit status of a one-shot command: 0 done, 2 bad input, 1 failed."""
     from bot.core import CommandCore
 
-    return _output(await CommandCore(services).handle(CONSOLE_USER, text), as_json)
+    reply = await CommandCore(services).handle(CONSOLE_USER, text)
+    return _output(reply, as_json)[0], exit_status(reply)
+
+
+def exit_status(reply: Reply) -> int:
+    return 0 if reply.ok else 2 if reply.bad_input else 1
 
 
 class ConsolePrompt:

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from agent.llm.ask import ask
+from bot.amounts import money_json, price_json
 from bot.command_table import (
     COMMAND_TABLE,
     MAX_INPUT,
@@ -45,7 +46,7 @@ from storage.watchlists import WatchlistSpec, valid_name
 from tools.risk import PROFILES
 from venues import calendars
 from venues.clock import ensure_utc
-from venues.errors import VenueError
+from venues.errors import UnknownSymbolError, UnknownTimeframeError, VenueError
 from venues.models import Order, OrderType
 from venues.symbols import resolve_symbol, split_venue
 from venues.timeframes import TIMEFRAMES, parse_timeframe
@@ -116,13 +117,15 @@ class CommandCore(TradingCommands):
             return early
         spec, args = command_of(text)
         assert spec is not None  # answer_before_running answered every message that names no command
-        command, name = self.commands[spec.name], spec.name
+        command = self.commands[spec.name]
         try:
             return await command.handler(caller, args)
         except UserError as exc:
-            return Reply(str(exc), ok=False)
+            return Reply(str(exc), ok=False, bad_input=True)
+        except (UnknownSymbolError, UnknownTimeframeError) as exc:
+            return Reply(str(exc), ok=False, bad_input=True)  # one style: no "/chart:" on some errors only
         except (VenueError, ValueError) as exc:
-            return Reply(f"/{name}: {exc}", ok=False)
+            return Reply(str(exc), ok=False)
 
     # --- commands ---
 
@@ -375,8 +378,8 @@ class CommandCore(TradingCommands):
                         "venue": name,
                         "symbol": position.symbol,
                         "qty": str(position.qty),
-                        "avg_cost": str(position.avg_cost),
-                        "unrealized": str(unrealized),
+                        "avg_cost": price_json(position.avg_cost, instrument.tick_size),
+                        "unrealized": money_json(unrealized),
                     }
                 )
         if not rows:
@@ -458,10 +461,10 @@ class CommandCore(TradingCommands):
             {
                 "venue": r.venue,
                 "currency": r.currency,
-                "equity_start": str(r.deposits),
-                "equity": str(r.equity),
-                "realized": str(r.realized),
-                "unrealized": str(r.unrealized),
+                "equity_start": money_json(r.deposits),
+                "equity": money_json(r.equity),
+                "realized": money_json(r.realized),
+                "unrealized": money_json(r.unrealized),
             }
             for r in rows
         ]

@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from bot.amounts import money_json, price_json
 from bot.command_table import CLOSE_USAGE, PLAN_USAGE, TRADES_USAGE
 from bot.command_types import Caller, Page, Reply, UserError, fold
 from bot.render import table
@@ -413,9 +414,9 @@ class TradingCommands:
                 "symbol": t.symbol,
                 "side": t.side,
                 "qty": str(t.qty),
-                "entry_price": str(t.entry_price),
-                "exit_price": str(t.exit_price),
-                "pnl": str(t.pnl),
+                "entry_price": price_json(t.entry_price),
+                "exit_price": price_json(t.exit_price),
+                "pnl": money_json(t.pnl),
                 "currency": t.currency,
                 "r": str(t.r_multiple) if t.r_multiple is not None else None,
                 "exit_reason": t.exit_reason,
@@ -496,9 +497,9 @@ class TradingCommands:
                     {
                         "venue": name,
                         "currency": currency,
-                        "realized_today": str(realized.get(currency, ZERO)),
-                        "loss_today": str(loss),
-                        "loss_limit": str(limit),
+                        "realized_today": money_json(realized.get(currency, ZERO)),
+                        "loss_today": money_json(loss),
+                        "loss_limit": money_json(limit),
                         "trades_today": str(used),
                         "trades_left": str(max(profile.max_trades_per_day - used, 0)),
                     }

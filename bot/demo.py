@@ -166,9 +166,6 @@ async def run_demo(
     started = time.perf_counter()
     interactive = sys.stdin.isatty() if interactive is None else interactive
     asked = approve == "ask"
-    if asked and not interactive:
-        (warn or echo)("not on a terminal: approving every signal automatically (use --approve none to decide later)")
-        approve = "all"
     from venues.clock import SimulatedClock
 
     if resume:
@@ -187,6 +184,10 @@ async def run_demo(
         charts = settings.data_dir / "charts"
         for old in [*charts.glob("signal-*.png"), *charts.glob("equity-*.png")]:
             old.unlink(missing_ok=True)
+    # Only once the run can go ahead (a --continue with nothing to continue is refused first).
+    if asked and not interactive:
+        (warn or echo)("not on a terminal: approving every signal automatically (use --approve none to decide later)")
+        approve = "all"
     start = clock.now()
     end = start + timedelta(days=days)
     run = DemoRun(approve=approve, asked=asked, echo=echo, resume=resume)

@@ -14,6 +14,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from bot.amounts import money_json
 from bot.render import equity_chart, table
 from bot.services import Services
 from venues.models import ZERO
@@ -135,11 +136,11 @@ async def daily_summary(services: Services, *, record: bool = False) -> Summary:
             {
                 "venue": row.venue,
                 "currency": row.currency,
-                "equity": str(row.equity),
-                "realized": str(realized),
-                "unrealized": str(row.unrealized),
-                "change": str(change),
-                "deposits": str(row.deposits),
+                "equity": money_json(row.equity),
+                "realized": money_json(realized),
+                "unrealized": money_json(row.unrealized),
+                "change": money_json(change),
+                "deposits": money_json(row.deposits),
             }
         )
     text = (

@@ -21,7 +21,7 @@ import pandas as pd
 
 from storage.lake import BarsLake, Dataset, Gap, LakeError, Manifest, merge_ranges, subtract_ranges
 from venues.base import MarketData
-from venues.clock import Clock, ensure_utc
+from venues.clock import Clock, ensure_utc, window_text
 from venues.timeframes import Timeframe, parse_timeframe, with_close_time
 
 DEFAULT_CHUNK_BARS = 5000  # `tradeops backfill --chunk-bars` has the same default
@@ -107,7 +107,8 @@ async def backfill(
     tf = parse_timeframe(timeframe)
     start, end = ensure_utc(start), ensure_utc(end)
     if start >= end:
-        raise ValueError(f"empty range: --from {start:%Y-%m-%d %H:%M} must be before --to {end:%Y-%m-%d %H:%M}")
+        start_text, end_text = window_text(start, end)  # as typed: a date-only --to is its own day
+        raise ValueError(f"empty range: --from {start_text} must be before --to {end_text}")
     horizon = clock.now() - 2 * tf.delta.to_pytimedelta()
     if start >= horizon:
         raise ValueError(

@@ -294,7 +294,7 @@ def test_backfill_command_writes_reports_and_refuses_bad_input(tmp_path: Path, m
         "unknown timeframe '2h'; valid timeframes: 1m, 5m": ["--timeframe", "2h"],
         "BTC/USD has 1h bars at the finest, so 15m is not available": ["--timeframe", "15m"],
         "--from '2021-13-01' is not a date: use YYYY-MM-DD": ["--from", "2021-13-01"],
-        "must be before --to": ["--from", "2021-05-01"],
+        "empty range: --from 2021-05-01 must be before --to 2021-03-31": ["--from", "2021-05-01"],
         "nothing final to fetch yet": ["--from", "2999-01-01", "--to", "2999-02-01"],
     }
     for message, change in refusals.items():

@@ -17,10 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 import venues.replay.venue as replay_venue
-from bot.backtest import backtest, walk_forward_backtest
+from bot.backtest import backtest, chat_text, result_text, walk_forward_backtest, walk_forward_text
 from bot.cli import app
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec
+from venues.clock import window_text
 from venues.errors import UnknownSymbolError
 from venues.recorded import BarSeries
 from venues.replay.loader import load_bar_file
@@ -133,7 +134,8 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--symbols", "DOGE/USD"], "DOGE/USD"),
         (["--symbols", "BTC/USD,ETH/USDT"], "one currency"),
         (["--param", "fast"], "NAME=NUMBER"),
-        (["--from", "2021-07-05", "--to", "2021-07-01"], "must be after --from"),
+        (["--from", "2021-07-05", "--to", "2021-07-01"], "--to 2021-07-01 must be after --from 2021-07-05"),
+        (["--from", "2021-07-05T06:30", "--to", "2021-07-05T06:00"], "--to 2021-07-05 06:00 UTC must be after"),
         (["--venue", "nowhere"], "valid venues: replay-crypto"),
         (["--policy", "magic"], "rules, llm, ml, sma_cross"),
         (["--capital", "-5"], "above zero"),
@@ -181,5 +183,32 @@ def test_walk_forward_folds_in_time_order_and_the_out_of_sample_total(tmp_path: 
     for trade in doc["trades"]:  # every trade opened inside a test window
         entry = datetime.fromisoformat(trade["entry_time"])
         assert any(start <= entry < end for start, end in tests)
+    text = walk_forward_text(doc)
+    first = datetime.fromisoformat(folds[0]["test"][0])
+    assert f"fold 0: test {first:%Y-%m-%d %H:%M} UTC -> " in text
+    assert "+00:00" not in text and "T0" not in text, text
     with pytest.raises(BacktestError, match="too few for 5 folds"):
         asyncio.run(walk_forward_backtest(settings, BacktestSpec(**{**SPEC.__dict__, "end": START + 4 * hour}), 5))
+
+
+def test_dates_read_as_the_user_typed_them(baseline: BacktestResult) -> None:
+    # SPEC ends at 2021-07-06 00:00, which is what --to 2021-07-05 (inclusive) becomes.
+    text = result_text(baseline)
+    assert text.startswith("backtest replay-crypto BTC/USD 1h 2021-07-01 -> 2021-07-05 policy"), text
+    assert "2021-07-01 -> 2021-07-05 (" in chat_text(baseline)
+    assert "+00:00" not in text and "2021-07-06" not in text.splitlines()[0]
+    assert "bars 2021-07-01 " in text and " UTC -> 2021-07-05 23:00 UTC" in text, text
+    assert window_text(datetime(2021, 7, 1, 6, 30, tzinfo=UTC), datetime(2021, 7, 2, 9, tzinfo=UTC)) == (
+        "2021-07-01 06:30 UTC",
+        "2021-07-02 09:00 UTC",
+    )
+
+
+def test_sma_cross_has_no_tp1_rate_and_prices_print_in_full(tmp_path: Path) -> None:
+    spec = BacktestSpec(**{**SPEC.__dict__, "policy": "sma_cross", "params": {"fast": 3, "slow": 8}})
+    result = run(tmp_path, spec)
+    assert result.trades and result.metrics["tp1_hit_rate"] is None
+    assert "TP1 hit rate n/a" in result_text(result) and "TP1 hit rate n/a" in chat_text(result)
+    for trade, line in zip(result.trades, [x for x in result_text(result).splitlines() if " @ " in x], strict=True):
+        price = line.split(" @ ")[1].split()[0]
+        assert Decimal(price) == Decimal(repr(trade.entry_price)) and len(price.split(".")[1]) >= 2, line

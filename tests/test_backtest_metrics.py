@@ -17,7 +17,9 @@ def curve(*values: float, step: timedelta = timedelta(days=1)) -> list[EquityPoi
     return [EquityPoint(DAY0 + step * i, v) for i, v in enumerate(values)]
 
 
-def trade(pnl: float, *, entry_day: float = 0, exit_day: float | None = 1, r: float | None = None, tp1: bool = False):
+def trade(
+    pnl: float, *, entry_day: float = 0, exit_day: float | None = 1, r: float | None = None, tp1: bool | None = False
+):
     return TradeRecord(
         signal_id=f"t{pnl}{entry_day}",
         symbol="BTC/USD",
@@ -110,6 +112,9 @@ def test_trade_statistics() -> None:
     assert metrics.average_r(trades) == pytest.approx(0.5)  # (1 - 0.5 + 2 - 0.5) / 4
     assert metrics.profit_factor(trades) == pytest.approx(3.0)  # 30 / 10
     assert metrics.profit_factor([trade(5)]) is None  # no loss: no ratio
+    # Trades without targets (sma_cross) have no TP1 to hit: no rate, not 0%.
+    assert metrics.tp1_hit_rate([trade(5, tp1=None), trade(-5, tp1=None)]) is None
+    assert metrics.tp1_hit_rate([trade(5, tp1=None), trade(-5, tp1=True)]) == pytest.approx(1.0)
     assert metrics.win_rate([]) is None and metrics.average_r([trade(1)]) is None
 
 

@@ -141,7 +141,7 @@ async def test_chat_backtest_replies_with_the_chart_and_keeps_the_loop_free(serv
     finally:
         ticker.cancel()
     assert reply.ok, reply.text
-    assert "backtest BTC/USD 1h 2021-07-03 -> 2021-07-06" in reply.text and "return" in reply.text
+    assert "backtest BTC/USD 1h 2021-07-03 06:00 UTC -> 2021-07-06 06:00 UTC" in reply.text and "return" in reply.text
     assert reply.images
     assert (await asyncio.to_thread(Path(reply.images[0]).read_bytes)).startswith(PNG)
     assert "total_return" in reply.data["metrics"]

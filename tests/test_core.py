@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -557,6 +558,14 @@ async def test_chart_bad_arguments(services: Services, core: CommandCore, messag
 
 
 @pytest.mark.parametrize(
+    "message", ["/chart ETH/USDT 2h", "/chart BTC/USD 15m", "/chart XRP/USD", "/chart ETH/USDT 7x"]
+)
+async def test_chart_errors_read_in_one_style(services: Services, core: CommandCore, message: str) -> None:
+    reply = await refused_without_writes(services, core, VIEWER, message)
+    assert reply.bad_input and not reply.text.startswith("/"), reply.text
+
+
+@pytest.mark.parametrize(
     ("message", "hint"),
     [
         ("/watch add Bad!Name BTC/USD", "invalid watchlist name"),
@@ -746,20 +755,21 @@ async def test_positions_orders_pnl_risk_and_chart_after_a_fill(
         (funding,) = db.execute(text("select amount, ts from cash_ledger where kind = 'funding'")).all()
     paid = Decimal(str(funding[0]))
     assert paid < 0 and str(funding[1]).startswith("2021-07-06 08:00:00")
-    assert usdt["equity_start"] == "100000" and Decimal(usdt["realized"]) == paid
+    assert usdt["equity_start"] == "100000.00" and Decimal(usdt["realized"]) == paid.quantize(Decimal("0.01"))
     assert usdt["equity"] != usdt["equity_start"]  # marked to market
     # /positions marks with the same quote as the account behind /pnl: the same unrealized P&L.
     (held,) = positions.data["positions"]
-    assert Decimal(held["unrealized"]).quantize(Decimal("0.01")) == Decimal(usdt["unrealized"]).quantize(
-        Decimal("0.01")
-    )
+    assert held["unrealized"] == usdt["unrealized"]
+    # JSON money is at cents and a price at the instrument's tick (0.01 for ETH/USDT), never 28 digits.
+    assert re.fullmatch(r"-?\d+\.\d\d", held["unrealized"]) and re.fullmatch(r"\d+\.\d\d", held["avg_cost"]), held
+    assert all(re.fullmatch(r"-?\d+\.\d\d", usdt[k]) for k in ("equity", "realized", "unrealized")), usdt
 
     # P&L counts from what the ledger says was deposited, not from today's setting: a restart with
     # TRADEOPS_PAPER_CASH_USDT doubled still shows the 100,000 that went in.
     services.settings = services.settings.model_copy(update={"paper_cash_usdt": Decimal(200_000)})
     again = await core.handle(VIEWER, "/pnl")
     usdt_again = next(row for row in again.data["pnl"] if row["currency"] == "USDT")
-    assert usdt_again["equity_start"] == "100000"
+    assert usdt_again["equity_start"] == "100000.00"
 
     risk = await core.handle(VIEWER, "/risk")
     assert "profile medium" in risk.text and "kill switch: off" in risk.text
@@ -944,7 +954,7 @@ def test_chat_command_prints_json(tmp_path: Path) -> None:
     assert reply == {"ok": True, "text": "no open positions", "images": [], "buttons": [], "data": {"positions": []}}
 
     failed = runner.invoke(app, ["chat", "--data-dir", str(tmp_path / "d"), "-c", "/approve ../x", "--json"])
-    assert failed.exit_code == 1
+    assert failed.exit_code == 2  # a bad argument
     assert json.loads(failed.stdout)["ok"] is False
 
 
@@ -965,7 +975,7 @@ def test_scan_command_prints_json_and_remembers_the_clock(tmp_path: Path) -> Non
     assert one.exit_code == 0, one.output
     assert json.loads(one.stdout)["text"].splitlines()[1].startswith("crypto: ")
     missing = runner.invoke(app, ["scan", "nosuch", "--data-dir", data_dir, "--json"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # bad input, as everywhere else on the command line
     assert "no watchlist 'nosuch'" in json.loads(missing.stdout)["text"]
 
 

@@ -349,7 +349,17 @@ def test_continue_without_a_demo_is_refused_and_creates_nothing(tmp_path: Path) 
     result = CliRunner().invoke(app, ["demo", "--continue", "--data-dir", str(tmp_path / "none")])
     assert result.exit_code == 2
     assert "no demo to continue" in result.output and "run `tradeops demo` first" in result.output
+    assert "approving every signal" not in result.output  # refused first, nothing promised before
     assert not (tmp_path / "none" / "tradeops.db").exists()
+
+
+def test_demo_help_lists_the_choices_and_refuses_others(tmp_path: Path) -> None:
+    shown = CliRunner().invoke(app, ["demo", "--help"], terminal_width=200)
+    assert "ask|all|none" in shown.output and "rules|llm" in shown.output, shown.output
+    for option in ("--approve", "--policy"):
+        bad = CliRunner().invoke(app, ["demo", option, "maybe", "--data-dir", str(tmp_path / "d")])
+        assert bad.exit_code == 2 and "'maybe' is not one of" in bad.output, bad.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_every_demo_fill_is_where_the_rules_put_it(full_run: tuple[dict[str, Any], str, Path]) -> None:

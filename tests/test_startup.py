@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.command_table import COMMAND_TABLE, WITHOUT_AGENT, answer_before_running, needs_agent
-from bot.console import CONSOLE_USER, answer_without_services, run_command
+from bot.console import CONSOLE_USER, answer_without_services, run_command, run_command_status
 from bot.core import CommandCore
 from bot.services import open_services, seed_watchlists
 from bot.settings import load_settings
@@ -94,7 +94,9 @@ async def test_the_answer_without_services_is_the_answer_with_them(tmp_path: Pat
     settings = load_settings(data_dir=tmp_path)
     async with open_services(settings, clock=SimulatedClock(datetime(2021, 7, 6, tzinfo=UTC))) as services:
         for as_json in (False, True):
-            assert answer_without_services(text, as_json=as_json) == await run_command(services, text, as_json=as_json)
+            assert answer_without_services(text, as_json=as_json) == await run_command_status(
+                services, text, as_json=as_json
+            )
 
 
 def test_only_commands_the_table_decides_are_answered_early() -> None:

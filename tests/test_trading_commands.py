@@ -136,7 +136,7 @@ async def test_close_all_sells_at_the_next_open_and_the_plan_says_who_closed_it(
         "qty": str(qty),
         "entry_price": str(entry.avg_fill_price),
         "exit_price": str(sold.avg_fill_price),
-        "pnl": str(pnl),
+        "pnl": str(pnl.quantize(Decimal("0.01"))),  # money in JSON: to the cent
         "currency": "USDT",
         "r": str(r),
         "exit_reason": "manual",
@@ -466,8 +466,8 @@ async def test_risk_shows_today_limits_left_and_cooldowns(
     assert usdt == {
         "venue": CRYPTO,
         "currency": "USDT",
-        "realized_today": "0",
-        "loss_today": str(loss),
+        "realized_today": "0.00",
+        "loss_today": str(loss.quantize(Decimal("0.01"))),
         "loss_limit": "2000.00",
         "trades_today": "1",
         "trades_left": "4",

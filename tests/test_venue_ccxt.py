@@ -561,7 +561,7 @@ async def test_paper_cash_per_quote_currency_and_a_market_without_any_is_skipped
                 )
                 assert report.not_walked == {"BTC/USDC": why, "ETH/USDC": why}
                 assert len(walked) == len(report.candidates) - 2  # the USDT ones are walked as before
-                assert not signal.ok and signal.text == f"/signal: BTC/USDC {why}"
+                assert not signal.ok and signal.text == f"BTC/USDC {why}"
                 # The paper broker refuses a USDC order with the same reason, whoever sends it.
                 order = await broker.place(
                     OrderRequest(client_order_id="usdc0001", symbol="BTC/USDC", side=Side.BUY, qty=Decimal("0.001"))

@@ -22,6 +22,23 @@ def ensure_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def moment_text(moment: datetime | str) -> str:
+    """A time as people read it: ``2021-07-03 00:00 UTC`` (an ISO string is parsed first)."""
+    parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return f"{ensure_utc(parsed):%Y-%m-%d %H:%M} UTC"
+
+
+def window_text(start: datetime, end: datetime) -> tuple[str, str]:
+    """A [start, end) window as the user typed it: a midnight start is its date, a midnight end the
+    day before it (``--to 2021-07-10`` is inclusive and is stored as 2021-07-11 00:00); any other
+    moment reads ``YYYY-MM-DD HH:MM UTC``."""
+    start, end = ensure_utc(start), ensure_utc(end)
+    midnight = datetime.min.time()
+    start_text = f"{start:%Y-%m-%d}" if start.time() == midnight else moment_text(start)
+    end_text = f"{end - timedelta(days=1):%Y-%m-%d}" if end.time() == midnight else moment_text(end)
+    return start_text, end_text
+
+
 @runtime_checkable
 class Clock(Protocol):
     def now(self) -> datetime:

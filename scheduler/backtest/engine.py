@@ -41,7 +41,7 @@ from storage.paper_ledger import RunPaperLedger
 from storage.signals import SignalStatus
 from storage.watchlists import WatchlistSpec
 from venues.base import Venue
-from venues.clock import SimulatedClock, ensure_utc
+from venues.clock import SimulatedClock, ensure_utc, window_text
 from venues.models import Fill, Side
 from venues.paper import PaperBroker
 from venues.recorded import RecordedBarsVenue
@@ -149,7 +149,8 @@ async def check_spec(venue: Venue, spec: BacktestSpec) -> str:
     if not spec.symbols:
         raise BacktestError("--symbols is empty: name at least one symbol, e.g. --symbols BTC/USD")
     if ensure_utc(spec.end) <= ensure_utc(spec.start):
-        raise BacktestError(f"--to ({spec.end.isoformat()}) must be after --from ({spec.start.isoformat()})")
+        start_text, end_text = window_text(spec.start, spec.end)
+        raise BacktestError(f"--to {end_text} must be after --from {start_text}")
     if spec.capital <= 0:
         raise BacktestError(f"--capital must be above zero, got {spec.capital}")
     currencies = {s: (await venue.instrument(s)).currency for s in spec.symbols}
@@ -383,7 +384,7 @@ async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) ->
                 fees=float(fees),
                 r=float(pnl / risk) if risk > 0 else None,
                 reason=(plan.close_reason or "closed") if done else "open at the end",
-                tp1_hit=plan.targets_hit >= 1,
+                tp1_hit=plan.targets_hit >= 1 if plan.take_profits else None,
             )
         )
     return tuple(trades)

@@ -49,7 +49,7 @@ class TradeRecord:
     fees: float
     r: float | None
     reason: str
-    tp1_hit: bool
+    tp1_hit: bool | None  # None: the trade had no target (sma_cross), so no TP1 to hit
 
 
 def periods_per_year(calendar: str, year: int) -> int:
@@ -155,8 +155,9 @@ def win_rate(trades: Sequence[TradeRecord]) -> float | None:
 
 
 def tp1_hit_rate(trades: Sequence[TradeRecord]) -> float | None:
-    """Share of closed trades whose first target filled; None without closed trades."""
-    done = closed(trades)
+    """Share of closed trades with targets whose first target filled; None when no closed trade
+    had a target (sma_cross sets none: a 0% would read as a policy that always missed)."""
+    done = [t for t in closed(trades) if t.tp1_hit is not None]
     return sum(1 for t in done if t.tp1_hit) / len(done) if done else None
 
 

@@ -245,5 +245,5 @@ def _trade(entry: Fill, exit_time: datetime | None, exit_price: Decimal, fees: D
         fees=float(fees),
         r=None,
         reason=reason,
-        tp1_hit=False,
+        tp1_hit=None,  # the reference policy sets no targets
     )

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from scheduler.backtest.engine import BacktestResult
 from scheduler.backtest.metrics import EquityPoint, drawdown_series
+from venues.clock import moment_text
 
 INK = "#1f2933"
 UP = "#1a7f37"
@@ -136,8 +137,9 @@ def report_html(result: BacktestResult) -> str:
     params = doc["params"]
     months = monthly_returns(result.equity)
     trades = [
-        [t["entry_time"], t["exit_time"] or "open", t["symbol"], t["side"], t["qty"], t["entry_price"],
-         t["exit_price"], round(t["pnl"], 6), t["r"], t["reason"]]
+        [moment_text(t["entry_time"]), moment_text(t["exit_time"]) if t["exit_time"] else "open",
+         t["symbol"], t["side"], t["qty"], t["entry_price"], t["exit_price"], round(t["pnl"], 6), t["r"],
+         t["reason"]]
         for t in doc["trades"]
     ]  # fmt: skip
     sections = [
@@ -148,7 +150,10 @@ def report_html(result: BacktestResult) -> str:
         "<h2>Data range</h2>",
         _table(
             ["symbol", "bars", "first bar", "last bar"],
-            [[s, r["bars"], r["first"], r["last"]] for s, r in doc["data_range"].items()],
+            [
+                [s, r["bars"], moment_text(str(r["first"])), moment_text(str(r["last"]))]
+                for s, r in doc["data_range"].items()
+            ],
         ),
         "<h2>Metrics</h2>",
         _table(["metric", "value"], [[k, v] for k, v in doc["metrics"].items()]),
