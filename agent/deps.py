@@ -7,18 +7,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agent.policies import Policy
 from storage.plans import PlanStore
 from storage.signals import SignalStore
-from tools.ml import TrainedModel
 from tools.risk import RiskProfile, profile
 from tools.sizing import DEFAULT_EXIT_WEIGHTS
 from tools.spreads import SpreadRules
 from venues.base import Venue
 from venues.clock import Clock
 from venues.errors import VenueError
+
+if TYPE_CHECKING:
+    from tools.ml import TrainedModel  # LightGBM, XGBoost, scipy: loaded when a model is, not at start
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the openai SDK and LangGraph (about a second each to import
     from agent.llm.client import OpenAICompatClient
     from agent.runner import CardHook, DecisionHook, SignalRunner
     from scheduler.scan import Scanner
+    from tools.ml import TrainedModel
 
 log = logging.getLogger("tradeops.services")
 
@@ -144,10 +145,13 @@ async def open_services(
         options=settings.spread_rules,
     )
     deps = AgentDeps(venues=venues, clock=clock, signals=signals, plans=plans, policy=RulePolicy(), config=config)
-    from tools.model_registry import ModelRegistry
 
-    models = ModelRegistry(settings.models_dir)
-    deps.load_model = lambda: models.load(None)  # the LLM's model_score tool: the promoted model
+    def load_model(model_id: str | None = None) -> TrainedModel:  # the ML stack loads on first use
+        from tools.model_registry import ModelRegistry
+
+        return ModelRegistry(settings.models_dir).load(model_id)
+
+    deps.load_model = load_model  # the LLM's model_score tool: the promoted model
     llm = llm_client(settings, clock, engine, cache=llm_cache) if settings.use_llm else None
     if llm is not None:
         from agent.llm.policy import LLMPolicy
@@ -156,7 +160,7 @@ async def open_services(
     elif settings.policy == "ml":
         from agent.ml_policy import MLPolicy
 
-        deps.policy = MLPolicy(lambda: models.load(settings.ml_model or None), deps)
+        deps.policy = MLPolicy(lambda: load_model(settings.ml_model or None), deps)
     charts_dir = await asyncio.to_thread(_charts_dir, settings)
     services = Services(
         settings=settings,

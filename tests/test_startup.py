@@ -25,6 +25,7 @@ from venues.clock import SimulatedClock
 ROOT = Path(__file__).resolve().parent.parent
 SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # the crypto scan proposes an ETH/USDT buy here
 HEAVY = ["matplotlib", "mplfinance", "langgraph", "langchain_core", "openai", "pandas", "sqlalchemy", "alembic"]
+HEAVY += ["scipy", "sklearn", "lightgbm", "xgboost"]  # the ML stack: only when a model is trained or loaded
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +84,7 @@ def test_chat_positions_opens_the_application_without_the_graph_llm_or_charts(tm
     exit_code, stdout, loaded = _run_cli(["chat", "-c", "/positions"], tmp_path / "data")
     assert (exit_code, stdout) == (0, "no open positions\n")
     assert "langgraph" not in loaded and "openai" not in loaded and "matplotlib" not in loaded, loaded
+    assert not {"scipy", "sklearn", "lightgbm", "xgboost"} & set(loaded), loaded
     assert (tmp_path / "data" / "tradeops.db").exists()
 
 
