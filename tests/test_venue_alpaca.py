@@ -430,7 +430,8 @@ async def test_429_waits_as_long_as_retry_after_says(venue: AlpacaVenue, fake: F
     fake.fail(SNAP_ROUTE, 429, retry_after="2")
     quotes = await venue.snapshot(["AMZN"])
     assert "AMZN" in quotes and fake.hits[SNAP_ROUTE] == 2
-    assert sleeps.waits and sleeps.waits[0] >= 2.0
+    # The Retry-After wait is one of the sleeps (the request pacing may sleep a few ms before it).
+    assert sleeps.waits and max(sleeps.waits) >= 2.0, sleeps.waits
 
 
 async def test_5xx_then_success(venue: AlpacaVenue, fake: FakeAlpaca, sleeps: Sleeps) -> None:
