@@ -38,6 +38,10 @@ CCXT_UNFUNDED_HINT = (
     "(a CURRENCY=AMOUNT list)"
 )
 PAPER_UNFUNDED_HINT = "set its starting cash (TRADEOPS_PAPER_CASH_CNY, _USD or _USDT)"
+# The scheduler's leader lock: renewed every third of it; below 3 s a GC pause or a slow Redis
+# answer costs the leadership, above 5 min a dead leader's scans wait too long.
+LEADER_LEASE_DEFAULT = 15.0
+LEADER_LEASE_RANGE = (3.0, 300.0)
 
 
 def parse_cash_list(text: str, what: str = "TRADEOPS_PAPER_CASH_CCXT") -> dict[str, Decimal]:
@@ -107,6 +111,11 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(
         default=None, description="redis://[:password@]host:port/db; /readyz checks it answers; empty = no Redis"
+    )
+    leader_lease: float = Field(
+        default=LEADER_LEASE_DEFAULT,
+        description="seconds the scheduler's leader lock (in Redis) lives unrenewed, 3 to 300: when the leader dies "
+        "another `tradeops run` takes over within about this",
     )
 
     market_data: Literal["auto", "replay", "live"] = Field(
@@ -472,6 +481,24 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("leader_lease", mode="before")
+    @classmethod
+    def _leader_lease(cls, value: object) -> object:
+        low, high = LEADER_LEASE_RANGE
+        what = (
+            f"TRADEOPS_LEADER_LEASE must be a number of seconds from {low:g} to {high:g} "
+            f"(default {LEADER_LEASE_DEFAULT:g})"
+        )
+        if isinstance(value, str) and not value.strip():
+            return LEADER_LEASE_DEFAULT  # `NAME=`, as .env.example writes a setting left at its default
+        try:
+            seconds = float(str(value).strip()) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}, got {str(value)[:40]!r}") from None
+        if not low <= seconds <= high:  # NaN fails too
+            raise ValueError(f"{what}, got {str(value)[:40]!r}")
+        return seconds
 
     @field_validator("redis_url", mode="after")
     @classmethod
