@@ -558,3 +558,66 @@ class TcpProxy:
     async def __aexit__(self, *exc: object) -> None:
         if self._server is not None and self._server.is_serving():
             await self.close()
+
+
+async def test_two_leaders_at_once_still_run_each_fire_once(engine: Engine, redis_url: str) -> None:
+    """A split brain (here: two leases on different keys, so both lead): the fire log's claim lets
+    one of them run each fire, the other records it unclaimed."""
+    fires, clock = FireLog(engine), RealClock()
+    async with (
+        lease_on(redis_url, leader_key(uuid.uuid4().hex), 5, "left") as left_lease,
+        lease_on(redis_url, leader_key(uuid.uuid4().hex), 5, "right") as right_lease,
+    ):
+        rigs = [
+            Rig(name, lambda r: [r.scan("job")], clock=clock, lease=lease, fires=fires)
+            for name, lease in (("left", left_lease), ("right", right_lease))
+        ]
+        for rig in rigs:
+            rig.start()
+        for rig in rigs:
+            await rig.until(lambda rig=rig: len(rig.records) >= 3, event="fired")
+        for rig in rigs:
+            await rig.shutdown()
+    runs = sorted(moment for rig in rigs for _, moment in rig.ran)
+    assert len(runs) == len(set(runs)) and runs == [row.fire_time for row in fires.fires("job")]
+    refused = [r for rig in rigs for r in rig.records if r.unclaimed]
+    assert refused and {r.fire_time for r in refused} <= set(runs)  # the loser's copy of a fire that ran
+
+
+async def test_a_rescheduled_job_fires_on_its_new_trigger(engine: Engine, redis_url: str) -> None:
+    clock = SimulatedClock(T0 + timedelta(seconds=30))
+    stop = asyncio.Event()
+    fired: list[datetime] = []
+
+    async def scan(tick: ScanTick) -> None:
+        fired.append(tick.fire_time)
+        if len(fired) == 1:
+            scheduler.reschedule("summary", _every(900))  # as a chat changing its summary time
+        elif len(fired) == 2:
+            stop.set()
+
+    async with lease_on(redis_url, leader_key(uuid.uuid4().hex), 5, "me") as lease:
+        scheduler = LeaderScheduler(
+            [ScanJob("summary", _every(60), scan)], clock=clock, lease=lease, fires=FireLog(engine), holder="me"
+        )
+        with pytest.raises(KeyError, match="no job 'nosuch'; jobs: summary"):
+            scheduler.reschedule("nosuch", _every(60))
+        await asyncio.wait_for(scheduler.run(stop), WAIT)
+    assert fired == [T0 + timedelta(minutes=1), T0 + timedelta(minutes=15)]
+
+
+def test_the_lease_setting_is_bounded_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from bot.settings import Settings
+
+    for value, seconds in (("", 15.0), ("4.5", 4.5), (" 300 ", 300.0)):
+        monkeypatch.setenv("TRADEOPS_LEADER_LEASE", value)
+        assert Settings(_env_file=None).leader_lease == seconds  # type: ignore[call-arg]
+    for value in ("2", "301", "nan", "soon"):
+        monkeypatch.setenv("TRADEOPS_LEADER_LEASE", value)
+        with pytest.raises(ValidationError) as caught:
+            Settings(_env_file=None)  # type: ignore[call-arg]
+        assert caught.value.errors()[0]["msg"] == (
+            f"Value error, TRADEOPS_LEADER_LEASE must be a number of seconds from 3 to 300 (default 15), got {value!r}"
+        )
