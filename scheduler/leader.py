@@ -258,7 +258,7 @@ class LeaderScheduler:
                     if problem is not None:
                         log.info("the scheduler's lock %s answers again", self._lease.key)
                         problem = None
-                if held:
+                if held and not stop.is_set():  # (taken just as the stop came: the finally releases it)
                     await self._lead(stop, deadline=sent + self._lease.seconds - self._margin)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_every)

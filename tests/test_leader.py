@@ -444,7 +444,7 @@ async def child(name: str, db_url: str, redis_url: str) -> AsyncIterator[Child]:
         "--every",
         "2",
         "--grace",
-        "10",
+        "3",
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -487,7 +487,8 @@ async def test_two_processes_one_leader_and_the_survivor_fires_the_next_scan_onc
     assert len(ran) == len(set(ran))  # no fire ran twice
     recorded = [row.fire_time for row in FireLog(engine).fires(JOB_ID)]
     assert sorted(datetime.fromisoformat(t) for t in ran) == recorded  # each ran fire recorded once
-    # None skipped: every 2 s from the first fire to the last was run, or coalesced into a run.
+    # None skipped: every 2 s from the first fire to the last was run, or coalesced into a run (a
+    # takeover so slow that the next fire was over 3 s late, its grace, would have missed it).
     covered = set(recorded) | {datetime.fromisoformat(t) for line in second.events("fire") for t in line["coalesced"]}
     grid = [
         recorded[0] + timedelta(seconds=2 * i)
@@ -621,3 +622,24 @@ def test_the_lease_setting_is_bounded_with_a_clear_error(monkeypatch: pytest.Mon
         assert caught.value.errors()[0]["msg"] == (
             f"Value error, TRADEOPS_LEADER_LEASE must be a number of seconds from 3 to 300 (default 15), got {value!r}"
         )
+
+
+async def test_the_leader_fires_on_the_scaled_clock_of_replay(engine: Engine, redis_url: str) -> None:
+    from venues.clock import ScaledClock
+
+    clock = ScaledClock(T0 + timedelta(seconds=50), speed=120)  # a simulated minute every half second
+    stop = asyncio.Event()
+    fired: list[datetime] = []
+
+    async def scan(tick: ScanTick) -> None:
+        assert clock.now() >= tick.fire_time  # the scaled clock reached the fire before it ran
+        fired.append(tick.fire_time)
+        if len(fired) == 3:
+            stop.set()
+
+    fires = FireLog(engine)
+    async with lease_on(redis_url, leader_key(uuid.uuid4().hex), 5, "me") as lease:
+        scheduler = LeaderScheduler([ScanJob("replay", _every(60), scan)], clock=clock, lease=lease, fires=fires)
+        await asyncio.wait_for(scheduler.run(stop), WAIT)
+    assert fired == [T0 + timedelta(minutes=m) for m in (1, 2, 3)]
+    assert [row.fire_time for row in fires.fires("replay")] == fired
