@@ -25,6 +25,17 @@ worker). A job that raises is logged and leadership goes on. When leadership end
 starts; a fire already running finishes (it holds its claim). Stopping releases the lock at once, so
 another process takes over without waiting for the lease to run out.
 
+How `tradeops run` is meant to use it (instead of APScheduler / its own fast-forward loop, when
+several processes share the database)::
+
+    key = leader_key(deployment_id(engine, at=clock.now()))
+    lease = RedisLease.from_url(redis_url, key, settings.leader_lease, holder=process_identity())
+    leader = LeaderScheduler(jobs, clock=clock, lease=lease, fires=FireLog(engine),
+                             on_leadership=start_or_stop_polling_transports, since=started)
+    drive = asyncio.create_task(leader.run(stop))  # the summary's new times: leader.reschedule(...)
+    ...                                            # on stop: wait for drive within the grace, cancel
+    await lease.aclose()
+
 Not here: a PostgreSQL advisory lock behind the same :class:`Lease` interface. Such a lock lives as
 long as its connection, and the server notices a dead client only through TCP keepalives (two hours
 by default), so "another takes over within the lease" would need server settings we do not control.
@@ -278,13 +289,17 @@ class LeaderScheduler:
         self.is_leader = True
         metrics().set_scheduler_leader(True)
         log.info("%s leads the scheduler (lock %s, lease %g s)", self.holder, self._lease.key, self._lease.seconds)
-        keeper = asyncio.create_task(self._keep())
-        firing = asyncio.create_task(self._fire_while_leading())
+        keeper = asyncio.create_task(self._keep())  # renews while the callback below starts things
         stopping = asyncio.create_task(stop.wait())
+        firing: asyncio.Task[None] | None = None
         try:
+            # Announced before any fire, and so before the announcement that it ended: in this order.
+            await self._announce(True)
+            firing = asyncio.create_task(self._fire_while_leading())
             await asyncio.wait({keeper, firing, stopping}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            firing.cancel()  # the caller gave up waiting (a stop's grace ran out): end the fire in flight
+            if firing is not None:
+                firing.cancel()  # the caller gave up waiting (a stop's grace ran out): end the fire in flight
             raise
         finally:
             self._lost.set()  # no fire starts from here on
@@ -349,7 +364,6 @@ class LeaderScheduler:
             log.exception("on_leadership(%s) failed", held)
 
     async def _fire_while_leading(self) -> None:
-        await self._announce(True)
         driver = self._driver = await self._resumed_driver()
         while self.leading_now():
             await self._prune()
