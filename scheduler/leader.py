@@ -230,6 +230,7 @@ class LeaderScheduler:
         self._wake = asyncio.Event()  # a job was rescheduled: the fire loop looks again
         self._driver: FastForwardDriver | None = None
         self._pruned_at: datetime | None = None
+        self._fire_problem: str | None = None  # why the last leadership could not fire, logged once
 
     @property
     def jobs(self) -> list[ScanJob]:
@@ -312,7 +313,9 @@ class LeaderScheduler:
             await self._release()  # at once: the next leader need not wait for the lease to run out
             log.info("stopping: the scheduler's lock is released")
         elif failed is not None:  # the fire loop failed (the database gone): let a process that can, lead
-            log.error("the scheduler stopped firing (%s); releasing its lock", _problem(failed), exc_info=failed)
+            if _problem(failed) != self._fire_problem:  # the traceback once per outage, not every poll
+                self._fire_problem = _problem(failed)
+                log.error("the scheduler stopped firing (%s); releasing its lock", self._fire_problem, exc_info=failed)
             await self._release()
         else:
             why = keeper.result() if keeper.done() else "its deadline passed before a renewal"
@@ -365,6 +368,7 @@ class LeaderScheduler:
 
     async def _fire_while_leading(self) -> None:
         driver = self._driver = await self._resumed_driver()
+        self._fire_problem = None
         while self.leading_now():
             await self._prune()
             upcoming = driver.next_fire()

@@ -643,3 +643,33 @@ async def test_the_leader_fires_on_the_scaled_clock_of_replay(engine: Engine, re
         await asyncio.wait_for(scheduler.run(stop), WAIT)
     assert fired == [T0 + timedelta(minutes=m) for m in (1, 2, 3)]
     assert [row.fire_time for row in fires.fires("replay")] == fired
+
+
+async def test_a_leader_that_cannot_read_its_fire_log_lets_go_of_the_lock(redis_url: str, redis: Redis) -> None:
+    """The database unreachable (a port where nothing listens): it cannot know what was fired, so it
+    fires nothing, releases the lock for a process that can lead, and campaigns again later."""
+    from storage.db import make_engine
+
+    key = leader_key(uuid.uuid4().hex)
+    unreachable = make_engine("postgresql://postgres@127.0.0.1:1/tradeops")
+    free_at_step_down: list[int] = []
+
+    async def watch(rig: Rig, held: bool) -> None:
+        if not held:
+            free_at_step_down.append(await redis.exists(key))
+
+    async with lease_on(redis_url, key, 3, "me") as lease:
+        rig = Rig(
+            "me",
+            lambda r: [r.scan("job")],
+            clock=RealClock(),
+            lease=lease,
+            fires=FireLog(unreachable),
+            on_leadership=watch,
+            poll_every=0.1,
+        )
+        rig.start()
+        await rig.until(lambda: rig.leading == [True, False, True, False])
+        await rig.shutdown()
+    unreachable.dispose()
+    assert free_at_step_down[:2] == [0, 0] and rig.ran == []
