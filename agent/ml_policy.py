@@ -74,6 +74,10 @@ class MLPolicy:
             self._model = self._load_model()
         return self._model
 
+    def reload(self) -> None:
+        """Load the model again at the next decision (another one was promoted)."""
+        self._model = None
+
     async def decide(self, facts: DecisionInput) -> Signal:
         if facts.position_qty != 0:
             return self._signal(
@@ -164,4 +168,3 @@ def score_sides(
             return f"no score: probability {probability}, ATR {atr}"
         out[side] = probability, atr, scorer.top_contributions(last)
     return out
-

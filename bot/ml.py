@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -171,10 +171,12 @@ def train_model(
     window: tuple[datetime, datetime],
     on_progress: Any = None,
     search: SearchConfig | None = None,
+    annotate: Callable[[TrainedModel], None] | None = None,
 ) -> tuple[TrainedModel, Path]:
     """Features, labels (costs at the venue's fees and the paper broker's slippage), the optional
     parameter search (tools/search.py), walk-forward validation, the final model, and its
-    directory in the data dir's model registry."""
+    directory in the data dir's model registry. ``annotate`` may add to the card before it is
+    stored (the retrain's comparison)."""
     plan = BarrierPlan()
     datasets = [
         make_dataset(
@@ -223,6 +225,8 @@ def train_model(
         model = train(datasets, config, plan, card=card, on_progress=on_progress)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
+    if annotate is not None:
+        annotate(model)
     return model, reg.save(model)
 
 
