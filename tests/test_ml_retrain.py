@@ -148,3 +148,18 @@ def test_the_retrain_source_is_the_cards() -> None:
     assert retrain_source({**card, "venue": ["lake"]})[0] == "lake"
     with pytest.raises(Exception, match="lacks its venue, symbols, timeframe or window"):
         retrain_source({"id": "m", "venue": ["lake"]})
+
+
+def test_drift_retrain_reads_off_and_on_and_refuses_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("TRADEOPS_DRIFT_RETRAIN", "on")
+    assert load_settings().drift_retrain is True
+    monkeypatch.setenv("TRADEOPS_DRIFT_RETRAIN", "off")
+    assert load_settings().drift_retrain is False
+    monkeypatch.setenv("TRADEOPS_DRIFT_RETRAIN", "sometimes")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 2
+    assert "TRADEOPS_DRIFT_RETRAIN must be off or on, got 'sometimes'" in result.output
