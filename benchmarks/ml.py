@@ -220,10 +220,6 @@ def pooled(trades: list[TradeRecord], sharpes: list[float]) -> dict[str, Any]:
 
 async def main(folds: int, data_dir: Path | None, only: list[str]) -> None:
     started = time.perf_counter()
-    if SHM.is_dir():
-        # Each backtest's throwaway SQLite database in memory: on this machine's disk its commits
-        # took half of the run (fsync), which measures the disk, not the policies.
-        tempfile.tempdir = str(SHM)
     runs: list[SeriesRun] = []
     with tempfile.TemporaryDirectory(prefix="tradeops-ml-bench-") as tmp:
         settings = load_settings(data_dir=Path(tmp))
@@ -306,4 +302,8 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", type=Path, default=None, help="a data dir whose bars lake is benchmarked too")
     parser.add_argument("--symbol", action="append", default=[], help="only this series (repeatable)")
     args = parser.parse_args()
+    if SHM.is_dir():
+        # Each backtest's throwaway SQLite database in memory: on this machine's disk its commits
+        # took half of the run (fsync), which measures the disk, not the policies.
+        tempfile.tempdir = str(SHM)
     asyncio.run(main(args.folds, args.data_dir, args.symbol))
