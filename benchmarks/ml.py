@@ -52,14 +52,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.strategy import CAPITAL, DEFAULT_CAPITAL, TIMEFRAME, num, pct, records  # noqa: E402
+from benchmarks.strategy import CAPITAL, DEFAULT_CAPITAL, TIMEFRAME, num, pct, records, rules_spec  # noqa: E402
 from benchmarks.strategy import series as shipped_series  # noqa: E402
 from bot.backtest import backtest, venue_calendar  # noqa: E402
 from bot.ml import LABEL_NOTIONAL, TrainError, load_series, train_model  # noqa: E402
 from bot.settings import Settings, load_settings  # noqa: E402
 from bot.venues import build_venues  # noqa: E402
 from scheduler.backtest import metrics  # noqa: E402
-from scheduler.backtest.engine import BacktestResult, BacktestSpec  # noqa: E402
+from scheduler.backtest.engine import BacktestResult  # noqa: E402
 from scheduler.backtest.metrics import TradeRecord  # noqa: E402
 from scheduler.backtest.walkforward import FoldWindow, fold_windows, walk_forward_json  # noqa: E402
 from storage.db import make_engine  # noqa: E402
@@ -72,7 +72,7 @@ INTRADAY_TEST = (datetime(2021, 7, 23, tzinfo=UTC), datetime(2021, 8, 13, tzinfo
 DAILY_TEST = (datetime(2021, 1, 1, tzinfo=UTC), datetime(2022, 1, 1, tzinfo=UTC))
 HISTORY_FROM = datetime(2019, 1, 1, tzinfo=UTC)  # before every shipped series: all the history there is
 CONFIG = TrainConfig(model="lgbm", folds=3, n_estimators=60, sides=("long", "short"))
-PROFILE = "medium"
+PROFILE = "medium"  # benchmarks.strategy.rules_spec's
 SHM = Path("/dev/shm")
 TARGET_TP1 = 0.55
 MIN_TRADES = 30  # closed trades below which a hit rate says nothing either way
@@ -124,16 +124,7 @@ async def run_series(
     daily = timeframe == "1d"
     start, end = DAILY_TEST if daily else INTRADAY_TEST
     capital = CAPITAL.get(currency, DEFAULT_CAPITAL)
-    spec = BacktestSpec(
-        venue=venue,
-        symbols=(symbol,),
-        timeframe=timeframe,
-        start=start,
-        end=end,
-        policy="rules",
-        capital=capital,
-        profile=PROFILE,
-    )
+    spec = rules_spec(venue, symbol, timeframe, (start, end), capital)
     calendar = venue_calendar(settings, spec)
     windows = fold_windows(spec, calendar, folds, purge=0, embargo=0)
     (whole,) = load_series(settings, venue, [symbol], timeframe, HISTORY_FROM, end)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from bot.ml import load_series, registry, train_model
 from bot.retrain import RULE, drift_notices, retrain_source
 from bot.services import Services, open_services
 from bot.settings import load_settings
+from tests.test_drift import _hermetic  # noqa: F401 (autouse: no TRADEOPS_* of the machine)
 from tests.test_graph import ETH
 from tools.ml import Calibrator, TrainConfig, TrainedModel
 from venues.clock import SimulatedClock
@@ -30,14 +30,6 @@ SMALL = TrainConfig(folds=2, n_estimators=15, num_leaves=7, min_child_samples=20
 OVERFIT = TrainConfig(
     folds=2, n_estimators=150, num_leaves=63, max_depth=10, min_child_samples=2, learning_rate=0.3, subsample=1.0
 )
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        if name != "TRADEOPS_TEST_POSTGRES_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
