@@ -89,6 +89,7 @@ class SeriesRun:
     labelled: int = 0
     long_up: int = 0
     proposals: int = 0  # BUYs and SHORTs the ML policy proposed in the backtests
+    unconfident: int = 0  # of which the risk gate blocked for confidence below the profile's minimum
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -159,6 +160,7 @@ async def run_series(
         ml_settings = settings.model_copy(update={"ml_model": model.id})
         result = await backtest(ml_settings, dataclasses.replace(fold_spec, policy="ml"))
         run.proposals += ml_proposals(result)
+        run.unconfident += sum(1 for item in result.skipped if item["reason"].startswith("confidence "))
         results["ml"].append(result)
         tested["ml"].append(window)
     for policy, done in results.items():
@@ -226,7 +228,8 @@ async def main(folds: int, data_dir: Path | None, only: list[str]) -> None:
             runs.append(run)
             ml = run.docs["ml"]["metrics"]
             print(
-                f"  {run.label}: model bars {run.model_bars}, ML proposed {run.proposals} and traded {ml['trades']}, "
+                f"  {run.label}: model bars {run.model_bars}, ML proposed {run.proposals} ({run.unconfident} blocked "
+                f"for confidence under the {PROFILE} profile's minimum) and traded {ml['trades']}, "
                 f"rules traded {run.docs['rules']['metrics']['trades']} ({time.perf_counter() - t0:.0f} s)"
                 + "".join(f"\n    {note}" for note in run.notes),
                 flush=True,
