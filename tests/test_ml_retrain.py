@@ -107,7 +107,7 @@ async def test_a_retrained_model_that_does_not_beat_the_promoted_one_is_kept_as_
     assert len(candidates) == 1 and candidates[0] in notices[1]
     retrain = reg.card(candidates[0])["retrain"]
     assert retrain["promoted"] is False and retrain["current_in_sample"] is True
-    assert retrain["candidate_log_loss"] > retrain["current_log_loss"]
+    assert retrain["candidate_log_loss"] > 4 * retrain["current_log_loss"]  # by far: not a coin toss
 
 
 async def test_retraining_is_off_by_default_and_a_failure_is_a_notice(services: Services) -> None:
