@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         default=500, ge=50, le=3000, description="the latest bars the daily drift check compares with training"
     )
     drift_time: str = Field(default="07:00", description="local time HH:MM of the daily drift check (24-hour)")
+    drift_retrain: bool = Field(
+        default=False,
+        description="on: when the daily drift check flags drift, retrain the promoted model over the latest "
+        "window and promote the new one only if it beats it on the newest fold (off or on)",
+    )
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TRADEOPS_LLM_BASE_URL", "OPENAI_BASE_URL")
     )
@@ -303,6 +308,18 @@ class Settings(BaseSettings):
     @classmethod
     def _hhmm(cls, value: str) -> str:
         return parse_hhmm(value, "TRADEOPS_SUMMARY_TIME").strftime("%H:%M")
+
+    @field_validator("drift_retrain", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("on", "true", "1", "yes"):
+                return True
+            if word in ("off", "false", "0", "no", ""):
+                return False
+            raise ValueError(f"TRADEOPS_DRIFT_RETRAIN must be off or on, got {value[:32]!r}")
+        return value
 
     @field_validator("drift_time")
     @classmethod

@@ -25,7 +25,7 @@ from venues.clock import SimulatedClock
 ROOT = Path(__file__).resolve().parent.parent
 SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # the crypto scan proposes an ETH/USDT buy here
 HEAVY = ["matplotlib", "mplfinance", "langgraph", "langchain_core", "openai", "pandas", "sqlalchemy", "alembic"]
-HEAVY += ["scipy", "sklearn", "lightgbm", "xgboost"]  # the ML stack: only when a model is trained or loaded
+HEAVY += ["scipy", "sklearn", "lightgbm", "xgboost", "optuna"]  # the ML stack: only when a model is trained or loaded
 
 
 @pytest.fixture(autouse=True)
