@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from storage.db import make_engine, normalize_url, sqlite_url
 from storage.migrate import upgrade
+from tests.support import STEERING, restored_logging
 
 POSTGRES_URL = os.environ.get("TRADEOPS_TEST_POSTGRES_URL", "")
 
@@ -64,6 +65,20 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def hermetic(tmp_path: Path) -> Iterator[None]:
+    """No TRADEOPS_* or OPENAI_* variable of this machine, and no ./.env (the test runs in its
+    tmp_path), steers the settings a test loads; the root logger's handlers (the CLI replaces them)
+    are put back afterwards. TRADEOPS_TEST_POSTGRES_URL stays: it picks the tests' own database.
+    Use it with ``pytestmark = pytest.mark.usefixtures("hermetic")``."""
+    with restored_logging(), pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(STEERING) and name != "TRADEOPS_TEST_POSTGRES_URL":
+                patch.delenv(name)
+        patch.chdir(tmp_path)
+        yield
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
