@@ -11,17 +11,30 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bot.command_types import Caller
+from storage.roles import Role
 from storage.tables import Approval, OrderRow, TradePlan
 from venues.errors import UnknownSymbolError
 from venues.models import Instrument, Quote
 from venues.timeframes import BAR_COLUMNS, parse_timeframe, resample
+
+# The first moment of the shipped data at which ETH/USDT proposes a BUY that passes the risk gate
+# (the demo's first signal): its approval window runs to 06:15:05, so it stays pending here.
+SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
+
+# The command core's callers (the conftest ``services`` fixture grants them their roles).
+VIEWER = Caller("telegram", 1001, "vera")
+TRADER = Caller("telegram", 1002, "tom")
+ADMIN = Caller("discord", 1003, "ada")
+STRANGER = Caller("telegram", 4242, "eve")
+CALLERS = {Role.VIEWER: VIEWER, Role.TRADER: TRADER, Role.ADMIN: ADMIN}
 
 
 def bars_frame(rows: Sequence[tuple[str, float, float, float, float, float]], timeframe: str) -> pd.DataFrame:
@@ -48,7 +61,7 @@ async def local_http_server(app: Any) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-STEERING = ("TRADEOPS_", "OPENAI_")  # the prefixes of the variables the settings read
+STEERING = ("TRADEOPS_", "OPENAI_", "APCA_")  # the prefixes of the variables the settings read
 CHILD_TIMEOUT = 60  # seconds a test waits for a child process's next line or its end
 
 
@@ -89,6 +102,17 @@ async def child_answer(process: asyncio.subprocess.Process, *, allowed: Sequence
     if process.returncode not in allowed or (process.returncode == 0 and not lines):
         raise AssertionError(f"child failed ({process.returncode}):\n{err.decode()[-3000:]}")
     return process.returncode, json.loads(lines[-1]) if lines and process.returncode == 0 else {}
+
+
+class Sleeps:
+    """A stand-in for ``asyncio.sleep`` (a guard's or a client's): records each wait in ``waits``
+    and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
 
 
 def free_port() -> int:

@@ -29,6 +29,11 @@ from bot.services import Services, open_services, seed_watchlists
 from bot.settings import Settings
 from storage.users import Role
 from tests.support import (
+    ADMIN,
+    SIGNAL_AT,
+    STRANGER,
+    TRADER,
+    VIEWER,
     approval_rows,
     child_answer,
     child_env,
@@ -37,10 +42,11 @@ from tests.support import (
     release_together,
     wait_for_go,
 )
-from tests.test_core import ADMIN, SIGNAL_AT, STRANGER, TRADER, VIEWER, eth_signal
+from tests.test_core import eth_signal
 from venues.clock import SimulatedClock
 
 pytestmark = pytest.mark.usefixtures("hermetic")
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = 3
 PRESSES = 50

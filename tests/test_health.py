@@ -18,7 +18,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -64,16 +64,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels``."""
     wanted = set(labels.items())
     return sum(value for (n, found), value in samples.items() if n == name and wanted <= found)
-
-
-@pytest.fixture
-def hermetic(tmp_path: Path) -> Iterator[None]:
-    with restored_logging(), pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
-                patch.delenv(name)
-        patch.chdir(tmp_path)
-        yield
 
 
 # --------------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -27,15 +26,9 @@ from tools.model_registry import ModelRegistry, RegistryError
 from venues.clock import SimulatedClock
 from venues.replay.venue import ReplayVenue
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 PLAN = BarrierPlan(horizon_bars=24)
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRADEOPS_* variable or .env file of the machine reaches the commands."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 SMALL = TrainConfig(model="lgbm", folds=3, n_estimators=15, num_leaves=7, min_child_samples=20)

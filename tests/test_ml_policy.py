@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -25,28 +25,26 @@ from tools.model_registry import ModelRegistry
 from venues.clock import SimulatedClock
 from venues.replay.venue import ReplayVenue
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 PLAN = BarrierPlan()
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRADEOPS_* variable or .env file of the machine reaches the commands."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        if name != "TRADEOPS_TEST_POSTGRES_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def eth_model() -> TrainedModel:
     """A small model on ETH/USDT 1h, 2021-01-01 -> 2021-06-30 (before the graph tests' 2021-07-06),
     with a threshold low enough that it signals."""
+    return small_eth_model({"id": "eth-test", "timeframe": "1h"}, threshold=0.05)
+
+
+def small_eth_model(card: dict[str, Any], **config: Any) -> TrainedModel:
+    """A model on ETH/USDT 1h bars of 2021-01-01 -> 2021-06-30, small enough to train in a test
+    (two folds, 20 trees of 7 leaves; ``config`` changes any TrainConfig field), with ``card``."""
     venue = ReplayVenue("crypto", SimulatedClock(datetime(2021, 1, 1, tzinfo=UTC)))
     series = venue.series(ETH)
     bars = series.frame(series.timeframe).bars.loc[:"2021-06-30"]
     data = make_dataset(ETH, bars, "1h", plan=PLAN, costs=RoundTripCosts(venue.instrument_of(ETH), Decimal(5)))
-    config = TrainConfig(folds=2, n_estimators=20, num_leaves=7, threshold=0.05)
-    return train([data], config, PLAN, card={"id": "eth-test", "timeframe": "1h"})
+    return train([data], TrainConfig(folds=2, n_estimators=20, num_leaves=7, **config), PLAN, card=card)
 
 
 def with_threshold(model: TrainedModel, threshold: float) -> TrainedModel:

@@ -30,7 +30,7 @@ from bot.venues import VenueConfigError, live_venues
 from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from tests.fake_ccxt import FIXTURES, VALID_KEY, FakeExchange
-from tests.support import restored_logging
+from tests.support import Sleeps, restored_logging
 from tools.models import Action, Signal
 from tools.risk import RiskContext, check, profile
 from tools.sizing import propose, risk_based_qty
@@ -53,16 +53,6 @@ from venues.paper import PaperBroker, PaperBrokerConfig
 # Just after the recorded OKX/Binance BTC/USDT 1h candles (16:00, 17:00, 18:00 UTC on 2024-01-30).
 NOW = datetime(2024, 1, 30, 19, 30, 5, tzinfo=UTC)
 EXCHANGES = ["okx", "binance"]
-
-
-class Sleeps:
-    """VenueGuard's sleep: records the waits and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture(params=EXCHANGES)
