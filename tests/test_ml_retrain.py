@@ -19,10 +19,11 @@ from bot.ml import load_series, registry, train_model
 from bot.retrain import RULE, drift_notices, retrain_source
 from bot.services import Services, open_services
 from bot.settings import load_settings
-from tests.test_drift import _hermetic  # noqa: F401 (autouse: no TRADEOPS_* of the machine)
 from tests.test_graph import ETH
 from tools.ml import Calibrator, TrainConfig, TrainedModel
 from venues.clock import SimulatedClock
+
+pytestmark = pytest.mark.usefixtures("hermetic")
 
 NOW = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
 SMALL = TrainConfig(folds=2, n_estimators=15, num_leaves=7, min_child_samples=20)

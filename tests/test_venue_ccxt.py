@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -462,14 +461,6 @@ async def test_a_bad_key_names_the_settings_and_shows_no_secret(fake: FakeExchan
 # --- end to end: the command core and the CLI on a ccxt venue ---
 
 TRADER = Caller("telegram", 1002, "tom")
-
-
-@pytest.fixture
-def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.usefixtures("hermetic")
