@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -25,6 +25,7 @@ from scheduler.scan import Scanner, scan_interval
 from scheduler.triggers import trigger_for
 from storage.watchlists import WatchlistSpec
 from tools.indicators import compute
+from venues.clock import epoch_us, from_epoch_us
 from venues.models import Fill, OrderRequest, OrderStatus, OrderType, Side
 
 from .metrics import TradeRecord
@@ -107,7 +108,7 @@ class SignalTable:
 
     def at(self, bar_open: datetime) -> Side | None:
         """The signal of the bar that opened at ``bar_open`` (a bar the clock has reached)."""
-        at = _us(bar_open)
+        at = epoch_us(bar_open)
         i = int(np.searchsorted(self.open_us, at))
         if i == len(self.open_us) or self.open_us[i] != at:
             return None
@@ -115,17 +116,10 @@ class SignalTable:
 
     def next_candidate(self, after: datetime) -> datetime | None:
         """The close of the first bar with a signal that closes after ``after``; None if none."""
-        i = int(np.searchsorted(self.candidate_close_us, _us(after), side="right"))
+        i = int(np.searchsorted(self.candidate_close_us, epoch_us(after), side="right"))
         if i == len(self.candidate_close_us):
             return None
-        return _EPOCH + timedelta(microseconds=int(self.candidate_close_us[i]))
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+        return from_epoch_us(self.candidate_close_us[i])
 
 
 @dataclass
