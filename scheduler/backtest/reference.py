@@ -25,6 +25,7 @@ from scheduler.scan import Scanner, scan_interval
 from scheduler.triggers import trigger_for
 from storage.watchlists import WatchlistSpec
 from tools.indicators import compute
+from venues.base import bar_arrays
 from venues.clock import epoch_us, from_epoch_us
 from venues.models import Fill, OrderRequest, OrderStatus, OrderType, Side
 
@@ -161,18 +162,21 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
         )
         for symbol in watchlist.symbols:
             table = run.tables.get(symbol)
-            bars = await venue.bars(symbol, watchlist.timeframe, limit=1 if table else policy.slow + 1)
-            if bars.empty or run.last_bar.get(symbol) == bars.index[-1]:
+            last = await bar_arrays(venue, symbol, watchlist.timeframe, limit=1)
+            if not len(last) or run.last_bar.get(symbol) == (bar_open := from_epoch_us(last.open_us[-1])):
                 continue
-            run.last_bar[symbol] = bars.index[-1]
-            side = table.at(bars.index[-1].to_pydatetime()) if table else policy.decide(bars)
+            run.last_bar[symbol] = bar_open
+            if table:
+                side = table.at(bar_open)
+            else:
+                side = policy.decide(await venue.bars(symbol, watchlist.timeframe, limit=policy.slow + 1))
             if side is None:
                 continue
             instrument = await venue.instrument(symbol)
             held = next((p.qty for p in await broker.positions() if p.symbol == symbol), Decimal(0))
             if side is Side.BUY and held == 0:
                 cash = account.cash
-                price = Decimal(str(float(bars["close"].iloc[-1]))) * (1 + slippage / BPS)
+                price = Decimal(str(float(last.close[-1]))) * (1 + slippage / BPS)
                 share = Decimal(str(policy.size)) / len(watchlist.symbols)
                 amount = cash * share / price if policy.qty is None else Decimal(str(policy.qty))
                 qty = (amount / instrument.qty_step).to_integral_value(ROUND_FLOOR) * instrument.qty_step
