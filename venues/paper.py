@@ -508,7 +508,8 @@ class PaperBroker:
             if qty > -held:
                 return f"buying {qty} {symbol} would turn the short of {-held} into a long: cover {-held} first"
             return None
-        need = await self._estimated_cost(qty, request.limit_price, instrument)
+        # Without a limit, the reference above is the last price the estimate is made at.
+        need = self._cost_at(qty, request.limit_price, instrument, None if request.limit_price else reference)
         account = await self._account(instrument.currency)
         available = account.available_cash
         if need > available and account.unfunded:
@@ -592,9 +593,6 @@ class PaperBroker:
             f"{instrument.currency} ({instrument.short.initial_margin:.0%} of its value, with fees), "
             f"available {available:.2f} {instrument.currency}"
         )
-
-    async def _estimated_cost(self, qty: Decimal, limit: Decimal | None, instrument: Instrument) -> Decimal:
-        return self._cost_at(qty, limit, instrument, None if limit else await self._last_price(instrument))
 
     def _cost_at(self, qty: Decimal, limit: Decimal | None, instrument: Instrument, last: Decimal | None) -> Decimal:
         """What a buy will cost with fees: at its limit, or at the last price plus slippage."""
@@ -750,8 +748,16 @@ class PaperBroker:
             prices = _dec(open_), _dec(high), _dec(low), _dec(close)
             yield _BarView(from_epoch_us(opened), *prices, from_epoch_us(closed))
 
-    async def _try_fill(self, order: Order, instrument: Instrument, bar: _BarView) -> Fill | None:
-        price, liquidity, how = self._execution_price(order, instrument, bar)
+    async def _try_fill(
+        self,
+        order: Order,
+        instrument: Instrument,
+        bar: _BarView,
+        priced: tuple[Decimal | None, Liquidity, str] | None = None,
+    ) -> Fill | None:
+        """Fill ``order`` on ``bar`` if it trades there; ``priced``: its ``_execution_price`` on
+        that bar when the caller has it already."""
+        price, liquidity, how = priced or self._execution_price(order, instrument, bar)
         if price is None:
             return None
         band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, bar.ts))
@@ -1313,11 +1319,11 @@ class _Book:
 
     async def _fill(self, order: Order, bar: _BarView) -> Fill | None:
         coid = order.client_order_id
-        price, _, _ = self.broker._execution_price(order, self.instrument, bar)
-        if price is None:
+        priced = self.broker._execution_price(order, self.instrument, bar)
+        if priced[0] is None:
             self._progress(order, bar)
             return None
-        fill = await self.broker._try_fill(order, self.instrument, bar)
+        fill = await self.broker._try_fill(order, self.instrument, bar, priced)
         stored = self.broker._ledger.order(coid) or order
         self.orders[coid] = stored
         if fill is None and stored.status.is_open:
