@@ -413,14 +413,15 @@ class RunPaperLedger:
         self._bought: dict[tuple[str, str, str], Decimal] = {}
         self._flushed = False
 
+    # Orders and positions are frozen models: what is stored is handed out as it is, no copy.
+
     def order(self, client_order_id: str) -> Order | None:
-        order = self._orders.get(client_order_id)
-        return order.model_copy() if order is not None else None
+        return self._orders.get(client_order_id)
 
     def add_order(self, order: Order) -> tuple[Order, bool]:
         existing = self._orders.get(order.client_order_id)
         if existing is not None:
-            return existing.model_copy(), False
+            return existing, False
         self._orders[order.client_order_id] = _stored(order)
         if order.parent is not None:
             self._children.setdefault(order.parent, []).append(order.client_order_id)
@@ -455,13 +456,11 @@ class RunPaperLedger:
 
     def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]:
         if status is OrderStatus.PENDING:
-            return [o.model_copy() for coid in self._pending if (o := self._orders[coid]).venue == venue]
-        return [
-            o.model_copy() for o in self._orders.values() if o.venue == venue and (status is None or o.status is status)
-        ]
+            return [o for coid in self._pending if (o := self._orders[coid]).venue == venue]
+        return [o for o in self._orders.values() if o.venue == venue and (status is None or o.status is status)]
 
     def children(self, parent: str) -> list[Order]:
-        return [self._orders[coid].model_copy() for coid in self._children.get(parent, ())]
+        return [self._orders[coid] for coid in self._children.get(parent, ())]
 
     def fills(self, venue: str, client_order_id: str | None = None) -> list[Fill]:
         return [
@@ -471,11 +470,10 @@ class RunPaperLedger:
         ]
 
     def position(self, venue: str, symbol: str) -> Position | None:
-        position = self._positions.get((venue, symbol))
-        return position.model_copy() if position is not None else None
+        return self._positions.get((venue, symbol))
 
     def positions(self, venue: str) -> list[Position]:
-        return [p.model_copy() for (v, _), p in sorted(self._positions.items()) if v == venue]
+        return [p for (v, _), p in sorted(self._positions.items()) if v == venue]
 
     def cash(self, venue: str, currency: str) -> Decimal:
         return self._balance_of.get((venue, currency), ZERO)
