@@ -109,20 +109,29 @@ async def test_bars_never_show_the_future(case: tuple[str, str, str, datetime]) 
     pd.testing.assert_frame_equal(got, direct, check_freq=False)
 
 
-@settings(max_examples=100, deadline=None)
-@given(
+# Random windows: a start some days around the clock (or none), an end some days after it (or
+# none), a limit (or none).
+windows = given(
     case=cases(),
     start_days=st.one_of(st.none(), st.integers(-400, 400)),
     span_days=st.one_of(st.none(), st.integers(0, 60)),
     limit=st.one_of(st.none(), st.integers(0, 50)),
 )
+
+
+def window(now: datetime, start_days: int | None, span_days: int | None) -> tuple[datetime | None, datetime | None]:
+    start = None if start_days is None else now + timedelta(days=start_days)
+    return start, None if start is None or span_days is None else start + timedelta(days=span_days)
+
+
+@settings(max_examples=100, deadline=None)
+@windows
 async def test_bars_window_and_limit(
     case: tuple[str, str, str, datetime], start_days: int | None, span_days: int | None, limit: int | None
 ) -> None:
     market, symbol, _, now = case
     tf = native_tf(market, symbol)
-    start = None if start_days is None else now + timedelta(days=start_days)
-    end = None if start is None or span_days is None else start + timedelta(days=span_days)
+    start, end = window(now, start_days, span_days)
     got = await venue_at(market, now).bars(symbol, tf, start=start, end=end, limit=limit)
 
     ref = full(market, symbol)
@@ -137,12 +146,7 @@ async def test_bars_window_and_limit(
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    case=cases(),
-    start_days=st.one_of(st.none(), st.integers(-400, 400)),
-    span_days=st.one_of(st.none(), st.integers(0, 60)),
-    limit=st.one_of(st.none(), st.integers(0, 50)),
-)
+@windows
 async def test_bar_arrays_are_the_bars_frame_as_arrays(
     case: tuple[str, str, str, datetime], start_days: int | None, span_days: int | None, limit: int | None
 ) -> None:
@@ -150,8 +154,7 @@ async def test_bar_arrays_are_the_bars_frame_as_arrays(
     market, symbol, tf, now = case
     if parse_timeframe(tf).delta < parse_timeframe(native_tf(market, symbol)).delta:
         tf = native_tf(market, symbol)
-    start = None if start_days is None else now + timedelta(days=start_days)
-    end = None if start is None or span_days is None else start + timedelta(days=span_days)
+    start, end = window(now, start_days, span_days)
     venue = venue_at(market, now)
     frame = await venue.bars(symbol, tf, start=start, end=end, limit=limit)
 
