@@ -8,9 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from storage.db import insert_rows, transaction
 from storage.tables import CashEntry, FillRow, OrderRow, PositionRow
@@ -595,18 +596,29 @@ _MUTABLE_ORDER_FIELDS = (
 """What may change on a stored order (as :func:`_copy_order_into`), besides its reason."""
 
 
+def _columns(row: type[SQLModel], model: type[BaseModel]) -> tuple[str, ...]:
+    """The columns of ``row`` that ``model`` has a field for (the id is the database's)."""
+    return tuple(name for name in row.model_fields if name != "id" and name in model.model_fields)
+
+
+# Plain attribute reads per row, not a model_dump: a run flushes thousands of rows at once.
+_POSITION_COLUMNS = _columns(PositionRow, Position)
+_FILL_COLUMNS = _columns(FillRow, Fill)
+_ORDER_COLUMNS = _columns(OrderRow, Order)
+
+
 def _position_row_fields(position: Position) -> dict[str, Any]:
     assert position.updated_at is not None  # record_fill sets it
-    return position.model_dump(include=set(PositionRow.model_fields) - {"id"})
+    return {name: getattr(position, name) for name in _POSITION_COLUMNS}
 
 
 def _fill_row_fields(fill: Fill) -> dict[str, Any]:
-    fields = fill.model_dump(include=set(FillRow.model_fields) - {"id"})
+    fields = {name: getattr(fill, name) for name in _FILL_COLUMNS}
     fields.update(side=fill.side.value, liquidity=fill.liquidity.value)
     return fields
 
 
 def _order_row_fields(order: Order) -> dict[str, Any]:
-    fields = order.model_dump(include=set(OrderRow.model_fields) - {"id"})
+    fields = {name: getattr(order, name) for name in _ORDER_COLUMNS}
     fields.update(side=order.side.value, type=order.type.value, status=order.status.value)
     return fields
