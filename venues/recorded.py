@@ -230,12 +230,12 @@ class RecordedBarsVenue(BrokeredVenue):
         return from_epoch_us(native.open_us[0]), from_epoch_us(native.close_us[-1])
 
     def _timeframe(self, symbol: str, series: BarSeries, timeframe: str | Timeframe) -> Timeframe:
-        valid = self.timeframes(symbol)
+        # The valid ones are listed only for an error: every bar read of a backtest passes here.
         try:
             tf = parse_timeframe(timeframe)
         except UnknownTimeframeError:
-            raise UnknownTimeframeError(str(timeframe), valid) from None
+            raise UnknownTimeframeError(str(timeframe), self.timeframes(symbol)) from None
         if tf.delta < series.timeframe.delta:
             reason = f"{symbol} has {series.timeframe.name} bars at the finest, so {tf.name} is not available"
-            raise UnknownTimeframeError(str(timeframe), valid, reason=reason) from None
+            raise UnknownTimeframeError(str(timeframe), self.timeframes(symbol), reason=reason) from None
         return tf
