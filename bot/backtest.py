@@ -31,6 +31,7 @@ from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpe
 from scheduler.backtest.walkforward import fold_windows, walk_forward_json
 from storage.db import make_engine, sqlite_url
 from storage.llm import LLMCache, call_counts
+from storage.migrate import create_migrated_sqlite
 from tools.model_registry import ModelRegistry, RegistryError
 from venues.clock import SimulatedClock, moment_text, window_text
 from venues.lake import LAKE_VENUE
@@ -156,7 +157,9 @@ async def backtest(
         except RegistryError as exc:
             raise BacktestError(f"--policy ml: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="tradeops-backtest-") as tmp:
-        run_settings = backtest_settings(settings, spec, Path(tmp) / "backtest.db")
+        database = Path(tmp) / "backtest.db"
+        await asyncio.to_thread(create_migrated_sqlite, database)
+        run_settings = backtest_settings(settings, spec, database)
         clock = SimulatedClock(spec.start)
         async with (
             shared_llm_cache(settings, spec) as cache,

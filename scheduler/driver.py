@@ -332,6 +332,14 @@ class FastForwardDriver:
         moment = ensure_utc(moment)
         skipped: list[datetime] = []
         for job in self._jobs:
+            # A trigger on an even grid (candle closes) lists the fires in one step.
+            upcoming = self._next_time(job)
+            fire_times_before = getattr(job.trigger, "fire_times_before", None)
+            if fire_times_before is not None and upcoming is not None and upcoming < moment:
+                skipped.append(upcoming)
+                skipped.extend(fire_times_before(upcoming, moment))
+                last = ensure_utc(skipped[-1])
+                self._set_next(job, job.trigger.get_next_fire_time(last, last))
             while (upcoming := self._next_time(job)) is not None and upcoming < moment:
                 skipped.append(upcoming)
                 # As step() computes the fire after a run on time: now is that fire's time.

@@ -251,9 +251,20 @@ class CandleCloseTrigger(BaseTrigger):
         self.delay = _as_delay(delay)
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        target = _start_point(previous_fire_time, now) - self.delay
+        return self._first_fire_from(_start_point(previous_fire_time, now))
+
+    def _first_fire_from(self, start: datetime) -> datetime:
+        target = start - self.delay
         candles = -((_EPOCH - target) // self.every)  # ceil((target - epoch) / every), exact integers
         return _EPOCH + candles * self.every + self.delay
+
+    def fire_times_before(self, previous_fire_time: datetime, moment: datetime) -> list[datetime]:
+        """Every fire after ``previous_fire_time`` and before ``moment``, in order: what calling
+        ``get_next_fire_time(fire, fire)`` from it would give one by one, in one step (the grid is
+        evenly spaced)."""
+        first = self._first_fire_from(_start_point(previous_fire_time, previous_fire_time))
+        count = max(-((first - ensure_utc(moment)) // self.every), 0)  # ceil((moment - first) / every)
+        return [first + i * self.every for i in range(count)]
 
     def bar_close(self, fire_time: datetime) -> datetime:
         return ensure_utc(fire_time) - self.delay

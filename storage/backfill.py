@@ -21,7 +21,7 @@ import pandas as pd
 
 from storage.lake import BarsLake, Dataset, Gap, LakeError, Manifest, merge_ranges, subtract_ranges
 from venues.base import MarketData
-from venues.clock import Clock, ensure_utc, window_text
+from venues.clock import Clock, ensure_utc, epoch_us, from_epoch_us, window_text
 from venues.timeframes import Timeframe, parse_timeframe, with_close_time
 
 DEFAULT_CHUNK_BARS = 5000  # `tradeops backfill --chunk-bars` has the same default
@@ -262,7 +262,7 @@ def source_gaps(
         return []
     opens = pd.DatetimeIndex(bars.index).as_unit("us").asi8
     closes = pd.DatetimeIndex(bars["close_time"]).as_unit("us").asi8
-    first, last = _from_us(opens[0]), _from_us(int(closes.max()))
+    first, last = from_epoch_us(opens[0]), from_epoch_us(int(closes.max()))
     # The union of the bars' spans: a new block starts where a bar opens after every earlier close.
     reach = np.maximum.accumulate(closes)
     starts = np.r_[True, opens[1:] > reach[:-1]]
@@ -273,7 +273,7 @@ def source_gaps(
         lo, hi = max(have_start, first), min(have_end, last)
         for seg_start, seg_end, day in trading_segments(calendar, lo, hi):
             key = None if day is None else day.isocalendar()[:2] if weekly else day
-            for hole_start, hole_end in _uncovered(_to_us(seg_start), _to_us(seg_end), blocks):
+            for hole_start, hole_end in _uncovered(epoch_us(seg_start), epoch_us(seg_end), blocks):
                 bar_between = bool(holes) and bool(
                     np.searchsorted(opens, hole_start) - np.searchsorted(opens, holes[-1].end)
                 )
@@ -284,7 +284,7 @@ def source_gaps(
                 else:
                     sessions = {key} if key is not None else set()
                     holes.append(_Hole(hole_start, hole_end, hole_end - hole_start, sessions))
-    return [Gap(start=_from_us(h.start), end=_from_us(h.end), bars=h.bars(timeframe)) for h in holes]
+    return [Gap(start=from_epoch_us(h.start), end=from_epoch_us(h.end), bars=h.bars(timeframe)) for h in holes]
 
 
 def _uncovered(start: int, end: int, blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -313,11 +313,3 @@ def _first_block(blocks: list[tuple[int, int]], moment: int) -> int:
         else:
             hi = mid
     return lo
-
-
-def _to_us(moment: datetime) -> int:
-    return (moment - _EPOCH) // _ONE_US
-
-
-def _from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(value))

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # PostgreSQL connections an engine may hold: (pool_size, max_overflow). A long-running process
@@ -137,6 +137,15 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_rows(session: Session, model: type[SQLModel], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (column name -> value) into ``model``'s table in one executemany through
+    SQLAlchemy Core: each value is still bound by its column's type (Money, UTCDateTime), without
+    the ORM bulk path's work per row (a backtest writes thousands of equity points at once)."""
+    if rows:
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        session.connection().execute(table.insert(), list(rows))
 
 
 def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -5,6 +5,8 @@ schema that is already current is told by one query (:func:`ensure_latest`)."""
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,31 @@ def ensure_latest(engine: Engine) -> None:
         if versions == {latest_on_disk()}:
             return
     upgrade(engine)
+
+
+def create_migrated_sqlite(path: Path) -> None:
+    """A new SQLite database file at ``path`` at the newest schema, as :func:`ensure_latest` would
+    leave a fresh one: a copy of an empty database migrated once per process. A backtest (and each
+    walk-forward fold) runs on a database of its own, and running every migration costs more than
+    a short backtest. FileExistsError when ``path`` exists."""
+    with path.open("xb") as file:
+        file.write(_migrated_empty_sqlite())
+
+
+@functools.cache
+def _migrated_empty_sqlite() -> bytes:
+    from storage.db import make_engine, sqlite_url
+
+    with tempfile.TemporaryDirectory(prefix="tradeops-schema-") as tmp:
+        path = Path(tmp) / "empty.db"
+        engine = make_engine(sqlite_url(path))
+        try:
+            upgrade(engine)
+            with engine.connect() as connection:  # everything into the main file: a WAL is not copied
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            engine.dispose()
+        return path.read_bytes()
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from pydantic import BaseModel
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from storage.db import transaction
+from storage.db import insert_rows, transaction
 from storage.tables import CashEntry, FillRow, OrderRow, PositionRow
 from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, Position, Side
 from venues.paper import StaleOrderError
@@ -399,21 +399,33 @@ class RunPaperLedger:
         self._engine = engine
         self._orders: dict[str, Order] = {}  # insertion order is id order
         self._pending: dict[str, None] = {}  # the pending ones' ids, in id order: read at every fire
+        self._children: dict[str, list[str]] = {}  # parent id -> its children's ids, in id order
         self._fills: list[Fill] = []
         self._positions: dict[tuple[str, str], Position] = {}
         self._cash: list[_CashMove] = []
+        # Running answers to what the broker asks at every fire (the SQL ledger's queries over
+        # the entries): balance and deposits per (venue, currency), the entries' (venue,
+        # currency, kind, ref) keys, the last carry per (venue, currency, symbol), and the
+        # quantity bought per (venue, symbol, trade day).
         self._balance_of: dict[tuple[str, str], Decimal] = {}
+        self._deposited: dict[tuple[str, str], Decimal] = {}
+        self._entry_keys: set[tuple[str, str, str, str]] = set()
+        self._last_carry: dict[tuple[str, str, str], datetime] = {}
+        self._bought: dict[tuple[str, str, str], Decimal] = {}
         self._flushed = False
 
+    # Orders and positions are frozen models: what is stored is handed out as it is, no copy.
+
     def order(self, client_order_id: str) -> Order | None:
-        order = self._orders.get(client_order_id)
-        return order.model_copy() if order is not None else None
+        return self._orders.get(client_order_id)
 
     def add_order(self, order: Order) -> tuple[Order, bool]:
         existing = self._orders.get(order.client_order_id)
         if existing is not None:
-            return existing.model_copy(), False
+            return existing, False
         self._orders[order.client_order_id] = _stored(order)
+        if order.parent is not None:
+            self._children.setdefault(order.parent, []).append(order.client_order_id)
         if order.status is OrderStatus.PENDING:
             self._pending[order.client_order_id] = None
         return order, True
@@ -445,13 +457,11 @@ class RunPaperLedger:
 
     def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]:
         if status is OrderStatus.PENDING:
-            return [o.model_copy() for coid in self._pending if (o := self._orders[coid]).venue == venue]
-        return [
-            o.model_copy() for o in self._orders.values() if o.venue == venue and (status is None or o.status is status)
-        ]
+            return [o for coid in self._pending if (o := self._orders[coid]).venue == venue]
+        return [o for o in self._orders.values() if o.venue == venue and (status is None or o.status is status)]
 
     def children(self, parent: str) -> list[Order]:
-        return [o.model_copy() for o in self._orders.values() if o.parent == parent]
+        return [self._orders[coid] for coid in self._children.get(parent, ())]
 
     def fills(self, venue: str, client_order_id: str | None = None) -> list[Fill]:
         return [
@@ -461,11 +471,10 @@ class RunPaperLedger:
         ]
 
     def position(self, venue: str, symbol: str) -> Position | None:
-        position = self._positions.get((venue, symbol))
-        return position.model_copy() if position is not None else None
+        return self._positions.get((venue, symbol))
 
     def positions(self, venue: str) -> list[Position]:
-        return [p.model_copy() for (v, _), p in sorted(self._positions.items()) if v == venue]
+        return [p for (v, _), p in sorted(self._positions.items()) if v == venue]
 
     def cash(self, venue: str, currency: str) -> Decimal:
         return self._balance_of.get((venue, currency), ZERO)
@@ -474,18 +483,19 @@ class RunPaperLedger:
         balance = self.cash(venue, currency) + amount
         self._cash.append(_CashMove(venue, currency, amount, balance, kind, ref, ts))
         self._balance_of[(venue, currency)] = balance
+        self._entry_keys.add((venue, currency, kind, ref))
+        if kind == "deposit":
+            self._deposited[(venue, currency)] = self._deposited.get((venue, currency), ZERO) + amount
 
     def _entry_exists(self, venue: str, currency: str, kind: str, ref: str) -> bool:
-        return any(e.venue == venue and e.currency == currency and e.kind == kind and e.ref == ref for e in self._cash)
+        return (venue, currency, kind, ref) in self._entry_keys
 
     def fund(self, venue: str, currency: str, amount: Decimal, ts: datetime) -> None:
         if not self._entry_exists(venue, currency, "deposit", INITIAL_DEPOSIT_REF):
             self._entry(venue, currency, amount, "deposit", INITIAL_DEPOSIT_REF, ts)
 
     def deposited(self, venue: str, currency: str) -> Decimal:
-        return sum(
-            (e.amount for e in self._cash if e.venue == venue and e.currency == currency and e.kind == "deposit"), ZERO
-        )
+        return self._deposited.get((venue, currency), ZERO)
 
     def record_fill(
         self, order: Order, fill: Fill, position: Position, currency: str, *, trade_amount: Decimal | None = None
@@ -508,6 +518,9 @@ class RunPaperLedger:
             raise StaleOrderError(f"cash {currency} would go to {balance} by the fill of {order.client_order_id}")
         self._update(order)
         self._fills.append(fill)
+        if fill.side is Side.BUY:
+            bought = (fill.venue, fill.symbol, fill.trade_day)
+            self._bought[bought] = self._bought.get(bought, ZERO) + fill.qty
         self._positions[(position.venue, position.symbol)] = position.model_copy(
             update={"updated_at": position.updated_at or order.updated_at}
         )
@@ -515,12 +528,7 @@ class RunPaperLedger:
             self._entry(fill.venue, currency, amount, kind, fill.client_order_id, fill.ts)
 
     def last_carry(self, venue: str, symbol: str, currency: str) -> datetime | None:
-        times = [
-            e.ts
-            for e in self._cash
-            if e.venue == venue and e.currency == currency and e.kind in CARRY_KINDS and e.ref.startswith(f"{symbol}@")
-        ]
-        return max(times, default=None)
+        return self._last_carry.get((venue, currency, symbol))
 
     def charge_carry(self, venue: str, symbol: str, currency: str, amount: Decimal, *, kind: str, at: datetime) -> bool:
         if kind not in CARRY_KINDS:
@@ -529,6 +537,8 @@ class RunPaperLedger:
         if self._entry_exists(venue, currency, kind, ref):
             return False
         self._entry(venue, currency, -amount, kind, ref, at)
+        last = self._last_carry.get((venue, currency, symbol))
+        self._last_carry[(venue, currency, symbol)] = at if last is None else max(last, at)
         position = self._positions.get((venue, symbol))
         if position is not None:
             self._positions[(venue, symbol)] = position.model_copy(
@@ -537,14 +547,7 @@ class RunPaperLedger:
         return True
 
     def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal:
-        return sum(
-            (
-                f.qty
-                for f in self._fills
-                if f.venue == venue and f.symbol == symbol and f.side is Side.BUY and f.trade_day == trade_day
-            ),
-            ZERO,
-        )
+        return self._bought.get((venue, symbol, trade_day), ZERO)
 
     def flush(self) -> None:
         """Write the run's orders, fills, positions and cash entries to the database, in one
@@ -556,12 +559,11 @@ class RunPaperLedger:
             (OrderRow, [_order_row_fields(o) for o in self._orders.values()]),
             (FillRow, [_fill_row_fields(f) for f in self._fills]),
             (PositionRow, [_position_row_fields(p) for p in self._positions.values()]),
-            (CashEntry, [dataclasses.asdict(e) for e in self._cash]),
+            (CashEntry, [{name: getattr(e, name) for name in _CashMove.__slots__} for e in self._cash]),
         ]
         with transaction(self._engine) as session:
             for table, rows in tables:
-                if rows:
-                    session.execute(insert(table), rows)
+                insert_rows(session, table, rows)
         self._flushed = True
 
 
@@ -594,18 +596,29 @@ _MUTABLE_ORDER_FIELDS = (
 """What may change on a stored order (as :func:`_copy_order_into`), besides its reason."""
 
 
+def _columns(row: type[SQLModel], model: type[BaseModel]) -> tuple[str, ...]:
+    """The columns of ``row`` that ``model`` has a field for (the id is the database's)."""
+    return tuple(name for name in row.model_fields if name != "id" and name in model.model_fields)
+
+
+# Plain attribute reads per row, not a model_dump: a run flushes thousands of rows at once.
+_POSITION_COLUMNS = _columns(PositionRow, Position)
+_FILL_COLUMNS = _columns(FillRow, Fill)
+_ORDER_COLUMNS = _columns(OrderRow, Order)
+
+
 def _position_row_fields(position: Position) -> dict[str, Any]:
     assert position.updated_at is not None  # record_fill sets it
-    return position.model_dump(include=set(PositionRow.model_fields) - {"id"})
+    return {name: getattr(position, name) for name in _POSITION_COLUMNS}
 
 
 def _fill_row_fields(fill: Fill) -> dict[str, Any]:
-    fields = fill.model_dump(include=set(FillRow.model_fields) - {"id"})
+    fields = {name: getattr(fill, name) for name in _FILL_COLUMNS}
     fields.update(side=fill.side.value, liquidity=fill.liquidity.value)
     return fields
 
 
 def _order_row_fields(order: Order) -> dict[str, Any]:
-    fields = order.model_dump(include=set(OrderRow.model_fields) - {"id"})
+    fields = {name: getattr(order, name) for name in _ORDER_COLUMNS}
     fields.update(side=order.side.value, type=order.type.value, status=order.status.value)
     return fields

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.db import transaction
+from storage.db import insert_rows, transaction
 from storage.tables import EquitySnapshot, TradePlan
 
 
@@ -34,7 +34,7 @@ class PlanStore:
                 for (v, c, at), (cash, equity) in held.items()
             ]
             with transaction(self.engine) as session:
-                session.execute(insert(EquitySnapshot), rows)
+                insert_rows(session, EquitySnapshot, rows)
 
     def create(self, plan: TradePlan) -> TradePlan:
         """Insert once per signal: the execute node may run again after a crash or a race."""
@@ -112,8 +112,9 @@ class PlanStore:
             return
         with transaction(self.engine) as session:
             # One executemany, not an ORM object per row.
-            session.execute(
-                insert(EquitySnapshot),
+            insert_rows(
+                session,
+                EquitySnapshot,
                 [
                     {"venue": venue, "currency": currency, "cash": cash, "equity": equity, "ts": at}
                     for at, cash, equity in points

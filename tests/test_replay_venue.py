@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import venues.replay
-from venues.base import MarketData, Venue
+from venues.base import MarketData, Venue, bar_arrays
 from venues.calendars import session
-from venues.clock import SimulatedClock
+from venues.clock import SimulatedClock, from_epoch_us
 from venues.errors import DataFileError, UnknownSymbolError, UnknownTimeframeError, VenueError
 from venues.models import CnEquityFees, CryptoFees, OrderRequest, UsEquityFees
 from venues.replay import DATA_DIR, MARKETS, ReplayVenue, load_bar_file
@@ -108,20 +109,29 @@ async def test_bars_never_show_the_future(case: tuple[str, str, str, datetime]) 
     pd.testing.assert_frame_equal(got, direct, check_freq=False)
 
 
-@settings(max_examples=100, deadline=None)
-@given(
+# Random windows: a start some days around the clock (or none), an end some days after it (or
+# none), a limit (or none).
+windows = given(
     case=cases(),
     start_days=st.one_of(st.none(), st.integers(-400, 400)),
     span_days=st.one_of(st.none(), st.integers(0, 60)),
     limit=st.one_of(st.none(), st.integers(0, 50)),
 )
+
+
+def window(now: datetime, start_days: int | None, span_days: int | None) -> tuple[datetime | None, datetime | None]:
+    start = None if start_days is None else now + timedelta(days=start_days)
+    return start, None if start is None or span_days is None else start + timedelta(days=span_days)
+
+
+@settings(max_examples=100, deadline=None)
+@windows
 async def test_bars_window_and_limit(
     case: tuple[str, str, str, datetime], start_days: int | None, span_days: int | None, limit: int | None
 ) -> None:
     market, symbol, _, now = case
     tf = native_tf(market, symbol)
-    start = None if start_days is None else now + timedelta(days=start_days)
-    end = None if start is None or span_days is None else start + timedelta(days=span_days)
+    start, end = window(now, start_days, span_days)
     got = await venue_at(market, now).bars(symbol, tf, start=start, end=end, limit=limit)
 
     ref = full(market, symbol)
@@ -133,6 +143,34 @@ async def test_bars_window_and_limit(
     if limit is not None:
         ref = ref.iloc[len(ref) - min(limit, len(ref)) :]
     assert got.index.equals(ref.index)
+
+
+@settings(max_examples=100, deadline=None)
+@windows
+async def test_bar_arrays_are_the_bars_frame_as_arrays(
+    case: tuple[str, str, str, datetime], start_days: int | None, span_days: int | None, limit: int | None
+) -> None:
+    # The paper broker matches on bar_arrays: the same bars, cut at the same moment, as bars().
+    market, symbol, tf, now = case
+    if parse_timeframe(tf).delta < parse_timeframe(native_tf(market, symbol)).delta:
+        tf = native_tf(market, symbol)
+    start, end = window(now, start_days, span_days)
+    venue = venue_at(market, now)
+    frame = await venue.bars(symbol, tf, start=start, end=end, limit=limit)
+
+    class FramesOnly:  # a venue that serves frames only: the helper converts them
+        async def bars(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+            return await venue.bars(*args, **kwargs)
+
+    for got in (
+        await bar_arrays(venue, symbol, tf, start=start, end=end, limit=limit),
+        await bar_arrays(cast(MarketData, FramesOnly()), symbol, tf, start=start, end=end, limit=limit),
+    ):
+        assert len(got) == len(frame)
+        assert [from_epoch_us(t) for t in got.open_us.tolist()] == [t.to_pydatetime() for t in frame.index]
+        assert [from_epoch_us(t) for t in got.close_us.tolist()] == [t.to_pydatetime() for t in frame["close_time"]]
+        for column in ("open", "high", "low", "close"):
+            assert getattr(got, column).tolist() == frame[column].tolist()
 
 
 async def test_returned_frames_do_not_alias_the_cache() -> None:

@@ -5,12 +5,14 @@ the SQL ledger reads back."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
 
 import tests.test_paper_broker as broker_suite
 from storage.paper_ledger import RunPaperLedger, SqlPaperLedger
+from venues.models import Order, OrderRequest, Side
 
 # Every test of the paper broker's suite that runs in one process on one ledger, not reading the
 # database's rows behind the ledger's back (those hold for the SQL ledger only, or for the run
@@ -62,3 +64,41 @@ async def test_the_flush_writes_what_the_sql_ledger_reads_back(engine: Engine) -
     )
     with pytest.raises(RuntimeError, match="already written"):
         ledger.flush()
+
+
+def test_running_totals_answer_as_the_sql_ledger_does(engine: Engine) -> None:
+    # The run ledger keeps deposits, carry times, purchases per day and bracket children as it
+    # records them (not by scanning every entry at every fire); after the flush the SQL ledger,
+    # which queries the rows, must give the same answers.
+    ledger = RunPaperLedger(engine)
+    venue, cash, eth, btc = "paper-test", "USDT", "ETH/USDT", broker_suite.BTC
+    start = broker_suite.utc("2021-07-05T00:00")
+    ledger.fund(venue, cash, broker_suite.D(1000), start)
+    ledger.fund(venue, cash, broker_suite.D(5), start)  # the initial deposit happens once
+    charges = [(eth, 16), (btc, 8), (eth, 8), (eth, 16), (btc, 24)]
+    charged = [
+        ledger.charge_carry(venue, symbol, cash, broker_suite.D("0.25"), kind="funding", at=start + timedelta(hours=h))
+        for symbol, h in charges
+    ]
+    assert charged == [True, True, True, False, True]  # the same mark twice is charged once
+    entry = Order.from_request(broker_suite.buy("in", "0.5", symbol=btc), venue, at=start)
+    ledger.add_order(entry)
+    for cid, parent in (("stop", "in"), ("other", None), ("target", "in")):
+        request = OrderRequest(
+            client_order_id=cid, symbol=btc, side=Side.SELL, qty=broker_suite.D("0.5"), parent=parent
+        )
+        ledger.add_order(Order.from_request(request, venue, at=start + timedelta(minutes=1)))
+    assert [o.client_order_id for o in ledger.children("in")] == ["stop", "target"]
+    ledger.flush()
+    sql = SqlPaperLedger(engine)
+    assert sql.deposited(venue, cash) == ledger.deposited(venue, cash) == broker_suite.D(1000)
+    assert sql.cash(venue, cash) == ledger.cash(venue, cash) == broker_suite.D(999)
+    for symbol, last in ((eth, 16), (btc, 24)):
+        assert (
+            sql.last_carry(venue, symbol, cash)
+            == ledger.last_carry(venue, symbol, cash)
+            == start + timedelta(hours=last)
+        )
+    assert sql.last_carry(venue, "SOL/USDT", cash) is ledger.last_carry(venue, "SOL/USDT", cash) is None
+    assert sql.children("in") == ledger.children("in")
+    assert sql.children("other") == ledger.children("other") == []

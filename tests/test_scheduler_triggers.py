@@ -152,6 +152,45 @@ def test_crypto_candles_align_to_the_utc_grid() -> None:
     assert quarter.bar_close(datetime(2021, 3, 1, 10, 15, 5, tzinfo=UTC)) == datetime(2021, 3, 1, 10, 15, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("every", "delay"),
+    [(timedelta(hours=1), timedelta(seconds=5)), ("15m", timedelta(0)), (timedelta(hours=4), timedelta(minutes=7))],
+)
+def test_candle_fires_listed_at_once_are_the_ones_found_one_by_one(every: timedelta | str, delay: timedelta) -> None:
+    # The backtest's event horizon passes over fires with fire_times_before; it must list exactly
+    # the fires get_next_fire_time walks through, whatever the previous fire and the stop moment.
+    trigger = CandleCloseTrigger(every, delay=delay)
+    previous = trigger.get_next_fire_time(None, datetime(2021, 3, 1, 10, 7, 13, tzinfo=UTC))
+    assert previous is not None
+    for hours in (0, 0.01, 1, 5.5, 30, 24 * 9 + 0.3):
+        moment = previous + timedelta(hours=hours)
+        walked: list[datetime] = []
+        fire = trigger.get_next_fire_time(previous, previous)
+        while fire is not None and fire < moment:
+            walked.append(fire)
+            fire = trigger.get_next_fire_time(fire, fire)
+        assert trigger.fire_times_before(previous, moment) == walked
+    assert trigger.fire_times_before(previous, previous - timedelta(days=1)) == []
+
+
+def test_driver_skip_before_passes_over_the_same_fires_as_stepping() -> None:
+    hourly = CandleCloseTrigger(timedelta(hours=1))
+
+    async def nothing(_tick: ScanTick) -> None:
+        return None
+
+    start = datetime(2021, 3, 1, 10, 20, tzinfo=UTC)
+    stepped = FastForwardDriver(SimulatedClock(start), [ScanJob("a", hourly, nothing)])
+    skipping = FastForwardDriver(SimulatedClock(start), [ScanJob("a", hourly, nothing)])
+    target = start + timedelta(hours=30, minutes=1)
+    walked = []
+    while (upcoming := stepped.next_fire()) is not None and upcoming[1] < target:
+        walked.append(upcoming[1])
+        asyncio.run(stepped.step())
+    assert skipping.skip_before(target) == walked
+    assert skipping.next_fire() == stepped.next_fire()
+
+
 def test_trigger_for_picks_by_calendar() -> None:
     assert trigger_for("24/7", "1h") == CandleCloseTrigger(timedelta(hours=1))
     assert trigger_for("XSHG", M30, delay=timedelta(seconds=10)) == SessionTrigger("XSHG", M30, timedelta(seconds=10))

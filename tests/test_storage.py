@@ -14,7 +14,14 @@ from sqlalchemy import Engine, inspect
 from sqlmodel import Session, select
 
 from storage.db import DatabaseUrlError, make_engine, normalize_url, redact_url, transaction
-from storage.migrate import current_revision, ensure_latest, head_revision, latest_on_disk, upgrade
+from storage.migrate import (
+    create_migrated_sqlite,
+    current_revision,
+    ensure_latest,
+    head_revision,
+    latest_on_disk,
+    upgrade,
+)
 from storage.tables import AuditEntry, CashEntry, OrderRow
 
 T0 = datetime(2021, 7, 5, 1, 30, tzinfo=UTC)
@@ -237,3 +244,27 @@ def test_a_current_schema_is_told_by_one_query_without_alembic(tmp_path: Path) -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd())
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_migrated_copy_is_the_schema_a_fresh_migration_makes(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import storage.tables  # noqa: F401
+
+    for name in ("one.db", "two.db"):  # the second is a copy of the same migrated bytes
+        path = tmp_path / name
+        create_migrated_sqlite(path)
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            assert current_revision(engine) == head_revision()
+            assert set(inspect(engine).get_table_names()) >= EXPECTED_TABLES
+            with engine.connect() as connection:
+                assert compare_metadata(MigrationContext.configure(connection), SQLModel.metadata) == []
+                assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert connection.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 0
+        finally:
+            engine.dispose()
+    with pytest.raises(FileExistsError):
+        create_migrated_sqlite(tmp_path / "one.db")  # never over an existing database

@@ -14,6 +14,7 @@ import pandas as pd
 
 from venues.errors import VenueError
 from venues.models import Account, Fill, Instrument, Order, OrderRequest, OrderStatus, Position, Quote
+from venues.timeframes import BarArrays
 
 
 @runtime_checkable
@@ -112,6 +113,25 @@ async def bars_many(
         else:
             batch.bars[symbol] = answer
     return batch
+
+
+async def bar_arrays(
+    market: MarketData,
+    symbol: str,
+    timeframe: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int | None = None,
+) -> BarArrays:
+    """``market.bars(...)`` as :class:`~venues.timeframes.BarArrays`: straight from the venue's
+    own arrays when it keeps its bars as arrays (a recorded venue's ``bar_arrays``, no DataFrame
+    built), else converted from the frame ``bars`` returns. Same bars, same cut at the clock."""
+    own = getattr(market, "bar_arrays", None)
+    if own is not None:
+        arrays: BarArrays = await own(symbol, timeframe, start=start, end=end, limit=limit)
+        return arrays
+    return BarArrays.of(await market.bars(symbol, timeframe, start=start, end=end, limit=limit))
 
 
 @runtime_checkable

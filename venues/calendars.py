@@ -212,9 +212,22 @@ def _library_close(calendar: str) -> datetime:
     return last.close
 
 
+@cache
+def _always_open_minutes() -> tuple[datetime, datetime]:
+    """[first trading minute, one minute after the last) of exchange-calendars' 24/7 calendar."""
+    cal = get_calendar("24/7")
+    return cal.first_minute.to_pydatetime(), cal.last_minute.to_pydatetime() + timedelta(minutes=1)
+
+
 def trading_day(calendar: str, moment: datetime) -> date:
     """The session a moment belongs to: the current one while open, else the next one."""
     moment = ensure_utc(moment)
+    if calendar == "24/7":
+        # Its sessions are the UTC days, every minute trading: the library's answer, without a
+        # pandas lookup per fill (out of its range the library raises as before).
+        first, after_last = _always_open_minutes()
+        if first <= moment < after_last:
+            return moment.date()
     cal = get_calendar(calendar)
     if calendar == "24/7" or moment < _library_close(calendar):
         ts = pd.Timestamp(moment).floor("min")

@@ -22,6 +22,23 @@ def ensure_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware moment (bar times' resolution: int64 arrays
+    searched with numpy); ValueError for a naive one."""
+    if moment.tzinfo is None:
+        ensure_utc(moment)  # raises with a readable message
+    return (moment - _EPOCH) // _ONE_US
+
+
+def from_epoch_us(value: int) -> datetime:
+    """The aware UTC moment ``value`` microseconds after the Unix epoch (inverse of :func:`epoch_us`)."""
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
 def moment_text(moment: datetime | str) -> str:
     """A time as people read it: ``2021-07-03 00:00 UTC`` (an ISO string is parsed first)."""
     parsed = datetime.fromisoformat(moment) if isinstance(moment, str) else moment

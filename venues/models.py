@@ -299,7 +299,8 @@ class OrderRequest(_Frozen):
 
 
 class Order(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Frozen: a change is a copy (model_copy(update=...)), so a ledger may hand out what it stores.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     client_order_id: str
     venue: str
@@ -390,7 +391,8 @@ class Fill(_Frozen):
 
 
 class Position(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Frozen, as Order: a ledger may hand out what it stores.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     venue: str
     symbol: str

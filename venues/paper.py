@@ -59,11 +59,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-import pandas as pd
-
 from venues import calendars
-from venues.base import MarketData
-from venues.clock import Clock
+from venues.base import MarketData, bar_arrays
+from venues.clock import Clock, from_epoch_us
 from venues.costs import fees, round_to_tick, slipped_price
 from venues.errors import VenueError
 from venues.metrics import metrics
@@ -82,7 +80,7 @@ from venues.models import (
     Side,
 )
 from venues.paper_config import FillAt, PaperBrokerConfig
-from venues.timeframes import parse_timeframe
+from venues.timeframes import BarArrays, parse_timeframe
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 _FILL_ATTEMPTS = 5
@@ -369,11 +367,9 @@ class PaperBroker:
         mark = _next_mark(since, every)
         while mark <= now:
             # The last bar closed by the mark (its open is before it): the price the charge is on.
-            bars = await self._market.bars(
-                instrument.symbol, instrument.timeframe, end=mark - _ONE_MICROSECOND, limit=1
-            )
-            if not bars.empty:
-                value = position.qty * _dec(bars["close"].iloc[-1]) * instrument.multiplier
+            bars = await self._bars(instrument, end=mark - _ONE_MICROSECOND, limit=1)
+            if len(bars):
+                value = position.qty * _dec(bars.close[-1]) * instrument.multiplier
                 amount = (value * rate).quantize(Decimal("0.00000001"))
                 if amount != 0:
                     self._ledger.charge_carry(
@@ -512,7 +508,8 @@ class PaperBroker:
             if qty > -held:
                 return f"buying {qty} {symbol} would turn the short of {-held} into a long: cover {-held} first"
             return None
-        need = await self._estimated_cost(qty, request.limit_price, instrument)
+        # Without a limit, the reference above is the last price the estimate is made at.
+        need = self._cost_at(qty, request.limit_price, instrument, None if request.limit_price else reference)
         account = await self._account(instrument.currency)
         available = account.available_cash
         if need > available and account.unfunded:
@@ -597,9 +594,6 @@ class PaperBroker:
             f"available {available:.2f} {instrument.currency}"
         )
 
-    async def _estimated_cost(self, qty: Decimal, limit: Decimal | None, instrument: Instrument) -> Decimal:
-        return self._cost_at(qty, limit, instrument, None if limit else await self._last_price(instrument))
-
     def _cost_at(self, qty: Decimal, limit: Decimal | None, instrument: Instrument, last: Decimal | None) -> Decimal:
         """What a buy will cost with fees: at its limit, or at the last price plus slippage."""
         price = limit or last or ZERO
@@ -653,8 +647,7 @@ class PaperBroker:
         book = _Book(self, instrument, waiting)
         start = book.earliest_start()
         if start is not None:
-            bars = await self._market.bars(instrument.symbol, instrument.timeframe, start=start)
-            for bar in self._bar_views(bars):
+            for bar in self._bar_views(await self._bars(instrument, start=start)):
                 fills.extend(await book.match_bar(bar))
                 if book.done():
                     break
@@ -674,8 +667,8 @@ class PaperBroker:
             calendars.is_open(instrument.calendar, now)
             and calendars.trading_day(instrument.calendar, now) <= valid_through
         )
-        bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
-        if in_session and not bars.empty:
+        bars = await self._bars(instrument, limit=1)
+        if in_session and len(bars):
             bar = next(self._bar_views(bars))
             quote = _BarView(now, bar.close, bar.close, bar.close, bar.close, now)
             fill = await self._try_fill(order, instrument, quote)
@@ -734,24 +727,37 @@ class PaperBroker:
         self._update_quietly(expired)
         self._close_children(expired)
 
-    @staticmethod
-    def _bar_views(bars: pd.DataFrame) -> Iterator[_BarView]:
-        """The bars one by one, in time order, with Decimal prices (plain arrays: a fill check runs
-        on every tick, and pandas row objects cost more than the check itself)."""
-        opens, highs, lows, closes = (bars[c].to_numpy() for c in ("open", "high", "low", "close"))
-        close_times = bars["close_time"].to_numpy()
-        for i, ts in enumerate(bars.index):
-            yield _BarView(
-                ts.to_pydatetime(),
-                _dec(opens[i]),
-                _dec(highs[i]),
-                _dec(lows[i]),
-                _dec(closes[i]),
-                pd.Timestamp(close_times[i]).to_pydatetime(),
-            )
+    async def _bars(
+        self,
+        instrument: Instrument,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> BarArrays:
+        """The instrument's finest final bars (``MarketData.bars``) as plain arrays: matching
+        reads them at every fire, where a DataFrame costs more than the check itself."""
+        symbol, timeframe = instrument.symbol, instrument.timeframe
+        return await bar_arrays(self._market, symbol, timeframe, start=start, end=end, limit=limit)
 
-    async def _try_fill(self, order: Order, instrument: Instrument, bar: _BarView) -> Fill | None:
-        price, liquidity, how = self._execution_price(order, instrument, bar)
+    @staticmethod
+    def _bar_views(bars: BarArrays) -> Iterator[_BarView]:
+        """The bars one by one, in time order, with Decimal prices."""
+        columns = (bars.open_us, bars.open, bars.high, bars.low, bars.close, bars.close_us)
+        for opened, open_, high, low, close, closed in zip(*(c.tolist() for c in columns), strict=True):
+            prices = _dec(open_), _dec(high), _dec(low), _dec(close)
+            yield _BarView(from_epoch_us(opened), *prices, from_epoch_us(closed))
+
+    async def _try_fill(
+        self,
+        order: Order,
+        instrument: Instrument,
+        bar: _BarView,
+        priced: tuple[Decimal | None, Liquidity, str] | None = None,
+    ) -> Fill | None:
+        """Fill ``order`` on ``bar`` if it trades there; ``priced``: its ``_execution_price`` on
+        that bar when the caller has it already."""
+        price, liquidity, how = priced or self._execution_price(order, instrument, bar)
         if price is None:
             return None
         band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, bar.ts))
@@ -1121,8 +1127,8 @@ class PaperBroker:
     # --- prices ---
 
     async def _last_price(self, instrument: Instrument) -> Decimal | None:
-        bars = await self._market.bars(instrument.symbol, instrument.timeframe, limit=1)
-        return None if bars.empty else _dec(bars["close"].iloc[-1])
+        bars = await self._bars(instrument, limit=1)
+        return _dec(bars.close[-1]) if len(bars) else None
 
     async def _price_band(self, instrument: Instrument, day: date) -> tuple[Decimal, Decimal] | None:
         """The daily price-limit band of ``day`` around the previous session's last close."""
@@ -1131,12 +1137,10 @@ class PaperBroker:
         session = calendars.session(instrument.calendar, day)
         if session is None:
             return None
-        before = await self._market.bars(
-            instrument.symbol, instrument.timeframe, end=session.open - _ONE_MICROSECOND, limit=1
-        )
-        if before.empty:
+        before = await self._bars(instrument, end=session.open - _ONE_MICROSECOND, limit=1)
+        if not len(before):
             return None  # no previous close known: the first day of the data has no band to check
-        prev_close = _dec(before["close"].iloc[-1])
+        prev_close = _dec(before.close[-1])
         pct = instrument.price_limit_pct
         tick = instrument.tick_size
         return round_to_tick(prev_close * (1 - pct), tick), round_to_tick(prev_close * (1 + pct), tick)
@@ -1315,11 +1319,11 @@ class _Book:
 
     async def _fill(self, order: Order, bar: _BarView) -> Fill | None:
         coid = order.client_order_id
-        price, _, _ = self.broker._execution_price(order, self.instrument, bar)
-        if price is None:
+        priced = self.broker._execution_price(order, self.instrument, bar)
+        if priced[0] is None:
             self._progress(order, bar)
             return None
-        fill = await self.broker._try_fill(order, self.instrument, bar)
+        fill = await self.broker._try_fill(order, self.instrument, bar, priced)
         stored = self.broker._ledger.order(coid) or order
         self.orders[coid] = stored
         if fill is None and stored.status.is_open:

@@ -10,53 +10,62 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
 from venues.base import BrokeredVenue
 from venues.calendars import get_calendar
-from venues.clock import Clock, ensure_utc
+from venues.clock import Clock, epoch_us, from_epoch_us
 from venues.errors import UnknownTimeframeError
 from venues.models import Instrument, Quote
-from venues.timeframes import TIMEFRAMES, Timeframe, parse_timeframe, resample
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-
-
-def _to_us(moment: datetime) -> int:
-    """Microseconds since the epoch (the bar frames' resolution), for searchsorted on int64."""
-    if moment.tzinfo is None:
-        ensure_utc(moment)  # raises with a readable message
-    return (moment - _EPOCH) // _ONE_US
-
-
-def _from_us(value: int | np.integer) -> datetime:
-    return _EPOCH + timedelta(microseconds=int(value))
-
-
-def _us(values: pd.DatetimeIndex | pd.Series) -> np.ndarray:
-    return pd.DatetimeIndex(values).as_unit("us").asi8
+from venues.timeframes import TIMEFRAMES, BarArrays, Timeframe, parse_timeframe, resample
 
 
 @dataclass(frozen=True, slots=True)
 class BarFrame:
     bars: pd.DataFrame
-    open_us: np.ndarray  # bar open times, ascending
-    close_us: np.ndarray  # bar close times, non-decreasing: what the cut at `now` searches
+    arrays: BarArrays  # the same bars as plain arrays, for the paper broker's bar-by-bar matching
+
+    @property
+    def open_us(self) -> np.ndarray:
+        """Bar open times, ascending."""
+        return self.arrays.open_us
+
+    @property
+    def close_us(self) -> np.ndarray:
+        """Bar close times, non-decreasing: what the cut at `now` searches."""
+        return self.arrays.close_us
 
     @classmethod
     def of(cls, bars: pd.DataFrame) -> BarFrame:
-        close_us = _us(bars["close_time"])
+        arrays = BarArrays.of(bars)
+        close_us = arrays.close_us
         # searchsorted needs sorted close times. Native files give that (ascending opens, one bar
         # length or one session each), and resampling keeps it (a bucket closes at the max of its
         # nominal end and its members' closes, both non-decreasing); checked anyway because a
         # violation would silently leak future bars.
         if close_us.size > 1 and bool((np.diff(close_us) < 0).any()):
             raise ValueError("bar close times are not ascending; cannot cut the series at a moment")
-        return cls(bars, _us(bars.index), close_us)
+        return cls(bars, arrays)
+
+    def cut(
+        self, now: datetime, start: datetime | None = None, end: datetime | None = None, limit: int | None = None
+    ) -> slice:
+        """The positions of the final bars at ``now`` (close time <= now) with open time in
+        ``[start, end]``, the last ``limit`` of them."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be zero or more, got {limit}")
+        hi = int(np.searchsorted(self.close_us, epoch_us(now), side="right"))
+        lo = 0
+        if start is not None:
+            lo = int(np.searchsorted(self.open_us, epoch_us(start), side="left"))
+        if end is not None:
+            hi = min(hi, int(np.searchsorted(self.open_us, epoch_us(end), side="right")))
+        if limit is not None:
+            lo = max(lo, hi - limit)
+        return slice(lo, hi) if lo < hi else slice(0, 0)
 
 
 @dataclass(slots=True)
@@ -143,19 +152,23 @@ class RecordedBarsVenue(BrokeredVenue):
         """Final bars (close_time <= now) with open time in ``[start, end]``, the last ``limit``."""
         series = self.series(symbol)
         frame = series.frame(self._timeframe(symbol, series, timeframe))
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be zero or more, got {limit}")
-        hi = int(np.searchsorted(frame.close_us, _to_us(self.clock.now()), side="right"))
-        lo = 0
-        if start is not None:
-            lo = int(np.searchsorted(frame.open_us, _to_us(start), side="left"))
-        if end is not None:
-            hi = min(hi, int(np.searchsorted(frame.open_us, _to_us(end), side="right")))
-        if limit is not None:
-            lo = max(lo, hi - limit)
         # A positional slice of the cached frame: copy-on-write (always on in pandas 3) keeps a
         # caller's edits from reaching the cache, without copying on every call.
-        return frame.bars.iloc[lo:hi] if lo < hi else frame.bars.iloc[0:0]
+        return frame.bars.iloc[frame.cut(self.clock.now(), start, end, limit)]
+
+    async def bar_arrays(
+        self,
+        symbol: str,
+        timeframe: str | Timeframe,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+    ) -> BarArrays:
+        """What :meth:`bars` serves, as array views of the cached series (no DataFrame is built)."""
+        series = self.series(symbol)
+        frame = series.frame(self._timeframe(symbol, series, timeframe))
+        return frame.arrays[frame.cut(self.clock.now(), start, end, limit)]
 
     async def snapshot(self, symbols: Sequence[str]) -> dict[str, Quote]:
         """A quote per symbol: the last traded price at the clock's now. That is the open of the
@@ -166,7 +179,7 @@ class RecordedBarsVenue(BrokeredVenue):
         24/7) up to that bar, ``change_pct`` is in percent against the previous session's last close.
         """
         instruments = [self.instrument_of(symbol) for symbol in symbols]  # an unknown symbol fails the whole call
-        now = _to_us(self.clock.now())
+        now = epoch_us(self.clock.now())
         quotes: dict[str, Quote] = {}
         for instrument in instruments:
             series = self.series(instrument.symbol)
@@ -182,7 +195,7 @@ class RecordedBarsVenue(BrokeredVenue):
                     volume, prev = 0.0, float(series.close[i])
             quotes[instrument.symbol] = Quote(
                 symbol=instrument.symbol,
-                ts=_from_us(ts),
+                ts=from_epoch_us(ts),
                 last=last,
                 volume=volume,
                 change_pct=None if math.isnan(prev) else (last / prev - 1.0) * 100.0,
@@ -194,8 +207,8 @@ class RecordedBarsVenue(BrokeredVenue):
         clock's now), in one vectorised pass; NaN where no bar had closed yet. For a backtest's
         equity points at the fires it passed over. ValueError for a moment after now."""
         series = self.series(symbol)
-        at = np.fromiter((_to_us(m) for m in moments), dtype=np.int64, count=len(moments))
-        if at.size and int(at.max()) > _to_us(self.clock.now()):
+        at = np.fromiter((epoch_us(m) for m in moments), dtype=np.int64, count=len(moments))
+        if at.size and int(at.max()) > epoch_us(self.clock.now()):
             raise ValueError(f"a price after the clock's now ({self.clock.now().isoformat()}) is not known yet")
         closed = np.searchsorted(series.native.close_us, at, side="right") - 1
         opened = np.searchsorted(series.native.open_us, at, side="left") - 1
@@ -214,15 +227,15 @@ class RecordedBarsVenue(BrokeredVenue):
         native = self.series(symbol).native
         if native.open_us.size == 0:
             raise ValueError(f"{symbol!r} on {self.name!r} has no bars")
-        return _from_us(native.open_us[0]), _from_us(native.close_us[-1])
+        return from_epoch_us(native.open_us[0]), from_epoch_us(native.close_us[-1])
 
     def _timeframe(self, symbol: str, series: BarSeries, timeframe: str | Timeframe) -> Timeframe:
-        valid = self.timeframes(symbol)
+        # The valid ones are listed only for an error: every bar read of a backtest passes here.
         try:
             tf = parse_timeframe(timeframe)
         except UnknownTimeframeError:
-            raise UnknownTimeframeError(str(timeframe), valid) from None
+            raise UnknownTimeframeError(str(timeframe), self.timeframes(symbol)) from None
         if tf.delta < series.timeframe.delta:
             reason = f"{symbol} has {series.timeframe.name} bars at the finest, so {tf.name} is not available"
-            raise UnknownTimeframeError(str(timeframe), valid, reason=reason) from None
+            raise UnknownTimeframeError(str(timeframe), self.timeframes(symbol), reason=reason) from None
         return tf

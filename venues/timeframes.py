@@ -59,6 +59,39 @@ def parse_timeframe(value: str | Timeframe) -> Timeframe:
         raise UnknownTimeframeError(str(value), TIMEFRAMES) from None
 
 
+@dataclass(frozen=True, slots=True)
+class BarArrays:
+    """A bar frame as plain numpy arrays, for code that walks bars one at a time (the paper
+    broker's matching): ``open_us`` and ``close_us`` are the open and close times in microseconds
+    since the epoch (int64), ``open/high/low/close`` the prices (float64), one entry per bar in
+    time order. Indexing a numpy array costs a fraction of a pandas column lookup."""
+
+    open_us: np.ndarray
+    close_us: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+
+    @classmethod
+    def of(cls, bars: pd.DataFrame) -> BarArrays:
+        """The arrays of a bar frame (the layout above)."""
+        return cls(
+            pd.DatetimeIndex(bars.index).as_unit("us").asi8,
+            pd.DatetimeIndex(bars["close_time"]).as_unit("us").asi8,
+            *(bars[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close")),
+        )
+
+    def __len__(self) -> int:
+        return len(self.open_us)
+
+    def __getitem__(self, rows: slice) -> BarArrays:
+        """The bars of a positional slice (views, no copy)."""
+        return BarArrays(
+            self.open_us[rows], self.close_us[rows], self.open[rows], self.high[rows], self.low[rows], self.close[rows]
+        )
+
+
 def empty_bars() -> pd.DataFrame:
     frame = pd.DataFrame(
         {c: pd.Series(dtype="float64") for c in OHLCV} | {"close_time": pd.Series(dtype="datetime64[us, UTC]")},

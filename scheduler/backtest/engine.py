@@ -88,7 +88,7 @@ class BacktestSpec:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BacktestResult:
     spec: BacktestSpec
     currency: str
@@ -106,6 +106,14 @@ class BacktestResult:
     possible_leak: bool = False
     possible_leak_reason: str = ""
     fires: int = 0  # fires the clock stopped at; the others were passed over (nothing could happen)
+
+    def __repr__(self) -> str:
+        # Short: asyncio.run formats the finished task, result included, when it restores the
+        # SIGINT handler; the generated repr of a year of equity points took longer than the run.
+        return (
+            f"BacktestResult({self.spec.policy} on {self.spec.venue} {','.join(self.spec.symbols)} "
+            f"{self.spec.timeframe}, {len(self.trades)} trades, {len(self.equity)} equity points, {self.fires} fires)"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document: ``params``, ``possible_leak`` (and its reason, or null),

@@ -15,6 +15,7 @@ the passed-over fires' prices are read only once the clock has passed them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,9 +106,10 @@ class EventHorizon:
         equity = [account.cash] * len(span.fires)
         for position in account.positions:
             instrument = self.venue.instrument_of(position.symbol)
-            marks = self.venue.last_prices(position.symbol, span.fires)
+            # Plain floats: numpy scalars cost more per point than the sum itself.
+            marks = self.venue.last_prices(position.symbol, span.fires).tolist()
             for i, mark in enumerate(marks):
-                price = position.avg_cost if np.isnan(mark) else Decimal(repr(float(mark)))
+                price = position.avg_cost if math.isnan(mark) else Decimal(repr(mark))
                 equity[i] += position_value(position, instrument, price)
         points = [(at, account.cash, value) for at, value in zip(span.fires, equity, strict=True)]
         self.plans.snapshot_equity_many(self.venue_name, self.currency, points)

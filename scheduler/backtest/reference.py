@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
 import numpy as np
@@ -25,6 +25,8 @@ from scheduler.scan import Scanner, scan_interval
 from scheduler.triggers import trigger_for
 from storage.watchlists import WatchlistSpec
 from tools.indicators import compute
+from venues.base import bar_arrays
+from venues.clock import epoch_us, from_epoch_us
 from venues.models import Fill, OrderRequest, OrderStatus, OrderType, Side
 
 from .metrics import TradeRecord
@@ -107,7 +109,7 @@ class SignalTable:
 
     def at(self, bar_open: datetime) -> Side | None:
         """The signal of the bar that opened at ``bar_open`` (a bar the clock has reached)."""
-        at = _us(bar_open)
+        at = epoch_us(bar_open)
         i = int(np.searchsorted(self.open_us, at))
         if i == len(self.open_us) or self.open_us[i] != at:
             return None
@@ -115,17 +117,10 @@ class SignalTable:
 
     def next_candidate(self, after: datetime) -> datetime | None:
         """The close of the first bar with a signal that closes after ``after``; None if none."""
-        i = int(np.searchsorted(self.candidate_close_us, _us(after), side="right"))
+        i = int(np.searchsorted(self.candidate_close_us, epoch_us(after), side="right"))
         if i == len(self.candidate_close_us):
             return None
-        return _EPOCH + timedelta(microseconds=int(self.candidate_close_us[i]))
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+        return from_epoch_us(self.candidate_close_us[i])
 
 
 @dataclass
@@ -167,18 +162,21 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
         )
         for symbol in watchlist.symbols:
             table = run.tables.get(symbol)
-            bars = await venue.bars(symbol, watchlist.timeframe, limit=1 if table else policy.slow + 1)
-            if bars.empty or run.last_bar.get(symbol) == bars.index[-1]:
+            last = await bar_arrays(venue, symbol, watchlist.timeframe, limit=1)
+            if not len(last) or run.last_bar.get(symbol) == (bar_open := from_epoch_us(last.open_us[-1])):
                 continue
-            run.last_bar[symbol] = bars.index[-1]
-            side = table.at(bars.index[-1].to_pydatetime()) if table else policy.decide(bars)
+            run.last_bar[symbol] = bar_open
+            if table:
+                side = table.at(bar_open)
+            else:
+                side = policy.decide(await venue.bars(symbol, watchlist.timeframe, limit=policy.slow + 1))
             if side is None:
                 continue
             instrument = await venue.instrument(symbol)
             held = next((p.qty for p in await broker.positions() if p.symbol == symbol), Decimal(0))
             if side is Side.BUY and held == 0:
                 cash = account.cash
-                price = Decimal(str(float(bars["close"].iloc[-1]))) * (1 + slippage / BPS)
+                price = Decimal(str(float(last.close[-1]))) * (1 + slippage / BPS)
                 share = Decimal(str(policy.size)) / len(watchlist.symbols)
                 amount = cash * share / price if policy.qty is None else Decimal(str(policy.qty))
                 qty = (amount / instrument.qty_step).to_integral_value(ROUND_FLOOR) * instrument.qty_step
