@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import redis
     from celery import Celery
 
 QUEUES = ("scan", "decide", "notify")
@@ -90,3 +91,22 @@ def transport_options(prefix: str, visibility_timeout: int, restore_every: int) 
 def queue_key(prefix: str, queue: str) -> str:
     """The Redis list holding a queue's waiting messages (its length is the queue's depth)."""
     return f"{prefix}{queue}"
+
+
+def stats_key(prefix: str) -> str:
+    """The Redis hash of the workers' task counts: field ``QUEUE:OUTCOME``, value the count."""
+    return f"{prefix}stats:tasks"
+
+
+def queue_depths(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """Messages waiting in each queue (Redis LLEN of its list)."""
+    return {queue: int(client.llen(queue_key(prefix, queue))) for queue in QUEUES}
+
+
+def task_counts(client: redis.Redis, prefix: str) -> dict[tuple[str, str], int]:
+    """{(queue, outcome): tasks} as the workers counted them."""
+    counts: dict[tuple[str, str], int] = {}
+    for field, value in client.hgetall(stats_key(prefix)).items():
+        queue, _, outcome = (field.decode() if isinstance(field, bytes) else str(field)).partition(":")
+        counts[(queue, outcome)] = int(value)
+    return counts

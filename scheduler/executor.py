@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from scheduler.celery_app import DECIDE_TASK, NOTIFY_TASK, SCAN_TASK
+from scheduler.celery_app import DECIDE_TASK, NOTIFY_TASK, SCAN_TASK, TASK_QUEUES
 from scheduler.driver import ScanTick
 from storage.watchlists import WatchlistSpec
 from tools.models import Candidate
+from venues.metrics import metrics
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -169,6 +170,7 @@ class CeleryExecutor:
     async def _send(self, name: str, payload: dict[str, Any], key: str) -> None:
         # The broker client is blocking (kombu): a slow broker must not stall the event loop.
         await asyncio.to_thread(self.app.send_task, name, args=(payload,), task_id=key)
+        metrics().observe_task_queued(TASK_QUEUES[name])
 
     async def run_scan(self, watchlist: WatchlistSpec, tick: ScanTick, *, trigger: str = "schedule") -> None:
         payload = {

@@ -32,16 +32,19 @@ from typing import Any
 import pytest
 import redis
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr, ValidationError
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.core import Caller, CommandCore
+from bot.health import CeleryQueues
 from bot.run import RunRefused, run_bot
 from bot.services import DEFAULT_WATCHLISTS, open_services, seed_watchlists
 from bot.settings import Settings, load_settings
-from bot.worker import celery_executor, queue_depths, stats_key
+from bot.worker import celery_executor
+from scheduler.celery_app import queue_depths, stats_key
 from scheduler.driver import ScanTick
 from scheduler.executor import DecideRequest, Notice
 from storage.db import make_engine, sqlite_url
@@ -53,6 +56,7 @@ from tests.fake_llm import FakeLLM
 from tests.support import entry_orders, free_port, restored_logging
 from tests.test_telegram import ALLOWED, TOKEN, TRADER, FakeBotAPI
 from venues.clock import SimulatedClock
+from venues.metrics import Metrics, installed
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 FIRE = datetime(2021, 7, 6, 6, tzinfo=UTC)  # the crypto watchlist's 06:00 scan: ETH/USDT is a BUY (see test_core)
@@ -406,13 +410,33 @@ def test_requests_and_notices_cross_the_broker_as_json_under_stable_keys() -> No
         Notice("summary", "x")  # type: ignore[arg-type]
 
 
-async def test_queue_depths_count_what_waits(broker: tuple[redis.Redis, str], tmp_path: Path) -> None:
+async def test_queue_depth_and_task_counts_are_on_metrics(broker: tuple[redis.Redis, str], tmp_path: Path) -> None:
     client, prefix = broker
     settings = load_settings(
         data_dir=tmp_path / "var", executor="celery", redis_url=SecretStr(REDIS_URL), celery_prefix=prefix
     )
     executor = celery_executor(settings)
-    await executor.run_scan(CRYPTO, ScanTick(CRYPTO.name, FIRE, FIRE))
-    await executor.notify(Notice("notice", FIRE.isoformat(), text="hello"))
-    await executor.notify(Notice("error", FIRE.isoformat(), text="oops"))
+    with installed(Metrics()) as counted:
+        await executor.run_scan(CRYPTO, ScanTick(CRYPTO.name, FIRE, FIRE))
+        await executor.notify(Notice("notice", FIRE.isoformat(), text="hello"))
+        await executor.notify(Notice("error", FIRE.isoformat(), text="oops"))
     assert queue_depths(client, prefix) == {"scan": 1, "decide": 0, "notify": 2}
+    client.hincrby(stats_key(prefix), "decide:done", 3)
+    client.hincrby(stats_key(prefix), "decide:retried", 1)
+    queues = CeleryQueues(REDIS_URL, prefix)
+    counted.registry.register(queues)
+    text = generate_latest(counted.registry).decode()
+    assert 'tradeops_tasks_queued_total{queue="notify"} 2.0' in text
+    assert 'tradeops_queue_depth{queue="scan"} 1.0' in text and 'tradeops_queue_depth{queue="notify"} 2.0' in text
+    assert 'tradeops_tasks_total{outcome="done",queue="decide"} 3.0' in text
+    assert 'tradeops_tasks_total{outcome="retried",queue="decide"} 1.0' in text
+    queues.client.close()
+    gone = CeleryQueues(f"redis://127.0.0.1:{free_port()}/0", prefix)  # Redis away: no samples, no error
+    assert "tradeops_queue_depth{" not in generate_latest(registry_with(gone)).decode()
+    gone.client.close()
+
+
+def registry_with(collector: Any) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
