@@ -9,6 +9,7 @@ doubling to 5 min, at most 8 times); its message is acknowledged only once it ra
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -125,6 +126,7 @@ def start_worker(settings: Settings, queues: Sequence[str], concurrency: int) ->
     from bot.wiring import open_database
 
     open_database(settings).dispose()  # migrated once here, not by every process at its first task
+    asyncio.run(_checkpoint_tables(settings))
     app = celery_app(settings)
     from celery.signals import worker_process_init, worker_process_shutdown
 
@@ -144,6 +146,15 @@ def start_worker(settings: Settings, queues: Sequence[str], concurrency: int) ->
             "--without-heartbeat",
         ]
     )
+
+
+async def _checkpoint_tables(settings: Settings) -> None:
+    """LangGraph's checkpoint tables set up once, before the fork: processes setting them up at
+    the same moment collide on its migrations table."""
+    from storage.checkpoints import open_checkpointer
+
+    async with open_checkpointer(settings.resolved_database_url):
+        pass
 
 
 # --- the tasks ---
