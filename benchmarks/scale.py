@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -111,12 +112,12 @@ def watchlists(symbols: int) -> list[WatchlistSpec]:
 
 
 class Databases:
-    """A fresh database per configuration: a PostgreSQL schema, or a SQLite file."""
+    """A fresh database per configuration: a PostgreSQL schema (dropped at the end), or a SQLite file."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, schemas: contextlib.ExitStack) -> None:
         self.tmp = tmp
         self.postgres = os.environ.get("TRADEOPS_TEST_POSTGRES_URL", "")
-        self.schemas: list[str] = []
+        self.schemas = schemas
 
     @property
     def kind(self) -> str:
@@ -125,24 +126,9 @@ class Databases:
     def fresh(self, name: str) -> str:
         if not self.postgres:
             return sqlite_url(self.tmp / f"{name}.db")
-        from tests.conftest import _postgres_schema_url
+        from tests.conftest import postgres_schema
 
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        admin = make_engine(self.postgres)
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        admin.dispose()
-        self.schemas.append(schema)
-        return _postgres_schema_url(schema)
-
-    def drop(self) -> None:
-        if not self.schemas:
-            return
-        admin = make_engine(self.postgres)
-        with admin.begin() as connection:
-            for schema in self.schemas:
-                connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        return self.schemas.enter_context(postgres_schema("bench_"))
 
 
 def env_for(data_dir: Path, database: str, llm: FakeLLM, **more: str) -> dict[str, str]:
@@ -264,9 +250,18 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0, help="seconds the stand-in LLM takes per answer")
     parser.add_argument("--symbols", type=int, default=1000, help="universe size (a multiple of 10)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tradeops-scale-") as tmp, FakeLLM(delay=args.delay) as llm:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        print(f"skipped: the Celery executor needs Redis, and none answers at {REDIS_URL} ({exc})")
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="tradeops-scale-") as tmp,
+        FakeLLM(delay=args.delay) as llm,
+        contextlib.ExitStack() as schemas,
+    ):
         data_dir = Path(tmp)
-        databases = Databases(data_dir)
+        databases = Databases(data_dir, schemas)
         built = time.perf_counter()
         asyncio.run(build_lake(data_dir, args.symbols))
         print(
@@ -277,19 +272,16 @@ def main() -> None:
         )
         lists = watchlists(args.symbols)
         rows: list[tuple[str, float, int]] = []
-        try:
-            for label, use_executor in (("today's scan job (tick + scan)", False), ("in-process executor", True)):
-                env = env_for(data_dir, databases.fresh(f"inproc{int(use_executor)}"), llm)
-                seconds, count = asyncio.run(run_in_process(env, lists, executor=use_executor))
-                rows.append((label, seconds, count))
-                print(f"  {label:<34} {seconds:7.2f} s  {count} decisions", flush=True)
-            for n in WORKERS:
-                env = env_for(data_dir, databases.fresh(f"workers{n}"), llm)
-                seconds, count = run_workers(n, env, data_dir, lists)
-                rows.append((f"celery, {n} worker process{'es' if n > 1 else ''}", seconds, count))
-                print(f"  {rows[-1][0]:<34} {seconds:7.2f} s  {count} decisions", flush=True)
-        finally:
-            databases.drop()
+        for label, use_executor in (("today's scan job (tick + scan)", False), ("in-process executor", True)):
+            env = env_for(data_dir, databases.fresh(f"inproc{int(use_executor)}"), llm)
+            seconds, count = asyncio.run(run_in_process(env, lists, executor=use_executor))
+            rows.append((label, seconds, count))
+            print(f"  {label:<34} {seconds:7.2f} s  {count} decisions", flush=True)
+        for n in WORKERS:
+            env = env_for(data_dir, databases.fresh(f"workers{n}"), llm)
+            seconds, count = run_workers(n, env, data_dir, lists)
+            rows.append((f"celery, {n} worker process{'es' if n > 1 else ''}", seconds, count))
+            print(f"  {rows[-1][0]:<34} {seconds:7.2f} s  {count} decisions", flush=True)
     print()
     print(f"{'configuration':<34} {'seconds':>8} {'decisions':>10} {'per s':>7} {'vs 1 worker':>12}")
     one = next(s for label, s, _ in rows if label.startswith("celery, 1 "))

@@ -201,4 +201,4 @@ def _register_tasks(app: Celery, settings: Settings) -> None:
             state.count(queue, outcome)
             return outcome
 
-        app.task(name=name, **options)(run)
+        app.task(name=name, shared=False, **options)(run)  # this app only: its settings, not the first app's

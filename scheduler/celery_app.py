@@ -34,6 +34,7 @@ DEFAULT_VISIBILITY_TIMEOUT = 3600  # seconds: an LLM walk takes seconds to minut
 # Bounded retries of a task that failed on a lost database or broker connection: 1, 2, 4 ... 300 s.
 RETRY_MAX = 8
 RETRY_BACKOFF_MAX = 300
+PUBLISH_RETRY = {"max_retries": 15, "interval_start": 0, "interval_step": 1, "interval_max": 5}
 
 
 def make_celery(
@@ -63,6 +64,10 @@ def make_celery(
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep trying while running: Redis may come back
+        # Sending (a scheduled scan, a decide or notify task) while Redis is away: tried for about a
+        # minute (0, 1, 2 ... 5 s apart), then kombu's OperationalError reaches the caller.
+        task_publish_retry=True,
+        task_publish_retry_policy=PUBLISH_RETRY,
         broker_transport_options=transport_options(prefix, visibility_timeout, restore_every),
         task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         task_default_queue="notify",

@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -116,6 +117,22 @@ def replay_instrument(symbol: str, **changes: Any) -> Instrument:
             if series.instrument.symbol == symbol:
                 return series.instrument.model_copy(update=changes)
     raise KeyError(f"{symbol} is not in the replay catalog")
+
+
+@contextmanager
+def hermetic_env(directory: Path) -> Iterator[None]:
+    """No TRADEOPS_* variable (but the test database's) or ./.env steers the block: run in
+    ``directory``; the CLI's log handlers are put back afterwards."""
+    import os
+
+    import pytest
+
+    with restored_logging(), pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
+                patch.delenv(name)
+        patch.chdir(directory)
+        yield
 
 
 @contextmanager

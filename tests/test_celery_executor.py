@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -51,9 +51,9 @@ from storage.db import make_engine, sqlite_url
 from storage.signals import SignalStatus
 from storage.tables import ScanRun, SignalRow
 from storage.users import Role
-from tests.conftest import POSTGRES_URL, _postgres_schema_url
+from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.fake_llm import FakeLLM
-from tests.support import entry_orders, free_port, restored_logging
+from tests.support import entry_orders, free_port, hermetic_env
 from tests.test_telegram import ALLOWED, TOKEN, TRADER, FakeBotAPI
 from venues.clock import SimulatedClock
 from venues.metrics import Metrics, installed
@@ -62,6 +62,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 FIRE = datetime(2021, 7, 6, 6, tzinfo=UTC)  # the crypto watchlist's 06:00 scan: ETH/USDT is a BUY (see test_core)
 CRYPTO = DEFAULT_WATCHLISTS[0]
 WAIT = 90.0  # seconds: the bound of each wait on a worker (normally a few)
+T = TypeVar("T")
 CLI = [sys.executable, "-c", "from bot.cli import app; app(prog_name='tradeops')"]
 
 
@@ -94,25 +95,13 @@ def database(tmp_path: Path) -> Iterator[str]:
     if not POSTGRES_URL:
         yield sqlite_url(tmp_path / "shared.db")
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _postgres_schema_url(schema)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
 def hermetic(tmp_path: Path) -> Iterator[None]:
-    with restored_logging(), pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
-                patch.delenv(name)
-        patch.chdir(tmp_path)
+    with hermetic_env(tmp_path):
         yield
 
 
@@ -228,22 +217,18 @@ async def prepare(settings: Settings) -> None:
         assert reply.ok, reply.text
 
 
+def rows(settings: Settings, table: type[T]) -> list[T]:
+    """Every row of ``table`` in the database the workers use."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine) as session:
+            return list(session.exec(select(table)).all())
+    finally:
+        engine.dispose()
+
+
 def signals(settings: Settings) -> list[SignalRow]:
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with Session(engine) as session:
-            return list(session.exec(select(SignalRow)).all())
-    finally:
-        engine.dispose()
-
-
-def scan_runs(settings: Settings) -> int:
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with Session(engine) as session:
-            return len(session.exec(select(ScanRun)).all())
-    finally:
-        engine.dispose()
+    return rows(settings, SignalRow)
 
 
 def card_photos(api: FakeBotAPI) -> list[dict[str, str]]:
@@ -285,12 +270,12 @@ def test_a_scan_task_decides_its_candidates_in_decide_tasks_and_cards_arrive_onc
         assert pending.symbol == "ETH/USDT" and pending.watchlist == "crypto"
         assert f"a:{pending.id}" in cards[0]["reply_markup"] and "ETH/USDT" in cards[0]["caption"]
         assert counts(client, prefix) == {"scan:done": 1, "decide:done": 1, "notify:done": 1}, worker.tail()
-        assert scan_runs(settings) == 1
+        assert len(rows(settings, ScanRun)) == 1
 
         # The same scan delivered again: its done marker answers, nothing runs.
         send_scan(settings)
         wait_for(lambda: counts(client, prefix).get("scan:duplicate") == 1, worker)
-        assert scan_runs(settings) == 1
+        assert len(rows(settings, ScanRun)) == 1
 
         # A scan redone after its worker died before marking it done: the decision is found, not
         # made again; the card notice finds the card sent.
@@ -440,3 +425,33 @@ def registry_with(collector: Any) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(collector)
     return registry
+
+
+def test_a_task_on_a_lost_database_is_retried_with_backoff_a_bounded_number_of_times(
+    broker: tuple[redis.Redis, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run eagerly in this process (a retry runs at once instead of after its countdown): every
+    attempt finds the database away, is counted as retried, and the last one fails with the error."""
+    from sqlalchemy.exc import OperationalError
+
+    import bot.worker_tasks
+    from bot.worker import celery_app
+    from scheduler.celery_app import DECIDE_TASK, RETRY_BACKOFF_MAX, RETRY_MAX
+
+    client, prefix = broker
+    monkeypatch.setattr(bot.worker_tasks, "_process", None)  # this process's worker state: a fresh one
+    settings = load_settings(
+        data_dir=tmp_path / "var",
+        executor="celery",
+        redis_url=SecretStr(REDIS_URL),
+        celery_prefix=prefix,
+        market_data="replay",
+        database_url=SecretStr(f"postgresql://postgres@127.0.0.1:{free_port()}/test"),  # nothing listens
+    )
+    task = celery_app(settings).tasks[DECIDE_TASK]
+    assert task.retry_backoff is True and task.retry_backoff_max == RETRY_BACKOFF_MAX and task.max_retries == RETRY_MAX
+    request = DecideRequest("abcd2345", "crypto", "replay-crypto", "ETH/USDT", "1h", {}, FIRE.isoformat())
+    result = task.apply(args=(request.to_json(),))
+    assert result.failed() and isinstance(result.result, OperationalError)
+    assert counts(client, prefix) == {"decide:retried": RETRY_MAX + 1}
+    bot.worker_tasks.close_process()

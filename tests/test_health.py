@@ -38,7 +38,7 @@ from bot.logs import register_secret, setup_logging
 from bot.run import RunRefused, run_bot
 from bot.settings import Settings
 from bot.transport import StopRequest
-from tests.support import free_port, restored_logging
+from tests.support import free_port, hermetic_env, restored_logging
 from tests.test_run import Bot, RecordingTransport
 from venues.adapters.resilience import CircuitBreaker, RetryPolicy, Transient, VenueGuard
 from venues.clock import SimulatedClock
@@ -68,11 +68,7 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def hermetic(tmp_path: Path) -> Iterator[None]:
-    with restored_logging(), pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
-                patch.delenv(name)
-        patch.chdir(tmp_path)
+    with hermetic_env(tmp_path):
         yield
 
 

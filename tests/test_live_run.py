@@ -58,7 +58,7 @@ from storage.signals import SignalStatus, SignalStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, shipped_bars
 from tests.fake_ccxt import ASSETS, OKX_SPOT_LOT, FakeExchange
-from tests.support import entry_orders, local_http_server, restored_logging
+from tests.support import entry_orders, hermetic_env, local_http_server
 from tests.test_telegram import ALLOWED, STRANGER, TOKEN, TRADER, FakeBotAPI, card_messages
 from venues.clock import RealClock
 from venues.models import Liquidity, OrderStatus, Side
@@ -77,11 +77,7 @@ CLI = [sys.executable, "-c", "from bot.cli import app; app(prog_name='tradeops')
 @pytest.fixture
 def hermetic(tmp_path: Path) -> Iterator[None]:
     """No TRADEOPS_* variable or ./.env steers a test here; the CLI's log handlers are put back."""
-    with restored_logging(), pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
-                patch.delenv(name)
-        patch.chdir(tmp_path)
+    with hermetic_env(tmp_path):
         yield
 
 

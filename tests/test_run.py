@@ -28,7 +28,7 @@ from bot.settings import Settings
 from bot.transport import RequestStop, StopRequest
 from storage.signals import SignalStatus, SignalStore
 from storage.tables import SignalRow
-from tests.support import restored_logging
+from tests.support import hermetic_env
 from venues.clock import ScaledClock
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
@@ -148,11 +148,7 @@ class RecordingTransport:
 @pytest.fixture
 def hermetic(tmp_path: Path) -> Iterator[None]:
     """No TRADEOPS_* variable or ./.env steers a run here."""
-    with restored_logging(), pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
-                patch.delenv(name)
-        patch.chdir(tmp_path)
+    with hermetic_env(tmp_path):
         yield
 
 
