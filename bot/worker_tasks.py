@@ -135,8 +135,8 @@ class WorkerProcess:
 
             assert self.services is not None
             fanout = Fanout()
-            for transport in await _senders(self.settings, self.services):
-                self._stack.push_async_callback(_close_sender, transport)
+            for transport in await open_senders(self.settings, self.services):
+                self._stack.push_async_callback(close_sender, transport)
                 fanout.transports.append(transport)
             self.fanout = fanout
         return self.fanout
@@ -308,7 +308,7 @@ def _only(transports: Sequence[Transport]) -> Fanout:
     return some
 
 
-async def _senders(settings: Settings, services: Services) -> list[Transport]:
+async def open_senders(settings: Settings, services: Services) -> list[Transport]:
     """The configured transports, send-only: Telegram's Bot initialised (getMe), no polling;
     Discord logged in over REST, no gateway. One that cannot start is logged and left out."""
     from bot.run import transports_for
@@ -319,7 +319,7 @@ async def _senders(settings: Settings, services: Services) -> list[Transport]:
     opened: list[Transport] = []
     for transport in transports_for(settings, services):
         try:
-            await _open_sender(transport)
+            await open_sender(transport)
         except Exception as exc:
             log.error("transport %s cannot send: %s", transport.name, redact(str(exc)))
             continue
@@ -327,7 +327,7 @@ async def _senders(settings: Settings, services: Services) -> list[Transport]:
     return opened
 
 
-async def _open_sender(transport: Any) -> None:
+async def open_sender(transport: Any) -> None:
     if transport.name == "telegram":
         await transport.app.initialize()
     elif transport.name == "discord":
@@ -335,7 +335,7 @@ async def _open_sender(transport: Any) -> None:
         await transport.client.login(transport.token)
 
 
-async def _close_sender(transport: Any) -> None:
+async def close_sender(transport: Any) -> None:
     with contextlib.suppress(Exception):
         if transport.name == "telegram":
             await transport.app.shutdown()
