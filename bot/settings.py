@@ -18,7 +18,6 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent.llm.config import LLMConfig
-from scheduler.celery_app import DEFAULT_PREFIX, DEFAULT_VISIBILITY_TIMEOUT
 from venues.adapters.alpaca.config import AlpacaConfig
 from venues.paper_config import FillAt, PaperBrokerConfig
 
@@ -117,12 +116,12 @@ class Settings(BaseSettings):
         "that `tradeops worker` processes run",
     )
     celery_prefix: str = Field(
-        default=DEFAULT_PREFIX,
+        default="tradeops:",
         description="starts every Redis key of the Celery executor (queues, markers): deployments sharing "
         "one Redis use different prefixes",
     )
     celery_visibility_timeout: int = Field(
-        default=DEFAULT_VISIBILITY_TIMEOUT,
+        default=3600,  # an LLM walk takes seconds to minutes; a lost one waits this long
         ge=10,
         le=7 * 86400,
         description="seconds after which a task whose worker vanished (SIGKILL, machine lost) is delivered "

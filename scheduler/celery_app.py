@@ -29,17 +29,13 @@ SCAN_TASK = "tradeops.scan"
 DECIDE_TASK = "tradeops.decide"
 NOTIFY_TASK = "tradeops.notify"
 TASK_QUEUES = {SCAN_TASK: "scan", DECIDE_TASK: "decide", NOTIFY_TASK: "notify"}
-DEFAULT_PREFIX = "tradeops:"
-DEFAULT_VISIBILITY_TIMEOUT = 3600  # seconds: an LLM walk takes seconds to minutes; a lost one waits this long
 # Bounded retries of a task that failed on a lost database or broker connection: 1, 2, 4 ... 300 s.
 RETRY_MAX = 8
 RETRY_BACKOFF_MAX = 300
 PUBLISH_RETRY = {"max_retries": 15, "interval_start": 0, "interval_step": 1, "interval_max": 5}
 
 
-def make_celery(
-    broker_url: str, *, prefix: str = DEFAULT_PREFIX, visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
-) -> Celery:
+def make_celery(broker_url: str, *, prefix: str, visibility_timeout: int) -> Celery:
     """The app, on the Redis at ``broker_url``. ``prefix`` starts every Redis key the broker and the
     workers use (queues, unacknowledged messages, done markers): deployments (or test runs) on one
     Redis with different prefixes share nothing. ``visibility_timeout``: seconds, see the module
