@@ -10,9 +10,18 @@ close, TP1 at ``tp1_r`` R, further targets at +1 R and +2 R, the labels' time st
 probability as its confidence and the model id, the probability and the three features that moved
 the score most as its reasons. Below the threshold it holds, saying the probability.
 
+Shorts: a model trained with its short side (``TrainedModel.short``, on the mirrored labels) also
+scores a sell-to-open where the instrument may be sold short on this account (``Instrument.
+short_refusal()`` is None: the same test the risk gate applies). At or above the threshold it
+proposes a SHORT on the mirrored plan (stop ``stop_atr`` ATRs above, TP1 ``tp1_r`` R below, further
+targets below); when both sides clear it, the more probable side wins (a tie: the long). Where
+shorts are not allowed the short side is not scored, and the hold says why. The scan walks only the
+screen's candidates (long setups, ``tools.screen``), so a scheduled SHORT comes where the screen saw
+a long setup and the short model disagrees; an on-demand decision (``/signal``) walks any symbol.
+
 It abstains, with the reason, when the model cannot be loaded (none promoted, a file missing or
 corrupt: tools.model_registry's message), when the model was trained on another timeframe, or when
-the bars are too few for the base features. Long only: the labels are a long's outcome.
+the bars are too few for the base features.
 """
 
 from __future__ import annotations
@@ -65,6 +74,10 @@ class MLPolicy:
             self._model = self._load_model()
         return self._model
 
+    def reload(self) -> None:
+        """Load the model again at the next decision (another one was promoted)."""
+        self._model = None
+
     async def decide(self, facts: DecisionInput) -> Signal:
         if facts.position_qty != 0:
             return self._signal(
@@ -84,34 +97,46 @@ class MLPolicy:
         venue = self.deps.venue(facts.venue)
         instrument = await venue.instrument(facts.symbol)
         bars = await venue.bars(facts.symbol, facts.timeframe, limit=self.lookback_bars)
-        scored = await asyncio.to_thread(score_last_bar, model, bars, facts.timeframe, instrument.calendar)
+        refusal = instrument.short_refusal() if model.short is not None else None
+        short = model.short if refusal is None else None
+        scored = await asyncio.to_thread(score_sides, model, short, bars, facts.timeframe, instrument.calendar)
         if isinstance(scored, str):
             return self._signal(facts, Action.ABSTAIN, scored)
-        probability, atr, contributions = scored
         threshold = float(model.card["threshold"])
-        said = f"model {model.id}: P(TP1 before the stop, net of costs) = {probability:.2f}"
+        said = [f"model {model.id}: P(TP1 before the stop, net of costs) = {scored['long'][0]:.2f} long"]
+        if "short" in scored:
+            said.append(f"{scored['short'][0]:.2f} short")
+        elif refusal is not None:
+            said.append(f"short side not scored ({refusal})")
+        best = max(scored, key=lambda side: (scored[side][0], side == "long"))
+        probability, atr, contributions = scored[best]
         if probability < threshold:
-            return self._signal(facts, Action.HOLD, f"{said}, below the threshold {threshold:.2f}")
+            return self._signal(facts, Action.HOLD, f"{', '.join(said)}; below the threshold {threshold:.2f}")
         labels = model.card.get("labels", {})
         stop_atr, tp1_r = float(labels.get("stop_atr", 2.0)), float(labels.get("tp1_r", 1.5))
         horizon = int(labels.get("horizon_bars", 48))
+        long = best == "long"
+        sign = Decimal(1) if long else Decimal(-1)
         tick = facts.tick_size
         entry = round_to_tick(Decimal(repr(facts.last_price)), tick)
-        stop = round_to_tick(Decimal(repr(facts.last_price - stop_atr * atr)), tick, up=False)
-        if not 0 < stop < entry:
-            return self._signal(facts, Action.HOLD, f"{said}, but no valid stop below {entry} (ATR {atr:.4g})")
-        risk = entry - stop
+        stop = round_to_tick(entry - sign * Decimal(repr(stop_atr * atr)), tick, up=not long)
+        where = "below" if long else "above"
+        if not (0 < stop < entry if long else stop > entry):
+            return self._signal(facts, Action.HOLD, f"{', '.join(said)}; but no valid stop {where} {entry}")
+        risk = abs(entry - stop)
         targets = tuple(
-            round_to_tick(entry + risk * Decimal(repr(r)), tick, up=True)
+            round_to_tick(entry + sign * risk * Decimal(repr(r)), tick, up=long)
             for r in (tp1_r, *(tp1_r + extra for extra in EXTRA_TARGETS_R))
         )
+        if not long and not targets[-1] > 0:
+            return self._signal(facts, Action.HOLD, f"{', '.join(said)}; but the short's targets fall below zero")
         top = ", ".join(f"{name} {value:+.2f}" for name, value in contributions)
         return self._signal(
             facts,
-            Action.BUY,
-            f"{said}, at or above the threshold {threshold:.2f}",
-            f"top feature contributions (log-odds): {top}",
-            f"stop {stop_atr:g}x ATR(14) {atr:.4g} below the entry; TP1 at {tp1_r:g}R",
+            Action.BUY if long else Action.SHORT,
+            f"{', '.join(said)}; the {best} side is at or above the threshold {threshold:.2f}",
+            f"top feature contributions to the {best} score (log-odds): {top}",
+            f"stop {stop_atr:g}x ATR(14) {atr:.4g} {where} the entry; TP1 at {tp1_r:g}R",
             entry=entry,
             stop=stop,
             take_profits=targets,
@@ -120,18 +145,26 @@ class MLPolicy:
         )
 
 
-def score_last_bar(
-    model: TrainedModel, bars: pd.DataFrame, timeframe: str, calendar: str
-) -> tuple[float, float, list[tuple[str, float]]] | str:
-    """(calibrated probability, ATR(14) of the last bar, top 3 feature contributions in log-odds)
-    of the last bar of ``bars``, or why there is no score."""
+Score = tuple[float, float, list[tuple[str, float]]]  # probability, ATR(14), top contributions
+
+
+def score_sides(
+    model: TrainedModel, short: TrainedModel | None, bars: pd.DataFrame, timeframe: str, calendar: str
+) -> dict[str, Score] | str:
+    """The last bar of ``bars`` scored by ``model`` (key "long") and, when given, by the short
+    side's model ("short"), on one build of the features; or why there is no score."""
     higher = sorted({name.rsplit("_", 1)[1] for name in model.features if name.startswith("htf_")})
     features = build_features(bars, timeframe, higher=higher, calendar=calendar)
     if features.empty or features[list(BASE_FEATURES)].iloc[-1].isna().any():
         return f"too little history: {len(bars)} {timeframe} bars do not warm up the model's features"
     last = features.iloc[[-1]]
-    probability = float(model.predict_proba(last)[0])
     atr = float(last["atr_pct"].iloc[0] * bars["close"].iloc[-1])
-    if not math.isfinite(probability) or not atr > 0:
-        return f"no score: probability {probability}, ATR {atr}"
-    return probability, atr, model.top_contributions(last)
+    out: dict[str, Score] = {}
+    for side, scorer in (("long", model), ("short", short)):
+        if scorer is None:
+            continue
+        probability = float(scorer.predict_proba(last)[0])
+        if not math.isfinite(probability) or not atr > 0:
+            return f"no score: probability {probability}, ATR {atr}"
+        out[side] = probability, atr, scorer.top_contributions(last)
+    return out

@@ -80,6 +80,22 @@ def series() -> list[tuple[str, str, str, str]]:
     return out
 
 
+def rules_spec(
+    venue: str, symbol: str, timeframe: str, window: tuple[datetime, datetime], capital: Decimal
+) -> BacktestSpec:
+    """One series' backtest with the rule policy, the medium profile and all costs."""
+    return BacktestSpec(
+        venue=venue,
+        symbols=(symbol,),
+        timeframe=timeframe,
+        start=window[0],
+        end=window[1],
+        policy="rules",
+        capital=capital,
+        profile="medium",
+    )
+
+
 def window(symbol: str, timeframe: str, full: bool) -> tuple[datetime, datetime]:
     if timeframe == "1d":
         return DAILY
@@ -156,16 +172,7 @@ async def main(full: bool, folds: int) -> None:
         for venue, symbol, timeframe, currency in series():
             start, end = window(symbol, timeframe, full)
             capital = CAPITAL.get(currency, DEFAULT_CAPITAL)
-            spec = BacktestSpec(
-                venue=venue,
-                symbols=(symbol,),
-                timeframe=timeframe,
-                start=start,
-                end=end,
-                policy="rules",
-                capital=capital,
-                profile="medium",
-            )
+            spec = rules_spec(venue, symbol, timeframe, (start, end), capital)
             t0 = time.perf_counter()
             doc = await walk_forward_backtest(settings, spec, folds, purge=PURGE, embargo=EMBARGO)
             rows.append(Row(f"{symbol} {timeframe}", doc, capital, time.perf_counter() - t0))

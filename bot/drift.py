@@ -2,7 +2,8 @@
 calibrated probability on the latest ``TRADEOPS_DRIFT_BARS`` bars of each symbol it was trained on,
 read from the venue that lists the symbol (the clock's now: point in time), against the training
 window stored in its card. ``tradeops run`` runs it once a day at ``TRADEOPS_DRIFT_TIME`` and tells
-the chats (a notice) when a threshold is exceeded. Retraining and promotion stay manual.
+the chats (a notice) when a threshold is exceeded. With TRADEOPS_DRIFT_RETRAIN=on a drift
+notice is followed by a retrain (bot/retrain.py).
 """
 
 from __future__ import annotations

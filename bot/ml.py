@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,6 +24,7 @@ from storage.db import make_engine
 from tools.labels import BarrierPlan, RoundTripCosts
 from tools.ml import SymbolData, TrainConfig, TrainedModel, make_dataset, train
 from tools.model_registry import ModelRegistry
+from tools.search import SearchConfig
 from venues.clock import Clock, SimulatedClock
 from venues.lake import LAKE_VENUE
 from venues.models import Instrument
@@ -169,9 +170,13 @@ def train_model(
     clock: Clock,
     window: tuple[datetime, datetime],
     on_progress: Any = None,
+    search: SearchConfig | None = None,
+    annotate: Callable[[TrainedModel], None] | None = None,
 ) -> tuple[TrainedModel, Path]:
-    """Features, labels (costs at the venue's fees and the paper broker's slippage), walk-forward
-    validation, the final model, and its directory in the data dir's model registry."""
+    """Features, labels (costs at the venue's fees and the paper broker's slippage), the optional
+    parameter search (tools/search.py), walk-forward validation, the final model, and its
+    directory in the data dir's model registry. ``annotate`` may add to the card before it is
+    stored (the retrain's comparison)."""
     plan = BarrierPlan()
     datasets = [
         make_dataset(
@@ -181,9 +186,18 @@ def train_model(
             plan=plan,
             costs=RoundTripCosts(s.instrument, settings.paper_slippage_bps, LABEL_NOTIONAL),
             calendar=s.calendar,
+            sides=config.sides,
         )
         for s in series
     ]
+    summary = None
+    if search is not None:
+        from tools.search import search as run_search
+
+        try:
+            config, summary = run_search(datasets, config, plan, search, on_progress=on_progress)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
     created = clock.now()
     reg = registry(settings)
     base_id = model_id(config.model, timeframe, created, series, datasets, config)
@@ -205,10 +219,14 @@ def train_model(
             "fees": "each venue's fee schedule at the entry's date (venues.costs.round_trip_cost)",
         },
     }
+    if summary is not None:
+        card["search"] = summary
     try:
         model = train(datasets, config, plan, card=card, on_progress=on_progress)
     except ValueError as exc:
         raise TrainError(str(exc)) from None
+    if annotate is not None:
+        annotate(model)
     return model, reg.save(model)
 
 
@@ -226,18 +244,43 @@ def _pct(value: Any) -> str:
 
 def card_text(card: dict[str, Any], *, promoted: bool = False) -> str:
     """A model card for a terminal: what it was trained on, each fold, the pooled out-of-sample
-    figures and the reliability table."""
-    validation = card.get("validation", {})
+    figures and the reliability table (the short side's too), the search and the retrain."""
+    sides = card.get("sides", ["long"])
     lines = [
         f"model {card['id']}{' (promoted)' if promoted else ''}: {card.get('kind')} on "
         f"{', '.join(card.get('symbols', []))} {card.get('timeframe')} ({', '.join(card.get('venue', []))}), "
-        f"threshold {card.get('threshold')}, code {card.get('code_version')}, created {card.get('created_at')}",
+        f"sides {' and '.join(sides)}, threshold {card.get('threshold')}, code {card.get('code_version')}, "
+        f"created {card.get('created_at')}",
     ]
     for s in card.get("series", []):
+        short = f", short up {_pct(s['short_up_rate'])}" if "short_up_rate" in s else ""
         lines.append(
             f"  data {s['symbol']}: {s['bars']} bars {s['first']} -> {s['last']}, {s['labelled']} labelled, "
-            f"up {_pct(s['up_rate'])}"
+            f"up {_pct(s['up_rate'])}{short}"
         )
+    search = card.get("search")
+    if search:
+        best = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in search["best_params"].items()
+        )
+        lines.append(
+            f"  search: {search['trials_done']} trials (at most {search['max_trials']} and "
+            f"{search['timeout_seconds']:g} s; stopped by {search['stopped_by']}), seed {search['seed']}, "
+            f"best inner log loss {_f(search['best_value'])}: {best}"
+        )
+    lines += _validation_lines(card.get("validation", {}), "long" if "short" in card else "")
+    if "short" in card:
+        lines += _validation_lines(card["short"].get("validation", {}), "short")
+    retrain = card.get("retrain")
+    if retrain:
+        lines.append(f"  retrain: {retrain['verdict']}")
+    return "\n".join(lines)
+
+
+def _validation_lines(validation: dict[str, Any], side: str) -> list[str]:
+    lines = []
+    if side:
+        lines.append(f"  {side} side:")
     lines.append(
         f"  walk-forward: {validation.get('folds')} folds, purge {validation.get('purge_bars')} bars, "
         f"embargo {validation.get('embargo_bars')} bars; calibrated figures use earlier folds only"
@@ -263,7 +306,7 @@ def card_text(card: dict[str, Any], *, promoted: bool = False) -> str:
             f"    {r['bin']}: {_pct(r['mean_predicted'])} -> {_pct(r['observed_up_rate'])} ({r['count']})"
             for r in table
         ]
-    return "\n".join(lines)
+    return lines
 
 
 def list_text(reg: ModelRegistry) -> str:

@@ -72,6 +72,15 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
         threshold: Annotated[float, typer.Option(help="Calibrated probability at which the model signals.")] = 0.55,
         trees: Annotated[int, typer.Option(help="Boosting rounds per model.", min=1, max=5000)] = 200,
         seed: Annotated[int, typer.Option(help="Random seed: the same seed and data give the same model.")] = 7,
+        short: Annotated[
+            bool, typer.Option("--short", help="Also train the short side (mirrored labels) for sell-to-open.")
+        ] = False,
+        search: Annotated[
+            int, typer.Option(help="Optuna trials tuning the trees on the first training window (0: none).", min=0)
+        ] = 0,
+        search_timeout: Annotated[
+            float, typer.Option(help="Seconds the search may take at most (it stops starting trials).")
+        ] = 600.0,
         as_json: JsonOption = False,
         data_dir: DataDirOption = None,
     ) -> None:
@@ -84,6 +93,7 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
         from bot.ml import TrainError, card_text, load_series, train_model
         from tools.ml import TrainConfig
         from tools.model_registry import RegistryError
+        from tools.search import SearchConfig
         from venues.clock import RealClock
 
         settings = load_settings(data_dir, quiet=True)
@@ -91,7 +101,15 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
         try:
             start = parse_moment(from_, option="--from", end=False)
             end = parse_moment(to, option="--to", end=True)
-            config = TrainConfig(model=model.strip(), folds=folds, threshold=threshold, n_estimators=trees, seed=seed)
+            config = TrainConfig(
+                model=model.strip(),
+                folds=folds,
+                threshold=threshold,
+                n_estimators=trees,
+                seed=seed,
+                sides=("long", "short") if short else ("long",),
+            )
+            bounds = SearchConfig(search, search_timeout) if search else None
             wanted = [s.strip() for s in symbols.split(",") if s.strip()]
             series = load_series(settings, venue.strip(), wanted, timeframe.strip(), start, end)
             with _progress(console) as on_progress:
@@ -103,6 +121,7 @@ def register(app: typer.Typer, load_settings: SettingsLoader) -> None:
                     clock=RealClock(),
                     window=(start, end),
                     on_progress=on_progress,
+                    search=bounds,
                 )
         except (CommandError, TrainError, RegistryError, ValueError) as exc:
             raise _fail(exc) from None

@@ -37,10 +37,10 @@ from typing import Any
 from apscheduler.triggers.base import BaseTrigger
 
 from agent.runner import DecideResult
-from bot.drift import daily_drift
 from bot.health import HealthServerError, serving_health, transport_problems
 from bot.logs import redact, register_secret
 from bot.render import decision_text, signal_outcome
+from bot.retrain import drift_notices
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
 from bot.summary import Summary, daily_summary, due_chats, summary_times
@@ -460,11 +460,11 @@ def _summary_job(services: Services, fanout: Fanout) -> ScanJob:
 
 
 def _drift_job(services: Services, fanout: Fanout) -> ScanJob:
-    """The promoted model's drift check once a day (bot/drift.py); a notice when it drifted."""
+    """The promoted model's drift check once a day (bot/drift.py); a notice when it drifted, and
+    the retrain's outcome when TRADEOPS_DRIFT_RETRAIN is on (bot/retrain.py)."""
 
     async def check(tick: ScanTick) -> None:
-        notice = await daily_drift(services)
-        if notice is not None:
+        for notice in await drift_notices(services):
             await fanout.push_event(notice, kind="notice")
             log.info("drift notice pushed")
 

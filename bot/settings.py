@@ -39,6 +39,10 @@ CCXT_UNFUNDED_HINT = (
     "(a CURRENCY=AMOUNT list)"
 )
 PAPER_UNFUNDED_HINT = "set its starting cash (TRADEOPS_PAPER_CASH_CNY, _USD or _USDT)"
+# The scheduler's leader lock: renewed every third of it; below 3 s a GC pause or a slow Redis
+# answer costs the leadership, above 5 min a dead leader's scans wait too long.
+LEADER_LEASE_DEFAULT = 15.0
+LEADER_LEASE_RANGE = (3.0, 300.0)
 
 
 def parse_cash_list(text: str, what: str = "TRADEOPS_PAPER_CASH_CCXT") -> dict[str, Decimal]:
@@ -126,6 +130,11 @@ class Settings(BaseSettings):
         le=7 * 86400,
         description="seconds after which a task whose worker vanished (SIGKILL, machine lost) is delivered "
         "again; longer than the longest task (an LLM walk)",
+    )
+    leader_lease: float = Field(
+        default=LEADER_LEASE_DEFAULT,
+        description="seconds the scheduler's leader lock (in Redis) lives unrenewed, 3 to 300: when the leader dies "
+        "another `tradeops run` takes over within about this",
     )
 
     market_data: Literal["auto", "replay", "live"] = Field(
@@ -215,6 +224,11 @@ class Settings(BaseSettings):
         default=500, ge=50, le=3000, description="the latest bars the daily drift check compares with training"
     )
     drift_time: str = Field(default="07:00", description="local time HH:MM of the daily drift check (24-hour)")
+    drift_retrain: bool = Field(
+        default=False,
+        description="on: when the daily drift check flags drift, retrain the promoted model over the latest "
+        "window and promote the new one only if it beats it on the newest fold (off or on)",
+    )
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TRADEOPS_LLM_BASE_URL", "OPENAI_BASE_URL")
     )
@@ -313,6 +327,18 @@ class Settings(BaseSettings):
     @classmethod
     def _hhmm(cls, value: str) -> str:
         return parse_hhmm(value, "TRADEOPS_SUMMARY_TIME").strftime("%H:%M")
+
+    @field_validator("drift_retrain", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("on", "true", "1", "yes"):
+                return True
+            if word in ("off", "false", "0", "no", ""):
+                return False
+            raise ValueError(f"TRADEOPS_DRIFT_RETRAIN must be off or on, got {value[:32]!r}")
+        return value
 
     @field_validator("drift_time")
     @classmethod
@@ -511,6 +537,24 @@ class Settings(BaseSettings):
     def redis_url_text(self) -> str | None:
         """The Redis URL as set (it may hold a password: never for a log or a chat), or None."""
         return self.redis_url.get_secret_value() if self.redis_url is not None else None
+
+    @field_validator("leader_lease", mode="before")
+    @classmethod
+    def _leader_lease(cls, value: object) -> object:
+        low, high = LEADER_LEASE_RANGE
+        what = (
+            f"TRADEOPS_LEADER_LEASE must be a number of seconds from {low:g} to {high:g} "
+            f"(default {LEADER_LEASE_DEFAULT:g})"
+        )
+        if isinstance(value, str) and not value.strip():
+            return LEADER_LEASE_DEFAULT  # `NAME=`, as .env.example writes a setting left at its default
+        try:
+            seconds = float(str(value).strip()) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}, got {str(value)[:40]!r}") from None
+        if not low <= seconds <= high:  # NaN fails too
+            raise ValueError(f"{what}, got {str(value)[:40]!r}")
+        return seconds
 
     @field_validator("redis_url", mode="after")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,12 +27,14 @@ from venues.clock import Clock, ensure_utc
 
 __all__ = [
     "SCAN_EXECUTOR",
+    "Claim",
     "FastForwardDriver",
     "FireRecord",
     "ScanFunc",
     "ScanJob",
     "ScanTick",
     "build_scheduler",
+    "check_unique_jobs",
     "make_tick",
     "misfire_grace",
 ]
@@ -170,7 +172,7 @@ def build_scheduler(jobs: Sequence[ScanJob], *, timezone: str = "UTC") -> AsyncI
       ``EVENT_JOB_ERROR`` with the exception, and the job keeps its schedule.
     * A trigger returning None (e.g. past the calendar's horizon) removes the job.
     """
-    _check_unique(jobs)
+    check_unique_jobs(jobs)
     scheduler = AsyncIOScheduler(
         timezone=timezone,
         executors={"default": AsyncIOExecutor(), SCAN_EXECUTOR: ScanExecutor()},
@@ -192,7 +194,8 @@ def build_scheduler(jobs: Sequence[ScanJob], *, timezone: str = "UTC") -> AsyncI
     return scheduler
 
 
-def _check_unique(jobs: Sequence[ScanJob]) -> None:
+def check_unique_jobs(jobs: Sequence[ScanJob]) -> None:
+    """ValueError when two jobs share an id (the id keys their schedule and their fire log)."""
     seen: set[str] = set()
     for job in jobs:
         if job.id in seen:
@@ -220,13 +223,18 @@ class FireRecord:
     """Earlier overdue fire times folded into this run (empty normally)."""
     missed: bool = False
     """True when the run was later than the job's misfire grace and so did not run."""
+    unclaimed: bool = False
+    """True when the driver's ``claim`` hook refused the fire (another process fired it, or this
+    one no longer leads), so it did not run here."""
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.missed
+        return self.error is None and not self.missed and not self.unclaimed
 
 
 OnFire = Callable[[FireRecord], Any]
+Claim = Callable[[ScanJob, datetime], Awaitable[bool]]
+"""``await claim(job, fire_time)`` just before a fire runs: True to run it, False to leave it."""
 
 
 class FastForwardDriver:
@@ -245,13 +253,31 @@ class FastForwardDriver:
     A job that raises is logged with its id and recorded in its :class:`FireRecord`; the run goes on.
     """
 
-    def __init__(self, clock: Clock, jobs: Sequence[ScanJob], *, since: datetime | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        jobs: Sequence[ScanJob],
+        *,
+        since: datetime | None = None,
+        resume_after: Mapping[str, datetime] | None = None,
+        claim: Claim | None = None,
+    ) -> None:
         """``since``: the moment the first fire times are counted from (default: the clock's now at
         the first look). A run that took a while to start passes its start, so a fire that came
-        due meanwhile runs late (within its grace) instead of being skipped."""
-        _check_unique(jobs)
+        due meanwhile runs late (within its grace) instead of being skipped.
+
+        ``resume_after``: {job id: a fire time}; that job's first fire is the first one strictly
+        after it, even when that is already past (it then runs late, coalesced, or is missed, as
+        any late fire): a new scheduler leader resumes each job after its last recorded fire.
+
+        ``claim``: awaited just before each fire runs (after the misfire check); a fire it refuses
+        is recorded ``unclaimed`` and not run. The leader's claim records the fire in the fire log,
+        so one process runs it."""
+        check_unique_jobs(jobs)
         self._clock = clock
         self._since = None if since is None else ensure_utc(since)
+        self._resume_after = {job_id: ensure_utc(moment) for job_id, moment in (resume_after or {}).items()}
+        self._claim = claim
         self._jobs = list(jobs)
         self._next: dict[str, datetime | None] = {}  # as APScheduler's next_run_time; None: finished
         self.records: list[FireRecord] = []
@@ -267,7 +293,9 @@ class FastForwardDriver:
 
     def _next_time(self, job: ScanJob) -> datetime | None:
         if job.id not in self._next:  # first look: computed from the clock, as APScheduler's start()
-            self._set_next(job, job.trigger.get_next_fire_time(None, self._since or self._clock.now()))
+            previous = self._resume_after.get(job.id)
+            now = self._clock.now() if previous is not None else self._since or self._clock.now()
+            self._set_next(job, job.trigger.get_next_fire_time(previous, now))
         return self._next[job.id]
 
     def _set_next(self, job: ScanJob, moment: datetime | None) -> None:
@@ -333,6 +361,8 @@ class FastForwardDriver:
         if lateness > misfire_grace(job):
             logger.warning("scan job %s: run for %s missed by %s; skipped", job.id, fire_time.isoformat(), lateness)
             record = replace(record, missed=True)
+        elif not await self._claimed(job, fire_time):
+            record = replace(record, unclaimed=True)
         else:
             try:
                 result = await job.func(tick)
@@ -343,6 +373,16 @@ class FastForwardDriver:
                 record = replace(record, result=result)
         self.records.append(record)
         return record
+
+    async def _claimed(self, job: ScanJob, fire_time: datetime) -> bool:
+        if self._claim is None:
+            return True
+        try:
+            return await self._claim(job, fire_time)
+        except Exception:
+            # Not knowing whether another process fired it, this one must not: a second run is worse.
+            logger.exception("scan job %s: the fire at %s could not be claimed; not run", job.id, fire_time.isoformat())
+            return False
 
     async def run_until(self, end: datetime, *, on_fire: OnFire | None = None) -> list[FireRecord]:
         """Run every fire up to and including ``end``; returns this call's records.

@@ -348,3 +348,17 @@ class ChatNotify(SQLModel, table=True):
     summary_time: str | None = Field(default=None, max_length=5)  # "HH:MM" local; None = TRADEOPS_SUMMARY_TIME
     summary_sent_on: str | None = Field(default=None, max_length=10)  # local ISO date of the last summary sent
     updated_at: datetime = _ts()
+
+
+class ScanFire(SQLModel, table=True):
+    """One fire of a scheduled job (a watchlist's scan, the daily summary): the unique (job id,
+    scheduled fire time) is what lets exactly one of several `tradeops run` processes fire it."""
+
+    __tablename__ = "scan_fires"
+    __table_args__ = (UniqueConstraint("job_id", "fire_time"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=100)  # ScanJob.id: a watchlist name, "daily:summary"
+    fire_time: datetime = _ts()  # the trigger's scheduled time (the latest one when coalesced)
+    fired_at: datetime = _ts()  # the clock when the fire was claimed (later than fire_time when late)
+    fired_by: str = Field(max_length=200)  # "host:pid" of the process that fired it

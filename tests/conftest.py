@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +16,12 @@ from sqlalchemy import Engine
 
 from storage.db import make_engine, normalize_url, sqlite_url
 from storage.migrate import upgrade
+from tests.support import CALLERS, SIGNAL_AT, STEERING, restored_logging
+from venues.clock import SimulatedClock
+
+if TYPE_CHECKING:
+    from bot.core import CommandCore
+    from bot.services import Services
 
 POSTGRES_URL = os.environ.get("TRADEOPS_TEST_POSTGRES_URL", "")
 
@@ -72,6 +79,66 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def hermetic(tmp_path: Path) -> Iterator[None]:
+    """No TRADEOPS_*, OPENAI_* or APCA_* variable of this machine, and no ./.env (the test runs in its
+    tmp_path), steers the settings a test loads; the root logger's handlers (the CLI replaces them)
+    are put back afterwards. TRADEOPS_TEST_POSTGRES_URL stays: it picks the tests' own database.
+    Use it with ``pytestmark = pytest.mark.usefixtures("hermetic")``."""
+    with restored_logging(), pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(STEERING) and name != "TRADEOPS_TEST_POSTGRES_URL":
+                patch.delenv(name)
+        patch.chdir(tmp_path)
+        yield
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    """The command core's tests' moment, SIGNAL_AT (a module that needs another defines its own)."""
+    return SimulatedClock(SIGNAL_AT)
+
+
+@pytest.fixture
+async def bare_services(hermetic: None, tmp_path: Path, clock: SimulatedClock) -> AsyncIterator[Services]:
+    """The application on a fresh data dir (tmp_path/data, SQLite) at ``clock``, hermetic, with the
+    default watchlists and no users (a test grants the ones it needs)."""
+    from bot.services import open_services, seed_watchlists
+    from bot.settings import load_settings
+
+    async with open_services(load_settings(data_dir=tmp_path / "data"), clock=clock) as opened:
+        seed_watchlists(opened)
+        yield opened
+
+
+@pytest.fixture
+def services(bare_services: Services, clock: SimulatedClock) -> Services:
+    """:func:`bare_services` with CALLERS granted their roles."""
+    for role, caller in CALLERS.items():
+        bare_services.users.grant(caller.platform, caller.user_id, role, at=clock.now(), display_name=caller.name)
+    return bare_services
+
+
+@pytest.fixture
+def discord_globals() -> Iterator[None]:
+    """discord.py's API and gateway URLs put back after the test (a transport's start sets them
+    process-wide)."""
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+
+    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    yield
+    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture
+def core(services: Services) -> CommandCore:
+    """The command core over ``services``."""
+    from bot.core import CommandCore
+
+    return CommandCore(services)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

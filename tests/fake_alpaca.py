@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from aiohttp import web
@@ -41,8 +41,29 @@ from venues.options import is_occ_symbol
 from venues.replay.catalog import DATA_DIR
 from venues.replay.loader import load_bar_file
 
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
 FIXTURES = Path(__file__).parent / "fixtures" / "alpaca"
 KEY_ID, SECRET = "PKTEST0FAKE0KEY", "fake-secret-not-a-real-one"
+
+
+def alpaca_settings(fake: FakeAlpaca, data_dir: Path, **more: Any) -> Settings:
+    """Settings whose alpaca venue is ``fake`` (its keys, both of its URLs, a rate limit no test
+    waits on), the data in ``data_dir``, and ``more``."""
+    from bot.settings import load_settings
+
+    return load_settings(
+        data_dir=data_dir,
+        alpaca_api_key=KEY_ID,
+        alpaca_secret_key=SECRET,
+        alpaca_trading_url=fake.url,
+        alpaca_data_url=fake.url,
+        alpaca_rate_per_second=100.0,
+        **more,
+    )
+
+
 _RECORDED_TRADING = json.loads((FIXTURES / "alpaca_trading_api_responses.json").read_text())
 _RECORDED_DATA = json.loads((FIXTURES / "alpaca_market_data_responses.json").read_text())
 NY = "America/New_York"

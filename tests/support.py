@@ -3,22 +3,38 @@ it can compute by hand: a market serving a few hand-written bars under a simulat
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from storage.tables import OrderRow
+from bot.command_types import Caller
+from storage.roles import Role
+from storage.tables import Approval, OrderRow, TradePlan
 from venues.errors import UnknownSymbolError
 from venues.models import Instrument, Quote
 from venues.timeframes import BAR_COLUMNS, parse_timeframe, resample
+
+# The first moment of the shipped data at which ETH/USDT proposes a BUY that passes the risk gate
+# (the demo's first signal): its approval window runs to 06:15:05, so it stays pending here.
+SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
+
+# The command core's callers (the conftest ``services`` fixture grants them their roles).
+VIEWER = Caller("telegram", 1001, "vera")
+TRADER = Caller("telegram", 1002, "tom")
+ADMIN = Caller("discord", 1003, "ada")
+STRANGER = Caller("telegram", 4242, "eve")
+CALLERS = {Role.VIEWER: VIEWER, Role.TRADER: TRADER, Role.ADMIN: ADMIN}
 
 
 def bars_frame(rows: Sequence[tuple[str, float, float, float, float, float]], timeframe: str) -> pd.DataFrame:
@@ -45,6 +61,60 @@ async def local_http_server(app: Any) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+STEERING = ("TRADEOPS_", "OPENAI_", "APCA_")  # the prefixes of the variables the settings read
+CHILD_TIMEOUT = 60  # seconds a test waits for a child process's next line or its end
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child process, without a TRADEOPS_* or OPENAI_* variable
+    that could steer it, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(STEERING)}
+    env.update(extra)
+    return env
+
+
+async def release_together(children: Sequence[asyncio.subprocess.Process]) -> None:
+    """Wait until every child has printed "ready" (wired and waiting), then write "go" to them all,
+    so that what they do next races, not their start-ups."""
+    for child in children:
+        assert child.stdout is not None
+        ready = await asyncio.wait_for(child.stdout.readline(), CHILD_TIMEOUT)
+        assert ready.strip() == b"ready", ready
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+    await asyncio.gather(*(c.stdin.drain() for c in children if c.stdin is not None))
+
+
+async def wait_for_go() -> None:
+    """The child's side of :func:`release_together`."""
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+
+
+async def child_answer(process: asyncio.subprocess.Process, *, allowed: Sequence[int] = (0,)) -> tuple[int, Any]:
+    """Wait for a child: (its exit status, the JSON of the last line it printed, or {} when it
+    exited otherwise than with 0). An exit status outside ``allowed``, or a 0 without a line, fails
+    with the end of its stderr."""
+    out, err = await asyncio.wait_for(process.communicate(), CHILD_TIMEOUT)
+    lines = out.decode().strip().splitlines()
+    assert process.returncode is not None
+    if process.returncode not in allowed or (process.returncode == 0 and not lines):
+        raise AssertionError(f"child failed ({process.returncode}):\n{err.decode()[-3000:]}")
+    return process.returncode, json.loads(lines[-1]) if lines and process.returncode == 0 else {}
+
+
+class Sleeps:
+    """A stand-in for ``asyncio.sleep`` (a guard's or a client's): records each wait in ``waits``
+    and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, for a server that must be told its port before it starts."""
     with socket.socket() as probe:
@@ -57,6 +127,18 @@ def entry_orders(engine: Engine, signal_id: str) -> list[OrderRow]:
     with Session(engine) as session:
         query = select(OrderRow).where(OrderRow.signal_id == signal_id, col(OrderRow.parent).is_(None))
         return list(session.exec(query).all())
+
+
+def plan_rows(engine: Engine, signal_id: str) -> list[TradePlan]:
+    """Every trade plan stored for a signal (there should be one at most)."""
+    with Session(engine) as session:
+        return list(session.exec(select(TradePlan).where(TradePlan.signal_id == signal_id)).all())
+
+
+def approval_rows(engine: Engine, signal_id: str) -> list[Approval]:
+    """Every approval row stored for a signal (the first answer's, and only it)."""
+    with Session(engine) as session:
+        return list(session.exec(select(Approval).where(Approval.signal_id == signal_id)).all())
 
 
 class FrameMarket:
@@ -117,22 +199,6 @@ def replay_instrument(symbol: str, **changes: Any) -> Instrument:
             if series.instrument.symbol == symbol:
                 return series.instrument.model_copy(update=changes)
     raise KeyError(f"{symbol} is not in the replay catalog")
-
-
-@contextmanager
-def hermetic_env(directory: Path) -> Iterator[None]:
-    """No TRADEOPS_* variable (but the test database's) or ./.env steers the block: run in
-    ``directory``; the CLI's log handlers are put back afterwards."""
-    import os
-
-    import pytest
-
-    with restored_logging(), pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("TRADEOPS_") and name != "TRADEOPS_TEST_POSTGRES_URL":
-                patch.delenv(name)
-        patch.chdir(directory)
-        yield
 
 
 @contextmanager

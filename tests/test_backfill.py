@@ -27,15 +27,9 @@ from venues.clock import SimulatedClock
 from venues.errors import UnknownSymbolError, VenueError
 from venues.timeframes import BAR_COLUMNS, parse_timeframe
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

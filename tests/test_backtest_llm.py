@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +36,8 @@ from scheduler.backtest.report import report_html
 from storage.llm import LLMCache
 from tests.support import restored_logging
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 BASE = "https://llm.backtest.example/v1"
 KEY = "sk-test-backtest-0123456789abcdef"
 MODEL = "gpt-4o-mini"
@@ -52,16 +53,8 @@ SPEC = BacktestSpec(
     capital=Decimal(1_000_000),
     profile="medium",
 )
+
 LONGER = BacktestSpec(**{**SPEC.__dict__, "end": datetime(2021, 5, 20, tzinfo=UTC)})
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "OPENAI_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    with restored_logging():
-        yield
 
 
 def model_answer(request: httpx.Request) -> httpx.Response:
@@ -146,7 +139,7 @@ SENT: list[str] = []  # the bodies of the first run's requests
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BacktestResult, int]:
     """A read-write run in a fresh data dir: pays for its calls and stores them."""
     data_dir = tmp_path_factory.mktemp("llm-cache")
-    # Module-scoped, so it runs before the autouse fixture: as hermetic on its own.
+    # Module-scoped, so it runs before the "hermetic" fixture: as hermetic on its own.
     with pytest.MonkeyPatch.context() as patch, restored_logging():
         for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "OPENAI_"))]:
             patch.delenv(name)

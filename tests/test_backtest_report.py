@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +24,8 @@ from scheduler.backtest.report import monthly_returns, report_html
 from storage.users import Role
 from venues.clock import SimulatedClock
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 PNG = b"\x89PNG\r\n\x1a\n"
 TRADER = Caller("telegram", 2001, "tom")
 OTHER = Caller("telegram", 2002, "tia")
@@ -44,13 +45,6 @@ class Collect(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def test_monthly_returns_of_a_known_curve() -> None:

@@ -10,8 +10,9 @@ file: both are shared across processes), on the shipped replay data.
   after a delay): a second worker redoes the task, and approving the signal places one order.
 - `tradeops worker` and `tradeops run` refuse settings that cannot work, in one line each.
 
-Every run uses a Redis key prefix of its own (TRADEOPS_CELERY_PREFIX), so runs and other users of the
-Redis share no queue; each worker is started with ``sys.executable`` and stopped by its own PID.
+Settings come from the conftest's ``hermetic`` fixture's clean environment. Every run uses a Redis
+key prefix of its own (TRADEOPS_CELERY_PREFIX), so runs and other users of the Redis share no
+queue; each worker is started with ``sys.executable`` and stopped by its own PID.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from storage.tables import ScanRun, SignalRow
 from storage.users import Role
 from tests.conftest import POSTGRES_URL, postgres_schema
 from tests.fake_llm import FakeLLM
-from tests.support import entry_orders, free_port, hermetic_env
+from tests.support import entry_orders, free_port
 from tests.test_telegram import ALLOWED, TOKEN, TRADER, FakeBotAPI
 from venues.clock import SimulatedClock
 from venues.metrics import Metrics, installed
@@ -97,12 +98,6 @@ def database(tmp_path: Path) -> Iterator[str]:
         return
     with postgres_schema() as url:
         yield url
-
-
-@pytest.fixture
-def hermetic(tmp_path: Path) -> Iterator[None]:
-    with hermetic_env(tmp_path):
-        yield
 
 
 class ThreadedApp:

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,22 +24,13 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.console import CONSOLE_USER, ConsolePrompt, interactive, render
 from bot.core import MAX_INPUT, SIGNAL_ID, Button, Caller, CommandCore, Reply
-from bot.services import Services, open_services, seed_watchlists
-from bot.settings import load_settings
+from bot.services import Services
 from storage.signals import KILL_SWITCH_KEY, SignalStatus
 from storage.users import Role
-from tests.support import entry_orders, restored_logging
+from tests.support import ADMIN, CALLERS, STRANGER, TRADER, VIEWER, entry_orders, restored_logging
 from venues.clock import SimulatedClock
 
-# The first moment of the shipped data at which ETH/USDT proposes a BUY that passes the risk gate
-# (the demo's first signal): its approval window runs to 06:15:05, so it stays pending here.
-SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
-
-VIEWER = Caller("telegram", 1001, "vera")
-TRADER = Caller("telegram", 1002, "tom")
-ADMIN = Caller("discord", 1003, "ada")
-STRANGER = Caller("telegram", 4242, "eve")
-CALLERS = {Role.VIEWER: VIEWER, Role.TRADER: TRADER, Role.ADMIN: ADMIN}
+pytestmark = pytest.mark.usefixtures("hermetic")
 
 # The security policy, written down once: a change to the command table that moves a command to
 # another role has to change this too, on purpose.
@@ -108,35 +99,6 @@ EXAMPLES: dict[str, tuple[str, str, bool]] = {
 # The constructor only builds the table, so it can be read at collection time to parametrise over
 # the real commands: a new command is tested for its role without anyone remembering to add it.
 COMMANDS = CommandCore(cast(Services, None)).commands
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def clock() -> SimulatedClock:
-    return SimulatedClock(SIGNAL_AT)
-
-
-@pytest.fixture
-async def services(tmp_path: Path, clock: SimulatedClock) -> AsyncIterator[Services]:
-    settings = load_settings(data_dir=tmp_path / "data")
-    async with open_services(settings, clock=clock) as opened:
-        seed_watchlists(opened)
-        now = clock.now()
-        for role, caller in CALLERS.items():
-            opened.users.grant(caller.platform, caller.user_id, role, at=now, display_name=caller.name)
-        yield opened
-
-
-@pytest.fixture
-def core(services: Services) -> CommandCore:
-    return CommandCore(services)
 
 
 def database_rows(engine: Engine) -> dict[str, list[tuple[str, ...]]]:

@@ -8,18 +8,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import discord
 import pytest
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 from pydantic import SecretStr, ValidationError
 
 import bot.discord as discord_module
@@ -27,7 +23,7 @@ from bot.core import Caller, CommandCore
 from bot.discord import CardButton, CardView, DiscordTransport
 from bot.discord_render import card_embed, custom_id, message_parts, parse_custom_id
 from bot.render import table
-from bot.services import Services, open_services, seed_watchlists
+from bot.services import Services
 from bot.settings import load_settings
 from bot.transport import Transport, TransportError
 from storage.signals import SignalStatus
@@ -35,8 +31,9 @@ from storage.users import Role
 from tests.support import entry_orders
 from venues.clock import SimulatedClock
 
+pytestmark = pytest.mark.usefixtures("hermetic", "discord_globals")
+
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GfakeX.fake_discord_token_for_tests_0123456789"
-SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # ETH/USDT proposes a BUY here (see test_core)
 FIXTURES = Path(__file__).parent / "fixtures" / "discord"
 DOCS = json.loads((FIXTURES / "discord_interactions_official_docs.json").read_text())
 BODIES = json.loads((FIXTURES / "discord_interactions_js_test_bodies.json").read_text())
@@ -151,22 +148,9 @@ async def run_button(transport: DiscordTransport, interaction: Any) -> None:
 # --- fixtures ---
 
 
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway  # start() sets them process-wide
-
-
 @pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    settings = load_settings(data_dir=tmp_path / "data")
-    async with open_services(settings, clock=SimulatedClock(SIGNAL_AT)) as opened:
-        seed_watchlists(opened)
-        yield opened
+def services(bare_services: Services) -> Services:
+    return bare_services  # no users: each test grants the ones it needs
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 from pydantic import SecretStr
 
 from bot.core import Caller, CommandCore
@@ -30,23 +27,14 @@ from tests.fake_discord import EPHEMERAL, FakeDiscord, serving
 from tests.support import entry_orders
 from venues.clock import SimulatedClock
 
+pytestmark = pytest.mark.usefixtures("hermetic", "discord_globals")
+
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GfakeX.fake_discord_token_for_tests_0123456789"
-SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # ETH/USDT proposes a BUY here (see test_core)
 GUILD = 290926798626357999  # the documented interaction's guild
 CHANNEL, CHANNEL2, GONE = 645027906669510667, 772908445358620702, 666  # GONE: the bot lost access
 VIEWER, TRADER, TRADER2, ADMIN, STRANGER = 1001, 1002, 1003, 1004, 4242
 ALLOWED = f"{VIEWER}:viewer,{TRADER}:trader,{TRADER2}:trader,{ADMIN}:admin"
 DEFERRED, MESSAGE, AUTOCOMPLETE_RESULT = 5, 4, 8  # interaction callback types
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway  # start() sets them process-wide
 
 
 @pytest.fixture
@@ -58,11 +46,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    settings = load_settings(data_dir=tmp_path / "data")
-    async with open_services(settings, clock=SimulatedClock(SIGNAL_AT)) as opened:
-        seed_watchlists(opened)
-        yield opened
+def services(bare_services: Services) -> Services:
+    return bare_services  # no users: each test grants the ones it needs
 
 
 def discord_settings(fake: FakeDiscord, **more: Any) -> dict[str, Any]:

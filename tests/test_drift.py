@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +21,14 @@ from bot.ml import registry
 from bot.services import Services, open_services
 from bot.settings import load_settings
 from tests.test_graph import CRYPTO, ETH
+from tests.test_ml_policy import small_eth_model
 from tools.drift import PROBABILITY, REFERENCE_POINTS, DriftThresholds, drift_report, ks, psi, reference
 from tools.features import build_features
-from tools.labels import BarrierPlan, RoundTripCosts
-from tools.ml import TrainConfig, TrainedModel, make_dataset, train
+from tools.ml import TrainedModel
 from venues.clock import SimulatedClock
-from venues.replay.venue import ReplayVenue
 
-PLAN = BarrierPlan()
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 NOW = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)
 
 
@@ -97,23 +95,10 @@ def test_the_report_names_the_shifted_feature_only() -> None:
 # --- the daily check and model_score on the replay venue --------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        if name != "TRADEOPS_TEST_POSTGRES_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
 @pytest.fixture(scope="module")
 def eth_model() -> TrainedModel:
     """A small model on ETH/USDT 1h, 2021-01-01 -> 2021-06-30, its card as `tradeops train` writes it."""
-    venue = ReplayVenue("crypto", SimulatedClock(datetime(2021, 1, 1, tzinfo=UTC)))
-    series = venue.series(ETH)
-    bars = series.frame(series.timeframe).bars.loc[:"2021-06-30"]
-    data = make_dataset(ETH, bars, "1h", plan=PLAN, costs=RoundTripCosts(venue.instrument_of(ETH), Decimal(5)))
-    config = TrainConfig(folds=2, n_estimators=20, num_leaves=7)
-    return train([data], config, PLAN, card={"id": "eth-drift", "timeframe": "1h", "symbols": [ETH]})
+    return small_eth_model({"id": "eth-drift", "timeframe": "1h", "symbols": [ETH]})
 
 
 @pytest.fixture

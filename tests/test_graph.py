@@ -41,7 +41,7 @@ from storage.plans import PlanStore
 from storage.signals import KILL_SWITCH_KEY, SignalStatus, SignalStore
 from storage.tables import Approval, OrderRow, TradePlan
 from storage.watchlists import WatchlistSpec
-from tests.support import entry_orders
+from tests.support import approval_rows, entry_orders, plan_rows
 from tools import risk as risk_gate
 from tools.models import Action, Signal
 from tools.risk import RiskContext
@@ -163,12 +163,10 @@ class Rig:
             return list(session.exec(select(OrderRow).where(OrderRow.parent == signal_id)).all())
 
     def plans(self, signal_id: str) -> list[TradePlan]:
-        with Session(self.engine) as session:
-            return list(session.exec(select(TradePlan).where(TradePlan.signal_id == signal_id)).all())
+        return plan_rows(self.engine, signal_id)
 
     def approvals(self, signal_id: str) -> list[Approval]:
-        with Session(self.engine) as session:
-            return list(session.exec(select(Approval).where(Approval.signal_id == signal_id)).all())
+        return approval_rows(self.engine, signal_id)
 
     def status(self, signal_id: str) -> str:
         row = self.signals.get(signal_id)

@@ -18,7 +18,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from bot.logs import register_secret, setup_logging
 from bot.run import RunRefused, run_bot
 from bot.settings import Settings
 from bot.transport import StopRequest
-from tests.support import free_port, hermetic_env, restored_logging
+from tests.support import free_port, restored_logging
 from tests.test_run import Bot, RecordingTransport
 from venues.adapters.resilience import CircuitBreaker, RetryPolicy, Transient, VenueGuard
 from venues.clock import SimulatedClock
@@ -64,12 +64,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels``."""
     wanted = set(labels.items())
     return sum(value for (n, found), value in samples.items() if n == name and wanted <= found)
-
-
-@pytest.fixture
-def hermetic(tmp_path: Path) -> Iterator[None]:
-    with hermetic_env(tmp_path):
-        yield
 
 
 # --------------------------------------------------------------------------------------------------

@@ -99,3 +99,46 @@ def test_bad_plans_are_refused() -> None:
         BarrierPlan(stop_atr=0)
     with pytest.raises(ValueError, match="horizon_bars"):
         BarrierPlan(horizon_bars=0)
+
+
+# --- the short side: every barrier mirrored (stop 102 above, TP1 97 below a 100 decision close) ---
+
+
+def short(bars: pd.DataFrame, atr: pd.Series, costs: RoundTripCosts | None = None) -> pd.Series:
+    return triple_barrier(bars, atr, PLAN, costs, side="short").iloc[0]
+
+
+def test_a_short_reaching_tp1_below_first_is_up() -> None:
+    bars, atr = frame(FLAT, (100.0, 100.5, 99.0, 99.5), (99.5, 100.0, 96.5, 96.8), FLAT, FLAT)
+    row = short(bars, atr)
+    assert (row.outcome, row.label, row.exit_offset, row.exit_price, row.entry) == ("tp1", 1.0, 2, 97.0, 100.0)
+    assert row.stop == 102.0 and row.tp1 == 97.0
+    assert row.net_return == pytest.approx(0.03)  # (100 - 97) / 100: a short earns the fall
+    assert first(bars, atr).label == 0.0  # the same path is no long win
+
+
+def test_a_short_stops_above_and_gaps_fill_at_the_open() -> None:
+    bars, atr = frame(FLAT, (100.0, 102.1, 99.5, 101.5), FLAT, FLAT)
+    row = short(bars, atr)
+    assert (row.outcome, row.label, row.exit_offset, row.exit_price) == ("stop", 0.0, 1, 102.0)
+    gap, atr = frame(FLAT, FLAT, (104.0, 105.0, 103.0, 104.5), FLAT)
+    row = short(gap, atr)
+    assert (row.outcome, row.exit_offset, row.exit_price) == ("stop", 2, 104.0)
+    assert row.net_return == pytest.approx(-0.04)
+    below, atr = frame(FLAT, FLAT, (96.0, 96.5, 95.0, 95.5), FLAT)
+    assert (short(below, atr).outcome, short(below, atr).exit_price) == ("tp1", 96.0)  # a gap below: better
+    both, atr = frame(FLAT, (100.0, 104.0, 96.0, 100.0), FLAT, FLAT)
+    assert (short(both, atr).outcome, short(both, atr).label) == ("stop", 0.0)  # touching both: the stop
+
+
+def test_costs_flip_a_marginal_short_win() -> None:
+    # Sold at 97.1 (the open of t+1), bought back at TP1 97: 0.1 gross, less than 10 bps a leg.
+    bars, atr = frame(FLAT, (97.1, 97.3, 96.9, 97.0), FLAT, FLAT)
+    assert short(bars, atr).label == 1.0
+    eth = MARKETS["crypto"].series[1].instrument
+    costs = RoundTripCosts(eth, slippage_bps=Decimal(0), notional=Decimal(10_000))
+    row = short(bars, atr, costs)
+    assert (row.outcome, row.label) == ("tp1", 0.0)
+    assert row.net_return == pytest.approx((0.1 - 0.0971 - 0.097) / 97.1, rel=1e-3)
+    with pytest.raises(ValueError, match="side 'both' is not one of: long, short"):
+        triple_barrier(bars, atr, PLAN, side="both")

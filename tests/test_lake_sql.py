@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,7 @@ from tests.lake_support import FlakySource, fingerprint, utc
 
 
 @pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+def _data_dir(hermetic: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path / "data"))
 
 

@@ -4,7 +4,6 @@ replay venue, so a simulated run or a backtest over lake data never sees a futur
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +23,8 @@ from venues.errors import UnknownSymbolError
 from venues.lake import LakeVenue
 from venues.replay import ReplayVenue
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 LAKE_START = utc("2021-05-01")
 LAKE_END = utc("2021-08-01")
 DATASETS = [
@@ -34,13 +35,6 @@ DATASETS = [
     ("cn", "600519.SH", "1d"),
     ("us", "SPY", "1m"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ from storage.signals import SignalStatus, SignalStore
 from storage.watchlists import WatchlistSpec, WatchlistStore
 from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, shipped_bars
 from tests.fake_ccxt import ASSETS, OKX_SPOT_LOT, FakeExchange
-from tests.support import entry_orders, hermetic_env, local_http_server
+from tests.support import entry_orders, local_http_server
 from tests.test_telegram import ALLOWED, STRANGER, TOKEN, TRADER, FakeBotAPI, card_messages
 from venues.clock import RealClock
 from venues.models import Liquidity, OrderStatus, Side
@@ -72,13 +72,6 @@ PROXY_PASSWORD = "pr0xy-s3cret"
 SPY_BUY = pd.Timestamp("2021-07-13 15:15", tz="UTC")  # a shipped SPY 15m bar the rule policy buys (score 0.83)
 ETH_BLOCKED = "ETH/USDT: blocked (correlation +1.00 with BTC/USDT held, cap 0.90)"
 CLI = [sys.executable, "-c", "from bot.cli import app; app(prog_name='tradeops')"]
-
-
-@pytest.fixture
-def hermetic(tmp_path: Path) -> Iterator[None]:
-    """No TRADEOPS_* variable or ./.env steers a test here; the CLI's log handlers are put back."""
-    with hermetic_env(tmp_path):
-        yield
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from agent.llm.config import LLMConfig
 from agent.llm.providers import PROFILES, detect
 from agent.llm.types import LLMFailure
 from storage.llm import LLMCache
+from tests.support import Sleeps
 from venues.clock import SimulatedClock
 
 BASE = "https://llm.test.example/v1"
@@ -81,14 +82,6 @@ def error(status: int, message: str, **headers: str) -> httpx.Response:
 
 def sent(route: respx.Route, index: int = -1) -> dict[str, Any]:
     return dict(json.loads(route.calls[index].request.content))
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 @pytest.fixture
@@ -180,7 +173,7 @@ async def test_timeout_fails_without_retry(api: respx.MockRouter, make: Factory,
     with pytest.raises(LLMFailure) as caught:
         await make().chat(QUESTION)
     assert caught.value.kind == "timeout" and "not retried" in caught.value.detail
-    assert route.call_count == 1 and sleeps.delays == []
+    assert route.call_count == 1 and sleeps.waits == []
     assert caught.value.records[0].outcome == "timeout" and caught.value.records[0].attempts == 1
 
 
@@ -198,7 +191,7 @@ async def test_a_server_that_never_finishes_hits_the_deadline(api: respx.MockRou
 async def test_429_honours_retry_after_seconds(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
     route = api.post("/chat/completions").mock(side_effect=[error(429, "slow down", **{"Retry-After": "7"}), ok()])
     result = await make().chat(QUESTION)
-    assert sleeps.delays == [7.0] and route.call_count == 2 and result.record.attempts == 2
+    assert sleeps.waits == [7.0] and route.call_count == 2 and result.record.attempts == 2
 
 
 async def test_429_honours_retry_after_http_date(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
@@ -206,7 +199,7 @@ async def test_429_honours_retry_after_http_date(api: respx.MockRouter, make: Fa
     headers = {"Retry-After": "Wed, 21 Oct 2026 07:28:12 GMT", "Date": "Wed, 21 Oct 2026 07:28:00 GMT"}
     api.post("/chat/completions").mock(side_effect=[error(429, "slow down", **headers), ok()])
     await make().chat(QUESTION)
-    assert sleeps.delays == [12.0]
+    assert sleeps.waits == [12.0]
 
 
 async def test_429_asking_longer_than_the_cap_fails_at_once(
@@ -216,7 +209,7 @@ async def test_429_asking_longer_than_the_cap_fails_at_once(
     with pytest.raises(LLMFailure) as caught:
         await make().chat(QUESTION)
     assert caught.value.kind == "rate_limited" and "120 s" in caught.value.detail
-    assert route.call_count == 1 and sleeps.delays == []
+    assert route.call_count == 1 and sleeps.waits == []
 
 
 async def test_429_until_retries_run_out(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
@@ -224,20 +217,20 @@ async def test_429_until_retries_run_out(api: respx.MockRouter, make: Factory, s
     with pytest.raises(LLMFailure) as caught:
         await make(max_retries=2).chat(QUESTION)
     assert caught.value.kind == "rate_limited" and "3 attempts" in caught.value.detail
-    assert route.call_count == 3 and sleeps.delays == [1.0, 1.0]
+    assert route.call_count == 3 and sleeps.waits == [1.0, 1.0]
 
 
 async def test_5xx_is_retried_with_exponential_backoff(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
     route = api.post("/chat/completions").mock(side_effect=[error(503, "overloaded"), error(502, "bad gw"), ok()])
     result = await make().chat(QUESTION)
     assert result.message["content"] == "HOLD" and route.call_count == 3
-    assert sleeps.delays == [0.5, 1.0] and result.record.attempts == 3
+    assert sleeps.waits == [0.5, 1.0] and result.record.attempts == 3
 
 
 async def test_backoff_has_jitter(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
     api.post("/chat/completions").mock(side_effect=[error(500, "x"), error(500, "x"), ok()])
     await make(rng=lambda: 0.0).chat(QUESTION)
-    assert sleeps.delays == [0.25, 0.5]  # half of each ceiling is fixed, half random
+    assert sleeps.waits == [0.25, 0.5]  # half of each ceiling is fixed, half random
 
 
 async def test_5xx_until_retries_run_out(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
@@ -246,14 +239,14 @@ async def test_5xx_until_retries_run_out(api: respx.MockRouter, make: Factory, s
         await make().chat(QUESTION)
     failure = caught.value
     assert failure.kind == "server_error" and "HTTP 500" in failure.detail and "internal" in failure.detail
-    assert route.call_count == 4 and sleeps.delays == [0.5, 1.0, 2.0]
+    assert route.call_count == 4 and sleeps.waits == [0.5, 1.0, 2.0]
     assert failure.records[0].attempts == 4 and failure.records[0].response["status"] == 500
 
 
 async def test_connection_errors_are_retried(api: respx.MockRouter, make: Factory, sleeps: Sleeps) -> None:
     api.post("/chat/completions").mock(side_effect=[httpx.ConnectError("refused"), ok()])
     assert (await make().chat(QUESTION)).record.attempts == 2
-    assert sleeps.delays == [0.5]
+    assert sleeps.waits == [0.5]
 
 
 async def test_connection_failure(api: respx.MockRouter, make: Factory) -> None:
@@ -282,7 +275,7 @@ async def test_4xx_is_an_http_error_with_the_providers_words_and_no_key(
     assert message.split(":")[0] in failure.detail
     assert KEY not in str(failure) and KEY not in json.dumps(failure.records[0].response)
     assert "SECRET" not in str(failure)
-    assert route.call_count == 1 and sleeps.delays == []
+    assert route.call_count == 1 and sleeps.waits == []
 
 
 async def test_a_200_that_is_not_a_completion(api: respx.MockRouter, make: Factory) -> None:

@@ -14,8 +14,7 @@ two ATRs below (2245.38), targets at 1.5R/2.5R/3.5R.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,9 +40,10 @@ from storage.llm import usage_since
 from storage.signals import SignalStatus
 from storage.tables import DecisionTrace, OrderRow
 from storage.users import Role
-from tests.support import restored_logging
 from tools.screen import screen
 from venues.clock import SimulatedClock
+
+pytestmark = pytest.mark.usefixtures("hermetic")
 
 BASE = "https://llm.test.example/v1"
 KEY = "sk-test-policy-0123456789abcdef"
@@ -212,17 +212,6 @@ class App:
         assert row.qty is None and not row.card
         assert self.orders() == []
         assert self.services.signals.recent(status=SignalStatus.PENDING) == []
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No TRADEOPS_* or OPENAI_* variable, no ./.env, steers these tests; the CLI's logging setup
-    (it replaces the root logger's handlers) is undone afterwards."""
-    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "OPENAI_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    with restored_logging():
-        yield
 
 
 @asynccontextmanager

@@ -4,8 +4,8 @@ files and the registry, and the `tradeops train` / `tradeops models` commands.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,15 +26,9 @@ from tools.model_registry import ModelRegistry, RegistryError
 from venues.clock import SimulatedClock
 from venues.replay.venue import ReplayVenue
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 PLAN = BarrierPlan(horizon_bars=24)
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRADEOPS_* variable or .env file of the machine reaches the commands."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 SMALL = TrainConfig(model="lgbm", folds=3, n_estimators=15, num_leaves=7, min_child_samples=20)
@@ -243,3 +237,81 @@ def test_the_same_training_twice_in_one_second_gets_a_second_id(tmp_path: Path) 
     second, directory = train_model(settings, series, "4h", config, clock=clock, window=(start, end))
     assert first.id.startswith("lgbm-4h-20260102-030405-") and second.id == f"{first.id}-2"
     assert directory.name == second.id and ModelRegistry(settings.models_dir).ids() == [first.id, second.id]
+
+
+def test_a_seeded_search_is_deterministic_bounded_and_never_sees_a_test_fold(btc: SymbolData) -> None:
+    from tools.search import SearchConfig, search
+
+    bounds = SearchConfig(trials=3, timeout_seconds=600)
+    tuned, summary = search([btc], SMALL, PLAN, bounds)
+    again, summary_again = search([btc], SMALL, PLAN, bounds)
+    assert tuned == again and summary == summary_again  # same seed, same data: same trials, same best
+    assert summary["trials_done"] == 3 and summary["stopped_by"] == "trials" and len(summary["trials"]) == 3
+    assert summary["seed"] == SMALL.seed and summary["max_trials"] == 3
+    best = min(summary["trials"], key=lambda t: t["value"])
+    assert summary["best_params"] == best["params"] and summary["best_value"] == best["value"]
+    assert {k: getattr(tuned, k) for k in best["params"]} == best["params"]
+    assert tuned.n_estimators == SMALL.n_estimators and tuned.seed == SMALL.seed  # not searched
+    other, _ = search([btc], dataclasses.replace(SMALL, seed=8), PLAN, bounds)
+    assert other != tuned  # another seed tries other parameters
+    # Only the first training window: it ends before the first test window of the validation.
+    model = train([btc], tuned, PLAN, card={"id": "tuned"})
+    first_test = model.card["validation"]["fold_metrics"][0]["windows"]["BTC/USD"]["test"][0]
+    assert summary["inner_windows"]["BTC/USD"][1] < first_test
+    # The time bound: a timeout stops a search of many trials long before they are done.
+    _, timed = search([btc], SMALL, PLAN, SearchConfig(trials=10_000, timeout_seconds=0.5))
+    assert timed["stopped_by"] == "timeout" and 1 <= timed["trials_done"] < 10_000
+    with pytest.raises(ValueError, match="--search must be 1 trial or more"):
+        SearchConfig(trials=0)
+
+
+def test_the_short_side_trains_saves_and_loads_with_the_long_model(btc: SymbolData, tmp_path: Path) -> None:
+    venue = ReplayVenue("crypto", SimulatedClock(datetime(2021, 1, 1, tzinfo=UTC)))
+    series = venue.series("BTC/USD")
+    bars = series.frame(series.timeframe).bars.loc[:"2021-03-31"]
+    costs = RoundTripCosts(venue.instrument_of("BTC/USD"), Decimal(5))
+    both = make_dataset("BTC/USD", bars, "1h", plan=PLAN, costs=costs, calendar="24/7", sides=("long", "short"))
+    assert both.short_labels is not None and both.manifest["short_up_rate"] is not None
+    np.testing.assert_array_equal(both.features, btc.features)
+    config = dataclasses.replace(SMALL, sides=("long", "short"))
+    model = train([both], config, PLAN, card={"id": "two-sides"})
+    assert model.short is not None and model.short.id == "two-sides-short"
+    assert model.card["sides"] == ["long", "short"] and model.card["short"]["labels"]["side"] == "short"
+    assert (
+        model.short.card["validation"]["out_of_sample"]["up_rate"]
+        != model.card["validation"]["out_of_sample"]["up_rate"]
+    )
+    registry = ModelRegistry(tmp_path / "models")
+    directory = registry.save(model)
+    loaded = registry.load("two-sides")
+    assert loaded.short is not None
+    np.testing.assert_allclose(
+        loaded.short.predict_proba(both.features), model.short.predict_proba(both.features), rtol=1e-6
+    )
+    assert TrainConfig.from_card(loaded.card["params"]) == config
+    (directory / "short" / "calibration.json").write_text('{"x": [], "y": []}')
+    with pytest.raises(RegistryError, match=r"short/calibration.json is corrupt"):
+        registry.load("two-sides")
+    with pytest.raises(ValueError, match="sides must be long, or long and short"):
+        TrainConfig(sides=("short",))
+
+
+def test_train_command_with_the_short_side_and_a_search(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path / "data")]
+    args = ["train", "--venue", "replay", "--symbols", "BTC/USD", "--timeframe", "4h", "--from", "2021-01-01"]
+    extra = ["--to", "2021-06-30", "--trees", "5", "--folds", "2", "--short", "--search", "2", "--search-timeout", "60"]
+    result = runner.invoke(app, [*args, *extra, "--json", *data])
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.stdout)
+    assert card["sides"] == ["long", "short"] and card["params"]["sides"] == ["long", "short"]
+    assert card["search"]["trials_done"] == 2 and card["search"]["max_trials"] == 2
+    assert card["search"]["timeout_seconds"] == 60 and card["search"]["stopped_by"] == "trials"
+    for name, value in card["search"]["best_params"].items():
+        assert card["params"][name] == value
+    shown = runner.invoke(app, ["models", "show", card["id"], *data])
+    assert shown.exit_code == 0, shown.output
+    assert "sides long and short" in shown.output and "  short side:" in shown.output
+    assert "search: 2 trials (at most 2 and 60 s; stopped by trials), seed 7" in shown.output
+    bad = runner.invoke(app, [*args, "--to", "2021-06-30", "--search", "2", "--search-timeout", "0", *data])
+    assert bad.exit_code == 2 and "--search-timeout must be above 0 seconds" in bad.output

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -25,28 +25,26 @@ from tools.model_registry import ModelRegistry
 from venues.clock import SimulatedClock
 from venues.replay.venue import ReplayVenue
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 PLAN = BarrierPlan()
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No TRADEOPS_* variable or .env file of the machine reaches the commands."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        if name != "TRADEOPS_TEST_POSTGRES_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def eth_model() -> TrainedModel:
     """A small model on ETH/USDT 1h, 2021-01-01 -> 2021-06-30 (before the graph tests' 2021-07-06),
     with a threshold low enough that it signals."""
+    return small_eth_model({"id": "eth-test", "timeframe": "1h"}, threshold=0.05)
+
+
+def small_eth_model(card: dict[str, Any], **config: Any) -> TrainedModel:
+    """A model on ETH/USDT 1h bars of 2021-01-01 -> 2021-06-30, small enough to train in a test
+    (two folds, 20 trees of 7 leaves; ``config`` changes any TrainConfig field), with ``card``."""
     venue = ReplayVenue("crypto", SimulatedClock(datetime(2021, 1, 1, tzinfo=UTC)))
     series = venue.series(ETH)
     bars = series.frame(series.timeframe).bars.loc[:"2021-06-30"]
     data = make_dataset(ETH, bars, "1h", plan=PLAN, costs=RoundTripCosts(venue.instrument_of(ETH), Decimal(5)))
-    config = TrainConfig(folds=2, n_estimators=20, num_leaves=7, threshold=0.05)
-    return train([data], config, PLAN, card={"id": "eth-test", "timeframe": "1h"})
+    return train([data], TrainConfig(folds=2, n_estimators=20, num_leaves=7, **config), PLAN, card=card)
 
 
 def with_threshold(model: TrainedModel, threshold: float) -> TrainedModel:
@@ -71,7 +69,7 @@ async def test_a_score_above_the_threshold_reaches_a_pending_buy_card(
         assert card["confidence"] == round(expected, 2) >= 0.7
         reasons = " | ".join(card["reasons"])
         assert f"model eth-test: P(TP1 before the stop, net of costs) = {expected:.2f}" in reasons
-        assert "top feature contributions (log-odds): " in reasons
+        assert "top feature contributions to the long score (log-odds): " in reasons
         # The stop and TP1 are the labels' plan: 2 ATR below the entry, TP1 at 1.5 R.
         entry, stop = Decimal(card["entry"]), Decimal(card["stop"])
         atr = build_features(bars, "1h")["atr_pct"].iloc[-1] * float(bars["close"].iloc[-1])
@@ -193,3 +191,68 @@ def test_the_policys_window_scores_nearly_the_features_training_saw() -> None:
         window = build_features(bars.iloc[end - ML_LOOKBACK_BARS : end], "1h").iloc[-1]
         gap = (window - full.iloc[end - 1]).abs()
         assert gap.max() < 0.1, gap[gap > 0.1]
+
+
+@pytest.fixture(scope="module")
+def two_sided() -> TrainedModel:
+    """ETH/USDT 1h with its short side, 2021-01-01 -> 2021-06-30."""
+    venue = ReplayVenue("crypto", SimulatedClock(datetime(2021, 1, 1, tzinfo=UTC)))
+    series = venue.series(ETH)
+    bars = series.frame(series.timeframe).bars.loc[:"2021-06-30"]
+    costs = RoundTripCosts(venue.instrument_of(ETH), Decimal(5))
+    data = make_dataset(ETH, bars, "1h", plan=PLAN, costs=costs, sides=("long", "short"))
+    config = TrainConfig(folds=2, n_estimators=20, num_leaves=7, sides=("long", "short"))
+    return train([data], config, PLAN, card={"id": "eth-both", "timeframe": "1h"})
+
+
+def sided(model: TrainedModel, long: tuple[float, float], short: tuple[float, float]) -> TrainedModel:
+    """The real boosters of both sides with their calibration curves set to map into these ranges."""
+    assert model.short is not None
+    short_side = dataclasses.replace(model.short, calibrator=Calibrator((0.0, 1.0), short))
+    return dataclasses.replace(model, calibrator=Calibrator((0.0, 1.0), long), short=short_side)
+
+
+async def test_the_short_side_reaches_a_pending_short_card_on_the_perpetual(
+    engine: Engine, db_url: str, two_sided: TrainedModel
+) -> None:
+    model = sided(two_sided, long=(0.1, 0.2), short=(0.7, 0.9))
+    async with rig(db_url, eth_clock()) as app_:
+        app_.deps.policy = MLPolicy(lambda: model, app_.deps)
+        walk = await app_.runner.start(signal_id="mls1", venue=CRYPTO, symbol=ETH, timeframe="1h")
+        assert walk.status == "pending", walk
+        card = walk.card
+        assert card is not None and card["policy"] == "ml" and card["side"] == "SHORT"
+        bars = await app_.venues[CRYPTO].bars(ETH, "1h", limit=ML_LOOKBACK_BARS)
+        features = build_features(bars, "1h").iloc[[-1]]
+        assert model.short is not None
+        p_short, p_long = float(model.short.predict_proba(features)[0]), float(model.predict_proba(features)[0])
+        assert card["confidence"] == round(p_short, 2) >= 0.7
+        reasons = " | ".join(card["reasons"])
+        assert f"= {p_long:.2f} long, {p_short:.2f} short; the short side is at or above the threshold" in reasons
+        assert "top feature contributions to the short score (log-odds): " in reasons
+        # The mirrored plan: the stop 2 ATR above the entry, TP1 1.5 R below it, targets descending.
+        entry, stop = Decimal(card["entry"]), Decimal(card["stop"])
+        targets = [Decimal(t) for t in card["take_profits"]]
+        atr = features["atr_pct"].iloc[-1] * float(bars["close"].iloc[-1])
+        assert float(stop - entry) == pytest.approx(2 * atr, abs=0.02)
+        assert float(entry - targets[0]) == pytest.approx(1.5 * float(stop - entry), abs=0.02)
+        assert targets == sorted(targets, reverse=True) and targets[-1] > 0
+        assert card["risk_decision"] == "allow"
+        assert await app_.next_nodes("mls1") == ("approve",)
+        assert (await app_.runner.decide("mls1", "rejected", actor="telegram:1")).status == "rejected"
+        # Both sides above the threshold: the more probable one wins.
+        app_.deps.policy = MLPolicy(lambda: sided(two_sided, long=(0.8, 0.95), short=(0.7, 0.75)), app_.deps)
+        walk = await app_.runner.start(signal_id="mls2", venue=CRYPTO, symbol=ETH, timeframe="1h")
+        assert walk.card is not None and walk.card["side"] == "BUY"
+
+
+async def test_the_short_side_is_not_scored_where_shorts_are_not_allowed(
+    engine: Engine, db_url: str, two_sided: TrainedModel
+) -> None:
+    model = sided(two_sided, long=(0.1, 0.2), short=(0.7, 0.9))
+    async with rig(db_url, eth_clock()) as app_:
+        app_.deps.policy = MLPolicy(lambda: model, app_.deps)
+        walk = await app_.runner.start(signal_id="mls3", venue=CRYPTO, symbol="BTC/USD", timeframe="1h")
+        assert walk.status == "hold", walk
+        assert "short side not scored (BTC/USD cannot be sold short: spot crypto is never sold short" in walk.reason
+        assert "below the threshold 0.55" in walk.reason

@@ -7,7 +7,6 @@ whole walk against the local fake Alpaca (tests/fake_alpaca.py)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -26,7 +25,7 @@ from bot.services import Services, open_services
 from bot.settings import load_settings
 from storage.users import Role
 from storage.watchlists import WatchlistSpec
-from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded
+from tests.fake_alpaca import FakeAlpaca, alpaca_settings, recorded
 from tools import risk as risk_gate
 from tools.models import Action, Signal
 from tools.options import SpreadError, SpreadPlan
@@ -42,6 +41,8 @@ from tools.spreads import (
 from venues.adapters.alpaca.parse import instrument_from_asset
 from venues.clock import SimulatedClock
 from venues.options import OccSymbol, OptionQuote, OptionRight
+
+pytestmark = pytest.mark.usefixtures("hermetic")
 
 RULES = SpreadRules()
 EXPIRY = date(2021, 7, 30)
@@ -277,21 +278,9 @@ def fake(clock: SimulatedClock) -> Iterator[FakeAlpaca]:
 
 
 async def services_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca, clock: SimulatedClock, options: str
+    tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock, options: str
 ) -> AsyncIterator[Services]:
-    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    settings = load_settings(
-        data_dir=tmp_path / "data",
-        alpaca_api_key=KEY_ID,
-        alpaca_secret_key=SECRET,
-        alpaca_trading_url=fake.url,
-        alpaca_data_url=fake.url,
-        alpaca_rate_per_second=100.0,
-        risk_profile="high",
-        options=options,
-    )
+    settings = alpaca_settings(fake, tmp_path / "data", risk_profile="high", options=options)
     async with open_services(settings, clock=clock) as services:
         services.users.grant(TRADER.platform, TRADER.user_id, Role.TRADER, at=clock.now(), display_name="tom")
         services.watchlists.create(SPEC, at=clock.now())
@@ -302,10 +291,8 @@ SPEC = WatchlistSpec(name="us", venue="alpaca", symbols=("SPY",), timeframe="15m
 
 
 @pytest.fixture
-async def spreads_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca, clock: SimulatedClock
-) -> AsyncIterator[Services]:
-    async for services in services_for(tmp_path, monkeypatch, fake, clock, "spreads"):
+async def spreads_on(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock) -> AsyncIterator[Services]:
+    async for services in services_for(tmp_path, fake, clock, "spreads"):
         yield services
 
 
@@ -433,9 +420,9 @@ async def test_a_leg_without_a_quote_blocks_the_signal_with_the_reason(spreads_o
 
 
 async def test_with_options_off_the_buy_stays_a_stock_trade(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca, clock: SimulatedClock
+    tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock
 ) -> None:
-    async for services in services_for(tmp_path, monkeypatch, fake, clock, "off"):
+    async for services in services_for(tmp_path, fake, clock, "off"):
         report = await services.scanner.scan(SPEC, trigger="manual")
         (walk,) = report.pending
         assert walk.card is not None and walk.card["spread"] is None and walk.card["spread_lines"] == []
@@ -606,9 +593,9 @@ async def test_the_llm_may_name_the_spread_legs(spreads_on: Services, fake: Fake
 
 
 async def test_without_spreads_the_llm_is_not_asked_for_legs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca, clock: SimulatedClock
+    tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock
 ) -> None:
-    async for services in services_for(tmp_path, monkeypatch, fake, clock, "off"):
+    async for services in services_for(tmp_path, fake, clock, "off"):
         model = ScriptedModel(llm_buy(["SPY210730C00430000", "SPY210730C00434000"]))
         services.deps.policy = LLMPolicy(model, services.deps, services.settings.llm_config)
         reply = await CommandCore(services).handle(TRADER, "/signal alpaca:SPY")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import Any
 import discord
 import pytest
 from aiohttp import web
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import Engine
 
@@ -35,22 +32,13 @@ from storage.chats import KINDS, ChatStore
 from storage.users import Role
 from tests import test_discord as discord_tests
 from tests import test_telegram as telegram_tests
-from tests.support import local_http_server
 from tests.test_telegram import ALLOWED, TOKEN, TRADER, VIEWER, FakeBotAPI
 from venues.clock import SimulatedClock
 
+pytestmark = pytest.mark.usefixtures("hermetic", "discord_globals")
+
 T0 = datetime(2021, 7, 6, 17, 0, tzinfo=UTC)
 GROUP_A, GROUP_B, BLOCKED = -1001, -1002, 666
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_") and n != "TRADEOPS_TEST_POSTGRES_URL"]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway  # the Discord transport sets them
 
 
 # --- storage, on each backend ---
@@ -263,11 +251,8 @@ class AlbumBotAPI(FakeBotAPI):
 
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[AlbumBotAPI, str]]:
-    api = AlbumBotAPI()
-    app = web.Application()
-    app.router.add_post("/bot{token}/{method}", api.handle)
-    async with local_http_server(app) as port:
-        yield api, f"http://127.0.0.1:{port}/bot"
+    async with telegram_tests.serving_bot_api(AlbumBotAPI()) as served:
+        yield served
 
 
 @pytest.fixture

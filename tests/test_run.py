@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,6 @@ from bot.settings import Settings
 from bot.transport import RequestStop, StopRequest
 from storage.signals import SignalStatus, SignalStore
 from storage.tables import SignalRow
-from tests.support import hermetic_env
 from venues.clock import ScaledClock
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
@@ -143,13 +142,6 @@ class RecordingTransport:
     async def push_event(self, text: str, *, kind: str) -> None:
         self.events.append((kind, text))
         self.changed.set()
-
-
-@pytest.fixture
-def hermetic(tmp_path: Path) -> Iterator[None]:
-    """No TRADEOPS_* variable or ./.env steers a run here."""
-    with hermetic_env(tmp_path):
-        yield
 
 
 def _settings(tmp_path: Path, db_url: str) -> Settings:

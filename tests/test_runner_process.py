@@ -22,13 +22,13 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from sqlalchemy import Engine
 
 from storage.signals import CLOCK_KEY
+from tests.support import CHILD_TIMEOUT, child_answer, child_env, release_together, wait_for_go
 from tests.test_graph import CRYPTO, Rig, eth_clock, eth_pending, rig
 from venues.clock import SimulatedClock
 from venues.models import Order, OrderRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = 86  # exit status of a child killed on purpose inside execute
-CHILD_TIMEOUT = 60
 
 
 async def _spawn(db_url: str, now: datetime, *args: str) -> asyncio.subprocess.Process:
@@ -48,12 +48,7 @@ async def _spawn(db_url: str, now: datetime, *args: str) -> asyncio.subprocess.P
 
 async def _finish(process: asyncio.subprocess.Process) -> tuple[int, dict[str, Any]]:
     """Wait for a child; its answer is the last line it printed."""
-    out, err = await asyncio.wait_for(process.communicate(), CHILD_TIMEOUT)
-    lines = out.decode().strip().splitlines()
-    assert process.returncode is not None
-    if process.returncode not in (0, KILLED) or (process.returncode == 0 and not lines):
-        raise AssertionError(f"child failed ({process.returncode}):\n{err.decode()[-3000:]}")
-    return process.returncode, json.loads(lines[-1]) if lines and process.returncode == 0 else {}
+    return await child_answer(process, allowed=(0, KILLED))
 
 
 async def _run(db_url: str, now: datetime, *args: str) -> tuple[int, dict[str, Any]]:
@@ -134,14 +129,7 @@ async def test_answers_racing_from_several_processes_place_one_order(engine: Eng
         walk = await eth_pending(first)
     children = [await _spawn(db_url, clock.now(), "approve", walk.signal_id, "--wait") for _ in range(3)]
     # Every child is wired and waiting before any answers: the answers race, not the start-ups.
-    for child in children:
-        assert child.stdout is not None
-        ready = await asyncio.wait_for(child.stdout.readline(), CHILD_TIMEOUT)
-        assert ready.strip() == b"ready", ready
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write(b"go\n")
-    await asyncio.gather(*(c.stdin.drain() for c in children if c.stdin is not None))
+    await release_together(children)
     answers = [answer for _, answer in await asyncio.gather(*(_finish(c) for c in children))]
     assert sum(a["won"] for a in answers) == 1, answers
     assert {a["decision"] for a in answers} == {"approved"}
@@ -154,8 +142,7 @@ async def test_answers_racing_from_several_processes_place_one_order(engine: Eng
 async def _spawn_cli(data_dir: Path, db_url: str, places: Path, *args: str, hold: bool = False) -> Any:
     """``tradeops chat ...`` in a new process on ``data_dir`` and ``db_url``, its paper brokers
     logging every order placement to ``places``; with ``hold`` the first placement waits for "go"."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEOPS_", "OPENAI_"))}
-    env.update(TRADEOPS_DATA_DIR=str(data_dir), TRADEOPS_DATABASE_URL=db_url, PYTHONPATH=str(ROOT))
+    env = child_env(TRADEOPS_DATA_DIR=str(data_dir), TRADEOPS_DATABASE_URL=db_url, PYTHONPATH=str(ROOT))
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -232,8 +219,7 @@ async def _child(db_url: str, now: str, action: str, signal_id: str, *, wait: bo
         elif action == "approve-and-die":
             _die_after_saving(app, "decision" if die_at == "decision-saved" else "execution")
         if wait:  # for the parent's "go" on stdin, so that the answers of several processes race
-            print("ready", flush=True)
-            await asyncio.to_thread(sys.stdin.readline)
+            await wait_for_go()
         result = await app.runner.decide(signal_id, "approved", actor=f"process:{os.getpid()}")
         return {"won": result.outcome.won, "decision": result.outcome.decision, "status": result.status}
 

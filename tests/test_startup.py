@@ -22,18 +22,12 @@ from bot.settings import load_settings
 from storage.roles import Role
 from venues.clock import SimulatedClock
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 ROOT = Path(__file__).resolve().parent.parent
 SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # the crypto scan proposes an ETH/USDT buy here
 HEAVY = ["matplotlib", "mplfinance", "langgraph", "langchain_core", "openai", "pandas", "sqlalchemy", "alembic"]
-HEAVY += ["scipy", "sklearn", "lightgbm", "xgboost"]  # the ML stack: only when a model is trained or loaded
-
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+HEAVY += ["scipy", "sklearn", "lightgbm", "xgboost", "optuna"]  # the ML stack: only when a model is trained or loaded
 
 
 def _run_cli(args: list[str], data_dir: Path) -> tuple[int, str, list[str]]:

@@ -222,7 +222,7 @@ def test_a_stale_copy_of_a_plan_keeps_the_exits_and_levels_the_chat_added(engine
 
 
 def test_the_newest_migration_file_is_alembics_head() -> None:
-    assert latest_on_disk() == head_revision() == "0008"
+    assert latest_on_disk() == head_revision() == "0009"
 
 
 def test_a_current_schema_is_told_by_one_query_without_alembic(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -41,11 +42,12 @@ from bot.telegram_webhook import describe
 from bot.transport import StopRequest, Transport, TransportError
 from storage.signals import SignalStatus
 from storage.users import Role
-from tests.support import entry_orders, free_port, local_http_server
+from tests.support import SIGNAL_AT, entry_orders, free_port, local_http_server
 from venues.clock import SimulatedClock
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 TOKEN = "123456789:AAE-fake_token_for_tests-0123456789xyz"
-SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # ETH/USDT proposes a BUY here (see test_core)
 FIXTURES = Path(__file__).parent / "fixtures" / "telegram"
 DOCS = json.loads((FIXTURES / "telegram_updates_official_docs.json").read_text())
 TELOXIDE = json.loads((FIXTURES / "telegram_updates_teloxide.json").read_text())
@@ -192,16 +194,12 @@ class FakeBotAPI:
         return {"update_id": self.new_id(), "callback_query": query}
 
 
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+Api = TypeVar("Api", bound=FakeBotAPI)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeBotAPI, str]]:
-    api = FakeBotAPI()
+@asynccontextmanager
+async def serving_bot_api(api: Api) -> AsyncIterator[tuple[Api, str]]:
+    """``api`` on a local port: (api, the base URL to point a bot client at)."""
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", api.handle)
     async with local_http_server(app) as port:
@@ -209,11 +207,14 @@ async def fake() -> AsyncIterator[tuple[FakeBotAPI, str]]:
 
 
 @pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[Services]:
-    settings = load_settings(data_dir=tmp_path / "data")
-    async with open_services(settings, clock=SimulatedClock(SIGNAL_AT)) as opened:
-        seed_watchlists(opened)
-        yield opened
+async def fake() -> AsyncIterator[tuple[FakeBotAPI, str]]:
+    async with serving_bot_api(FakeBotAPI()) as served:
+        yield served
+
+
+@pytest.fixture
+def services(bare_services: Services) -> Services:
+    return bare_services  # no users: each test grants the ones it needs
 
 
 def make_transport(services: Services, url: str, **more: Any) -> TelegramTransport:

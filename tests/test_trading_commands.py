@@ -6,8 +6,6 @@ the console. Each bad input is refused with what was wrong and nothing written."
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,42 +15,15 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from bot.core import Caller, CommandCore
-from bot.services import Services, open_services, seed_watchlists
-from bot.settings import load_settings
+from bot.services import Services
 from storage.users import Role
 from tests.support import restored_logging
-from tests.test_core import CALLERS, SIGNAL_AT, TRADER, VIEWER, eth_signal, refused_without_writes
+from tests.test_core import TRADER, VIEWER, eth_signal, refused_without_writes
 from venues.clock import SimulatedClock
 from venues.errors import VenueError
 from venues.models import OrderRequest, OrderStatus, OrderType, Side
 
-
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def clock() -> SimulatedClock:
-    return SimulatedClock(SIGNAL_AT)
-
-
-@pytest.fixture
-async def services(tmp_path: Path, clock: SimulatedClock) -> AsyncIterator[Services]:
-    settings = load_settings(data_dir=tmp_path / "data")
-    async with open_services(settings, clock=clock) as opened:
-        seed_watchlists(opened)
-        for role, caller in CALLERS.items():
-            opened.users.grant(caller.platform, caller.user_id, role, at=clock.now(), display_name=caller.name)
-        yield opened
-
-
-@pytest.fixture
-def core(services: Services) -> CommandCore:
-    return CommandCore(services)
+pytestmark = pytest.mark.usefixtures("hermetic")
 
 
 FILLED_AT = datetime(2021, 7, 6, 8, 0, 5, tzinfo=UTC)  # the ETH entry has filled; the bracket rests

@@ -22,6 +22,7 @@ from bot.services import Services, open_services
 from bot.settings import load_settings
 from storage.users import Role
 from tests.akshare_fake import FIXTURES, FakeAkshareApi, minute_rows
+from tests.support import Sleeps
 from venues.adapters.akshare import AkshareConfig, AkshareVenue
 from venues.adapters.akshare.config import Adjust
 from venues.adapters.akshare.parse import SHANGHAI
@@ -34,16 +35,6 @@ TRADER = Caller("telegram", 1002, "tom")
 
 # Wednesday 2021-12-15, 10:07 in Shanghai: the morning session is running.
 NOW = datetime(2021, 12, 15, 10, 7, tzinfo=SHANGHAI).astimezone(UTC)
-
-
-class Sleeps:
-    """VenueGuard's sleep: records the waits and does not wait."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture

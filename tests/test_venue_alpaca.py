@@ -5,7 +5,6 @@ unknown symbol in a batch, a paging gap), and the paper-only configuration."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +25,8 @@ from bot.venues import uses_live_data
 from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from storage.watchlists import WatchlistSpec
-from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, recorded, shipped_bars
+from tests.fake_alpaca import KEY_ID, SECRET, FakeAlpaca, alpaca_settings, recorded, shipped_bars
+from tests.support import Sleeps
 from tools.options import VerticalSpread, spread_card_lines
 from tools.screen import ScreenConfig, screen
 from venues.adapters.alpaca.broker import AlpacaBroker, order_from_alpaca, order_status
@@ -52,20 +52,12 @@ from venues.errors import (
 from venues.models import US_MARGIN_SHORT, OrderRequest, OrderStatus, OrderType, Side
 from venues.options import OccSymbol, OptionLeg, OptionRight
 
+pytestmark = pytest.mark.usefixtures("hermetic")
+
 # A Tuesday in the shipped bars' range, NYSE open (the day after the July 5 holiday).
 NOW = datetime(2021, 7, 6, 18, 30, 5, tzinfo=UTC)
 BAR_ROUTE = "GET /v2/stocks/bars"
 SNAP_ROUTE = "GET /v2/stocks/snapshots"
-
-
-class Sleeps:
-    """The guard's sleep: records each wait instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture
@@ -492,20 +484,8 @@ def e2e_fake(e2e_clock: SimulatedClock) -> Iterator[FakeAlpaca]:
 
 
 @pytest.fixture
-async def alpaca_services(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, e2e_fake: FakeAlpaca, e2e_clock: SimulatedClock
-) -> AsyncIterator[Services]:
-    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    settings = load_settings(
-        data_dir=tmp_path / "data",
-        alpaca_api_key=KEY_ID,
-        alpaca_secret_key=SECRET,
-        alpaca_trading_url=e2e_fake.url,
-        alpaca_data_url=e2e_fake.url,
-        alpaca_rate_per_second=100.0,
-    )
+async def alpaca_services(tmp_path: Path, e2e_fake: FakeAlpaca, e2e_clock: SimulatedClock) -> AsyncIterator[Services]:
+    settings = alpaca_settings(e2e_fake, tmp_path / "data")
     assert uses_live_data(settings)
     async with open_services(settings, clock=e2e_clock) as opened:
         opened.users.grant(TRADER.platform, TRADER.user_id, Role.TRADER, at=e2e_clock.now(), display_name="tom")
@@ -556,9 +536,6 @@ async def test_scan_chart_and_signal_work_on_alpaca_as_on_replay(
 
 
 def test_doctor_reports_the_alpaca_venue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAlpaca) -> None:
-    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("APCA_API_KEY_ID", KEY_ID)  # alpaca-py's own variable names work too
     monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
     monkeypatch.setenv("TRADEOPS_ALPACA_TRADING_URL", fake.url)
@@ -773,23 +750,10 @@ async def test_option_paper_orders_single_and_multi_leg(
         await broker.place_legs("opt-4", legs[:1], 1)
 
 
-async def test_an_approved_signal_is_ordered_at_alpaca_with_its_exits_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in [n for n in os.environ if n.startswith(("TRADEOPS_", "APCA_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+async def test_an_approved_signal_is_ordered_at_alpaca_with_its_exits_here(tmp_path: Path) -> None:
     clock = SimulatedClock(datetime(2021, 7, 20, 15, 15, 5, tzinfo=UTC))  # SPY proposes a buy here
     with FakeAlpaca(now=clock.now).serving() as fake:
-        settings = load_settings(
-            data_dir=tmp_path / "data",
-            alpaca_api_key=KEY_ID,
-            alpaca_secret_key=SECRET,
-            alpaca_trading_url=fake.url,
-            alpaca_data_url=fake.url,
-            alpaca_rate_per_second=100.0,
-            risk_profile="high",
-        )
+        settings = alpaca_settings(fake, tmp_path / "data", risk_profile="high")
         async with open_services(settings, clock=clock) as services:
             services.users.grant(TRADER.platform, TRADER.user_id, Role.TRADER, at=clock.now(), display_name="tom")
             spec = WatchlistSpec(name="us", venue="alpaca", symbols=("SPY",), timeframe="15m", min_score=0.5)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from bot.venues import VenueConfigError, live_venues
 from storage.paper_ledger import SqlPaperLedger
 from storage.users import Role
 from tests.fake_ccxt import FIXTURES, VALID_KEY, FakeExchange
-from tests.support import restored_logging
+from tests.support import Sleeps, restored_logging
 from tools.models import Action, Signal
 from tools.risk import RiskContext, check, profile
 from tools.sizing import propose, risk_based_qty
@@ -53,16 +52,6 @@ from venues.paper import PaperBroker, PaperBrokerConfig
 # Just after the recorded OKX/Binance BTC/USDT 1h candles (16:00, 17:00, 18:00 UTC on 2024-01-30).
 NOW = datetime(2024, 1, 30, 19, 30, 5, tzinfo=UTC)
 EXCHANGES = ["okx", "binance"]
-
-
-class Sleeps:
-    """VenueGuard's sleep: records the waits and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 @pytest.fixture(params=EXCHANGES)
@@ -472,14 +461,6 @@ async def test_a_bad_key_names_the_settings_and_shows_no_secret(fake: FakeExchan
 # --- end to end: the command core and the CLI on a ccxt venue ---
 
 TRADER = Caller("telegram", 1002, "tom")
-
-
-@pytest.fixture
-def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings read TRADEOPS_* and ./.env: neither may steer these tests."""
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.mark.usefixtures("hermetic")

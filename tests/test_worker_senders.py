@@ -5,15 +5,12 @@ fakes of both platforms; a card goes out on each and a decision edits it, and ne
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 from pydantic import SecretStr
 
 from bot.core import Caller, CommandCore
@@ -33,14 +30,7 @@ GUILD, CHANNEL = 290926798626357999, 645027906669510667
 SIGNAL_AT = datetime(2021, 7, 6, 6, 0, 5, tzinfo=UTC)  # ETH/USDT proposes a BUY here (see test_core)
 
 
-@pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in [n for n in os.environ if n.startswith("TRADEOPS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    base, gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    yield
-    Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = base, gateway  # the transport sets them process-wide
+pytestmark = pytest.mark.usefixtures("hermetic", "discord_globals")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Triple-barrier labels: did a long entered after bar t reach TP1 before its stop, with a net profit?
+"""Triple-barrier labels: did a long (or a short) entered after bar t reach TP1 before its stop, with
+a net profit?
 
 The barriers are the rule policy's trade plan (``agent.policies.RulePolicy``; a test keeps the
 defaults equal), placed from the decision bar t's close ``c`` and its ATR(14) ``a``:
@@ -22,6 +23,14 @@ The label is 1 only when TP1 comes first **and** ``TP1 exit - entry fill`` beats
 costs (``RoundTripCosts``: the venue's fees at the fill date plus slippage on both legs, priced as
 the paper broker fills); every other outcome is 0. A bar with fewer than ``horizon_bars`` bars after
 it, or without an ATR yet, has no label (NaN): its outcome is not known.
+
+``side="short"`` mirrors every barrier (a sell-to-open at the next open, the stop 2 ATRs above the
+decision close, TP1 3 ATRs below it): the same walk on the negated prices, so a bar whose high
+reaches the stop stops the short out (at the open when it gaps above), one whose low reaches TP1
+takes profit (at the open when it gaps below), a bar touching both is the stop, and the net is
+``entry - exit - costs``. The costs are the same fees and slippage with the legs in the other order
+(sell first); the carry is counted on neither side (a long perpetual's funding, about 0.06% over 48
+hourly bars at the assumed +0.01% per 8 h; a short stock's borrow, 0.3% a year).
 """
 
 from __future__ import annotations
@@ -38,9 +47,10 @@ from tools.sizing import buy_increment, round_down
 from venues.costs import round_trip_cost
 from venues.models import Instrument
 
-__all__ = ["BarrierPlan", "RoundTripCosts", "triple_barrier"]
+__all__ = ["SIDES", "BarrierPlan", "RoundTripCosts", "triple_barrier"]
 
 OUTCOMES = ("tp1", "stop", "time")
+SIDES = ("long", "short")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +101,27 @@ def triple_barrier(
     atr: pd.Series,
     plan: BarrierPlan = BarrierPlan(),
     costs: RoundTripCosts | None = None,
+    *,
+    side: str = "long",
 ) -> pd.DataFrame:
     """One row per bar of ``bars`` (same index), columns:
 
     ``label`` (1.0 / 0.0 / NaN), ``outcome`` ("tp1", "stop", "time", or "" unlabelled),
     ``exit_offset`` (bars from t to the exit bar, 1..horizon; 0 unlabelled), ``entry`` (open of
-    t+1), ``stop``, ``tp1``, ``exit_price``, ``net_return`` (exit - entry - costs, over the entry).
+    t+1), ``stop``, ``tp1``, ``exit_price``, ``net_return`` (the side's exit - entry - costs, over
+    the entry: a short earns entry - exit).
 
     ``bars`` has ``open, high, low, close`` ascending; ``atr`` the ATR at each bar (same index).
-    ``costs`` None means no fees and no slippage."""
+    ``costs`` None means no fees and no slippage. ValueError for a ``side`` not in ``SIDES``."""
+    if side not in SIDES:
+        raise ValueError(f"side {side!r} is not one of: {', '.join(SIDES)}")
     n, horizon = len(bars), plan.horizon_bars
-    open_ = bars["open"].to_numpy(dtype="float64")
-    high = bars["high"].to_numpy(dtype="float64")
-    low = bars["low"].to_numpy(dtype="float64")
-    close = bars["close"].to_numpy(dtype="float64")
+    # A short is a long on the negated prices: its high is the negated low, and so on.
+    sign = 1.0 if side == "long" else -1.0
+    open_ = sign * bars["open"].to_numpy(dtype="float64")
+    high = sign * bars["high" if side == "long" else "low"].to_numpy(dtype="float64")
+    low = sign * bars["low" if side == "long" else "high"].to_numpy(dtype="float64")
+    close = sign * bars["close"].to_numpy(dtype="float64")
     atr_v = atr.reindex(bars.index).to_numpy(dtype="float64")
     stop = close - plan.stop_atr * atr_v
     tp1 = close + plan.tp1_r * (close - stop)
@@ -114,8 +131,8 @@ def triple_barrier(
             "outcome": "",
             "exit_offset": 0,
             "entry": np.nan,
-            "stop": stop,
-            "tp1": tp1,
+            "stop": sign * stop,
+            "tp1": sign * tp1,
             "exit_price": np.nan,
             "net_return": np.nan,
         },
@@ -152,7 +169,9 @@ def triple_barrier(
     if costs is not None:
         days = pd.DatetimeIndex(bars.index[1 : m + 1]).date
         for i in np.flatnonzero(valid):
-            cost[i] = costs.per_unit(float(entry[i]), float(exit_price[i]), days[i])
+            # The fees of the real prices: a short's entry is the sell, so the legs swap.
+            buy, sell = (entry[i], exit_price[i]) if side == "long" else (-exit_price[i], -entry[i])
+            cost[i] = costs.per_unit(float(buy), float(sell), days[i])
     net = exit_price - entry - cost
     label = np.where(took_profit & (net > 0), 1.0, 0.0)
     outcome = np.where(stopped, "stop", np.where(took_profit, "tp1", "time"))
@@ -160,7 +179,7 @@ def triple_barrier(
     out.iloc[idx, out.columns.get_loc("label")] = label[idx]
     out.iloc[idx, out.columns.get_loc("outcome")] = outcome[idx]
     out.iloc[idx, out.columns.get_loc("exit_offset")] = offset[idx]
-    out.iloc[idx, out.columns.get_loc("entry")] = entry[idx]
-    out.iloc[idx, out.columns.get_loc("exit_price")] = exit_price[idx]
-    out.iloc[idx, out.columns.get_loc("net_return")] = net[idx] / entry[idx]
+    out.iloc[idx, out.columns.get_loc("entry")] = sign * entry[idx]
+    out.iloc[idx, out.columns.get_loc("exit_price")] = sign * exit_price[idx]
+    out.iloc[idx, out.columns.get_loc("net_return")] = net[idx] / np.abs(entry[idx])
     return out

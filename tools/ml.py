@@ -21,6 +21,12 @@ Validation (what the model card's numbers are)
     The final model is then trained on every labelled bar, and its calibration curve on the
     out-of-fold predictions of all folds.
 
+Shorts: with ``sides=("long", "short")`` a second model is trained the same way on the mirrored
+labels (``tools.labels.triple_barrier(side="short")``: a sell-to-open reaching TP1 below before its
+stop above, net of costs) over the same features and folds, with its own calibration curve and
+figures. It is stored inside the long model's directory (``short/``) and travels with it: one
+model id, one promotion. ``TrainedModel.short`` is None for a long-only model.
+
 Reproducibility: a fixed ``seed`` with deterministic LightGBM and XGBoost settings gives identical
 predictions on identical data (a test checks it). CPU only, one thread by default.
 """
@@ -48,6 +54,7 @@ from tools.splits import walk_forward
 __all__ = [
     "MODEL_KINDS",
     "Calibrator",
+    "LatestFold",
     "ModelFileError",
     "SymbolData",
     "TrainConfig",
@@ -63,6 +70,13 @@ Progress = Callable[[int, int, str], None]  # (steps done, total steps, what is 
 _FILES = {"lgbm": "lgbm.txt", "xgb": "xgb.json"}
 CALIBRATION_FILE = "calibration.json"
 CARD_FILE = "card.json"
+SHORT_DIR = "short"  # the short side's model, inside the long model's directory
+LABEL_MEANING = {
+    "long": "1 when a long filled at the next bar's open reaches TP1 before the stop (a bar touching both "
+    "counts as the stop) with a net profit after round-trip costs",
+    "short": "1 when a short sold at the next bar's open reaches TP1 below before the stop above (a bar "
+    "touching both counts as the stop) with a net profit after round-trip costs",
+}
 
 
 class ModelFileError(Exception):
@@ -90,6 +104,7 @@ class TrainConfig:
     # One thread: on a loaded 2-core machine OpenMP's spinning threads made a fit 12x slower (0.7 s
     # on one thread, 8.4 s on two, with 8 other processes running); see benchmarks/train.py.
     threads: int = 1
+    sides: tuple[str, ...] = ("long",)  # ("long", "short"): a second model for sell-to-open entries
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_KINDS:
@@ -102,6 +117,18 @@ class TrainConfig:
             raise ValueError(f"min_train_share must be in [0, 1), got {self.min_train_share}")
         if self.n_estimators < 1:
             raise ValueError(f"n_estimators must be 1 or more, got {self.n_estimators}")
+        if tuple(self.sides) not in (("long",), ("long", "short")):
+            raise ValueError(f"sides must be long, or long and short, got {', '.join(map(str, self.sides))}")
+
+    @classmethod
+    def from_card(cls, params: dict[str, Any]) -> TrainConfig:
+        """The config a model card's ``params`` recorded (JSON turned tuples into lists; keys this
+        version does not know are ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in params.items() if k in known}
+        if "sides" in values:
+            values["sides"] = tuple(values["sides"])
+        return cls(**values)
 
 
 @dataclass
@@ -111,8 +138,16 @@ class SymbolData:
 
     symbol: str
     features: pd.DataFrame
-    labels: pd.DataFrame  # tools.labels.triple_barrier's columns
+    labels: pd.DataFrame  # tools.labels.triple_barrier's columns, the long side
     manifest: dict[str, Any] = field(default_factory=dict)
+    short_labels: pd.DataFrame | None = None  # the mirrored labels, when the short side is trained
+
+    def side_labels(self, side: str) -> pd.DataFrame:
+        if side == "long":
+            return self.labels
+        if self.short_labels is None:
+            raise ValueError(f"{self.symbol} has no short labels: make_dataset(..., sides=('long', 'short'))")
+        return self.short_labels
 
 
 def _frame_digest(bars: pd.DataFrame) -> str:
@@ -133,11 +168,14 @@ def make_dataset(
     costs: RoundTripCosts | None,
     calendar: str | None = None,
     higher: Sequence[str] | None = None,
+    sides: Sequence[str] = ("long",),
 ) -> SymbolData:
-    """Features (``tools.features.build_features``) and labels of every bar of ``bars``."""
+    """Features (``tools.features.build_features``) and labels of every bar of ``bars``, for each
+    side of ``sides`` (the long side always)."""
     feats = build_features(bars, timeframe, higher=higher, calendar=calendar)
     atr = compute(bars, ["atr:14"])["ATRr_14"]
     labels = triple_barrier(bars, atr, plan, costs)
+    short = triple_barrier(bars, atr, plan, costs, side="short") if "short" in sides else None
     labelled = labels["label"].notna()
     manifest = {
         "symbol": symbol,
@@ -148,7 +186,10 @@ def make_dataset(
         "up_rate": float(labels.loc[labelled, "label"].mean()) if labelled.any() else None,
         "sha256": _frame_digest(bars),
     }
-    return SymbolData(symbol, feats, labels, manifest)
+    if short is not None:
+        known = short["label"].notna()
+        manifest["short_up_rate"] = float(short.loc[known, "label"].mean()) if known.any() else None
+    return SymbolData(symbol, feats, labels, manifest, short)
 
 
 # --- calibration -------------------------------------------------------------------------------
@@ -266,7 +307,7 @@ def _xgb_params(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _fit(kind: str, x: pd.DataFrame, y: FloatArray, config: TrainConfig) -> dict[str, Any]:
+def fit_boosters(kind: str, x: pd.DataFrame, y: FloatArray, config: TrainConfig) -> dict[str, Any]:
     boosters: dict[str, Any] = {}
     if kind in ("lgbm", "ensemble"):
         import lightgbm as lgb
@@ -281,7 +322,7 @@ def _fit(kind: str, x: pd.DataFrame, y: FloatArray, config: TrainConfig) -> dict
     return boosters
 
 
-def _raw(boosters: dict[str, Any], x: pd.DataFrame) -> FloatArray:
+def boosters_proba(boosters: dict[str, Any], x: pd.DataFrame) -> FloatArray:
     values = x.to_numpy(dtype="float64")
     parts: list[FloatArray] = []
     if "lgbm" in boosters:
@@ -312,13 +353,29 @@ def _contributions(boosters: dict[str, Any], x: pd.DataFrame) -> FloatArray:
 # --- the trained model ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LatestFold:
+    """The newest walk-forward fold's test rows of one side, as training scored them out of sample:
+    features, labels and the calibrated probability (the curve fitted on the earlier folds only).
+    Kept in memory after training (not saved): what a retrain compares models on."""
+
+    side: str
+    features: pd.DataFrame  # the rows of every symbol, in the model's feature columns
+    labels: FloatArray
+    calibrated: FloatArray
+    windows: dict[str, list[str]]  # symbol -> [first, last] open time of its test rows
+
+
 @dataclass
 class TrainedModel:
-    """Boosters, their calibration curve and the model card (a JSON-ready dict)."""
+    """Boosters, their calibration curve and the model card (a JSON-ready dict); ``short``: the
+    short side's model, when one was trained."""
 
     card: dict[str, Any]
     boosters: dict[str, Any]
     calibrator: Calibrator
+    short: TrainedModel | None = None
+    latest_fold: LatestFold | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -328,14 +385,14 @@ class TrainedModel:
     def features(self) -> list[str]:
         return list(self.card["features"])
 
-    def _rows(self, features: pd.DataFrame) -> pd.DataFrame:
+    def _columns(self, features: pd.DataFrame) -> pd.DataFrame:
         missing = [f for f in self.features if f not in features.columns]
         if missing:
             raise ValueError(f"model {self.id} needs feature(s) {', '.join(missing)}; got {list(features.columns)}")
         return features[self.features]
 
     def raw_proba(self, features: pd.DataFrame) -> FloatArray:
-        return _raw(self.boosters, self._rows(features))
+        return boosters_proba(self.boosters, self._columns(features))
 
     def predict_proba(self, features: pd.DataFrame) -> FloatArray:
         """Calibrated probability of TP1 first, net of costs, per row of ``features``."""
@@ -343,14 +400,20 @@ class TrainedModel:
 
     def top_contributions(self, features: pd.DataFrame, n: int = 3) -> list[tuple[str, float]]:
         """The ``n`` features that moved the last row's score most (log-odds, signed)."""
-        contrib = _contributions(self.boosters, self._rows(features).iloc[[-1]])[0]
+        contrib = _contributions(self.boosters, self._columns(features).iloc[[-1]])[0]
         order = np.argsort(-np.abs(contrib))[:n]
         return [(self.features[i], float(contrib[i])) for i in order]
 
     def save(self, directory: Path) -> None:
         """Write the boosters, the calibration and the card (with each file's sha256) into
-        ``directory``, which must exist and be empty."""
+        ``directory``, which must exist and be empty; the short side's model into ``short/`` (its
+        card's sha256 in this card, so the whole tree is checked on load)."""
         files: dict[str, str] = {}
+        if self.short is not None:
+            (directory / SHORT_DIR).mkdir()
+            self.short.save(directory / SHORT_DIR)
+            short_card = directory / SHORT_DIR / CARD_FILE
+            files[f"{SHORT_DIR}/{CARD_FILE}"] = hashlib.sha256(short_card.read_bytes()).hexdigest()
         for kind, booster in self.boosters.items():
             path = directory / _FILES[kind]
             booster.save_model(str(path))
@@ -395,7 +458,8 @@ class TrainedModel:
             raise ModelFileError(f"model in {directory} cannot be loaded: {exc}") from None
         if not boosters:
             raise ModelFileError(f"model card {directory / CARD_FILE} lists no booster file")
-        return cls(card, boosters, calibrator)
+        short = cls.load(directory / SHORT_DIR) if f"{SHORT_DIR}/{CARD_FILE}" in files else None
+        return cls(card, boosters, calibrator, short)
 
 
 def read_card(directory: Path) -> dict[str, Any]:
@@ -414,8 +478,10 @@ def read_card(directory: Path) -> dict[str, Any]:
 # --- training ------------------------------------------------------------------------------------
 
 
-def _rows(data: SymbolData, start: int, end: int) -> tuple[pd.DataFrame, FloatArray, pd.DataFrame]:
-    labels = data.labels.iloc[start:end]
+def labelled_rows(
+    data: SymbolData, start: int, end: int, side: str = "long"
+) -> tuple[pd.DataFrame, FloatArray, pd.DataFrame]:
+    labels = data.side_labels(side).iloc[start:end]
     keep = labels["label"].notna().to_numpy()
     return data.features.iloc[start:end][keep], labels["label"].to_numpy()[keep], labels[keep]
 
@@ -431,26 +497,31 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def train(
-    datasets: Sequence[SymbolData],
-    config: TrainConfig,
-    plan: BarrierPlan,
-    *,
-    card: dict[str, Any],
-    on_progress: Progress | None = None,
-) -> TrainedModel:
-    """Walk-forward validate, then fit the final model on every labelled row of ``datasets``.
+@dataclass
+class _Side:
+    """One side's walk-forward and final fit."""
 
-    ``card`` holds what the caller knows (id, created_at, code version, venue, timeframe, data
-    window, costs); this adds features, labels, params, the fold metrics, the pooled out-of-sample
-    figures and the reliability table. ValueError, saying why, when a series is too short for the
-    folds or the labels hold a single class."""
-    if not datasets:
-        raise ValueError("no data to train on")
+    boosters: dict[str, Any]
+    calibrator: Calibrator
+    validation: dict[str, Any]
+    all_x: pd.DataFrame
+    oof_calibrated: FloatArray  # every fold's test rows through the final curve (the drift reference)
+    final_rows: int
+    latest: LatestFold
+
+
+def purge_embargo(config: TrainConfig, plan: BarrierPlan) -> tuple[int, int]:
+    """(purge, embargo) in bars: the label horizon unless the config says otherwise."""
     purge = plan.horizon_bars if config.purge_bars is None else config.purge_bars
     embargo = plan.horizon_bars if config.embargo_bars is None else config.embargo_bars
-    columns = list(datasets[0].features.columns)
-    splits = {
+    return purge, embargo
+
+
+def walk_forward_splits(datasets: Sequence[SymbolData], config: TrainConfig, plan: BarrierPlan) -> dict[str, Any]:
+    """Each symbol's ``tools.splits.walk_forward`` folds as ``train`` cuts them (ValueError when a
+    series is too short)."""
+    purge, embargo = purge_embargo(config, plan)
+    return {
         d.symbol: walk_forward(
             len(d.features),
             config.folds,
@@ -460,19 +531,28 @@ def train(
         )
         for d in datasets
     }
-    total = config.folds + 1
+
+
+def _fit_side(
+    datasets: Sequence[SymbolData],
+    config: TrainConfig,
+    splits: dict[str, Any],
+    side: str,
+    step: Callable[[str], None],
+    gaps: tuple[int, int],
+) -> _Side:
     oof_raw: list[FloatArray] = []
     oof_labels: list[FloatArray] = []
     fold_cards: list[dict[str, Any]] = []
+    last_x = pd.DataFrame()
     for k in range(config.folds):
-        if on_progress is not None:
-            on_progress(k, total, f"fold {k + 1}/{config.folds}")
+        step(f"{side} fold {k + 1}/{config.folds}")
         train_x, train_y, test_x, test_y = [], [], [], []
         windows: dict[str, Any] = {}
         for d in datasets:
             fold = splits[d.symbol][k]
-            tx, ty, _ = _rows(d, fold.train_start, fold.train_end)
-            vx, vy, _ = _rows(d, fold.test_start, fold.test_end)
+            tx, ty, _ = labelled_rows(d, fold.train_start, fold.train_end, side)
+            vx, vy, _ = labelled_rows(d, fold.test_start, fold.test_end, side)
             train_x.append(tx)
             train_y.append(ty)
             test_x.append(vx)
@@ -486,10 +566,10 @@ def train(
         x_test, y_test = pd.concat(test_x), np.concatenate(test_y)
         if len(np.unique(y_train)) < 2:
             raise ValueError(
-                f"fold {k} trains on {len(y_train)} labelled bars of a single class: too little data or "
+                f"fold {k} ({side}) trains on {len(y_train)} labelled bars of a single class: too little data or "
                 "no TP1 reached after costs; widen --from/--to"
             )
-        raw = _raw(_fit(config.model, x_train, y_train, config), x_test)
+        raw = boosters_proba(fit_boosters(config.model, x_train, y_train, config), x_test)
         calibrated = None
         if oof_raw:
             calibrated = Calibrator.fit(np.concatenate(oof_raw), np.concatenate(oof_labels)).apply(raw)
@@ -503,8 +583,8 @@ def train(
         )
         oof_raw.append(raw)
         oof_labels.append(y_test)
-    if on_progress is not None:
-        on_progress(config.folds, total, "final model")
+        last_x = x_test
+    step(f"{side} final model")
     # Out of sample, calibrated only on earlier folds: folds 1..k-1.
     later_cal = [
         Calibrator.fit(np.concatenate(oof_raw[:k]), np.concatenate(oof_labels[:k])).apply(oof_raw[k])
@@ -512,46 +592,100 @@ def train(
     ]
     pooled_cal, pooled_y = np.concatenate(later_cal), np.concatenate(oof_labels[1:])
     pooled = _metrics(np.concatenate(oof_raw[1:]), pooled_y, pooled_cal, config.threshold)
-    all_x = pd.concat([_rows(d, 0, len(d.features))[0] for d in datasets])
-    all_y = np.concatenate([_rows(d, 0, len(d.features))[1] for d in datasets])
-    boosters = _fit(config.model, all_x, all_y, config)
+    all_x = pd.concat([labelled_rows(d, 0, len(d.features), side)[0] for d in datasets])
+    all_y = np.concatenate([labelled_rows(d, 0, len(d.features), side)[1] for d in datasets])
+    boosters = fit_boosters(config.model, all_x, all_y, config)
     calibrator = Calibrator.fit(np.concatenate(oof_raw), np.concatenate(oof_labels))
-    # The training window's distributions, the baseline of tools.drift's daily check. The
-    # probability's are the out-of-fold ones (through the final curve): live scores are out of
-    # sample too, and in-sample scores of the final model would be more extreme than either.
-    drift_reference = reference(
-        {name: all_x[name].to_numpy(dtype="float64") for name in columns},
-        calibrator.apply(np.concatenate(oof_raw)),
+    newest = fold_cards[-1]["windows"]
+    latest = LatestFold(
+        side, last_x, oof_labels[-1], later_cal[-1], {symbol: w["test"] for symbol, w in newest.items()}
     )
+    validation = {
+        "splitter": "tools.splits.walk_forward",
+        "folds": config.folds,
+        "purge_bars": gaps[0],
+        "embargo_bars": gaps[1],
+        "calibration": "isotonic; a fold's calibrated figures use a curve fitted on earlier folds only",
+        "fold_metrics": fold_cards,
+        "out_of_sample": {"folds": f"1..{config.folds - 1}", **pooled},
+        "reliability": reliability(pooled_cal, pooled_y),
+    }
+    return _Side(boosters, calibrator, validation, all_x, calibrator.apply(np.concatenate(oof_raw)), len(all_y), latest)
+
+
+def train(
+    datasets: Sequence[SymbolData],
+    config: TrainConfig,
+    plan: BarrierPlan,
+    *,
+    card: dict[str, Any],
+    on_progress: Progress | None = None,
+) -> TrainedModel:
+    """Walk-forward validate, then fit the final model on every labelled row of ``datasets``; the
+    same again for the short side when ``config.sides`` has it (``TrainedModel.short``).
+
+    ``card`` holds what the caller knows (id, created_at, code version, venue, timeframe, data
+    window, costs); this adds features, labels, params, the fold metrics, the pooled out-of-sample
+    figures and the reliability table. ValueError, saying why, when a series is too short for the
+    folds or the labels hold a single class."""
+    if not datasets:
+        raise ValueError("no data to train on")
+    purge, embargo = purge_embargo(config, plan)
+    columns = list(datasets[0].features.columns)
+    splits = walk_forward_splits(datasets, config, plan)
+    total = len(config.sides) * (config.folds + 1)
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        if on_progress is not None:
+            on_progress(done, total, what)
+        done += 1
+
+    fitted = {side: _fit_side(datasets, config, splits, side, step, (purge, embargo)) for side in config.sides}
     if on_progress is not None:
         on_progress(total, total, "done")
-    full_card = {
-        **card,
-        "kind": config.model,
-        "feature_version": FEATURE_VERSION,
-        "features": columns,
-        "labels": {
-            "stop_atr": plan.stop_atr,
-            "tp1_r": plan.tp1_r,
-            "tp1_atr": plan.tp1_atr,
-            "horizon_bars": plan.horizon_bars,
-            "meaning": "1 when a long filled at the next bar's open reaches TP1 before the stop (a bar "
-            "touching both counts as the stop) with a net profit after round-trip costs",
-        },
-        "params": asdict(config),
-        "threshold": config.threshold,
-        "series": [d.manifest for d in datasets],
-        "validation": {
-            "splitter": "tools.splits.walk_forward",
-            "folds": config.folds,
-            "purge_bars": purge,
-            "embargo_bars": embargo,
-            "calibration": "isotonic; a fold's calibrated figures use a curve fitted on earlier folds only",
-            "fold_metrics": fold_cards,
-            "out_of_sample": {"folds": f"1..{config.folds - 1}", **pooled},
-            "reliability": reliability(pooled_cal, pooled_y),
-        },
-        "final_model_rows": len(all_y),
-        "drift_reference": drift_reference,
-    }
-    return TrainedModel(_clean(full_card), boosters, calibrator)
+    cards: dict[str, dict[str, Any]] = {}
+    for side, result in fitted.items():
+        # The training window's distributions, the baseline of tools.drift's daily check. The
+        # probability's are the out-of-fold ones (through the final curve): live scores are out of
+        # sample too, and in-sample scores of the final model would be more extreme than either.
+        drift_reference = reference(
+            {name: result.all_x[name].to_numpy(dtype="float64") for name in columns}, result.oof_calibrated
+        )
+        cards[side] = {
+            **card,
+            "id": card["id"] if side == "long" else f"{card['id']}-{side}",
+            "side": side,
+            "kind": config.model,
+            "feature_version": FEATURE_VERSION,
+            "features": columns,
+            "labels": {
+                "side": side,
+                "stop_atr": plan.stop_atr,
+                "tp1_r": plan.tp1_r,
+                "tp1_atr": plan.tp1_atr,
+                "horizon_bars": plan.horizon_bars,
+                "meaning": LABEL_MEANING[side],
+            },
+            "params": asdict(config),
+            "threshold": config.threshold,
+            "series": [d.manifest for d in datasets],
+            "validation": result.validation,
+            "final_model_rows": result.final_rows,
+            "drift_reference": drift_reference,
+        }
+    long = fitted["long"]
+    short = None
+    if "short" in fitted:
+        short_card = cards["short"]
+        short = TrainedModel(_clean(short_card), fitted["short"].boosters, fitted["short"].calibrator)
+        short.latest_fold = fitted["short"].latest
+        cards["long"]["short"] = {
+            "id": short_card["id"],
+            "labels": short_card["labels"],
+            "validation": short_card["validation"],
+            "final_model_rows": short_card["final_model_rows"],
+        }
+    cards["long"]["sides"] = list(config.sides)
+    return TrainedModel(_clean(cards["long"]), long.boosters, long.calibrator, short, long.latest)

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from agent.deps import AgentDeps
 from agent.gather import risk_context
-from agent.ml_policy import ML_LOOKBACK_BARS, score_last_bar
+from agent.ml_policy import ML_LOOKBACK_BARS, score_sides
 from tools import risk as risk_gate
 from tools.indicators import IndicatorSpecError, compute
 from tools.models import Action, Signal
@@ -186,8 +186,9 @@ class Toolbox:
                     "model_score",
                     "The promoted ML model's calibrated probability that a long entered at the next bar's open "
                     "reaches TP1 before its stop, net of costs, on the latest bar of its timeframe; with the "
-                    "model id, its signal threshold and the features that moved the score most (log-odds). "
-                    "Read-only.",
+                    "model id, its signal threshold and the features that moved the score most (log-odds); "
+                    "probability_short: the same for a short, where the model has a short side and the "
+                    "symbol may be sold short. Read-only.",
                     ModelScoreArgs,
                     self._model_score,
                 )
@@ -301,11 +302,12 @@ class Toolbox:
             raise ToolError(f"model {model.id} has no known timeframe in its card")
         instrument = await venue.instrument(symbol)
         bars = await venue.bars(symbol, timeframe, limit=ML_LOOKBACK_BARS)
-        scored = await asyncio.to_thread(score_last_bar, model, bars, timeframe, instrument.calendar)
+        short = model.short if instrument.short_refusal() is None else None
+        scored = await asyncio.to_thread(score_sides, model, short, bars, timeframe, instrument.calendar)
         if isinstance(scored, str):
             raise ToolError(f"model {model.id} cannot score {symbol}: {scored}")
-        probability, _, contributions = scored
-        return {
+        probability, _, contributions = scored["long"]
+        answer = {
             "model_id": model.id,
             "symbol": symbol,
             "timeframe": timeframe,
@@ -315,6 +317,9 @@ class Toolbox:
             "trained_on": list(model.card.get("symbols", [])),
             "top_contributions": {name: _sig(value, 3) for name, value in contributions},
         }
+        if "short" in scored:  # the short side's model, where the instrument may be sold short
+            answer["probability_short"] = round(scored["short"][0], 3)
+        return answer
 
     async def _indicators(self, args: IndicatorArgs) -> dict[str, Any]:
         venue, symbol = await self._where(args.symbol)
