@@ -58,7 +58,9 @@ DONE_TTL_SECONDS = 7 * 86400  # how long a finished scan or a sent event is reme
 
 
 class TaskClock:
-    """A replay worker's clock: the time of the task at hand (:meth:`follow`), never going back."""
+    """A replay worker's clock: the time of the task at hand (:meth:`follow`), never going back. Not
+    a SimulatedClock on purpose: services store a simulated clock's time when they close, and a
+    worker's (the last task's) must not overwrite the one `tradeops run` keeps for the data dir."""
 
     def __init__(self, start: datetime) -> None:
         self._now = ensure_utc(start)
