@@ -542,6 +542,33 @@ def run(
     raise typer.Exit(status)
 
 
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to take tasks from: scan, decide, notify.")
+    ] = "scan,decide,notify",
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes (prefork); default: one per CPU.", show_default=False)
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """A Celery worker of the Celery executor (TRADEOPS_EXECUTOR=celery, TRADEOPS_REDIS_URL): runs the
+    scans, decisions and notices `tradeops run` queues, until SIGTERM (running tasks finish). Exit
+    status 2: a setting cannot work or Redis does not answer; 3: the database cannot be reached."""
+    import os
+
+    from bot.worker import WorkerError, parse_queues, start_worker
+
+    settings = _settings(data_dir)
+    try:
+        names = parse_queues(queues)
+        with _database_errors(settings):
+            start_worker(settings, names, concurrency if concurrency is not None else os.cpu_count() or 1)
+    except WorkerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 # `train` and `models` live in bot/ml_commands.py; registered last so they list after the others.
 from bot.ml_commands import register as _register_ml_commands  # noqa: E402
 

@@ -11,7 +11,10 @@
   gets ``READY_TIMEOUT_SECONDS``; a venue's answer is reused for ``venue_ttl`` seconds, since a
   venue's health costs requests against its rate limit and probes come every few seconds.
 - ``GET /metrics``: the process's Prometheus metrics (venues/metrics.py) in the text format, or
-  OpenMetrics when the scraper's Accept header asks for it (prometheus-client's own encoders).
+  OpenMetrics when the scraper's Accept header asks for it (prometheus-client's own encoders). With
+  the Celery executor also, read from Redis at each scrape (:class:`CeleryQueues`):
+  ``tradeops_queue_depth{queue}`` (messages waiting) and ``tradeops_tasks_total{queue, outcome}``
+  (tasks every worker ran, as they counted them in Redis).
 
 Details are error messages worded for users (VenueError) or an exception's kind and first line,
 with every registered secret redacted (bot/logs.py); none carries a password or a token.
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from sqlalchemy import Engine, text
 
@@ -164,6 +168,48 @@ class Readiness:
         return str(await health())
 
 
+class CeleryQueues:
+    """A Prometheus collector of the Celery executor's queues, read from Redis at each scrape. Redis
+    not answering leaves the two metrics without samples (``/readyz`` names the problem)."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(redis_url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        self.prefix = prefix
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily("tradeops_queue_depth", "Celery tasks waiting in each queue", labels=["queue"]),
+            CounterMetricFamily(
+                "tradeops_tasks",
+                "Celery tasks run by the workers, by queue and outcome (done, seen, duplicate, busy, retried, failed)",
+                labels=["queue", "outcome"],
+            ),
+        )
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())  # registering asks Redis nothing
+
+    def collect(self) -> list[Metric]:
+        import redis
+
+        from scheduler.celery_app import queue_depths, task_counts
+
+        depth, tasks = self._families()
+        try:
+            depths, counts = queue_depths(self.client, self.prefix), task_counts(self.client, self.prefix)
+        except redis.RedisError as exc:
+            log.warning("queue metrics not read: %s", redact(str(exc)))
+            return [depth, tasks]
+        for queue, waiting in depths.items():
+            depth.add_metric([queue], waiting)
+        for (queue, outcome), count in sorted(counts.items()):
+            tasks.add_metric([queue, outcome], count)
+        return [depth, tasks]
+
+
 class HealthServer:
     """``/healthz``, ``/readyz`` and ``/metrics`` on ``host``:``port`` (0 = any free port; ``port``
     is the bound one after ``start``)."""
@@ -227,7 +273,8 @@ class HealthServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encode(self.registry), headers={"Content-Type": content_type})
+        body = await asyncio.to_thread(encode, self.registry)  # a collector may ask Redis
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 @asynccontextmanager
@@ -248,8 +295,14 @@ async def serving_health(
         register_secret(urlsplit(redis_url).password)  # a driver's message may quote the URL
     readiness = Readiness(engine, venues, transports, redis_url=redis_url)
     server = HealthServer(settings.http_host, settings.http_port, readiness, registry)
-    await server.start()
+    queues = CeleryQueues(redis_url, settings.celery_prefix) if redis_url and settings.executor == "celery" else None
+    if queues is not None:
+        registry.register(queues)
     try:
+        await server.start()
         yield server
     finally:
         await server.stop()
+        if queues is not None:
+            registry.unregister(queues)
+            queues.client.close()

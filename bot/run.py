@@ -48,7 +48,8 @@ from bot.transport import TRANSPORT_VARIABLES, StopRequest, Transport, Transport
 from bot.venues import VenueConfigError, uses_live_data
 from bot.wiring import open_database
 from scheduler.driver import FastForwardDriver, ScanJob, ScanTick, build_scheduler
-from scheduler.jobs import SUMMARY_JOB, drift_job, summary_job, watchlist_jobs
+from scheduler.executor import Executor, InProcessExecutor
+from scheduler.jobs import SUMMARY_JOB, drift_job, executor_jobs, summary_job
 from scheduler.manage import PositionEvent
 from scheduler.scan import ScanReport
 from scheduler.triggers import DailyTrigger
@@ -77,6 +78,12 @@ TRANSPORT_CLASSES = {
 EVENT_KINDS = {"opened": "fill", "cancelled": "fill", "exit": "exit", "hold": "exit", "closed": "exit"}
 
 TransportFactory = Callable[[Settings, Services], Sequence[Transport]]
+
+
+CELERY_NEEDS_REDIS = (
+    "TRADEOPS_EXECUTOR=celery needs a broker: set TRADEOPS_REDIS_URL (e.g. redis://127.0.0.1:6379/0), "
+    "or TRADEOPS_EXECUTOR=inprocess to run everything in this process"
+)
 
 
 class RunRefused(Exception):
@@ -146,7 +153,7 @@ class Fanout:
             at=outcome.decided_at,
             reason=result.reason,
         )
-        await self._decided(result.signal_id, result.status, text)
+        await self.push_outcome(result.signal_id, result.status, text)
 
     async def push_outside_decisions(self, signals: SignalStore, deciding: Collection[str] = ()) -> None:
         """Cards answered by another process (`tradeops chat -c "/approve ID"`, a second transport's
@@ -159,9 +166,10 @@ class Fanout:
             if row is None or row.status == SignalStatus.PENDING.value:
                 continue
             text = signal_outcome(signals, signal_id, on_card=True)
-            await self._decided(signal_id, row.status, text)
+            await self.push_outcome(signal_id, row.status, text)
 
-    async def _decided(self, signal_id: str, status: str, text: str) -> None:
+    async def push_outcome(self, signal_id: str, status: str, text: str) -> None:
+        """A signal was decided (``status`` now) and ``text`` says how: its cards are edited."""
         self.watched.discard(signal_id)
         text = redact(text)  # a reason may quote a venue's error, and with it a URL's credentials
         await self._each("push_decision", lambda t: t.push_decision(signal_id, status, text))
@@ -191,6 +199,8 @@ async def run_bot(
     ``replay``: the shipped replay data on a simulated clock running ``speed`` simulated seconds per
     real second, from the moment the data dir remembers (or the replay start). Otherwise the
     configured real venues on the real clock, scheduled by APScheduler."""
+    if settings.executor == "celery" and settings.redis_url is None:
+        raise RunRefused(CELERY_NEEDS_REDIS)
     if replay:
         settings = settings.model_copy(update={"market_data": "replay"})
     else:
@@ -310,9 +320,7 @@ def scheduled_watchlists(services: Services) -> list[WatchlistSpec]:
 async def _schedule_until_stopped(
     services: Services, fanout: Fanout, clock: ScaledClock | RealClock, stop: asyncio.Event, *, since: datetime
 ) -> None:
-    scans = watchlist_jobs(
-        services.scanner, scheduled_watchlists(services), services.venue_calendar, _on_scan(fanout, services)
-    )
+    scans = executor_jobs(scan_executor(services, fanout), scheduled_watchlists(services), services.venue_calendar)
     summary = _summary_job(services, fanout)
     jobs = [*scans, _drift_job(services, fanout), summary]
     if isinstance(clock, ScaledClock):
@@ -461,6 +469,16 @@ def _drift_job(services: Services, fanout: Fanout) -> ScanJob:
             log.info("drift notice pushed")
 
     return drift_job(time.fromisoformat(services.settings.drift_time), services.settings.timezone, check)
+
+
+def scan_executor(services: Services, fanout: Fanout) -> Executor:
+    """Where the scan jobs run (TRADEOPS_EXECUTOR): in this process, their results to ``fanout``;
+    or as Celery tasks that `tradeops worker` processes run (bot/worker.py)."""
+    if services.settings.executor == "celery":
+        from bot.worker import celery_executor
+
+        return celery_executor(services.settings)
+    return InProcessExecutor(services.scanner, _on_scan(fanout, services))
 
 
 def _on_scan(

@@ -21,6 +21,7 @@ from agent.llm.config import LLMConfig
 from venues.adapters.alpaca.config import AlpacaConfig
 from venues.paper_config import FillAt, PaperBrokerConfig
 
+CELERY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # Telegram's rule for setWebhook's secret_token
 if TYPE_CHECKING:
     from tools.spreads import SpreadRules
@@ -111,6 +112,24 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(
         default=None, description="redis://[:password@]host:port/db; /readyz checks it answers; empty = no Redis"
+    )
+    # Where scans and decisions run: in the `tradeops run` process, or as Celery tasks on Redis.
+    executor: Literal["inprocess", "celery"] = Field(
+        default="inprocess",
+        description="inprocess = scans and decisions run in `tradeops run`; celery = tasks on TRADEOPS_REDIS_URL "
+        "that `tradeops worker` processes run",
+    )
+    celery_prefix: str = Field(
+        default="tradeops:",
+        description="starts every Redis key of the Celery executor (queues, markers): deployments sharing "
+        "one Redis use different prefixes",
+    )
+    celery_visibility_timeout: int = Field(
+        default=3600,  # an LLM walk takes seconds to minutes; a lost one waits this long
+        ge=10,
+        le=7 * 86400,
+        description="seconds after which a task whose worker vanished (SIGKILL, machine lost) is delivered "
+        "again; longer than the longest task (an LLM walk)",
     )
     leader_lease: float = Field(
         default=LEADER_LEASE_DEFAULT,
@@ -498,6 +517,26 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _executor(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("celery_prefix")
+    @classmethod
+    def _celery_prefix(cls, value: str) -> str:
+        if not CELERY_PREFIX.fullmatch(value):
+            raise ValueError(
+                "TRADEOPS_CELERY_PREFIX must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-', "
+                f"e.g. tradeops: or desk1:, got {value[:64]!r}"
+            )
+        return value
+
+    @property
+    def redis_url_text(self) -> str | None:
+        """The Redis URL as set (it may hold a password: never for a log or a chat), or None."""
+        return self.redis_url.get_secret_value() if self.redis_url is not None else None
 
     @field_validator("leader_lease", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The scan job of each watchlist, built in one place for every driver (the demo's fast-forward,
-`tradeops run`): the trigger of its venue's calendar, and a body that first does the tick (expire
-approvals, fill orders, manage exits) and then scans, handing both results to the caller. And the
-daily summary's job: a daily trigger at local wall-clock times."""
+`tradeops run`): the trigger of its venue's calendar, and a body that hands the fire to an
+executor (scheduler/executor.py): in process, it first does the tick (expire approvals, fill
+orders, manage exits) and then scans, handing both results to the caller; on Celery, it queues the
+scan. And the daily summary's job: a daily trigger at local wall-clock times."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import time, timedelta
 
 from scheduler.driver import ScanJob, ScanTick
-from scheduler.manage import PositionEvent
-from scheduler.scan import Scanner, ScanReport, scan_interval
+from scheduler.executor import Executor, InProcessExecutor
+from scheduler.executor import OnScan as OnScan
+from scheduler.scan import Scanner, scan_interval
 from scheduler.triggers import DailyTrigger, trigger_for
 from storage.watchlists import WatchlistSpec
 
@@ -21,9 +23,6 @@ simulated hour or more) delays it, and a late summary is still worth sending, un
 
 DRIFT_JOB = "daily:drift"
 
-OnScan = Callable[[WatchlistSpec, ScanTick, list[PositionEvent], ScanReport], Awaitable[None]]
-"""Called after each fire with the watchlist, the tick, the tick's position events and the scan's report."""
-
 
 def watchlist_jobs(
     scanner: Scanner,
@@ -33,15 +32,25 @@ def watchlist_jobs(
     *,
     trigger: str = "schedule",
 ) -> list[ScanJob]:
+    """:func:`executor_jobs` on the in-process executor: each fire ticks, scans and calls
+    ``on_scan`` (with the watchlist, the tick, the tick's position events and the scan's report)."""
+    return executor_jobs(InProcessExecutor(scanner, on_scan), watchlists, calendar_of, trigger=trigger)
+
+
+def executor_jobs(
+    executor: Executor,
+    watchlists: Sequence[WatchlistSpec],
+    calendar_of: Callable[[str], str],
+    *,
+    trigger: str = "schedule",
+) -> list[ScanJob]:
     """One :class:`ScanJob` per watchlist, with the id of its name and the trigger of its venue's
-    calendar (``calendar_of(venue name)``: "XSHG", "XNYS", "24/7") at its :func:`scan_interval`.
-    ``trigger`` is what the scan runs record as their cause."""
+    calendar (``calendar_of(venue name)``: "XSHG", "XNYS", "24/7") at its :func:`scan_interval`,
+    each fire handed to ``executor.run_scan``. ``trigger`` is what the scan runs record as their cause."""
 
     def job_for(watchlist: WatchlistSpec) -> ScanJob:
         async def job(tick: ScanTick) -> None:
-            events = await scanner.tick([watchlist.venue])
-            report = await scanner.scan(watchlist, trigger=trigger)
-            await on_scan(watchlist, tick, events, report)
+            await executor.run_scan(watchlist, tick, trigger=trigger)
 
         calendar = calendar_of(watchlist.venue)
         return ScanJob(id=watchlist.name, trigger=trigger_for(calendar, scan_interval(watchlist, calendar)), func=job)

@@ -1,4 +1,5 @@
-"""One scan of a watchlist: the screen, then a graph walk per candidate, decided side by side; and
+"""One scan of a watchlist: the screen, then a graph walk per candidate, decided side by side (or,
+with a ``delegate``, handed to it: the Celery executor queues one decide task per candidate); and
 the per-tick housekeeping (expired approvals, managed exits, equity snapshots)."""
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agent.deps import AgentDeps
 from agent.runner import SignalRunner, WalkResult
+from scheduler.executor import DecideRequest
 from scheduler.manage import PositionEvent, PositionManager
 from storage.tables import ScanRun
 from storage.watchlists import WatchlistSpec
@@ -68,6 +70,8 @@ class ScanReport:
     skipped: dict[str, str]
     walks: tuple[WalkResult, ...] = ()
     error: str = ""
+    # Candidates handed to the scanner's delegate instead of walked here (their walks run elsewhere).
+    delegated: tuple[str, ...] = ()
     # Candidates not walked, with why: their market settles in a currency the venue's paper account
     # holds no cash in (the reason names the setting that funds it).
     not_walked: dict[str, str] = field(default_factory=dict)
@@ -77,11 +81,16 @@ class ScanReport:
         return [w for w in self.walks if w.status == "pending"]
 
 
+WalkDelegate = Callable[[Sequence[DecideRequest]], Awaitable[None]]
+"""Takes a scan's candidates instead of walking them (the Celery executor: a decide task each)."""
+
+
 @dataclass
 class Scanner:
     runner: SignalRunner
     manager: PositionManager
     concurrency: int = DEFAULT_CONCURRENCY
+    delegate: WalkDelegate | None = None
     _busy: set[str] = field(default_factory=set)
 
     @property
@@ -109,7 +118,12 @@ class Scanner:
             venue = self.deps.venue(watchlist.venue)
             result = await screen(venue, watchlist.symbols, self.screen_config(watchlist), now=now)
             not_walked = await self._unfunded(watchlist.venue, [c.symbol for c in result.candidates])
-            walks = await self._walk(watchlist, [c for c in result.candidates if c.symbol not in not_walked])
+            requests = self.requests(watchlist, [c for c in result.candidates if c.symbol not in not_walked], now)
+            walks: tuple[WalkResult, ...] = ()
+            if self.delegate is not None:
+                await self.delegate(requests)
+            else:
+                walks = await self._walk(requests)
         except Exception as exc:
             self.deps.signals.finish_scan(run.id, at=self.deps.clock.now(), status="failed", error=str(exc)[:1000])
             log.exception("scan of %s failed", watchlist.name)
@@ -136,6 +150,7 @@ class Scanner:
             result.skipped,
             walks,
             not_walked=not_walked,
+            delegated=tuple(r.signal_id for r in requests) if self.delegate is not None else (),
         )
 
     async def _unfunded(self, venue_name: str, symbols: Sequence[str]) -> dict[str, str]:
@@ -154,21 +169,42 @@ class Scanner:
                 log.info("%s %s %s", venue_name, symbol, reasons[symbol])
         return reasons
 
-    async def _walk(self, watchlist: WatchlistSpec, candidates: Sequence[Candidate]) -> tuple[WalkResult, ...]:
+    @staticmethod
+    def requests(watchlist: WatchlistSpec, candidates: Sequence[Candidate], at: datetime) -> list[DecideRequest]:
+        """One decide request per candidate, under its deterministic signal id."""
+        return [
+            DecideRequest(
+                signal_id=signal_id_for(watchlist.name, c.symbol, c.bar_close),
+                watchlist=watchlist.name,
+                venue=watchlist.venue,
+                symbol=c.symbol,
+                timeframe=c.timeframe,
+                candidate=c.model_dump(mode="json"),
+                at=at.isoformat(),
+            )
+            for c in candidates
+        ]
+
+    async def decide(self, request: DecideRequest) -> WalkResult:
+        """Walk one candidate up to its approval (``SignalRunner.start``: a signal id seen before
+        returns what became of it)."""
+        return await self.runner.start(
+            signal_id=request.signal_id,
+            venue=request.venue,
+            symbol=request.symbol,
+            timeframe=request.timeframe,
+            candidate=request.parsed_candidate(),
+            watchlist=request.watchlist,
+        )
+
+    async def _walk(self, requests: Sequence[DecideRequest]) -> tuple[WalkResult, ...]:
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def one(candidate: Candidate) -> WalkResult:
+        async def one(request: DecideRequest) -> WalkResult:
             async with limit:
-                return await self.runner.start(
-                    signal_id=signal_id_for(watchlist.name, candidate.symbol, candidate.bar_close),
-                    venue=watchlist.venue,
-                    symbol=candidate.symbol,
-                    timeframe=candidate.timeframe,
-                    candidate=candidate,
-                    watchlist=watchlist.name,
-                )
+                return await self.decide(request)
 
-        return tuple(await asyncio.gather(*(one(c) for c in candidates)))
+        return tuple(await asyncio.gather(*(one(r) for r in requests)))
 
     async def signal_now(self, venue_name: str, symbol: str, timeframe: str, *, actor: str) -> WalkResult:
         """A decision on demand for one symbol: the screen's rules are checked on it (with no

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -50,7 +51,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield sqlite_url(tmp_path / "tradeops.db")
         return
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with postgres_schema() as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(prefix: str = "t_") -> Iterator[str]:
+    """The URL of a new, empty schema on TRADEOPS_TEST_POSTGRES_URL's server, dropped afterwards."""
+    schema = f"{prefix}{uuid.uuid4().hex[:12]}"
     admin = make_engine(POSTGRES_URL)
     with admin.begin() as connection:
         connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')

@@ -117,6 +117,12 @@ class Metrics:
             buckets=LLM_BUCKETS,
             registry=r,
         )
+        self.tasks_queued = Counter(
+            "tradeops_tasks_queued",
+            "Celery tasks this process sent, by queue (scan, decide, notify)",
+            ["queue"],
+            registry=r,
+        )
         self.scheduler_leader = Gauge(
             "tradeops_scheduler_leader",
             "1 while this process holds the scheduler (fires the scans), else 0",
@@ -171,6 +177,9 @@ class Metrics:
         if cost_usd:
             self.llm_cost.labels(model).inc(float(cost_usd))
         self.llm_latency.labels(model).observe(seconds)
+
+    def observe_task_queued(self, queue: str) -> None:
+        self.tasks_queued.labels(queue).inc()
 
     def set_scheduler_leader(self, held: bool) -> None:
         """The hook for the scheduler's leader lock: today each `tradeops run` holds its database's
