@@ -103,6 +103,7 @@ class TradeopsClient(discord.Client):
 
 class DiscordTransport:
     name = PLATFORM
+    single_receiver = True  # one gateway connection per bot: held by the scheduler's leader only
 
     def __init__(self, settings: Settings, services: Services, token: SecretStr | str) -> None:
         self.token = secret_token(

@@ -41,6 +41,13 @@ from bot.health import HealthServerError, serving_health, transport_problems
 from bot.logs import redact, register_secret
 from bot.render import decision_text, signal_outcome
 from bot.retrain import drift_notices
+from bot.run_leader import (
+    LeaderTransports,
+    TransportFactory,
+    lead_until_stopped,
+    refuse_beside_single_run,
+    single_receiver,
+)
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
 from bot.settings import Settings
 from bot.summary import Summary, daily_summary, due_chats, summary_times
@@ -62,7 +69,7 @@ from venues.metrics import Metrics, installed, metrics
 
 log = logging.getLogger("tradeops.run")
 
-RUN_LOCK = "bot:run"  # one `tradeops run` per database (today's executor runs everything in-process)
+RUN_LOCK = "bot:run"  # one in-process `tradeops run` per database (the Celery executor allows several)
 RUN_KEY = "run"  # {"pid": ..., "started": ...}: who holds the run lock, for the second one's message
 EXIT_REFUSED = 2  # exit status: nothing to run with, or another run holds the database
 EXIT_TRANSPORT_STOPPED = 4  # exit status: a transport asked the run to stop (e.g. Telegram's 409 Conflict)
@@ -76,8 +83,6 @@ TRANSPORT_CLASSES = {
 }
 # PositionEvent.kind -> Transport.push_event kind.
 EVENT_KINDS = {"opened": "fill", "cancelled": "fill", "exit": "exit", "hold": "exit", "closed": "exit"}
-
-TransportFactory = Callable[[Settings, Services], Sequence[Transport]]
 
 
 CELERY_NEEDS_REDIS = (
@@ -213,15 +218,20 @@ async def run_bot(
     url = settings.resolved_database_url
     engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=True))
     try:
+        clock: ScaledClock | RealClock = RealClock()
+        if replay:
+            stored = stored_clock(SignalStore(engine))
+            clock = ScaledClock(stored.now() if stored is not None else REPLAY_START, speed)
+        if settings.executor == "celery":  # any number of runs; the scheduler's lease picks one leader
+            refused = await refuse_beside_single_run(engine, RUN_LOCK)
+            if refused:
+                raise RunRefused(refused)
+            return await _run_holding_lock(settings, make_transports, clock, stop or asyncio.Event())
         async with process_lock(engine, RUN_LOCK, wait=False) as held:
             if not held:
                 holder = await asyncio.to_thread(SignalStore(engine).get_value, RUN_KEY)
                 pid = f" (pid {holder['pid']})" if holder and holder.get("pid") else ""
                 raise RunRefused(f"another tradeops run is using {redact_url(url)}{pid}; stop it first")
-            clock: ScaledClock | RealClock = RealClock()
-            if replay:
-                stored = stored_clock(SignalStore(engine))
-                clock = ScaledClock(stored.now() if stored is not None else REPLAY_START, speed)
             return await _run_holding_lock(settings, make_transports, clock, stop or asyncio.Event())
     finally:
         engine.dispose()
@@ -273,12 +283,22 @@ async def _run_with_services(
             log.error("stopping: transport %s asked to: %s", request.transport, request.reason)
             stop.set()
 
+        leader: LeaderTransports | None = None
+        if settings.executor == "celery":  # polling and the gateway: only while this process leads
+            leader = LeaderTransports(
+                settings, services, make_transports, fanout.transports, request_stop, _stop_transports
+            )
+            transports = [t for t in transports if not single_receiver(t)]
+
+        def expected() -> list[Transport]:
+            return [*transports, *(leader.mine if leader else [])]
+
         try:
             health = serving_health(
                 settings,
                 services.engine,
                 services.venues,
-                lambda: transport_problems(transports, fanout.transports, requested),
+                lambda: transport_problems(expected(), fanout.transports, requested),
                 counted.registry,
             )
             async with health:
@@ -286,7 +306,7 @@ async def _run_with_services(
                     await transport.start(request_stop)
                     fanout.transports.append(transport)
                     log.info("transport %s started", transport.name)
-                await _schedule_until_stopped(services, fanout, clock, stop, since=started)
+                await _schedule_until_stopped(services, fanout, clock, stop, since=started, leader=leader)
         except HealthServerError as exc:
             raise RunRefused(str(exc)) from None
         finally:
@@ -318,8 +338,17 @@ def scheduled_watchlists(services: Services) -> list[WatchlistSpec]:
 
 
 async def _schedule_until_stopped(
-    services: Services, fanout: Fanout, clock: ScaledClock | RealClock, stop: asyncio.Event, *, since: datetime
+    services: Services,
+    fanout: Fanout,
+    clock: ScaledClock | RealClock,
+    stop: asyncio.Event,
+    *,
+    since: datetime,
+    leader: LeaderTransports | None = None,
 ) -> None:
+    """Fire the jobs until ``stop``: this process alone (the in-process executor: it holds the
+    database's one-bot lock), or, with ``leader`` (the Celery executor), while it holds the
+    scheduler's lease, starting ``leader``'s transports when it takes the lead."""
     scans = executor_jobs(scan_executor(services, fanout), scheduled_watchlists(services), services.venue_calendar)
     summary = _summary_job(services, fanout)
     jobs = [*scans, _drift_job(services, fanout), summary]
@@ -346,12 +375,29 @@ async def _schedule_until_stopped(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no Unix signals
             loop.add_signal_handler(signum, stop.set)
             handled.append(signum)
+    if leader is not None:
+        try:
+            await lead_until_stopped(
+                services,
+                jobs,
+                clock,
+                stop,
+                changed=changed,
+                summary_trigger=summary_trigger,
+                on_leadership=leader,
+                since=since,
+                grace=STOP_GRACE_SECONDS,
+            )
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+        return
     if isinstance(clock, ScaledClock):
         driver = FastForwardDriver(clock, jobs, since=since)
         drive = asyncio.create_task(_drive(driver, clock, stop, changed, summary_trigger))
     else:
         drive = asyncio.create_task(schedule_live(jobs, stop, changed, summary_trigger))
-    # The leader lock's hook: today the run lock this process holds makes it the only scheduler.
+    # The one-bot lock this process holds makes it the only scheduler.
     metrics().set_scheduler_leader(True)
     try:
         await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)

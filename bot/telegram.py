@@ -71,6 +71,12 @@ class TelegramTransport:
             self.allowed = parse_allowed_users(settings.telegram_allowed_users)
             base_url, file_url = api_urls(settings.telegram_api_url)
             self.webhook = webhook_config(settings, self.token)  # None: long polling
+            if self.webhook is not None and settings.executor == "celery" and settings.telegram_webhook_secret is None:
+                # Each run would register a random secret of its own, and the last one would lock the others out.
+                raise ValueError(
+                    "with TRADEOPS_EXECUTOR=celery every tradeops run serves the webhook: set "
+                    "TRADEOPS_TELEGRAM_WEBHOOK_SECRET to one secret shared by all of them"
+                )
         except ValueError as exc:
             raise TransportError(str(exc)) from None
         self.app: Application[Any, Any, Any, Any, Any, Any] = (
@@ -90,6 +96,11 @@ class TelegramTransport:
         self._watch: asyncio.Task[None] | None = None  # webhook mode: is the webhook still ours?
         self._request_stop: RequestStop | None = None  # the run's, when a run started this transport
         self._lost: str | None = None  # why updates stopped arriving (a 409 Conflict), for /readyz
+
+    @property
+    def single_receiver(self) -> bool:
+        """Long polling: one process at a time (a second poller gets 409 Conflict); a webhook: any."""
+        return self.webhook is None
 
     # --- lifecycle ---
 

@@ -24,6 +24,30 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 POSTGRES_URL = os.environ.get("TRADEOPS_TEST_POSTGRES_URL", "")
+# The Redis tests (scheduler leader, Celery executor): .ci/run finds or starts one here.
+REDIS_URL = os.environ.get("TRADEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_answers(url: str = REDIS_URL) -> bool:
+    """Whether a Redis server answers a PING at ``url`` within two seconds."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis's URL; the test skips, saying why, when no server answers there."""
+    if not redis_answers():
+        pytest.skip(f"no Redis server answers at {REDIS_URL}")
+    return REDIS_URL
+
 
 DB_BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

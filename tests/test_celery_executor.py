@@ -52,14 +52,13 @@ from storage.db import make_engine, sqlite_url
 from storage.signals import SignalStatus
 from storage.tables import ScanRun, SignalRow
 from storage.users import Role
-from tests.conftest import POSTGRES_URL, postgres_schema
+from tests.conftest import POSTGRES_URL, REDIS_URL, postgres_schema, redis_answers
 from tests.fake_llm import FakeLLM
 from tests.support import entry_orders, free_port
 from tests.test_telegram import ALLOWED, TOKEN, TRADER, FakeBotAPI
 from venues.clock import SimulatedClock
 from venues.metrics import Metrics, installed
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 FIRE = datetime(2021, 7, 6, 6, tzinfo=UTC)  # the crypto watchlist's 06:00 scan: ETH/USDT is a BUY (see test_core)
 CRYPTO = DEFAULT_WATCHLISTS[0]
 WAIT = 90.0  # seconds: the bound of each wait on a worker (normally a few)
@@ -68,12 +67,9 @@ CLI = [sys.executable, "-c", "from bot.cli import app; app(prog_name='tradeops')
 
 
 def _redis_or_skip() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip(f"no Redis answers at {REDIS_URL}")
-    return client
+    if not redis_answers():
+        pytest.skip(f"no Redis server answers at {REDIS_URL}")
+    return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
 
 
 @pytest.fixture

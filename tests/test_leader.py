@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import uuid
@@ -35,24 +34,8 @@ from venues.clock import Clock, RealClock, SimulatedClock
 from venues.metrics import Metrics, installed
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("TRADEOPS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WAIT = 20.0  # seconds any one awaited event may take before the test fails (never reached when it works)
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-
-def _redis_answers() -> bool:
-    client = Redis.from_url(REDIS_URL)
-    host, port = client.connection_pool.connection_kwargs["host"], client.connection_pool.connection_kwargs["port"]
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex((host, port)) == 0
-
-
-@pytest.fixture
-def redis_url() -> str:
-    if not _redis_answers():
-        pytest.skip(f"no Redis server answers at {REDIS_URL}")
-    return REDIS_URL
 
 
 @pytest.fixture

@@ -785,6 +785,13 @@ async def test_webhook_settings_are_validated(services: Services) -> None:
     assert hook is not None and (hook.path, hook.listen, hook.port) == ("/hook", "127.0.0.1", 8443)
     assert hook.secret not in repr(hook)
     assert TelegramTransport(load_settings(), services, TOKEN).webhook is None  # long polling
+    # Several runs serve one webhook with the Celery executor: one shared secret, not one each.
+    shared = {"telegram_webhook_url": "https://bot.example.com/hook", "executor": "celery"}
+    with pytest.raises(TransportError, match="set TRADEOPS_TELEGRAM_WEBHOOK_SECRET to one secret shared by all"):
+        TelegramTransport(load_settings(**shared), services, TOKEN)
+    with_secret = TelegramTransport(load_settings(**shared, telegram_webhook_secret="s3cret_1"), services, TOKEN)
+    assert with_secret.webhook is not None and not with_secret.single_receiver
+    assert TelegramTransport(load_settings(executor="celery"), services, TOKEN).single_receiver  # polling
 
 
 # --- access requests ---
