@@ -450,3 +450,31 @@ def test_a_task_on_a_lost_database_is_retried_with_backoff_a_bounded_number_of_t
     assert result.failed() and isinstance(result.result, OperationalError)
     assert counts(client, prefix) == {"decide:retried": RETRY_MAX + 1}
     bot.worker_tasks.close_process()
+
+
+async def test_tradeops_run_on_celery_queues_its_scheduled_scans_and_walks_nothing_itself(
+    hermetic: None, tmp_path: Path, broker: tuple[redis.Redis, str]
+) -> None:
+    import json
+
+    from tests.test_run import RecordingTransport
+
+    client, prefix = broker
+    settings = load_settings(
+        data_dir=tmp_path / "var", executor="celery", redis_url=SecretStr(REDIS_URL), celery_prefix=prefix
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        run_bot(settings, make_transports=lambda s, services: [RecordingTransport(services)], speed=7200, stop=stop)
+    )
+    try:
+        for _ in range(600):  # two simulated hours a second: the hourly crypto scan fires within a second
+            if queue_depths(client, prefix)["scan"] >= 2 or running.done():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(running, 60) == 0
+    keys = [json.loads(raw)["headers"]["id"] for raw in client.lrange(f"{prefix}scan", 0, -1)]
+    assert "scan:crypto@2021-07-06T01:00:05+00:00" in keys, keys  # no worker runs: they wait in the queue
+    assert signals(settings) == []  # the run itself screened and walked nothing
