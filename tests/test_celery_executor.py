@@ -367,10 +367,14 @@ def test_the_worker_refuses_what_cannot_work_in_one_line(hermetic: None, tmp_pat
     assert result.exit_code == 2 and "TRADEOPS_CELERY_PREFIX must be" in result.output, result.output
 
 
-async def test_tradeops_run_on_celery_without_redis_is_refused_at_start(tmp_path: Path) -> None:
+async def test_tradeops_run_on_celery_without_redis_or_with_redis_away_is_refused_at_start(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path / "var", executor="celery", telegram_token=SecretStr(TOKEN))
     with pytest.raises(RunRefused, match="TRADEOPS_EXECUTOR=celery needs a broker: set TRADEOPS_REDIS_URL"):
         await run_bot(settings, make_transports=lambda s, sv: [])
+    away = settings.model_copy(update={"redis_url": SecretStr(f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0")})
+    with pytest.raises(RunRefused, match=r"Redis at redis://:\*\*\*@127.0.0.1:\d+/0 does not answer") as refused:
+        await run_bot(away, make_transports=lambda s, sv: [])
+    assert "pw-s3cret" not in str(refused.value)
     with pytest.raises(ValidationError, match="inprocess"):
         load_settings(executor="threads")
 
