@@ -460,6 +460,7 @@ async def test_tradeops_run_on_celery_queues_its_scheduled_scans_and_walks_nothi
     hermetic: None, tmp_path: Path, broker: tuple[redis.Redis, str]
 ) -> None:
     import json
+    import re
 
     from tests.test_run import RecordingTransport
 
@@ -480,5 +481,7 @@ async def test_tradeops_run_on_celery_queues_its_scheduled_scans_and_walks_nothi
         stop.set()
         assert await asyncio.wait_for(running, 60) == 0
     keys = [json.loads(raw)["headers"]["id"] for raw in client.lrange(f"{prefix}scan", 0, -1)]
-    assert "scan:crypto@2021-07-06T01:00:05+00:00" in keys, keys  # no worker runs: they wait in the queue
+    # No worker runs: the scans wait in the queue, keyed by watchlist and fire time (a fire more than
+    # half a bar late, on a busy machine at this speed, is skipped: the hour is not always 01:00).
+    assert any(re.fullmatch(r"scan:crypto@2021-07-06T\d\d:00:05\+00:00", key) for key in keys), keys
     assert signals(settings) == []  # the run itself screened and walked nothing
