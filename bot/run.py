@@ -204,8 +204,8 @@ async def run_bot(
     ``replay``: the shipped replay data on a simulated clock running ``speed`` simulated seconds per
     real second, from the moment the data dir remembers (or the replay start). Otherwise the
     configured real venues on the real clock, scheduled by APScheduler."""
-    if settings.executor == "celery" and settings.redis_url is None:
-        raise RunRefused(CELERY_NEEDS_REDIS)
+    if settings.executor == "celery":
+        await _check_broker(settings)
     if replay:
         settings = settings.model_copy(update={"market_data": "replay"})
     else:
@@ -235,6 +235,19 @@ async def run_bot(
             return await _run_holding_lock(settings, make_transports, clock, stop or asyncio.Event())
     finally:
         engine.dispose()
+
+
+async def _check_broker(settings: Settings) -> None:
+    """RunRefused when the Celery executor has no Redis URL, or its Redis does not answer."""
+    from bot.worker import WorkerError, check_redis
+
+    url = settings.redis_url_text
+    if not url:
+        raise RunRefused(CELERY_NEEDS_REDIS)
+    try:
+        await asyncio.to_thread(check_redis, url)
+    except WorkerError as exc:
+        raise RunRefused(str(exc)) from None
 
 
 def no_live_venue_message(settings: Settings) -> str:
