@@ -145,7 +145,10 @@ class RecordingTransport:
 
 
 def _settings(tmp_path: Path, db_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "var", database_url=db_url, _env_file=None)  # type: ignore[call-arg]
+    # The transport approves a card as soon as it is pushed, but at SPEED a real second of a busy
+    # machine is two simulated hours: the price may have moved past the 50 bps drift guard by then
+    # (the guard has its own tests in test_graph). These tests are about what reaches the chats.
+    return Settings(data_dir=tmp_path / "var", database_url=db_url, max_drift_bps=2000, _env_file=None)  # type: ignore[call-arg]
 
 
 class Bot:
