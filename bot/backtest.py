@@ -128,6 +128,22 @@ def llm_report(settings: Settings, spec: BacktestSpec, engine: Engine) -> tuple[
     return block, leak
 
 
+def ml_leak_check(model_id: str, card: dict[str, Any], start: datetime) -> LeakCheck:
+    """An ML backtest whose window starts before the end of the model's training window (its card's
+    ``window``) tests the model partly on bars it was trained on, or with knowledge of bars after them."""
+    trained_to = (card.get("window") or {}).get("to")
+    if not trained_to:
+        return LeakCheck(model_id, None, "", False, "")
+    end = datetime.fromisoformat(trained_to)
+    if start >= end:
+        return LeakCheck(model_id, end.date(), "model card", False, "")
+    reason = (
+        f"model {model_id} was trained on bars up to {trained_to}: a window from {start.isoformat()} is partly "
+        "in its training data (or before it), so these results are in sample"
+    )
+    return LeakCheck(model_id, end.date(), "model card", True, reason)
+
+
 @contextmanager
 def progress_bar(console: Console | None) -> Iterator[Callable[[float], None] | None]:
     """A rich progress bar on a terminal (None elsewhere), fed the share of the window done."""
@@ -151,11 +167,14 @@ async def backtest(
         raise BacktestError(f"--profile {spec.profile!r} is not one of: {', '.join(PROFILES)}")
     if spec.policy == "llm" and not settings.llm_config.configured:
         raise BacktestError(f"--policy llm needs an LLM endpoint: set {LLM_VARIABLES}")
+    ml_leak = LeakCheck("", None, "", False, "")
     if spec.policy == "ml":
         try:
-            await asyncio.to_thread(ModelRegistry(settings.models_dir).load, settings.ml_model or None)
+            model = await asyncio.to_thread(ModelRegistry(settings.models_dir).load, settings.ml_model or None)
         except RegistryError as exc:
             raise BacktestError(f"--policy ml: {exc}") from None
+        spec = dataclasses.replace(spec, model=model.id)
+        ml_leak = ml_leak_check(model.id, model.card, spec.start)
     with tempfile.TemporaryDirectory(prefix="tradeops-backtest-") as tmp:
         database = Path(tmp) / "backtest.db"
         await asyncio.to_thread(create_migrated_sqlite, database)
@@ -182,6 +201,10 @@ async def backtest(
             result = await run_backtest(
                 services.scanner, spec, calendar=services.venue_calendar(spec.venue), on_progress=on_progress
             )
+            if spec.policy == "ml":
+                return dataclasses.replace(
+                    result, possible_leak=ml_leak.possible_leak, possible_leak_reason=ml_leak.reason
+                )
             if spec.policy != "llm":
                 return result
             block, leak = llm_report(run_settings, spec, services.engine)
@@ -220,6 +243,8 @@ async def walk_forward_backtest(
     """K folds in time order, each test window a backtest of its own from the starting capital (a
     fresh database each); returns the walk-forward JSON document (scheduler.backtest.walkforward)."""
     calendar = venue_calendar(settings, spec)
+    if spec.policy == "ml":  # recorded in params (each fold checks that the model loads)
+        spec = dataclasses.replace(spec, model=settings.ml_model or ModelRegistry(settings.models_dir).promoted())
     windows = fold_windows(spec, calendar, k, purge=purge, embargo=embargo)
     results: list[BacktestResult] = []
     for number, window in enumerate(windows):
@@ -233,6 +258,8 @@ async def walk_forward_backtest(
     doc = walk_forward_json(spec, windows, results, purge=purge, embargo=embargo, calendar=calendar)
     llm: dict[str, Any] | None = None
     leak = LeakCheck("", None, "", False, "")
+    if spec.policy == "ml" and results:
+        leak = LeakCheck("", None, "", results[0].possible_leak, results[0].possible_leak_reason)
     if spec.policy == "llm":
         config = settings.llm_config
         leak = leak_check(config.model or "", windows[0].test_start, spec.end, config.training_cutoff)
@@ -309,8 +336,8 @@ def result_text(result: BacktestResult) -> str:
     start_text, end_text = window_text(spec.start, spec.end)
     lines = [
         f"backtest {spec.venue} {','.join(spec.symbols)} {spec.timeframe} {start_text} -> "
-        f"{end_text} policy {spec.policy} profile {spec.profile} capital {spec.capital} {result.currency}"
-        + ("" if spec.costs else " (no costs)"),
+        f"{end_text} policy {spec.policy}{f' (model {spec.model})' if spec.model else ''} profile {spec.profile} "
+        f"capital {spec.capital} {result.currency}" + ("" if spec.costs else " (no costs)"),
     ]
     for symbol, info in result.data_range.items():
         first, last = moment_text(str(info["first"])), moment_text(str(info["last"]))

@@ -65,6 +65,7 @@ class DemoApproval(StrEnum):
 class DemoPolicy(StrEnum):
     rules = "rules"
     llm = "llm"
+    ml = "ml"
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the structured result as JSON.")]
@@ -484,7 +485,10 @@ def demo(
     ] = False,
     policy: Annotated[
         DemoPolicy,
-        typer.Option(help="rules: the deterministic rule policy (offline); llm: the configured LLM endpoint."),
+        typer.Option(
+            help="rules: the deterministic rule policy (offline); llm: the configured LLM endpoint; ml: the "
+            "trained model (TRADEOPS_ML_MODEL, else the promoted one). TRADEOPS_POLICY is not used here."
+        ),
     ] = DemoPolicy.rules,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
@@ -494,13 +498,25 @@ def demo(
     from bot.services import LLM_VARIABLES
 
     mode: Literal["ask", "all", "none"] = approve.value
-    settings = _settings(data_dir, quiet=True).model_copy(update={"policy": policy.value})
+    configured = _settings(data_dir, quiet=True)
+    settings = configured.model_copy(update={"policy": policy.value})
     if policy is DemoPolicy.llm and not settings.llm_config.configured:
         typer.echo(f"error: --policy llm needs an LLM endpoint: set {LLM_VARIABLES}", err=True)
         raise typer.Exit(2)
+    if policy is DemoPolicy.ml:
+        from bot.doctor import ml_model_problem
+
+        _, problem = ml_model_problem(settings)
+        if problem is not None:
+            typer.echo(f"error: --policy ml needs a model that loads: {problem}", err=True)
+            raise typer.Exit(2)
     echo = (lambda _line: None) if as_json else typer.echo
     # With --json, stdout is the summary alone; a fallback the user did not ask for goes to stderr.
     warn = (lambda line: typer.echo(line, err=True)) if as_json else None
+    if configured.policy not in ("auto", policy.value):
+        (warn or echo)(
+            f"note: the demo decides with --policy {policy.value}; TRADEOPS_POLICY={configured.policy} is not used"
+        )
     try:
         summary = asyncio.run(run_demo(settings, approve=mode, days=days, echo=echo, warn=warn, resume=resume))
     except DemoError as exc:

@@ -255,7 +255,14 @@ class CommandCore(TradingCommands):
         self._audit(caller, "signal", symbol)
         walk = await self.s.scanner.signal_now(venue, symbol, timeframe, actor=caller.actor)
         notices = "".join(f"\nnotice: {n}" for n in (*self._market_closed(venue), *walk.notices))
-        reply = Reply(f"{symbol}: {walk.status}" + (f" ({walk.reason})" if walk.reason else "") + notices)
+        reason = walk.reason
+        if not walk.created and not reason and walk.status != SignalStatus.PENDING.value:
+            # The same symbol at the same moment was decided before (signal ids are per moment, so a
+            # second ask decides nothing twice): say so, and why it was decided, not a bare status.
+            history = self.s.signals.history(walk.signal_id)
+            why = history[-1].reason if history else ""
+            reason = f"decided before at this moment as signal {walk.signal_id}" + (f": {why}" if why else "")
+        reply = Reply(f"{symbol}: {walk.status}" + (f" ({reason})" if reason else "") + notices)
         if walk.status == SignalStatus.PENDING.value and not walk.created and walk.reason:
             # Another signal on this symbol waits for an answer: no new walk, that one's buttons.
             reply.text = f"{symbol}: {walk.reason}"

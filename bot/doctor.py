@@ -415,6 +415,9 @@ def run_checks(settings: Settings, *, today: date | None = None) -> Iterator[Che
         yield policy_problem
         return
     llm = settings.llm_config
+    if settings.policy == "ml" and not llm.configured:
+        yield ml_policy_check(settings)
+        return
     if not llm.configured:
         from bot.services import LLM_VARIABLES
 
@@ -431,3 +434,24 @@ def run_checks(settings: Settings, *, today: date | None = None) -> Iterator[Che
         return
     for name, ok, detail in lines:
         yield Check(name, ok, detail)
+
+
+def ml_model_problem(settings: Settings) -> tuple[str, str | None]:
+    """(the model id, None) when the ML policy's model (TRADEOPS_ML_MODEL, else the promoted one)
+    loads and its files match their card's checksums; else ("", what is wrong)."""
+    from tools.model_registry import ModelRegistry, RegistryError
+
+    try:
+        return ModelRegistry(settings.models_dir).load(settings.ml_model or None).id, None
+    except RegistryError as exc:
+        return "", str(exc)
+
+
+def ml_policy_check(settings: Settings) -> Check:
+    """TRADEOPS_POLICY=ml: which model decides, and whether it loads (the policy abstains on every
+    decision otherwise)."""
+    model_id, problem = ml_model_problem(settings)
+    if problem is not None:
+        return Check("ML model", False, f"TRADEOPS_POLICY=ml, but {problem}; the ML policy abstains on every decision")
+    how = "TRADEOPS_ML_MODEL" if settings.ml_model else "promoted"
+    return Check("ML model", True, f"the ML policy decides with {model_id} ({how}; its files check out)")

@@ -463,6 +463,15 @@ async def test_signal_for_an_unknown_symbol_lists_the_valid_ones(
         assert valid in reply.text
 
 
+async def test_a_second_signal_at_the_same_moment_says_it_was_decided_before_and_why(core: CommandCore) -> None:
+    first = await core.handle(TRADER, "/signal BTC/USD")
+    again = await core.handle(TRADER, "/signal BTC/USD")
+    assert first.text.startswith("BTC/USD: hold") and "decided before" not in first.text
+    signal_id = first.data["signal_id"]
+    assert again.data["signal_id"] == signal_id
+    assert again.text.startswith(f"BTC/USD: hold (decided before at this moment as signal {signal_id}: ")
+
+
 @pytest.mark.parametrize(
     ("message", "hint"),
     [

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from agent.ml_policy import ML_LOOKBACK_BARS, MLPolicy
 from bot.cli import app
+from bot.doctor import ml_policy_check
+from bot.settings import Settings
 from tests.test_graph import CRYPTO, ETH, eth_clock, rig
 from tools.features import build_features
 from tools.labels import BarrierPlan, RoundTripCosts
@@ -122,6 +124,11 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
         app, ["backtest", *window, "--from", "2021-07-05", "--to", "2021-07-05", "--policy", "ml", *data]
     )
     assert result.exit_code == 2 and "--policy ml: no model is promoted" in result.output
+    demo = runner.invoke(app, ["demo", "--policy", "ml", "--days", "1", *data])
+    assert demo.exit_code == 2 and "--policy ml needs a model that loads: no model is promoted" in demo.output
+    settings = Settings(data_dir=tmp_path / "data", policy="ml", _env_file=None)  # type: ignore[call-arg]
+    check = ml_policy_check(settings)
+    assert not check.ok and "TRADEOPS_POLICY=ml, but no model is promoted" in check.detail
     trained = runner.invoke(
         app,
         [
@@ -150,6 +157,14 @@ def test_backtest_policy_ml_needs_a_model_and_runs_with_the_promoted_one(tmp_pat
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["params"]["policy"] == "ml"
+    assert doc["params"]["model"] == model_id and doc["possible_leak"] is False  # after its training window
+    check = ml_policy_check(settings)
+    assert check.ok and model_id in check.detail and "promoted" in check.detail
+    in_sample = runner.invoke(
+        app, ["backtest", *window, "--from", "2021-06-20", "--to", "2021-06-20", "--policy", "ml", "--json", *data]
+    )
+    leaked = json.loads(in_sample.stdout)
+    assert leaked["possible_leak"] is True and "so these results are in sample" in leaked["possible_leak_reason"]
     assert sum(doc["signals"].values()) > 0, doc["signals"]
     # The model's calibrated probability is what the risk gate judged (under 0.60 on this model).
     assert any(s["reason"].startswith("confidence 0.") for s in doc["skipped"]), doc["skipped"]

@@ -72,9 +72,11 @@ class BacktestSpec:
     profile: str
     costs: bool = True
     params: Mapping[str, float] = field(default_factory=dict)
+    model: str | None = None  # the ML policy's model id (recorded; None for the other policies)
 
     def params_json(self) -> dict[str, Any]:
         return {
+            **({"model": self.model} if self.model else {}),
             "venue": self.venue,
             "symbols": list(self.symbols),
             "timeframe": self.timeframe,
