@@ -44,6 +44,7 @@ from bot.retrain import drift_notices
 from bot.run_leader import (
     LeaderTransports,
     TransportFactory,
+    finish_within,
     lead_until_stopped,
     refuse_beside_single_run,
     single_receiver,
@@ -416,12 +417,7 @@ async def _schedule_until_stopped(
         await asyncio.wait({drive, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         # The wait for the next fire ends at once; a scan in flight gets the grace to finish its walks.
-        done, _ = await asyncio.wait({drive}, timeout=STOP_GRACE_SECONDS)
-        if not done:
-            log.warning("a scan was still running after %s s; cancelled", STOP_GRACE_SECONDS)
-        drive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drive
+        await finish_within(drive, STOP_GRACE_SECONDS, "a scan")
     finally:
         metrics().set_scheduler_leader(False)
         for signum in handled:

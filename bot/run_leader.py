@@ -37,6 +37,17 @@ log = logging.getLogger("tradeops.run")
 TransportFactory = Callable[[Settings, Services], Sequence[Transport]]
 
 
+async def finish_within(task: asyncio.Task[None], grace: float, what: str) -> None:
+    """Give ``task`` (the scheduling loop, stop already set) ``grace`` seconds to finish what it
+    runs; then cancel it (``what`` names it in the warning)."""
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        log.warning("%s was still running after %s s; cancelled", what, grace)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def single_receiver(transport: Transport) -> bool:
     """True for a transport of which one process at a time may take updates (Telegram polling,
     the Discord gateway); False for one any process may serve (Telegram's webhook)."""
@@ -145,12 +156,7 @@ async def lead_until_stopped(
                 leader.reschedule(SUMMARY_JOB, summary_trigger())
             if stop.is_set():
                 break
-        done, _ = await asyncio.wait({drive}, timeout=grace)
-        if not done:
-            log.warning("a fire was still running after %s s; cancelled", grace)
-            drive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drive
+        await finish_within(drive, grace, "a fire")
     finally:
         if not drive.done():
             drive.cancel()

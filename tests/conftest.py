@@ -186,3 +186,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         reasons[reason] = reasons.get(reason, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{count} skipped: {reason}")
+
+
+@pytest.fixture
+def shared_database(tmp_path: Path) -> Iterator[str]:
+    """A database URL other processes (and several runs) can open: a PostgreSQL schema of this
+    test's own when TRADEOPS_TEST_POSTGRES_URL is set, else a SQLite file."""
+    if not POSTGRES_URL:
+        yield sqlite_url(tmp_path / "shared.db")
+        return
+    with postgres_schema() as url:
+        yield url

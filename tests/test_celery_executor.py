@@ -48,11 +48,11 @@ from bot.worker import celery_executor
 from scheduler.celery_app import queue_depths, stats_key
 from scheduler.driver import ScanTick
 from scheduler.executor import DecideRequest, Notice
-from storage.db import make_engine, sqlite_url
+from storage.db import make_engine
 from storage.signals import SignalStatus
 from storage.tables import ScanRun, SignalRow
 from storage.users import Role
-from tests.conftest import POSTGRES_URL, REDIS_URL, postgres_schema, redis_answers
+from tests.conftest import REDIS_URL, redis_answers
 from tests.fake_llm import FakeLLM
 from tests.support import entry_orders, free_port
 from tests.test_telegram import ALLOWED, TOKEN, TRADER, FakeBotAPI
@@ -87,13 +87,8 @@ def broker() -> Iterator[tuple[redis.Redis, str]]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    """A database URL other processes can open: a PostgreSQL schema of this test's own, or a SQLite file."""
-    if not POSTGRES_URL:
-        yield sqlite_url(tmp_path / "shared.db")
-        return
-    with postgres_schema() as url:
-        yield url
+def database(shared_database: str) -> str:
+    return shared_database
 
 
 class ThreadedApp:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,7 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.transport import RequestStop
 from scheduler.celery_app import queue_key
-from storage.db import sqlite_url
 from storage.fires import FireLog
-from tests.conftest import POSTGRES_URL, postgres_schema
 
 SPEED = 3600.0  # a simulated hour per real second: the crypto watchlist scans every few real seconds
 WAIT = 90.0  # seconds: the bound of each wait (normally a few)
@@ -95,12 +93,8 @@ async def _until(condition: Callable[[], bool], runs: list[Run], what: str) -> N
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    if not POSTGRES_URL:
-        yield sqlite_url(tmp_path / "shared.db")
-        return
-    with postgres_schema() as url:
-        yield url
+def database(shared_database: str) -> str:
+    return shared_database
 
 
 def _scan_ids(client: redis.Redis, prefix: str) -> list[str]:
