@@ -146,7 +146,7 @@ def retrain(settings: Settings, clock: Clock, drifted: list[str]) -> RetrainOutc
     def judge(candidate: TrainedModel) -> None:
         verdict.update(compare(candidate, current), trigger="drift", drifted=drifted)
         side_note = " (long and short averaged)" if len(verdict["sides"]) > 1 else ""
-        rows = sum(s["rows"] for s in verdict["sides"].values())
+        rows = max(s["rows"] for s in verdict["sides"].values())  # each side scores the same bars
         figures = (
             f"log loss {verdict['candidate_log_loss']:.4f} vs {verdict['current_log_loss']:.4f}{side_note} "
             f"on the newest fold's {rows} out-of-sample bars"
