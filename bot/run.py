@@ -42,11 +42,11 @@ from bot.logs import redact, register_secret
 from bot.render import decision_text, signal_outcome
 from bot.retrain import drift_notices
 from bot.run_leader import (
+    IN_PROCESS_RUN_HOLDS,
     LeaderTransports,
     TransportFactory,
     finish_within,
     lead_until_stopped,
-    refuse_beside_single_run,
     single_receiver,
 )
 from bot.services import REPLAY_START, Services, open_services, seed_watchlists, stored_clock
@@ -70,7 +70,7 @@ from venues.metrics import Metrics, installed, metrics
 
 log = logging.getLogger("tradeops.run")
 
-RUN_LOCK = "bot:run"  # one in-process `tradeops run` per database (the Celery executor allows several)
+RUN_LOCK = "bot:run"  # held alone by an in-process `tradeops run`, shared by Celery runs
 RUN_KEY = "run"  # {"pid": ..., "started": ...}: who holds the run lock, for the second one's message
 EXIT_REFUSED = 2  # exit status: nothing to run with, or another run holds the database
 EXIT_TRANSPORT_STOPPED = 4  # exit status: a transport asked the run to stop (e.g. Telegram's 409 Conflict)
@@ -223,12 +223,12 @@ async def run_bot(
         if replay:
             stored = stored_clock(SignalStore(engine))
             clock = ScaledClock(stored.now() if stored is not None else REPLAY_START, speed)
-        if settings.executor == "celery":  # any number of runs; the scheduler's lease picks one leader
-            refused = await refuse_beside_single_run(engine, RUN_LOCK)
-            if refused:
-                raise RunRefused(refused)
-            return await _run_holding_lock(settings, make_transports, clock, stop or asyncio.Event())
-        async with process_lock(engine, RUN_LOCK, wait=False) as held:
+        # Celery runs hold the one-bot lock shared (any number of them; the scheduler's lease picks
+        # the leader), an in-process run holds it alone: neither starts beside the other.
+        shared = settings.executor == "celery"
+        async with process_lock(engine, RUN_LOCK, wait=False, shared=shared) as held:
+            if not held and shared:
+                raise RunRefused(IN_PROCESS_RUN_HOLDS)
             if not held:
                 holder = await asyncio.to_thread(SignalStore(engine).get_value, RUN_KEY)
                 pid = f" (pid {holder['pid']})" if holder and holder.get("pid") else ""

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from apscheduler.triggers.base import BaseTrigger
-from sqlalchemy import Engine
 
 from bot.services import Services
 from bot.settings import Settings
@@ -29,7 +28,6 @@ from scheduler.driver import ScanJob
 from scheduler.jobs import SUMMARY_JOB
 from scheduler.leader import LeaderScheduler, RedisLease, leader_key, process_identity
 from storage.fires import FireLog, deployment_id
-from storage.locks import process_lock
 from venues.clock import Clock
 
 log = logging.getLogger("tradeops.run")
@@ -54,16 +52,10 @@ def single_receiver(transport: Transport) -> bool:
     return bool(getattr(transport, "single_receiver", True))
 
 
-async def refuse_beside_single_run(engine: Engine, lock_name: str) -> str | None:
-    """Why this run may not start beside the others, or None: an in-process run (which takes the
-    database's one-bot lock ``lock_name``) would scan and poll on its own, under no lease."""
-    async with process_lock(engine, lock_name, wait=False) as free:
-        if not free:
-            return (
-                "an in-process tradeops run (TRADEOPS_EXECUTOR=inprocess) holds this database; stop it first: "
-                "processes of one deployment must all use TRADEOPS_EXECUTOR=celery"
-            )
-    return None
+IN_PROCESS_RUN_HOLDS = (
+    "an in-process tradeops run (TRADEOPS_EXECUTOR=inprocess) holds this database; stop it first: "
+    "processes of one deployment must all use TRADEOPS_EXECUTOR=celery"
+)
 
 
 class LeaderTransports:
@@ -110,8 +102,6 @@ class LeaderTransports:
         outcome = self.stop_transports(mine)
         if asyncio.iscoroutine(outcome):
             await outcome
-        for transport in mine:
-            log.info("transport %s stopped (this process no longer leads)", transport.name)
 
 
 async def lead_until_stopped(

@@ -216,7 +216,9 @@ def read_only_query(engine: Engine, query: str, *, limit: int | None = 100) -> t
 
     dialect: Dialect = "sqlite" if engine.dialect.name == "sqlite" else "postgres"
     rendered = read_only_statement(query, dialect)
-    statement = query.strip().rstrip(";").strip() if dialect == "sqlite" else rendered
+    # psycopg formats the statement with the (empty) parameters SQLAlchemy passes: a literal % (LIKE
+    # 'ab%', 100 % 7) must reach it doubled.
+    statement = query.strip().rstrip(";").strip() if dialect == "sqlite" else rendered.replace("%", "%%")
     with engine.connect() as connection:
         raw: Any = connection.connection.driver_connection
         if dialect == "sqlite":

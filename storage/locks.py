@@ -43,20 +43,21 @@ def setup_lock_name(venue: str, symbol: str) -> str:
 
 
 @asynccontextmanager
-async def process_lock(engine: Engine, name: str, *, wait: bool = True) -> AsyncIterator[bool]:
+async def process_lock(engine: Engine, name: str, *, wait: bool = True, shared: bool = False) -> AsyncIterator[bool]:
     """Hold the cross-process lock ``name`` for the body. Yields True when held; with
     ``wait=False`` it does not wait and yields False at once when another holder has it (the body
-    then runs without the lock and should do nothing the lock guards). Connection errors to
-    PostgreSQL propagate (psycopg.OperationalError)."""
+    then runs without the lock and should do nothing the lock guards). ``shared``: any number of
+    shared holders at once, but none beside an exclusive one (a reader-writer lock). Connection
+    errors to PostgreSQL propagate (psycopg.OperationalError)."""
     if engine.dialect.name == "postgresql":
-        async with _advisory_lock(engine, name, wait=wait) as held:
+        async with _advisory_lock(engine, name, wait=wait, shared=shared) as held:
             yield held
         return
     directory = lock_directory(engine)
     if directory is None:
         yield True
         return
-    async with _file_lock(directory, name, wait=wait) as held:
+    async with _file_lock(directory, name, wait=wait, shared=shared) as held:
         yield held
 
 
@@ -70,7 +71,7 @@ def lock_directory(engine: Engine) -> Path | None:
 
 
 @asynccontextmanager
-async def _advisory_lock(engine: Engine, name: str, *, wait: bool) -> AsyncIterator[bool]:
+async def _advisory_lock(engine: Engine, name: str, *, wait: bool, shared: bool = False) -> AsyncIterator[bool]:
     from psycopg import AsyncConnection
 
     # psycopg wants a plain libpq URL; search_path and other options ride along in the query.
@@ -81,7 +82,8 @@ async def _advisory_lock(engine: Engine, name: str, *, wait: bool) -> AsyncItera
     key_sql = "('x' || substr(md5(coalesce(current_schema(), '') || '|' || %s), 1, 16))::bit(64)::bigint"
     async with await AsyncConnection.connect(conninfo, autocommit=True) as connection:
         while True:
-            row = await (await connection.execute(f"SELECT pg_try_advisory_lock({key_sql})", (name,))).fetchone()
+            function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+            row = await (await connection.execute(f"SELECT {function}({key_sql})", (name,))).fetchone()
             if row is not None and row[0]:
                 break
             if not wait:
@@ -94,13 +96,13 @@ async def _advisory_lock(engine: Engine, name: str, *, wait: bool) -> AsyncItera
 
 
 @asynccontextmanager
-async def _file_lock(directory: Path, name: str, *, wait: bool) -> AsyncIterator[bool]:
+async def _file_lock(directory: Path, name: str, *, wait: bool, shared: bool = False) -> AsyncIterator[bool]:
     os.makedirs(directory, exist_ok=True)  # local and quick, like the SQLite calls around it
     path = directory / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".lock")
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             if not wait:
@@ -120,8 +122,10 @@ async def _file_lock(directory: Path, name: str, *, wait: bool) -> AsyncIterator
     try:
         yield True
     finally:
-        # Remove while still holding, then release: whoever opened the old file retries above.
+        # Remove while still holding, then release: whoever opened the old file retries above. A
+        # shared holder leaves the file: others may hold it too (the exclusive holder removes it).
         try:
-            os.unlink(path)
+            if not shared:
+                os.unlink(path)
         finally:
             os.close(fd)

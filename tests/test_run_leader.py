@@ -129,6 +129,11 @@ async def test_two_celery_runs_one_leader_and_the_other_takes_over_on_stop(
         # Only the leader polls; both serve the webhook.
         assert first.running("polling") and not second.running("polling")
         assert first.running("webhook") and second.running("webhook")
+        # An in-process run would scan and poll on its own: refused while Celery runs hold the database.
+        alone = Run(settings("c").model_copy(update={"executor": "inprocess"}))
+        alone.start()
+        with pytest.raises(RunRefused, match="another tradeops run is using"):
+            await asyncio.wait_for(alone.task, WAIT)  # type: ignore[arg-type]
 
         first.stop.set()
         assert await asyncio.wait_for(first.task, WAIT) == 0  # type: ignore[arg-type]
@@ -186,5 +191,30 @@ async def test_a_celery_run_is_refused_beside_an_in_process_run(
             run.start()
             with pytest.raises(RunRefused, match="an in-process tradeops run"):
                 await asyncio.wait_for(run.task, WAIT)  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
+
+
+async def test_the_one_bot_lock_is_shared_by_celery_runs_and_exclusive_for_an_in_process_one(
+    hermetic: None, database: str
+) -> None:
+    from storage.db import make_engine
+    from storage.locks import process_lock
+
+    engine = make_engine(database)
+    try:
+        async with (
+            process_lock(engine, "bot:run", wait=False, shared=True) as one,
+            process_lock(engine, "bot:run", wait=False, shared=True) as two,
+        ):
+            assert one and two
+            async with process_lock(engine, "bot:run", wait=False) as alone:
+                assert not alone
+        async with process_lock(engine, "bot:run", wait=False) as alone:
+            assert alone
+            async with process_lock(engine, "bot:run", wait=False, shared=True) as beside:
+                assert not beside
+        async with process_lock(engine, "bot:run", wait=False, shared=True) as again:
+            assert again  # an exclusive holder's release leaves the lock usable
     finally:
         engine.dispose()

@@ -105,6 +105,7 @@ def test_plain_selects_run_with_their_own_column_names(
         ("with a as (select 1 as x) select x from a union all select 2", '"x": 2'),
         ("select status, count(*) as n from signals group by status order by 1", "[]"),
         ("select 1 as one;", '"one": 1'),
+        ("select 100 % 7 as r, 'ab' like 'a%' as m", '"r": 2'),  # a literal % on PostgreSQL too
     ]:
         status, output = run_sql(monkeypatch, db_url, tmp_path, query)
         assert status == 0, output
