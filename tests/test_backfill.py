@@ -305,6 +305,9 @@ def test_backfill_command_writes_reports_and_refuses_bad_input(tmp_path: Path, m
 def _backfill_process(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOPS_")}
     env["TRADEOPS_DATA_DIR"] = str(data_dir)
+    # Each "(part-" line reaches the test as it is written, not in 8 KB blocks: otherwise the 40th
+    # may arrive with the last, after the backfill ended, and the interrupt comes too late.
+    env["PYTHONUNBUFFERED"] = "1"
     argv = [
         sys.executable,
         "-c",
