@@ -311,7 +311,9 @@ def _backfill_process(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     argv = [
         sys.executable,
         "-c",
-        "from bot.cli import app; app()",
+        # Python's own Ctrl-C handler, even when this test runs in a background job (which starts
+        # its children with SIGINT ignored, and Python then installs none).
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from bot.cli import app; app()",
         "backfill",
         "--venue",
         "replay-cn",
