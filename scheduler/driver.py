@@ -280,6 +280,7 @@ class FastForwardDriver:
         self._claim = claim
         self._jobs = list(jobs)
         self._next: dict[str, datetime | None] = {}  # as APScheduler's next_run_time; None: finished
+        self._graces: dict[str, timedelta] = {}  # misfire_grace per job id, kept until a reschedule
         self.records: list[FireRecord] = []
         """Every fire so far, in the order run."""
 
@@ -312,6 +313,7 @@ class FastForwardDriver:
             raise KeyError(f"no job {job_id!r}; jobs: {', '.join(j.id for j in self._jobs)}")
         job = replace(self._jobs[index], trigger=trigger)
         self._jobs[index] = job
+        self._graces.pop(job_id, None)
         self._set_next(job, trigger.get_next_fire_time(None, self._clock.now()))
         return self._next[job.id]
 
@@ -330,21 +332,28 @@ class FastForwardDriver:
         move: the next :meth:`step` jumps to the first fire at or after ``moment``, which then runs
         on time, as does every later one. Only for jobs that never move the clock themselves."""
         moment = ensure_utc(moment)
-        skipped: list[datetime] = []
+        per_job: list[list[datetime]] = []
         for job in self._jobs:
-            # A trigger on an even grid (candle closes) lists the fires in one step.
             upcoming = self._next_time(job)
-            fire_times_before = getattr(job.trigger, "fire_times_before", None)
-            if fire_times_before is not None and upcoming is not None and upcoming < moment:
-                skipped.append(upcoming)
-                skipped.extend(fire_times_before(upcoming, moment))
-                last = ensure_utc(skipped[-1])
-                self._set_next(job, job.trigger.get_next_fire_time(last, last))
-            while (upcoming := self._next_time(job)) is not None and upcoming < moment:
-                skipped.append(upcoming)
-                # As step() computes the fire after a run on time: now is that fire's time.
-                self._set_next(job, job.trigger.get_next_fire_time(upcoming, upcoming))
-        return sorted(skipped)
+            if upcoming is None or upcoming >= moment:
+                continue
+            trigger = job.trigger
+            fires = [upcoming]
+            # A trigger on an even grid (candle closes) lists the fires in one step.
+            fire_times_before = getattr(trigger, "fire_times_before", None)
+            if fire_times_before is not None:
+                fires.extend(fire_times_before(upcoming, moment))
+                upcoming = ensure_utc(fires[-1])
+            # As step() computes the fire after a run on time: now is that fire's time.
+            while (upcoming := trigger.get_next_fire_time(upcoming, upcoming)) is not None and (
+                upcoming := ensure_utc(upcoming)
+            ) < moment:
+                fires.append(upcoming)
+            self._set_next(job, upcoming)
+            per_job.append(fires)
+        if len(per_job) == 1:
+            return per_job[0]
+        return sorted(fire for fires in per_job for fire in fires)
 
     async def step(self) -> FireRecord | None:
         """Advance the clock to the next fire and run that one job; None when no job will fire."""
@@ -356,31 +365,52 @@ class FastForwardDriver:
         await self._clock.sleep_until(scheduled)
         now = self._clock.now()
 
-        # As APScheduler: every due fire up to now, coalesced into one run for the latest.
+        # As APScheduler: every due fire up to now, coalesced into one run for the latest. The
+        # first fire after now, where the loop stops, is the job's next fire.
+        trigger = job.trigger
         due = [scheduled]
-        while (later := job.trigger.get_next_fire_time(due[-1], now)) is not None and ensure_utc(later) <= now:
-            due.append(ensure_utc(later))
+        while (following := trigger.get_next_fire_time(due[-1], now)) is not None and (
+            following := ensure_utc(following)
+        ) <= now:
+            due.append(following)
         fire_time = due[-1]
-        self._set_next(job, job.trigger.get_next_fire_time(fire_time, now))
+        self._set_next(job, following)
 
         tick = job.tick(fire_time)
-        record = FireRecord(job.id, fire_time, tick.bar_close, now, coalesced=tuple(due[:-1]))
+        result: Any = None
+        error: BaseException | None = None
+        missed = unclaimed = False
         lateness = now - fire_time
-        if lateness > misfire_grace(job):
+        if lateness > self._grace(job):
             logger.warning("scan job %s: run for %s missed by %s; skipped", job.id, fire_time.isoformat(), lateness)
-            record = replace(record, missed=True)
+            missed = True
         elif not await self._claimed(job, fire_time):
-            record = replace(record, unclaimed=True)
+            unclaimed = True
         else:
             try:
                 result = await job.func(tick)
             except Exception as exc:
                 logger.exception("scan job %s failed at %s", job.id, fire_time.isoformat())
-                record = replace(record, error=exc)
-            else:
-                record = replace(record, result=result)
+                error = exc
+        record = FireRecord(
+            job.id,
+            fire_time,
+            tick.bar_close,
+            now,
+            result=result,
+            error=error,
+            coalesced=tuple(due[:-1]),
+            missed=missed,
+            unclaimed=unclaimed,
+        )
         self.records.append(record)
         return record
+
+    def _grace(self, job: ScanJob) -> timedelta:
+        grace = self._graces.get(job.id)
+        if grace is None:
+            grace = self._graces[job.id] = misfire_grace(job)
+        return grace
 
     async def _claimed(self, job: ScanJob, fire_time: datetime) -> bool:
         if self._claim is None:

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import accumulate, repeat
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
@@ -264,7 +265,10 @@ class CandleCloseTrigger(BaseTrigger):
         evenly spaced)."""
         first = self._first_fire_from(_start_point(previous_fire_time, previous_fire_time))
         count = max(-((first - ensure_utc(moment)) // self.every), 0)  # ceil((moment - first) / every)
-        return [first + i * self.every for i in range(count)]
+        if count == 0:
+            return []
+        # Repeated addition is exact on timedeltas (whole microseconds) and cheaper than first + i * every.
+        return list(accumulate(repeat(self.every, count - 1), datetime.__add__, initial=first))
 
     def bar_close(self, fire_time: datetime) -> datetime:
         return ensure_utc(fire_time) - self.delay

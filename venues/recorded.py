@@ -207,11 +207,12 @@ class RecordedBarsVenue(BrokeredVenue):
         clock's now), in one vectorised pass; NaN where no bar had closed yet. For a backtest's
         equity points at the fires it passed over. ValueError for a moment after now."""
         series = self.series(symbol)
-        at = np.fromiter((epoch_us(m) for m in moments), dtype=np.int64, count=len(moments))
+        at = np.array(list(map(epoch_us, moments)), dtype=np.int64)
         if at.size and int(at.max()) > epoch_us(self.clock.now()):
             raise ValueError(f"a price after the clock's now ({self.clock.now().isoformat()}) is not known yet")
-        closed = np.searchsorted(series.native.close_us, at, side="right") - 1
-        opened = np.searchsorted(series.native.open_us, at, side="left") - 1
+        native = series.native.arrays
+        closed = native.close_us.searchsorted(at, side="right") - 1
+        opened = native.open_us.searchsorted(at, side="left") - 1
         prices = np.where(opened > closed, series.open[opened], series.close[np.maximum(closed, 0)])
         return np.where(closed < 0, np.nan, prices)
 

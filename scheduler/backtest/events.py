@@ -74,6 +74,7 @@ class EventHorizon:
         self.currency = currency
         self.next_candidate = next_candidate
         self.passed_over = 0
+        self._carries: dict[str, tuple[bool, bool]] = {}  # symbol -> (funding accrues, a short pays borrow)
 
     async def next_event(self, until: datetime) -> datetime:
         """The earliest moment after now at which a fire may change something; ``until`` when
@@ -82,15 +83,25 @@ class EventHorizon:
         if await self.broker.orders(OrderStatus.PENDING):
             return now
         for position in await self.broker.positions():
-            instrument = self.venue.instrument_of(position.symbol)
-            # A carry accrues at its marks whatever the side: funding (either side), borrow (shorts).
-            if instrument.funding is not None and instrument.funding.rate_8h != 0 and position.qty != 0:
-                return now
-            terms = instrument.short
-            if position.qty < 0 and terms is not None and terms.borrow_rate_year > 0:
-                return now
+            if position.qty != 0:
+                funding, borrow = self._carry(position.symbol)
+                if funding or (borrow and position.qty < 0):
+                    return now
         candidate = self.next_candidate(now)
         return until if candidate is None else min(candidate, until)
+
+    def _carry(self, symbol: str) -> tuple[bool, bool]:
+        """Whether a position in ``symbol`` accrues funding (either side) and whether a short pays
+        borrow: the instrument's terms, which a run does not change."""
+        carry = self._carries.get(symbol)
+        if carry is None:
+            instrument = self.venue.instrument_of(symbol)
+            terms = instrument.short
+            carry = self._carries[symbol] = (
+                instrument.funding is not None and instrument.funding.rate_8h != 0,
+                terms is not None and terms.borrow_rate_year > 0,
+            )
+        return carry
 
     async def hold(self, fires: list[datetime]) -> HeldSpan | None:
         """The account as it stands for the passed-over ``fires`` (nothing changes it until the next event)."""
@@ -103,13 +114,25 @@ class EventHorizon:
         """Write the equity point of each passed-over fire: cash + the held positions at that
         fire's last price (the entry cost when none is known), as the fire's own tick would."""
         account = span.account
-        equity = [account.cash] * len(span.fires)
+        fires = span.fires
+        cash = account.cash
+        equity: list[Decimal] | None = None
         for position in account.positions:
             instrument = self.venue.instrument_of(position.symbol)
             # Plain floats: numpy scalars cost more per point than the sum itself.
-            marks = self.venue.last_prices(position.symbol, span.fires).tolist()
+            marks = self.venue.last_prices(position.symbol, fires).tolist()
+            if equity is None and instrument.margin_rate is None and not any(map(math.isnan, marks)):
+                # The usual case, a first position unmargined with every mark known: qty x mark inlined.
+                qty = position.qty
+                equity = [cash + qty * Decimal(text) for text in map(repr, marks)]
+                continue
+            if equity is None:
+                equity = [cash] * len(fires)
             for i, mark in enumerate(marks):
                 price = position.avg_cost if math.isnan(mark) else Decimal(repr(mark))
                 equity[i] += position_value(position, instrument, price)
-        points = [(at, account.cash, value) for at, value in zip(span.fires, equity, strict=True)]
-        self.plans.snapshot_equity_many(self.venue_name, self.currency, points)
+        if equity is None:
+            equity = [cash] * len(fires)
+        self.plans.snapshot_equity_many(
+            self.venue_name, self.currency, [(at, cash, value) for at, value in zip(fires, equity, strict=True)]
+        )

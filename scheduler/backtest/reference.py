@@ -109,9 +109,12 @@ class SignalTable:
 
     def at(self, bar_open: datetime) -> Side | None:
         """The signal of the bar that opened at ``bar_open`` (a bar the clock has reached)."""
-        at = epoch_us(bar_open)
-        i = int(np.searchsorted(self.open_us, at))
-        if i == len(self.open_us) or self.open_us[i] != at:
+        return self.at_us(epoch_us(bar_open))
+
+    def at_us(self, open_us: int) -> Side | None:
+        """:meth:`at` for a bar open in microseconds since the epoch."""
+        i = int(self.open_us.searchsorted(open_us))
+        if i == len(self.open_us) or self.open_us[i] != open_us:
             return None
         return _SIDE.get(int(self.signal[i]))
 
@@ -131,7 +134,8 @@ class ReferenceRun:
     policy: SmaCross
     currency: str
     skipped: list[dict[str, str]] = field(default_factory=list)
-    last_bar: dict[str, datetime] = field(default_factory=dict)
+    last_bar: dict[str, int] = field(default_factory=dict)
+    """Per symbol, the open of the last bar acted on, in microseconds since the epoch."""
     orders: int = 0
     tables: dict[str, SignalTable] = field(default_factory=dict)
     """Per symbol, the signals computed once over the window (see scheduler.backtest.events);
@@ -163,18 +167,18 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
         for symbol in watchlist.symbols:
             table = run.tables.get(symbol)
             last = await bar_arrays(venue, symbol, watchlist.timeframe, limit=1)
-            if not len(last) or run.last_bar.get(symbol) == (bar_open := from_epoch_us(last.open_us[-1])):
+            if not len(last) or run.last_bar.get(symbol) == (bar_open := int(last.open_us[-1])):
                 continue
             run.last_bar[symbol] = bar_open
             if table:
-                side = table.at(bar_open)
+                side = table.at_us(bar_open)
             else:
                 side = policy.decide(await venue.bars(symbol, watchlist.timeframe, limit=policy.slow + 1))
             if side is None:
                 continue
-            instrument = await venue.instrument(symbol)
             held = next((p.qty for p in await broker.positions() if p.symbol == symbol), Decimal(0))
             if side is Side.BUY and held == 0:
+                instrument = await venue.instrument(symbol)
                 cash = account.cash
                 price = Decimal(str(float(last.close[-1]))) * (1 + slippage / BPS)
                 share = Decimal(str(policy.size)) / len(watchlist.symbols)
@@ -186,10 +190,10 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
                 qty = held
             else:
                 continue
-            when = tick.bar_close.isoformat()
             if qty <= 0:
+                reason = "less than one lot fits the cash"
                 run.skipped.append(
-                    {"time": when, "symbol": symbol, "status": "skipped", "reason": "less than one lot fits the cash"}
+                    {"time": tick.bar_close.isoformat(), "symbol": symbol, "status": "skipped", "reason": reason}
                 )
                 continue
             run.orders += 1
@@ -203,7 +207,9 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
                 )
             )
             if order.status is OrderStatus.REJECTED:
-                run.skipped.append({"time": when, "symbol": symbol, "status": "rejected", "reason": order.reason})
+                run.skipped.append(
+                    {"time": tick.bar_close.isoformat(), "symbol": symbol, "status": "rejected", "reason": order.reason}
+                )
 
     trigger = trigger_for(calendar, scan_interval(watchlist, calendar))
     return ScanJob(id=watchlist.name, trigger=trigger, func=job)
