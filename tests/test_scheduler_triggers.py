@@ -191,6 +191,33 @@ def test_driver_skip_before_passes_over_the_same_fires_as_stepping() -> None:
     assert skipping.next_fire() == stepped.next_fire()
 
 
+def test_driver_skip_before_passes_over_every_jobs_fires_as_stepping() -> None:
+    # Several jobs, one of them on sessions (no fire_times_before: walked fire by fire): the fires
+    # passed over are all of theirs in time order, and each job's next fire is where stepping is.
+    def jobs() -> list[ScanJob]:
+        async def nothing(_tick: ScanTick) -> None:
+            return None
+
+        return [
+            ScanJob("hourly", CandleCloseTrigger(timedelta(hours=1)), nothing),
+            ScanJob("us", SessionTrigger("XNYS", M30), nothing),
+            ScanJob("quarter", CandleCloseTrigger("15m", delay=timedelta(0)), nothing),
+        ]
+
+    start = datetime(2021, 7, 1, 10, 20, tzinfo=UTC)
+    stepped = FastForwardDriver(SimulatedClock(start), jobs())
+    skipping = FastForwardDriver(SimulatedClock(start), jobs())
+    target = start + timedelta(days=3, minutes=1)
+    walked = []
+    while (upcoming := stepped.next_fire()) is not None and upcoming[1] < target:
+        walked.append(upcoming[1])
+        asyncio.run(stepped.step())
+    assert skipping.skip_before(target) == walked
+    for job in stepped.jobs:  # every job, not only the next to fire, resumes where stepping is
+        assert skipping._next_time(job) == stepped._next_time(job) is not None
+    assert skipping.skip_before(target) == []
+
+
 def test_trigger_for_picks_by_calendar() -> None:
     assert trigger_for("24/7", "1h") == CandleCloseTrigger(timedelta(hours=1))
     assert trigger_for("XSHG", M30, delay=timedelta(seconds=10)) == SessionTrigger("XSHG", M30, timedelta(seconds=10))
