@@ -45,7 +45,7 @@ CLI_ARGS = [
 
 
 def rows_per_table(connection: Any) -> dict[str, int]:
-    return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
+    return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
 
 
 @pytest.fixture
@@ -179,7 +179,8 @@ def test_tradeops_sql_reads_a_kept_database(tmp_path: Path, monkeypatch: pytest.
     assert result.exit_code == 0, result.output
     assert f"database kept: {kept_path}" in result.output
     monkeypatch.setenv("TRADEOPS_DATABASE_URL", f"sqlite:///{kept_path}")
-    query = CliRunner().invoke(app, ["sql", "--csv", "SELECT side, count(*) AS n FROM fills GROUP BY side ORDER BY side"])
+    select = "SELECT side, count(*) AS n FROM fills GROUP BY side ORDER BY side"
+    query = CliRunner().invoke(app, ["sql", "--csv", select])
     assert query.exit_code == 0, query.output
     lines = query.output.strip().splitlines()
     assert lines[0] == "side,n" and lines[1].startswith("buy,") and lines[2].startswith("sell,"), lines
