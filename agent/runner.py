@@ -81,13 +81,13 @@ class SignalRunner:
     def __init__(
         self,
         deps: AgentDeps,
-        graph: SignalGraph,
+        graph: SignalGraph | None,
         *,
         on_card: CardHook | None = None,
         on_decision: DecisionHook | None = None,
     ) -> None:
         self.deps = deps
-        self.graph = graph
+        self._graph = graph
         self.on_card = on_card
         # Told of every decision this process makes (an answer, an auto-approval's resume, an
         # expiry), after its walk ran: `tradeops run` shows it in every transport, not only the one
@@ -97,6 +97,14 @@ class SignalRunner:
         # decision reaches on_decision when the walk ends, so nobody else should announce it first.
         self.deciding: Counter[str] = Counter()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @property
+    def graph(self) -> SignalGraph:
+        """The agent graph; RuntimeError for a runner built without one (a backtest of a policy
+        that decides outside the graph, bot.services.open_services(with_graph=False))."""
+        if self._graph is None:
+            raise RuntimeError("this runner has no agent graph (open_services(with_graph=False))")
+        return self._graph
 
     @staticmethod
     def _config(signal_id: str) -> RunnableConfig:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import os
+import shutil
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -157,10 +160,51 @@ def progress_bar(console: Console | None) -> Iterator[Callable[[float], None] | 
         yield lambda done: progress.update(task, completed=done)
 
 
+def check_keep_db(path: Path) -> None:
+    """BacktestError unless ``path`` can become a new file: a kept database never overwrites one,
+    and its folder must exist and be writable. Checked before the run, which may take minutes."""
+    if path.exists() or path.is_symlink():
+        raise BacktestError(f"--keep-db {path} already exists: name a new file (a kept database never overwrites one)")
+    folder = path.parent
+    if not folder.is_dir():
+        raise BacktestError(f"--keep-db {path}: the folder {folder} does not exist; create it or name another file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BacktestError(f"--keep-db {path}: the folder {folder} is not writable")
+
+
+def fold_db_path(path: Path, index: int) -> Path:
+    """Where a walk-forward fold's database is kept: ``run.db`` -> ``run.fold0.db`` for fold 0."""
+    return path.with_name(f"{path.stem}.fold{index}{path.suffix}")
+
+
+def keep_database(database: Path, path: Path) -> None:
+    """Copy the closed run database ``database`` to the new file ``path``, as one self-contained
+    file (rollback journal, no -wal beside it). BacktestError when ``path`` appeared meanwhile."""
+    connection = sqlite3.connect(database)
+    try:
+        connection.execute("PRAGMA journal_mode=DELETE")  # folds the WAL into the file
+    finally:
+        connection.close()
+    try:
+        with database.open("rb") as source, path.open("xb") as target:
+            shutil.copyfileobj(source, target)
+    except FileExistsError:
+        raise BacktestError(f"--keep-db {path} appeared during the run; the run's database was not kept") from None
+
+
 async def backtest(
-    settings: Settings, spec: BacktestSpec, *, on_progress: Callable[[float], None] | None = None
+    settings: Settings,
+    spec: BacktestSpec,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    keep_db: Path | None = None,
 ) -> BacktestResult:
-    """Run ``spec`` on a fresh database in a temporary directory (deleted afterwards)."""
+    """Run ``spec`` on a fresh database in a temporary directory (deleted afterwards). ``keep_db``:
+    a new SQLite file that receives the run's database at the end, with its paper ledger (orders,
+    fills, positions, cash), equity curve, signals and plans (`--keep-db`); BacktestError before
+    the run when it exists or its folder does not (:func:`check_keep_db`)."""
+    if keep_db is not None:
+        check_keep_db(keep_db)
     if spec.policy not in POLICIES:
         raise BacktestError(f"--policy {spec.policy!r} is not one of: {', '.join(POLICIES)}")
     if spec.profile not in PROFILES:
@@ -189,6 +233,8 @@ async def backtest(
                 one_shot=True,
                 with_lake=spec.venue == LAKE_VENUE,
                 llm_cache=cache,
+                with_graph=spec.policy != "sma_cross",  # it decides outside the graph
+                fresh=True,
             ) as services,
         ):
             if spec.venue not in services.venues:
@@ -199,18 +245,25 @@ async def backtest(
                     if isinstance(broker, PaperBroker):
                         broker.config = dataclasses.replace(broker.config, charge_fees=False)
             result = await run_backtest(
-                services.scanner, spec, calendar=services.venue_calendar(spec.venue), on_progress=on_progress
+                services.scanner,
+                spec,
+                calendar=services.venue_calendar(spec.venue),
+                on_progress=on_progress,
+                persist=keep_db is not None,
+                fresh_database=True,
             )
             if spec.policy == "ml":
-                return dataclasses.replace(
+                result = dataclasses.replace(
                     result, possible_leak=ml_leak.possible_leak, possible_leak_reason=ml_leak.reason
                 )
-            if spec.policy != "llm":
-                return result
-            block, leak = llm_report(run_settings, spec, services.engine)
-            return dataclasses.replace(
-                result, llm=block, possible_leak=leak.possible_leak, possible_leak_reason=leak.reason
-            )
+            elif spec.policy == "llm":
+                block, leak = llm_report(run_settings, spec, services.engine)
+                result = dataclasses.replace(
+                    result, llm=block, possible_leak=leak.possible_leak, possible_leak_reason=leak.reason
+                )
+        if keep_db is not None:
+            await asyncio.to_thread(keep_database, database, keep_db)
+        return result
 
 
 def venue_calendar(settings: Settings, spec: BacktestSpec) -> str:
@@ -239,13 +292,20 @@ async def walk_forward_backtest(
     purge: int = 0,
     embargo: int = 0,
     on_progress: Callable[[float], None] | None = None,
+    keep_db: Path | None = None,
 ) -> dict[str, Any]:
     """K folds in time order, each test window a backtest of its own from the starting capital (a
-    fresh database each); returns the walk-forward JSON document (scheduler.backtest.walkforward)."""
+    fresh database each); returns the walk-forward JSON document (scheduler.backtest.walkforward).
+    ``keep_db``: each fold's database is kept in a file of its own, :func:`fold_db_path` (all of
+    them checked before the first fold runs)."""
     calendar = venue_calendar(settings, spec)
     if spec.policy == "ml":  # recorded in params (each fold checks that the model loads)
         spec = dataclasses.replace(spec, model=settings.ml_model or ModelRegistry(settings.models_dir).promoted())
     windows = fold_windows(spec, calendar, k, purge=purge, embargo=embargo)
+    fold_paths = [None if keep_db is None else fold_db_path(keep_db, w.fold.index) for w in windows]
+    for path in fold_paths:
+        if path is not None:
+            check_keep_db(path)
     results: list[BacktestResult] = []
     for number, window in enumerate(windows):
 
@@ -254,7 +314,7 @@ async def walk_forward_backtest(
                 on_progress((number + done) / len(windows))
 
         fold_spec = dataclasses.replace(spec, start=window.test_start, end=window.test_end)
-        results.append(await backtest(settings, fold_spec, on_progress=fold_progress))
+        results.append(await backtest(settings, fold_spec, on_progress=fold_progress, keep_db=fold_paths[number]))
     doc = walk_forward_json(spec, windows, results, purge=purge, embargo=embargo, calendar=calendar)
     llm: dict[str, Any] | None = None
     leak = LeakCheck("", None, "", False, "")

@@ -306,15 +306,28 @@ def backtest(
         Path | None,
         typer.Option(help="Write a self-contained HTML report here (and its chart PNG beside it).", show_default=False),
     ] = None,
+    keep_db: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep-db",
+            help="Keep the run's SQLite database (orders, fills, positions, cash, equity curve, signals, plans) "
+            "in this new file, for `tradeops sql` or sqlite3; with --walk-forward one file per fold "
+            "(run.db -> run.fold0.db, run.fold1.db, ...). Never overwrites a file.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Replay the live path (screen, policy, risk gate, paper broker, exits) over a window on a
-    simulated clock, approving every signal, on a fresh temporary database. Exit status 2: bad input."""
+    simulated clock, approving every signal, on a fresh temporary database (thrown away unless
+    --keep-db). Exit status 2: bad input."""
     from rich.console import Console
 
     from bot.backtest import backtest as run_backtest
     from bot.backtest import (
+        check_keep_db,
+        fold_db_path,
         parse_capital,
         parse_params,
         progress_bar,
@@ -351,18 +364,29 @@ def backtest(
         if spec.params and spec.policy != "sma_cross":
             # The other policies take their parameters from settings: a --param would be silently ignored.
             raise BacktestError(f"--param is for --policy sma_cross (fast, slow, size, qty), not {spec.policy}")
+        if keep_db is not None and not walk_forward:
+            check_keep_db(keep_db)  # before the run, which may take minutes (each fold's file: when known)
         with _database_errors(settings), progress_bar(console if console.is_terminal else None) as on_progress:
             if walk_forward:
                 doc = asyncio.run(
                     walk_forward_backtest(
-                        settings, spec, walk_forward, purge=purge_bars, embargo=embargo_bars, on_progress=on_progress
+                        settings,
+                        spec,
+                        walk_forward,
+                        purge=purge_bars,
+                        embargo=embargo_bars,
+                        on_progress=on_progress,
+                        keep_db=keep_db,
                     )
                 )
             else:
-                result = asyncio.run(run_backtest(settings, spec, on_progress=on_progress))
+                result = asyncio.run(run_backtest(settings, spec, on_progress=on_progress, keep_db=keep_db))
     except (CommandError, BacktestError, UnknownSymbolError, UnknownTimeframeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if keep_db is not None:
+        kept = [fold_db_path(keep_db, f["index"]) for f in doc["walk_forward"]["folds"]] if walk_forward else [keep_db]
+        typer.echo(f"database kept: {', '.join(str(p) for p in kept)}", err=True)
     if walk_forward:
         typer.echo(json.dumps(doc, indent=2) if as_json else walk_forward_text(doc))
         return

@@ -117,6 +117,8 @@ async def open_services(
     with_lake: bool = True,
     llm_cache: LLMCache | None = None,
     agent: bool = True,
+    with_graph: bool = True,
+    fresh: bool = False,
 ) -> AsyncIterator[Services]:
     """Everything wired and the database migrated; the checkpointer closes on exit. ``one_shot``:
     for a command that runs once and exits (a small connection pool). ``on_card`` gets each new
@@ -126,8 +128,12 @@ async def open_services(
     answers in the data dir's database, not in its throwaway one). ``agent=False``: no agent graph
     (LangGraph takes about a second to import) unless a signal's walk is left to recover, for a
     one-shot command that only reads records (`tradeops chat -c /positions`); ``services.runner``
-    and ``services.scanner`` are then a RuntimeError."""
-    engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot))
+    and ``services.scanner`` are then a RuntimeError. ``with_graph=False``: the runner gets no agent
+    graph and no checkpointer (a backtest of sma_cross, which decides outside the graph); a walk is
+    then a RuntimeError and nothing is recovered. ``fresh``: the database was just created at the
+    newest schema for this process alone (a backtest's): no migration check, no walk to recover,
+    and the clock is not stored in it for a next process."""
+    engine = await asyncio.to_thread(functools.partial(open_database, settings, one_shot=one_shot, migrate=not fresh))
     signals = SignalStore(engine)
     plans = PlanStore(engine)
     if clock is None:
@@ -135,7 +141,7 @@ async def open_services(
         clock = RealClock() if live else stored_clock(signals) or SimulatedClock(REPLAY_START)
     venues = build_venues(settings, clock, engine, with_lake=with_lake)
     # A-share sessions past exchange-calendars' horizon: stored ones, refreshed from akshare when due.
-    log.info("%s", await load_trading_days(engine, venues, clock.now()))
+    log.info("%s", await load_trading_days(engine, venues, clock.now(), fresh=fresh))
     config = AgentConfig(
         risk_profile=settings.risk_profile,
         slippage_bps=settings.paper_slippage_bps,
@@ -177,24 +183,30 @@ async def open_services(
         llm=llm,
     )
     async with contextlib.AsyncExitStack() as stack:
-        if agent or signals.awaiting_resume():
-            from agent.graph import build_graph
+        if agent or (not fresh and signals.awaiting_resume()):
             from agent.runner import SignalRunner
             from scheduler.manage import PositionManager
             from scheduler.scan import DEFAULT_CONCURRENCY, Scanner
-            from storage.checkpoints import open_checkpointer
 
-            checkpointer = await stack.enter_async_context(open_checkpointer(settings.resolved_database_url))
-            runner = SignalRunner(deps, build_graph(deps, checkpointer), on_card=on_card, on_decision=on_decision)
+            graph = None
+            if with_graph:
+                from agent.graph import build_graph
+                from storage.checkpoints import open_checkpointer
+
+                checkpointer = await stack.enter_async_context(open_checkpointer(settings.resolved_database_url))
+                graph = build_graph(deps, checkpointer)
+            runner = SignalRunner(deps, graph, on_card=on_card, on_decision=on_decision)
             # With an LLM deciding, a scan's candidates are decided side by side, up to its concurrency.
             concurrency = settings.llm_concurrency if llm is not None else DEFAULT_CONCURRENCY
             scanner = Scanner(runner, PositionManager(venues, plans, signals, clock), concurrency=concurrency)
             services.agent = (runner, scanner)
-            await runner.recover()
+            if with_graph and not fresh:
+                await runner.recover()
         try:
             yield services
         finally:
-            services.remember_clock()
+            if not fresh:
+                services.remember_clock()
             if llm is not None:
                 await llm.aclose()
             await close_venues(venues)

@@ -53,14 +53,17 @@ def register_stored(engine: Engine, calendar: str = CALENDAR) -> int:
 
 
 async def load_trading_days(
-    engine: Engine, venues: Mapping[str, object], now: datetime, calendar: str = CALENDAR
+    engine: Engine, venues: Mapping[str, object], now: datetime, calendar: str = CALENDAR, *, fresh: bool = False
 ) -> str:
     """Register the stored trading days and, when the horizon is near and a venue publishes a
     trade calendar, fetch it first (stored for the next start). Returns one line saying where the
-    sessions after the horizon come from; a failed fetch is logged, never raised."""
+    sessions after the horizon come from; a failed fetch is logged, never raised. ``fresh``: the
+    database was just created and stores none (a backtest's): it is not read unless a fetch
+    stored some."""
     store = TradingDayStore(engine)
     last = calendars.library_last_session(calendar)
-    stored = await asyncio.to_thread(store.source, calendar)
+    stored = None if fresh else await asyncio.to_thread(store.source, calendar)
+    fetched = False
     sources = [v for v in venues.values() if isinstance(v, TradeCalendarSource)]
     due = now.date() + REFRESH_BEFORE >= last and (stored is None or now - stored[1] >= REFRESH_EVERY)
     if due and sources:
@@ -72,7 +75,8 @@ async def load_trading_days(
         else:
             source = f"{venue.name} trade calendar"
             await asyncio.to_thread(store.replace, calendar, days, source=source, at=now)
-    beyond = await asyncio.to_thread(register_stored, engine, calendar)
+            fetched = True
+    beyond = await asyncio.to_thread(register_stored, engine, calendar) if fetched or not fresh else 0
     until, source = calendars.known_until(calendar)
     if beyond:
         return f"{calendar}: sessions to {until.isoformat()} ({beyond} days past {last.isoformat()} from {source})"

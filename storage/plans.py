@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -121,20 +122,26 @@ class PlanStore:
                 ],
             )
 
-    def equity_curve(self, venue: str, currency: str) -> list[tuple[datetime, Decimal]]:
+    def equity_curve(self, venue: str, currency: str, *, stored: bool = True) -> list[tuple[datetime, Decimal]]:
         """(ts, equity) of ``venue``'s ``currency`` snapshots in time order, held ones included:
-        the plain rows a backtest's metrics need, without an ORM object per point."""
+        the plain rows a backtest's metrics need, without an ORM object per point. ``stored=False``:
+        the held ones only, the database not read (a backtest's, created for the run, holds none)."""
+        if not stored:
+            return sorted(self._held_points(venue, currency), key=itemgetter(0))
         query = (
             select(col(EquitySnapshot.ts), col(EquitySnapshot.equity))
             .where(EquitySnapshot.venue == venue, EquitySnapshot.currency == currency)
             .order_by(col(EquitySnapshot.ts), col(EquitySnapshot.id))
         )
         with Session(self.engine) as session:
-            stored = [(ts, equity) for ts, equity in session.exec(query).all()]
+            rows = [(ts, equity) for ts, equity in session.exec(query).all()]
         if not self._held:
-            return stored
-        held = [(at, equity) for (v, c, at), (_, equity) in self._held.items() if v == venue and c == currency]
-        return sorted(stored + held, key=lambda point: point[0])  # stable: a stored point first on a tie
+            return rows
+        return sorted(rows + self._held_points(venue, currency), key=itemgetter(0))  # a stored point first on a tie
+
+    def _held_points(self, venue: str, currency: str) -> list[tuple[datetime, Decimal]]:
+        held = self._held or {}
+        return [(at, equity) for (v, c, at), (_, equity) in held.items() if v == venue and c == currency]
 
     def equity_history(self, venue: str | None = None) -> list[EquitySnapshot]:
         if self._held is not None:

@@ -38,6 +38,7 @@ from scheduler.jobs import watchlist_jobs
 from scheduler.manage import PositionEvent
 from scheduler.scan import Scanner, ScanReport
 from storage.paper_ledger import RunPaperLedger
+from storage.plans import PlanStore
 from storage.signals import SignalStatus
 from storage.watchlists import WatchlistSpec
 from venues.base import Venue
@@ -188,9 +189,17 @@ async def run_backtest(
     *,
     calendar: str,
     on_progress: Progress | None = None,
+    persist: bool = False,
+    fresh_database: bool = False,
 ) -> BacktestResult:
     """Run ``spec`` through ``scanner`` (whose graph auto-approves) on its simulated clock, which
-    must stand at ``spec.start``; ``calendar`` is the venue's ("24/7", "XNYS", "XSHG")."""
+    must stand at ``spec.start``; ``calendar`` is the venue's ("24/7", "XNYS", "XSHG"). The paper
+    ledger and the equity curve stay in memory for the run; ``persist`` writes them to the
+    scanner's database at the end (`tradeops backtest --keep-db`), which is otherwise left without
+    them: a run's database is thrown away, and writing them took longer than the run's fires.
+    ``fresh_database``: that database was created for this run (bot.backtest) and holds no paper
+    state or equity point: the broker goes on the run ledger, and the curve is taken from the held
+    points, without reading it."""
     started = time.perf_counter()
     deps = scanner.deps
     clock = deps.clock
@@ -201,8 +210,8 @@ async def run_backtest(
         raise BacktestError(f"the clock stands at {clock.now().isoformat()}, not at the start {start.isoformat()}")
     venue = deps.venue(spec.venue)
     currency = await check_spec(venue, spec)
-    ledger = await use_run_ledger(scanner, spec)
-    deps.plans.hold_equity()  # one write for the run's equity curve, at the end
+    ledger = await use_run_ledger(scanner, spec, fresh_database)
+    deps.plans.hold_equity()  # the equity curve in memory: written once at the end, if at all
     watchlist = WatchlistSpec(
         name=BACKTEST_WATCHLIST, venue=spec.venue, symbols=spec.symbols, timeframe=spec.timeframe, profile=spec.profile
     )
@@ -251,8 +260,11 @@ async def run_backtest(
     clock.advance_to(max(clock.now(), end))
     if held is not None and horizon is not None:
         await horizon.record(held)
-    await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
-    if ledger is not None:
+    if reference is None:
+        await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
+    else:
+        await reference_tick(venue, deps.plans, spec.venue, currency, clock.now())
+    if persist and ledger is not None:
         ledger.flush()
     if on_progress is not None:
         on_progress(1.0)
@@ -264,17 +276,19 @@ async def run_backtest(
         trades = reference_trades(await venue.broker_required().fills(), last_close)
     else:
         trades = await collect_trades(scanner, spec, currency)
-    equity = tuple(
-        EquityPoint(ts, float(value))
-        for ts, value in deps.plans.equity_curve(spec.venue, currency)
-        if start <= ts <= end
-    )
-    deps.plans.flush_equity()
+    curve = deps.plans.equity_curve(spec.venue, currency, stored=not fresh_database)
+    if curve and (curve[0][0] < start or curve[-1][0] > end):
+        curve = [(ts, value) for ts, value in curve if start <= ts <= end]
+    # A point per candle close (8,762 in a year of hours): C-level maps, no Python frame per point.
+    times, values = zip(*curve, strict=True) if curve else ((), ())
+    equity = tuple(map(EquityPoint, times, map(float, values)))
+    if persist:
+        deps.plans.flush_equity()
     fills = await venue.broker_required().fills()
     costs = float(sum((f.fee for f in fills), Decimal(0)))
     periods = metrics.periods_per_year(calendar, start.year)
     summary = metrics.summary(equity, trades, periods=periods, start=start, end=end, costs_paid=costs)
-    statuses = deps.signals.counts()
+    statuses = deps.signals.counts() if reference is None else {}  # sma_cross makes no signals
     return BacktestResult(
         spec=spec,
         currency=currency,
@@ -290,13 +304,27 @@ async def run_backtest(
     )
 
 
-async def use_run_ledger(scanner: Scanner, spec: BacktestSpec) -> RunPaperLedger | None:
+async def reference_tick(venue: Venue, plans: PlanStore, venue_name: str, currency: str, at: datetime) -> None:
+    """The last tick of an sma_cross run, as its scan job ticks: the broker's fills up to ``at``,
+    then the equity point of the run's currency. The live tick's approval expiries and trade plans
+    are left out: the reference policy makes neither, and their queries (the first of the run's
+    database) cost milliseconds."""
+    broker = venue.broker_required()
+    await broker.process()
+    account = await broker.account(currency)
+    plans.snapshot_equity(venue_name, currency, cash=account.cash, equity=account.equity, at=at)
+
+
+async def use_run_ledger(scanner: Scanner, spec: BacktestSpec, fresh_database: bool = False) -> RunPaperLedger | None:
     """Put the backtest venue's paper broker on an in-memory ledger for the run (written to the
-    database once at the end): the broker reads its orders, positions and cash at every fire, and
-    the run's fresh database has no other reader meanwhile. None when the broker is not a paper
-    one or already holds state."""
+    database at the end when the run persists): the broker reads its orders, positions and cash at
+    every fire, and the run's fresh database has no other reader meanwhile. None when the broker
+    is not a paper one or already holds state (not read on a ``fresh_database``: its queries, the
+    first of a new database, took milliseconds)."""
     broker = scanner.deps.venue(spec.venue).broker_required()
-    if not isinstance(broker, PaperBroker) or await broker.orders() or await broker.fills():
+    if not isinstance(broker, PaperBroker):
+        return None
+    if not fresh_database and (await broker.orders() or await broker.fills()):
         return None
     ledger = RunPaperLedger(scanner.deps.plans.engine)
     broker.use_ledger(ledger)
