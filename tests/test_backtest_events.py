@@ -128,6 +128,30 @@ def test_a_poisoned_bar_after_a_jump_target_changes_nothing_before_it(
     assert poison.equity[-1] != jumping.equity[-1]  # the poison reached the run after the target
 
 
+def test_an_entry_filled_after_a_gap_in_the_bars_gives_what_stopping_gives(
+    jumping: BacktestResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock passes over the fire where a pending market entry fills; when the bars right after
+    its signal are missing, it fills later, and the fires before that fill must still show the
+    account without it (as stopping at each of them would)."""
+    gaps = [(t.entry_time, t.entry_time + pd.Timedelta(hours=3)) for t in jumping.trades[1:8:2]]
+
+    def gapped(path: str, stamp: tuple[int, int], timeframe: str, calendar: str) -> BarSeries:
+        native = load_bar_file(path, timeframe=timeframe, calendar=calendar)
+        for first, last in gaps:
+            native = native[(native.index < pd.Timestamp(first)) | (native.index >= pd.Timestamp(last))]
+        return BarSeries.build(native, parse_timeframe(timeframe), calendar)
+
+    monkeypatch.setattr(replay_venue, "_load_series", gapped)
+    jumped = run(tmp_path / "jumped", MONTH)
+    entries = {t.entry_time for t in jumped.trades}
+    # Entries filled at the first bar after their gap (the gaps move some crossovers elsewhere).
+    assert sum(last in entries for _, last in gaps) >= 2
+    assert jumped.fires < HOURS_IN_JANUARY / 4
+    stop_at_every_fire(monkeypatch)
+    assert doc(jumped) == doc(run(tmp_path / "stepped", MONTH))
+
+
 def test_the_rule_policy_on_the_run_ledger_gives_what_the_database_ledger_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

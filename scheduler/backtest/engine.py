@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from scheduler.backtest import metrics
-from scheduler.backtest.events import EventHorizon, HeldSpan, bars_ahead
+from scheduler.backtest.events import EventHorizon, bars_ahead
 from scheduler.backtest.metrics import EquityPoint, TradeRecord
 from scheduler.backtest.reference import (
     SMA_CROSS,
@@ -242,28 +242,26 @@ async def run_backtest(
         jobs = watchlist_jobs(scanner, [watchlist], lambda _name: calendar, on_scan, trigger="backtest")
     driver = FastForwardDriver(clock, jobs)
     horizon = event_horizon(scanner, spec, reference, currency)
-    held: HeldSpan | None = None
     span = (end - start).total_seconds()
     while (upcoming := driver.next_fire()) is not None and upcoming[1] < end:
         record = await driver.step()
         if record is not None and record.error is not None:
             raise BacktestError(f"the scan at {record.fire_time.isoformat()} failed: {record.error}")
-        if held is not None and horizon is not None:
-            await horizon.record(held)  # the clock has passed them now: their prices are known
-            held = None
-        if horizon is not None and (upcoming := driver.next_fire()) is not None:
-            target = min(await horizon.next_event(end), end)
-            if target > upcoming[1]:
-                held = await horizon.hold(driver.skip_before(target))
+        if horizon is not None:
+            await horizon.stopped()
+            if (upcoming := driver.next_fire()) is not None:
+                target = min(await horizon.next_event(end), end)
+                if target > upcoming[1]:
+                    horizon.hold(driver.skip_before(target))
         if on_progress is not None:
             on_progress(min((clock.now() - start).total_seconds() / span, 1.0))
     clock.advance_to(max(clock.now(), end))
-    if held is not None and horizon is not None:
-        await horizon.record(held)
     if reference is None:
         await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
     else:
         await reference_tick(venue, deps.plans, spec.venue, currency, clock.now())
+    if horizon is not None:
+        await horizon.stopped()  # the fires passed over before the end
     if persist and ledger is not None:
         ledger.flush()
     if on_progress is not None:

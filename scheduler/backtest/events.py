@@ -7,6 +7,11 @@ the held positions marked to that fire's last price, the very value the fire's t
 snapshot (:func:`venues.paper.position_value`, on :meth:`RecordedBarsVenue.last_prices`). So the
 engine's cost grows with events, not with bars, through the same clock, venue, broker and ledger.
 
+One pending order is not worth a stop of its own: a lone market entry that fills at a bar's open.
+The broker matches every bar since an order's placement, so the next stop fills it on the same bar
+at the same price and time; the fires passed over meanwhile hold the account without it up to the
+close of its fill bar (where a stop would have booked it) and with it from there on.
+
 Point in time: :func:`bars_ahead` is the one read past the clock's now. It feeds only *when* the
 next candidate bar closes (from causal indicators computed once over the window), never a price,
 a size or a decision: the policy still acts at that fire on what the venue serves, cut at now, and
@@ -16,6 +21,7 @@ the passed-over fires' prices are read only once the clock has passed them.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +31,10 @@ import numpy as np
 import pandas as pd
 
 from storage.plans import PlanStore
-from venues.clock import Clock, ensure_utc
-from venues.models import Account, OrderStatus
+from venues.clock import Clock, ensure_utc, from_epoch_us
+from venues.models import Account, AssetClass, Order, OrderStatus, OrderType, Side
 from venues.paper import PaperBroker, position_value
+from venues.paper_config import FillAt
 from venues.recorded import RecordedBarsVenue
 from venues.timeframes import parse_timeframe
 
@@ -45,15 +52,24 @@ def bars_ahead(venue: RecordedBarsVenue, symbol: str, timeframe: str, end: datet
 
 @dataclass(frozen=True)
 class HeldSpan:
-    """Fires passed over while the account held still: their equity points, written once the
-    clock has passed them."""
+    """Fires passed over after a stop: the account as that stop left it and, when a market entry
+    was pending there, its id: the entry fills inside the span (at the next bar's open), so the
+    fires from the close of its fill bar on hold the account as the next stop finds it."""
 
     fires: list[datetime]
     account: Account
+    awaiting_fill: str | None = None
 
 
 class EventHorizon:
-    """Where the next event of a backtest lies, and the equity of the fires passed over on the way."""
+    """Where the next event of a backtest lies, and the equity of the fires passed over on the way.
+
+    The engine calls :meth:`stopped` after every fire it stops at (and after the last tick), then
+    :meth:`next_event` and, when that lies beyond the next fire, :meth:`hold` with the fires it
+    passes over. A pending market entry is not an event by itself when it is the only pending
+    order, fills at a bar's open (not at a quote), never expires (a 24/7 instrument) and opens a
+    position with no carry: the next stop's matching fills it on the same bar, at the same price
+    and time, as a stop at its fill fire would."""
 
     def __init__(
         self,
@@ -75,20 +91,48 @@ class EventHorizon:
         self.next_candidate = next_candidate
         self.passed_over = 0
         self._carries: dict[str, tuple[bool, bool]] = {}  # symbol -> (funding accrues, a short pays borrow)
+        self._account: Account | None = None  # as the last stop left it
+        self._awaiting_fill: str | None = None  # the market entry next_event found pending, if any
+        self._span: HeldSpan | None = None  # passed over since the last stop
+
+    async def stopped(self) -> None:
+        """After a stop: note the account as it stands, and write the equity points of the fires
+        passed over since the stop before (the clock has passed them: their prices are known)."""
+        self._account = await self.broker.account(self.currency)
+        span, self._span = self._span, None
+        if span is not None:
+            await self._record(span, self._account)
 
     async def next_event(self, until: datetime) -> datetime:
         """The earliest moment after now at which a fire may change something; ``until`` when
-        nothing can before it. Now itself while an order is pending or a carry (funding, borrow) accrues."""
+        nothing can before it. Now itself while an order that is not a lone market entry is
+        pending, or a carry (funding, borrow) accrues."""
         now = self.clock.now()
-        if await self.broker.orders(OrderStatus.PENDING):
-            return now
-        for position in await self.broker.positions():
+        self._awaiting_fill = None
+        pending = await self.broker.orders(OrderStatus.PENDING)
+        if pending:
+            if len(pending) > 1 or not self._fills_at_next_open(pending[0]):
+                return now
+            self._awaiting_fill = pending[0].client_order_id
+        positions = self._account.positions if self._account is not None else await self.broker.positions()
+        for position in positions:
             if position.qty != 0:
                 funding, borrow = self._carry(position.symbol)
                 if funding or (borrow and position.qty < 0):
                     return now
         candidate = self.next_candidate(now)
         return until if candidate is None else min(candidate, until)
+
+    def _fills_at_next_open(self, order: Order) -> bool:
+        """A market entry on a 24/7 instrument, filled at a bar's open, whose position accrues no carry."""
+        if order.type is not OrderType.MARKET or order.parent is not None:
+            return False
+        if self.broker.config.fill_at is not FillAt.NEXT_OPEN:
+            return False
+        if self.venue.instrument_of(order.symbol).asset_class is not AssetClass.CRYPTO:
+            return False  # an exchange's day order may expire at its session's close
+        funding, borrow = self._carry(order.symbol)
+        return not funding and not (borrow and order.side is Side.SELL)
 
     def _carry(self, symbol: str) -> tuple[bool, bool]:
         """Whether a position in ``symbol`` accrues funding (either side) and whether a short pays
@@ -103,18 +147,35 @@ class EventHorizon:
             )
         return carry
 
-    async def hold(self, fires: list[datetime]) -> HeldSpan | None:
-        """The account as it stands for the passed-over ``fires`` (nothing changes it until the next event)."""
+    def hold(self, fires: list[datetime]) -> None:
+        """Pass over ``fires`` (after :meth:`next_event`): nothing but the pending market entry, if
+        any, changes the account until the next stop."""
         if not fires:
-            return None
+            return
+        assert self._account is not None, "stopped() comes first"
         self.passed_over += len(fires)
-        return HeldSpan(fires, await self.broker.account(self.currency))
+        self._span = HeldSpan(fires, self._account, self._awaiting_fill)
 
-    async def record(self, span: HeldSpan) -> None:
+    async def _record(self, span: HeldSpan, now: Account) -> None:
         """Write the equity point of each passed-over fire: cash + the held positions at that
-        fire's last price (the entry cost when none is known), as the fire's own tick would."""
-        account = span.account
+        fire's last price (the entry cost when none is known), as the fire's own tick would. With a
+        market entry awaiting its fill, the fires from its fill bar's close on (where a stop would
+        have booked it) hold the account ``now``, the others the account before."""
         fires = span.fires
+        split = len(fires)
+        if span.awaiting_fill is not None:
+            order = await self.broker.order(span.awaiting_fill)
+            if order is not None and order.filled_at is not None:
+                instrument = self.venue.instrument_of(order.symbol)
+                bar = await self.venue.bar_arrays(order.symbol, instrument.timeframe, end=order.filled_at, limit=1)
+                split = bisect_left(fires, from_epoch_us(bar.close_us[-1]))
+        points = self._equity(span.account, fires[:split]) + self._equity(now, fires[split:])
+        self.plans.snapshot_equity_many(self.venue_name, self.currency, points)
+
+    def _equity(self, account: Account, fires: list[datetime]) -> list[tuple[datetime, Decimal, Decimal]]:
+        """(fire, cash, equity) of ``account`` marked at each of ``fires``."""
+        if not fires:
+            return []
         cash = account.cash
         equity: list[Decimal] | None = None
         for position in account.positions:
@@ -133,6 +194,4 @@ class EventHorizon:
                 equity[i] += position_value(position, instrument, price)
         if equity is None:
             equity = [cash] * len(fires)
-        self.plans.snapshot_equity_many(
-            self.venue_name, self.currency, [(at, cash, value) for at, value in zip(fires, equity, strict=True)]
-        )
+        return [(at, cash, value) for at, value in zip(fires, equity, strict=True)]
