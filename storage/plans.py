@@ -17,8 +17,8 @@ from storage.tables import EquitySnapshot, TradePlan
 class PlanStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # (venue, currency, ts) -> (cash, equity) while a backtest holds its snapshots back.
-        self._held: dict[tuple[str, str, datetime], tuple[Decimal, Decimal]] | None = None
+        # (venue, currency) -> ts -> (cash, equity) while a backtest holds its snapshots back.
+        self._held: dict[tuple[str, str], dict[datetime, tuple[Decimal, Decimal]]] | None = None
 
     def hold_equity(self) -> None:
         """Keep equity snapshots in memory until :meth:`flush_equity` (a backtest: one write for
@@ -32,7 +32,8 @@ class PlanStore:
         if held:
             rows = [
                 {"venue": v, "currency": c, "cash": cash, "equity": equity, "ts": at}
-                for (v, c, at), (cash, equity) in held.items()
+                for (v, c), points in held.items()
+                for at, (cash, equity) in points.items()
             ]
             with transaction(self.engine) as session:
                 insert_rows(session, EquitySnapshot, rows)
@@ -93,7 +94,7 @@ class PlanStore:
 
     def snapshot_equity(self, venue: str, currency: str, *, cash: Decimal, equity: Decimal, at: datetime) -> None:
         if self._held is not None:
-            self._held.setdefault((venue, currency, at), (cash, equity))  # the first of a moment stays
+            self._held.setdefault((venue, currency), {}).setdefault(at, (cash, equity))  # the first of a moment stays
             return
         try:
             with transaction(self.engine) as session:
@@ -106,8 +107,11 @@ class PlanStore:
         passed over. All or nothing; a moment already recorded raises IntegrityError (kept as it
         was while snapshots are held back)."""
         if self._held is not None:
-            for at, cash, equity in points:
-                self._held.setdefault((venue, currency, at), (cash, equity))
+            held = self._held.setdefault((venue, currency), {})
+            fresh = {at: (cash, equity) for at, cash, equity in points}
+            if not held.keys().isdisjoint(fresh):
+                fresh = {at: point for at, point in fresh.items() if at not in held}  # the first of a moment stays
+            held.update(fresh)
             return
         if not points:
             return
@@ -140,8 +144,8 @@ class PlanStore:
         return sorted(rows + self._held_points(venue, currency), key=itemgetter(0))  # a stored point first on a tie
 
     def _held_points(self, venue: str, currency: str) -> list[tuple[datetime, Decimal]]:
-        held = self._held or {}
-        return [(at, equity) for (v, c, at), (_, equity) in held.items() if v == venue and c == currency]
+        points = (self._held or {}).get((venue, currency), {})
+        return [(at, equity) for at, (_, equity) in points.items()]
 
     def equity_history(self, venue: str | None = None) -> list[EquitySnapshot]:
         if self._held is not None:
