@@ -176,7 +176,7 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
                 side = policy.decide(await venue.bars(symbol, watchlist.timeframe, limit=policy.slow + 1))
             if side is None:
                 continue
-            held = next((p.qty for p in await broker.positions() if p.symbol == symbol), Decimal(0))
+            held = next((p.qty for p in account.positions if p.symbol == symbol), Decimal(0))
             if side is Side.BUY and held == 0:
                 instrument = await venue.instrument(symbol)
                 cash = account.cash
