@@ -262,6 +262,7 @@ async def run_backtest(
         await reference_tick(venue, deps.plans, spec.venue, currency, clock.now())
     if horizon is not None:
         await horizon.stopped()  # the fires passed over before the end
+        horizon.write()
     if persist and ledger is not None:
         ledger.flush()
     if on_progress is not None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -94,10 +95,11 @@ class EventHorizon:
         self._account: Account | None = None  # as the last stop left it
         self._awaiting_fill: str | None = None  # the market entry next_event found pending, if any
         self._span: HeldSpan | None = None  # passed over since the last stop
+        self._held: list[tuple[list[datetime], Account]] = []  # fires passed over and the account each holds
 
     async def stopped(self) -> None:
-        """After a stop: note the account as it stands, and write the equity points of the fires
-        passed over since the stop before (the clock has passed them: their prices are known)."""
+        """After a stop: note the account as it stands, and the account each fire passed over since
+        the stop before held (the clock has passed them: their prices are known)."""
         self._account = await self.broker.account(self.currency)
         span, self._span = self._span, None
         if span is not None:
@@ -157,10 +159,9 @@ class EventHorizon:
         self._span = HeldSpan(fires, self._account, self._awaiting_fill)
 
     async def _record(self, span: HeldSpan, now: Account) -> None:
-        """Write the equity point of each passed-over fire: cash + the held positions at that
-        fire's last price (the entry cost when none is known), as the fire's own tick would. With a
-        market entry awaiting its fill, the fires from its fill bar's close on (where a stop would
-        have booked it) hold the account ``now``, the others the account before."""
+        """Note the account each passed-over fire holds: with a market entry awaiting its fill, the
+        fires from its fill bar's close on (where a stop would have booked it) hold the account
+        ``now``, the others the account before. :meth:`write` marks them."""
         fires = span.fires
         split = len(fires)
         if span.awaiting_fill is not None:
@@ -169,27 +170,48 @@ class EventHorizon:
                 instrument = self.venue.instrument_of(order.symbol)
                 bar = await self.venue.bar_arrays(order.symbol, instrument.timeframe, end=order.filled_at, limit=1)
                 split = bisect_left(fires, from_epoch_us(bar.close_us[-1]))
-        points = self._equity(span.account, fires[:split]) + self._equity(now, fires[split:])
+        self._held.append((fires[:split], span.account))
+        if split < len(fires):
+            self._held.append((fires[split:], now))
+
+    def write(self) -> None:
+        """Write the equity point of every fire passed over so far (after the last :meth:`stopped`):
+        cash + the held positions at that fire's last price (the entry cost when none is known), as
+        the fire's own tick would. One price lookup per symbol for the whole run."""
+        held, self._held = self._held, []
+        fires_held: dict[str, list[datetime]] = {}
+        for fires, account in held:
+            for position in account.positions:
+                fires_held.setdefault(position.symbol, []).extend(fires)
+        # Plain floats: numpy scalars cost more per point than the sum itself.
+        marks = {s: iter(self.venue.last_prices(s, fires).tolist()) for s, fires in fires_held.items()}
+        points: list[tuple[datetime, Decimal, Decimal]] = []
+        for fires, account in held:
+            points += self._equity(
+                account, fires, {p.symbol: list(islice(marks[p.symbol], len(fires))) for p in account.positions}
+            )
         self.plans.snapshot_equity_many(self.venue_name, self.currency, points)
 
-    def _equity(self, account: Account, fires: list[datetime]) -> list[tuple[datetime, Decimal, Decimal]]:
-        """(fire, cash, equity) of ``account`` marked at each of ``fires``."""
+    def _equity(
+        self, account: Account, fires: list[datetime], marks: dict[str, list[float]]
+    ) -> list[tuple[datetime, Decimal, Decimal]]:
+        """(fire, cash, equity) of ``account`` at each of ``fires``, its positions marked at
+        ``marks`` (per symbol, one last price per fire; NaN where none is known)."""
         if not fires:
             return []
         cash = account.cash
         equity: list[Decimal] | None = None
         for position in account.positions:
             instrument = self.venue.instrument_of(position.symbol)
-            # Plain floats: numpy scalars cost more per point than the sum itself.
-            marks = self.venue.last_prices(position.symbol, fires).tolist()
-            if equity is None and instrument.margin_rate is None and not any(map(math.isnan, marks)):
+            prices = marks[position.symbol]
+            if equity is None and instrument.margin_rate is None and not any(map(math.isnan, prices)):
                 # The usual case, a first position unmargined with every mark known: qty x mark inlined.
                 qty = position.qty
-                equity = [cash + qty * Decimal(text) for text in map(repr, marks)]
+                equity = [cash + qty * Decimal(text) for text in map(repr, prices)]
                 continue
             if equity is None:
                 equity = [cash] * len(fires)
-            for i, mark in enumerate(marks):
+            for i, mark in enumerate(prices):
                 price = position.avg_cost if math.isnan(mark) else Decimal(repr(mark))
                 equity[i] += position_value(position, instrument, price)
         if equity is None:
