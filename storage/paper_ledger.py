@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, text
@@ -15,7 +14,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from storage.db import insert_rows, transaction
 from storage.tables import CashEntry, FillRow, OrderRow, PositionRow
-from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, Position, Side
+from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, Position, Side, with_changes
 from venues.paper import StaleOrderError
 
 INITIAL_DEPOSIT_REF = "initial"
@@ -383,7 +382,8 @@ class SqlPaperLedger:
 
 
 def _stored(order: Order) -> Order:
-    return order.model_copy(update={"reason": order.reason[:500]})
+    """``order`` as the database keeps it (its reason cut to the column's 500 characters)."""
+    return order if len(order.reason) <= 500 else with_changes(order, {"reason": order.reason[:500]})
 
 
 class RunPaperLedger:
@@ -413,6 +413,9 @@ class RunPaperLedger:
         self._last_carry: dict[tuple[str, str, str], datetime] = {}
         self._bought: dict[tuple[str, str, str], Decimal] = {}
         self._flushed = False
+        # Bumped by every change: the broker reuses what it computed from this ledger (an account
+        # at one moment) while the version is the same. No other process writes here meanwhile.
+        self.version = 0
 
     # Orders and positions are frozen models: what is stored is handed out as it is, no copy.
 
@@ -424,6 +427,7 @@ class RunPaperLedger:
         if existing is not None:
             return existing, False
         self._orders[order.client_order_id] = _stored(order)
+        self.version += 1
         if order.parent is not None:
             self._children.setdefault(order.parent, []).append(order.client_order_id)
         if order.status is OrderStatus.PENDING:
@@ -438,9 +442,11 @@ class RunPaperLedger:
 
     def _update(self, order: Order) -> None:
         row = self._row(order.client_order_id)
-        self._orders[order.client_order_id] = row.model_copy(
-            update={name: getattr(order, name) for name in _MUTABLE_ORDER_FIELDS} | {"reason": order.reason[:500]}
-        )
+        fields = order.__dict__
+        changes = {name: fields[name] for name in _MUTABLE_ORDER_FIELDS}
+        changes["reason"] = order.reason[:500]
+        self._orders[order.client_order_id] = with_changes(row, changes)
+        self.version += 1
         if order.status is not OrderStatus.PENDING:
             self._pending.pop(order.client_order_id, None)
 
@@ -482,6 +488,7 @@ class RunPaperLedger:
     def _entry(self, venue: str, currency: str, amount: Decimal, kind: str, ref: str, ts: datetime) -> None:
         balance = self.cash(venue, currency) + amount
         self._cash.append(_CashMove(venue, currency, amount, balance, kind, ref, ts))
+        self.version += 1
         self._balance_of[(venue, currency)] = balance
         self._entry_keys.add((venue, currency, kind, ref))
         if kind == "deposit":
@@ -521,9 +528,9 @@ class RunPaperLedger:
         if fill.side is Side.BUY:
             bought = (fill.venue, fill.symbol, fill.trade_day)
             self._bought[bought] = self._bought.get(bought, ZERO) + fill.qty
-        self._positions[(position.venue, position.symbol)] = position.model_copy(
-            update={"updated_at": position.updated_at or order.updated_at}
-        )
+        if position.updated_at is None:
+            position = with_changes(position, {"updated_at": order.updated_at})
+        self._positions[(position.venue, position.symbol)] = position
         for kind, amount in moves:
             self._entry(fill.venue, currency, amount, kind, fill.client_order_id, fill.ts)
 
@@ -541,9 +548,7 @@ class RunPaperLedger:
         self._last_carry[(venue, currency, symbol)] = at if last is None else max(last, at)
         position = self._positions.get((venue, symbol))
         if position is not None:
-            self._positions[(venue, symbol)] = position.model_copy(
-                update={"realized_pnl": position.realized_pnl - amount}
-            )
+            self._positions[(venue, symbol)] = with_changes(position, {"realized_pnl": position.realized_pnl - amount})
         return True
 
     def bought_on(self, venue: str, symbol: str, trade_day: str) -> Decimal:
@@ -559,7 +564,7 @@ class RunPaperLedger:
             (OrderRow, [_order_row_fields(o) for o in self._orders.values()]),
             (FillRow, [_fill_row_fields(f) for f in self._fills]),
             (PositionRow, [_position_row_fields(p) for p in self._positions.values()]),
-            (CashEntry, [{name: getattr(e, name) for name in _CashMove.__slots__} for e in self._cash]),
+            (CashEntry, [e._asdict() for e in self._cash]),
         ]
         with transaction(self._engine) as session:
             for table, rows in tables:
@@ -567,8 +572,7 @@ class RunPaperLedger:
         self._flushed = True
 
 
-@dataclass(frozen=True, slots=True)
-class _CashMove:
+class _CashMove(NamedTuple):
     """A cash entry of the run, as :class:`CashEntry` stores it."""
 
     venue: str

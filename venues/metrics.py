@@ -85,6 +85,10 @@ class Metrics:
             registry=r,
         )
         self.fills = Counter("tradeops_fills", "Paper fills, by venue and side", ["venue", "side"], registry=r)
+        # The paper broker counts each order and fill, thousands per backtest: each labelled
+        # child is looked up once (``labels`` validates and locks on every call).
+        self._order_counts: dict[tuple[str, str], Counter] = {}
+        self._fill_counts: dict[tuple[str, str], Counter] = {}
         self.venue_requests = Counter(
             "tradeops_venue_requests", "Requests sent to a venue's API (each retry counts)", ["venue"], registry=r
         )
@@ -147,10 +151,16 @@ class Metrics:
             self.approval_latency.labels(decision).observe(max(0.0, latency_seconds))
 
     def observe_order(self, venue: str, status: str) -> None:
-        self.orders.labels(venue, status).inc()
+        count = self._order_counts.get((venue, status))
+        if count is None:
+            count = self._order_counts[(venue, status)] = self.orders.labels(venue, status)
+        count.inc()
 
     def observe_fill(self, venue: str, side: str) -> None:
-        self.fills.labels(venue, side).inc()
+        count = self._fill_counts.get((venue, side))
+        if count is None:
+            count = self._fill_counts[(venue, side)] = self.fills.labels(venue, side)
+        count.inc()
 
     def observe_venue_request(self, venue: str) -> None:
         self.venue_requests.labels(venue).inc()

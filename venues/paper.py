@@ -54,14 +54,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from venues import calendars
 from venues.base import MarketData, bar_arrays
-from venues.clock import Clock, from_epoch_us
+from venues.clock import Clock, epoch_us, from_epoch_us
 from venues.costs import fees, round_to_tick, slipped_price
 from venues.errors import VenueError
 from venues.metrics import metrics
@@ -78,6 +77,7 @@ from venues.models import (
     OrderType,
     Position,
     Side,
+    with_changes,
 )
 from venues.paper_config import FillAt, PaperBrokerConfig
 from venues.timeframes import BarArrays, parse_timeframe
@@ -153,8 +153,9 @@ class PaperLedger(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _BarView:
+class _BarView(NamedTuple):
+    """One bar with Decimal prices, as matching reads it (a tuple: made for every bar matched)."""
+
     ts: datetime
     open: Decimal
     high: Decimal
@@ -199,6 +200,14 @@ class PaperBroker:
         self._lock = asyncio.Lock()
         self._filled_entries: dict[str, Order] = {}  # a filled order never changes: read once
         self._processed_at: datetime | None = None
+        # Per symbol, the last final bar at one moment: the bars a moment shows are fixed (the
+        # premise of _processed_at), and placement, matching and quote fills ask for it several
+        # times per moment.
+        self._latest: dict[str, tuple[datetime, BarArrays]] = {}
+        # The last account computed, with what it was computed from: (moment, currency, ledger
+        # version, config). Only on a ledger that counts its changes (RunPaperLedger.version).
+        self._account_key: tuple[datetime, str, int, PaperBrokerConfig] | None = None
+        self._account_value: Account | None = None
 
     def use_ledger(self, ledger: PaperLedger) -> None:
         """Keep this broker's state in ``ledger`` from now on (a backtest's in-memory run ledger,
@@ -207,6 +216,8 @@ class PaperBroker:
         self._funded = False
         self._filled_entries.clear()
         self._processed_at = None
+        self._latest.clear()
+        self._account_key = self._account_value = None
 
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
@@ -228,8 +239,8 @@ class PaperBroker:
                 raise VenueError(
                     f"order {client_order_id} is already {order.status.value}; only pending orders can be cancelled"
                 )
-            order = order.model_copy(
-                update={"status": OrderStatus.CANCELLED, "reason": "cancelled by request", "updated_at": self._now()}
+            order = with_changes(
+                order, {"status": OrderStatus.CANCELLED, "reason": "cancelled by request", "updated_at": self._now()}
             )
             self._ledger.update_order(order)
             return order
@@ -382,6 +393,19 @@ class PaperBroker:
 
     async def _account(self, currency: str) -> Account:
         self._fund_once()
+        # An account is the ledger's state at the moment's quotes: on a ledger that counts its
+        # changes, one computed at this moment from the same state is still the answer (a fire
+        # asks for it in its tick, again to check a buy, and once more for the fires it skips).
+        version = getattr(self._ledger, "version", None)
+        key = (self._now(), currency, version, self.config) if isinstance(version, int) else None
+        if key is not None and key == self._account_key and self._account_value is not None:
+            return self._account_value
+        account = await self._compute_account(currency)
+        if key is not None:
+            self._account_key, self._account_value = key, account
+        return account
+
+    async def _compute_account(self, currency: str) -> Account:
         cash = self._ledger.cash(self.venue, currency)
         pending = self._ledger.orders(self.venue, OrderStatus.PENDING)
         held_all = [p for p in self._ledger.positions(self.venue) if p.qty != 0]
@@ -646,8 +670,11 @@ class PaperBroker:
             return fills
         book = _Book(self, instrument, waiting)
         start = book.earliest_start()
-        if start is not None:
-            for bar in self._bar_views(await self._bars(instrument, start=start)):
+        if start is not None and self._may_have_bar_from(instrument, start):
+            bars = await self._bars(instrument, start=start)
+            if len(bars):  # they run to the last final bar: that one is known for this moment now
+                self._latest[instrument.symbol] = (self._now(), bars[len(bars) - 1 :])
+            for bar in self._bar_views(bars):
                 fills.extend(await book.match_bar(bar))
                 if book.done():
                     break
@@ -667,7 +694,7 @@ class PaperBroker:
             calendars.is_open(instrument.calendar, now)
             and calendars.trading_day(instrument.calendar, now) <= valid_through
         )
-        bars = await self._bars(instrument, limit=1)
+        bars = await self._latest_bar(instrument)
         if in_session and len(bars):
             bar = next(self._bar_views(bars))
             quote = _BarView(now, bar.close, bar.close, bar.close, bar.close, now)
@@ -717,12 +744,13 @@ class PaperBroker:
         if not order.status.is_open:
             return
         why = order.reason or "no bar in the session traded at an acceptable price"
-        expired = order.model_copy(
-            update={
+        expired = with_changes(
+            order,
+            {
                 "status": OrderStatus.CANCELLED,
                 "reason": f"day order expired unfilled at the {day.isoformat()} close: {why}",
                 "updated_at": now,
-            }
+            },
         )
         self._update_quietly(expired)
         self._close_children(expired)
@@ -760,7 +788,9 @@ class PaperBroker:
         price, liquidity, how = priced or self._execution_price(order, instrument, bar)
         if price is None:
             return None
-        band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, bar.ts))
+        band = None
+        if instrument.price_limit_pct is not None:
+            band = await self._price_band(instrument, calendars.trading_day(instrument.calendar, bar.ts))
         if band is not None:
             low, high = band
             locked_against = (order.side is Side.BUY and bar.low >= high) or (
@@ -832,9 +862,7 @@ class PaperBroker:
         )
 
     def _cancel(self, order: Order, reason: str) -> None:
-        cancelled = order.model_copy(
-            update={"status": OrderStatus.CANCELLED, "reason": reason, "updated_at": self._now()}
-        )
+        cancelled = with_changes(order, {"status": OrderStatus.CANCELLED, "reason": reason, "updated_at": self._now()})
         self._update_quietly(cancelled)
         self._close_children(cancelled)
 
@@ -843,12 +871,13 @@ class PaperBroker:
         for child in self._ledger.children(parent.client_order_id):
             if child.status.is_open:
                 self._update_quietly(
-                    child.model_copy(
-                        update={
+                    with_changes(
+                        child,
+                        {
                             "status": OrderStatus.CANCELLED,
                             "reason": f"its entry {parent.client_order_id} is {parent.status.value}",
                             "updated_at": self._now(),
-                        }
+                        },
                     )
                 )
 
@@ -869,14 +898,14 @@ class PaperBroker:
                         "reason": "nothing left to close: the position is closed",
                         "updated_at": self._now(),
                     }
-                child = child.model_copy(update=update)
+                child = with_changes(child, update)
                 self._update_quietly(child)
             out.append(child)
         return out
 
     def _note(self, order: Order, reason: str) -> None:
         if order.reason != reason:
-            self._update_quietly(order.model_copy(update={"reason": reason}))
+            self._update_quietly(with_changes(order, {"reason": reason}))
 
     def _fill(
         self, order: Order, instrument: Instrument, price: Decimal, liquidity: Liquidity, ts: datetime, how: str = ""
@@ -934,27 +963,29 @@ class PaperBroker:
                     order, f"insufficient cash at fill: {cost:.2f} {instrument.currency} needed, {cash:.2f} held"
                 )
             new_qty = position.qty + order.qty
-            position = position.model_copy(
-                update={
+            position = with_changes(
+                position,
+                {
                     "qty": new_qty,
                     "avg_cost": (position.qty * position.avg_cost + cost) / new_qty,
                     "opened_at": position.opened_at if position.qty > 0 else ts,
                     "updated_at": now,
-                }
+                },
             )
         else:
             if order.qty > position.qty:
                 return self._reject_at_fill(order, f"insufficient position at fill: {position.qty} held")
             realized = (price - position.avg_cost) * order.qty - fee
             remaining = position.qty - order.qty
-            position = position.model_copy(
-                update={
+            position = with_changes(
+                position,
+                {
                     "qty": remaining,
                     "avg_cost": position.avg_cost if remaining else ZERO,
                     "realized_pnl": position.realized_pnl + realized,
                     "opened_at": position.opened_at if remaining else None,
                     "updated_at": now,
-                }
+                },
             )
         fill = Fill(
             client_order_id=order.client_order_id,
@@ -968,8 +999,9 @@ class PaperBroker:
             ts=ts,
             trade_day=trade_day.isoformat(),
         )
-        filled = order.model_copy(
-            update={
+        filled = with_changes(
+            order,
+            {
                 "status": OrderStatus.FILLED,
                 "filled_qty": order.qty,
                 "avg_fill_price": price,
@@ -978,7 +1010,7 @@ class PaperBroker:
                 "updated_at": now,
                 "filled_at": ts,
                 "triggered_at": None,
-            }
+            },
         )
         if trade_amount is None:
             self._ledger.record_fill(filled, fill, position, instrument.currency)
@@ -1018,14 +1050,15 @@ class PaperBroker:
                 return None
             held = abs(position.qty)
             new_qty = position.qty + sign * order.qty
-            return position.model_copy(
-                update={
+            return with_changes(
+                position,
+                {
                     "qty": new_qty,
                     "avg_cost": (held * position.avg_cost + order.qty * price) / (held + order.qty),
                     "realized_pnl": position.realized_pnl - fee,  # paid now: a round trip nets both fees
                     "opened_at": position.opened_at if held else ts,
                     "updated_at": now,
-                }
+                },
             ), ZERO
         if order.qty > abs(position.qty):
             self._reject_at_fill(
@@ -1034,14 +1067,15 @@ class PaperBroker:
             return None
         gross = (price - position.avg_cost) * order.qty * instrument.multiplier * (-sign)
         remaining = position.qty + sign * order.qty
-        return position.model_copy(
-            update={
+        return with_changes(
+            position,
+            {
                 "qty": remaining,
                 "avg_cost": position.avg_cost if remaining else ZERO,
                 "realized_pnl": position.realized_pnl + gross - fee,
                 "opened_at": position.opened_at if remaining else None,
                 "updated_at": now,
-            }
+            },
         ), gross
 
     def _sell_short(
@@ -1070,13 +1104,14 @@ class PaperBroker:
             return None
         new_qty = position.qty - order.qty
         proceeds = order.qty * price - fee
-        return position.model_copy(
-            update={
+        return with_changes(
+            position,
+            {
                 "qty": new_qty,
                 "avg_cost": (-position.qty * position.avg_cost + proceeds) / -new_qty,
                 "opened_at": position.opened_at if position.qty < 0 else ts,
                 "updated_at": now,
-            }
+            },
         )
 
     def _cover(
@@ -1101,20 +1136,19 @@ class PaperBroker:
             )
             return None
         remaining = position.qty + order.qty
-        return position.model_copy(
-            update={
+        return with_changes(
+            position,
+            {
                 "qty": remaining,
                 "avg_cost": position.avg_cost if remaining else ZERO,
                 "realized_pnl": position.realized_pnl + (position.avg_cost - price) * order.qty - fee,
                 "opened_at": position.opened_at if remaining else None,
                 "updated_at": now,
-            }
+            },
         )
 
     def _reject_at_fill(self, order: Order, reason: str) -> Fill | None:
-        rejected = order.model_copy(
-            update={"status": OrderStatus.REJECTED, "reason": reason, "updated_at": self._now()}
-        )
+        rejected = with_changes(order, {"status": OrderStatus.REJECTED, "reason": reason, "updated_at": self._now()})
         self._update_quietly(rejected)
         self._close_children(rejected)
         return None
@@ -1127,8 +1161,30 @@ class PaperBroker:
     # --- prices ---
 
     async def _last_price(self, instrument: Instrument) -> Decimal | None:
-        bars = await self._bars(instrument, limit=1)
+        bars = await self._latest_bar(instrument)
         return _dec(bars.close[-1]) if len(bars) else None
+
+    async def _latest_bar(self, instrument: Instrument) -> BarArrays:
+        """The instrument's last final bar at the clock's now (none before the first), read from
+        the market once per moment."""
+        now = self._now()
+        known = self._latest.get(instrument.symbol)
+        if known is not None and known[0] == now:
+            return known[1]
+        bars = await self._bars(instrument, limit=1)
+        self._latest[instrument.symbol] = (now, bars)
+        return bars
+
+    def _may_have_bar_from(self, instrument: Instrument, start: datetime) -> bool:
+        """False when no final bar has opened at or after ``start`` yet, by the last final bar
+        known for this moment (bars come in open-time order, so the last one tells): a market
+        order placed at a bar's close waits for the next bar, and reading the bars since its start
+        only to find none costs more than the rest of its placement. True when unsure."""
+        known = self._latest.get(instrument.symbol)
+        if known is None or known[0] != self._now():
+            return True
+        last = known[1]
+        return bool(len(last)) and int(last.open_us[-1]) >= epoch_us(start)
 
     async def _price_band(self, instrument: Instrument, day: date) -> tuple[Decimal, Decimal] | None:
         """The daily price-limit band of ``day`` around the previous session's last close."""
@@ -1199,7 +1255,7 @@ def amended_order(
             if not value.is_finite() or value <= 0:
                 raise VenueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
             update[name] = value
-    return order.model_copy(update=update)
+    return with_changes(order, update)
 
 
 def _initial_margin(instrument: Instrument) -> Decimal:
@@ -1233,12 +1289,13 @@ class _Book:
                 parent = broker._entry(order.parent)
                 if parent is None or parent.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
                     broker._update_quietly(
-                        order.model_copy(
-                            update={
+                        with_changes(
+                            order,
+                            {
                                 "status": OrderStatus.CANCELLED,
                                 "reason": f"its entry {order.parent} is {parent.status.value if parent else 'missing'}",
                                 "updated_at": broker._now(),
-                            }
+                            },
                         )
                     )
                     del self.orders[order.client_order_id]
@@ -1312,7 +1369,7 @@ class _Book:
                             # Keep how far this pass matched it: a stop amended after this bar (to
                             # break-even after TP1) must not be judged on the bar again.
                             if child.status.is_open and seen.checked_until is not None:
-                                child = child.model_copy(update={"checked_until": seen.checked_until})
+                                child = with_changes(child, {"checked_until": seen.checked_until})
                                 self.changed.add(child.client_order_id)
                             self.orders[child.client_order_id] = child
         return fills
@@ -1331,7 +1388,7 @@ class _Book:
         return fill
 
     def _progress(self, order: Order, bar: _BarView) -> None:
-        self.orders[order.client_order_id] = order.model_copy(update={"checked_until": bar.close_time})
+        self.orders[order.client_order_id] = with_changes(order, {"checked_until": bar.close_time})
         self.changed.add(order.client_order_id)
 
     def _activate_children(self, parent: Order) -> None:
@@ -1356,7 +1413,7 @@ class _Book:
                 reason=f"stop {stop} crossed on the buy day {session.isoformat()} "
                 "(T+1: cannot sell today): sells at the next session's open",
             )
-        self.orders[order.client_order_id] = order.model_copy(update=update)
+        self.orders[order.client_order_id] = with_changes(order, update)
         self.changed.add(order.client_order_id)
 
     def _trail(self, order: Order, bar: _BarView) -> None:
@@ -1374,7 +1431,7 @@ class _Book:
             level = round_to_tick(bar.low + order.trail, tick, up=True)
             better = level < order.stop_price
         if better:
-            self.orders[order.client_order_id] = order.model_copy(update={"stop_price": level})
+            self.orders[order.client_order_id] = with_changes(order, {"stop_price": level})
             self.changed.add(order.client_order_id)
 
     def progress(self) -> list[Order]:
@@ -1382,4 +1439,4 @@ class _Book:
         a T+1 hold): stored so the next pass starts there instead of walking the same bars again."""
         now = self.broker._now()
         changed = [self.orders[coid] for coid in sorted(self.changed)]
-        return [o.model_copy(update={"updated_at": now}) for o in changed if o.status.is_open]
+        return [with_changes(o, {"updated_at": now}) for o in changed if o.status.is_open]
