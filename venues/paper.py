@@ -409,14 +409,17 @@ class PaperBroker:
         cash = self._ledger.cash(self.venue, currency)
         pending = self._ledger.orders(self.venue, OrderStatus.PENDING)
         held_all = [p for p in self._ledger.positions(self.venue) if p.qty != 0]
-        long_held = {p.symbol for p in held_all if p.qty > 0}
-        # A bracket's buy exits cover a short: what they pay is already reserved by the short itself.
-        buys = [o for o in pending if o.side is Side.BUY and o.parent is None]
-        short_entries = [o for o in pending if o.side is Side.SELL and o.parent is None and o.symbol not in long_held]
-        instruments = {
-            s: await self._market.instrument(s)
-            for s in {o.symbol for o in (*buys, *short_entries)} | {p.symbol for p in held_all}
-        }
+        buys: list[Order] = []
+        short_entries: list[Order] = []
+        if pending:
+            long_held = {p.symbol for p in held_all if p.qty > 0}
+            # A bracket's buy exits cover a short: what they pay is already reserved by the short itself.
+            buys = [o for o in pending if o.side is Side.BUY and o.parent is None]
+            short_entries = [
+                o for o in pending if o.side is Side.SELL and o.parent is None and o.symbol not in long_held
+            ]
+        symbols = {o.symbol for o in (*buys, *short_entries)} | {p.symbol for p in held_all}
+        instruments = {s: await self._market.instrument(s) for s in symbols} if symbols else {}
         mine = sorted(s for s, i in instruments.items() if i.currency == currency)
         # One batched quote call for every symbol involved, not a bars call per position.
         quotes = await self._market.snapshot(mine) if mine else {}
@@ -668,6 +671,13 @@ class PaperBroker:
                 waiting.append(order)
         if not waiting:
             return fills
+        if all(o.parent is None for o in waiting) and not self._may_have_bar_from(
+            instrument, min(self._eligible_from(o) for o in waiting)
+        ):
+            # Entries only, and no bar they may fill on yet (a market order just placed at a
+            # bar's close): no book to build, only day orders to expire.
+            self._expire_entries(waiting, instrument)
+            return fills
         book = _Book(self, instrument, waiting)
         start = book.earliest_start()
         if start is not None and self._may_have_bar_from(instrument, start):
@@ -679,11 +689,15 @@ class PaperBroker:
                 if book.done():
                     break
         progress.extend(book.progress())
-        for order in book.open_entries():
+        self._expire_entries(book.open_entries(), instrument)
+        return fills
+
+    def _expire_entries(self, entries: list[Order], instrument: Instrument) -> None:
+        """Cancel the day orders among open ``entries`` whose last session has closed."""
+        for order in entries:
             valid_through = self._valid_through(order, instrument)
             if valid_through is not None:
                 self._expire_if_session_over(order, instrument.calendar, valid_through)
-        return fills
 
     async def _match_quote(self, order: Order, instrument: Instrument) -> Fill | None:
         valid_through = self._valid_through(order, instrument)
@@ -770,11 +784,17 @@ class PaperBroker:
 
     @staticmethod
     def _bar_views(bars: BarArrays) -> Iterator[_BarView]:
-        """The bars one by one, in time order, with Decimal prices."""
-        columns = (bars.open_us, bars.open, bars.high, bars.low, bars.close, bars.close_us)
-        for opened, open_, high, low, close, closed in zip(*(c.tolist() for c in columns), strict=True):
-            prices = _dec(open_), _dec(high), _dec(low), _dec(close)
-            yield _BarView(from_epoch_us(opened), *prices, from_epoch_us(closed))
+        """The bars one by one, in time order, with Decimal prices, each made when it is reached
+        (matching usually stops at the first)."""
+        for i in range(len(bars)):
+            yield _BarView(
+                from_epoch_us(bars.open_us[i]),
+                _dec(bars.open[i]),
+                _dec(bars.high[i]),
+                _dec(bars.low[i]),
+                _dec(bars.close[i]),
+                from_epoch_us(bars.close_us[i]),
+            )
 
     async def _try_fill(
         self,
