@@ -76,6 +76,7 @@ from venues.models import (
     OrderStatus,
     OrderType,
     Position,
+    Quote,
     Side,
     with_changes,
 )
@@ -208,6 +209,9 @@ class PaperBroker:
         # version, config). Only on a ledger that counts its changes (RunPaperLedger.version).
         self._account_key: tuple[datetime, str, int, PaperBrokerConfig] | None = None
         self._account_value: Account | None = None
+        # The last quotes read, with their moment and symbols: an account recomputed at the same
+        # moment (after an order was placed) marks the same positions at the same prices.
+        self._quotes: tuple[datetime, list[str], Mapping[str, Quote]] | None = None
 
     def use_ledger(self, ledger: PaperLedger) -> None:
         """Keep this broker's state in ``ledger`` from now on (a backtest's in-memory run ledger,
@@ -218,6 +222,7 @@ class PaperBroker:
         self._processed_at = None
         self._latest.clear()
         self._account_key = self._account_value = None
+        self._quotes = None
 
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
@@ -422,7 +427,7 @@ class PaperBroker:
         instruments = {s: await self._market.instrument(s) for s in symbols} if symbols else {}
         mine = sorted(s for s, i in instruments.items() if i.currency == currency)
         # One batched quote call for every symbol involved, not a bars call per position.
-        quotes = await self._market.snapshot(mine) if mine else {}
+        quotes = await self._snapshot(mine) if mine else {}
 
         def last(symbol: str) -> Decimal | None:
             quote = quotes.get(symbol)
@@ -466,6 +471,17 @@ class PaperBroker:
             unfunded=unfunded,
             deposited=self._ledger.deposited(self.venue, currency),
         )
+
+    async def _snapshot(self, symbols: list[str]) -> Mapping[str, Quote]:
+        """``market.snapshot(symbols)``, read once per moment (the quotes a moment shows are fixed,
+        as its bars are)."""
+        now = self._now()
+        known = self._quotes
+        if known is not None and known[0] == now and known[1] == symbols:
+            return known[2]
+        quotes = await self._market.snapshot(symbols)
+        self._quotes = (now, symbols, quotes)
+        return quotes
 
     # --- placement checks ---
 
