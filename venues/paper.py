@@ -201,9 +201,9 @@ class PaperBroker:
         self._lock = asyncio.Lock()
         self._filled_entries: dict[str, Order] = {}  # a filled order never changes: read once
         self._processed_at: datetime | None = None
-        # Per symbol, the last final bar at one moment: the bars a moment shows are fixed (the
-        # premise of _processed_at), and placement, matching and quote fills ask for it several
-        # times per moment.
+        # Per symbol, bars ending with the last final bar at one moment (a matching walk's, or the
+        # last alone): the bars a moment shows are fixed (the premise of _processed_at), and
+        # placement, matching and quote fills ask for the last one several times per moment.
         self._latest: dict[str, tuple[datetime, BarArrays]] = {}
         # The last account computed, with what it was computed from: (moment, currency, ledger
         # version, config). Only on a ledger that counts its changes (RunPaperLedger.version).
@@ -699,7 +699,7 @@ class PaperBroker:
         if start is not None and self._may_have_bar_from(instrument, start):
             bars = await self._bars(instrument, start=start)
             if len(bars):  # they run to the last final bar: that one is known for this moment now
-                self._latest[instrument.symbol] = (self._now(), bars[len(bars) - 1 :])
+                self._latest[instrument.symbol] = (self._now(), bars)
             for bar in self._bar_views(bars):
                 fills.extend(await book.match_bar(bar))
                 if book.done():
@@ -726,8 +726,8 @@ class PaperBroker:
         )
         bars = await self._latest_bar(instrument)
         if in_session and len(bars):
-            bar = next(self._bar_views(bars))
-            quote = _BarView(now, bar.close, bar.close, bar.close, bar.close, now)
+            close = _dec(bars.close[-1])
+            quote = _BarView(now, close, close, close, close, now)
             fill = await self._try_fill(order, instrument, quote)
             if fill is not None:
                 return fill
@@ -1201,8 +1201,8 @@ class PaperBroker:
         return _dec(bars.close[-1]) if len(bars) else None
 
     async def _latest_bar(self, instrument: Instrument) -> BarArrays:
-        """The instrument's last final bar at the clock's now (none before the first), read from
-        the market once per moment."""
+        """Final bars of the instrument at the clock's now whose last is the last final bar (none
+        before the first), read from the market once per moment: only their last is meant."""
         now = self._now()
         known = self._latest.get(instrument.symbol)
         if known is not None and known[0] == now:
