@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from storage.plans import PlanStore
-from venues.clock import Clock, ensure_utc, from_epoch_us
+from venues.clock import Clock, ensure_utc
 from venues.models import Account, AssetClass, Order, OrderStatus, OrderType, Side
 from venues.paper import PaperBroker, position_value
 from venues.paper_config import FillAt
@@ -167,9 +167,9 @@ class EventHorizon:
         if span.awaiting_fill is not None:
             order = await self.broker.order(span.awaiting_fill)
             if order is not None and order.filled_at is not None:
-                instrument = self.venue.instrument_of(order.symbol)
-                bar = await self.venue.bar_arrays(order.symbol, instrument.timeframe, end=order.filled_at, limit=1)
-                split = bisect_left(fires, from_epoch_us(bar.close_us[-1]))
+                # A market entry fills at its bar's open; a 24/7 bar closes one bar length later.
+                bar_length = parse_timeframe(self.venue.instrument_of(order.symbol).timeframe).delta
+                split = bisect_left(fires, order.filled_at + bar_length)
         self._held.append((fires[:split], span.account))
         if split < len(fires):
             self._held.append((fires[split:], now))
