@@ -7,8 +7,10 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +20,11 @@ from bot.backtest import backtest
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestResult, BacktestSpec
 from scheduler.backtest.events import EventHorizon
+from tests.support import replay_instrument
+from venues.adapters.akshare.instruments import future_instrument
+from venues.clock import SimulatedClock
+from venues.models import Account, Position
+from venues.paper import position_value
 from venues.recorded import BarSeries
 from venues.replay.loader import load_bar_file
 from venues.timeframes import parse_timeframe
@@ -54,6 +61,25 @@ def doc(result: BacktestResult) -> dict[str, Any]:
     return result.to_json()
 
 
+def assert_same(jumped: Any, stepped: Any, where: str = "doc") -> None:
+    """The two documents are equal, floats to 1e-12 relative: a stop values its equity point in
+    Decimal (the paper account), a passed-over fire in floats (events.EventHorizon.equity), so the
+    curve and what is computed from it may differ in their last bits; a wrong account or price
+    would differ by far more."""
+    if isinstance(stepped, float) and isinstance(jumped, float):
+        assert jumped == pytest.approx(stepped, rel=1e-12, abs=1e-12), where
+    elif isinstance(stepped, dict) and isinstance(jumped, dict):
+        assert jumped.keys() == stepped.keys(), where
+        for key in stepped:
+            assert_same(jumped[key], stepped[key], f"{where}.{key}")
+    elif isinstance(stepped, list) and isinstance(jumped, list):
+        assert len(jumped) == len(stepped), where
+        for i, (a, b) in enumerate(zip(jumped, stepped, strict=True)):
+            assert_same(a, b, f"{where}[{i}]")
+    else:
+        assert jumped == stepped, where
+
+
 @pytest.fixture(scope="module")
 def jumping(tmp_path_factory: pytest.TempPathFactory) -> BacktestResult:
     return run(tmp_path_factory.mktemp("jumping"), MONTH)
@@ -68,7 +94,7 @@ def test_jumping_gives_what_stopping_at_every_fire_gives(
     assert jumping.fires < HOURS_IN_JANUARY / 4  # candidate bars and fills only
     assert len(jumping.trades) > 5 and jumping.metrics["costs_paid"] > 0
     assert len(jumping.equity) == len(stepping.equity) == HOURS_IN_JANUARY + 1  # a point per fire, and the end
-    assert doc(jumping) == doc(stepping)
+    assert_same(doc(jumping), doc(stepping))
 
 
 def stop_at_every_fire(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +128,7 @@ def test_jumping_on_exchange_calendars_gives_what_stopping_gives(
     stop_at_every_fire(monkeypatch)
     stepped = run(tmp_path / "stepped", spec)
     assert len(jumped.trades) >= 4 and jumped.fires < stepped.fires / 4
-    assert doc(jumped) == doc(stepped)
+    assert_same(doc(jumped), doc(stepped))
 
 
 def test_a_poisoned_bar_after_a_jump_target_changes_nothing_before_it(
@@ -149,7 +175,7 @@ def test_an_entry_filled_after_a_gap_in_the_bars_gives_what_stopping_gives(
     assert sum(last in entries for _, last in gaps) >= 2
     assert jumped.fires < HOURS_IN_JANUARY / 4
     stop_at_every_fire(monkeypatch)
-    assert doc(jumped) == doc(run(tmp_path / "stepped", MONTH))
+    assert_same(doc(jumped), doc(run(tmp_path / "stepped", MONTH)))
 
 
 def test_the_rule_policy_on_the_run_ledger_gives_what_the_database_ledger_gives(
@@ -164,3 +190,46 @@ def test_the_rule_policy_on_the_run_ledger_gives_what_the_database_ledger_gives(
     on_database = run(tmp_path / "database", RULES)
     assert in_memory.trades and in_memory.metrics["tp1_hit_rate"] is not None
     assert doc(in_memory) == doc(on_database)
+
+
+def test_passed_over_equity_values_positions_as_the_paper_account_does() -> None:
+    """Each passed-over fire's equity in floats is the paper account's (venues.paper.position_value):
+    a spot long at its value, a margined future at its unrealised P&L x multiplier, a fire with no
+    price yet at the entry cost."""
+    fires = [datetime(2021, 7, 5, h, tzinfo=UTC) for h in (1, 2, 3)]
+    instruments = {"BTC/USD": replay_instrument("BTC/USD"), "cu0": future_instrument("cu0")}
+    marks = {"BTC/USD": [float("nan"), 34_000.5, 35_123.25], "cu0": [70_100.0, 69_950.0, 70_400.0]}
+    venue = SimpleNamespace(
+        instrument_of=instruments.__getitem__,
+        last_prices=lambda symbol, moments: np.array(marks[symbol][: len(moments)]),
+    )
+    positions = (
+        Position(venue="v", symbol="BTC/USD", qty=Decimal("0.125"), avg_cost=Decimal("33000.10")),
+        Position(venue="v", symbol="cu0", qty=Decimal(-2), avg_cost=Decimal(70_000)),
+    )
+    cash = Decimal("12345.67")
+    account = Account(
+        venue="v", currency="USD", cash=cash, reserved_cash=Decimal(0), positions_value=Decimal(0),
+        equity=cash, positions=positions,
+    )  # fmt: skip
+
+    async def account_now(_currency: str) -> Account:
+        return account
+
+    horizon = EventHorizon(
+        clock=SimulatedClock(fires[-1]), venue=venue, broker=SimpleNamespace(account=account_now),  # type: ignore[arg-type]
+        plans=None, venue_name="v", currency="USD", next_candidate=lambda _at: None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    asyncio.run(horizon.stopped())
+    horizon.hold(fires)
+    asyncio.run(horizon.stopped())
+    points = horizon.equity()
+    assert [at for at, _, _ in points] == fires and all(c == cash for _, c, _ in points)
+    for i, (_, _, value) in enumerate(points):
+        expected = cash
+        for position in positions:
+            mark = marks[position.symbol][i]
+            price = position.avg_cost if mark != mark else Decimal(repr(mark))
+            expected += position_value(position, instruments[position.symbol], price)
+        assert value == pytest.approx(float(expected), rel=1e-12)
+    assert points[0][2] == pytest.approx(12345.67 + 0.125 * 33000.10 - 2 * (70_100 - 70_000) * 5)

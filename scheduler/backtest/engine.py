@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from scheduler.backtest import metrics
@@ -260,9 +262,13 @@ async def run_backtest(
         await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
     else:
         await reference_tick(venue, deps.plans, spec.venue, currency, clock.now())
+    passed_over: list[tuple[datetime, Decimal, float]] = []
     if horizon is not None:
         await horizon.stopped()  # the fires passed over before the end
-        horizon.write()
+        passed_over = horizon.equity()
+        if persist:
+            points = [(at, cash, Decimal(repr(value))) for at, cash, value in passed_over]
+            deps.plans.snapshot_equity_many(spec.venue, currency, points)
     if persist and ledger is not None:
         ledger.flush()
     if on_progress is not None:
@@ -275,12 +281,16 @@ async def run_backtest(
         trades = reference_trades(await venue.broker_required().fills(), last_close)
     else:
         trades = await collect_trades(scanner, spec, currency)
-    curve = deps.plans.equity_curve(spec.venue, currency, stored=not fresh_database)
+    curve: list[tuple[datetime, float]] = [
+        (ts, float(value)) for ts, value in deps.plans.equity_curve(spec.venue, currency, stored=not fresh_database)
+    ]
+    if passed_over and not persist:  # kept in the store when persisting, else merged here
+        curve = sorted(chain(curve, ((at, value) for at, _, value in passed_over)), key=itemgetter(0))
     if curve and (curve[0][0] < start or curve[-1][0] > end):
         curve = [(ts, value) for ts, value in curve if start <= ts <= end]
     # A point per candle close (8,762 in a year of hours): C-level maps, no Python frame per point.
     times, values = zip(*curve, strict=True) if curve else ((), ())
-    equity = tuple(map(EquityPoint, times, map(float, values)))
+    equity = tuple(map(EquityPoint, times, values))
     if persist:
         deps.plans.flush_equity()
     fills = await venue.broker_required().fills()

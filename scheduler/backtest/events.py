@@ -20,13 +20,12 @@ the passed-over fires' prices are read only once the clock has passed them.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from itertools import islice
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,7 @@ import pandas as pd
 from storage.plans import PlanStore
 from venues.clock import Clock, ensure_utc
 from venues.models import Account, AssetClass, Order, OrderStatus, OrderType, Side
-from venues.paper import PaperBroker, position_value
+from venues.paper import PaperBroker
 from venues.paper_config import FillAt
 from venues.recorded import RecordedBarsVenue
 from venues.timeframes import parse_timeframe
@@ -161,7 +160,7 @@ class EventHorizon:
     async def _record(self, span: HeldSpan, now: Account) -> None:
         """Note the account each passed-over fire holds: with a market entry awaiting its fill, the
         fires from its fill bar's close on (where a stop would have booked it) hold the account
-        ``now``, the others the account before. :meth:`write` marks them."""
+        ``now``, the others the account before. :meth:`equity` values them."""
         fires = span.fires
         split = len(fires)
         if span.awaiting_fill is not None:
@@ -174,46 +173,33 @@ class EventHorizon:
         if split < len(fires):
             self._held.append((fires[split:], now))
 
-    def write(self) -> None:
-        """Write the equity point of every fire passed over so far (after the last :meth:`stopped`):
-        cash + the held positions at that fire's last price (the entry cost when none is known), as
-        the fire's own tick would. One price lookup per symbol for the whole run."""
+    def equity(self) -> list[tuple[datetime, Decimal, float]]:
+        """(fire, cash, equity) of every fire passed over so far (after the last :meth:`stopped`),
+        in time order: cash + the held positions at that fire's last price (the entry cost when
+        none is known), as the fire's own tick would value them (:func:`position_value`), in
+        floats, as the equity curve is reported: a year of hours is thousands of points, and a
+        Decimal per point cost more than the rest of the run's bookkeeping. One price lookup per
+        symbol for the whole run."""
         held, self._held = self._held, []
         fires_held: dict[str, list[datetime]] = {}
         for fires, account in held:
             for position in account.positions:
                 fires_held.setdefault(position.symbol, []).extend(fires)
-        # Plain floats: numpy scalars cost more per point than the sum itself.
-        marks = {s: iter(self.venue.last_prices(s, fires).tolist()) for s, fires in fires_held.items()}
-        points: list[tuple[datetime, Decimal, Decimal]] = []
+        marks = {s: self.venue.last_prices(s, fires) for s, fires in fires_held.items()}
+        taken = dict.fromkeys(marks, 0)
+        points: list[tuple[datetime, Decimal, float]] = []
         for fires, account in held:
-            points += self._equity(
-                account, fires, {p.symbol: list(islice(marks[p.symbol], len(fires))) for p in account.positions}
-            )
-        self.plans.snapshot_equity_many(self.venue_name, self.currency, points)
-
-    def _equity(
-        self, account: Account, fires: list[datetime], marks: dict[str, list[float]]
-    ) -> list[tuple[datetime, Decimal, Decimal]]:
-        """(fire, cash, equity) of ``account`` at each of ``fires``, its positions marked at
-        ``marks`` (per symbol, one last price per fire; NaN where none is known)."""
-        if not fires:
-            return []
-        cash = account.cash
-        equity: list[Decimal] | None = None
-        for position in account.positions:
-            instrument = self.venue.instrument_of(position.symbol)
-            prices = marks[position.symbol]
-            if equity is None and instrument.margin_rate is None and not any(map(math.isnan, prices)):
-                # The usual case, a first position unmargined with every mark known: qty x mark inlined.
-                qty = position.qty
-                equity = [cash + qty * Decimal(text) for text in map(repr, prices)]
-                continue
-            if equity is None:
-                equity = [cash] * len(fires)
-            for i, mark in enumerate(prices):
-                price = position.avg_cost if math.isnan(mark) else Decimal(repr(mark))
-                equity[i] += position_value(position, instrument, price)
-        if equity is None:
-            equity = [cash] * len(fires)
-        return [(at, cash, value) for at, value in zip(fires, equity, strict=True)]
+            values = np.full(len(fires), float(account.cash))
+            for position in account.positions:
+                instrument = self.venue.instrument_of(position.symbol)
+                first = taken[position.symbol]
+                taken[position.symbol] = first + len(fires)
+                prices = marks[position.symbol][first : first + len(fires)]
+                prices = np.where(np.isnan(prices), float(position.avg_cost), prices)
+                qty = float(position.qty)
+                if instrument.margin_rate is not None:  # a margined future: its unrealised P&L
+                    values += qty * (prices - float(position.avg_cost)) * float(instrument.multiplier)
+                else:
+                    values += qty * prices
+            points += zip(fires, repeat(account.cash), values.tolist())
+        return points
