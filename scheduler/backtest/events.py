@@ -25,14 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 import pandas as pd
 
 from storage.plans import PlanStore
 from venues.clock import Clock, ensure_utc
-from venues.models import Account, AssetClass, Order, OrderStatus, OrderType, Side
+from venues.models import Account, AssetClass, Order, OrderStatus, OrderType, Position, Side
 from venues.paper import PaperBroker
 from venues.paper_config import FillAt
 from venues.recorded import RecordedBarsVenue
@@ -181,25 +181,25 @@ class EventHorizon:
         Decimal per point cost more than the rest of the run's bookkeeping. One price lookup per
         symbol for the whole run."""
         held, self._held = self._held, []
-        fires_held: dict[str, list[datetime]] = {}
-        for fires, account in held:
+        lengths = [len(fires) for fires, _ in held]
+        values = np.repeat([float(account.cash) for _, account in held], lengths)
+        # Per symbol: the parts holding it, its quantity and entry cost there, one price lookup.
+        by_symbol: dict[str, list[tuple[int, Position]]] = {}
+        for i, (_, account) in enumerate(held):
             for position in account.positions:
-                fires_held.setdefault(position.symbol, []).extend(fires)
-        marks = {s: self.venue.last_prices(s, fires) for s, fires in fires_held.items()}
-        taken = dict.fromkeys(marks, 0)
-        points: list[tuple[datetime, Decimal, float]] = []
-        for fires, account in held:
-            values = np.full(len(fires), float(account.cash))
-            for position in account.positions:
-                instrument = self.venue.instrument_of(position.symbol)
-                first = taken[position.symbol]
-                taken[position.symbol] = first + len(fires)
-                prices = marks[position.symbol][first : first + len(fires)]
-                prices = np.where(np.isnan(prices), float(position.avg_cost), prices)
-                qty = float(position.qty)
-                if instrument.margin_rate is not None:  # a margined future: its unrealised P&L
-                    values += qty * (prices - float(position.avg_cost)) * float(instrument.multiplier)
-                else:
-                    values += qty * prices
-            points += zip(fires, repeat(account.cash), values.tolist())
-        return points
+                by_symbol.setdefault(position.symbol, []).append((i, position))
+        for symbol, holding in by_symbol.items():
+            instrument = self.venue.instrument_of(symbol)
+            mask = np.repeat(np.isin(np.arange(len(held)), [i for i, _ in holding]), lengths)
+            counts = [lengths[i] for i, _ in holding]
+            qty = np.repeat([float(p.qty) for _, p in holding], counts)
+            cost = np.repeat([float(p.avg_cost) for _, p in holding], counts)
+            prices = self.venue.last_prices(symbol, [at for i, _ in holding for at in held[i][0]])
+            prices = np.where(np.isnan(prices), cost, prices)
+            if instrument.margin_rate is not None:  # a margined future: its unrealised P&L
+                values[mask] += qty * (prices - cost) * float(instrument.multiplier)
+            else:
+                values[mask] += qty * prices
+        fires = chain.from_iterable(fires for fires, _ in held)
+        cash = chain.from_iterable(repeat(account.cash, len(fires)) for fires, account in held)
+        return list(zip(fires, cash, values.tolist(), strict=True))
