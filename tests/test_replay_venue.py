@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import venues.replay
-from venues.base import MarketData, Venue, bar_arrays
+from venues.base import MarketData, Venue, bar_arrays, last_trades
 from venues.calendars import session
 from venues.clock import SimulatedClock, from_epoch_us
 from venues.errors import DataFileError, UnknownSymbolError, UnknownTimeframeError, VenueError
@@ -422,6 +422,31 @@ async def test_last_prices_are_the_snapshots_last_at_each_moment(market: str, sy
             assert price == quote.last
     with pytest.raises(ValueError, match="not known yet"):
         venue.last_prices(symbol, [moments[-1] + timedelta(microseconds=1)])
+
+
+@pytest.mark.parametrize("market", ["crypto", "cn", "us"])
+async def test_last_trades_are_the_snapshots_lasts(market: str) -> None:
+    # Every symbol of the market together, at bar closes, inside bars in progress, across session
+    # gaps and before some symbols' first bar: the same prices as the snapshot, the same ones left out.
+    venue = venue_at(market, utc(2030, 1, 1))
+    symbols = [i.symbol for i in await venue.instruments()]
+    first = min(venue.available_range(s)[0] for s in symbols)
+    for k in range(0, 400, 7):
+        moment = first - timedelta(hours=1) + timedelta(minutes=37 * k)
+        at = venue_at(market, moment)
+        quotes = await at.snapshot(symbols)
+        assert at.last_trades(symbols) == {s: q.last for s, q in quotes.items()}
+        assert await last_trades(at, symbols) == at.last_trades(symbols)
+        assert await last_trades(cast(MarketData, _SnapshotOnly(at)), symbols) == at.last_trades(symbols)
+    with pytest.raises(UnknownSymbolError):
+        venue.last_trades([symbols[0], "NOPE"])
+
+
+class _SnapshotOnly:
+    """A market without ``last_trades``: the helper reads the snapshot instead."""
+
+    def __init__(self, venue: ReplayVenue) -> None:
+        self.snapshot = venue.snapshot
 
 
 async def test_snapshot_leaves_out_symbols_without_a_bar_yet() -> None:

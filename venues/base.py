@@ -134,6 +134,17 @@ async def bar_arrays(
     return BarArrays.of(await market.bars(symbol, timeframe, start=start, end=end, limit=limit))
 
 
+async def last_trades(market: MarketData, symbols: Sequence[str]) -> dict[str, float]:
+    """``{symbol: quote.last}`` of ``market.snapshot(symbols)``: straight from a recorded venue's
+    arrays when it has ``last_trades`` (no Quote built), else read from the snapshot. Same
+    prices; symbols without a quote are left out."""
+    own = getattr(market, "last_trades", None)
+    if own is not None:
+        prices: dict[str, float] = own(symbols)
+        return prices
+    return {symbol: quote.last for symbol, quote in (await market.snapshot(symbols)).items()}
+
+
 @runtime_checkable
 class Broker(Protocol):
     async def place(self, request: OrderRequest) -> Order:

@@ -55,11 +55,11 @@ import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, DecimalTuple
 from typing import NamedTuple, Protocol
 
 from venues import calendars
-from venues.base import MarketData, bar_arrays
+from venues.base import MarketData, bar_arrays, last_trades
 from venues.clock import Clock, epoch_us, from_epoch_us
 from venues.costs import fees, round_to_tick, slipped_price
 from venues.errors import VenueError
@@ -76,7 +76,6 @@ from venues.models import (
     OrderStatus,
     OrderType,
     Position,
-    Quote,
     Side,
     with_changes,
 )
@@ -172,6 +171,14 @@ def _dec(value: float) -> Decimal:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _digits(value: Decimal | None) -> DecimalTuple | None:
+    return None if value is None else value.as_tuple()
+
+
+def _no_price(symbol: str) -> Decimal | None:
+    return None
+
+
 def _next_mark(after: datetime, every: timedelta) -> datetime:
     """The first moment after ``after`` on the UTC grid of ``every`` (8 h: 00:00, 08:00, 16:00)."""
     steps = (after - _EPOCH) // every + 1
@@ -209,9 +216,11 @@ class PaperBroker:
         # version, config). Only on a ledger that counts its changes (RunPaperLedger.version).
         self._account_key: tuple[datetime, str, int, PaperBrokerConfig] | None = None
         self._account_value: Account | None = None
-        # The last quotes read, with their moment and symbols: an account recomputed at the same
+        # The last prices read, with their moment and symbols: an account recomputed at the same
         # moment (after an order was placed) marks the same positions at the same prices.
-        self._quotes: tuple[datetime, list[str], Mapping[str, Quote]] | None = None
+        self._quotes: tuple[datetime, list[str], Mapping[str, Decimal]] | None = None
+        # The last buy cost estimated: (moment, qty, limit, last price, slippage), instrument, cost.
+        self._last_cost: tuple[tuple[object, ...], Instrument, Decimal] | None = None
 
     def use_ledger(self, ledger: PaperLedger) -> None:
         """Keep this broker's state in ``ledger`` from now on (a backtest's in-memory run ledger,
@@ -223,6 +232,7 @@ class PaperBroker:
         self._latest.clear()
         self._account_key = self._account_value = None
         self._quotes = None
+        self._last_cost = None
 
     # --- public API (the Broker protocol) ---
     # One lock per broker: matching awaits market data between reading an order and writing its
@@ -426,12 +436,8 @@ class PaperBroker:
         symbols = {o.symbol for o in (*buys, *short_entries)} | {p.symbol for p in held_all}
         instruments = {s: await self._market.instrument(s) for s in symbols} if symbols else {}
         mine = sorted(s for s, i in instruments.items() if i.currency == currency)
-        # One batched quote call for every symbol involved, not a bars call per position.
-        quotes = await self._snapshot(mine) if mine else {}
-
-        def last(symbol: str) -> Decimal | None:
-            quote = quotes.get(symbol)
-            return _dec(quote.last) if quote is not None else None
+        # One batched price read for every symbol involved, not a bars call per position.
+        last = (await self._last_trades(mine)).get if mine else _no_price
 
         reserved = sum(
             (
@@ -472,16 +478,17 @@ class PaperBroker:
             deposited=self._ledger.deposited(self.venue, currency),
         )
 
-    async def _snapshot(self, symbols: list[str]) -> Mapping[str, Quote]:
-        """``market.snapshot(symbols)``, read once per moment (the quotes a moment shows are fixed,
-        as its bars are)."""
+    async def _last_trades(self, symbols: list[str]) -> Mapping[str, Decimal]:
+        """The last traded price of each symbol with a quote (``market.snapshot(symbols)``'s
+        ``last``, as Decimal), read once per moment (the prices a moment shows are fixed, as its
+        bars are)."""
         now = self._now()
         known = self._quotes
         if known is not None and known[0] == now and known[1] == symbols:
             return known[2]
-        quotes = await self._market.snapshot(symbols)
-        self._quotes = (now, symbols, quotes)
-        return quotes
+        prices = {symbol: _dec(price) for symbol, price in (await last_trades(self._market, symbols)).items()}
+        self._quotes = (now, symbols, prices)
+        return prices
 
     # --- placement checks ---
 
@@ -639,11 +646,27 @@ class PaperBroker:
 
     def _cost_at(self, qty: Decimal, limit: Decimal | None, instrument: Instrument, last: Decimal | None) -> Decimal:
         """What a buy will cost with fees: at its limit, or at the last price plus slippage."""
+        # A buy's check and the account recomputed after its placement estimate the same order
+        # at the same moment and price: the last estimate is kept.
+        # Decimals are compared by their digits and exponent, not their value: 1.0 and 1 are equal
+        # but give costs written differently.
+        now = self._clock.now()
+        key = (now, _digits(qty), _digits(limit), _digits(last), _digits(self.config.slippage_bps))
+        known = self._last_cost
+        if known is not None and known[1] is instrument and known[0] == key:
+            return known[2]
+        cost = self._estimate_cost(qty, limit, instrument, last, now)
+        self._last_cost = (key, instrument, cost)
+        return cost
+
+    def _estimate_cost(
+        self, qty: Decimal, limit: Decimal | None, instrument: Instrument, last: Decimal | None, now: datetime
+    ) -> Decimal:
         price = limit or last or ZERO
         if limit is None:
             price = slipped_price(instrument, Side.BUY, price, self.config.slippage_bps)
         # Charged at the rates of the session the order would fill in.
-        day = calendars.trading_day(instrument.calendar, self._clock.now())
+        day = calendars.trading_day(instrument.calendar, now)
         # A margined contract holds its margin, not its value.
         share = instrument.margin_rate if instrument.margin_rate is not None else Decimal(1)
         return qty * price * instrument.multiplier * share + fees(instrument, Side.BUY, qty, price, on=day)

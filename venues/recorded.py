@@ -57,12 +57,15 @@ class BarFrame:
         ``[start, end]``, the last ``limit`` of them."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be zero or more, got {limit}")
-        hi = int(np.searchsorted(self.close_us, epoch_us(now), side="right"))
+        # The arrays' own searchsorted: np.searchsorted's dispatch costs as much as the search,
+        # and the paper broker cuts at every fire.
+        arrays = self.arrays
+        hi = int(arrays.close_us.searchsorted(epoch_us(now), side="right"))
         lo = 0
         if start is not None:
-            lo = int(np.searchsorted(self.open_us, epoch_us(start), side="left"))
+            lo = int(arrays.open_us.searchsorted(epoch_us(start), side="left"))
         if end is not None:
-            hi = min(hi, int(np.searchsorted(self.open_us, epoch_us(end), side="right")))
+            hi = min(hi, int(arrays.open_us.searchsorted(epoch_us(end), side="right")))
         if limit is not None:
             lo = max(lo, hi - limit)
         return slice(lo, hi) if lo < hi else slice(0, 0)
@@ -201,6 +204,24 @@ class RecordedBarsVenue(BrokeredVenue):
                 change_pct=None if math.isnan(prev) else (last / prev - 1.0) * 100.0,
             )
         return quotes
+
+    def last_trades(self, symbols: Sequence[str]) -> dict[str, float]:
+        """``{symbol: snapshot(symbols)[symbol].last}`` without building the quotes: the price
+        alone, for a caller that marks positions at every fire (the paper broker's account).
+        Symbols with no bar yet are left out; UnknownSymbolError for an unknown one."""
+        for symbol in symbols:
+            self.instrument_of(symbol)  # an unknown symbol fails the whole call, as in snapshot
+        now = epoch_us(self.clock.now())
+        prices: dict[str, float] = {}
+        for symbol in symbols:
+            series = self.series(symbol)
+            native = series.native.arrays
+            i = int(native.close_us.searchsorted(now, side="right")) - 1
+            if i < 0:
+                continue
+            opened = int(native.open_us.searchsorted(now, side="left")) - 1
+            prices[symbol] = float(series.open[opened]) if opened > i else float(series.close[i])
+        return prices
 
     def last_prices(self, symbol: str, moments: Sequence[datetime]) -> np.ndarray:
         """The ``last`` :meth:`snapshot` gave at each of ``moments`` (ascending, none after the
