@@ -61,25 +61,6 @@ def doc(result: BacktestResult) -> dict[str, Any]:
     return result.to_json()
 
 
-def assert_same(jumped: Any, stepped: Any, where: str = "doc") -> None:
-    """The two documents are equal, floats to 1e-12 relative: a stop values its equity point in
-    Decimal (the paper account), a passed-over fire in floats (events.EventHorizon.equity), so the
-    curve and what is computed from it may differ in their last bits; a wrong account or price
-    would differ by far more."""
-    if isinstance(stepped, float) and isinstance(jumped, float):
-        assert jumped == pytest.approx(stepped, rel=1e-12, abs=1e-12), where
-    elif isinstance(stepped, dict) and isinstance(jumped, dict):
-        assert jumped.keys() == stepped.keys(), where
-        for key in stepped:
-            assert_same(jumped[key], stepped[key], f"{where}.{key}")
-    elif isinstance(stepped, list) and isinstance(jumped, list):
-        assert len(jumped) == len(stepped), where
-        for i, (a, b) in enumerate(zip(jumped, stepped, strict=True)):
-            assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert jumped == stepped, where
-
-
 @pytest.fixture(scope="module")
 def jumping(tmp_path_factory: pytest.TempPathFactory) -> BacktestResult:
     return run(tmp_path_factory.mktemp("jumping"), MONTH)
@@ -94,7 +75,7 @@ def test_jumping_gives_what_stopping_at_every_fire_gives(
     assert jumping.fires < HOURS_IN_JANUARY / 4  # candidate bars and fills only
     assert len(jumping.trades) > 5 and jumping.metrics["costs_paid"] > 0
     assert len(jumping.equity) == len(stepping.equity) == HOURS_IN_JANUARY + 1  # a point per fire, and the end
-    assert_same(doc(jumping), doc(stepping))
+    assert doc(jumping) == doc(stepping)
 
 
 def stop_at_every_fire(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +109,7 @@ def test_jumping_on_exchange_calendars_gives_what_stopping_gives(
     stop_at_every_fire(monkeypatch)
     stepped = run(tmp_path / "stepped", spec)
     assert len(jumped.trades) >= 4 and jumped.fires < stepped.fires / 4
-    assert_same(doc(jumped), doc(stepped))
+    assert doc(jumped) == doc(stepped)
 
 
 def test_a_poisoned_bar_after_a_jump_target_changes_nothing_before_it(
@@ -175,7 +156,7 @@ def test_an_entry_filled_after_a_gap_in_the_bars_gives_what_stopping_gives(
     assert sum(last in entries for _, last in gaps) >= 2
     assert jumped.fires < HOURS_IN_JANUARY / 4
     stop_at_every_fire(monkeypatch)
-    assert_same(doc(jumped), doc(run(tmp_path / "stepped", MONTH)))
+    assert doc(jumped) == doc(run(tmp_path / "stepped", MONTH))
 
 
 def test_the_rule_policy_on_the_run_ledger_gives_what_the_database_ledger_gives(

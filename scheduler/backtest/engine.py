@@ -250,7 +250,11 @@ async def run_backtest(
         if record is not None and record.error is not None:
             raise BacktestError(f"the scan at {record.fire_time.isoformat()} failed: {record.error}")
         if horizon is not None:
-            await horizon.stopped()
+            if reference is not None and record is not None and reference.tick_at == record.fire_time:
+                tick, current = reference.tick_account, reference.account_current
+                await horizon.stopped(record.fire_time, tick, tick_current=current)
+            else:
+                await horizon.stopped()
             if (upcoming := driver.next_fire()) is not None:
                 target = min(await horizon.next_event(end), end)
                 if target > upcoming[1]:
@@ -354,6 +358,7 @@ def event_horizon(
     for symbol in spec.symbols:
         bars = bars_ahead(venue, symbol, spec.timeframe, spec.end)
         reference.tables[symbol] = SignalTable.of(reference.policy, bars)
+    reference.snapshots = False  # the horizon values every fire's equity point
     return EventHorizon(
         clock=deps.clock,
         venue=venue,

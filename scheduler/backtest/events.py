@@ -96,13 +96,21 @@ class EventHorizon:
         self._span: HeldSpan | None = None  # passed over since the last stop
         self._held: list[tuple[list[datetime], Account]] = []  # fires passed over and the account each holds
 
-    async def stopped(self) -> None:
+    async def stopped(
+        self, at: datetime | None = None, tick: Account | None = None, *, tick_current: bool = False
+    ) -> None:
         """After a stop: note the account as it stands, and the account each fire passed over since
-        the stop before held (the clock has passed them: their prices are known)."""
-        self._account = await self.broker.account(self.currency)
+        the stop before held (the clock has passed them: their prices are known). ``at`` and
+        ``tick``: the stop's fire and the account its tick read (after its fills, before its
+        orders), whose equity point :meth:`equity` values with the others; ``tick_current``: that
+        account still holds the cash and positions after the fire's orders (none filled), so it
+        need not be read again."""
+        self._account = tick if tick is not None and tick_current else await self.broker.account(self.currency)
         span, self._span = self._span, None
         if span is not None:
             await self._record(span, self._account)
+        if at is not None and tick is not None:
+            self._held.append(([at], tick))
 
     async def next_event(self, until: datetime) -> datetime:
         """The earliest moment after now at which a fire may change something; ``until`` when

@@ -27,7 +27,7 @@ from storage.watchlists import WatchlistSpec
 from tools.indicators import compute
 from venues.base import bar_arrays
 from venues.clock import epoch_us, from_epoch_us
-from venues.models import Fill, OrderRequest, OrderStatus, OrderType, Side
+from venues.models import Account, Fill, OrderRequest, OrderStatus, OrderType, Side
 
 from .metrics import TradeRecord
 
@@ -140,6 +140,15 @@ class ReferenceRun:
     tables: dict[str, SignalTable] = field(default_factory=dict)
     """Per symbol, the signals computed once over the window (see scheduler.backtest.events);
     a symbol without one is decided on the bars the venue serves at each fire."""
+    snapshots: bool = True
+    """Whether the job writes each fire's equity point; False when an event horizon values every
+    fire's point, the fires it stops at and those it passes over alike."""
+    tick_at: datetime | None = None
+    tick_account: Account | None = None
+    """The account the tick of the fire at ``tick_at`` read: after its fills, before its orders."""
+    account_current: bool = False
+    """Whether ``tick_account`` still holds the account's cash and positions after the fire's
+    orders (none of them filled on placement)."""
 
     def next_candidate(self, after: datetime) -> datetime | None:
         """The first close of a candidate bar after ``after`` over all symbols; None if none."""
@@ -161,9 +170,11 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
         # fills up to now, then the equity point of the backtest's currency.
         await broker.process()
         account = await broker.account(run.currency)
-        deps.plans.snapshot_equity(
-            watchlist.venue, run.currency, cash=account.cash, equity=account.equity, at=tick.fire_time
-        )
+        if run.snapshots:
+            deps.plans.snapshot_equity(
+                watchlist.venue, run.currency, cash=account.cash, equity=account.equity, at=tick.fire_time
+            )
+        run.tick_at, run.tick_account, run.account_current = tick.fire_time, account, True
         for symbol in watchlist.symbols:
             table = run.tables.get(symbol)
             last = await bar_arrays(venue, symbol, watchlist.timeframe, limit=1)
@@ -206,6 +217,8 @@ def reference_job(scanner: Scanner, watchlist: WatchlistSpec, calendar: str, run
                     type=OrderType.MARKET,
                 )
             )
+            if order.status is OrderStatus.FILLED:  # at a quote, on placement
+                run.account_current = False
             if order.status is OrderStatus.REJECTED:
                 run.skipped.append(
                     {"time": tick.bar_close.isoformat(), "symbol": symbol, "status": "rejected", "reason": order.reason}
