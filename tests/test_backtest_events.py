@@ -205,12 +205,12 @@ def test_passed_over_equity_values_positions_as_the_paper_account_does() -> None
     horizon.hold(fires)
     asyncio.run(horizon.stopped())
     points = horizon.equity()
-    assert [at for at, _, _ in points] == fires and all(c == cash for _, c, _ in points)
-    for i, (_, _, value) in enumerate(points):
+    assert points.times == fires and points.cash == [cash] * len(fires)
+    for i, value in enumerate(points.values):
         expected = cash
         for position in positions:
             mark = marks[position.symbol][i]
             price = position.avg_cost if mark != mark else Decimal(repr(mark))
             expected += position_value(position, instruments[position.symbol], price)
         assert value == pytest.approx(float(expected), rel=1e-12)
-    assert points[0][2] == pytest.approx(12345.67 + 0.125 * 33000.10 - 2 * (70_100 - 70_000) * 5)
+    assert points.values[0] == pytest.approx(12345.67 + 0.125 * 33000.10 - 2 * (70_100 - 70_000) * 5)

@@ -24,7 +24,7 @@ from operator import itemgetter
 from typing import Any
 
 from scheduler.backtest import metrics
-from scheduler.backtest.events import EventHorizon, bars_ahead
+from scheduler.backtest.events import EquityColumns, EventHorizon, bars_ahead
 from scheduler.backtest.metrics import EquityPoint, TradeRecord
 from scheduler.backtest.reference import (
     SMA_CROSS,
@@ -266,12 +266,12 @@ async def run_backtest(
         await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
     else:
         await reference_tick(venue, deps.plans, spec.venue, currency, clock.now())
-    passed_over: list[tuple[datetime, Decimal, float]] = []
+    valued = EquityColumns([], [], [])  # the points the horizon valued (sma_cross), else none
     if horizon is not None:
         await horizon.stopped()  # the fires passed over before the end
-        passed_over = horizon.equity()
+        valued = horizon.equity()
         if persist:
-            points = [(at, cash, Decimal(repr(value))) for at, cash, value in passed_over]
+            points = list(zip(valued.times, valued.cash, map(Decimal, map(repr, valued.values)), strict=True))
             deps.plans.snapshot_equity_many(spec.venue, currency, points)
     if persist and ledger is not None:
         ledger.flush()
@@ -285,15 +285,14 @@ async def run_backtest(
         trades = reference_trades(await venue.broker_required().fills(), last_close)
     else:
         trades = await collect_trades(scanner, spec, currency)
-    curve: list[tuple[datetime, float]] = [
-        (ts, float(value)) for ts, value in deps.plans.equity_curve(spec.venue, currency, stored=not fresh_database)
-    ]
-    if passed_over and not persist:  # kept in the store when persisting, else merged here
-        curve = sorted(chain(curve, ((at, value) for at, _, value in passed_over)), key=itemgetter(0))
-    if curve and (curve[0][0] < start or curve[-1][0] > end):
-        curve = [(ts, value) for ts, value in curve if start <= ts <= end]
+    stored = deps.plans.equity_curve(spec.venue, currency, stored=not fresh_database)
+    if persist:  # the horizon's points are in the store too
+        valued = EquityColumns([], [], [])
+    times, values = merge_curve(valued.times, valued.values, stored)
+    if times and (times[0] < start or times[-1] > end):
+        inside = [i for i, ts in enumerate(times) if start <= ts <= end]
+        times, values = [times[i] for i in inside], [values[i] for i in inside]
     # A point per candle close (8,762 in a year of hours): C-level maps, no Python frame per point.
-    times, values = zip(*curve, strict=True) if curve else ((), ())
     equity = tuple(map(EquityPoint, times, values))
     if persist:
         deps.plans.flush_equity()
@@ -315,6 +314,19 @@ async def run_backtest(
         elapsed_seconds=round(time.perf_counter() - started, 3),
         fires=len(driver.records),
     )
+
+
+def merge_curve(
+    times: list[datetime], values: list[float], points: list[tuple[datetime, Decimal]]
+) -> tuple[list[datetime], list[float]]:
+    """The equity curve of ``times``/``values`` (in time order) and the store's ``points``, in
+    time order: usually the store holds only the run's last point, after all the others."""
+    if not points:
+        return times, values
+    if not times or points[0][0] > times[-1]:
+        return [*times, *(ts for ts, _ in points)], [*values, *(float(v) for _, v in points)]
+    merged = sorted(chain(zip(times, values, strict=True), ((ts, float(v)) for ts, v in points)), key=itemgetter(0))
+    return [ts for ts, _ in merged], [v for _, v in merged]
 
 
 async def reference_tick(venue: Venue, plans: PlanStore, venue_name: str, currency: str, at: datetime) -> None:

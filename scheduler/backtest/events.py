@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from itertools import chain, repeat
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,14 @@ def bars_ahead(venue: RecordedBarsVenue, symbol: str, timeframe: str, end: datet
     frame = venue.series(symbol).frame(parse_timeframe(timeframe))
     stop = int(np.searchsorted(frame.close_us, int(pd.Timestamp(ensure_utc(end)).value // 1000), side="right"))
     return frame.bars.iloc[:stop]
+
+
+class EquityColumns(NamedTuple):
+    """Equity points as columns, in time order: a year of hours is thousands of points."""
+
+    times: list[datetime]
+    cash: list[Decimal]
+    values: list[float]
 
 
 @dataclass(frozen=True)
@@ -181,8 +190,8 @@ class EventHorizon:
         if split < len(fires):
             self._held.append((fires[split:], now))
 
-    def equity(self) -> list[tuple[datetime, Decimal, float]]:
-        """(fire, cash, equity) of every fire passed over so far (after the last :meth:`stopped`),
+    def equity(self) -> EquityColumns:
+        """The fire, cash and equity of every fire passed over so far (after the last :meth:`stopped`),
         in time order: cash + the held positions at that fire's last price (the entry cost when
         none is known), as the fire's own tick would value them (:func:`position_value`), in
         floats, as the equity curve is reported: a year of hours is thousands of points, and a
@@ -208,6 +217,8 @@ class EventHorizon:
                 values[mask] += qty * (prices - cost) * float(instrument.multiplier)
             else:
                 values[mask] += qty * prices
-        fires = chain.from_iterable(fires for fires, _ in held)
-        cash = chain.from_iterable(repeat(account.cash, len(fires)) for fires, account in held)
-        return list(zip(fires, cash, values.tolist(), strict=True))
+        return EquityColumns(
+            list(chain.from_iterable(fires for fires, _ in held)),
+            list(chain.from_iterable(repeat(account.cash, len(fires)) for fires, account in held)),
+            values.tolist(),
+        )
