@@ -12,6 +12,7 @@ crossover with no stop would have to be distorted to pass them, or distort them 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,14 +99,15 @@ class SignalTable:
 
     open_us: np.ndarray
     signal: np.ndarray
-    candidate_close_us: np.ndarray  # close times of the bars with a signal
+    candidate_close_us: list[int]  # close times of the bars with a signal (a list: one bisect per stop)
+    candidate_closes: list[datetime]
 
     @classmethod
     def of(cls, policy: SmaCross, bars: pd.DataFrame) -> SignalTable:
         signal = policy.signals(bars)
         open_us = pd.DatetimeIndex(bars.index).as_unit("us").asi8
-        close_us = pd.DatetimeIndex(bars["close_time"]).as_unit("us").asi8
-        return cls(open_us, signal, close_us[signal != 0])
+        candidate_close_us = pd.DatetimeIndex(bars["close_time"]).as_unit("us").asi8[signal != 0].tolist()
+        return cls(open_us, signal, candidate_close_us, [from_epoch_us(c) for c in candidate_close_us])
 
     def at(self, bar_open: datetime) -> Side | None:
         """The signal of the bar that opened at ``bar_open`` (a bar the clock has reached)."""
@@ -120,10 +122,8 @@ class SignalTable:
 
     def next_candidate(self, after: datetime) -> datetime | None:
         """The close of the first bar with a signal that closes after ``after``; None if none."""
-        i = int(np.searchsorted(self.candidate_close_us, epoch_us(after), side="right"))
-        if i == len(self.candidate_close_us):
-            return None
-        return from_epoch_us(self.candidate_close_us[i])
+        i = bisect_right(self.candidate_close_us, epoch_us(after))
+        return self.candidate_closes[i] if i < len(self.candidate_closes) else None
 
 
 @dataclass
@@ -152,6 +152,8 @@ class ReferenceRun:
 
     def next_candidate(self, after: datetime) -> datetime | None:
         """The first close of a candidate bar after ``after`` over all symbols; None if none."""
+        if len(self.tables) == 1:
+            return next(iter(self.tables.values())).next_candidate(after)
         found = [c for t in self.tables.values() if (c := t.next_candidate(after)) is not None]
         return min(found, default=None)
 
