@@ -43,6 +43,9 @@ from venues.paper import PaperBroker
 POLICIES = ("rules", "llm", "ml", "sma_cross")
 PROFILES = ("low", "medium", "high")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Beyond a trillion, quantities and cash outgrow the ledger's decimal context (the order sizing
+# raised InvalidOperation on every signal at 1e21 and sma_cross DivisionImpossible at 1e30).
+MAX_CAPITAL = Decimal(10) ** 12
 LLM_COUNTS = ("requests_sent", "answers_from_cache", "cache_misses", "abstained_on_cache_miss")
 
 
@@ -63,13 +66,26 @@ def parse_params(values: Sequence[str]) -> dict[str, float]:
 
 
 def parse_capital(value: str) -> Decimal:
+    """``--capital`` as a Decimal; BacktestError when it is not a plain number (``1,000``) or lies
+    outside (0, :data:`MAX_CAPITAL`]."""
     try:
         capital = Decimal(value.strip())
     except InvalidOperation:
-        capital = Decimal(-1)
-    if not capital.is_finite() or capital <= 0:
-        raise BacktestError(f"--capital {value!r} is not an amount above zero, e.g. --capital 100")
+        raise BacktestError(f"--capital {value!r} is not a number; write it plainly, e.g. 1000 or 0.5") from None
+    if not capital.is_finite():
+        raise BacktestError(f"--capital {value!r} is not a number; write it plainly, e.g. 1000 or 0.5")
+    check_capital(capital, typed=value.strip())
     return capital
+
+
+def check_capital(capital: Decimal, *, typed: str | None = None) -> None:
+    """BacktestError unless 0 < ``capital`` <= :data:`MAX_CAPITAL` (the message names the range and
+    quotes ``typed``, what the user wrote, when given)."""
+    if not capital.is_finite() or not 0 < capital <= MAX_CAPITAL:
+        raise BacktestError(
+            f"--capital {typed or capital} is out of range: it must be above zero and at most {MAX_CAPITAL:,} "
+            "(one trillion), e.g. --capital 100"
+        )
 
 
 def backtest_settings(settings: Settings, spec: BacktestSpec, database: Path) -> Settings:
@@ -202,9 +218,11 @@ async def backtest(
     """Run ``spec`` on a fresh database in a temporary directory (deleted afterwards). ``keep_db``:
     a new SQLite file that receives the run's database at the end, with its paper ledger (orders,
     fills, positions, cash), equity curve, signals and plans (`--keep-db`); BacktestError before
-    the run when it exists or its folder does not (:func:`check_keep_db`)."""
+    the run when it exists or its folder does not (:func:`check_keep_db`), and for a capital out of
+    range (:func:`check_capital`)."""
     if keep_db is not None:
         check_keep_db(keep_db)
+    check_capital(spec.capital)
     if spec.policy not in POLICIES:
         raise BacktestError(f"--policy {spec.policy!r} is not one of: {', '.join(POLICIES)}")
     if spec.profile not in PROFILES:

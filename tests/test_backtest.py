@@ -139,6 +139,10 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--venue", "nowhere"], "valid venues: replay-crypto"),
         (["--policy", "magic"], "rules, llm, ml, sma_cross"),
         (["--capital", "-5"], "above zero"),
+        (["--capital", "1e21"], "at most 1,000,000,000,000 (one trillion)"),
+        (["--capital", "1e30", "--policy", "sma_cross"], "at most 1,000,000,000,000 (one trillion)"),
+        (["--capital", "1,000"], "'1,000' is not a number; write it plainly, e.g. 1000 or 0.5"),
+        (["--capital", "nan"], "is not a number"),
         (["--timeframe", "7h"], "7h"),
         (["--from", "2024-01-01", "--to", "2024-01-05"], "has bars from 2021-01-01 06:00 to 2022-01-01 00:00 UTC"),
         (["--policy", "rules", "--param", "fast=10"], "--param is for --policy sma_cross"),
@@ -154,6 +158,22 @@ def test_bad_input_is_a_clear_error(
     result = CliRunner().invoke(app, flat)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_capital_beyond_a_trillion_is_refused_by_the_api_too(tmp_path: Path) -> None:
+    with pytest.raises(BacktestError, match="at most 1,000,000,000,000"):
+        run(tmp_path, BacktestSpec(**{**SPEC.__dict__, "capital": Decimal("1e21")}))
+
+
+def test_too_many_folds_are_said_in_the_command_s_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADEOPS_DATA_DIR", str(tmp_path))
+    args = [*CLI_ARGS[:-5], "--to", "2021-07-02", "--walk-forward", "100", "--purge-bars", "2", "--embargo-bars", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "min_train" not in result.output
+    assert "48 scan bars" in result.output
+    assert "too few for 100 folds with --purge-bars 2 and --embargo-bars 1" in result.output
+    assert "at least 201 scan bars" in result.output
 
 
 def test_unknown_symbol_names_the_valid_ones(tmp_path: Path) -> None:

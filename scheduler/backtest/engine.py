@@ -23,6 +23,8 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+import pandas as pd
+
 from scheduler.backtest import metrics
 from scheduler.backtest.events import EquityColumns, EventHorizon, bars_ahead
 from scheduler.backtest.metrics import EquityPoint, TradeRecord
@@ -43,6 +45,7 @@ from storage.paper_ledger import RunPaperLedger
 from storage.plans import PlanStore
 from storage.signals import SignalStatus
 from storage.watchlists import WatchlistSpec
+from tools.exits import target_order_id
 from venues.base import Venue
 from venues.clock import SimulatedClock, ensure_utc, window_text
 from venues.models import Fill, Side
@@ -405,10 +408,12 @@ async def last_price(venue: Venue, symbol: str) -> Decimal | None:
 async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) -> tuple[TradeRecord, ...]:
     """One :class:`TradeRecord` per plan whose entry filled, from the ledger's fills: the entry's fill
     and the fills of its exits (stop, targets, time exit). A plan still open at the end is marked to
-    the last close."""
+    the last close. ``tp1_hit`` is whether the price reached TP1 while the position was open
+    (:func:`first_target_reached`), whatever orders the plan's exits were split into."""
     deps = scanner.deps
     venue = deps.venue(spec.venue)
     broker = venue.broker_required()
+    bars_of: dict[str, pd.DataFrame] = {}  # per symbol, its finest bars from the start: read once
     by_order: dict[str, list[Fill]] = {}
     for fill in await broker.fills():
         by_order.setdefault(fill.client_order_id, []).append(fill)
@@ -434,6 +439,21 @@ async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) ->
         pnl = sign * (exit_value + marked - entry_value) - fees
         risk = abs(entry_price - plan.stop) * entry_qty
         done = left <= 0
+        tp1_hit: bool | None = None
+        if plan.take_profits:
+            if plan.symbol not in bars_of:
+                timeframe = (await venue.instrument(plan.symbol)).timeframe
+                bars_of[plan.symbol] = await venue.bars(plan.symbol, timeframe, start=spec.start)
+            exited = exits[-1].ts if done and exits else None
+            targets = {target_order_id(plan.signal_id, n) for n in range(1, len(plan.take_profits) + 1)}
+            tp1_hit = first_target_reached(
+                bars_of[plan.symbol],
+                Decimal(plan.take_profits[0]),
+                long=long,
+                entered=entries[0].ts,
+                exited=exited,
+                exit_at_target=any(f.client_order_id in targets for f in exits if f.ts == exited),
+            )
         trades.append(
             TradeRecord(
                 signal_id=plan.signal_id,
@@ -448,7 +468,40 @@ async def collect_trades(scanner: Scanner, spec: BacktestSpec, currency: str) ->
                 fees=float(fees),
                 r=float(pnl / risk) if risk > 0 else None,
                 reason=(plan.close_reason or "closed") if done else "open at the end",
-                tp1_hit=plan.targets_hit >= 1 if plan.take_profits else None,
+                tp1_hit=tp1_hit,
             )
         )
     return tuple(trades)
+
+
+def first_target_reached(
+    bars: pd.DataFrame,
+    tp1: Decimal,
+    *,
+    long: bool,
+    entered: datetime,
+    exited: datetime | None,
+    exit_at_target: bool,
+) -> bool:
+    """Whether the price reached ``tp1`` (a high at or above it for a long, a low at or below it for
+    a short) while the position was open, on ``bars`` (the symbol's finest bars, indexed by open
+    time, read after the run). Fills are at bar opens, so the bars counted run from the entry fill's
+    bar (``entered``) through the bar before the final exit's (``exited``; None: still open at the
+    end, through the last bar). The exit's own bar counts only when a target filled there
+    (``exit_at_target``): a bar where the stop filled may also have crossed TP1, but which came
+    first inside the bar is unknown, so it counts as not reached (conservative).
+
+    This is the price reaching TP1, not a TP1 order filling: with small capital the exit plan's
+    tranches merge (weights such as 0/0/1) and no order may rest at TP1 at all."""
+    index = bars.index
+    first = int(index.searchsorted(pd.Timestamp(entered), side="left"))
+    if exited is None:
+        last = len(bars)
+    else:
+        last = int(index.searchsorted(pd.Timestamp(exited), side="right" if exit_at_target else "left"))
+    if last <= first:
+        return False
+    level = float(tp1)
+    if long:
+        return bool((bars["high"].to_numpy()[first:last] >= level).any())
+    return bool((bars["low"].to_numpy()[first:last] <= level).any())

@@ -42,6 +42,14 @@ def scan_grid(spec: BacktestSpec, calendar: str) -> list[datetime]:
 def fold_windows(spec: BacktestSpec, calendar: str, k: int, *, purge: int, embargo: int) -> list[FoldWindow]:
     """K fold windows over the scan grid; BacktestError when the window is too short for them."""
     grid = scan_grid(spec, calendar)
+    needed = purge + embargo * max(k - 1, 0) + k  # one test bar a fold, after the purge, between the embargoes
+    if k >= 1 and purge >= 0 and embargo >= 0 and len(grid) < needed:
+        # Said in the command's terms: the splitter's own message names min_train, no option here.
+        raise BacktestError(
+            f"--walk-forward {k}: the window has {len(grid)} scan bars (the times the scan decides at), "
+            f"too few for {k} folds with --purge-bars {purge} and --embargo-bars {embargo}: each fold "
+            f"needs at least one test bar, so at least {needed} scan bars; use fewer folds or a longer window"
+        )
     try:
         folds = walk_forward(len(grid), k, purge=purge, embargo=embargo)
     except ValueError as exc:
