@@ -20,22 +20,11 @@ from bot.cli import app
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec
 from scheduler.scan import Scanner
+from tests.test_backtest import SPEC
 
-START = datetime(2021, 7, 1, tzinfo=UTC)
-END = datetime(2021, 7, 6, tzinfo=UTC)
-# Five days of BTC/USD hours: a fast crossover trades several times in them.
-SMA = BacktestSpec(
-    venue="replay-crypto",
-    symbols=("BTC/USD",),
-    timeframe="1h",
-    start=START,
-    end=END,
-    policy="sma_cross",
-    params={"fast": 3, "slow": 8},
-    capital=Decimal(100),
-    profile="medium",
-)
-RULES = BacktestSpec(**{**SMA.__dict__, "policy": "rules", "params": {}})
+# Five days of BTC/USD hours with $100 (tests/test_backtest.py's): a fast crossover trades several times in them.
+RULES = SPEC
+SMA = BacktestSpec(**{**SPEC.__dict__, "policy": "sma_cross", "params": {"fast": 3, "slow": 8}})
 TABLES = ("equity_snapshots", "orders", "fills", "cash_ledger", "positions", "signals", "trade_plans")
 CLI_ARGS = [
     "backtest", "--venue", "replay-crypto", "--symbols", "BTC/USD", "--timeframe", "1h",
