@@ -31,6 +31,9 @@ from bot.settings import Settings
 from bot.venues import build_venues
 from bot.wiring import open_database
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec, run_backtest
+from scheduler.backtest.report import number_text as _num
+from scheduler.backtest.report import percent_text as _pct
+from scheduler.backtest.report import price_text as _price
 from scheduler.backtest.walkforward import fold_windows, walk_forward_json
 from storage.db import make_engine, sqlite_url
 from storage.llm import LLMCache, call_counts
@@ -389,22 +392,6 @@ def llm_lines(llm: dict[str, Any] | None, leak_reason: str | None) -> list[str]:
     if leak_reason:
         lines.append(f"WARNING {leak_reason}")
     return lines
-
-
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}%"
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _price(value: float | None) -> str:
-    """A fill price in full: every decimal it has up to 8, at least the cents (34540.76, 2300.00)."""
-    if value is None:
-        return "n/a"
-    whole, _, decimals = f"{value:.8f}".partition(".")
-    return f"{whole}.{decimals.rstrip('0').ljust(2, '0')}"
 
 
 def result_text(result: BacktestResult) -> str:

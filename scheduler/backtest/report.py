@@ -59,8 +59,6 @@ def number_text(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-# The same text as bot/backtest.py's ``_price`` (the terminal summary), kept here because the
-# scheduler does not import from the bot; a test compares the report's trades with the summary's.
 def price_text(value: float | None) -> str:
     """A fill price in full: every decimal it has up to 8, at least the cents (32176.18, 2300.00);
     ``n/a`` for None."""
