@@ -8,8 +8,9 @@ policy has nothing to tune, so the training windows are unused). Prints per seri
 trades, TP1 hit rate, win rate, profit factor, Sharpe, max drawdown (plus total return, average R
 and how the trades ended). Figures only, no asserts.
 
-The windows are trimmed (the whole run takes about 70 s on the 2-core development machine): the intraday series to 2021-07-01 -> 2021-08-13 (the six weeks every intraday
-series covers; the SPY minutes end there), the daily A-shares to 2019-07-01 -> 2022-01-01 (their
+The windows are trimmed (the whole run takes about 70 s on the 2-core development machine): the
+intraday series to 2021-07-01 -> 2021-08-13 (the six weeks every intraday series covers; the SPY
+minutes end there), the daily A-shares to 2019-07-01 -> 2022-01-01 (their
 whole span after half a year of indicator warm-up). ``--full`` runs every series over its whole span.
 
 Run from the repo root: ``.venv/bin/python benchmarks/strategy.py [--full] [--folds 5]``.
