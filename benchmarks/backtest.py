@@ -5,7 +5,7 @@ bars): `tradeops backtest`'s engine (a fresh SQLite database, the fast-forward d
 event to event over the candle closes, the replay venue cut at the clock, the paper broker on its
 run ledger, an equity point per candle close) and backtesting.py's own SmaCross on the same bars as
 a DataFrame. Each engine runs once to warm up (imports, first-call caches, the migrated empty
-database tradeops copies for each run), then ``--repeat`` times (default 3); the best run of each
+database tradeops copies for each run), then ``--repeat`` times (default 9); the best run of each
 counts, as timeit takes its minimum: on a shared machine the slower runs measure the neighbours.
 The settings are loaded once, outside the timed runs: reading them (environment, .env) is the
 command's start-up, not the engine's work, and backtesting.py's timing has no configuration either.
@@ -57,7 +57,7 @@ def peer(bars, repeat: int):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per engine; the best counts (default 3)")
+    parser.add_argument("--repeat", type=int, default=9, help="timed runs per engine; the best counts (default 9)")
     repeat = max(parser.parse_args().repeat, 1)
     bars = asyncio.run(ReplayVenue("crypto", SimulatedClock(END)).bars("BTC/USD", "1h", start=START, end=END))
     n = len(bars)
