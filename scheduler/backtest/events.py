@@ -191,12 +191,12 @@ class EventHorizon:
             self._held.append((fires[split:], now))
 
     def equity(self) -> EquityColumns:
-        """The fire, cash and equity of every fire passed over so far (after the last :meth:`stopped`),
-        in time order: cash + the held positions at that fire's last price (the entry cost when
-        none is known), as the fire's own tick would value them (:func:`position_value`), in
-        floats, as the equity curve is reported: a year of hours is thousands of points, and a
-        Decimal per point cost more than the rest of the run's bookkeeping. One price lookup per
-        symbol for the whole run."""
+        """The fire, cash and equity of every fire noted so far (after the last :meth:`stopped`):
+        those passed over and the stops given with their tick's account, in time order. Cash + the
+        held positions at that fire's last price (the entry cost when none is known), as the paper
+        account values them (:func:`venues.paper.position_value`), in floats, as the equity curve
+        is reported: a year of hours is thousands of points, and a Decimal per point cost more
+        than the rest of the run's bookkeeping. One price lookup per symbol for the whole run."""
         held, self._held = self._held, []
         lengths = [len(fires) for fires, _ in held]
         values = np.repeat([float(account.cash) for _, account in held], lengths)
