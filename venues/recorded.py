@@ -128,6 +128,14 @@ class BarSeries:
         return got
 
 
+def _last_bars(series: BarSeries, now_us: int) -> tuple[int, int]:
+    """Indices into ``series``' native bars at ``now_us``: the last final bar (closed by then; -1
+    before the first) and the last bar opened before then (the one in progress when it is later)."""
+    native = series.native.arrays
+    closed = int(native.close_us.searchsorted(now_us, side="right")) - 1
+    return closed, int(native.open_us.searchsorted(now_us, side="left")) - 1
+
+
 class RecordedBarsVenue(BrokeredVenue):
     """MarketData over recorded series, cut at ``clock.now()``. A subclass says which symbols it
     has (``instrument_of``) and where their bars come from (``series``)."""
@@ -186,12 +194,11 @@ class RecordedBarsVenue(BrokeredVenue):
         quotes: dict[str, Quote] = {}
         for instrument in instruments:
             series = self.series(instrument.symbol)
-            i = int(np.searchsorted(series.native.close_us, now, side="right")) - 1
+            i, opened = _last_bars(series, now)
             if i < 0:
                 continue
             last, ts, volume = float(series.close[i]), series.native.close_us[i], float(series.session_volume[i])
             prev = float(series.prev_close[i])
-            opened = int(np.searchsorted(series.native.open_us, now, side="left")) - 1  # opened before now
             if opened > i:  # a bar has opened since the last close: its open is the last trade
                 last, ts = float(series.open[opened]), series.native.open_us[opened]
                 if series.day[opened] != series.day[i]:  # a new session: nothing of it is final yet
@@ -215,11 +222,9 @@ class RecordedBarsVenue(BrokeredVenue):
         prices: dict[str, float] = {}
         for symbol in symbols:
             series = self.series(symbol)
-            native = series.native.arrays
-            i = int(native.close_us.searchsorted(now, side="right")) - 1
+            i, opened = _last_bars(series, now)
             if i < 0:
                 continue
-            opened = int(native.open_us.searchsorted(now, side="left")) - 1
             prices[symbol] = float(series.open[opened]) if opened > i else float(series.close[i])
         return prices
 
