@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import iscoroutinefunction_partial
 
+from scheduler.triggers import FireGrid
 from venues.clock import Clock, ensure_utc
 
 __all__ = [
@@ -326,31 +327,38 @@ class FastForwardDriver:
                 best = (job, moment)
         return best
 
-    def skip_before(self, moment: datetime) -> list[datetime]:
+    def skip_before(self, moment: datetime) -> Sequence[datetime]:
         """Pass over every fire scheduled before ``moment`` without running it (a backtest knows
-        nothing can happen there); returns the fire times passed over, in order. The clock does not
-        move: the next :meth:`step` jumps to the first fire at or after ``moment``, which then runs
-        on time, as does every later one. Only for jobs that never move the clock themselves."""
+        nothing can happen there); returns the fire times passed over, in order (a
+        :class:`~scheduler.triggers.FireGrid` for one job on an even grid, whose datetimes are made
+        only when read). The clock does not move: the next :meth:`step` jumps to the first fire at
+        or after ``moment``, which then runs on time, as does every later one. Only for jobs that
+        never move the clock themselves."""
         moment = ensure_utc(moment)
-        per_job: list[list[datetime]] = []
+        per_job: list[Sequence[datetime]] = []
         for job in self._jobs:
             upcoming = self._next_time(job)
             if upcoming is None or upcoming >= moment:
                 continue
             trigger = job.trigger
-            fires = [upcoming]
+            fires: Sequence[datetime] = [upcoming]
             # A trigger on an even grid (candle closes) lists the fires in one step.
             fire_times_before = getattr(trigger, "fire_times_before", None)
             if fire_times_before is not None:
-                fires.extend(fire_times_before(upcoming, moment))
+                listed = fire_times_before(upcoming, moment)
+                if isinstance(listed, FireGrid) and (not listed or listed.first - upcoming == listed.every):
+                    fires = FireGrid(upcoming, listed.every, len(listed) + 1)
+                else:
+                    fires = [upcoming, *listed]
                 upcoming = ensure_utc(fires[-1])
             # As step() computes the fire after a run on time: now is that fire's time.
+            later: list[datetime] = []
             while (upcoming := trigger.get_next_fire_time(upcoming, upcoming)) is not None and (
                 upcoming := ensure_utc(upcoming)
             ) < moment:
-                fires.append(upcoming)
+                later.append(upcoming)
             self._set_next(job, upcoming)
-            per_job.append(fires)
+            per_job.append([*fires, *later] if later else fires)
         if len(per_job) == 1:
             return per_job[0]
         return sorted(fire for fires in per_job for fire in fires)

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import accumulate, repeat
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -43,6 +43,7 @@ __all__ = [
     "BarTrigger",
     "CandleCloseTrigger",
     "DailyTrigger",
+    "FireGrid",
     "SessionTrigger",
     "fire_times",
     "trigger_for",
@@ -117,6 +118,61 @@ def _start_point(previous_fire_time: datetime | None, now: datetime) -> datetime
     if previous_fire_time is not None:
         return ensure_utc(previous_fire_time) + _ONE_US
     return ensure_utc(now)
+
+
+class FireGrid(Sequence[datetime]):
+    """``count`` fire times spaced ``every`` apart from ``first``: a list of them that makes each
+    datetime only when it is read. A backtest passes over thousands of candle closes between the
+    fires it stops at, and usually needs only their number and span (as epoch arrays)."""
+
+    __slots__ = ("count", "every", "first")
+
+    def __init__(self, first: datetime, every: timedelta, count: int) -> None:
+        if count < 0:
+            raise ValueError(f"a fire grid holds zero or more fires, got {count}")
+        self.first = first
+        self.every = every
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, index: int) -> datetime: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[datetime]: ...
+
+    def __getitem__(self, index: int | slice) -> datetime | Sequence[datetime]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.count)
+            if step != 1:
+                return list(self)[index]
+            return FireGrid(self.first + start * self.every, self.every, max(stop - start, 0))
+        position = index + self.count if index < 0 else index
+        if not 0 <= position < self.count:
+            raise IndexError(f"fire {index} of a grid of {self.count}")
+        # Multiplication of a timedelta by an integer is exact, as the repeated addition of __iter__.
+        return self.first + position * self.every
+
+    def __iter__(self) -> Iterator[datetime]:
+        if not self.count:
+            return iter(())
+        return accumulate(repeat(self.every, self.count - 1), datetime.__add__, initial=self.first)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FireGrid):  # the same fires: the spacing of one fire or none is moot
+            if self.count != other.count:
+                return False
+            return self.count == 0 or (self.first == other.first and (self.count == 1 or self.every == other.every))
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == self.count and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which do not hash
+
+    def __repr__(self) -> str:
+        return f"FireGrid({self.first.isoformat()}, every {_fmt(self.every)}, {self.count} fires)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,16 +315,13 @@ class CandleCloseTrigger(BaseTrigger):
         candles = -((_EPOCH - target) // self.every)  # ceil((target - epoch) / every), exact integers
         return _EPOCH + candles * self.every + self.delay
 
-    def fire_times_before(self, previous_fire_time: datetime, moment: datetime) -> list[datetime]:
+    def fire_times_before(self, previous_fire_time: datetime, moment: datetime) -> FireGrid:
         """Every fire after ``previous_fire_time`` and before ``moment``, in order: what calling
         ``get_next_fire_time(fire, fire)`` from it would give one by one, in one step (the grid is
-        evenly spaced)."""
+        evenly spaced), as a :class:`FireGrid`."""
         first = self._first_fire_from(_start_point(previous_fire_time, previous_fire_time))
         count = max(-((first - ensure_utc(moment)) // self.every), 0)  # ceil((moment - first) / every)
-        if count == 0:
-            return []
-        # Repeated addition is exact on timedeltas (whole microseconds) and cheaper than first + i * every.
-        return list(accumulate(repeat(self.every, count - 1), datetime.__add__, initial=first))
+        return FireGrid(first, self.every, count)
 
     def bar_close(self, fire_time: datetime) -> datetime:
         return ensure_utc(fire_time) - self.delay

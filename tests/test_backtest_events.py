@@ -4,7 +4,7 @@ stopping at every fire, and no peek past a jump's target."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,10 +19,11 @@ import venues.replay.venue as replay_venue
 from bot.backtest import backtest
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestResult, BacktestSpec
-from scheduler.backtest.events import EventHorizon
+from scheduler.backtest.events import EventHorizon, fire_epochs
+from scheduler.triggers import FireGrid
 from tests.support import replay_instrument
 from venues.adapters.akshare.instruments import future_instrument
-from venues.clock import SimulatedClock
+from venues.clock import SimulatedClock, epoch_us
 from venues.models import Account, Position
 from venues.paper import position_value
 from venues.recorded import BarSeries
@@ -182,7 +183,7 @@ def test_passed_over_equity_values_positions_as_the_paper_account_does() -> None
     marks = {"BTC/USD": [float("nan"), 34_000.5, 35_123.25], "cu0": [70_100.0, 69_950.0, 70_400.0]}
     venue = SimpleNamespace(
         instrument_of=instruments.__getitem__,
-        last_prices=lambda symbol, moments: np.array(marks[symbol][: len(moments)]),
+        last_prices_us=lambda symbol, moments: np.array(marks[symbol][: len(moments)]),
     )
     positions = (
         Position(venue="v", symbol="BTC/USD", qty=Decimal("0.125"), avg_cost=Decimal("33000.10")),
@@ -204,8 +205,9 @@ def test_passed_over_equity_values_positions_as_the_paper_account_does() -> None
     asyncio.run(horizon.stopped())
     horizon.hold(fires)
     asyncio.run(horizon.stopped())
-    points = horizon.equity()
-    assert points.times == fires and points.cash == [cash] * len(fires)
+    points = horizon.equity(with_cash=True)
+    assert points.times_us.tolist() == [epoch_us(f) for f in fires] and points.cash == [cash] * len(fires)
+    assert horizon.equity().cash == []  # noted once: equity() hands the points over
     for i, value in enumerate(points.values):
         expected = cash
         for position in positions:
@@ -214,3 +216,20 @@ def test_passed_over_equity_values_positions_as_the_paper_account_does() -> None
             expected += position_value(position, instruments[position.symbol], price)
         assert value == pytest.approx(float(expected), rel=1e-12)
     assert points.values[0] == pytest.approx(12345.67 + 0.125 * 33000.10 - 2 * (70_100 - 70_000) * 5)
+
+
+def test_fire_epochs_of_grids_and_lists_are_the_fires_in_microseconds() -> None:
+    # Grids (made by the driver when it passes over candle closes), one-fire stops and an uneven
+    # list (several jobs' fires merged), one after the other: the same times as the datetimes.
+    hour = timedelta(hours=1)
+    t0 = datetime(2021, 7, 5, 0, 0, 5, tzinfo=UTC)
+    parts = [
+        FireGrid(t0, hour, 3),
+        [t0 + 3 * hour],
+        FireGrid(t0 + 4 * hour, hour, 0),
+        [t0 + 4 * hour, t0 + timedelta(hours=4, minutes=10), t0 + timedelta(hours=7, microseconds=3)],
+        FireGrid(t0 + 8 * hour, timedelta(minutes=15), 5)[1:4],
+    ]
+    expected = [epoch_us(fire) for fires in parts for fire in fires]
+    assert fire_epochs(parts).tolist() == expected
+    assert len(expected) == 3 + 1 + 0 + 3 + 3 and fire_epochs([]).tolist() == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,3 +140,48 @@ def test_summary_keys_are_snake_case_and_json_safe() -> None:
         assert key in out
     assert out["trades"] == 1 and out["costs_paid"] == 1.5
     assert all(v is None or math.isfinite(v) for v in out.values())
+
+
+def _looped(points: list[EquityPoint]) -> tuple[list[float], list[float], timedelta]:
+    """Daily returns, drawdowns and the longest drawdown as the plain loops over the points
+    compute them, for the vectorised metrics to be checked against."""
+    last_of_day: dict[object, float] = {}
+    for point in points:
+        last_of_day[point.ts.date()] = point.equity
+    days = [last_of_day[d] for d in sorted(last_of_day)]
+    returns = [b / a - 1.0 for a, b in itertools.pairwise(days) if a > 0]
+    peak, drawdowns = -math.inf, []
+    for point in points:
+        peak = max(peak, point.equity)
+        drawdowns.append(point.equity / peak - 1.0 if peak > 0 else 0.0)
+    longest, peak_value, peak_ts, under = timedelta(0), -math.inf, None, False
+    for point in points:
+        if point.equity >= peak_value:
+            if under and peak_ts is not None:
+                longest = max(longest, point.ts - peak_ts)
+            peak_value, peak_ts, under = point.equity, point.ts, False
+        else:
+            under = True
+    if under and peak_ts is not None:
+        longest = max(longest, points[-1].ts - peak_ts)
+    return returns, drawdowns, longest
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_vectorised_curve_metrics_equal_the_plain_loops_exactly(seed: int) -> None:
+    # Random walks with flat stretches, ties at the peak, zero and negative equity, uneven steps
+    # and several points a day: the columns give the loops' floats bit for bit.
+    rng = random.Random(seed)
+    points, ts, value = [], DAY0, 100.0
+    for _ in range(rng.randint(1, 400)):
+        ts += timedelta(minutes=rng.choice([1, 15, 60, 60 * 7, 60 * 30]))
+        value = rng.choice([value, value, value * (1 + rng.uniform(-0.05, 0.05)), round(value), 0.0, -3.0, 100.0])
+        points.append(EquityPoint(ts, value))
+    returns, drawdowns, longest = _looped(points)
+    assert metrics.daily_returns(points) == returns
+    assert metrics.drawdown_series(points) == drawdowns
+    assert metrics.max_drawdown(points) == min(drawdowns)
+    assert metrics.max_drawdown_duration(points) == longest
+    columns = metrics.EquityCurve.of(points)
+    assert metrics.daily_returns(columns) == returns and list(columns) == points and columns == points
+    assert columns[3:7] == points[3:7] and columns[-1] == points[-1]

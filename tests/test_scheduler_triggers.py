@@ -7,6 +7,7 @@ break, the 2021 US DST change and the 2021 day-after-Thanksgiving early close.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import logging
 import pickle
@@ -18,7 +19,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
 from scheduler.driver import FastForwardDriver, FireRecord, ScanJob, ScanTick, build_scheduler, misfire_grace
-from scheduler.triggers import CandleCloseTrigger, SessionTrigger, fire_times, trigger_for
+from scheduler.triggers import CandleCloseTrigger, FireGrid, SessionTrigger, fire_times, trigger_for
 from venues.calendars import get_calendar, unregister_sessions
 from venues.clock import SimulatedClock
 
@@ -562,3 +563,19 @@ def test_fires_due_while_a_run_started_still_run_when_counted_from_its_start(
     driver = FastForwardDriver(clock, [job], since=since)
     asyncio.run(driver.step())
     assert [t.fire_time.strftime("%H:%M") for t in ran] == [first_fire]
+
+
+def test_a_fire_grid_reads_as_the_list_of_its_fires() -> None:
+    first, hour = datetime(2021, 3, 1, 10, 0, 5, tzinfo=UTC), timedelta(hours=1)
+    grid = FireGrid(first, hour, 30)
+    listed = [first + i * hour for i in range(30)]
+    assert list(grid) == listed and grid == listed and listed == grid and len(grid) == 30
+    assert grid[0] == first and grid[-1] == listed[-1] and grid[7] == listed[7]
+    assert grid[3:9] == listed[3:9] and isinstance(grid[3:9], FireGrid) and grid[::2] == listed[::2]
+    assert grid[40:] == [] and grid[-5:] == listed[-5:] and bisect.bisect_left(grid, listed[12]) == 12
+    assert grid != listed[:-1] and FireGrid(first, hour, 0) == FireGrid(listed[3], hour * 2, 0) == []
+    assert FireGrid(first, hour, 1) == FireGrid(first, hour * 3, 1) != FireGrid(first, hour, 2)
+    with pytest.raises(IndexError):
+        grid[30]
+    with pytest.raises(ValueError, match="zero or more"):
+        FireGrid(first, hour, -1)

@@ -232,8 +232,11 @@ class RecordedBarsVenue(BrokeredVenue):
         """The ``last`` :meth:`snapshot` gave at each of ``moments`` (ascending, none after the
         clock's now), in one vectorised pass; NaN where no bar had closed yet. For a backtest's
         equity points at the fires it passed over. ValueError for a moment after now."""
+        return self.last_prices_us(symbol, np.array(list(map(epoch_us, moments)), dtype=np.int64))
+
+    def last_prices_us(self, symbol: str, at: np.ndarray) -> np.ndarray:
+        """:meth:`last_prices` at moments given as int64 microseconds since the epoch."""
         series = self.series(symbol)
-        at = np.array(list(map(epoch_us, moments)), dtype=np.int64)
         if at.size and int(at.max()) > epoch_us(self.clock.now()):
             raise ValueError(f"a price after the clock's now ({self.clock.now().isoformat()}) is not known yet")
         native = series.native.arrays

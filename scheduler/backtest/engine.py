@@ -15,19 +15,18 @@ fills, the equity curve from the equity snapshots of each tick.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from itertools import chain
-from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from scheduler.backtest import metrics
 from scheduler.backtest.events import EquityColumns, EventHorizon, bars_ahead
-from scheduler.backtest.metrics import EquityPoint, TradeRecord
+from scheduler.backtest.metrics import EquityCurve, EquityPoint, TradeRecord
 from scheduler.backtest.reference import (
     SMA_CROSS,
     ReferenceParamError,
@@ -47,7 +46,7 @@ from storage.signals import SignalStatus
 from storage.watchlists import WatchlistSpec
 from tools.exits import target_order_id
 from venues.base import Venue
-from venues.clock import SimulatedClock, ensure_utc, window_text
+from venues.clock import SimulatedClock, ensure_utc, epoch_us, from_epoch_us, window_text
 from venues.models import Fill, Side
 from venues.paper import PaperBroker
 from venues.recorded import RecordedBarsVenue
@@ -103,7 +102,7 @@ class BacktestResult:
     calendar: str
     metrics: dict[str, float | int | None]
     trades: tuple[TradeRecord, ...]
-    equity: tuple[EquityPoint, ...]
+    equity: Sequence[EquityPoint]  # an EquityCurve from a run: its points are made when read
     skipped: tuple[dict[str, str], ...]  # signals the risk gate or execution stopped, with the reason
     signals: dict[str, int]  # signal count by final status
     data_range: dict[str, dict[str, str | int]]  # per symbol: first/last bar in the window, bar count
@@ -269,12 +268,13 @@ async def run_backtest(
         await scanner.tick([spec.venue])  # fills and exits up to the end, and the last equity point
     else:
         await reference_tick(venue, deps.plans, spec.venue, currency, clock.now())
-    valued = EquityColumns([], [], [])  # the points the horizon valued (sma_cross), else none
+    valued = EquityColumns.empty()  # the points the horizon valued (sma_cross), else none
     if horizon is not None:
         await horizon.stopped()  # the fires passed over before the end
-        valued = horizon.equity()
+        valued = horizon.equity(with_cash=persist)
         if persist:
-            points = list(zip(valued.times, valued.cash, map(Decimal, map(repr, valued.values)), strict=True))
+            times = map(from_epoch_us, valued.times_us.tolist())
+            points = list(zip(times, valued.cash, map(Decimal, map(repr, valued.values.tolist())), strict=True))
             deps.plans.snapshot_equity_many(spec.venue, currency, points)
     if persist and ledger is not None:
         ledger.flush()
@@ -290,13 +290,12 @@ async def run_backtest(
         trades = await collect_trades(scanner, spec, currency)
     stored = deps.plans.equity_curve(spec.venue, currency, stored=not fresh_database)
     if persist:  # the horizon's points are in the store too
-        valued = EquityColumns([], [], [])
-    times, values = merge_curve(valued.times, valued.values, stored)
-    if times and (times[0] < start or times[-1] > end):
-        inside = [i for i, ts in enumerate(times) if start <= ts <= end]
-        times, values = [times[i] for i in inside], [values[i] for i in inside]
-    # A point per candle close (8,762 in a year of hours): C-level maps, no Python frame per point.
-    equity = tuple(map(EquityPoint, times, values))
+        valued = EquityColumns.empty()
+    equity = merge_curve(valued.times_us, valued.values, stored)
+    times_us = equity.times_us
+    if len(times_us) and (times_us[0] < epoch_us(start) or times_us[-1] > epoch_us(end)):
+        inside = (times_us >= epoch_us(start)) & (times_us <= epoch_us(end))
+        equity = EquityCurve(times_us[inside], equity.values[inside])
     if persist:
         deps.plans.flush_equity()
     fills = await venue.broker_required().fills()
@@ -319,17 +318,19 @@ async def run_backtest(
     )
 
 
-def merge_curve(
-    times: list[datetime], values: list[float], points: list[tuple[datetime, Decimal]]
-) -> tuple[list[datetime], list[float]]:
-    """The equity curve of ``times``/``values`` (in time order) and the store's ``points``, in
-    time order: usually the store holds only the run's last point, after all the others."""
+def merge_curve(times_us: np.ndarray, values: np.ndarray, points: list[tuple[datetime, Decimal]]) -> EquityCurve:
+    """The equity curve of ``times_us``/``values`` (in time order) and the store's ``points``, in
+    time order (a stored point after a valued one at the same time): usually the store holds only
+    the run's last point, after all the others."""
     if not points:
-        return times, values
-    if not times or points[0][0] > times[-1]:
-        return [*times, *(ts for ts, _ in points)], [*values, *(float(v) for _, v in points)]
-    merged = sorted(chain(zip(times, values, strict=True), ((ts, float(v)) for ts, v in points)), key=itemgetter(0))
-    return [ts for ts, _ in merged], [v for _, v in merged]
+        return EquityCurve(times_us, values)
+    stored_us = np.fromiter((epoch_us(ts) for ts, _ in points), dtype=np.int64, count=len(points))
+    stored_values = np.fromiter((float(v) for _, v in points), dtype=np.float64, count=len(points))
+    merged_us, merged = np.concatenate([times_us, stored_us]), np.concatenate([values, stored_values])
+    if len(times_us) and not stored_us[0] > times_us[-1]:
+        order = np.argsort(merged_us, kind="stable")
+        merged_us, merged = merged_us[order], merged[order]
+    return EquityCurve(merged_us, merged)
 
 
 async def reference_tick(venue: Venue, plans: PlanStore, venue_name: str, currency: str, at: datetime) -> None:

@@ -21,9 +21,9 @@ the passed-over fires' prices are read only once the clock has passed them.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import chain, repeat
 from typing import NamedTuple
@@ -31,8 +31,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from scheduler.triggers import FireGrid
 from storage.plans import PlanStore
-from venues.clock import Clock, ensure_utc
+from venues.clock import Clock, ensure_utc, epoch_us
 from venues.models import Account, AssetClass, Order, OrderStatus, OrderType, Position, Side
 from venues.paper import PaperBroker
 from venues.paper_config import FillAt
@@ -52,11 +53,45 @@ def bars_ahead(venue: RecordedBarsVenue, symbol: str, timeframe: str, end: datet
 
 
 class EquityColumns(NamedTuple):
-    """Equity points as columns, in time order: a year of hours is thousands of points."""
+    """Equity points as columns, in time order: a year of hours is thousands of points.
+    ``times_us``: int64 microseconds since the epoch (UTC); ``values``: float64 equity; ``cash``:
+    the ledger's cash at each point (empty unless asked for: only a kept database stores it)."""
 
-    times: list[datetime]
+    times_us: np.ndarray
+    values: np.ndarray
     cash: list[Decimal]
-    values: list[float]
+
+    @classmethod
+    def empty(cls) -> EquityColumns:
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64), [])
+
+
+_ONE_US = timedelta(microseconds=1)
+
+
+def fire_epochs(parts: Sequence[Sequence[datetime]]) -> np.ndarray:
+    """The fire times of ``parts`` (each in time order, one after the other) as one int64 array of
+    microseconds since the epoch: a :class:`FireGrid` becomes a range without a datetime per fire."""
+    starts: list[int] = []
+    steps: list[int] = []
+    lengths: list[int] = []
+    for fires in parts:
+        if isinstance(fires, FireGrid):
+            if fires.count:
+                starts.append(epoch_us(fires.first))
+                steps.append(fires.every // _ONE_US)
+                lengths.append(fires.count)
+        else:
+            starts.extend(map(epoch_us, fires))
+            steps.extend(repeat(0, len(fires)))
+            lengths.extend(repeat(1, len(fires)))
+    if not lengths:
+        return np.empty(0, dtype=np.int64)
+    counts = np.array(lengths, dtype=np.int64)
+    offsets = np.cumsum(counts) - counts  # where each part begins in the result
+    within = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets, counts)
+    first, step = np.array(starts, dtype=np.int64), np.array(steps, dtype=np.int64)
+    return np.repeat(first, counts) + within * np.repeat(step, counts)
 
 
 @dataclass(frozen=True)
@@ -65,7 +100,7 @@ class HeldSpan:
     was pending there, its id: the entry fills inside the span (at the next bar's open), so the
     fires from the close of its fill bar on hold the account as the next stop finds it."""
 
-    fires: list[datetime]
+    fires: Sequence[datetime]
     account: Account
     awaiting_fill: str | None = None
 
@@ -103,7 +138,7 @@ class EventHorizon:
         self._account: Account | None = None  # as the last stop left it
         self._awaiting_fill: str | None = None  # the market entry next_event found pending, if any
         self._span: HeldSpan | None = None  # passed over since the last stop
-        self._held: list[tuple[list[datetime], Account]] = []  # fires passed over and the account each holds
+        self._held: list[tuple[Sequence[datetime], Account]] = []  # fires passed over and the account each holds
 
     async def stopped(
         self, at: datetime | None = None, tick: Account | None = None, *, tick_current: bool = False
@@ -165,7 +200,7 @@ class EventHorizon:
             )
         return carry
 
-    def hold(self, fires: list[datetime]) -> None:
+    def hold(self, fires: Sequence[datetime]) -> None:
         """Pass over ``fires`` (after :meth:`next_event`): nothing but the pending market entry, if
         any, changes the account until the next stop."""
         if not fires:
@@ -190,15 +225,17 @@ class EventHorizon:
         if split < len(fires):
             self._held.append((fires[split:], now))
 
-    def equity(self) -> EquityColumns:
-        """The fire, cash and equity of every fire noted so far (after the last :meth:`stopped`):
-        those passed over and the stops given with their tick's account, in time order. Cash + the
-        held positions at that fire's last price (the entry cost when none is known), as the paper
-        account values them (:func:`venues.paper.position_value`), in floats, as the equity curve
-        is reported: a year of hours is thousands of points, and a Decimal per point cost more
-        than the rest of the run's bookkeeping. One price lookup per symbol for the whole run."""
+    def equity(self, *, with_cash: bool = False) -> EquityColumns:
+        """The fire, equity (and with ``with_cash`` the cash) of every fire noted so far (after the
+        last :meth:`stopped`): those passed over and the stops given with their tick's account, in
+        time order. Cash + the held positions at that fire's last price (the entry cost when none
+        is known), as the paper account values them (:func:`venues.paper.position_value`), in
+        floats, as the equity curve is reported: a year of hours is thousands of points, and a
+        Decimal per point cost more than the rest of the run's bookkeeping. One price lookup per
+        symbol for the whole run; no datetime made per fire."""
         held, self._held = self._held, []
         lengths = [len(fires) for fires, _ in held]
+        times_us = fire_epochs([fires for fires, _ in held])
         values = np.repeat([float(account.cash) for _, account in held], lengths)
         # Per symbol: the parts holding it, its quantity and entry cost there, one price lookup.
         by_symbol: dict[str, list[tuple[int, Position]]] = {}
@@ -211,14 +248,13 @@ class EventHorizon:
             counts = [lengths[i] for i, _ in holding]
             qty = np.repeat([float(p.qty) for _, p in holding], counts)
             cost = np.repeat([float(p.avg_cost) for _, p in holding], counts)
-            prices = self.venue.last_prices(symbol, [at for i, _ in holding for at in held[i][0]])
+            prices = self.venue.last_prices_us(symbol, times_us[mask])
             prices = np.where(np.isnan(prices), cost, prices)
             if instrument.margin_rate is not None:  # a margined future: its unrealised P&L
                 values[mask] += qty * (prices - cost) * float(instrument.multiplier)
             else:
                 values[mask] += qty * prices
-        return EquityColumns(
-            list(chain.from_iterable(fires for fires, _ in held)),
-            list(chain.from_iterable(repeat(account.cash, len(fires)) for fires, account in held)),
-            values.tolist(),
-        )
+        cash = []
+        if with_cash:
+            cash = list(chain.from_iterable(repeat(account.cash, len(fires)) for fires, account in held))
+        return EquityColumns(times_us, values.astype(np.float64), cash)

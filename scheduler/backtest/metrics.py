@@ -14,14 +14,16 @@ Conventions (the tests pin each on hand-made series):
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, overload
+
+import numpy as np
 
 from venues import calendars
+from venues.clock import epoch_us, from_epoch_us
 
 CRYPTO_CALENDAR = "24/7"
 
@@ -32,6 +34,67 @@ class EquityPoint(NamedTuple):
 
     ts: datetime  # aware UTC
     equity: float
+
+
+class EquityCurve(Sequence[EquityPoint]):
+    """An equity curve as two columns: ``times_us`` (int64, microseconds since the epoch, UTC) and
+    ``values`` (float64, account currency), in time order. A sequence of :class:`EquityPoint`
+    whose points are made once, when first read: the metrics work on the columns, and a run's
+    thousands of points are read only by a report or ``--json``."""
+
+    __slots__ = ("_points", "times_us", "values")
+
+    def __init__(self, times_us: np.ndarray, values: np.ndarray) -> None:
+        if len(times_us) != len(values):
+            raise ValueError(f"an equity curve needs a value per time: {len(times_us)} times, {len(values)} values")
+        self.times_us = np.asarray(times_us, dtype=np.int64)
+        self.values = np.asarray(values, dtype=np.float64)
+        self._points: tuple[EquityPoint, ...] | None = None
+
+    @classmethod
+    def of(cls, points: Sequence[EquityPoint]) -> EquityCurve:
+        """The curve of ``points`` (itself when it is one already)."""
+        if isinstance(points, EquityCurve):
+            return points
+        return cls(
+            np.fromiter((epoch_us(p.ts) for p in points), dtype=np.int64, count=len(points)),
+            np.fromiter((p.equity for p in points), dtype=np.float64, count=len(points)),
+        )
+
+    def points(self) -> tuple[EquityPoint, ...]:
+        if self._points is None:
+            times = map(from_epoch_us, self.times_us.tolist())
+            self._points = tuple(map(EquityPoint, times, self.values.tolist()))
+        return self._points
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> EquityPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> EquityCurve: ...
+
+    def __getitem__(self, index: int | slice) -> EquityPoint | EquityCurve:
+        if isinstance(index, slice):
+            return EquityCurve(self.times_us[index], self.values[index])
+        return EquityPoint(from_epoch_us(int(self.times_us[index])), float(self.values[index]))
+
+    def __iter__(self) -> Iterator[EquityPoint]:
+        return iter(self.points())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EquityCurve):
+            return bool(np.array_equal(self.times_us, other.times_us) and np.array_equal(self.values, other.values))
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return tuple(self.points()) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EquityCurve({len(self)} points)"
 
 
 @dataclass(frozen=True)
@@ -82,13 +145,22 @@ def cagr(curve: Sequence[EquityPoint]) -> float | None:
     return float((1.0 + ret) ** (1.0 / years) - 1.0)
 
 
+_DAY_US = 86_400_000_000
+
+
 def daily_returns(curve: Sequence[EquityPoint]) -> list[float]:
     """Simple returns between the last equity of consecutive UTC days that have a point."""
-    last_of_day: dict[date, float] = {}
-    for point in curve:
-        last_of_day[point.ts.date()] = point.equity
-    values = [last_of_day[d] for d in sorted(last_of_day)]
-    return [b / a - 1.0 for a, b in itertools.pairwise(values) if a > 0]
+    columns = EquityCurve.of(curve)
+    if not len(columns):
+        return []
+    days = columns.times_us // _DAY_US
+    order = np.argsort(days, kind="stable")  # within a day, the points keep their order: the last is last
+    ordered = days[order]
+    last = order[np.append(ordered[1:] != ordered[:-1], True)]
+    values = columns.values[last]
+    before, after = values[:-1], values[1:]
+    keep = before > 0
+    return (after[keep] / before[keep] - 1.0).tolist()
 
 
 def sharpe(returns: Sequence[float], periods: int) -> float | None:
@@ -113,38 +185,42 @@ def sortino(returns: Sequence[float], periods: int) -> float | None:
     return (sum(returns) / len(returns)) / downside * math.sqrt(periods)
 
 
+def _drawdowns(values: np.ndarray) -> np.ndarray:
+    peak = np.maximum.accumulate(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, values / peak - 1.0, 0.0)
+
+
 def drawdown_series(curve: Sequence[EquityPoint]) -> list[float]:
     """Each point's equity over the running peak, minus one (0 at a new high)."""
-    peak = -math.inf
-    out: list[float] = []
-    for point in curve:
-        peak = max(peak, point.equity)
-        out.append(point.equity / peak - 1.0 if peak > 0 else 0.0)
-    return out
+    values = EquityCurve.of(curve).values
+    return _drawdowns(values).tolist() if len(values) else []
 
 
 def max_drawdown(curve: Sequence[EquityPoint]) -> float:
     """The deepest drawdown, a fraction <= 0 (0 for a curve that never falls)."""
-    return min(drawdown_series(curve), default=0.0)
+    values = EquityCurve.of(curve).values
+    return float(_drawdowns(values).min()) if len(values) else 0.0
 
 
 def max_drawdown_duration(curve: Sequence[EquityPoint]) -> timedelta:
     """The longest time spent below a previous peak: from the peak to the point that first gets
     back to it, or to the curve's end when it never does."""
-    longest = timedelta(0)
-    peak_value = -math.inf
-    peak_ts: datetime | None = None
-    under = False  # a point since the peak was below it
-    for point in curve:
-        if point.equity >= peak_value:
-            if under and peak_ts is not None:
-                longest = max(longest, point.ts - peak_ts)
-            peak_value, peak_ts, under = point.equity, point.ts, False
-        else:
-            under = True
-    if under and peak_ts is not None:
-        longest = max(longest, curve[-1].ts - peak_ts)
-    return longest
+    columns = EquityCurve.of(curve)
+    values, times = columns.values, columns.times_us
+    if not len(values):
+        return timedelta(0)
+    # The points at (or back at) the running peak; the time under water is between two of them
+    # that are not neighbours, and from the last one to the end when the curve ends below it.
+    at_peak = np.flatnonzero(values >= np.maximum.accumulate(values))
+    longest = 0
+    if len(at_peak) > 1:
+        gaps = np.diff(at_peak) > 1
+        if gaps.any():
+            longest = int((times[at_peak[1:][gaps]] - times[at_peak[:-1][gaps]]).max())
+    if len(at_peak) and at_peak[-1] != len(values) - 1:
+        longest = max(longest, int(times[-1] - times[at_peak[-1]]))
+    return timedelta(microseconds=longest)
 
 
 def closed(trades: Sequence[TradeRecord]) -> list[TradeRecord]:
@@ -215,10 +291,11 @@ def summary(
     costs_paid: float,
 ) -> dict[str, float | int | None]:
     """Every metric under its snake_case JSON key; durations in days (float)."""
+    curve = EquityCurve.of(curve)  # the columns, once
     returns = daily_returns(curve)
     return {
-        "start_equity": curve[0].equity if curve else None,
-        "end_equity": curve[-1].equity if curve else None,
+        "start_equity": float(curve.values[0]) if len(curve) else None,
+        "end_equity": float(curve.values[-1]) if len(curve) else None,
         "total_return": total_return(curve),
         "cagr": cagr(curve),
         "sharpe": sharpe(returns, periods),
