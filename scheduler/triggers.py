@@ -155,6 +155,12 @@ class FireGrid(Sequence[datetime]):
         # Multiplication of a timedelta by an integer is exact, as the repeated addition of __iter__.
         return self.first + position * self.every
 
+    def bisect_left(self, moment: datetime) -> int:
+        """The index of the first fire at or after ``moment`` (``len`` when none): what
+        ``bisect.bisect_left(grid, moment)`` gives, by arithmetic on the grid."""
+        steps = -((self.first - moment) // self.every)  # ceil((moment - first) / every)
+        return min(max(steps, 0), self.count)
+
     def __iter__(self) -> Iterator[datetime]:
         if not self.count:
             return iter(())

@@ -575,6 +575,8 @@ def test_a_fire_grid_reads_as_the_list_of_its_fires() -> None:
     assert grid[40:] == [] and grid[-5:] == listed[-5:] and bisect.bisect_left(grid, listed[12]) == 12
     assert grid != listed[:-1] and FireGrid(first, hour, 0) == FireGrid(listed[3], hour * 2, 0) == []
     assert FireGrid(first, hour, 1) == FireGrid(first, hour * 3, 1) != FireGrid(first, hour, 2)
+    for moment in (first - hour, first, first + timedelta(microseconds=1), listed[12], listed[-1], first + hour * 31):
+        assert grid.bisect_left(moment) == bisect.bisect_left(listed, moment)
     with pytest.raises(IndexError):
         grid[30]
     with pytest.raises(ValueError, match="zero or more"):

@@ -220,7 +220,9 @@ class EventHorizon:
             if order is not None and order.filled_at is not None:
                 # A market entry fills at its bar's open; a 24/7 bar closes one bar length later.
                 bar_length = parse_timeframe(self.venue.instrument_of(order.symbol).timeframe).delta
-                split = bisect_left(fires, order.filled_at + bar_length)
+                filled_bar_close = order.filled_at + bar_length
+                grid = isinstance(fires, FireGrid)
+                split = fires.bisect_left(filled_bar_close) if grid else bisect_left(fires, filled_bar_close)
         self._held.append((fires[:split], span.account))
         if split < len(fires):
             self._held.append((fires[split:], now))
