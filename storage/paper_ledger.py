@@ -449,7 +449,7 @@ class RunPaperLedger:
         for name in _MUTABLE_ORDER_FIELDS:
             fields[name] = given[name]
         fields["reason"] = order.reason[:500]
-        self._orders[order.client_order_id] = built(Order, fields, row.__pydantic_fields_set__ | _STORED_CHANGES)
+        self._orders[order.client_order_id] = built(type(row), fields, row.__pydantic_fields_set__ | _STORED_CHANGES)
         self.version += 1
         if order.status is not OrderStatus.PENDING:
             self._pending.pop(order.client_order_id, None)

@@ -732,7 +732,7 @@ class PaperBroker:
             return fills
         book = _Book(self, instrument, waiting)
         start = book.earliest_start()
-        # Entries only: their earliest start is the one just found to have bars.
+        # With entries only, the book's earliest start is ``earliest``, just found to have bars.
         if start is not None and (start == earliest or self._may_have_bar_from(instrument, start)):
             bars = await self._bars(instrument, start=start)
             if len(bars):  # they run to the last final bar: that one is known for this moment now
