@@ -14,7 +14,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from storage.db import insert_rows, transaction
 from storage.tables import CashEntry, FillRow, OrderRow, PositionRow
-from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, Position, Side, with_changes
+from venues.models import ZERO, Fill, Liquidity, Order, OrderStatus, OrderType, Position, Side, built, with_changes
 from venues.paper import StaleOrderError
 
 INITIAL_DEPOSIT_REF = "initial"
@@ -442,10 +442,14 @@ class RunPaperLedger:
 
     def _update(self, order: Order) -> None:
         row = self._row(order.client_order_id)
-        fields = order.__dict__
-        changes = {name: fields[name] for name in _MUTABLE_ORDER_FIELDS}
-        changes["reason"] = order.reason[:500]
-        self._orders[order.client_order_id] = with_changes(row, changes)
+        # with_changes(row, {the mutable fields of order, its reason cut}), in one dict copy: the
+        # stored order takes them at every fill and every matching pass.
+        fields = row.__dict__.copy()
+        given = order.__dict__
+        for name in _MUTABLE_ORDER_FIELDS:
+            fields[name] = given[name]
+        fields["reason"] = order.reason[:500]
+        self._orders[order.client_order_id] = built(type(row), fields, row.__pydantic_fields_set__ | _STORED_CHANGES)
         self.version += 1
         if order.status is not OrderStatus.PENDING:
             self._pending.pop(order.client_order_id, None)
@@ -463,7 +467,13 @@ class RunPaperLedger:
 
     def orders(self, venue: str, status: OrderStatus | None = None) -> list[Order]:
         if status is OrderStatus.PENDING:
-            return [o for coid in self._pending if (o := self._orders[coid]).venue == venue]
+            # A loop, not a comprehension (a call of its own): asked several times per fire, mostly of none.
+            pending = []
+            for coid in self._pending:
+                order = self._orders[coid]
+                if order.venue == venue:
+                    pending.append(order)
+            return pending
         return [o for o in self._orders.values() if o.venue == venue and (status is None or o.status is status)]
 
     def children(self, parent: str) -> list[Order]:
@@ -480,7 +490,11 @@ class RunPaperLedger:
         return self._positions.get((venue, symbol))
 
     def positions(self, venue: str) -> list[Position]:
-        return [p for (v, _), p in sorted(self._positions.items()) if v == venue]
+        held = []
+        for (v, _), position in sorted(self._positions.items()):
+            if v == venue:
+                held.append(position)
+        return held
 
     def cash(self, venue: str, currency: str) -> Decimal:
         return self._balance_of.get((venue, currency), ZERO)
@@ -519,8 +533,14 @@ class RunPaperLedger:
         if trade_amount is None:
             notional = fill.qty * fill.price
             trade_amount = -notional if fill.side is Side.BUY else notional
-        moves = [(kind, amount) for kind, amount in ((fill.side.value, trade_amount), ("fee", -fill.fee)) if amount]
-        balance = self.cash(fill.venue, currency) + sum((amount for _, amount in moves), ZERO)
+        fee = -fill.fee
+        # The entries that move cash (none for a zero amount), summed from zero as they are added.
+        moved = ZERO
+        if trade_amount:
+            moved += trade_amount
+        if fee:
+            moved += fee
+        balance = self.cash(fill.venue, currency) + moved
         if fill.side is Side.BUY and balance < 0:
             raise StaleOrderError(f"cash {currency} would go to {balance} by the fill of {order.client_order_id}")
         self._update(order)
@@ -531,8 +551,10 @@ class RunPaperLedger:
         if position.updated_at is None:
             position = with_changes(position, {"updated_at": order.updated_at})
         self._positions[(position.venue, position.symbol)] = position
-        for kind, amount in moves:
-            self._entry(fill.venue, currency, amount, kind, fill.client_order_id, fill.ts)
+        if trade_amount:
+            self._entry(fill.venue, currency, trade_amount, fill.side.value, fill.client_order_id, fill.ts)
+        if fee:
+            self._entry(fill.venue, currency, fee, "fee", fill.client_order_id, fill.ts)
 
     def last_carry(self, venue: str, symbol: str, currency: str) -> datetime | None:
         return self._last_carry.get((venue, currency, symbol))
@@ -598,6 +620,8 @@ _MUTABLE_ORDER_FIELDS = (
     "triggered_at",
 )
 """What may change on a stored order (as :func:`_copy_order_into`), besides its reason."""
+_STORED_CHANGES = frozenset((*_MUTABLE_ORDER_FIELDS, "reason"))
+"""The fields an update marks as set on the stored order (as ``with_changes`` marks its changes)."""
 
 
 def _columns(row: type[SQLModel], model: type[BaseModel]) -> tuple[str, ...]:

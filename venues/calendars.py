@@ -212,15 +212,27 @@ def _library_close(calendar: str) -> datetime:
     return last.close
 
 
-@cache
 def _always_open_minutes() -> tuple[datetime, datetime]:
-    """[first trading minute, one minute after the last) of exchange-calendars' 24/7 calendar."""
-    cal = get_calendar("24/7")
-    return cal.first_minute.to_pydatetime(), cal.last_minute.to_pydatetime() + timedelta(minutes=1)
+    """[first trading minute, one minute after the last) of exchange-calendars' 24/7 calendar,
+    computed once (kept in ``_ALWAYS_OPEN_MINUTES``)."""
+    global _ALWAYS_OPEN_MINUTES
+    if _ALWAYS_OPEN_MINUTES is None:
+        cal = get_calendar("24/7")
+        _ALWAYS_OPEN_MINUTES = cal.first_minute.to_pydatetime(), cal.last_minute.to_pydatetime() + timedelta(minutes=1)
+    return _ALWAYS_OPEN_MINUTES
+
+
+_ALWAYS_OPEN_MINUTES: tuple[datetime, datetime] | None = None
 
 
 def trading_day(calendar: str, moment: datetime) -> date:
     """The session a moment belongs to: the current one while open, else the next one."""
+    if calendar == "24/7" and moment.tzinfo is UTC:
+        # The paper broker asks at every fill and cost estimate, with UTC moments (what ensure_utc
+        # returns them as): the UTC day, without the conversion and the cache call below.
+        bounds = _ALWAYS_OPEN_MINUTES or _always_open_minutes()
+        if bounds[0] <= moment < bounds[1]:
+            return moment.date()
     moment = ensure_utc(moment)
     if calendar == "24/7":
         # Its sessions are the UTC days, every minute trading: the library's answer, without a

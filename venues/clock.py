@@ -36,7 +36,7 @@ def epoch_us(moment: datetime) -> int:
 
 def from_epoch_us(value: int) -> datetime:
     """The aware UTC moment ``value`` microseconds after the Unix epoch (inverse of :func:`epoch_us`)."""
-    return _EPOCH + timedelta(microseconds=int(value))
+    return _EPOCH + timedelta(0, 0, int(value))  # (days, seconds, microseconds): positional is faster
 
 
 def moment_text(moment: datetime | str) -> str:

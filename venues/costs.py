@@ -20,6 +20,7 @@ ZERO = Decimal(0)
 CENT = Decimal("0.01")
 CRYPTO_FEE_QUANTUM = Decimal("0.00000001")
 BPS = Decimal(10_000)
+_WHOLE = Decimal(1)  # quantize to whole ticks
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,13 @@ def fee_breakdown(
 
     Raises ``ValueError`` when the table has no regulatory rate that far back, and ``TypeError`` for a
     fee schedule without a cost model."""
+    return FeeBreakdown(*_fee_parts(instrument, side, qty, price, liquidity, on))
+
+
+def _fee_parts(
+    instrument: Instrument, side: Side, qty: Decimal, price: Decimal, liquidity: Liquidity, on: date
+) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """:func:`fee_breakdown`'s commission, stamp duty, transfer fee and regulatory fee."""
     notional = qty * price * instrument.multiplier
     schedule = instrument.fees
     if isinstance(schedule, CnEquityFees):
@@ -61,10 +69,10 @@ def fee_breakdown(
         if side is Side.SELL and schedule.stamp_duty_applies:
             stamp = _cents(notional * rate(RateName.CN_STAMP_DUTY, on))
         transfer = _cents(notional * rate(RateName.CN_TRANSFER_FEE, on)) if schedule.transfer_fee_applies else ZERO
-        return FeeBreakdown(commission=commission, stamp_duty=stamp, transfer_fee=transfer)
+        return commission, stamp, transfer, ZERO
     if isinstance(schedule, CryptoFees):
         bps = schedule.maker_bps if liquidity is Liquidity.MAKER else schedule.taker_bps
-        return FeeBreakdown(commission=(notional * bps / BPS).quantize(CRYPTO_FEE_QUANTUM, rounding=ROUND_HALF_UP))
+        return (notional * bps / BPS).quantize(CRYPTO_FEE_QUANTUM, rounding=ROUND_HALF_UP), ZERO, ZERO, ZERO
     if isinstance(schedule, UsEquityFees):
         commission = _cents(qty * schedule.commission_per_share)
         regulatory = ZERO
@@ -74,9 +82,9 @@ def fee_breakdown(
             taf_cap = rate(RateName.US_TAF_MAX, on)
             taf = min(_cents(qty * rate(RateName.US_TAF_PER_SHARE, on), ROUND_CEILING), taf_cap)
             regulatory = sec + taf
-        return FeeBreakdown(commission=commission, regulatory_fee=regulatory)
+        return commission, ZERO, ZERO, regulatory
     if isinstance(schedule, CnFutureFees):
-        return FeeBreakdown(commission=_cents(qty * schedule.per_lot + notional * schedule.rate))
+        return _cents(qty * schedule.per_lot + notional * schedule.rate), ZERO, ZERO, ZERO
     raise TypeError(f"no cost model for fee schedule {type(schedule).__name__}")
 
 
@@ -91,7 +99,10 @@ def fees(
 ) -> Decimal:
     """Total of ``fee_breakdown`` on the exchange-local trade date ``on`` (the fill's, or for an
     estimate the expected fill's)."""
-    return fee_breakdown(instrument, side, qty, price, liquidity, on=on).total
+    # Summed as FeeBreakdown.total sums them, without making the breakdown (the paper broker
+    # charges every fill and estimates every buy).
+    commission, stamp_duty, transfer_fee, regulatory_fee = _fee_parts(instrument, side, qty, price, liquidity, on)
+    return commission + stamp_duty + transfer_fee + regulatory_fee
 
 
 def slipped_price(instrument: Instrument, side: Side, price: Decimal, slippage_bps: Decimal) -> Decimal:
@@ -106,7 +117,7 @@ def round_to_tick(price: Decimal, tick: Decimal, *, up: bool | None = None) -> D
     if tick <= 0:
         return price
     rounding = ROUND_HALF_UP if up is None else (ROUND_CEILING if up else ROUND_FLOOR)
-    return (price / tick).quantize(Decimal(1), rounding=rounding) * tick
+    return (price / tick).quantize(_WHOLE, rounding=rounding) * tick
 
 
 def round_trip_cost(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -35,6 +35,26 @@ def with_changes(model: _Model, changes: Mapping[str, Any]) -> _Model:
     _set_slot(copied, "__pydantic_extra__", None)
     _set_slot(copied, "__pydantic_private__", None)
     return copied
+
+
+def built(cls: type[_Model], fields: dict[str, Any], fields_set: set[str]) -> _Model:
+    """``cls(**passed)`` without validating again: the instance validation would make, for values
+    that are already what validating them returns (taken from validated models, or made by the
+    broker as exactly those types: a ``str``, a ``Decimal``, an enum member, an aware UTC
+    ``datetime``). Not for anything that comes from outside the broker: validating is what makes
+    that safe. The paper broker makes a fill, an order and an account per fill, where validating
+    them costs more than filling.
+
+    ``fields``: every field of ``cls`` (defaults included), in the order ``cls`` declares them, as
+    validation fills ``__dict__`` (repr lists it in that order); ``fields_set``: the names that
+    were passed (validation marks those as set, not the defaulted ones; a fresh set per
+    instance, as validation makes). Only for models without private attributes or extra fields."""
+    model = _new_instance(cls)
+    _set_slot(model, "__dict__", fields)
+    _set_slot(model, "__pydantic_fields_set__", fields_set)
+    _set_slot(model, "__pydantic_extra__", None)
+    _set_slot(model, "__pydantic_private__", None)
+    return model
 
 
 class AssetClass(StrEnum):
@@ -365,10 +385,52 @@ class Order(BaseModel):
         symbol: str | None = None,
     ) -> Order:
         """The order a broker records for ``request`` at ``at`` (``symbol``: the venue's spelling)."""
+        symbol = symbol or request.symbol
+        if (
+            type(request) is OrderRequest
+            and type(at) is datetime
+            and at.tzinfo is UTC
+            and type(venue) is str
+            and type(symbol) is str
+            and type(status) is OrderStatus
+            and type(reason) is str
+            and cls is Order
+        ):
+            # All of it validated already (the request's fields are the order's, of the same types;
+            # ``at`` is what ensure_utc makes of it): the same order, without validating it again.
+            return built(
+                Order,
+                {
+                    "client_order_id": request.client_order_id,
+                    "venue": venue,
+                    "symbol": symbol,
+                    "side": request.side,
+                    "type": request.type,
+                    "qty": request.qty,
+                    "limit_price": request.limit_price,
+                    "stop_price": request.stop_price,
+                    "trail": request.trail,
+                    "parent": request.parent,
+                    "collar_low": request.collar_low,
+                    "collar_high": request.collar_high,
+                    "status": status,
+                    "reason": reason,
+                    "created_at": at,
+                    "updated_at": at,
+                    "filled_qty": ZERO,
+                    "avg_fill_price": None,
+                    "fees": ZERO,
+                    "signal_id": request.signal_id,
+                    "filled_at": None,
+                    "checked_until": None,
+                    "triggered_at": None,
+                },
+                set(_FROM_REQUEST_FIELDS),
+            )
         return cls(
             client_order_id=request.client_order_id,
             venue=venue,
-            symbol=symbol or request.symbol,
+            symbol=symbol,
             side=request.side,
             type=request.type,
             qty=request.qty,
@@ -397,6 +459,30 @@ class Order(BaseModel):
             and (self.limit_price == request.limit_price or self.parent is not None)
             and self.parent == request.parent
         )
+
+
+# What Order.from_request passes, so what validation marks as set (the fill's fields are defaults).
+_FROM_REQUEST_FIELDS = frozenset(
+    (
+        "client_order_id",
+        "venue",
+        "symbol",
+        "side",
+        "type",
+        "qty",
+        "limit_price",
+        "stop_price",
+        "trail",
+        "parent",
+        "collar_low",
+        "collar_high",
+        "status",
+        "reason",
+        "created_at",
+        "updated_at",
+        "signal_id",
+    )
+)
 
 
 class Fill(_Frozen):

@@ -77,6 +77,7 @@ from venues.models import (
     OrderType,
     Position,
     Side,
+    built,
     with_changes,
 )
 from venues.paper_config import FillAt, PaperBrokerConfig
@@ -162,6 +163,9 @@ class _BarView(NamedTuple):
     low: Decimal
     close: Decimal
     close_time: datetime
+
+
+_new_tuple = tuple.__new__
 
 
 def _dec(value: float) -> Decimal:
@@ -321,7 +325,7 @@ class PaperBroker:
         instrument = await self._market.instrument(request.symbol)
         self._fund_once()
         await self._process()  # earlier orders fill first, so cash and positions are current
-        now = self._now()
+        now = self._clock.now()
         reason = await self._refusal(request, instrument, now)
         order = Order.from_request(
             request,
@@ -341,14 +345,17 @@ class PaperBroker:
         waits_for_entry = entry is not None and entry.status is OrderStatus.PENDING
         if stored.status is OrderStatus.PENDING and not waits_for_entry:
             symbol = instrument.symbol
-            pending = [o for o in self._ledger.orders(self.venue, OrderStatus.PENDING) if o.symbol == symbol]
+            pending = []
+            for o in self._ledger.orders(self.venue, OrderStatus.PENDING):
+                if o.symbol == symbol:
+                    pending.append(o)
             await self._match_symbols({symbol: pending})
         return self._ledger.order(stored.client_order_id) or stored
 
     async def _process(self) -> list[Fill]:
         # Fills depend only on the bars the clock has reached: at a moment already processed there
         # is nothing new (an order placed since is matched by its own placement).
-        now = self._now()
+        now = self._clock.now()
         if now == self._processed_at:
             return []
         by_symbol: dict[str, list[Order]] = {}
@@ -412,7 +419,7 @@ class PaperBroker:
         # changes, one computed at this moment from the same state is still the answer (a fire
         # asks for it in its tick, again to check a buy, and once more for the fires it skips).
         version = getattr(self._ledger, "version", None)
-        key = (self._now(), currency, version, self.config) if isinstance(version, int) else None
+        key = (self._clock.now(), currency, version, self.config) if isinstance(version, int) else None
         if key is not None and key == self._account_key and self._account_value is not None:
             return self._account_value
         account = await self._compute_account(currency)
@@ -421,9 +428,14 @@ class PaperBroker:
         return account
 
     async def _compute_account(self, currency: str) -> Account:
+        # Loops, not comprehensions: each of those is a call of its own (on Python 3.11), and an
+        # account is computed at every fire.
         cash = self._ledger.cash(self.venue, currency)
         pending = self._ledger.orders(self.venue, OrderStatus.PENDING)
-        held_all = [p for p in self._ledger.positions(self.venue) if p.qty != 0]
+        held_all: list[Position] = []
+        for p in self._ledger.positions(self.venue):
+            if p.qty != 0:
+                held_all.append(p)
         buys: list[Order] = []
         short_entries: list[Order] = []
         if pending:
@@ -433,21 +445,29 @@ class PaperBroker:
             short_entries = [
                 o for o in pending if o.side is Side.SELL and o.parent is None and o.symbol not in long_held
             ]
-        symbols = {o.symbol for o in (*buys, *short_entries)} | {p.symbol for p in held_all}
-        instruments = {s: await self._market.instrument(s) for s in symbols} if symbols else {}
-        mine = sorted(s for s, i in instruments.items() if i.currency == currency)
+            symbols = {o.symbol for o in (*buys, *short_entries)} | {p.symbol for p in held_all}
+        else:
+            symbols = set()
+            for p in held_all:
+                symbols.add(p.symbol)
+        instruments: dict[str, Instrument] = {}
+        mine: list[str] = []
+        for symbol in symbols:
+            instruments[symbol] = instrument = await self._market.instrument(symbol)
+            if instrument.currency == currency:
+                mine.append(symbol)
+        mine.sort()
         # One batched price read for every symbol involved, not a bars call per position.
         last = (await self._last_trades(mine)).get if mine else _no_price
 
-        reserved = sum(
-            (
-                self._cost_at(o.qty, o.limit_price, instruments[o.symbol], last(o.symbol))
-                for o in buys
-                if instruments[o.symbol].currency == currency
-            ),
-            ZERO,
-        )
-        held = [p for p in held_all if instruments[p.symbol].currency == currency]
+        reserved = ZERO
+        for o in buys:
+            if instruments[o.symbol].currency == currency:
+                reserved = reserved + self._cost_at(o.qty, o.limit_price, instruments[o.symbol], last(o.symbol))
+        held: list[Position] = []
+        for p in held_all:
+            if instruments[p.symbol].currency == currency:
+                held.append(p)
         value = ZERO
         for p in held:
             instrument, mark = instruments[p.symbol], last(p.symbol) or p.avg_cost
@@ -466,27 +486,20 @@ class PaperBroker:
         if self.config.starting_cash.get(currency, ZERO) <= 0 and cash <= 0 and not held and reserved <= 0:
             hint = self.config.unfunded_hint.replace("{currency}", currency)
             unfunded = f"no paper cash in {currency} on {self.venue}" + (f": {hint}" if hint else "")
-        return Account(
-            venue=self.venue,
-            currency=currency,
-            cash=cash,
-            reserved_cash=reserved,
-            positions_value=value,
-            equity=cash + value,
-            positions=tuple(held),
-            unfunded=unfunded,
-            deposited=self._ledger.deposited(self.venue, currency),
-        )
+        deposited = self._ledger.deposited(self.venue, currency)
+        return _account_of(self.venue, currency, cash, reserved, value, tuple(held), unfunded, deposited)
 
     async def _last_trades(self, symbols: list[str]) -> Mapping[str, Decimal]:
         """The last traded price of each symbol with a quote (``market.snapshot(symbols)``'s
         ``last``, as Decimal), read once per moment (the prices a moment shows are fixed, as its
         bars are)."""
-        now = self._now()
+        now = self._clock.now()
         known = self._quotes
         if known is not None and known[0] == now and known[1] == symbols:
             return known[2]
-        prices = {symbol: _dec(price) for symbol, price in (await last_trades(self._market, symbols)).items()}
+        prices: dict[str, Decimal] = {}
+        for symbol, price in (await last_trades(self._market, symbols)).items():
+            prices[symbol] = _dec(price)
         self._quotes = (now, symbols, prices)
         return prices
 
@@ -505,13 +518,11 @@ class PaperBroker:
         symbol = instrument.symbol
         if qty % instrument.qty_step != 0:
             return f"quantity {qty} of {symbol} is not a multiple of its step size {instrument.qty_step}"
-        for name, price in (
-            ("stop", request.stop_price),
-            ("collar", request.collar_low),
-            ("collar", request.collar_high),
-        ):
-            if price is not None and price % instrument.tick_size != 0:
-                return f"{name} price {price} of {symbol} is not a multiple of its tick size {instrument.tick_size}"
+        stop, collar_low, collar_high = request.stop_price, request.collar_low, request.collar_high
+        if stop is not None or collar_low is not None or collar_high is not None:
+            for name, price in (("stop", stop), ("collar", collar_low), ("collar", collar_high)):
+                if price is not None and price % instrument.tick_size != 0:
+                    return f"{name} price {price} of {symbol} is not a multiple of its tick size {instrument.tick_size}"
         if request.parent is not None:
             return self._child_refusal(request, instrument)
         position = self._ledger.position(self.venue, symbol)
@@ -598,14 +609,10 @@ class PaperBroker:
         symbol = instrument.symbol
         # A bracket's exits are contingent: they give way (clipped, or refused at the fill as having
         # nothing to close) to a sell that closes the position first, so they reserve nothing here.
-        pending = sum(
-            (
-                o.qty
-                for o in self._ledger.orders(self.venue, OrderStatus.PENDING)
-                if o.symbol == symbol and o.side is Side.SELL and o.parent is None
-            ),
-            ZERO,
-        )
+        pending = ZERO
+        for o in self._ledger.orders(self.venue, OrderStatus.PENDING):
+            if o.symbol == symbol and o.side is Side.SELL and o.parent is None:
+                pending = pending + o.qty
         locked = ZERO
         if instrument.settlement_days > 0:
             locked = self._ledger.bought_on(
@@ -710,19 +717,26 @@ class PaperBroker:
                 waiting.append(order)
         if not waiting:
             return fills
-        if all(o.parent is None for o in waiting) and not self._may_have_bar_from(
-            instrument, min(self._eligible_from(o) for o in waiting)
-        ):
+        earliest: datetime | None = None  # the first bar open any may fill on, when all are entries
+        for order in waiting:
+            if order.parent is not None:
+                earliest = None
+                break
+            eligible = self._eligible_from(order)
+            if earliest is None or eligible < earliest:
+                earliest = eligible
+        if earliest is not None and not self._may_have_bar_from(instrument, earliest):
             # Entries only, and no bar they may fill on yet (a market order just placed at a
             # bar's close): no book to build, only day orders to expire.
             self._expire_entries(waiting, instrument)
             return fills
         book = _Book(self, instrument, waiting)
         start = book.earliest_start()
-        if start is not None and self._may_have_bar_from(instrument, start):
+        # With entries only, the book's earliest start is ``earliest``, just found to have bars.
+        if start is not None and (start == earliest or self._may_have_bar_from(instrument, start)):
             bars = await self._bars(instrument, start=start)
             if len(bars):  # they run to the last final bar: that one is known for this moment now
-                self._latest[instrument.symbol] = (self._now(), bars)
+                self._latest[instrument.symbol] = (self._clock.now(), bars)
             for bar in self._bar_views(bars):
                 fills.extend(await book.match_bar(bar))
                 if book.done():
@@ -825,14 +839,26 @@ class PaperBroker:
     def _bar_views(bars: BarArrays) -> Iterator[_BarView]:
         """The bars one by one, in time order, with Decimal prices, each made when it is reached
         (matching usually stops at the first)."""
+        open_us, close_us, opens, highs, lows, closes = (
+            bars.open_us,
+            bars.close_us,
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+        )
+        # ``item``: the Python number itself, not a numpy scalar converted; the tuple made directly.
         for i in range(len(bars)):
-            yield _BarView(
-                from_epoch_us(bars.open_us[i]),
-                _dec(bars.open[i]),
-                _dec(bars.high[i]),
-                _dec(bars.low[i]),
-                _dec(bars.close[i]),
-                from_epoch_us(bars.close_us[i]),
+            yield _new_tuple(
+                _BarView,
+                (
+                    from_epoch_us(open_us.item(i)),
+                    _dec(opens.item(i)),
+                    _dec(highs.item(i)),
+                    _dec(lows.item(i)),
+                    _dec(closes.item(i)),
+                    from_epoch_us(close_us.item(i)),
+                ),
             )
 
     async def _try_fill(
@@ -1046,18 +1072,7 @@ class PaperBroker:
                     "updated_at": now,
                 },
             )
-        fill = Fill(
-            client_order_id=order.client_order_id,
-            venue=self.venue,
-            symbol=order.symbol,
-            side=order.side,
-            qty=order.qty,
-            price=price,
-            fee=fee,
-            liquidity=liquidity,
-            ts=ts,
-            trade_day=trade_day.isoformat(),
-        )
+        fill = _fill_of(order, self.venue, price, fee, liquidity, ts, trade_day.isoformat())
         filled = with_changes(
             order,
             {
@@ -1226,7 +1241,7 @@ class PaperBroker:
     async def _latest_bar(self, instrument: Instrument) -> BarArrays:
         """Final bars of the instrument at the clock's now whose last is the last final bar (none
         before the first), read from the market once per moment: only their last is meant."""
-        now = self._now()
+        now = self._clock.now()
         known = self._latest.get(instrument.symbol)
         if known is not None and known[0] == now:
             return known[1]
@@ -1240,7 +1255,7 @@ class PaperBroker:
         order placed at a bar's close waits for the next bar, and reading the bars since its start
         only to find none costs more than the rest of its placement. True when unsure."""
         known = self._latest.get(instrument.symbol)
-        if known is None or known[0] != self._now():
+        if known is None or known[0] != self._clock.now():
             return True
         last = known[1]
         return bool(len(last)) and int(last.open_us[-1]) >= epoch_us(start)
@@ -1274,6 +1289,94 @@ class PaperBroker:
         for currency, amount in self.config.starting_cash.items():
             self._ledger.fund(self.venue, currency, amount, now)
         self._funded = True
+
+
+_FILL_FIELDS = frozenset(Fill.model_fields)
+_ACCOUNT_FIELDS = frozenset(Account.model_fields)
+
+
+def _fill_of(
+    order: Order, venue: str, price: Decimal, fee: Decimal, liquidity: Liquidity, ts: datetime, trade_day: str
+) -> Fill:
+    """``Fill(...)`` of ``order`` (a stored order: validated fields) at ``price`` with ``fee``, both
+    Decimals the broker computed: built without validating again where nothing needs it."""
+    if type(venue) is not str or type(price) is not Decimal or type(fee) is not Decimal:
+        return Fill(
+            client_order_id=order.client_order_id,
+            venue=venue,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            price=price,
+            fee=fee,
+            liquidity=liquidity,
+            ts=ts,
+            trade_day=trade_day,
+        )
+    fields = {
+        "client_order_id": order.client_order_id,
+        "venue": venue,
+        "symbol": order.symbol,
+        "side": order.side,
+        "qty": order.qty,
+        "price": price,
+        "fee": fee,
+        "liquidity": liquidity,
+        "ts": ts,
+        "trade_day": trade_day,
+    }
+    return built(Fill, fields, set(_FILL_FIELDS))
+
+
+def _account_of(
+    venue: str,
+    currency: str,
+    cash: Decimal,
+    reserved: Decimal,
+    value: Decimal,
+    held: tuple[Position, ...],
+    unfunded: str,
+    deposited: Decimal | None,
+) -> Account:
+    """``Account(...)``, built without validating again when every part is already of its field's
+    type (the ledger's cash and deposits are Decimals, its positions Positions): an account is
+    computed at every fire."""
+    equity = cash + value
+    validated = (
+        type(venue) is str
+        and type(currency) is str
+        and type(cash) is Decimal
+        and type(reserved) is Decimal
+        and type(value) is Decimal
+        and (deposited is None or type(deposited) is Decimal)
+    )
+    for position in held:
+        if type(position) is not Position:
+            validated = False
+    if validated:
+        fields = {
+            "venue": venue,
+            "currency": currency,
+            "cash": cash,
+            "reserved_cash": reserved,
+            "positions_value": value,
+            "equity": equity,
+            "positions": held,
+            "unfunded": unfunded,
+            "deposited": deposited,
+        }
+        return built(Account, fields, set(_ACCOUNT_FIELDS))
+    return Account(
+        venue=venue,
+        currency=currency,
+        cash=cash,
+        reserved_cash=reserved,
+        positions_value=value,
+        equity=equity,
+        positions=held,
+        unfunded=unfunded,
+        deposited=deposited,
+    )
 
 
 def _below_min_qty(qty: Decimal, instrument: Instrument) -> str:
@@ -1333,7 +1436,9 @@ class _Book:
         self.instrument = instrument
         self.calendar = instrument.calendar
         self.exchange_hours = instrument.asset_class is not AssetClass.CRYPTO
-        self.orders = {o.client_order_id: o for o in orders}
+        self.orders: dict[str, Order] = {}
+        for order in orders:
+            self.orders[order.client_order_id] = order
         self.start: dict[str, datetime | None] = {}
         self.locked_day: dict[str, date] = {}  # T+1: the session of the entry's fill
         self.valid_through: dict[str, date | None] = {}
@@ -1362,9 +1467,14 @@ class _Book:
                     self._activate(order, parent)
                 else:
                     self.start[order.client_order_id] = None  # its entry is pending on another pass
-        self.sequence = sorted(
-            self.orders.values(),
-            key=lambda o: (o.parent is not None, _CHILD_PRIORITY[o.type] if o.parent else 0, o.created_at),
+        # Entries first, oldest first; then exits, a market before a stop before a target.
+        self.sequence = (
+            sorted(
+                self.orders.values(),
+                key=lambda o: (o.parent is not None, _CHILD_PRIORITY[o.type] if o.parent else 0, o.created_at),
+            )
+            if len(self.orders) > 1
+            else list(self.orders.values())
         )
 
     def _activate(self, child: Order, parent: Order) -> None:
@@ -1381,14 +1491,21 @@ class _Book:
             self.locked_day[child.client_order_id] = calendars.trading_day(self.calendar, parent.filled_at)
 
     def earliest_start(self) -> datetime | None:
-        starts = [s for s in self.start.values() if s is not None]
-        return min(starts) if starts else None
+        earliest = None
+        for start in self.start.values():
+            if start is not None and (earliest is None or start < earliest):
+                earliest = start
+        return earliest
 
     def done(self) -> bool:
         return not any(o.status.is_open for o in self.orders.values())
 
     def open_entries(self) -> list[Order]:
-        return [o for o in self.orders.values() if o.parent is None and o.status.is_open]
+        entries = []
+        for order in self.orders.values():
+            if order.parent is None and order.status.is_open:
+                entries.append(order)
+        return entries
 
     async def match_bar(self, bar: _BarView) -> list[Fill]:
         fills: list[Fill] = []
@@ -1496,6 +1613,8 @@ class _Book:
     def progress(self) -> list[Order]:
         """The open orders whose matching state moved (how far they were matched, a trailing stop,
         a T+1 hold): stored so the next pass starts there instead of walking the same bars again."""
+        if not self.changed:
+            return []
         now = self.broker._now()
         changed = [self.orders[coid] for coid in sorted(self.changed)]
         return [with_changes(o, {"updated_at": now}) for o in changed if o.status.is_open]
