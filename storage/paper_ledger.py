@@ -610,6 +610,7 @@ _MUTABLE_ORDER_FIELDS = (
     "status",
     "qty",
     "stop_price",
+    "limit_price",
     "trail",
     "filled_qty",
     "avg_fill_price",

@@ -415,6 +415,18 @@ async def test_limit_buy_never_reached_stays_pending(engine: Engine) -> None:
     assert (await the_order(rig, "l1")).status is OrderStatus.PENDING
 
 
+async def test_a_moved_limit_is_stored_and_fills_at_the_new_price(engine: Engine) -> None:
+    # /plan moves a target (a resting limit): the ledger must keep the new price (the run ledger
+    # once dropped it, so a backtest's moved target filled at the old one).
+    rig = make_rig(engine, "2021-07-05T00:30", cash={"USDT": D(100_000)})
+    await rig.broker.place(buy("l1", "0.5", BTC, limit="34000"))
+    moved = await rig.broker.amend("l1", limit_price=D("34950.00"))
+    assert moved.limit_price == (await the_order(rig, "l1")).limit_price == D("34950.00")
+    rig.at("2021-07-05T02:00")
+    fill = await the_fill(rig, "l1")  # the 01:00 bar trades down to 34900: filled at the moved limit
+    assert (fill.price, fill.liquidity) == (D("34950.00"), Liquidity.MAKER)
+
+
 # --- A-share rules ----------------------------------------------------------------------------
 
 
