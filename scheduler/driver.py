@@ -342,14 +342,16 @@ class FastForwardDriver:
                 continue
             trigger = job.trigger
             fires: Sequence[datetime] = [upcoming]
-            # A trigger on an even grid (candle closes) lists the fires in one step.
+            # A trigger on an even grid (candle closes) lists the fires in one step, and its next
+            # fire after them is the grid's next point.
             fire_times_before = getattr(trigger, "fire_times_before", None)
             if fire_times_before is not None:
                 listed = fire_times_before(upcoming, moment)
-                if isinstance(listed, FireGrid) and (not listed or listed.first - upcoming == listed.every):
-                    fires = FireGrid(upcoming, listed.every, len(listed) + 1)
-                else:
-                    fires = [upcoming, *listed]
+                if isinstance(listed, FireGrid) and listed.first - upcoming == listed.every:
+                    self._set_next(job, listed.first + listed.count * listed.every)
+                    per_job.append(FireGrid(upcoming, listed.every, listed.count + 1))
+                    continue
+                fires = [upcoming, *listed]
                 upcoming = ensure_utc(fires[-1])
             # As step() computes the fire after a run on time: now is that fire's time.
             later: list[datetime] = []

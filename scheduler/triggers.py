@@ -324,7 +324,8 @@ class CandleCloseTrigger(BaseTrigger):
     def fire_times_before(self, previous_fire_time: datetime, moment: datetime) -> FireGrid:
         """Every fire after ``previous_fire_time`` and before ``moment``, in order: what calling
         ``get_next_fire_time(fire, fire)`` from it would give one by one, in one step (the grid is
-        evenly spaced), as a :class:`FireGrid`."""
+        evenly spaced), as a :class:`FireGrid`; the grid's next point (``first + count x every``)
+        is the next fire after them, the first at or after ``moment``."""
         first = self._first_fire_from(_start_point(previous_fire_time, previous_fire_time))
         count = max(-((first - ensure_utc(moment)) // self.every), 0)  # ceil((moment - first) / every)
         return FireGrid(first, self.every, count)

@@ -223,9 +223,10 @@ class EventHorizon:
                 filled_bar_close = order.filled_at + bar_length
                 grid = isinstance(fires, FireGrid)
                 split = fires.bisect_left(filled_bar_close) if grid else bisect_left(fires, filled_bar_close)
-        self._held.append((fires[:split], span.account))
+        if split:
+            self._held.append((fires if split == len(fires) else fires[:split], span.account))
         if split < len(fires):
-            self._held.append((fires[split:], now))
+            self._held.append((fires[split:] if split else fires, now))
 
     def equity(self, *, with_cash: bool = False) -> EquityColumns:
         """The fire, equity (and with ``with_cash`` the cash) of every fire noted so far (after the
