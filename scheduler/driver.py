@@ -348,8 +348,8 @@ class FastForwardDriver:
             if fire_times_before is not None:
                 listed = fire_times_before(upcoming, moment)
                 if isinstance(listed, FireGrid) and listed.first - upcoming == listed.every:
-                    self._set_next(job, listed.first + listed.count * listed.every)
-                    per_job.append(FireGrid(upcoming, listed.every, listed.count + 1))
+                    self._set_next(job, listed.first + listed.size * listed.every)
+                    per_job.append(FireGrid(upcoming, listed.every, listed.size + 1))
                     continue
                 fires = [upcoming, *listed]
                 upcoming = ensure_utc(fires[-1])

@@ -121,21 +121,21 @@ def _start_point(previous_fire_time: datetime | None, now: datetime) -> datetime
 
 
 class FireGrid(Sequence[datetime]):
-    """``count`` fire times spaced ``every`` apart from ``first``: a list of them that makes each
+    """``size`` fire times spaced ``every`` apart from ``first``: a list of them that makes each
     datetime only when it is read. A backtest passes over thousands of candle closes between the
     fires it stops at, and usually needs only their number and span (as epoch arrays)."""
 
-    __slots__ = ("count", "every", "first")
+    __slots__ = ("every", "first", "size")
 
-    def __init__(self, first: datetime, every: timedelta, count: int) -> None:
-        if count < 0:
-            raise ValueError(f"a fire grid holds zero or more fires, got {count}")
+    def __init__(self, first: datetime, every: timedelta, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"a fire grid holds zero or more fires, got {size}")
         self.first = first
         self.every = every
-        self.count = count
+        self.size = size
 
     def __len__(self) -> int:
-        return self.count
+        return self.size
 
     @overload
     def __getitem__(self, index: int) -> datetime: ...
@@ -145,13 +145,13 @@ class FireGrid(Sequence[datetime]):
 
     def __getitem__(self, index: int | slice) -> datetime | Sequence[datetime]:
         if isinstance(index, slice):
-            start, stop, step = index.indices(self.count)
+            start, stop, step = index.indices(self.size)
             if step != 1:
                 return list(self)[index]
             return FireGrid(self.first + start * self.every, self.every, max(stop - start, 0))
-        position = index + self.count if index < 0 else index
-        if not 0 <= position < self.count:
-            raise IndexError(f"fire {index} of a grid of {self.count}")
+        position = index + self.size if index < 0 else index
+        if not 0 <= position < self.size:
+            raise IndexError(f"fire {index} of a grid of {self.size}")
         # Multiplication of a timedelta by an integer is exact, as the repeated addition of __iter__.
         return self.first + position * self.every
 
@@ -159,26 +159,26 @@ class FireGrid(Sequence[datetime]):
         """The index of the first fire at or after ``moment`` (``len`` when none): what
         ``bisect.bisect_left(grid, moment)`` gives, by arithmetic on the grid."""
         steps = -((self.first - moment) // self.every)  # ceil((moment - first) / every)
-        return min(max(steps, 0), self.count)
+        return min(max(steps, 0), self.size)
 
     def __iter__(self) -> Iterator[datetime]:
-        if not self.count:
+        if not self.size:
             return iter(())
-        return accumulate(repeat(self.every, self.count - 1), datetime.__add__, initial=self.first)
+        return accumulate(repeat(self.every, self.size - 1), datetime.__add__, initial=self.first)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FireGrid):  # the same fires: the spacing of one fire or none is moot
-            if self.count != other.count:
+            if self.size != other.size:
                 return False
-            return self.count == 0 or (self.first == other.first and (self.count == 1 or self.every == other.every))
+            return self.size == 0 or (self.first == other.first and (self.size == 1 or self.every == other.every))
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == self.count and list(self) == list(other)
+            return len(other) == self.size and list(self) == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # equal to lists, which do not hash
 
     def __repr__(self) -> str:
-        return f"FireGrid({self.first.isoformat()}, every {_fmt(self.every)}, {self.count} fires)"
+        return f"FireGrid({self.first.isoformat()}, every {_fmt(self.every)}, {self.size} fires)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ class CandleCloseTrigger(BaseTrigger):
     def fire_times_before(self, previous_fire_time: datetime, moment: datetime) -> FireGrid:
         """Every fire after ``previous_fire_time`` and before ``moment``, in order: what calling
         ``get_next_fire_time(fire, fire)`` from it would give one by one, in one step (the grid is
-        evenly spaced), as a :class:`FireGrid`; the grid's next point (``first + count x every``)
+        evenly spaced), as a :class:`FireGrid`; the grid's next point (``first + size x every``)
         is the next fire after them, the first at or after ``moment``."""
         first = self._first_fire_from(_start_point(previous_fire_time, previous_fire_time))
         count = max(-((first - ensure_utc(moment)) // self.every), 0)  # ceil((moment - first) / every)

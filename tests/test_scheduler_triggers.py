@@ -172,7 +172,7 @@ def test_candle_fires_listed_at_once_are_the_ones_found_one_by_one(every: timede
             fire = trigger.get_next_fire_time(fire, fire)
         listed = trigger.fire_times_before(previous, moment)
         assert listed == walked
-        assert listed.first + listed.count * listed.every == fire  # the grid's next point: the next fire
+        assert listed.first + listed.size * listed.every == fire  # the grid's next point: the next fire
     assert trigger.fire_times_before(previous, previous - timedelta(days=1)) == []
 
 

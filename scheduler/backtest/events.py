@@ -77,10 +77,10 @@ def fire_epochs(parts: Sequence[Sequence[datetime]]) -> np.ndarray:
     lengths: list[int] = []
     for fires in parts:
         if isinstance(fires, FireGrid):
-            if fires.count:
+            if fires.size:
                 starts.append(epoch_us(fires.first))
                 steps.append(fires.every // _ONE_US)
-                lengths.append(fires.count)
+                lengths.append(fires.size)
         else:
             starts.extend(map(epoch_us, fires))
             steps.extend(repeat(0, len(fires)))
@@ -221,8 +221,10 @@ class EventHorizon:
                 # A market entry fills at its bar's open; a 24/7 bar closes one bar length later.
                 bar_length = parse_timeframe(self.venue.instrument_of(order.symbol).timeframe).delta
                 filled_bar_close = order.filled_at + bar_length
-                grid = isinstance(fires, FireGrid)
-                split = fires.bisect_left(filled_bar_close) if grid else bisect_left(fires, filled_bar_close)
+                if isinstance(fires, FireGrid):
+                    split = fires.bisect_left(filled_bar_close)
+                else:
+                    split = bisect_left(fires, filled_bar_close)
         if split:
             self._held.append((fires if split == len(fires) else fires[:split], span.account))
         if split < len(fires):
