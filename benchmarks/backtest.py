@@ -89,11 +89,11 @@ def main() -> None:
               zip(peer_trades.EntryTime, peer_trades.ExitTime, strict=True)]  # fmt: skip
     print(f"BTC/USD 1h 2021, sma_cross {FAST}/{SLOW}, no costs: {n} bars; best of {repeat} runs each")
     print(
-        f"backtesting.py : {peer_seconds:8.2f} s  {n / peer_seconds:10.0f} bars/s  (cpu {peer_cpu:.2f} s)  "
+        f"backtesting.py : {peer_seconds:8.4f} s  {n / peer_seconds:10.0f} bars/s  (cpu {peer_cpu:.4f} s)  "
         f"{len(peer_trades)} trades"
     )
     print(
-        f"tradeops       : {ours_seconds:8.2f} s  {n / ours_seconds:10.0f} bars/s  (cpu {ours_cpu:.2f} s)  "
+        f"tradeops       : {ours_seconds:8.4f} s  {n / ours_seconds:10.0f} bars/s  (cpu {ours_cpu:.4f} s)  "
         f"{len(ours)} closed trades (database, driver, broker included; the clock stopped at {result.fires} "
         f"of {n} candle closes)"
     )
