@@ -150,6 +150,20 @@ def _sqlite_failure(exc: BaseException, path: Path | None, data_dir: Path | None
 def _os_failure(exc: OSError, data_dir: Path | None) -> Failure:
     path = exc.filename or (str(data_dir) if data_dir is not None else "a file")
     reason = exc.strerror or one_line(exc)
+    if exc.filename and not _inside(Path(str(exc.filename)), data_dir):
+        # A path the user named (--report, --keep-db), not the data dir: the data dir is no remedy.
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return Failure(f"cannot write {path}: {reason}; free some space on that disk", FAILED)
+        if exc.errno in (
+            errno.ENOTDIR,
+            errno.EEXIST,
+            errno.EISDIR,
+            errno.ENOENT,
+            errno.EACCES,
+            errno.EPERM,
+            errno.EROFS,
+        ):
+            return Failure(f"cannot write {path}: {reason}; name a file in a folder you can write", BAD_INPUT)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return Failure(
             f"cannot write {path}: {reason}; free some space on that disk, or set {DATA_DIR_SETTING} "
@@ -201,3 +215,13 @@ class OneLineErrors(TyperGroup):
                 raise
             typer.echo(f"error: {failure.message}", err=True)
             raise typer.Exit(failure.exit_code) from None
+
+
+def _inside(path: Path, data_dir: Path | None) -> bool:
+    """Whether ``path`` lies in the data dir (True without one: the data dir's advice applies)."""
+    if data_dir is None:
+        return True
+    try:
+        return path.resolve().is_relative_to(data_dir.resolve())
+    except OSError:
+        return True

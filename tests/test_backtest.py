@@ -144,6 +144,19 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--capital", "1,000"], "'1,000' is not a number; write it plainly, e.g. 1000 or 0.5"),
         (["--capital", "nan"], "is not a number"),
         (["--timeframe", "7h"], "7h"),
+        (
+            ["--report", "/proc/no-such/x.html"],
+            "cannot write /proc/no-such: No such file or directory; name a file in a folder you can write",
+        ),
+        (
+            ["--timeframe", "1w"],
+            "--timeframe 1w: scans run at most once a day; use one of 1m, 5m, 15m, 30m, 1h, 4h, 1d",
+        ),
+        (["--timeframe", "1w", "--walk-forward", "3"], "--timeframe 1w: scans run at most once a day"),
+        (
+            ["--timeframe", "1m"],
+            "--timeframe 1m: BTC/USD on replay-crypto has no bars that fine; use one of 1h, 4h, 1d",
+        ),
         (["--from", "2024-01-01", "--to", "2024-01-05"], "has bars from 2021-01-01 06:00 to 2022-01-01 00:00 UTC"),
         (["--policy", "rules", "--param", "fast=10"], "--param is for --policy sma_cross"),
     ],

@@ -50,7 +50,7 @@ from venues.clock import SimulatedClock, ensure_utc, epoch_us, from_epoch_us, wi
 from venues.models import Fill, Side
 from venues.paper import PaperBroker
 from venues.recorded import RecordedBarsVenue
-from venues.timeframes import parse_timeframe
+from venues.timeframes import TIMEFRAMES, Timeframe, parse_timeframe
 
 BACKTEST_WATCHLIST = "backtest"
 Progress = Callable[[float], None]
@@ -158,9 +158,23 @@ def trade_json(trade: TradeRecord) -> dict[str, Any]:
     }
 
 
+MAX_SCAN_EVERY = pd.Timedelta(days=1)
+"""The coarsest timeframe a scan fires on (the candle and session triggers fire at most daily)."""
+
+
+def scan_timeframe(name: str) -> Timeframe:
+    """The timeframe ``name`` of a backtest's scans; UnknownTimeframeError for an unknown one,
+    BacktestError for one coarser than a day (scans fire at most daily), each naming the valid."""
+    timeframe = parse_timeframe(name)
+    if timeframe.delta > MAX_SCAN_EVERY:
+        usable = ", ".join(n for n, tf in TIMEFRAMES.items() if tf.delta <= MAX_SCAN_EVERY)
+        raise BacktestError(f"--timeframe {name}: scans run at most once a day; use one of {usable}")
+    return timeframe
+
+
 async def check_spec(venue: Venue, spec: BacktestSpec) -> str:
     """Validate the symbols, timeframe and window against the venue; return the one currency."""
-    parse_timeframe(spec.timeframe)  # UnknownTimeframeError names the valid ones
+    timeframe = scan_timeframe(spec.timeframe)
     if not spec.symbols:
         raise BacktestError("--symbols is empty: name at least one symbol, e.g. --symbols BTC/USD")
     if ensure_utc(spec.end) <= ensure_utc(spec.start):
@@ -169,6 +183,15 @@ async def check_spec(venue: Venue, spec: BacktestSpec) -> str:
     if spec.capital <= 0:
         raise BacktestError(f"--capital must be above zero, got {spec.capital}")
     currencies = {s: (await venue.instrument(s)).currency for s in spec.symbols}
+    served = getattr(venue, "timeframes", None)  # a recorded venue knows what each symbol has
+    if served is not None:
+        for symbol in spec.symbols:
+            if timeframe.name not in (names := served(symbol)):
+                usable = [name for name in names if TIMEFRAMES[name].delta <= MAX_SCAN_EVERY]
+                raise BacktestError(
+                    f"--timeframe {spec.timeframe}: {symbol} on {spec.venue} has no bars that fine; "
+                    f"use one of {', '.join(usable)}"
+                )
     # Recorded venues (replay, lake) know their range: a window outside it would run, trade nothing
     # and print zeros as if the policy had found nothing.
     available_range = getattr(venue, "available_range", None)

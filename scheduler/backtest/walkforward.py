@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.backtest import metrics
-from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec, trade_json
+from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec, scan_timeframe, trade_json
 from scheduler.backtest.metrics import EquityPoint
 from scheduler.scan import scan_interval
 from scheduler.triggers import fire_times, trigger_for
@@ -33,7 +33,9 @@ class FoldWindow:
 
 
 def scan_grid(spec: BacktestSpec, calendar: str) -> list[datetime]:
-    """The fire times of the backtest's scan job in [start, end): one per bar where it decides."""
+    """The fire times of the backtest's scan job in [start, end): one per bar where it decides.
+    BacktestError for a timeframe scans cannot fire on (:func:`scan_timeframe`)."""
+    scan_timeframe(spec.timeframe)
     watchlist = WatchlistSpec(name="grid", venue=spec.venue, symbols=spec.symbols or ("x",), timeframe=spec.timeframe)
     trigger = trigger_for(calendar, scan_interval(watchlist, calendar))
     return [t for t in fire_times(trigger, spec.start, spec.end) if t < spec.end]
