@@ -64,6 +64,8 @@ def parse_params(values: Sequence[str]) -> dict[str, float]:
             number = math.nan
         if not sep or not name or not math.isfinite(number):
             raise BacktestError(f"--param {item!r} is not NAME=NUMBER, e.g. --param fast=10")
+        if name in params:
+            raise BacktestError(f"--param {name} is given twice ({params[name]:g} and {number:g}): give it once")
         params[name] = number
     return params
 

@@ -361,6 +361,11 @@ def backtest(
         )
         if report is not None and walk_forward:
             raise BacktestError("--report is for a single run; leave out --walk-forward, or --report")
+        if (purge_bars or embargo_bars) and not walk_forward:
+            # They shape the folds only: without folds they would be silently ignored.
+            raise BacktestError("--purge-bars and --embargo-bars are for --walk-forward K; add it, or leave them out")
+        if len(set(spec.symbols)) < len(spec.symbols):
+            raise BacktestError(f"--symbols {symbols.strip()} names a symbol twice: name each once")
         if spec.params and spec.policy != "sma_cross":
             # The other policies take their parameters from settings: a --param would be silently ignored.
             raise BacktestError(f"--param is for --policy sma_cross (fast, slow, size, qty), not {spec.policy}")

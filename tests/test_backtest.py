@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import venues.replay.venue as replay_venue
-from bot.backtest import backtest, chat_text, result_text, walk_forward_backtest, walk_forward_text
+from bot.backtest import backtest, chat_text, parse_params, result_text, walk_forward_backtest, walk_forward_text
 from bot.cli import app
 from bot.settings import load_settings
 from scheduler.backtest.engine import BacktestError, BacktestResult, BacktestSpec
@@ -144,6 +144,8 @@ def test_a_signal_below_one_a_share_lot_is_skipped_with_the_reason(tmp_path: Pat
         (["--capital", "1,000"], "'1,000' is not a number; write it plainly, e.g. 1000 or 0.5"),
         (["--capital", "nan"], "is not a number"),
         (["--timeframe", "7h"], "7h"),
+        (["--purge-bars", "24"], "--purge-bars and --embargo-bars are for --walk-forward K"),
+        (["--symbols", "BTC/USD, BTC/USD"], "names a symbol twice"),
         (
             ["--report", "/proc/no-such/x.html"],
             "cannot write /proc/no-such: No such file or directory; name a file in a folder you can write",
@@ -245,3 +247,9 @@ def test_sma_cross_has_no_tp1_rate_and_prices_print_in_full(tmp_path: Path) -> N
     for trade, line in zip(result.trades, [x for x in result_text(result).splitlines() if " @ " in x], strict=True):
         price = line.split(" @ ")[1].split()[0]
         assert Decimal(price) == Decimal(repr(trade.entry_price)) and len(price.split(".")[1]) >= 2, line
+
+
+def test_a_param_given_twice_is_refused() -> None:
+    # The last one winning would run a strategy the user did not read in their own command.
+    with pytest.raises(BacktestError, match=r"--param fast is given twice \(10 and 20\): give it once"):
+        parse_params(["fast=10", "slow=30", "fast=20"])
