@@ -160,14 +160,15 @@ def trade_json(trade: TradeRecord) -> dict[str, Any]:
 
 MAX_SCAN_EVERY = pd.Timedelta(days=1)
 """The coarsest timeframe a scan fires on (the candle and session triggers fire at most daily)."""
+SCAN_TIMEFRAMES = tuple(name for name, tf in TIMEFRAMES.items() if tf.delta <= MAX_SCAN_EVERY)
 
 
 def scan_timeframe(name: str) -> Timeframe:
     """The timeframe ``name`` of a backtest's scans; UnknownTimeframeError for an unknown one,
     BacktestError for one coarser than a day (scans fire at most daily), each naming the valid."""
     timeframe = parse_timeframe(name)
-    if timeframe.delta > MAX_SCAN_EVERY:
-        usable = ", ".join(n for n, tf in TIMEFRAMES.items() if tf.delta <= MAX_SCAN_EVERY)
+    if timeframe.name not in SCAN_TIMEFRAMES:
+        usable = ", ".join(SCAN_TIMEFRAMES)
         raise BacktestError(f"--timeframe {name}: scans run at most once a day; use one of {usable}")
     return timeframe
 
@@ -187,7 +188,7 @@ async def check_spec(venue: Venue, spec: BacktestSpec) -> str:
     if served is not None:
         for symbol in spec.symbols:
             if timeframe.name not in (names := served(symbol)):
-                usable = [name for name in names if TIMEFRAMES[name].delta <= MAX_SCAN_EVERY]
+                usable = [name for name in names if name in SCAN_TIMEFRAMES]
                 raise BacktestError(
                     f"--timeframe {spec.timeframe}: {symbol} on {spec.venue} has no bars that fine; "
                     f"use one of {', '.join(usable)}"
@@ -315,9 +316,9 @@ async def run_backtest(
     if persist:  # the horizon's points are in the store too
         valued = EquityColumns.empty()
     equity = merge_curve(valued.times_us, valued.values, stored)
-    times_us = equity.times_us
-    if len(times_us) and (times_us[0] < epoch_us(start) or times_us[-1] > epoch_us(end)):
-        inside = (times_us >= epoch_us(start)) & (times_us <= epoch_us(end))
+    times_us, start_us, end_us = equity.times_us, epoch_us(start), epoch_us(end)
+    if len(times_us) and (times_us[0] < start_us or times_us[-1] > end_us):
+        inside = (times_us >= start_us) & (times_us <= end_us)
         equity = EquityCurve(times_us[inside], equity.values[inside])
     if persist:
         deps.plans.flush_equity()
